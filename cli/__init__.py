@@ -1,0 +1,1 @@
+"""mreg's command line: a thin click shell over ``registry``."""

@@ -1,0 +1,188 @@
+"""The ``mreg`` command: pull, path, ls, verify, rm, gc."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from registry import __version__
+from registry.config import Settings, resolve_token
+from registry.download import Tuning
+from registry.errors import MregError
+from registry.maintenance import collect_garbage, remove, resolve_local, verify
+from registry.pull import PullOptions, pull
+from registry.repo import REPO_TYPES, RepoRef
+from registry.workspace import open_workspace
+
+from .progress import PlainProgress, RichProgress, human_size
+
+T = TypeVar("T")
+EXIT_INTERRUPTED = 130
+
+
+def _run(coro_fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Run an async command, turning mreg's errors into one line on stderr and an exit code."""
+
+    @functools.wraps(coro_fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(coro_fn(*args, **kwargs))
+        except MregError as exc:
+            click.echo(f"mreg: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("mreg: interrupted (run the same command again to resume)", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+repo_type_option = click.option("--repo-type", type=click.Choice(REPO_TYPES), default="model", show_default=True,
+                                help="Kind of repository.")
+revision_option = click.option("--revision", default="main", show_default=True, help="Branch, tag or commit.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mreg")
+def main() -> None:
+    """mreg: pull, verify and serve Hugging Face models from one content-addressed store."""
+
+
+@main.command("pull")
+@click.argument("repo_id")
+@revision_option
+@repo_type_option
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@click.option("--local-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the files as plain files into DIR.")
+@click.option("--connections", type=click.IntRange(1, 256), default=Tuning.connections, show_default=True,
+              help="HTTP connections in parallel (split across large files).")
+@click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@json_option
+@_run
+async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
+                       exclude: tuple[str, ...], local_dir: Path | None, connections: int, token: str | None,
+                       as_json: bool) -> None:
+    """Download REPO_ID at a revision into the store; print the snapshot folder last."""
+    settings = Settings.from_env()
+    repo = RepoRef.parse(repo_id, repo_type)
+    options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
+                          tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
+    console = Console(stderr=True)
+    progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
+    async with open_workspace(settings, resolve_token(token), connections) as ws:
+        with progress:
+            result = await pull(repo, options, client=ws.client, store=ws.store, catalog=ws.catalog,
+                                progress=progress)
+    if result.source == "local" and not settings.offline:
+        click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
+    if as_json:
+        _echo_json({"repo": repo.repo_id, "commit": result.commit, "path": str(result.path),
+                    "files": [dataclasses.asdict(f) for f in result.files]})
+    else:
+        if result.source == "upstream":
+            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files", err=True)
+        click.echo(str(result.path))
+
+
+@main.command("path")
+@click.argument("repo_id")
+@revision_option
+@repo_type_option
+@_run
+async def path_command(repo_id: str, revision: str, repo_type: str) -> None:
+    """Print the snapshot folder of a local repo."""
+    settings = Settings.from_env()
+    repo = RepoRef.parse(repo_id, repo_type)
+    async with open_workspace(settings, None) as ws:
+        commit = await resolve_local(ws.catalog, repo, revision)
+        click.echo(str(ws.store.snapshot_dir(repo, commit)))
+
+
+@main.command("ls")
+@json_option
+@_run
+async def ls_command(as_json: bool) -> None:
+    """List the repos in the local store."""
+    async with open_workspace(Settings.from_env(), None) as ws:
+        repos = await ws.catalog.list_repos()
+    if as_json:
+        _echo_json([{"repo": r.repo.repo_id, "repo_type": r.repo.repo_type, "commit": r.commit,
+                     "refs": list(r.refs), "files": r.files, "size": r.size, "complete": r.complete,
+                     "updated_at": r.updated_at.isoformat()} for r in repos])
+        return
+    if not repos:
+        click.echo("no repos in the store (try: mreg pull ORG/NAME)", err=True)
+    for r in repos:
+        state = "complete" if r.complete else "partial"
+        refs = ",".join(r.refs) or "-"
+        click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  {state}")
+
+
+@main.command("verify")
+@click.argument("repo_id")
+@revision_option
+@repo_type_option
+@json_option
+@_run
+async def verify_command(repo_id: str, revision: str, repo_type: str, as_json: bool) -> None:
+    """Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch."""
+    repo = RepoRef.parse(repo_id, repo_type)
+    async with open_workspace(Settings.from_env(), None) as ws:
+        commit = await resolve_local(ws.catalog, repo, revision)
+        checks = await verify(ws.store, ws.catalog, repo, commit)
+    bad = [c for c in checks if not c.ok]
+    if as_json:
+        _echo_json({"repo": repo.repo_id, "commit": commit, "ok": not bad,
+                    "files": [dataclasses.asdict(c) for c in checks]})
+    else:
+        for c in bad:
+            click.echo(f"BAD {c.path}: {c.problem}", err=True)
+        click.echo(f"{repo}@{commit[:12]}: {len(checks) - len(bad)} of {len(checks)} files verified")
+    if bad:
+        sys.exit(4)
+
+
+@main.command("rm")
+@click.argument("repo_id")
+@repo_type_option
+@_run
+async def rm_command(repo_id: str, repo_type: str) -> None:
+    """Remove a repo (all its revisions) and free the space nothing else uses."""
+    repo = RepoRef.parse(repo_id, repo_type)
+    async with open_workspace(Settings.from_env(), None) as ws:
+        freed = await remove(ws.store, ws.catalog, repo)
+    click.echo(f"removed {repo}; freed {human_size(freed.freed_bytes)}")
+
+
+@main.command("gc")
+@json_option
+@_run
+async def gc_command(as_json: bool) -> None:
+    """Delete blobs no repo uses and stale partial downloads."""
+    async with open_workspace(Settings.from_env(), None) as ws:
+        result = await collect_garbage(ws.store, ws.catalog)
+    if as_json:
+        _echo_json(dataclasses.asdict(result))
+    else:
+        click.echo(f"removed {result.removed_blobs} blobs and {result.removed_partials} partial downloads; "
+                   f"freed {human_size(result.freed_bytes)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""``Catalog``: the async API over the catalog database.
+
+Every call is one short transaction. Writes go through one writer per process (an asyncio lock)
+and, on SQLite, take the database write lock up front, so several processes can share one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..errors import UsageError
+from ..repo import RepoRef
+from . import queries as q
+from .db import db_errors, make_engine, upgrade_to_head, writer
+from .models import STATES
+from .records import FileRecord, RepoSummary
+
+T = TypeVar("T")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FINAL_STATUSES = ("complete", "failed")
+
+
+def _check_commit(commit: str) -> str:
+    if not _COMMIT.match(commit):
+        raise UsageError(f"invalid commit {commit!r}: expected 40 lowercase hex digits")
+    return commit
+
+
+def _check_sha256(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise UsageError(f"invalid sha256 {sha256!r}: expected 64 lowercase hex digits")
+    return sha256
+
+
+def _check_ref(ref: str) -> str:
+    if not ref or len(ref) > 255:
+        raise UsageError(f"invalid ref name {ref[:80]!r}")
+    return ref
+
+
+def _check_file(record: FileRecord) -> None:
+    if record.state not in STATES:
+        raise UsageError(f"invalid file state {record.state!r} for {record.path}: use one of {', '.join(STATES)}")
+    if record.sha256 is not None:
+        _check_sha256(record.sha256)
+
+
+class Catalog:
+    """What mreg knows about repos, revisions, refs, files, blobs and downloads. Use ``open``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> "Catalog":
+        """Connect to the database at ``url`` and migrate its schema to head."""
+        engine = make_engine(url)
+        try:
+            await upgrade_to_head(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def _read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        with db_errors("read", self._engine.url):
+            async with self._engine.connect() as conn, conn.begin():
+                return await fn(conn)
+
+    async def _transact(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._writer.begin() as conn:
+            return await fn(conn)
+
+    async def _write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._write_lock:
+            with db_errors("write", self._engine.url):
+                try:
+                    return await self._transact(fn)
+                except IntegrityError:  # another process inserted the same row first: retry once
+                    return await self._transact(fn)
+
+    async def record_revision(
+        self, repo: RepoRef, commit: str, files: Sequence[FileRecord], ref: str | None = None
+    ) -> None:
+        """Record ``repo`` at ``commit`` with its files (pending unless already complete), and set
+        ``ref`` to it if given. Idempotent: known files are left as they are."""
+        _check_commit(commit)
+        for record in files:
+            _check_file(record)
+        if ref is not None:
+            _check_ref(ref)
+        await self._write(lambda conn: q.record_revision(conn, repo, commit, files, ref))
+
+    async def set_ref(self, repo: RepoRef, ref: str, commit: str) -> None:
+        """Point ``ref`` (``main``, ``refs/pr/1``...) of ``repo`` at ``commit``."""
+        _check_ref(ref)
+        _check_commit(commit)
+
+        async def run(conn: AsyncConnection) -> None:
+            await q.set_ref(conn, await q.ensure_repo(conn, repo), ref, commit)
+
+        await self._write(run)
+
+    async def mark_file_complete(self, repo: RepoRef, commit: str, path: str, sha256: str, size: int) -> None:
+        """Record that ``path`` is stored with content ``sha256`` (and that blob exists)."""
+        _check_commit(commit)
+        _check_sha256(sha256)
+        await self._write(lambda conn: q.mark_file_complete(conn, repo, commit, path, sha256, size))
+
+    async def mark_revision_complete(self, repo: RepoRef, commit: str) -> None:
+        """Record that every file of ``repo`` at ``commit`` is stored."""
+        _check_commit(commit)
+        await self._write(lambda conn: q.mark_revision_complete(conn, repo, commit))
+
+    async def resolve_revision(self, repo: RepoRef, revision: str) -> str | None:
+        """The commit a ref name, a known full commit or a unique 7+ digit prefix stands for, else None."""
+        return await self._read(lambda conn: q.resolve_revision(conn, repo, revision))
+
+    async def revision_state(self, repo: RepoRef, commit: str) -> str | None:
+        """``pending`` or ``complete``; None if the revision is unknown."""
+        return await self._read(lambda conn: q.revision_state(conn, repo, commit))
+
+    async def revision_files(self, repo: RepoRef, commit: str) -> list[FileRecord]:
+        """The files of ``repo`` at ``commit``, ordered by path."""
+        return await self._read(lambda conn: q.revision_files(conn, repo, commit))
+
+    async def list_repos(self) -> list[RepoSummary]:
+        """One summary per repo with a revision, ordered by repo: its newest complete revision, or
+        its newest one if none is complete."""
+
+        async def run(conn: AsyncConnection) -> tuple[list[q.RevisionRow], dict[int, tuple[int, int]], q.RefIndex]:
+            return await q.all_revisions(conn), await q.file_totals(conn), await q.all_refs(conn)
+
+        revisions, totals, refs = await self._read(run)
+        newest: dict[RepoRef, q.RevisionRow] = {}
+        for rev in revisions:
+            best = newest.get(rev.repo)
+            if best is None or _rank(rev) > _rank(best):
+                newest[rev.repo] = rev
+        summaries = []
+        for repo, rev in sorted(newest.items()):
+            files, size = totals.get(rev.id, (0, 0))
+            summaries.append(
+                RepoSummary(
+                    repo=repo,
+                    commit=rev.commit,
+                    refs=tuple(refs.get((repo, rev.commit), ())),
+                    files=files,
+                    size=size,
+                    complete=rev.state == "complete",
+                    updated_at=rev.completed_at or rev.created_at,
+                )
+            )
+        return summaries
+
+    async def remove_repo(self, repo: RepoRef) -> bool:
+        """Forget ``repo`` with its revisions, refs, files and downloads; False if it was unknown."""
+        return await self._write(lambda conn: q.remove_repo(conn, repo))
+
+    async def referenced_blobs(self) -> set[str]:
+        """The sha256 of every blob some file row uses."""
+        return await self._read(q.referenced_blobs)
+
+    async def start_download(self, repo: RepoRef, commit: str, bytes_total: int) -> int:
+        """Record a download that starts now; return its id for ``finish_download``."""
+        _check_commit(commit)
+        return await self._write(lambda conn: q.start_download(conn, repo, commit, bytes_total))
+
+    async def finish_download(
+        self, download_id: int, status: str, bytes_fetched: int, error: str | None = None
+    ) -> None:
+        """Record how download ``download_id`` ended: ``complete`` or ``failed`` (with ``error``)."""
+        if status not in _FINAL_STATUSES:
+            raise UsageError(f"invalid download status {status!r}: use one of {', '.join(_FINAL_STATUSES)}")
+        await self._write(lambda conn: q.finish_download(conn, download_id, status, bytes_fetched, error))
+
+
+def _rank(rev: q.RevisionRow) -> tuple[bool, datetime, int]:
+    """Sort key for "newest revision, complete ones first"."""
+    return (rev.state == "complete", rev.created_at, rev.id)

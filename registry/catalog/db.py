@@ -1,0 +1,135 @@
+"""The catalog's engine: one async engine per database URL, SQLite tuning, and migrations to head.
+
+Nothing here assumes SQLite. When the dialect is SQLite (the embedded default) a connect hook sets
+WAL, a busy timeout and ``foreign_keys=ON``, and transactions are begun by us: ``BEGIN IMMEDIATE``
+for writes (so two processes queue on the write lock instead of failing mid-transaction) and a
+plain ``BEGIN`` for reads. The schema belongs to the Alembic scripts in the ``migrations`` package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import migrations
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import URL, Connection, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..errors import CatalogError
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite connection waits for another process's write lock before failing."""
+
+WRITE_OPTION = "mreg_write"
+"""Execution option marking a writer connection (begun with ``BEGIN IMMEDIATE`` on SQLite)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """A short, single-line reason for a database error (the driver's message if there is one)."""
+    reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(reason).strip().splitlines()
+    return text[0] if text else type(reason).__name__
+
+
+@contextmanager
+def db_errors(action: str, url: URL | str) -> Iterator[None]:
+    """Translate SQLAlchemy, Alembic and OS errors into a one-line ``CatalogError``."""
+    try:
+        yield
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        shown = url.render_as_string(hide_password=True) if isinstance(url, URL) else url
+        raise CatalogError(f"catalog {action} failed ({shown}): {_one_line(exc)}") from exc
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; for a SQLite file, its folder is created first."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise CatalogError(f"invalid database URL {url!r}: {_one_line(exc)}") from exc
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot create the catalog folder {folder}: {exc.strerror or exc}") from exc
+    try:
+        engine = create_async_engine(parsed)
+    except (SQLAlchemyError, ImportError) as exc:
+        hint = " (e.g. sqlite+aiosqlite:// or postgresql+asyncpg://)" if isinstance(exc, InvalidRequestError) else ""
+        raise CatalogError(f"cannot use database URL {parsed.render_as_string()}: {_one_line(exc)}{hint}") from exc
+    if sqlite:
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    """Install the SQLite-only connect and begin hooks described in the module docstring."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver must not emit BEGIN itself: we do
+        cursor = dbapi_connection.cursor()
+        for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "foreign_keys = ON", "journal_mode = WAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine, marked so that its transactions take the write lock up front."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, located through ``migrations.__file__`` (works when installed)."""
+    config = Config()
+    location = str(Path(migrations.__file__).resolve().parent)
+    config.set_main_option("script_location", location.replace("%", "%%"))
+    return config
+
+
+def _heads_differ(connection: Connection) -> bool:
+    script = ScriptDirectory.from_config(alembic_config())
+    current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) != set(script.get_heads())
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Apply pending migrations; a no-op (and no write lock) when the schema is already at head.
+
+    If another process migrates at the same moment and ours fails, the schema being at head
+    afterwards counts as success.
+    """
+    with db_errors("open", engine.url):
+        async with engine.connect() as conn:
+            if not await conn.run_sync(_heads_differ):
+                return
+    try:
+        with db_errors("migration", engine.url):
+            async with writer(engine).begin() as conn:
+                await conn.run_sync(_upgrade)
+    except CatalogError:
+        with db_errors("migration", engine.url):
+            async with engine.connect() as conn:
+                if await conn.run_sync(_heads_differ):
+                    raise

@@ -1,0 +1,147 @@
+"""The catalog's tables as SQLAlchemy ORM models, in portable types.
+
+The schema itself is owned by the Alembic migrations in ``migrations/versions``; these models must
+match them (``tests/test_catalog.py`` compares the two). Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+STATES = ("pending", "complete")
+DOWNLOAD_STATUSES = ("running", "complete", "failed")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog: use timezone-aware UTC")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Repo(Base):
+    """A repository on a hub, known by its type and id."""
+
+    __tablename__ = "repos"
+    __table_args__ = (UniqueConstraint("repo_type", "repo_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo_type: Mapped[str] = mapped_column(String(16))
+    repo_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Revision(Base):
+    """One commit of a repo and whether all its files are stored."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("repo", "commit"), CheckConstraint(_in("state", STATES), name="state"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    commit: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Ref(Base):
+    """A named ref (``main``, ``refs/pr/1``) of a repo and the commit it points to."""
+
+    __tablename__ = "refs"
+    __table_args__ = (UniqueConstraint("repo", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(40))
+
+
+class File(Base):
+    """One file of a revision; ``sha256`` is the content hash once the bytes are stored."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("revision", "path"), CheckConstraint(_in("state", STATES), name="state"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(4096))
+    size: Mapped[int] = mapped_column(BigInteger)
+    git_oid: Mapped[str] = mapped_column(String(64))
+    lfs_sha256: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+
+
+class Blob(Base):
+    """A blob in the content-addressed store."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Download(Base):
+    """One download run of a repo revision."""
+
+    __tablename__ = "downloads"
+    __table_args__ = (CheckConstraint(_in("status", DOWNLOAD_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    commit: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    bytes_total: Mapped[int] = mapped_column(BigInteger)
+    bytes_fetched: Mapped[int] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,62 @@
+"""Where mreg keeps things and which hub it talks to, read from the environment once.
+
+Follows ecosystem conventions: ``MREG_HOME`` (default ``$XDG_CACHE_HOME/mreg``),
+``MREG_DATABASE_URL`` (default: SQLite inside ``MREG_HOME``), ``HF_ENDPOINT``, ``HF_TOKEN`` and the
+token file huggingface_hub saves, ``HF_HUB_OFFLINE``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _cache_root(env: os._Environ[str] | dict[str, str]) -> Path:
+    xdg = env.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg else Path.home() / ".cache"
+
+
+def saved_hf_token_path(env: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """The file where ``hf auth login`` saves the token (``HF_TOKEN_PATH``, else ``$HF_HOME/token``)."""
+    env = os.environ if env is None else env
+    if env.get("HF_TOKEN_PATH"):
+        return Path(env["HF_TOKEN_PATH"]).expanduser()
+    hf_home = env.get("HF_HOME")
+    base = Path(hf_home).expanduser() if hf_home else _cache_root(env) / "huggingface"
+    return base / "token"
+
+
+def resolve_token(explicit: str | None, env: os._Environ[str] | dict[str, str] | None = None) -> str | None:
+    """The token to send to the hub: ``--token``, then ``HF_TOKEN``, then huggingface_hub's saved token."""
+    env = os.environ if env is None else env
+    for candidate in (explicit, env.get("HF_TOKEN"), env.get("HUGGING_FACE_HUB_TOKEN")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    try:
+        saved = saved_hf_token_path(env).read_text().strip()
+    except OSError:
+        return None
+    return saved or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything mreg reads from the environment."""
+
+    home: Path
+    database_url: str
+    endpoint: str
+    offline: bool
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env["MREG_HOME"]).expanduser() if env.get("MREG_HOME") else _cache_root(env) / "mreg"
+        database_url = env.get("MREG_DATABASE_URL") or f"sqlite+aiosqlite:///{home / 'catalog.db'}"
+        endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        offline = env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+        return cls(home=home, database_url=database_url, endpoint=endpoint, offline=offline)

@@ -1,0 +1,49 @@
+"""Hashing a partial file's contiguous prefix while the rest of it is still arriving."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+from ..hashing import git_blob_header
+
+HASH_STEP = 16 * 1024 * 1024
+
+
+class PrefixHasher:
+    """sha256 (and optionally git's blob sha1) of a file that is written out of order.
+
+    ``advance(upto)`` hashes bytes ``[hashed, upto)`` in a worker thread; the caller passes the
+    contiguous prefix that is known to be written. hashlib releases the GIL on large buffers, so this
+    overlaps with the download.
+    """
+
+    def __init__(self, fd: int, size: int, git_sha1: bool) -> None:
+        self._fd = fd
+        self.size = size
+        self.hashed = 0
+        self._sha256 = hashlib.sha256()
+        self._sha1 = hashlib.sha1(git_blob_header(size)) if git_sha1 else None
+
+    def _hash_range(self, upto: int) -> None:
+        while self.hashed < upto:
+            data = os.pread(self._fd, min(HASH_STEP, upto - self.hashed), self.hashed)
+            if not data:
+                raise OSError(f"partial file ended at {self.hashed} of {self.size} bytes")
+            self._sha256.update(data)
+            if self._sha1 is not None:
+                self._sha1.update(data)
+            self.hashed += len(data)
+
+    async def advance(self, upto: int) -> None:
+        if upto > self.hashed:
+            await asyncio.to_thread(self._hash_range, upto)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    @property
+    def git_sha1(self) -> str | None:
+        return self._sha1.hexdigest() if self._sha1 is not None else None

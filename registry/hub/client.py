@@ -1,0 +1,307 @@
+"""HubClient: the one object that talks to a Hugging Face Hub endpoint over aiohttp.
+
+It owns the token, the retry policy and the redirect policy:
+- the token is sent only to the endpoint's own origin; any hop to another host (the LFS CDN, a
+  mirror's redirect) goes without it;
+- 408/429/5xx answers and connection failures are retried with exponential backoff, honouring
+  ``Retry-After``;
+- ``X-Error-Code`` answers become the one-line errors of ``registry.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+from yarl import URL
+
+from ..errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    UpstreamError,
+    UpstreamUnavailableError,
+)
+from ..repo import RepoRef
+from . import urls
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+MAX_TREE_PAGES = 10_000
+MAX_JSON_BYTES = 256 * 1024 * 1024
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LocationExpiredError(UpstreamError):
+    """A signed CDN URL was refused (expired or revoked): locate the file again."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry transient failures; tests shrink these."""
+
+    attempts: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 20.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), self.max_retry_after)
+            except ValueError:
+                pass
+        return min(self.backoff * (2**attempt), self.max_backoff)
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    repo: RepoRef
+    commit: str
+    gated: bool | str
+    private: bool
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a repo at a commit, as the tree listing announces it."""
+
+    path: str
+    size: int
+    git_oid: str
+    lfs_sha256: str | None
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.lfs_sha256 is not None
+
+
+@dataclass(frozen=True)
+class FileLocation:
+    """Where a file's bytes can be fetched with Range requests (after the resolve redirect)."""
+
+    url: str
+    size: int
+    etag: str
+    commit: str
+
+
+def _error_for(resp: aiohttp.ClientResponse, repo: RepoRef, revision: str | None, path: str | None,
+               endpoint: str, has_token: bool) -> UpstreamError:
+    """Map a hub's error answer to a one-line error."""
+    code = resp.headers.get("X-Error-Code", "")
+    message = resp.headers.get("X-Error-Message", "").strip().splitlines()[0:1]
+    detail = f": {message[0][:200]}" if message else ""
+    page = f"{endpoint}/{repo}"
+    if code == "GatedRepo":
+        if resp.status == 401 or not has_token:
+            return GatedRepoError(f"{repo} is a gated repo: request access at {page} and pass a token "
+                                  f"(--token or HF_TOKEN)")
+        return GatedRepoError(f"{repo} is a gated repo and your token is not approved for it: ask for access at {page}")
+    if code == "RevisionNotFound":
+        return RevisionNotFoundError(f"revision {revision!r} not found in {repo}")
+    if code == "EntryNotFound":
+        return EntryNotFoundError(f"file {path!r} not found in {repo} at {revision}")
+    if code == "RepoNotFound" or (resp.status == 401 and not has_token) or resp.status == 404 and path is None:
+        hint = "" if has_token else " (if it is private, pass --token or set HF_TOKEN)"
+        return RepoNotFoundError(f"repository {repo} not found on {endpoint}{hint}")
+    if resp.status == 401:
+        return UpstreamError(f"{endpoint} refused the token (401){detail}: check --token / HF_TOKEN")
+    if resp.status == 403:
+        return UpstreamError(f"access to {repo} denied by {endpoint} (403){detail}")
+    if resp.status == 404:
+        return EntryNotFoundError(f"file {path!r} not found in {repo} at {revision}")
+    return UpstreamError(f"{resp.method} {urls.redacted(str(resp.url))} failed: HTTP {resp.status}{detail}")
+
+
+class HubClient:
+    """Speaks the Hub's download protocol to one endpoint with one (optional) token."""
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, token: str | None = None,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
+        self._session = session
+        self.endpoint = endpoint.rstrip("/")
+        self._token = token
+        self.retry = retry
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    def _headers(self, url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept-Encoding": "identity", "User-Agent": "mreg"}
+        if self._token and urls.same_origin(url, self.endpoint):
+            headers["Authorization"] = f"Bearer {self._token}"
+        headers.update(extra or {})
+        return headers
+
+    async def send(self, method: str, url: str, headers: dict[str, str] | None = None,
+                   timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
+        """One request, retried on 408/429/5xx and connection failures; redirects are not followed.
+
+        The caller owns the returned response and must release it.
+        """
+        last = ""
+        for attempt in range(self.retry.attempts):
+            retry_after = None
+            try:
+                resp = await self._session.request(
+                    method, URL(url, encoded=True), headers=self._headers(url, headers),
+                    allow_redirects=False, timeout=timeout or aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
+                )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+            else:
+                if resp.status not in RETRYABLE_STATUS:
+                    return resp
+                last = f"HTTP {resp.status}"
+                retry_after = resp.headers.get("Retry-After")
+                resp.release()
+            if attempt + 1 < self.retry.attempts:
+                await asyncio.sleep(self.retry.delay(attempt, retry_after))
+        raise UpstreamUnavailableError(
+            f"{method} {urls.redacted(url)} failed after {self.retry.attempts} attempts ({last})")
+
+    async def _follow(self, method: str, url: str, headers: dict[str, str] | None = None,
+                      stop_at_other_host: bool = False) -> aiohttp.ClientResponse:
+        """Send, following redirects (the token is dropped on any hop off the endpoint's origin).
+
+        With ``stop_at_other_host`` a redirect to another host is returned unfollowed (as
+        huggingface_hub's HEAD does for LFS files).
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self.send(method, url, headers)
+            location = resp.headers.get("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return resp
+            target = urljoin(url, location)
+            if stop_at_other_host and not urls.same_origin(target, url):
+                return resp
+            resp.release()
+            url = target
+        raise UpstreamError(f"too many redirects from {urls.redacted(url)}")
+
+    async def _get_json(self, url: str, repo: RepoRef, revision: str | None) -> tuple[Any, aiohttp.ClientResponse]:
+        resp = await self._follow("GET", url)
+        try:
+            if resp.status >= 400:
+                raise _error_for(resp, repo, revision, None, self.endpoint, self.has_token)
+            body = await resp.content.read(MAX_JSON_BYTES + 1)
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailableError(f"reading {urls.redacted(url)} failed: {type(exc).__name__}") from exc
+        finally:
+            resp.release()
+        if len(body) > MAX_JSON_BYTES:
+            raise UpstreamError(f"answer from {urls.redacted(url)} is larger than {MAX_JSON_BYTES} bytes")
+        try:
+            return json.loads(body), resp
+        except ValueError:
+            raise UpstreamError(f"{urls.redacted(url)} did not answer with JSON (HTTP {resp.status})") from None
+
+    async def repo_info(self, repo: RepoRef, revision: str) -> RepoInfo:
+        """Repo metadata at ``revision``; pins the revision to its commit."""
+        data, _ = await self._get_json(urls.repo_info_url(self.endpoint, repo, revision), repo, revision)
+        sha = data.get("sha") if isinstance(data, dict) else None
+        if not isinstance(sha, str) or not _SHA1.match(sha):
+            raise UpstreamError(f"the hub's answer for {repo}@{revision} has no valid commit sha")
+        return RepoInfo(repo=repo, commit=sha, gated=data.get("gated", False), private=bool(data.get("private")))
+
+    async def list_files(self, repo: RepoRef, commit: str) -> list[RemoteFile]:
+        """Every file of the repo at ``commit`` (recursive tree listing, following Link pagination)."""
+        url: str | None = urls.tree_url(self.endpoint, repo, commit)
+        files: list[RemoteFile] = []
+        for _ in range(MAX_TREE_PAGES):
+            if url is None:
+                return files
+            data, resp = await self._get_json(url, repo, commit)
+            if not isinstance(data, list):
+                raise UpstreamError(f"the tree listing of {repo} is not a JSON list")
+            files.extend(_parse_tree_entry(entry, repo) for entry in data
+                         if isinstance(entry, dict) and entry.get("type") == "file")
+            next_link = resp.links.get("next")
+            url = None
+            if next_link is not None:
+                url = str(next_link["url"])
+                if not urls.same_origin(url, self.endpoint):
+                    raise UpstreamError(f"the tree listing of {repo} points its next page at another host")
+        raise UpstreamError(f"the tree listing of {repo} has more than {MAX_TREE_PAGES} pages")
+
+    async def locate(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
+        """Resolve a file: HEAD on its resolve URL, following same-host redirects only.
+
+        An LFS file answers with a redirect to a signed CDN URL, which is where its bytes come from.
+        """
+        url = urls.resolve_url(self.endpoint, repo, commit, path)
+        resp = await self._follow("HEAD", url, stop_at_other_host=True)
+        try:
+            if resp.status >= 400:
+                raise _error_for(resp, repo, commit, path, self.endpoint, self.has_token)
+            headers = resp.headers
+            etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").removeprefix("W/").strip('"')
+            size_text = headers.get("X-Linked-Size") or headers.get("Content-Length") or ""
+            if not size_text.isdigit():
+                raise UpstreamError(f"the hub sent no size for {path!r} in {repo}")
+            location = urljoin(str(resp.url), headers["Location"]) if 300 <= resp.status < 400 else str(resp.url)
+            return FileLocation(url=location, size=int(size_text), etag=etag,
+                                commit=headers.get("X-Repo-Commit", commit))
+        finally:
+            resp.release()
+
+    async def open_range(self, location: FileLocation, start: int, end: int,
+                         timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """GET bytes ``[start, end)`` of a located file; the caller reads and releases the response.
+
+        Raises LocationExpiredError when a CDN refuses the signed URL, so the caller can locate again.
+        """
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        url = location.url
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self.send("GET", url, headers, timeout=timeout)
+            if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                resp.release()
+                url = urljoin(url, resp.headers["Location"])
+                continue
+            break
+        else:
+            raise UpstreamError(f"too many redirects from {urls.redacted(location.url)}")
+        if resp.status in (401, 403, 410) and not urls.same_origin(url, self.endpoint):
+            resp.release()
+            raise LocationExpiredError(f"{urls.redacted(url)} refused the signed URL (HTTP {resp.status})")
+        if resp.status == 206:
+            if _content_range(resp.headers.get("Content-Range", "")) == (start, end - 1, location.size):
+                return resp
+            resp.release()
+            raise UpstreamError(f"{urls.redacted(url)} answered a different range than asked "
+                                f"({resp.headers.get('Content-Range')!r} for bytes {start}-{end - 1})")
+        if resp.status == 200 and start == 0 and end == location.size:
+            return resp
+        resp.release()
+        if resp.status == 200:
+            raise UpstreamError(f"{urls.redacted(url)} ignored the Range header")
+        raise UpstreamError(f"GET {urls.redacted(url)} failed: HTTP {resp.status}")
+
+
+def _content_range(value: str) -> tuple[int, int, int] | None:
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", value.strip())
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _parse_tree_entry(entry: dict[str, Any], repo: RepoRef) -> RemoteFile:
+    """Validate one file entry of a tree listing (untrusted input)."""
+    path, size, oid, lfs = entry.get("path"), entry.get("size"), entry.get("oid"), entry.get("lfs")
+    lfs_sha = None
+    if isinstance(lfs, dict):
+        lfs_sha = lfs.get("oid") or lfs.get("sha256")
+        if not isinstance(lfs_sha, str) or not _SHA256.match(lfs_sha) or lfs.get("size", size) != size:
+            raise UpstreamError(f"malformed LFS entry for {path!r} in the tree of {repo}")
+    if (not isinstance(path, str) or type(size) is not int or size < 0
+            or not isinstance(oid, str) or not _SHA1.match(oid)):
+        raise UpstreamError(f"malformed file entry in the tree of {repo}: {str(entry)[:120]}")
+    return RemoteFile(path=path, size=size, git_oid=oid, lfs_sha256=lfs_sha)

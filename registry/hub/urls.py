@@ -1,0 +1,38 @@
+"""The one place that builds Hub URLs (routes as huggingface_hub uses them)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+from ..repo import RepoRef
+
+
+def _rev(revision: str) -> str:
+    # Revisions are encoded with no safe characters: refs/pr/1 -> refs%2Fpr%2F1.
+    return quote(revision, safe="")
+
+
+def repo_info_url(endpoint: str, repo: RepoRef, revision: str | None = None) -> str:
+    url = f"{endpoint}/api/{repo.api_segment}/{repo.repo_id}"
+    return f"{url}/revision/{_rev(revision)}" if revision is not None else url
+
+
+def tree_url(endpoint: str, repo: RepoRef, revision: str) -> str:
+    return f"{endpoint}/api/{repo.api_segment}/{repo.repo_id}/tree/{_rev(revision)}?recursive=true&expand=false"
+
+
+def resolve_url(endpoint: str, repo: RepoRef, revision: str, path: str) -> str:
+    prefix = "" if repo.repo_type == "model" else f"{repo.api_segment}/"
+    return f"{endpoint}/{prefix}{repo.repo_id}/resolve/{_rev(revision)}/{quote(path)}"
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when both URLs have the same scheme, host and port (a token may travel between them)."""
+    ua, ub = urlsplit(a), urlsplit(b)
+    return (ua.scheme, ua.hostname, ua.port) == (ub.scheme, ub.hostname, ub.port)
+
+
+def redacted(url: str) -> str:
+    """The URL without its query string, for messages (signed URLs carry signatures)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"

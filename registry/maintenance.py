@@ -1,0 +1,66 @@
+"""Checking and freeing what is in the store: verify, remove a repo, collect garbage."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .catalog import Catalog
+from .errors import UsageError
+from .hashing import file_digests
+from .repo import RepoRef
+from .store import GcResult, Store
+
+STALE_PARTIAL_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    path: str
+    ok: bool
+    problem: str = ""
+
+
+async def resolve_local(catalog: Catalog, repo: RepoRef, revision: str) -> str:
+    """The commit a local revision (ref name, commit or prefix) points to, or a UsageError."""
+    commit = await catalog.resolve_revision(repo, revision)
+    if commit is None:
+        raise UsageError(f"{repo}@{revision} is not in the local store (pull it first)")
+    return commit
+
+
+async def verify(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> list[FileCheck]:
+    """Re-hash every file of a local revision against the hashes upstream announced."""
+    linked = store.snapshot_files(repo, commit)
+    checks = []
+    for record in await catalog.revision_files(repo, commit):
+        sha = linked.get(record.path)
+        if record.state != "complete" or sha is None:
+            checks.append(FileCheck(record.path, False, "not downloaded"))
+            continue
+        if not store.has_blob(sha):
+            checks.append(FileCheck(record.path, False, "blob missing from the store"))
+            continue
+        sha256, git_sha1 = await asyncio.to_thread(file_digests, store.blob_path(sha))
+        expected = record.lfs_sha256 or record.git_oid
+        got = sha256 if record.lfs_sha256 else git_sha1
+        if got != expected or sha256 != sha:
+            checks.append(FileCheck(record.path, False, f"hash mismatch (expected {expected}, got {got})"))
+        else:
+            checks.append(FileCheck(record.path, True))
+    return checks
+
+
+async def collect_garbage(store: Store, catalog: Catalog) -> GcResult:
+    """Delete blobs no snapshot or catalog entry uses, and partial downloads untouched for a week."""
+    keep = await catalog.referenced_blobs()
+    return store.gc(keep=keep, partial_older_than=STALE_PARTIAL_SECONDS)
+
+
+async def remove(store: Store, catalog: Catalog, repo: RepoRef) -> GcResult:
+    """Forget a repo (every revision) and free the blobs nothing else uses."""
+    in_catalog = await catalog.remove_repo(repo)
+    on_disk = store.remove_repo(repo)
+    if not (in_catalog or on_disk):
+        raise UsageError(f"{repo} is not in the local store")
+    return await collect_garbage(store, catalog)

@@ -1,0 +1,207 @@
+"""Pulling a repo at a revision into the store: pin the commit, list, download, verify, link.
+
+The CLI's ``mreg pull`` and (later) the daemon's mirror jobs both call ``pull``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .catalog import Catalog, FileRecord
+from .download import FileSpec, Tuning, download_file
+from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError
+from .hub import FileLocation, HubClient, RemoteFile
+from .paths import safe_relpath
+from .repo import RepoRef
+from .selection import selected
+from .store import Store
+
+PARALLEL_FILES = 8
+
+
+class PullProgress(Protocol):
+    """What a pull reports while it runs (the CLI draws bars or prints lines from it)."""
+
+    def start(self, repo: RepoRef, commit: str, files: Sequence[tuple[str, int]]) -> None: ...
+    def advance(self, path: str, nbytes: int) -> None: ...
+    def file_done(self, path: str, fetched: int) -> None: ...
+
+
+class NullProgress:
+    def start(self, repo: RepoRef, commit: str, files: Sequence[tuple[str, int]]) -> None:
+        pass
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass
+
+    def file_done(self, path: str, fetched: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    revision: str = "main"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    local_dir: Path | None = None
+    tuning: Tuning = field(default_factory=Tuning)
+    parallel_files: int = PARALLEL_FILES
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class PulledFile:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PullResult:
+    repo: RepoRef
+    commit: str
+    path: Path
+    files: list[PulledFile]
+    fetched: int
+    source: str  # "upstream" or "local" (offline, or upstream unreachable)
+
+
+async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store: Store, catalog: Catalog,
+               progress: PullProgress = NullProgress()) -> PullResult:
+    """Bring ``repo`` at ``options.revision`` into the store and return its snapshot (or local dir)."""
+    if options.offline:
+        return await _local(repo, options, store, catalog)
+    try:
+        info = await client.repo_info(repo, options.revision)
+    except UpstreamUnavailableError:
+        if await catalog.resolve_revision(repo, options.revision) is None:
+            raise
+        return await _local(repo, options, store, catalog)
+    commit = info.commit
+    remote = _unique(await client.list_files(repo, commit))
+    await catalog.record_revision(repo, commit, [_record(f) for f in remote])
+    wanted = [f for f in remote if selected(f.path, options.include, options.exclude)]
+    known = {r.path: r for r in await catalog.revision_files(repo, commit)}
+    store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
+    linked = store.snapshot_files(repo, commit)
+    todo = [f for f in wanted if not _have(f, known.get(f.path), linked.get(f.path), store)]
+    progress.start(repo, commit, [(f.path, f.size) for f in wanted])
+    todo_paths = {f.path for f in todo}
+    for f in wanted:
+        if f.path not in todo_paths:
+            progress.advance(f.path, f.size)
+            progress.file_done(f.path, 0)
+    download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
+    fetched = 0
+    try:
+        fetched = await _download_all(repo, commit, todo, options, client, store, catalog, progress)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
+        await asyncio.shield(catalog.finish_download(download_id, "failed", fetched, message))
+        raise
+    await catalog.finish_download(download_id, "complete", fetched)
+    if options.revision != commit:
+        store.write_ref(repo, options.revision, commit)
+        await catalog.set_ref(repo, options.revision, commit)
+    if len(wanted) == len(remote):
+        await catalog.mark_revision_complete(repo, commit)
+    return _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
+
+
+def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
+    """Validate every name before anything is written; keep the first entry of a repeated path."""
+    seen: dict[str, RemoteFile] = {}
+    for f in files:
+        safe_relpath(f.path)
+        seen.setdefault(f.path, f)
+    return list(seen.values())
+
+
+def _record(f: RemoteFile) -> FileRecord:
+    return FileRecord(path=f.path, size=f.size, git_oid=f.git_oid, lfs_sha256=f.lfs_sha256)
+
+
+def _have(f: RemoteFile, record: FileRecord | None, linked_sha: str | None, store: Store) -> bool:
+    """True when the file is already complete in this snapshot (so a second pull moves no bytes)."""
+    sha = f.lfs_sha256 or (record.sha256 if record and record.state == "complete" else None)
+    return sha is not None and linked_sha == sha and store.has_blob(sha, f.size)
+
+
+async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
+                        client: HubClient, store: Store, catalog: Catalog, progress: PullProgress) -> int:
+    slots = asyncio.Semaphore(options.tuning.connections)
+    file_slots = asyncio.Semaphore(options.parallel_files)
+    fetched = 0
+
+    async def one(f: RemoteFile) -> None:
+        nonlocal fetched
+        async with file_slots:
+            async def locate() -> FileLocation:
+                location = await client.locate(repo, commit, f.path)
+                if location.size != f.size:
+                    raise IntegrityError(f"{f.path}: the hub announces {location.size} bytes, "
+                                         f"the tree listing {f.size}")
+                return location
+
+            spec = FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
+            done = await download_file(client, spec, locate, store, slots, options.tuning,
+                                       lambda n: progress.advance(f.path, n))
+            fetched += done.fetched
+            store.link_file(repo, commit, f.path, done.sha256)
+            await catalog.mark_file_complete(repo, commit, f.path, done.sha256, f.size)
+            progress.file_done(f.path, done.fetched)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for f in sorted(files, key=lambda f: -f.size):
+                group.create_task(one(f))
+    except BaseExceptionGroup as group_error:
+        raise _first_error(group_error) from None
+    return fetched
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The most telling error of a failed pull: an MregError if there is one."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return next((e for e in leaves if isinstance(e, MregError)), leaves[0])
+
+
+async def _pulled(repo: RepoRef, commit: str, catalog: Catalog, options: PullOptions) -> list[PulledFile]:
+    return [PulledFile(r.path, r.size, r.sha256) for r in await catalog.revision_files(repo, commit)
+            if r.state == "complete" and r.sha256 and selected(r.path, options.include, options.exclude)]
+
+
+async def _local(repo: RepoRef, options: PullOptions, store: Store, catalog: Catalog) -> PullResult:
+    """The pull answered from the store alone (offline, or upstream unreachable)."""
+    commit = await catalog.resolve_revision(repo, options.revision)
+    if commit is None:
+        raise UsageError(f"offline, and {repo}@{options.revision} is not in the local store")
+    records = [r for r in await catalog.revision_files(repo, commit)
+               if selected(r.path, options.include, options.exclude)]
+    missing = [r.path for r in records if r.state != "complete"]
+    if missing:
+        raise StoreError(f"offline, and {len(missing)} selected file(s) of {repo}@{commit[:12]} are not in the "
+                         f"local store (first: {missing[0]})")
+    files = [PulledFile(r.path, r.size, r.sha256 or "") for r in records]
+    return _finish(repo, commit, options, store, files, 0, "local")
+
+
+def _finish(repo: RepoRef, commit: str, options: PullOptions, store: Store, files: list[PulledFile],
+            fetched: int, source: str) -> PullResult:
+    path = store.snapshot_dir(repo, commit)
+    if options.local_dir is not None:
+        for f in files:
+            store.export_file(f.sha256, options.local_dir / safe_relpath(f.path))
+        path = options.local_dir
+    return PullResult(repo=repo, commit=commit, path=path, files=files, fetched=fetched, source=source)

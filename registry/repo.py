@@ -1,0 +1,42 @@
+"""Repository identities: ``org/name`` plus a repo type, validated before they touch a path or a URL."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+REPO_TYPES = ("model", "dataset")
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True, order=True)
+class RepoRef:
+    """A repository on a hub: its type (``model`` or ``dataset``) and its id (``org/name``)."""
+
+    repo_type: str
+    repo_id: str
+
+    @classmethod
+    def parse(cls, repo_id: str, repo_type: str = "model") -> "RepoRef":
+        """Validate ``repo_id`` (``name`` or ``org/name``); raise UsageError for anything else."""
+        if repo_type not in REPO_TYPES:
+            raise UsageError(f"unknown repo type {repo_type!r}: use one of {', '.join(REPO_TYPES)}")
+        parts = repo_id.split("/")
+        if not 1 <= len(parts) <= 2 or not all(_NAME.match(p) and "--" not in p and ".." not in p for p in parts):
+            raise UsageError(f"invalid repo id {repo_id!r}: expected 'org/name' of letters, digits, '-', '_' or '.'")
+        return cls(repo_type, repo_id)
+
+    @property
+    def api_segment(self) -> str:
+        """The plural used in API routes: ``models`` or ``datasets``."""
+        return f"{self.repo_type}s"
+
+    @property
+    def cache_name(self) -> str:
+        """The folder name the Hugging Face cache uses: ``models--org--name``."""
+        return f"{self.repo_type}s--" + self.repo_id.replace("/", "--")
+
+    def __str__(self) -> str:
+        return self.repo_id if self.repo_type == "model" else f"{self.repo_type}s/{self.repo_id}"

@@ -1,0 +1,354 @@
+"""The content-addressed store: sha256 blobs plus Hugging-Face-cache-like snapshot views.
+
+    home/blobs/sha256/<hex[:2]>/<hex>             each blob once, read-only
+    home/hub/<cache_name>/refs/<ref>              the commit a ref points to (no newline)
+    home/hub/<cache_name>/snapshots/<commit>/...  relative symlinks to blobs
+    home/partial/<key>, <key>.state.json          in-progress downloads (owned by the downloader)
+    home/tmp/                                     temp names for atomic renames
+
+``HF_HUB_CACHE=<home>/hub HF_HUB_OFFLINE=1`` lets huggingface_hub find the snapshots. Every write
+goes through a temp name and ``os.replace``; ``OSError`` is translated into ``StoreError`` here.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator, Set
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StoreError, UnsafePathError, UsageError
+from .paths import safe_relpath
+from .repo import RepoRef
+
+GC_MIN_BLOB_AGE = 3600.0
+"""Seconds a new blob is spared by gc, so a blob published but not linked yet survives a concurrent gc."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_STATE_SUFFIX = ".state.json"
+_FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone of a whole file
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What one ``Store.gc`` run removed."""
+
+    removed_blobs: int
+    freed_bytes: int
+    removed_partials: int
+
+
+@contextmanager
+def _os_errors(what: str, where: Path) -> Iterator[None]:
+    """Translate ``OSError`` into a one-line ``StoreError`` naming ``what`` and ``where``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreError(f"disk full while writing {what}: {where}") from exc
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StoreError(f"permission denied for {what}: {exc.filename or where}") from exc
+        raise StoreError(f"cannot access {what} in {where}: {exc.strerror or exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves to ``root`` or below it."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _check_commit(commit: str) -> str:
+    if not _COMMIT.match(commit):
+        raise UsageError(f"invalid commit {commit!r}: expected 40 lowercase hex digits")
+    return commit
+
+
+class Store:
+    """One content-addressed blob store with snapshot views, rooted at ``home``."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.blobs_dir = self.home / "blobs" / "sha256"
+        self.hub_dir = self.home / "hub"
+        self.partial_dir = self.home / "partial"
+        self.tmp_dir = self.home / "tmp"
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        """Where the blob with this sha256 (64 lowercase hex digits) lives; UsageError if malformed."""
+        if not _SHA256.match(sha256):
+            raise UsageError(f"invalid sha256 {sha256!r}: expected 64 lowercase hex digits")
+        return self.blobs_dir / sha256[:2] / sha256
+
+    def has_blob(self, sha256: str, size: int | None = None) -> bool:
+        """Whether the blob is stored (and, if ``size`` is given, has that size)."""
+        try:
+            st = self.blob_path(sha256).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def publish_blob(self, tmp: Path, sha256: str) -> Path:
+        """Move verified bytes at ``tmp`` into the store as blob ``sha256``, durably; return its path.
+
+        ``tmp`` must be on the store's filesystem. If the blob already exists it is kept and ``tmp``
+        is dropped.
+        """
+        dest = self.blob_path(sha256)
+        with _os_errors(f"blob {sha256}", dest.parent):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                tmp.unlink(missing_ok=True)
+                return dest
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.fchmod(fd, 0o444)
+            finally:
+                os.close(fd)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        return dest
+
+    # -- partial downloads ---------------------------------------------------------------------
+
+    def partial_paths(self, key: str) -> tuple[Path, Path]:
+        """The data file and state file of the in-progress download ``key`` (``[A-Za-z0-9_.-]+``)."""
+        if not _KEY.match(key) or key.strip(".") == "" or key.endswith(_STATE_SUFFIX):
+            raise UsageError(f"invalid partial download key {key!r}")
+        with _os_errors("partial download", self.partial_dir):
+            self.partial_dir.mkdir(parents=True, exist_ok=True)
+        return self.partial_dir / key, self.partial_dir / (key + _STATE_SUFFIX)
+
+    # -- snapshots and refs --------------------------------------------------------------------
+
+    def repo_dir(self, repo: RepoRef) -> Path:
+        """The repo's folder in the Hugging-Face-style cache: ``hub/models--org--name``."""
+        return self.hub_dir / repo.cache_name
+
+    def snapshot_dir(self, repo: RepoRef, commit: str) -> Path:
+        """The folder holding the files of ``repo`` at ``commit`` (40 hex digits)."""
+        return self.repo_dir(repo) / "snapshots" / _check_commit(commit)
+
+    def link_file(self, repo: RepoRef, commit: str, relpath: str, sha256: str) -> Path:
+        """Make ``snapshots/<commit>/<relpath>`` a relative symlink to the blob; return its path.
+
+        Refuses (UnsafePathError) names that would escape the snapshot, also through a symlinked parent.
+        """
+        rel = safe_relpath(relpath)
+        blob = self.blob_path(sha256)
+        snap = self.snapshot_dir(repo, commit)
+        with _os_errors(f"snapshot file {relpath}", snap):
+            try:
+                os.utime(blob)  # a fresh ctime makes a concurrent gc spare the blob (GC_MIN_BLOB_AGE)
+            except FileNotFoundError:
+                raise StoreError(f"cannot link {relpath}: blob {sha256} is not in the store") from None
+            parent = self._make_dirs(snap, rel.parts[:-1])
+            dest = parent / rel.name
+            self._replace_with(dest, lambda tmp: os.symlink(os.path.relpath(blob, parent), tmp))
+        if not _inside(dest.parent, snap):
+            dest.unlink(missing_ok=True)
+            raise UnsafePathError(f"unsafe file name from upstream: {relpath!r} leaves its snapshot")
+        return dest
+
+    def write_ref(self, repo: RepoRef, ref: str, commit: str) -> None:
+        """Point ``refs/<ref>`` (which may contain ``/``, like ``refs/pr/1``) at ``commit``, atomically."""
+        rel = safe_relpath(ref)
+        _check_commit(commit)
+        refs = self.repo_dir(repo) / "refs"
+        with _os_errors(f"ref {ref}", refs):
+            dest = self._make_dirs(refs, rel.parts[:-1]) / rel.name
+            self._replace_with(dest, lambda tmp: self._write_durably(tmp, commit.encode()))
+
+    def read_ref(self, repo: RepoRef, ref: str) -> str | None:
+        """The commit ``ref`` points to, or None if the ref is not stored."""
+        path = self.repo_dir(repo) / "refs" / safe_relpath(ref)
+        try:
+            return path.read_text().strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read ref {ref} of {repo}: {exc.strerror or exc}") from exc
+
+    def snapshot_files(self, repo: RepoRef, commit: str) -> dict[str, str]:
+        """``relpath -> sha256`` of every file linked in the snapshot; StoreError if there is none."""
+        snap = self.snapshot_dir(repo, commit)
+        if not snap.is_dir():
+            raise StoreError(f"no snapshot of {repo} at {commit} in {self.hub_dir}")
+        return dict(self._walk_links(snap))
+
+    def export_file(self, sha256: str, dest: Path) -> None:
+        """Write the blob to ``dest`` as a plain, writable (0o644) file, never a symlink.
+
+        Uses a copy-on-write clone where the filesystem supports one, else a copy; a hard link is
+        never used, since it would share the blob's inode and let an edit of ``dest`` corrupt it.
+        """
+        blob = self.blob_path(sha256)
+        if not blob.exists():
+            raise StoreError(f"cannot export {dest}: blob {sha256} is not in the store")
+        dest = Path(dest)
+        with _os_errors(str(dest), dest.parent):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.mreg-tmp"
+            try:
+                _clone_or_copy(blob, tmp)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    # -- removal -------------------------------------------------------------------------------
+
+    def remove_repo(self, repo: RepoRef) -> bool:
+        """Remove the repo's refs and snapshots (not its blobs); False if nothing was stored."""
+        path = self.repo_dir(repo)
+        with _os_errors(f"repo {repo}", path):
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            doomed = self.tmp_dir / f"removed-{secrets.token_hex(8)}"
+            try:
+                os.replace(path, doomed)  # the repo vanishes at once, even if rmtree is interrupted
+            except FileNotFoundError:
+                return False
+            shutil.rmtree(doomed)
+        return True
+
+    def referenced_blobs(self) -> set[str]:
+        """The sha256 of every blob some snapshot links to."""
+        found: set[str] = set()
+        for snap in self.hub_dir.glob("*/snapshots/*"):
+            found.update(sha for _, sha in self._walk_links(snap))
+        return found
+
+    def gc(
+        self,
+        keep: Set[str] = frozenset(),
+        partial_older_than: float | None = None,
+        min_blob_age: float = GC_MIN_BLOB_AGE,
+    ) -> GcResult:
+        """Remove blobs no snapshot links to (except ``keep`` and blobs newer than ``min_blob_age``
+        seconds) and, if ``partial_older_than`` is given, downloads untouched for that many seconds.
+
+        Safe to run next to other processes: files vanishing underneath are skipped.
+        """
+        live = self.referenced_blobs() | set(keep)
+        now = time.time()
+        removed = freed = 0
+        for blob in self.blobs_dir.glob("*/*"):
+            if not _SHA256.match(blob.name) or blob.name in live:
+                continue
+            try:
+                st = blob.stat()
+            except FileNotFoundError:
+                continue
+            if now - st.st_ctime < min_blob_age:
+                continue
+            with _os_errors("blob store", blob.parent):
+                try:
+                    blob.unlink()
+                except FileNotFoundError:
+                    continue
+            removed, freed = removed + 1, freed + st.st_size
+        partials = 0
+        if partial_older_than is not None:
+            partials = self._remove_old(self.partial_dir, now - partial_older_than, partial=True)
+            self._remove_old(self.tmp_dir, now - partial_older_than, partial=False)
+        return GcResult(removed_blobs=removed, freed_bytes=freed, removed_partials=partials)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _make_dirs(self, root: Path, parts: tuple[str, ...]) -> Path:
+        """Create ``root/parts...`` refusing any existing component that is a symlink; return it."""
+        root.mkdir(parents=True, exist_ok=True)
+        path = root
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise UnsafePathError(f"unsafe path: {path} is a symlink, refusing to write through it")
+            path.mkdir(exist_ok=True)
+        return path
+
+    def _replace_with(self, dest: Path, make: Callable[[Path], None]) -> None:
+        """Build a temp entry with ``make(tmp)`` and rename it over ``dest`` atomically."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp_dir / secrets.token_hex(12)
+        try:
+            make(tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(dest.parent)
+
+    @staticmethod
+    def _write_durably(path: Path, data: bytes) -> None:
+        with path.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _walk_links(self, snap: Path) -> Iterator[tuple[str, str]]:
+        """``(relpath, sha256)`` for every symlink to a blob below ``snap``."""
+        for dirpath, _, filenames in os.walk(snap):
+            for name in filenames:
+                path = Path(dirpath, name)
+                try:
+                    target = os.readlink(path)
+                except OSError:  # not a symlink, or gone
+                    continue
+                sha = os.path.basename(target)
+                if _SHA256.match(sha):
+                    yield path.relative_to(snap).as_posix(), sha
+
+    @staticmethod
+    def _remove_old(folder: Path, cutoff: float, partial: bool) -> int:
+        """Remove entries of ``folder`` last modified before ``cutoff``; a partial download counts
+        once, dated by its state file when it has one. Return how many were removed."""
+        if not folder.is_dir():
+            return 0
+        groups: dict[str, list[Path]] = {}
+        for entry in folder.iterdir():
+            key = entry.name.removesuffix(_STATE_SUFFIX) if partial else entry.name
+            groups.setdefault(key, []).append(entry)
+        removed = 0
+        for key, entries in groups.items():
+            dated = folder / (key + _STATE_SUFFIX) if partial and len(entries) > 1 else entries[0]
+            try:
+                if dated.lstat().st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            with _os_errors("partial downloads", folder):
+                for entry in entries:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _clone_or_copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to the new file ``dst``: a copy-on-write clone if possible, else a byte copy."""
+    with src.open("rb") as fin, dst.open("xb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        except OSError:
+            shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
+        fout.flush()
+        os.fsync(fout.fileno())

@@ -1,0 +1,44 @@
+"""Opening mreg's pieces together: the store, the catalog and a Hub client with its HTTP session."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from .catalog import Catalog
+from .config import Settings
+from .hub import HubClient, RetryPolicy
+from .store import Store
+
+READ_BUFFER = 512 * 1024
+
+
+@dataclass
+class Workspace:
+    settings: Settings
+    store: Store
+    catalog: Catalog
+    client: HubClient
+
+
+def http_session(connections: int) -> aiohttp.ClientSession:
+    """An aiohttp session sized for ``connections`` parallel transfers, honouring proxy variables."""
+    connector = aiohttp.TCPConnector(limit=connections + 8, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, read_bufsize=READ_BUFFER,
+                                 trust_env=True)
+
+
+@contextlib.asynccontextmanager
+async def open_workspace(settings: Settings, token: str | None, connections: int = 16,
+                         retry: RetryPolicy = RetryPolicy()) -> AsyncIterator[Workspace]:
+    """Yield a Workspace; everything it opened is closed on exit."""
+    catalog = await Catalog.open(settings.database_url)
+    try:
+        async with http_session(connections) as session:
+            client = HubClient(session, settings.endpoint, token, retry)
+            yield Workspace(settings, Store(settings.home), catalog, client)
+    finally:
+        await catalog.close()

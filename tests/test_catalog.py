@@ -1,0 +1,310 @@
+"""The catalog on real SQLite files: migrations, queries, errors and several processes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tomllib
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import migrations
+from registry.catalog import Catalog, FileRecord
+from registry.catalog.db import alembic_config
+from registry.catalog.models import Base
+from registry.config import Settings
+from registry.errors import CatalogError, UsageError
+from registry.repo import RepoRef
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO = RepoRef.parse("org/model")
+OTHER = RepoRef.parse("org/data", "dataset")
+C1 = "1234567" + "a" * 33
+C2 = "1234567" + "b" * 33
+C3 = "fedcba9" + "0" * 33
+SHA = "5" * 64
+TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads"}
+FILES = [FileRecord("config.json", 10, "c" * 40), FileRecord("model.safetensors", 1000, "d" * 40, lfs_sha256=SHA)]
+
+
+def url_for(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+async def catalog(tmp_path: Path):
+    cat = await Catalog.open(url_for(tmp_path / "catalog.db"))
+    yield cat
+    await cat.close()
+
+
+async def test_fresh_database_is_migrated_to_head(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "folder" / "catalog.db"
+    cat = await Catalog.open(url_for(db))
+    await cat.close()
+    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert rows(db, "PRAGMA journal_mode") == [("wal",)]
+    engine = create_async_engine(url_for(db))
+    async with engine.connect() as conn:
+        assert set(await conn.run_sync(lambda c: inspect(c).get_table_names())) == TABLES
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
+        )
+    await engine.dispose()
+    assert diff == []  # the ORM models match what the migrations built
+
+
+async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
+    db = tmp_path / "catalog.db"
+    cat = await Catalog.open(url_for(db))
+    await cat.record_revision(REPO, C1, FILES, ref="main")
+    await cat.close()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        cat = await Catalog.open(url_for(db))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert not any(s.startswith(("BEGIN IMMEDIATE", "CREATE", "INSERT", "UPDATE")) for s in statements)
+    assert await cat.resolve_revision(REPO, "main") == C1
+    await cat.close()
+    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
+
+
+def _open_and_write(url: str, barrier, index: int) -> None:  # type: ignore[no-untyped-def]
+    """One process: wait for the others, open the same fresh catalog, write a few revisions."""
+
+    async def run() -> None:
+        barrier.wait()
+        cat = await Catalog.open(url)
+        repo = RepoRef.parse(f"org/model{index}")
+        for n in range(5):
+            await cat.record_revision(repo, f"{index:020x}{n:020x}", FILES, ref="main")
+            await cat.record_revision(REPO, C1, FILES, ref="main")  # every process writes the same rows too
+        await cat.close()
+
+    asyncio.run(run())
+
+
+def test_concurrent_opens_of_a_fresh_file(tmp_path: Path) -> None:
+    db = tmp_path / "shared" / "catalog.db"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_open_and_write, args=(url_for(db), barrier, i)) for i in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert rows(db, "SELECT count(*) FROM revisions") == [(21,)]
+    assert rows(db, "SELECT count(*) FROM files") == [(42,)]
+
+
+async def test_record_revision_is_idempotent(catalog: Catalog) -> None:
+    await catalog.record_revision(REPO, C1, FILES[:1])
+    await catalog.record_revision(REPO, C1, FILES, ref="main")
+    await catalog.mark_file_complete(REPO, C1, "config.json", SHA, 10)
+    await catalog.mark_file_complete(REPO, C1, "model.safetensors", SHA, 1000)
+    await catalog.mark_revision_complete(REPO, C1)
+    await catalog.record_revision(REPO, C1, FILES, ref="main")  # again, after completion
+    assert await catalog.revision_state(REPO, C1) == "complete"
+    assert await catalog.revision_files(REPO, C1) == [
+        FileRecord("config.json", 10, "c" * 40, None, SHA, "complete"),
+        FileRecord("model.safetensors", 1000, "d" * 40, SHA, SHA, "complete"),
+    ]
+    assert await catalog.revision_state(REPO, C2) is None
+    assert await catalog.revision_files(REPO, C2) == []
+
+
+async def test_ref_and_prefix_resolution(catalog: Catalog) -> None:
+    await catalog.record_revision(REPO, C1, FILES, ref="main")
+    await catalog.record_revision(REPO, C2, FILES)
+    await catalog.record_revision(REPO, C3, FILES)
+    await catalog.set_ref(REPO, "refs/pr/1", C3)
+    assert await catalog.resolve_revision(REPO, "main") == C1
+    assert await catalog.resolve_revision(REPO, "refs/pr/1") == C3
+    assert await catalog.resolve_revision(REPO, C2) == C2
+    assert await catalog.resolve_revision(REPO, "fedcba9") == C3
+    assert await catalog.resolve_revision(REPO, "FEDCBA90") == C3
+    assert await catalog.resolve_revision(REPO, "1234567") is None  # ambiguous
+    assert await catalog.resolve_revision(REPO, "1234567b") == C2
+    assert await catalog.resolve_revision(REPO, "fedcba") is None  # too short
+    assert await catalog.resolve_revision(REPO, "f" * 40) is None
+    assert await catalog.resolve_revision(REPO, "dev") is None
+    assert await catalog.resolve_revision(REPO, "fedcb%") is None
+    assert await catalog.resolve_revision(OTHER, "main") is None
+    await catalog.set_ref(REPO, "main", C2)  # moving a ref
+    assert await catalog.resolve_revision(REPO, "main") == C2
+
+
+async def test_list_repos(catalog: Catalog) -> None:
+    assert await catalog.list_repos() == []
+    await catalog.record_revision(REPO, C1, FILES, ref="main")
+    await catalog.set_ref(REPO, "v1", C1)
+    for record in FILES:
+        await catalog.mark_file_complete(REPO, C1, record.path, SHA, record.size)
+    await catalog.mark_revision_complete(REPO, C1)
+    await catalog.record_revision(REPO, C2, FILES[:1], ref="refs/pr/2")  # newer, but still pending
+    await catalog.record_revision(OTHER, C3, FILES[:1], ref="main")
+    first, second = await catalog.list_repos()
+    assert (first.repo, first.commit, first.refs, first.files, first.size, first.complete) == (
+        OTHER, C3, ("main",), 1, 10, False,
+    )
+    assert (second.repo, second.commit, second.refs, second.files, second.size, second.complete) == (
+        REPO, C1, ("main", "v1"), 2, 1010, True,
+    )
+    assert second.updated_at.tzinfo is not None and second.updated_at.utcoffset() == timedelta(0)
+    assert abs(second.updated_at - first.updated_at) < timedelta(minutes=1)
+    assert second.updated_at.tzinfo == timezone.utc
+
+
+async def test_remove_repo_cascades(tmp_path: Path) -> None:
+    db = tmp_path / "catalog.db"
+    cat = await Catalog.open(url_for(db))
+    await cat.record_revision(REPO, C1, FILES, ref="main")
+    await cat.mark_file_complete(REPO, C1, "config.json", SHA, 10)
+    download = await cat.start_download(REPO, C1, 1010)
+    await cat.finish_download(download, "failed", 5, "connection reset")
+    await cat.record_revision(OTHER, C2, FILES[:1], ref="main")
+    assert await cat.referenced_blobs() == {SHA}
+    assert await cat.remove_repo(REPO) is True
+    assert await cat.remove_repo(REPO) is False
+    assert await cat.referenced_blobs() == set()
+    assert [s.repo for s in await cat.list_repos()] == [OTHER]
+    await cat.close()
+    for table, left in (("repos", 1), ("revisions", 1), ("refs", 1), ("files", 1), ("downloads", 0), ("blobs", 1)):
+        assert rows(db, f"SELECT count(*) FROM {table}") == [(left,)], table
+
+
+async def test_downloads(tmp_path: Path) -> None:
+    db = tmp_path / "catalog.db"
+    cat = await Catalog.open(url_for(db))
+    first = await cat.start_download(REPO, C1, 100)  # the repo row is created if needed
+    second = await cat.start_download(REPO, C1, 100)
+    assert first != second
+    await cat.finish_download(first, "complete", 100)
+    with pytest.raises(UsageError):
+        await cat.finish_download(second, "running", 0)
+    with pytest.raises(CatalogError):
+        await cat.finish_download(9999, "failed", 0, "boom")
+    await cat.close()
+    got = rows(db, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
+    assert got == [("complete", 100, 100, None), ("running", 100, 0, None)]
+
+
+async def test_bad_input_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(UsageError):
+        await catalog.record_revision(REPO, "main", FILES)
+    with pytest.raises(UsageError):
+        await catalog.record_revision(REPO, C1, [FileRecord("a", 1, "c" * 40, state="done")])
+    with pytest.raises(UsageError):
+        await catalog.mark_file_complete(REPO, C1, "a", "XYZ", 1)
+    with pytest.raises(CatalogError, match="not in the catalog"):
+        await catalog.mark_file_complete(REPO, C1, "a", SHA, 1)
+    await catalog.record_revision(REPO, C1, FILES)
+    with pytest.raises(CatalogError, match="no such file"):
+        await catalog.mark_file_complete(REPO, C1, "missing.bin", SHA, 1)
+    with pytest.raises(CatalogError):
+        await catalog.mark_revision_complete(REPO, C2)
+
+
+@pytest.mark.parametrize(
+    "make_url",
+    [
+        lambda tmp: url_for(Path("/proc/mreg-no-such-dir/catalog.db")),  # a folder that cannot be created
+        lambda tmp: url_for(tmp / "a-file" / "catalog.db"),  # a parent that is a file
+        lambda tmp: url_for(tmp),  # a folder, not a database file
+        lambda tmp: f"sqlite:///{tmp / 'sync-driver.db'}",  # not an async driver
+        lambda tmp: "nonsense",
+        lambda tmp: "nosuchdb+nodriver://host/db",
+    ],
+)
+async def test_unusable_urls_give_catalog_error(tmp_path: Path, make_url) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(CatalogError) as info:
+        await Catalog.open(make_url(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+async def test_mreg_database_url_at_a_non_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere" / "deep" / "my catalog.db"
+    settings = Settings.from_env({"MREG_HOME": str(tmp_path / "home"), "MREG_DATABASE_URL": url_for(elsewhere)})
+    cat = await Catalog.open(settings.database_url)
+    await cat.record_revision(REPO, C1, FILES, ref="main")
+    await cat.close()
+    assert elsewhere.is_file() and not (tmp_path / "home").exists()
+    monkeypatch.chdir(tmp_path)
+    cat = await Catalog.open("sqlite+aiosqlite:///relative/catalog.db")  # relative to the working folder
+    await cat.close()
+    assert (tmp_path / "relative" / "catalog.db").is_file()
+    default = Settings.from_env({"MREG_HOME": str(tmp_path / "home2")})
+    cat = await Catalog.open(default.database_url)
+    await cat.close()
+    assert (tmp_path / "home2" / "catalog.db").is_file()
+
+
+def test_packaging_ships_the_migrations() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tool = config["tool"]["setuptools"]
+    assert "migrations*" in tool["packages"]["find"]["include"]
+    assert "script.py.mako" in tool["package-data"]["migrations"]
+    location = Path(alembic_config().get_main_option("script_location"))
+    assert location == Path(migrations.__file__).resolve().parent
+    assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
+
+
+def _not_packaged(folder: str, names: list[str]) -> list[str]:
+    """``shutil.copytree`` filter keeping what the wheel ships: modules, script.py.mako, subpackages."""
+    kept = [n for n in names if n.endswith(".py") or n == "script.py.mako" or Path(folder, n).is_dir()]
+    return [n for n in names if n not in kept or n == "__pycache__"]
+
+
+def test_migrations_found_from_an_installed_copy(tmp_path: Path) -> None:
+    """Like a wheel install: only packaged files, somewhere else, no alembic.ini, another cwd."""
+    site = tmp_path / "site"
+    for package in ("registry", "migrations"):
+        shutil.copytree(ROOT / package, site / package, ignore=_not_packaged)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    script = (
+        "import asyncio, migrations, sys\n"
+        "from registry.catalog import Catalog\n"
+        "async def main():\n"
+        "    cat = await Catalog.open(sys.argv[1])\n"
+        "    await cat.close()\n"
+        "asyncio.run(main())\n"
+        "print(migrations.__file__)\n"
+    )
+    db = tmp_path / "catalog.db"
+    done = subprocess.run(
+        [sys.executable, "-c", script, url_for(db)], cwd=work, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_relative_to(site)
+    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]

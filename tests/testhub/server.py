@@ -1,0 +1,241 @@
+"""`TestHub`: the hub and its CDN as two real aiohttp servers on a background thread's own loop.
+
+Sync tests, click's CliRunner, subprocesses and async tests on any loop can all talk to it. Routing
+works on the raw request path (never normalized, so hostile paths reach the handlers as sent) by the
+literal markers `/revision/`, `/tree/`, `/resolve/`, `/paths-info/`, `/refs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from types import TracebackType
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from . import api
+from .content import Blob
+from .faults import FailRule, Faults, Record, Stats
+from .repos import HubRepo
+from .serving import serve_cdn, xml_error
+
+SHUTDOWN_TIMEOUT = 0.5
+"""Seconds `stop()` lets in-flight responses finish before cancelling them."""
+
+_API_MARKERS = ("revision", "tree", "paths-info", "refs", "xet-read-token")
+_REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+Route = tuple[str, Callable[[], Awaitable[web.StreamResponse]] | None]
+KIND = web.RequestKey("kind", str)
+"""The route kind of a request: "api", "tree", "resolve" or "cdn"."""
+
+
+def _split_repo(segments: list[str], markers: tuple[str, ...]) -> tuple[str, str, list[str]] | None:
+    """(repo_id, marker, segments after it): the repo id is 1 or 2 segments followed by a marker."""
+    for n in (2, 1):
+        if len(segments) > n and segments[n] in markers and all(segments[:n]):
+            return unquote("/".join(segments[:n])), segments[n], segments[n + 1 :]
+    return None
+
+
+def _fail_response(rule: FailRule, cdn: bool) -> web.Response:
+    phrase = HTTPStatus(rule.status).phrase
+    headers = {}
+    if rule.status == 429:
+        wait = 1 if rule.retry_after is None else rule.retry_after
+        headers.update({"Retry-After": str(wait), "RateLimit": f'"api";r=0;t={wait}'})
+    elif rule.retry_after is not None:
+        headers["Retry-After"] = str(rule.retry_after)
+    if cdn:
+        return xml_error(rule.status, phrase.replace(" ", ""), phrase, headers)
+    if rule.status < 500:
+        headers["X-Error-Message"] = phrase
+    return web.json_response({"error": phrase}, status=rule.status, headers=headers)
+
+
+class TestHub:
+    """A Hugging Face Hub stand-in: `endpoint` speaks the Hub protocol, `cdn_base` serves LFS bytes.
+
+    `tokens` maps bearer tokens to user names. `xet` adds xet headers/hashes as huggingface.co does;
+    `tree_page_size` sets the tree pagination. `faults` and `stats` may be used from any thread.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        tokens: dict[str, str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        cdn_host: str = "127.0.0.2",
+        port: int = 0,
+        cdn_port: int = 0,
+    ) -> None:
+        self.tokens = dict(tokens or {})
+        self.repos: dict[tuple[str, str], HubRepo] = {}
+        self.faults = Faults()
+        self.stats = Stats()
+        self.xet = True
+        self.tree_page_size = 1000
+        self.secret = secrets.token_bytes(32)
+        self.endpoint = ""
+        self.cdn_base = ""
+        self._addresses = ((host, port), (cdn_host, cdn_port))
+        self._blob_index: dict[str, tuple[Blob, frozenset[str]]] = {}
+        self._indexed: tuple[int, int] = (-1, -1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runners: list[web.AppRunner] = []
+
+    # -- repos -----------------------------------------------------------------------------
+
+    def add_repo(self, repo: HubRepo) -> HubRepo:
+        """Serve `repo` (replacing any repo of the same type and id); return it."""
+        self.repos[(repo.repo_type, repo.repo_id)] = repo
+        return repo
+
+    def repo(self, repo_id: str, repo_type: str = "model") -> HubRepo:
+        """The served repo of that id and type (KeyError if none)."""
+        return self.repos[(repo_type, repo_id)]
+
+    def find_blob(self, sha256: str) -> tuple[Blob, frozenset[str]] | None:
+        """The blob with that sha256 in any repo, with every repo path it has been stored at."""
+        fingerprint = (len(self.repos), sum(len(r.commits) for r in self.repos.values()))
+        if fingerprint != self._indexed:
+            index: dict[str, tuple[Blob, set[str]]] = {}
+            for repo in list(self.repos.values()):
+                for path, entry in repo.blobs():
+                    index.setdefault(entry.blob.sha256, (entry.blob, set()))[1].add(path)
+            self._blob_index = {sha: (blob, frozenset(paths)) for sha, (blob, paths) in index.items()}
+            self._indexed = fingerprint
+        return self._blob_index.get(sha256)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> TestHub:
+        """Bind both servers and serve them from a background thread; return self."""
+        if self._thread is not None:
+            raise RuntimeError("TestHub already started")
+        sockets = []
+        for host, port in self._addresses:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sockets.append(sock)
+        (hub_host, hub_port), (cdn_host, cdn_port) = (s.getsockname() for s in sockets)
+        self.endpoint, self.cdn_base = f"http://{hub_host}:{hub_port}", f"http://{cdn_host}:{cdn_port}"
+        self._loop = asyncio.new_event_loop()
+        started = asyncio.run_coroutine_threadsafe(self._open(*sockets), self._loop)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="testhub", daemon=True)
+        self._thread.start()
+        try:
+            started.result(timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Close both servers (cancelling responses still running after SHUTDOWN_TIMEOUT)."""
+        if self._loop is None or self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._loop, self._thread = None, None
+
+    def __enter__(self) -> TestHub:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    async def _open(self, hub_sock: socket.socket, cdn_sock: socket.socket) -> None:
+        for handler, sock in ((self._hub_handler, hub_sock), (self._cdn_handler, cdn_sock)):
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handler)
+            app.on_response_prepare.append(self._record)
+            runner = web.AppRunner(
+                app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+            )
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+            self._runners.append(runner)
+
+    async def _close(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _record(self, request: web.Request, response: web.StreamResponse) -> None:
+        kind = request.get(KIND, "api")
+        record = Record(
+            "cdn" if kind == "cdn" else "hub",
+            request.method,
+            request.raw_path,
+            response.status,
+            request.headers.get("Range"),
+        )
+        self.stats.request(kind, record, "Authorization" in request.headers)
+
+    async def _cdn_handler(self, request: web.Request) -> web.StreamResponse:
+        request[KIND] = "cdn"
+        rule = self.faults.take(FailRule, "cdn")
+        if isinstance(rule, FailRule):
+            return _fail_response(rule, cdn=True)
+        return await serve_cdn(request, self.secret, self.find_blob, self.faults, self.stats)
+
+    async def _hub_handler(self, request: web.Request) -> web.StreamResponse:
+        kind, call = self._route(request)
+        request[KIND] = kind
+        rule = self.faults.take(FailRule, kind)
+        if isinstance(rule, FailRule):
+            return _fail_response(rule, cdn=False)
+        if call is None:
+            return api.error_response(404, None, "Sorry, we can't find the page you are looking for.")
+        try:
+            return await call()
+        except api.HubError as refusal:
+            return refusal.response
+
+    def _route(self, request: web.Request) -> Route:
+        """(route kind, handler call) for a hub request; the call is None for unknown routes."""
+        method, segments = request.method, request.raw_path.partition("?")[0].split("/")[1:]
+        bind = functools.partial
+        if segments[:2] == ["api", "whoami-v2"]:
+            return "api", bind(api.whoami, self, request)
+        if len(segments) > 2 and segments[0] == "api" and segments[1] in _REPO_TYPES:
+            repo_type, rest = _REPO_TYPES[segments[1]], segments[2:]
+            split = _split_repo(rest, _API_MARKERS)
+            if split is None:
+                if len(rest) <= 2 and all(rest) and method in ("GET", "HEAD"):
+                    return "api", bind(api.repo_info, self, request, repo_type, unquote("/".join(rest)), "main")
+                return "api", None
+            repo_id, marker, tail = split
+            if marker == "tree" and tail and method == "GET":
+                path = unquote("/".join(tail[1:])).strip("/")
+                return "tree", bind(api.tree, self, request, repo_type, repo_id, unquote(tail[0]), path)
+            if marker == "revision" and tail and method in ("GET", "HEAD"):
+                return "api", bind(api.repo_info, self, request, repo_type, repo_id, unquote("/".join(tail)))
+            if marker == "paths-info" and tail and method == "POST":
+                return "api", bind(api.paths_info, self, request, repo_type, repo_id, unquote("/".join(tail)))
+            if marker == "refs" and not tail and method == "GET":
+                return "api", bind(api.refs, self, request, repo_type, repo_id)
+            return "api", None
+        repo_type = "model"
+        if segments and segments[0] in ("datasets", "spaces"):
+            repo_type, segments = _REPO_TYPES[segments[0]], segments[1:]
+        split = _split_repo(segments, ("resolve",))
+        if split is None or len(split[2]) < 2 or method not in ("GET", "HEAD"):
+            return "resolve" if split else "api", None
+        repo_id, _, tail = split
+        rev, path = unquote(tail[0]), unquote("/".join(tail[1:]))
+        return "resolve", bind(api.resolve, self, request, repo_type, repo_id, rev, path)
