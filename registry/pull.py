@@ -6,6 +6,7 @@ The CLI's ``mreg pull`` and (later) the daemon's mirror jobs both call ``pull``.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
     linked = store.snapshot_files(repo, commit)
     todo = [f for f in wanted if not _have(f, known.get(f.path), linked.get(f.path), store)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
+    _check_space(store, todo)
     todo_paths = {f.path for f in todo}
     for f in wanted:
         if f.path not in todo_paths:
@@ -119,6 +121,14 @@ def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
         safe_relpath(f.path)
         seen.setdefault(f.path, f)
     return list(seen.values())
+
+
+def _check_space(store: Store, files: list[RemoteFile]) -> None:
+    """Fail before downloading when the files cannot fit (ENOSPC mid-way is still handled)."""
+    need = sum(f.size for f in files)
+    free = shutil.disk_usage(store.home).free if store.home.exists() else None
+    if free is not None and need > free:
+        raise StoreError(f"not enough disk space in {store.home}: the pull needs {need:,} bytes, {free:,} are free")
 
 
 def _record(f: RemoteFile) -> FileRecord:

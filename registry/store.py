@@ -29,7 +29,8 @@ from .paths import safe_relpath
 from .repo import RepoRef
 
 GC_MIN_BLOB_AGE = 3600.0
-"""Seconds a new blob is spared by gc, so a blob published but not linked yet survives a concurrent gc."""
+"""gc spares blobs published or linked less than this many seconds ago: a concurrent download may be
+about to link them."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -55,7 +56,7 @@ def _os_errors(what: str, where: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise StoreError(f"disk full while writing {what}: {where}") from exc
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if exc.errno in (errno.EACCES, errno.EPERM):
             raise StoreError(f"permission denied for {what}: {exc.filename or where}") from exc
         raise StoreError(f"cannot access {what} in {where}: {exc.strerror or exc}") from exc
 
@@ -160,6 +161,8 @@ class Store:
                 os.utime(blob)  # a fresh ctime makes a concurrent gc spare the blob (GC_MIN_BLOB_AGE)
             except FileNotFoundError:
                 raise StoreError(f"cannot link {relpath}: blob {sha256} is not in the store") from None
+            except PermissionError:
+                pass  # another user's blob: still linkable, only not refreshed
             parent = self._make_dirs(snap, rel.parts[:-1])
             dest = parent / rel.name
             self._replace_with(dest, lambda tmp: os.symlink(os.path.relpath(blob, parent), tmp))
@@ -226,7 +229,7 @@ class Store:
                 os.replace(path, doomed)  # the repo vanishes at once, even if rmtree is interrupted
             except FileNotFoundError:
                 return False
-            shutil.rmtree(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)  # leftovers in tmp/ go at the next gc
         return True
 
     def referenced_blobs(self) -> set[str]:

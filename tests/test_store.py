@@ -188,6 +188,9 @@ def test_huggingface_hub_finds_the_snapshot(store: Store) -> None:
     assert Path(found) == store.snapshot_dir(REPO, C1) / "config.json"
     snapshot = hf.snapshot_download(REPO.repo_id, cache_dir=store.home / "hub", local_files_only=True)
     assert Path(snapshot) == store.snapshot_dir(REPO, C1)
+    scanned = hf.scan_cache_dir(store.home / "hub")
+    assert [(r.repo_id, r.nb_files, r.size_on_disk) for r in scanned.repos] == [(REPO.repo_id, 1, 22)]
+    assert scanned.warnings == []
 
 
 def test_snapshot_files_of_a_missing_snapshot(store: Store) -> None:

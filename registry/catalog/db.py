@@ -8,6 +8,7 @@ plain ``BEGIN`` for reads. The schema belongs to the Alembic scripts in the ``mi
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +51,7 @@ def db_errors(action: str, url: URL | str) -> Iterator[None]:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; for a SQLite file, its folder is created first."""
+    """An async engine for ``url``; for a SQLite file, its folder is created and the file opened once."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -62,6 +63,10 @@ def make_engine(url: str) -> AsyncEngine:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CatalogError(f"cannot create the catalog folder {folder}: {exc.strerror or exc}") from exc
+        try:  # fail here, cleanly: aiosqlite leaks a worker thread when its connect fails
+            sqlite3.connect(parsed.database).close()
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open the catalog database {parsed.database}: {exc}") from exc
     try:
         engine = create_async_engine(parsed)
     except (SQLAlchemyError, ImportError) as exc:
@@ -81,6 +86,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "foreign_keys = ON", "journal_mode = WAL"):
             cursor.execute(f"PRAGMA {pragma}")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: never corrupt; a power cut may undo the last commits
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

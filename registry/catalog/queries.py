@@ -10,14 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import CatalogError
 from ..repo import RepoRef
 from .models import Blob, Download, File, Ref, Repo, Revision, utcnow
 from .records import FileRecord
-
 
 RefIndex = dict[tuple[RepoRef, str], list[str]]
 """``(repo, commit) -> sorted names of the refs pointing at it``."""
@@ -35,9 +34,14 @@ class RevisionRow:
     completed_at: datetime | None
 
 
+def _is(repo: RepoRef) -> ColumnElement[bool]:
+    """The condition selecting ``repo`` in the repos table."""
+    return and_(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id)
+
+
 async def repo_pk(conn: AsyncConnection, repo: RepoRef) -> int | None:
     """The row id of ``repo``, or None."""
-    return await conn.scalar(select(Repo.id).where(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id))
+    return await conn.scalar(select(Repo.id).where(_is(repo)))
 
 
 async def ensure_repo(conn: AsyncConnection, repo: RepoRef) -> int:
@@ -55,7 +59,7 @@ async def revision_pk(conn: AsyncConnection, repo: RepoRef, commit: str) -> int 
     return await conn.scalar(
         select(Revision.id)
         .join(Repo, Revision.repo == Repo.id)
-        .where(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id, Revision.commit == commit)
+        .where(_is(repo), Revision.commit == commit)
     )
 
 
@@ -118,7 +122,7 @@ async def mark_revision_complete(conn: AsyncConnection, repo: RepoRef, commit: s
         await conn.execute(
             select(Revision.id, Revision.state)
             .join(Repo, Revision.repo == Repo.id)
-            .where(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id, Revision.commit == commit)
+            .where(_is(repo), Revision.commit == commit)
         )
     ).first()
     if row is None:
@@ -152,7 +156,7 @@ async def revision_state(conn: AsyncConnection, repo: RepoRef, commit: str) -> s
     return await conn.scalar(
         select(Revision.state)
         .join(Repo, Revision.repo == Repo.id)
-        .where(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id, Revision.commit == commit)
+        .where(_is(repo), Revision.commit == commit)
     )
 
 
@@ -162,7 +166,7 @@ async def revision_files(conn: AsyncConnection, repo: RepoRef, commit: str) -> l
         select(File.path, File.size, File.git_oid, File.lfs_sha256, File.sha256, File.state)
         .join(Revision, File.revision == Revision.id)
         .join(Repo, Revision.repo == Repo.id)
-        .where(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id, Revision.commit == commit)
+        .where(_is(repo), Revision.commit == commit)
         .order_by(File.path)
     )
     return [FileRecord(*row) for row in rows]
@@ -203,7 +207,7 @@ async def all_refs(conn: AsyncConnection) -> RefIndex:
 
 async def remove_repo(conn: AsyncConnection, repo: RepoRef) -> bool:
     """Delete a repo; its revisions, refs, files and downloads go with it (ON DELETE CASCADE)."""
-    result = await conn.execute(delete(Repo).where(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id))
+    result = await conn.execute(delete(Repo).where(_is(repo)))
     return result.rowcount > 0
 
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .server import TestHub
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+EXPANDED_PAGE_SIZE = 50
+"""Tree page size cap with `expand=true`, as huggingface.co."""
 
 
 class HubError(Exception):
@@ -134,16 +136,16 @@ async def repo_info(hub: TestHub, request: web.Request, repo_type: str, repo_id:
         if blobs:
             sibling.update(size=entry.blob.size, blobId=entry.oid)
             if entry.lfs:
-                sibling["lfs"] = {"sha256": entry.blob.sha256, "size": entry.blob.size, "pointerSize": len(entry.pointer)}
+                blob = entry.blob
+                sibling["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": len(entry.pointer)}
         siblings.append(sibling)
-    first = min(repo.commits.values(), key=lambda c: c.created_at)
     info: dict[str, Any] = {
         "_id": hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()[:24],
         "id": repo_id,
         "author": repo_id.split("/")[0] if "/" in repo_id else repo.owner,
         "sha": commit.sha,
         "lastModified": _iso(commit.created_at),
-        "createdAt": _iso(first.created_at),
+        "createdAt": _iso(repo.created_at),
         "private": repo.private,
         "gated": repo.gated,
         "disabled": False,
@@ -178,7 +180,8 @@ async def tree(hub: TestHub, request: web.Request, repo_type: str, repo_id: str,
     if not cursor.isdigit():
         raise HubError(error_response(400, "BadRequest", f"Invalid cursor: {cursor}"))
     offset = int(cursor)
-    page = entries[offset : offset + hub.tree_page_size]
+    page_size = min(hub.tree_page_size, EXPANDED_PAGE_SIZE) if _flag(request, "expand") else hub.tree_page_size
+    page = entries[offset : offset + page_size]
     headers = {}
     if offset + len(page) < len(entries):
         query = [(k, v) for k, v in request.query.items() if k != "cursor"] + [("cursor", str(offset + len(page)))]

@@ -151,7 +151,6 @@ def generated_file(path: Path | str, size: int, seed: int = 0) -> Path:
             block += 1
     tmp.replace(path)
     st = path.stat()
-    _sidecar(path).write_text(
-        json.dumps({"size": size, "mtime_ns": st.st_mtime_ns, "sha256": sha256.hexdigest(), "git_sha1": sha1.hexdigest()})
-    )
+    digests = {"size": size, "mtime_ns": st.st_mtime_ns, "sha256": sha256.hexdigest(), "git_sha1": sha1.hexdigest()}
+    _sidecar(path).write_text(json.dumps(digests))
     return path

@@ -159,5 +159,5 @@ class Stats:
             return [
                 r
                 for r in self.records
-                if (host is None or r.host == host) and (method is None or r.method == method) and path_contains in r.path
+                if host in (None, r.host) and method in (None, r.method) and path_contains in r.path
             ]

@@ -100,11 +100,12 @@ class HubRepo:
     branches: dict[str, str] = field(default_factory=dict, init=False)
     tags: dict[str, str] = field(default_factory=dict, init=False)
     pull_requests: dict[str, str] = field(default_factory=dict, init=False)
+    created_at: datetime = field(init=False)
 
     def __post_init__(self) -> None:
         if self.repo_type not in ("model", "dataset", "space") or self.repo_id.count("/") > 1:
             raise ValueError(f"bad repo {self.repo_type}:{self.repo_id}")
-        self.commit({}, message="initial commit")
+        self.created_at = self.commits[self.commit({}, message="initial commit")].created_at
 
     @property
     def head(self) -> Commit:
@@ -166,7 +167,7 @@ class HubRepo:
 
     def blobs(self) -> Iterable[tuple[str, Entry]]:
         """Every (path, entry) of every commit."""
-        for commit in self.commits.values():
+        for commit in list(self.commits.values()):  # the hub's thread may read while a test commits
             yield from commit.files.items()
 
     def may_see(self, user: str | None) -> bool:
@@ -250,7 +251,12 @@ def smollm_repo(repo_id: str = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF") -> Hu
         "library_name": "gguf",
         "tags": ["gguf", "llama", "base_model:quantized:HuggingFaceTB/SmolLM2-135M-Instruct", "license:apache-2.0"],
         "cardData": {"license": "apache-2.0", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
-        "gguf": {"total": 134515008, "architecture": "llama", "context_length": 8192, "totalFileSize": gguf.stat().st_size},
+        "gguf": {
+            "total": 134515008,
+            "architecture": "llama",
+            "context_length": 8192,
+            "totalFileSize": gguf.stat().st_size,
+        },
     }
     repo = HubRepo(repo_id, owner=repo_id.split("/")[0], info=info)
     config = {"model_type": "llama", "quantization": "Q4_1", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -264,10 +270,13 @@ def smollm_repo(repo_id: str = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF") -> Hu
 def small_repo(
     repo_id: str = "testorg/tiny-model", files: Mapping[str, FileSource] | None = None, **kwargs: Any
 ) -> HubRepo:
-    """A made-up repo: `files`, or a README, a config, a nested text file and a small LFS weights file."""
+    """A made-up repo: `files`, or a README, a config, a nested text file and a small LFS weights file.
+
+    The default files are the same whatever the repo id, so two small repos share every blob.
+    """
     if files is None:
         files = {
-            "README.md": f"# {repo_id}\n\nA tiny made-up test repo.\n",
+            "README.md": "# tiny model\n\nA tiny made-up test repo.\n",
             "config.json": '{"model_type": "tiny", "hidden_size": 8}\n',
             "nested/dir/notes.txt": "notes\n" * 100,
             "weights.bin": bytes(range(256)) * 64,

@@ -31,8 +31,6 @@ SHUTDOWN_TIMEOUT = 0.5
 _API_MARKERS = ("revision", "tree", "paths-info", "refs", "xet-read-token")
 _REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 Route = tuple[str, Callable[[], Awaitable[web.StreamResponse]] | None]
-KIND = web.RequestKey("kind", str)
-"""The route kind of a request: "api", "tree", "resolve" or "cdn"."""
 
 
 def _split_repo(segments: list[str], markers: tuple[str, ...]) -> tuple[str, str, list[str]] | None:
@@ -87,7 +85,7 @@ class TestHub:
         self.cdn_base = ""
         self._addresses = ((host, port), (cdn_host, cdn_port))
         self._blob_index: dict[str, tuple[Blob, frozenset[str]]] = {}
-        self._indexed: tuple[int, int] = (-1, -1)
+        self._indexed: tuple[tuple[int, int], ...] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
@@ -105,10 +103,11 @@ class TestHub:
 
     def find_blob(self, sha256: str) -> tuple[Blob, frozenset[str]] | None:
         """The blob with that sha256 in any repo, with every repo path it has been stored at."""
-        fingerprint = (len(self.repos), sum(len(r.commits) for r in self.repos.values()))
+        repos = list(self.repos.values())  # tests may add repos and commits while we serve
+        fingerprint = tuple((id(repo), len(repo.commits)) for repo in repos)
         if fingerprint != self._indexed:
             index: dict[str, tuple[Blob, set[str]]] = {}
-            for repo in list(self.repos.values()):
+            for repo in repos:
                 for path, entry in repo.blobs():
                     index.setdefault(entry.blob.sha256, (entry.blob, set()))[1].add(path)
             self._blob_index = {sha: (blob, frozenset(paths)) for sha, (blob, paths) in index.items()}
@@ -121,12 +120,16 @@ class TestHub:
         """Bind both servers and serve them from a background thread; return self."""
         if self._thread is not None:
             raise RuntimeError("TestHub already started")
-        sockets = []
-        for host, port in self._addresses:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sockets.append(sock)
+        sockets: list[socket.socket] = []
+        try:
+            for host, port in self._addresses:
+                sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sockets[-1].bind((host, port))
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
         (hub_host, hub_port), (cdn_host, cdn_port) = (s.getsockname() for s in sockets)
         self.endpoint, self.cdn_base = f"http://{hub_host}:{hub_port}", f"http://{cdn_host}:{cdn_port}"
         self._loop = asyncio.new_event_loop()
@@ -153,14 +156,19 @@ class TestHub:
     def __enter__(self) -> TestHub:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     async def _open(self, hub_sock: socket.socket, cdn_sock: socket.socket) -> None:
-        for handler, sock in ((self._hub_handler, hub_sock), (self._cdn_handler, cdn_sock)):
+        for handler, recorder, sock in (
+            (self._hub_handler, self._record_hub, hub_sock),
+            (self._cdn_handler, self._record_cdn, cdn_sock),
+        ):
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", handler)
-            app.on_response_prepare.append(self._record)
+            app.on_response_prepare.append(recorder)
             runner = web.AppRunner(
                 app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
             )
@@ -175,19 +183,19 @@ class TestHub:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def _record(self, request: web.Request, response: web.StreamResponse) -> None:
-        kind = request.get(KIND, "api")
-        record = Record(
-            "cdn" if kind == "cdn" else "hub",
-            request.method,
-            request.raw_path,
-            response.status,
-            request.headers.get("Range"),
-        )
+    def _record(self, kind: str, request: web.Request, response: web.StreamResponse) -> None:
+        """Count a request as its answer starts (before the client can see any of it)."""
+        host = "cdn" if kind == "cdn" else "hub"
+        record = Record(host, request.method, request.raw_path, response.status, request.headers.get("Range"))
         self.stats.request(kind, record, "Authorization" in request.headers)
 
+    async def _record_hub(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._record(self._route(request)[0], request, response)
+
+    async def _record_cdn(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._record("cdn", request, response)
+
     async def _cdn_handler(self, request: web.Request) -> web.StreamResponse:
-        request[KIND] = "cdn"
         rule = self.faults.take(FailRule, "cdn")
         if isinstance(rule, FailRule):
             return _fail_response(rule, cdn=True)
@@ -195,7 +203,6 @@ class TestHub:
 
     async def _hub_handler(self, request: web.Request) -> web.StreamResponse:
         kind, call = self._route(request)
-        request[KIND] = kind
         rule = self.faults.take(FailRule, kind)
         if isinstance(rule, FailRule):
             return _fail_response(rule, cdn=False)

@@ -1,0 +1,370 @@
+"""Benchmark `mreg pull` against aria2c and huggingface_hub on one big LFS file from the test hub.
+
+    python bench/pull_bench.py [--size 1500000000] [--throttle 25000000] [--runs 1] [--json out.json]
+
+The test hub runs in this process (a background thread), each CDN connection capped at `--throttle`
+bytes/s. Every tool runs as a child process with a fresh home; wall time covers the whole child
+(start-up included), peak RSS and CPU time are the child's own (measured by GNU time), and hub CPU is
+this process's CPU time during the run. Each tool's output is checked against the file's sha256. A
+resume scenario kills `mreg pull` with SIGKILL once its saved state shows `--kill-at` done, pulls
+again, and counts the CDN bytes served in total. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
+
+REPO_ID = "bench/big-model"
+WARM_UP_REPO = "bench/warm-up"
+WARM_UP_SIZE = 2_000_000
+FILENAME = "weights.bin"
+SEED = 20240601
+MB = 1_000_000
+POLL = 0.02
+TIME = "/usr/bin/time"
+"""GNU time (Debian package `time`)."""
+HF_SCRIPT = "import sys; from huggingface_hub import hf_hub_download; print(hf_hub_download(sys.argv[1], sys.argv[2]))"
+ARIA2C_ARGS = ["--console-log-level=error", "--file-allocation=none", "--summary-interval=0",
+               "-x16", "-s16", "-k1M", "-c"]
+"""aria2c as hfd.sh runs it (16 connections per file, 1 MiB minimum split)."""
+
+
+@dataclass
+class Run:
+    """One measured child process."""
+
+    tool: str
+    seconds: float
+    first_byte: float
+    """Seconds from the start to the first CDN body byte (within POLL)."""
+    last_byte: float
+    """Seconds from the start to the last CDN body byte (within POLL)."""
+    peak_rss_mb: float
+    cpu_seconds: float
+    hub_cpu_seconds: float
+    cdn_bytes: int
+    exit_code: int
+
+
+@dataclass
+class Row:
+    """A tool's summary over `--runs` runs: median time, worst RSS."""
+
+    tool: str
+    seconds: float
+    mb_per_s: float
+    to_first_byte: float
+    transfer: float
+    after_last_byte: float
+    peak_rss_mb: float
+    cpu_seconds: float
+    hub_cpu_seconds: float
+    cdn_ratio: float
+
+
+@dataclass
+class Resume:
+    """The kill -9 and resume scenario."""
+
+    killed_at_fraction: float
+    first_seconds: float
+    second_seconds: float
+    cdn_bytes: int
+    cdn_ratio: float
+    peak_rss_mb: float
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=1_500_000_000, help="file size in bytes")
+    parser.add_argument("--throttle", type=int, default=25_000_000, help="bytes/s per CDN connection")
+    parser.add_argument("--runs", type=int, default=1, help="runs per tool (the median time is reported)")
+    parser.add_argument("--connections", default="8,16,32", help="mreg --connections values to sweep")
+    parser.add_argument("--kill-at", type=float, default=0.4, help="resume scenario: kill at this fraction done")
+    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench"), help="big file and work dirs")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _child_pid(parent: int) -> int | None:
+    """The pid of a process whose parent is `parent` (GNU time has exactly one child)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            return int(stat.parent.name)
+    return None
+
+
+def spawn(tool: str, cmd: list[str], env: dict[str, str], logs: Path, hub: TestHub,
+          kill_when: Callable[[], bool] | None = None) -> Run:
+    """Run `cmd` to its end (or SIGKILL it once `kill_when()` is true) and measure it.
+
+    The command runs under GNU time, which forks it from a ~1 MB process, so the peak RSS it reports is
+    the tool's own (a child forked from this big process would inherit this process's high-water mark).
+    The hub's CDN byte counter is polled to time the first and last body bytes. stdout and stderr go to
+    `logs`.out/.err.
+    """
+    usage_file = logs.with_suffix(".time")
+    hub.stats.reset()
+    cpu0 = _self_cpu()
+    sent, first_byte, last_byte = 0, 0.0, 0.0
+    with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([TIME, "-q", "-f", "%M %U %S", "-o", str(usage_file), *cmd],
+                                env=env, cwd=ROOT, stdout=out, stderr=err)
+        while proc.poll() is None:
+            time.sleep(POLL)
+            now, cdn_bytes = time.perf_counter() - start, hub.stats.cdn_bytes
+            if cdn_bytes > sent:
+                first_byte, last_byte, sent = first_byte or now, now, cdn_bytes
+            if kill_when is not None and kill_when() and (pid := _child_pid(proc.pid)) is not None:
+                os.kill(pid, signal.SIGKILL)
+                kill_when = None
+        seconds = time.perf_counter() - start
+    max_rss_kb, user, system = usage_file.read_text().split()
+    return Run(tool, seconds, first_byte, last_byte, int(max_rss_kb) / 1024, float(user) + float(system),
+               _self_cpu() - cpu0, hub.stats.cdn_bytes, proc.returncode)
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def state_fraction(home: Path) -> float:
+    """How much of the download mreg's saved state says is done (0 before the state exists)."""
+    for state in (home / "partial").glob("*.state.json"):
+        try:
+            raw = json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        return sum(p["done"] for p in raw["parts"]) / raw["size"]
+    return 0.0
+
+
+class Bench:
+    """The hub, the file, and one fresh work dir per child process."""
+
+    def __init__(self, args: argparse.Namespace, hub: TestHub, blob: Blob) -> None:
+        self.args, self.hub, self.blob = args, hub, blob
+        self.work = args.cache_dir / "work"
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
+                    and not k.startswith(("HF_", "HUGGING_FACE_", "MREG_")) and "proxy" not in k.lower()}
+        self.env.update(HF_ENDPOINT=hub.endpoint, NO_PROXY="127.0.0.1,127.0.0.2,localhost",
+                        PYTHONPYCACHEPREFIX=str(args.cache_dir / "pycache"))
+
+    def _fresh(self, name: str) -> Path:
+        """An empty work dir; the previous one is removed and its writes flushed first."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.sync()
+        path = self.work / name
+        path.mkdir(parents=True)
+        return path
+
+    def _check(self, run: Run, output: Path, logs: Path) -> Run:
+        """Fail loudly unless the child succeeded and wrote exactly the served bytes."""
+        if run.exit_code != 0:
+            raise SystemExit(f"{run.tool} exited {run.exit_code}; see {logs}.err")
+        if sha256_of(output) != self.blob.sha256:
+            raise SystemExit(f"{run.tool} wrote wrong bytes to {output}")
+        return run
+
+    @staticmethod
+    def _mreg_cmd(repo_id: str, connections: int | None = None) -> list[str]:
+        extra = [] if connections is None else ["--connections", str(connections)]
+        return [sys.executable, "-m", "cli.main", "pull", repo_id, *extra]
+
+    def _aria2c_cmd(self, repo_id: str, out_dir: Path) -> list[str]:
+        url = f"{self.hub.endpoint}/{repo_id}/resolve/main/{FILENAME}"
+        return ["aria2c", *ARIA2C_ARGS, "-d", str(out_dir), "-o", FILENAME, url]
+
+    @staticmethod
+    def _hf_cmd(repo_id: str) -> list[str]:
+        return [sys.executable, "-c", HF_SCRIPT, repo_id, FILENAME]
+
+    def _hf_env(self, hf_home: Path) -> dict[str, str]:
+        return {**self.env, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1",
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+    def warm_up(self) -> None:
+        """Run every tool once on a small file, unmeasured, so bytecode and binaries are cached."""
+        work = self._fresh("warm-up")
+        env = {**self._hf_env(work / "hf"), "MREG_HOME": str(work / "mreg")}
+        for cmd in (self._mreg_cmd(WARM_UP_REPO), self._aria2c_cmd(WARM_UP_REPO, work), self._hf_cmd(WARM_UP_REPO)):
+            subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+
+    def mreg(self, connections: int | None) -> Run:
+        tool = "mreg pull" + ("" if connections is None else f" --connections {connections}")
+        work = self._fresh("mreg")
+        run = spawn(tool, self._mreg_cmd(REPO_ID, connections), {**self.env, "MREG_HOME": str(work / "home")},
+                    work / "log", self.hub)
+        snapshot = Path((work / "log.out").read_text().strip().splitlines()[-1])
+        return self._check(run, snapshot / FILENAME, work / "log")
+
+    def aria2c(self) -> Run:
+        work = self._fresh("aria2c")
+        run = spawn("aria2c -x16 -s16 -k1M", self._aria2c_cmd(REPO_ID, work / "out"), self.env, work / "log", self.hub)
+        return self._check(run, work / "out" / FILENAME, work / "log")
+
+    def hf(self) -> Run:
+        work = self._fresh("hf")
+        run = spawn("hf_hub_download", self._hf_cmd(REPO_ID), self._hf_env(work / "hf"), work / "log", self.hub)
+        return self._check(run, Path((work / "log.out").read_text().strip().splitlines()[-1]), work / "log")
+
+    def resume(self) -> Resume:
+        """Pull, SIGKILL at `--kill-at` done (per the saved state), pull again; count the CDN bytes."""
+        work = self._fresh("resume")
+        home = work / "home"
+        env = {**self.env, "MREG_HOME": str(home)}
+        first = spawn("mreg pull (killed)", self._mreg_cmd(REPO_ID), env, work / "first", self.hub,
+                      kill_when=lambda: state_fraction(home) >= self.args.kill_at)
+        killed_at = state_fraction(home)
+        if first.exit_code != 128 + signal.SIGKILL:
+            raise SystemExit(f"the first pull ended ({first.exit_code}) before reaching {self.args.kill_at:.0%}")
+        second = spawn("mreg pull (resumed)", self._mreg_cmd(REPO_ID), env, work / "second", self.hub)
+        snapshot = Path((work / "second.out").read_text().strip().splitlines()[-1])
+        self._check(second, snapshot / FILENAME, work / "second")
+        total = first.cdn_bytes + second.cdn_bytes
+        return Resume(killed_at, first.seconds, second.seconds, total, total / self.blob.size,
+                      max(first.peak_rss_mb, second.peak_rss_mb))
+
+
+def summarize(runs: list[Run], size: int) -> Row:
+    """Median time and CPU, worst RSS and CDN overhead, of one tool's runs."""
+    seconds = statistics.median(r.seconds for r in runs)
+    return Row(runs[0].tool, seconds, size / seconds / MB, statistics.median(r.first_byte for r in runs),
+               statistics.median(r.last_byte - r.first_byte for r in runs),
+               statistics.median(r.seconds - r.last_byte for r in runs), max(r.peak_rss_mb for r in runs),
+               statistics.median(r.cpu_seconds for r in runs), statistics.median(r.hub_cpu_seconds for r in runs),
+               max(r.cdn_bytes for r in runs) / size)
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    meminfo = Path("/proc/meminfo").read_text().split()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    aria2 = subprocess.run(["aria2c", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    import huggingface_hub
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "nproc": str(os.cpu_count()),
+        "ram": f"{int(meminfo[meminfo.index('MemTotal:') + 1]) / 1024 ** 2:.1f} GiB",
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "aria2c": aria2.removeprefix("aria2 version "),
+        "huggingface_hub": huggingface_hub.__version__,
+    }
+
+
+def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict[str, str]) -> str:
+    """The Markdown summary: the table, the targets, the machine and the command."""
+    aria2 = next(r for r in rows if r.tool.startswith("aria2c"))
+    mreg = next(r for r in rows if r.tool == "mreg pull")
+    hf = next(r for r in rows if r.tool == "hf_hub_download")
+    best = min((r for r in rows if r.tool.startswith("mreg")), key=lambda r: r.seconds)
+    lines = [
+        f"{args.size / MB:.0f} MB LFS file, {args.throttle / MB:g} MB/s per connection, "
+        f"median of {args.runs} run(s); {info['date']}, {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM",
+        "",
+        "| tool | seconds | MB/s | peak RSS MB | time vs aria2c | to 1st byte s | transfer s | after last byte s "
+        "| client CPU s | hub CPU s | CDN bytes / size |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r.tool} | {r.seconds:.2f} | {r.mb_per_s:.0f} | {r.peak_rss_mb:.0f} | {r.seconds / aria2.seconds:.2f} "
+              f"| {r.to_first_byte:.2f} | {r.transfer:.2f} | {r.after_last_byte:.2f} "
+              f"| {r.cpu_seconds:.1f} | {r.hub_cpu_seconds:.1f} | {r.cdn_ratio:.3f} |" for r in rows]
+    targets = [
+        ("mreg / aria2c time", mreg.seconds / aria2.seconds, "<= 1.1", mreg.seconds / aria2.seconds <= 1.1),
+        ("hf_hub_download / mreg time", hf.seconds / mreg.seconds, ">= 4", hf.seconds / mreg.seconds >= 4),
+        ("resume: CDN bytes / size", resume.cdn_ratio, "<= 1.15", resume.cdn_ratio <= 1.15),
+        ("mreg peak RSS MB (all runs)", max(best.peak_rss_mb, mreg.peak_rss_mb, resume.peak_rss_mb), "< 300",
+         max(r.peak_rss_mb for r in rows if r.tool.startswith("mreg")) < 300 and resume.peak_rss_mb < 300),
+    ]
+    lines += ["", "| target | measured | goal | ok |", "|---|---:|---:|---|"]
+    lines += [f"| {name} | {value:.2f} | {goal} | {'yes' if ok else 'NO'} |" for name, value, goal, ok in targets]
+    lines += [
+        "",
+        f"Resume: killed at {resume.killed_at_fraction:.0%} done (saved state) after {resume.first_seconds:.1f} s, "
+        f"resumed in {resume.second_seconds:.1f} s; CDN sent {resume.cdn_bytes / MB:.0f} MB in total.",
+        f"Fastest mreg setting: `{best.tool}` ({best.seconds:.2f} s).",
+        "",
+        "Reproduce: `python bench/pull_bench.py --size {} --throttle {} --runs {} --connections {}`".format(
+            args.size, args.throttle, args.runs, args.connections),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every tool `--runs` times (interleaved), then the resume scenario; print the report."""
+    args = parse_args(argv)
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(args.cache_dir / "work", ignore_errors=True)
+    source = args.cache_dir / f"weights-{args.size}.bin"
+    need = args.size * (1 if source.exists() else 2) + 1_000_000_000
+    if shutil.disk_usage(args.cache_dir).free < need:
+        raise SystemExit(f"{args.cache_dir} needs {need / 1e9:.1f} GB free")
+    print(f"generating/reusing {source} ...", file=sys.stderr)
+    blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
+    sweep = [int(n) for n in args.connections.split(",") if n]
+    with TestHub() as hub:
+        hub.faults.throttle = args.throttle
+        hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob}, message="add weights")
+        hub.add_repo(HubRepo(WARM_UP_REPO)).commit({FILENAME: random.Random(SEED).randbytes(WARM_UP_SIZE)})
+        bench = Bench(args, hub, blob)
+        bench.warm_up()
+        tools: list[tuple[str, Callable[[], Run]]] = [("aria2c", bench.aria2c), ("mreg", lambda: bench.mreg(None))]
+        tools += [(f"mreg{n}", lambda n=n: bench.mreg(n)) for n in sweep] + [("hf", bench.hf)]
+        runs: dict[str, list[Run]] = {name: [] for name, _ in tools}
+        for i in range(args.runs):
+            for name, measure in tools:
+                run = measure()
+                print(f"[{i + 1}/{args.runs}] {run.tool}: {run.seconds:.2f} s, {run.peak_rss_mb:.0f} MB RSS, "
+                      f"{run.cpu_seconds:.1f} s CPU, hub {run.hub_cpu_seconds:.1f} s CPU", file=sys.stderr)
+                runs[name].append(run)
+        resume = bench.resume()
+        shutil.rmtree(bench.work, ignore_errors=True)
+    rows = [summarize(r, args.size) for r in runs.values()]
+    info = machine()
+    print(report(rows, resume, args, info))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "runs": [asdict(r) for rs in runs.values() for r in rs],
+                                         "rows": [asdict(r) for r in rows], "resume": asdict(resume)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

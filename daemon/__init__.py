@@ -1,0 +1,1 @@
+"""The Hub-compatible pull-through mirror daemon (`mreg serve`); built on `registry`."""

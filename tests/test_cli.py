@@ -1,0 +1,160 @@
+"""The `mreg` command line, in process (click's runner) and as a real process for kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from tests.pulling import tree_bytes
+from tests.testhub import TestHub, small_repo
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mreg_env(test_hub: TestHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {"HF_ENDPOINT": test_hub.endpoint, "MREG_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")}
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "MREG_DATABASE_URL", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def mreg(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_pull_json_then_path_ls_verify(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    code, out, err = mreg("pull", MINILM, "--json", "--exclude", "*.safetensors")
+    assert code == 0, err
+    data = json.loads(out)
+    assert set(data) == {"repo", "commit", "path", "files"} and data["repo"] == MINILM
+    assert data["commit"] == test_hub.repo(MINILM).head.sha
+    assert {"path", "size", "sha256"} == set(data["files"][0])
+    assert "1_Pooling/config.json" in {f["path"] for f in data["files"]}
+
+    code, out, _ = mreg("path", MINILM)
+    assert code == 0 and out.strip() == data["path"]
+
+    code, out, _ = mreg("ls", "--json")
+    listed = json.loads(out)
+    assert [r["repo"] for r in listed] == [MINILM] and listed[0]["complete"] is False
+
+    code, out, err = mreg("verify", MINILM)
+    assert code == 4 and "BAD model.safetensors: not downloaded" in err
+
+
+def test_plain_pull_prints_the_snapshot_path_last(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    code, out, err = mreg("pull", MINILM)
+    assert code == 0
+    path = Path(out.strip().splitlines()[-1])
+    assert (path / "model.safetensors").stat().st_size == 90868376
+    assert "fetched" in err
+    code, out, err = mreg("pull", MINILM)
+    assert code == 0 and "fetched 0 B" in err
+    code, out, _ = mreg("verify", MINILM, "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_verify_detects_a_tampered_blob(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    code, out, _ = mreg("pull", MINILM, "--include", "config.json")
+    blob = (Path(out.strip()) / "config.json").resolve()
+    os.chmod(blob, 0o644)
+    blob.write_text('{"tampered": true}')
+    code, out, err = mreg("verify", MINILM)
+    assert code == 4 and "BAD config.json: hash mismatch" in err
+
+
+def test_rm_and_gc_free_space_safely(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    test_hub.add_repo(small_repo("org/a"))
+    test_hub.add_repo(small_repo("org/b"))  # the same files: blobs shared with org/a
+    assert mreg("pull", "org/a")[0] == 0
+    code, out, _ = mreg("pull", "org/b")
+    b_path = Path(out.strip())
+    code, out, _ = mreg("rm", "org/a")
+    assert code == 0 and "freed 0 B" in out
+    assert tree_bytes(b_path)  # org/b's files still readable
+    code, out, _ = mreg("rm", "org/b")
+    assert code == 0 and "freed 0 B" not in out
+    blobs = Path(mreg_env["MREG_HOME"]) / "blobs"
+    assert not [p for p in blobs.rglob("*") if p.is_file()]
+    code, out, _ = mreg("gc", "--json")
+    assert code == 0 and json.loads(out)["removed_blobs"] == 0
+    code, _, err = mreg("rm", "org/a")
+    assert code == 2 and "not in the local store" in err
+
+
+def test_errors_are_one_line_with_exit_codes(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    test_hub.add_repo(small_repo("org/gated", gated="manual", allowed_users={"alice"}))
+    code, out, err = mreg("pull", "org/gated")
+    assert code == 3 and err.startswith("mreg: error: org/gated is a gated repo") and err.count("\n") == 1
+    code, _, err = mreg("pull", "org/missing")
+    assert code == 3 and "not found" in err
+    code, _, err = mreg("pull", "../etc")
+    assert code == 2 and "invalid repo id" in err
+    code, _, err = mreg("path", MINILM)
+    assert code == 2 and "not in the local store" in err
+    code, _, err = mreg("pull", "org/gated", "--token", "hf_test_alice")
+    assert code == 0, err
+    assert "hf_test_alice" not in err
+
+
+def test_offline_env_uses_the_store(test_hub: TestHub, mreg_env: dict[str, str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    code, first, _ = mreg("pull", MINILM, "--include", "*.json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    test_hub.stop()
+    code, out, err = mreg("pull", MINILM, "--include", "*.json")
+    assert code == 0 and out == first
+    code, _, err = mreg("pull", MINILM)
+    assert code == 5 and "not in the local store" in err
+
+
+def _state_done(home: Path) -> tuple[int, int]:
+    for state in (home / "partial").glob("*.state.json"):
+        try:
+            data = json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        return sum(p["done"] for p in data["parts"]), data["size"]
+    return 0, 1
+
+
+def test_kill_9_then_resume_fetches_at_most_115_percent(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    """A pull killed at 40 % restarts where it stopped (counted at the CDN)."""
+    gguf = test_hub.repo(SMOLLM).head.files["SmolLM2-135M-Instruct.Q4_1.gguf"].blob
+    test_hub.faults.throttle = 8_000_000
+    command = [sys.executable, "-m", "cli.main", "pull", SMOLLM, "--include", "*.gguf", "--connections", "4"]
+    env = {**os.environ, **mreg_env}
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    home = Path(mreg_env["MREG_HOME"])
+    deadline = time.monotonic() + 60
+    while _state_done(home)[0] < 0.4 * gguf.size:
+        assert proc.poll() is None and time.monotonic() < deadline, "pull ended before 40 %"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((home / "hub").rglob("*.gguf")), "nothing half-written may be published"
+    test_hub.faults.throttle = None
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
+    assert (path / gguf_name(test_hub)).read_bytes() == gguf.read(0, gguf.size)
+    assert test_hub.stats.cdn_bytes <= 1.15 * gguf.size
+
+
+def gguf_name(hub: TestHub) -> str:
+    return next(p for p in hub.repo(SMOLLM).head.files if p.endswith(".gguf"))
