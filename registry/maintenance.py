@@ -12,6 +12,7 @@ from .repo import RepoRef
 from .store import GcResult, Store
 
 STALE_PARTIAL_SECONDS = 7 * 24 * 3600
+BUSY_BLOB_GRACE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,14 @@ async def verify(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> 
 
 
 async def collect_garbage(store: Store, catalog: Catalog) -> GcResult:
-    """Delete blobs no snapshot or catalog entry uses, and partial downloads untouched for a week."""
+    """Delete blobs no snapshot or catalog entry uses, and partial downloads untouched for a week.
+
+    While a pull runs, blobs published in the last hour are spared (it may be about to link them).
+    """
     keep = await catalog.referenced_blobs()
-    return store.gc(keep=keep, partial_older_than=STALE_PARTIAL_SECONDS)
+    with store.quiet() as no_pulls:
+        return store.gc(keep=keep, partial_older_than=STALE_PARTIAL_SECONDS,
+                        min_blob_age=0 if no_pulls else BUSY_BLOB_GRACE_SECONDS)
 
 
 async def remove(store: Store, catalog: Catalog, repo: RepoRef) -> GcResult:

@@ -86,25 +86,19 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
     remote = _unique(await client.list_files(repo, commit))
     await catalog.record_revision(repo, commit, [_record(f) for f in remote])
     wanted = [f for f in remote if selected(f.path, options.include, options.exclude)]
-    known = {r.path: r for r in await catalog.revision_files(repo, commit)}
-    store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
-    linked = store.snapshot_files(repo, commit)
-    todo = [f for f in wanted if not _have(f, known.get(f.path), linked.get(f.path), store)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
-    _check_space(store, todo)
-    todo_paths = {f.path for f in todo}
-    for f in wanted:
-        if f.path not in todo_paths:
-            progress.advance(f.path, f.size)
-            progress.file_done(f.path, 0)
-    download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
-    fetched = 0
-    try:
-        fetched = await _download_all(repo, commit, todo, options, client, store, catalog, progress)
-    except BaseException as exc:
-        message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
-        await asyncio.shield(catalog.finish_download(download_id, "failed", fetched, message))
-        raise
+    with store.pulling():
+        todo = await _link_present(repo, commit, wanted, store, catalog, progress)
+        _check_space(store, todo)
+        download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
+        tally = _Tally()
+        try:
+            await _download_all(repo, commit, todo, options, client, store, catalog, progress, tally)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
+            await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
+            raise
+    fetched = tally.fetched
     await catalog.finish_download(download_id, "complete", fetched)
     if options.revision != commit:
         store.write_ref(repo, options.revision, commit)
@@ -123,6 +117,30 @@ def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
     return list(seen.values())
 
 
+async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], store: Store, catalog: Catalog,
+                        progress: PullProgress) -> list[RemoteFile]:
+    """Link the files whose content is already in the store (from any repo or revision) into the
+    snapshot, moving no bytes; return the files still to download."""
+    known = {r.path: r for r in await catalog.revision_files(repo, commit)}
+    contents = await catalog.contents_of([f.git_oid for f in wanted if not f.is_lfs])
+    store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
+    linked = store.snapshot_files(repo, commit)
+    todo = []
+    for f in wanted:
+        sha = f.lfs_sha256 or contents.get(f.git_oid)
+        if sha is None or not store.has_blob(sha, f.size):
+            todo.append(f)
+            continue
+        if linked.get(f.path) != sha:
+            store.link_file(repo, commit, f.path, sha)
+        record = known.get(f.path)
+        if record is None or record.state != "complete":
+            await catalog.mark_file_complete(repo, commit, f.path, sha, f.size)
+        progress.advance(f.path, f.size)
+        progress.file_done(f.path, 0)
+    return todo
+
+
 def _check_space(store: Store, files: list[RemoteFile]) -> None:
     """Fail before downloading when the files cannot fit (ENOSPC mid-way is still handled)."""
     need = sum(f.size for f in files)
@@ -135,20 +153,19 @@ def _record(f: RemoteFile) -> FileRecord:
     return FileRecord(path=f.path, size=f.size, git_oid=f.git_oid, lfs_sha256=f.lfs_sha256)
 
 
-def _have(f: RemoteFile, record: FileRecord | None, linked_sha: str | None, store: Store) -> bool:
-    """True when the file is already complete in this snapshot (so a second pull moves no bytes)."""
-    sha = f.lfs_sha256 or (record.sha256 if record and record.state == "complete" else None)
-    return sha is not None and linked_sha == sha and store.has_blob(sha, f.size)
+@dataclass
+class _Tally:
+    fetched: int = 0
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
-                        client: HubClient, store: Store, catalog: Catalog, progress: PullProgress) -> int:
+                        client: HubClient, store: Store, catalog: Catalog, progress: PullProgress,
+                        tally: _Tally) -> None:
+    """Download, publish, link and record ``files``, several at once over shared connections."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
-    fetched = 0
 
     async def one(f: RemoteFile) -> None:
-        nonlocal fetched
         async with file_slots:
             async def locate() -> FileLocation:
                 location = await client.locate(repo, commit, f.path)
@@ -160,7 +177,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
             spec = FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
             done = await download_file(client, spec, locate, store, slots, options.tuning,
                                        lambda n: progress.advance(f.path, n))
-            fetched += done.fetched
+            tally.fetched += done.fetched
             store.link_file(repo, commit, f.path, done.sha256)
             await catalog.mark_file_complete(repo, commit, f.path, done.sha256, f.size)
             progress.file_done(f.path, done.fetched)
@@ -171,7 +188,6 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
                 group.create_task(one(f))
     except BaseExceptionGroup as group_error:
         raise _first_error(group_error) from None
-    return fetched
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

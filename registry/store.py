@@ -28,10 +28,6 @@ from .errors import StoreError, UnsafePathError, UsageError
 from .paths import safe_relpath
 from .repo import RepoRef
 
-GC_MIN_BLOB_AGE = 3600.0
-"""gc spares blobs published or linked less than this many seconds ago: a concurrent download may be
-about to link them."""
-
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
@@ -89,6 +85,40 @@ class Store:
         self.hub_dir = self.home / "hub"
         self.partial_dir = self.home / "partial"
         self.tmp_dir = self.home / "tmp"
+
+    # -- pulls and gc ------------------------------------------------------------------------
+
+    @contextmanager
+    def pulling(self) -> Iterator[None]:
+        """Held (shared) by every pull while it publishes and links blobs; see ``quiet``."""
+        with self._lock_file() as fd:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+
+    @contextmanager
+    def quiet(self) -> Iterator[bool]:
+        """Yield True, holding off new pulls, when no pull is running; else yield False at once.
+
+        A gc that gets True may remove any unlinked blob; one that gets False must spare recent
+        blobs, which a running pull may be about to link.
+        """
+        with self._lock_file() as fd:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+            else:
+                yield True
+
+    @contextmanager
+    def _lock_file(self) -> Iterator[int]:
+        with _os_errors("store lock", self.home):
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.home / "pulls.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     # -- blobs ---------------------------------------------------------------------------------
 
@@ -158,7 +188,7 @@ class Store:
         snap = self.snapshot_dir(repo, commit)
         with _os_errors(f"snapshot file {relpath}", snap):
             try:
-                os.utime(blob)  # a fresh ctime makes a concurrent gc spare the blob (GC_MIN_BLOB_AGE)
+                os.utime(blob)  # a fresh ctime makes a gc with ``min_blob_age`` spare it
             except FileNotFoundError:
                 raise StoreError(f"cannot link {relpath}: blob {sha256} is not in the store") from None
             except PermissionError:
@@ -169,6 +199,9 @@ class Store:
         if not _inside(dest.parent, snap):
             dest.unlink(missing_ok=True)
             raise UnsafePathError(f"unsafe file name from upstream: {relpath!r} leaves its snapshot")
+        if not blob.exists():  # a concurrent gc removed it before the link existed
+            dest.unlink(missing_ok=True)
+            raise StoreError(f"cannot link {relpath}: blob {sha256} was removed by a concurrent gc")
         return dest
 
     def write_ref(self, repo: RepoRef, ref: str, commit: str) -> None:
@@ -243,12 +276,15 @@ class Store:
         self,
         keep: Set[str] = frozenset(),
         partial_older_than: float | None = None,
-        min_blob_age: float = GC_MIN_BLOB_AGE,
+        min_blob_age: float = 0.0,
     ) -> GcResult:
-        """Remove blobs no snapshot links to (except ``keep`` and blobs newer than ``min_blob_age``
-        seconds) and, if ``partial_older_than`` is given, downloads untouched for that many seconds.
+        """Remove blobs no snapshot links to, except ``keep``, and, if ``partial_older_than`` is
+        given, partial downloads untouched for that many seconds.
 
-        Safe to run next to other processes: files vanishing underneath are skipped.
+        Safe next to another gc: files vanishing underneath are skipped. A download running at the
+        same time may have published a blob it has not linked yet; a gc that can overlap downloads
+        (a daemon's periodic one) should pass ``min_blob_age`` (e.g. 3600) to spare blobs published
+        or linked that recently (``link_file`` refuses to link a blob gc removed meanwhile).
         """
         live = self.referenced_blobs() | set(keep)
         now = time.time()

@@ -158,3 +158,19 @@ def test_kill_9_then_resume_fetches_at_most_115_percent(test_hub: TestHub, mreg_
 
 def gguf_name(hub: TestHub) -> str:
     return next(p for p in hub.repo(SMOLLM).head.files if p.endswith(".gguf"))
+
+
+def test_gc_spares_fresh_blobs_while_a_pull_runs(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    from registry.store import Store
+
+    store = Store(Path(mreg_env["MREG_HOME"]))
+    orphan = store.home / "tmp-orphan"
+    store.home.mkdir(parents=True)
+    orphan.write_bytes(b"published, not linked yet")
+    sha = "0" * 63 + "1"
+    store.publish_blob(orphan, sha)
+    with store.pulling():
+        code, out, _ = mreg("gc", "--json")
+        assert code == 0 and json.loads(out)["removed_blobs"] == 0 and store.has_blob(sha)
+    code, out, _ = mreg("gc", "--json")
+    assert code == 0 and json.loads(out)["removed_blobs"] == 1 and not store.has_blob(sha)

@@ -52,9 +52,20 @@ async def test_second_pull_moves_no_bytes_and_blobs_are_shared(test_hub: TestHub
     # The same weights under another repo id and a new revision are stored once.
     test_hub.add_repo(minilm_repo("someone/minilm-copy"))
     third = await pull_repo(test_hub.endpoint, tmp_path, "someone/minilm-copy")
-    assert third.fetched < 1_000_000
+    assert third.fetched == 0 and test_hub.stats.cdn_bytes == cdn_before
     blobs = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
     assert len(blobs) == len({hashlib.sha256(p.read_bytes()).hexdigest() for p in blobs})
+
+
+async def test_new_revision_fetches_only_changed_files(test_hub: TestHub, tmp_path: Path) -> None:
+    repo = test_hub.add_repo(small_repo())
+    await pull_repo(test_hub.endpoint, tmp_path, repo.repo_id)
+    repo.commit({"config.json": '{"model_type": "tiny", "hidden_size": 16}\n'})
+    resolve_before = test_hub.stats.resolve_bytes
+    result = await pull_repo(test_hub.endpoint, tmp_path, repo.repo_id)
+    assert result.fetched == len('{"model_type": "tiny", "hidden_size": 16}\n')
+    assert test_hub.stats.resolve_bytes - resolve_before == result.fetched
+    assert tree_bytes(result.path) == expected_tree(test_hub, repo.repo_id)
 
 
 async def test_gguf_pull(test_hub: TestHub, tmp_path: Path) -> None:

@@ -218,16 +218,16 @@ def test_export_file_gives_a_plain_writable_copy(store: Store, tmp_path: Path) -
 def test_gc_removes_only_unreferenced_blobs(store: Store) -> None:
     used, kept, orphan = put(store, b"used"), put(store, b"kept"), put(store, b"orphan!")
     store.link_file(REPO, C1, "a", used)
-    assert store.gc(keep={kept}) == GcResult(removed_blobs=0, freed_bytes=0, removed_partials=0)  # too new
-    result = store.gc(keep={kept}, min_blob_age=0)
+    assert store.gc(keep={kept}, min_blob_age=3600).removed_blobs == 0  # all too new
+    result = store.gc(keep={kept})
     assert result == GcResult(removed_blobs=1, freed_bytes=len(b"orphan!"), removed_partials=0)
     assert store.has_blob(used) and store.has_blob(kept) and not store.has_blob(orphan)
-    assert store.gc(keep={kept}, min_blob_age=0).removed_blobs == 0  # a second gc finds nothing
+    assert store.gc(keep={kept}).removed_blobs == 0  # a second gc finds nothing
 
 
 def _gc_in_process(home: Path, barrier, results) -> None:  # type: ignore[no-untyped-def]
     barrier.wait()
-    results.put(Store(home).gc(min_blob_age=0))
+    results.put(Store(home).gc())
 
 
 def test_two_concurrent_gcs(store: Store) -> None:
@@ -257,8 +257,8 @@ def test_gc_removes_old_partials_only(store: Store) -> None:
     age(old_data, 7200)
     age(lone, 7200)
     age(new_data, 7200)  # an old data file whose state file is fresh is still in progress
-    assert store.gc(min_blob_age=0).removed_partials == 0  # partials only go when asked
-    result = store.gc(partial_older_than=3600, min_blob_age=0)
+    assert store.gc().removed_partials == 0  # partials only go when asked
+    result = store.gc(partial_older_than=3600)
     assert result.removed_partials == 2
     assert sorted(p.name for p in (store.home / "partial").iterdir()) == ["new", "new.state.json"]
 
@@ -273,7 +273,7 @@ def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
     assert not store.repo_dir(REPO).exists()
     assert store.remove_repo(REPO) is False
     assert store.has_blob(shared) and store.has_blob(own)  # remove_repo never touches blobs
-    assert store.gc(min_blob_age=0).removed_blobs == 1
+    assert store.gc().removed_blobs == 1
     assert store.has_blob(shared) and not store.has_blob(own)
     assert store.snapshot_files(OTHER, C2) == {"shared": shared}
 

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.CheckConstraint("state IN ('pending', 'complete')", name=op.f("ck_files_state")),
     )
     op.create_index("ix_files_sha256", "files", ["sha256"])
+    op.create_index("ix_files_git_oid", "files", ["git_oid"])
     op.create_table(
         "blobs",
         sa.Column("sha256", sa.String(64), nullable=False),
@@ -102,6 +103,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_downloads_repo"), table_name=op.f("downloads"))
     op.drop_table("downloads")
     op.drop_table("blobs")
+    op.drop_index("ix_files_git_oid", table_name=op.f("files"))
     op.drop_index("ix_files_sha256", table_name=op.f("files"))
     op.drop_table("files")
     op.drop_table("refs")

@@ -175,6 +175,10 @@ class Catalog:
         """The sha256 of every blob some file row uses."""
         return await self._read(q.referenced_blobs)
 
+    async def contents_of(self, git_oids: Sequence[str]) -> dict[str, str]:
+        """For the given git oids of non-LFS files, the content sha256 where one was downloaded before."""
+        return await self._read(lambda conn: q.contents_of(conn, list(git_oids)))
+
     async def start_download(self, repo: RepoRef, commit: str, bytes_total: int) -> int:
         """Record a download that starts now; return its id for ``finish_download``."""
         _check_commit(commit)

@@ -114,7 +114,7 @@ class File(Base):
     revision: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(4096))
     size: Mapped[int] = mapped_column(BigInteger)
-    git_oid: Mapped[str] = mapped_column(String(64))
+    git_oid: Mapped[str] = mapped_column(String(64), index=True)
     lfs_sha256: Mapped[str | None] = mapped_column(String(64))
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))

@@ -216,6 +216,18 @@ async def referenced_blobs(conn: AsyncConnection) -> set[str]:
     return set((await conn.scalars(select(File.sha256).where(File.sha256.is_not(None)).distinct())).all())
 
 
+async def contents_of(conn: AsyncConnection, git_oids: Sequence[str]) -> dict[str, str]:
+    """git oid → content sha256 of the non-LFS files already downloaded under any repo or revision."""
+    found: dict[str, str] = {}
+    for start in range(0, len(git_oids), 500):
+        rows = await conn.execute(
+            select(File.git_oid, File.sha256).where(
+                File.git_oid.in_(git_oids[start : start + 500]), File.lfs_sha256.is_(None),
+                File.state == "complete", File.sha256.is_not(None)))
+        found.update({oid: sha for oid, sha in rows.all()})
+    return found
+
+
 async def start_download(conn: AsyncConnection, repo: RepoRef, commit: str, bytes_total: int) -> int:
     """Insert a running download and return its id."""
     repo_id = await ensure_repo(conn, repo)
