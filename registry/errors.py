@@ -10,6 +10,7 @@
     │   └── UpstreamUnavailableError   connection failures, 5xx and 429 after every retry
     ├── IntegrityError             bytes that do not match their announced hash or size
     ├── UnsafePathError            a file name that would escape its folder
+    ├── FormatError                a model file whose header is malformed (safetensors, GGUF)
     ├── StoreError                 the local store (disk full, permissions, missing snapshot)
     └── CatalogError               the catalog database
 
@@ -59,6 +60,10 @@ class IntegrityError(MregError):
 
 
 class UnsafePathError(MregError):
+    exit_code = 4
+
+
+class FormatError(MregError):
     exit_code = 4
 
 

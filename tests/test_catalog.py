@@ -308,3 +308,9 @@ def test_migrations_found_from_an_installed_copy(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).is_relative_to(site)
     assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
+
+
+def test_schema_head_constant_matches_the_migrations() -> None:
+    from registry.catalog.db import SCHEMA_HEAD
+
+    assert SCHEMA_HEAD == head()

@@ -35,9 +35,9 @@ LOCK_POLL = 0.2
 class Tuning:
     """Knobs of the downloader; the defaults come from bench/ and tests shrink the timeouts."""
 
-    connections: int = 16
+    connections: int = 32
     min_part: int = 8 * MiB
-    max_part: int = 64 * MiB
+    max_part: int = 16 * MiB
     stall_timeout: float = 30.0
     state_interval: float = 0.1
     attempts_without_progress: int = 6
