@@ -66,7 +66,7 @@ def parser_for(path: str, file_size: int | None) -> Parser:
         return SafetensorsHeaderParser(file_size)
     if name.endswith(".gguf"):
         return GGUFHeaderParser(file_size)
-    raise FormatError(f"{path}: not a .safetensors or .gguf file")
+    raise FormatError("not a .safetensors or .gguf file")
 
 
 def parse_local(path: str | os.PathLike[str], first_read: int = LOCAL_READ) -> HeaderParsed:
@@ -136,8 +136,8 @@ class _RangeReader:
 async def _parse(reader: _RangeReader, first_read: int) -> HeaderParsed:
     """Drive a parser over ranged GETs: one GET per NeedBytes, the first widened to `first_read`."""
     location = await reader.locate()
-    parser = parser_for(reader.path, location.size)
     try:
+        parser = parser_for(reader.path, location.size)
         event = parser.next_event()
         while isinstance(event, NeedBytes):
             end = min(event.offset + max(event.length, first_read), location.size)

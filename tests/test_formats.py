@@ -454,6 +454,9 @@ def test_parse_local_errors_name_the_file(tmp_path: Path) -> None:
         parse_local(tmp_path / "bad.gguf")
     with pytest.raises(StoreError, match="cannot read"):
         parse_local(tmp_path / "missing.safetensors")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(FormatError, match=r"weights\.bin: not a \.safetensors or \.gguf file$"):
+        parse_local(tmp_path / "weights.bin")
 
 
 @pytest.mark.parametrize("name, label", [

@@ -98,7 +98,7 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest migration in ``migrations/versions`` (a test keeps the two in step). Knowing it lets an
 up-to-date catalog open without importing Alembic, which is most of a cold start's import time."""
 

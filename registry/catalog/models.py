@@ -15,6 +15,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Integer,
+    JSON,
     MetaData,
     String,
     Text,
@@ -90,6 +91,7 @@ class Revision(Base):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    architecture: Mapped[str | None] = mapped_column(String(128))
 
 
 class Ref(Base):
@@ -145,3 +147,34 @@ class Download(Base):
     bytes_total: Mapped[int] = mapped_column(BigInteger)
     bytes_fetched: Mapped[int] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class FileHeader(Base):
+    """What a weights file's header says (safetensors or GGUF), or why it could not be read."""
+
+    __tablename__ = "file_headers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), unique=True)
+    format: Mapped[str] = mapped_column(String(16))
+    header_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    tensor_count: Mapped[int | None] = mapped_column(Integer)
+    parameters: Mapped[int | None] = mapped_column(BigInteger)
+    dtypes: Mapped[dict | None] = mapped_column(JSON)
+    gguf: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Tensor(Base):
+    """One tensor of an indexed file: ``offset`` is absolute in the file, ``shape`` a JSON list."""
+
+    __tablename__ = "tensors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    header: Mapped[int] = mapped_column(ForeignKey("file_headers.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    dtype: Mapped[str] = mapped_column(String(32))
+    shape: Mapped[list] = mapped_column(JSON)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    nbytes: Mapped[int] = mapped_column(BigInteger)

@@ -5,7 +5,7 @@ how much more to read). It keeps the bytes it receives (dropping what it has par
 runs out, asks for the next window right after them: the largest of what the current item needs,
 1 MiB, half of all it has received so far, and the estimated rest of the array or tensor infos it
 is in. So the total grows at least 1.5x a request (a 7 MB header takes at most 6 requests after a
-256 KiB first read, 3 when its bulk is token arrays) and at most max(1.5x the header, header + 1 MiB)
+256 KiB first read, 4 when its bulk is token arrays) and at most max(1.5x the header, header + 1 MiB)
 is asked for, estimates aside. Nothing is allocated by an untrusted count: every count and length
 is checked against sane caps and against the bytes that can still follow (the file's size when
 known, else the 100 MB header limit) before it is used.
@@ -121,7 +121,8 @@ class _Array:
 
     def picked(self, ids: set[int]) -> dict[int, str]:
         """Token texts at `ids` (for tokenizer.ggml.tokens, whose bytes were kept)."""
-        texts, starts = self.texts or bytearray(), self.starts
+        texts, starts = self.texts, self.starts
+        assert texts is not None
         ends = {i: starts[i + 1] if i + 1 < len(starts) else len(texts) for i in ids}
         return {i: texts[starts[i] : ends[i]].decode("utf-8", "replace") for i in sorted(ids)}
 
