@@ -18,12 +18,16 @@ from registry import __version__
 from registry.config import Settings, resolve_token
 from registry.download import Tuning
 from registry.errors import MregError
+from registry.errors import UpstreamUnavailableError
+from registry.inspection import inspect_local, inspect_remote
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
 from registry.pull import PullOptions, pull
 from registry.repo import REPO_TYPES, RepoRef
+from registry.search import Query, parse_count, search
 from registry.workspace import open_workspace
 
 from .progress import PlainProgress, RichProgress, human_size
+from .views import hit_json, hit_text, inspection_json, inspection_text
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130
@@ -182,6 +186,60 @@ async def gc_command(as_json: bool) -> None:
     else:
         click.echo(f"removed {result.removed_blobs} blobs and {result.removed_partials} partial downloads; "
                    f"freed {human_size(result.freed_bytes)}")
+
+
+
+@main.command("inspect")
+@click.argument("repo_id")
+@revision_option
+@repo_type_option
+@click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@click.option("--tensors", "with_tensors", is_flag=True, help="List every tensor of every file.")
+@json_option
+@_run
+async def inspect_command(repo_id: str, revision: str, repo_type: str, token: str | None, with_tensors: bool,
+                          as_json: bool) -> None:
+    """Show what a repo's weights hold (read remotely from their headers; no weights downloaded)."""
+    settings = Settings.from_env()
+    repo = RepoRef.parse(repo_id, repo_type)
+    async with open_workspace(settings, resolve_token(token)) as ws:
+        try:
+            if settings.offline:
+                raise UpstreamUnavailableError("offline")
+            report = await inspect_remote(ws.client, ws.catalog, repo, revision)
+        except UpstreamUnavailableError:
+            commit = await resolve_local(ws.catalog, repo, revision)
+            report = await inspect_local(ws.catalog, ws.store, repo, commit, with_tensors)
+    if as_json:
+        _echo_json(inspection_json(report, with_tensors))
+    else:
+        click.echo("\n".join(inspection_text(report, with_tensors)))
+
+
+@main.command("search")
+@click.argument("text", required=False)
+@click.option("--arch", help="Architecture (substring, case-insensitive), e.g. llama.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "gguf"]), help="Weights format.")
+@click.option("--quant", help="GGUF quant, e.g. Q4_K_M.")
+@click.option("--min-params", help="At least this many parameters (7B, 500M, 22713728).")
+@click.option("--max-params", help="At most this many parameters.")
+@json_option
+@_run
+async def search_command(text: str | None, arch: str | None, fmt: str | None, quant: str | None,
+                         min_params: str | None, max_params: str | None, as_json: bool) -> None:
+    """Search the local catalog (repos pulled or inspected before)."""
+    query = Query(text=text, arch=arch, format=fmt, quant=quant,
+                  min_params=parse_count(min_params) if min_params else None,
+                  max_params=parse_count(max_params) if max_params else None)
+    async with open_workspace(Settings.from_env(), None) as ws:
+        hits = await search(ws.catalog, query)
+    if as_json:
+        _echo_json([hit_json(h) for h in hits])
+    else:
+        for hit in hits:
+            click.echo(hit_text(hit))
+        if not hits:
+            click.echo("no matching repos in the local catalog", err=True)
 
 
 if __name__ == "__main__":

@@ -69,12 +69,15 @@ def parser_for(path: str, file_size: int | None) -> Parser:
     raise FormatError("not a .safetensors or .gguf file")
 
 
-def parse_local(path: str | os.PathLike[str], first_read: int = LOCAL_READ) -> HeaderParsed:
-    """Parse the header of a local safetensors or GGUF file (pread only what the parser asks for)."""
+def parse_local(path: str | os.PathLike[str], first_read: int = LOCAL_READ, name: str | None = None) -> HeaderParsed:
+    """Parse the header of a local safetensors or GGUF file (pread only what the parser asks for).
+
+    ``name`` is the file's name in its repo, which says the format when ``path`` is a store blob.
+    """
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            parser = parser_for(os.fspath(path), size)
+            parser = parser_for(name or os.fspath(path), size)
             event = parser.next_event()
             while isinstance(event, NeedBytes):
                 parser.receive_data(event.offset, os.pread(f.fileno(), max(event.length, first_read), event.offset))
@@ -84,7 +87,7 @@ def parse_local(path: str | os.PathLike[str], first_read: int = LOCAL_READ) -> H
     except OSError as exc:
         raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
     except FormatError as exc:
-        raise FormatError(f"{os.fspath(path)}: {exc}") from None
+        raise FormatError(f"{name or os.fspath(path)}: {exc}") from None
 
 
 class _RangeReader:
@@ -178,3 +181,12 @@ async def parse_remote_many(client: HubClient, repo: RepoRef, commit: str, paths
 
     results = await asyncio.gather(*(one(path) for path in paths))
     return {result.path: result for result in results}
+
+
+async def read_remote_file(client: HubClient, repo: RepoRef, commit: str, path: str, limit: int) -> bytes:
+    """A small file's whole content (config.json, an index), refusing files above `limit` bytes."""
+    reader = _RangeReader(client, repo, commit, path)
+    location = await reader.locate()
+    if location.size > limit:
+        raise FormatError(f"{path}: {location.size} bytes is more than the {limit} expected of it")
+    return await reader.read(0, location.size) if location.size else b""

@@ -16,6 +16,7 @@ from .catalog import Catalog, FileRecord
 from .download import FileSpec, Tuning, download_file
 from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError
 from .hub import FileLocation, HubClient, RemoteFile
+from .inspection import index_snapshot
 from .paths import safe_relpath
 from .repo import RepoRef
 from .selection import selected
@@ -105,6 +106,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
         await catalog.set_ref(repo, options.revision, commit)
     if len(wanted) == len(remote):
         await catalog.mark_revision_complete(repo, commit)
+    await index_snapshot(store, catalog, repo, commit)
     return _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
 
 

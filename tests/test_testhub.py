@@ -390,6 +390,31 @@ def test_throttle_paces_each_response(test_hub: TestHub) -> None:
     assert 0.4 <= elapsed < 2.0  # 2 MB at 4 MB/s; the last piece is sent before the final wait
 
 
+async def test_latency_delays_every_request_and_concurrent_requests_overlap(test_hub: TestHub) -> None:
+    latency, copies = 0.3, 8
+    urls = [f"{test_hub.endpoint}/api/models/{MINILM}", f"{test_hub.endpoint}/{MINILM}/resolve/main/config.json",
+            f"{test_hub.endpoint}/{SMOLLM}/resolve/main/{GGUF}", cdn_url(test_hub, SMOLLM, GGUF)]
+    test_hub.faults.latency = latency
+    async with aiohttp.ClientSession() as session:
+
+        async def timed(url: str) -> float:
+            started = time.monotonic()
+            async with session.get(url, headers={"Range": "bytes=0-99"}, allow_redirects=False) as response:
+                await response.read()
+                assert response.status in (200, 206, 302)
+            return time.monotonic() - started
+
+        alone = [await timed(url) for url in urls]  # the hub's API, a git file, an LFS redirect, the CDN
+        started = time.monotonic()
+        together = await asyncio.gather(*(timed(url) for url in urls * copies))
+        elapsed = time.monotonic() - started
+    assert min(alone + together) >= latency
+    assert elapsed < 3 * latency  # one after the other they would take len(urls) * copies * latency = 9.6 s
+    assert sum(test_hub.stats.requests.values()) == 1 + len(urls) * (1 + copies)  # cdn_url's HEAD was not delayed
+    test_hub.faults.reset()
+    assert test_hub.faults.latency == 0
+
+
 # -- content, repos, and the command line --------------------------------------------------------
 
 

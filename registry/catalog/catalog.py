@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import UsageError
+from ..formats.events import TensorInfo
 from ..repo import RepoRef
+from . import index
 from . import queries as q
 from .db import db_errors, make_engine, upgrade_to_head, writer
 from .models import STATES
-from .records import FileRecord, RepoSummary
+from .records import FileRecord, HeaderRecord, IndexedRevision, RepoSummary
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -178,6 +180,25 @@ class Catalog:
     async def contents_of(self, git_oids: Sequence[str]) -> dict[str, str]:
         """For the given git oids of non-LFS files, the content sha256 where one was downloaded before."""
         return await self._read(lambda conn: q.contents_of(conn, list(git_oids)))
+
+    async def record_header(self, repo: RepoRef, commit: str, header: HeaderRecord,
+                            tensors: Sequence[TensorInfo] = ()) -> None:
+        """Store what a file's header says (replacing an earlier record of it)."""
+        _check_commit(commit)
+        await self._write(lambda conn: index.record_header(conn, repo, commit, header, tensors))
+
+    async def set_architecture(self, repo: RepoRef, commit: str, architecture: str | None) -> None:
+        """Record the model architecture of a revision (from config.json or a GGUF header)."""
+        _check_commit(commit)
+        await self._write(lambda conn: index.set_architecture(conn, repo, commit, architecture))
+
+    async def indexed_revisions(self, repo: RepoRef | None = None, commit: str | None = None) -> list[IndexedRevision]:
+        """Each repo's newest revision (or ``repo`` at ``commit``) with its architecture and headers."""
+        return await self._read(lambda conn: index.indexed_revisions(conn, repo, commit))
+
+    async def tensors(self, repo: RepoRef, commit: str, path: str) -> list[TensorInfo]:
+        """The tensors of one indexed file, in file order."""
+        return await self._read(lambda conn: index.tensors(conn, repo, commit, path))
 
     async def start_download(self, repo: RepoRef, commit: str, bytes_total: int) -> int:
         """Record a download that starts now; return its id for ``finish_download``."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ..repo import RepoRef
 
@@ -31,3 +33,27 @@ class RepoSummary:
     size: int
     complete: bool
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HeaderRecord:
+    """What the catalog keeps of a weights file's header (``error`` set when it could not be read)."""
+
+    path: str
+    format: str
+    header_bytes: int | None = None
+    tensor_count: int | None = None
+    parameters: int | None = None
+    dtypes: Mapping[str, int] = field(default_factory=dict)
+    gguf: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexedRevision:
+    """A repo's newest revision with what inspection found in it: the input of ``mreg search``."""
+
+    repo: RepoRef
+    commit: str
+    architecture: str | None
+    headers: tuple[HeaderRecord, ...]

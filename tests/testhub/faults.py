@@ -59,13 +59,17 @@ class Faults:
         """Per-response cap on body bytes per second (None = unlimited)."""
         self.url_ttl: int = DEFAULT_URL_TTL
         """Seconds the signed CDN URLs issued from now on stay valid (negative: already expired)."""
+        self.latency: float = 0.0
+        """Seconds every hub and CDN request waits before it is answered (0 = none); the wait is
+        asynchronous, so concurrent requests wait at the same time, as round trips to a far server do."""
 
     def reset(self) -> None:
-        """Drop every rule; unlimited speed; default URL lifetime."""
+        """Drop every rule; unlimited speed; default URL lifetime; no latency."""
         with self._lock:
             self._rules.clear()
             self.throttle = None
             self.url_ttl = DEFAULT_URL_TTL
+            self.latency = 0.0
 
     def _add(self, rule: _Rule) -> None:
         if rule.route not in _ROUTES:

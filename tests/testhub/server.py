@@ -196,12 +196,16 @@ class TestHub:
         self._record("cdn", request, response)
 
     async def _cdn_handler(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.latency > 0:
+            await asyncio.sleep(self.faults.latency)
         rule = self.faults.take(FailRule, "cdn")
         if isinstance(rule, FailRule):
             return _fail_response(rule, cdn=True)
         return await serve_cdn(request, self.secret, self.find_blob, self.faults, self.stats)
 
     async def _hub_handler(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.latency > 0:
+            await asyncio.sleep(self.faults.latency)
         kind, call = self._route(request)
         rule = self.faults.take(FailRule, kind)
         if isinstance(rule, FailRule):
