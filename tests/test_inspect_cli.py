@@ -112,3 +112,34 @@ def test_parse_count(text: str, n: int) -> None:
 def test_parse_count_refuses_junk() -> None:
     with pytest.raises(UsageError):
         parse_count("7 bytes")
+
+
+def test_sharded_repo_counts_the_indexed_shards_once(test_hub: TestHub, env: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    shards = {"model-00001-of-00002.safetensors": {"a.weight": np.zeros((4, 8), np.float16)},
+              "model-00002-of-00002.safetensors": {"b.weight": np.zeros((8,), np.float32)}}
+    files: dict[str, object] = {}
+    for name, tensors in shards.items():
+        save_file(tensors, str(tmp_path / name))
+        files[name] = tmp_path / name
+    save_file({"a.weight": np.zeros((4, 8), np.float16), "b.weight": np.zeros((8,), np.float32)},
+              str(tmp_path / "consolidated.safetensors"))
+    files["consolidated.safetensors"] = tmp_path / "consolidated.safetensors"
+    files["model.safetensors.index.json"] = json.dumps(
+        {"metadata": {"total_size": 96}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors",
+                                                        "b.weight": "model-00002-of-00002.safetensors"}})
+    files["config.json"] = json.dumps({"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2,
+                                       "hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 1,
+                                       "max_position_embeddings": 16})
+    test_hub.add_repo(small_repo("org/sharded", files=files))
+    code, out, err = mreg("inspect", "org/sharded", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["parameters"] == {"total": 40, "by_dtype": {"F16": 32, "F32": 8}}
+    assert data["architecture"] == "LlamaForCausalLM" and data["context_length"] == 16
+    # KV cache: 2 (K, V) x 2 layers x 16 positions x 1 KV head x 4 dims x 2 bytes
+    assert data["memory"]["kv_cache"] == 512
+    assert data["memory"]["weights_plus_kv_cache"]["F16"] == 40 * 2 + 512
+    assert len(data["files"]) == 3
