@@ -52,7 +52,14 @@ from safetensors.numpy import save_file  # noqa: E402
 
 from registry.formats import HeaderParsed  # noqa: E402
 from registry.hub import HubClient, RetryPolicy  # noqa: E402
-from registry.inspect_io import CONCURRENCY, FIRST_READ, FileHeader, parse_remote, parse_remote_many  # noqa: E402
+from registry.inspect_io import (  # noqa: E402
+    CONCURRENCY,
+    FIRST_READ,
+    FileHeader,
+    parse_local,
+    parse_remote,
+    parse_remote_many,
+)
 from registry.repo import RepoRef  # noqa: E402
 from registry.workspace import http_session  # noqa: E402
 from tests.testhub import HubRepo, TestHub  # noqa: E402
@@ -66,6 +73,8 @@ PER_SHARD = 2
 GGUF_VOCAB = 262_144
 GGUF_REPO = "bench/big-vocab-gguf"
 GGUF_NAME = "big-vocab-F16.gguf"
+HfTool = Callable[[str], SafetensorsRepoMetadata]
+"""`hf_inspect` bound to its client and cache: repo id → metadata."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,9 @@ class Row:
     parallel: int
     measured: Measured
     ideal_seconds: float = 0.0
+    """Part 3: one round trip per request, shard reads `parallel` at a time (see `ideal_seconds`)."""
+    floor_seconds: float = 0.0
+    """Part 3: the same tool's median time without latency (what this machine's CPU costs)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,7 +145,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per tool, interleaved (medians are reported)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench-inspect"), help="generated files")
     parser.add_argument("--json", type=Path, help="also write every row here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -228,9 +243,11 @@ async def mreg_one(endpoint: str, repo_id: str, commit: str, path: str) -> Heade
         return (await parse_remote(client, RepoRef.parse(repo_id), commit, path))[0]
 
 
-def hf_inspect(api: HfApi, repo_id: str) -> SafetensorsRepoMetadata:
-    """`get_safetensors_metadata` from cold: empty cache (it downloads the index), new connections."""
-    shutil.rmtree(constants.HF_HUB_CACHE, ignore_errors=True)
+def hf_inspect(api: HfApi, cache: Path, repo_id: str) -> SafetensorsRepoMetadata:
+    """`get_safetensors_metadata` from cold: an empty hub cache of its own (it downloads the index
+    there), new connections."""
+    shutil.rmtree(cache, ignore_errors=True)
+    constants.HF_HUB_CACHE = str(cache)
     close_session()
     return api.get_safetensors_metadata(repo_id, token=False)
 
@@ -249,25 +266,37 @@ def check_same(layout: Layout, mreg: dict[str, FileHeader], hf: SafetensorsRepoM
 # -- the measurements ---------------------------------------------------------------------------
 
 
-def sharded_costs(hub: TestHub, api: HfApi, layout: Layout) -> tuple[list[Row], int]:
+def sharded_costs(hub: TestHub, hf_tool: HfTool, layout: Layout) -> tuple[list[Row], int]:
     """Part 1: both tools on one repo without latency; rows and the summed header bytes."""
     mreg, mreg_cost = measure(hub, functools.partial(mreg_inspect_sync, hub.endpoint, layout.repo_id, CONCURRENCY))
-    hf, hf_cost = measure(hub, lambda: hf_inspect(api, layout.repo_id))
+    hf, hf_cost = measure(hub, functools.partial(hf_tool, layout.repo_id))
     header_bytes = check_same(layout, mreg, hf)
     return [Row(layout.name, "mreg", CONCURRENCY, mreg_cost), Row(layout.name, "hf", HF_WORKERS, hf_cost)], header_bytes
 
 
-def gguf_cost(hub: TestHub, latency: float) -> tuple[Measured, float, int, int]:
-    """Part 2: (cost without latency, seconds with it, header bytes, file size) of mreg on the big GGUF."""
+def gguf_cost(hub: TestHub, args: argparse.Namespace) -> tuple[Measured, float, int, int]:
+    """Part 2: mreg on the big GGUF, `--runs` times without and with latency: (cost without latency,
+    median seconds with it, header bytes, file size); the cost's seconds are a median too."""
     head = hub.repo(GGUF_REPO).head
-    size = head.files[GGUF_NAME].blob.size
-    header, cost = measure(hub, lambda: asyncio.run(mreg_one(hub.endpoint, GGUF_REPO, head.sha, GGUF_NAME)))
-    hub.faults.latency = latency
+    blob = head.files[GGUF_NAME].blob
+
+    def read() -> HeaderParsed:
+        return asyncio.run(mreg_one(hub.endpoint, GGUF_REPO, head.sha, GGUF_NAME))
+
+    fast: list[Measured] = []
+    slow: list[float] = []
     try:
-        _, slow = measure(hub, lambda: asyncio.run(mreg_one(hub.endpoint, GGUF_REPO, head.sha, GGUF_NAME)))
+        for _ in range(args.runs):
+            hub.faults.latency = 0
+            header, cost = measure(hub, read)
+            fast.append(cost)
+            hub.faults.latency = args.latency
+            slow.append(measure(hub, read)[1].seconds)
     finally:
         hub.faults.latency = 0
-    return cost, slow.seconds, header.header_end, size
+    assert blob.path is not None and header == parse_local(blob.path)
+    cost = Measured(statistics.median(m.seconds for m in fast), fast[0].requests, max(m.bytes for m in fast))
+    return cost, statistics.median(slow), header.header_end, blob.size
 
 
 def ideal_seconds(cost: Measured, shards: int, parallel: int, latency: float) -> float:
@@ -276,27 +305,32 @@ def ideal_seconds(cost: Measured, shards: int, parallel: int, latency: float) ->
     return latency * (cost.total_requests - PER_SHARD * shards + PER_SHARD * math.ceil(shards / parallel))
 
 
-def timed_rows(hub: TestHub, api: HfApi, layout: Layout, args: argparse.Namespace) -> list[Row]:
-    """Part 3: both tools on the repo with `--latency` on every request, `--runs` times interleaved."""
+def timed_rows(hub: TestHub, hf_tool: HfTool, layout: Layout, args: argparse.Namespace) -> list[Row]:
+    """Part 3: both tools on the repo with `--latency` on every request and without any (the CPU
+    floor of this machine), `--runs` times interleaved."""
     sweep = [int(n) for n in args.concurrency.split(",") if n]
     tools: list[tuple[str, int, Callable[[], object]]] = [
         (f"mreg, concurrency {n}" + (" (default)" if n == CONCURRENCY else ""), n,
          functools.partial(mreg_inspect_sync, hub.endpoint, layout.repo_id, n)) for n in sweep]
-    tools.append(("hf get_safetensors_metadata", HF_WORKERS, functools.partial(hf_inspect, api, layout.repo_id)))
-    runs: list[list[Measured]] = [[] for _ in tools]
-    hub.faults.latency = args.latency
+    tools.append(("hf get_safetensors_metadata", HF_WORKERS, functools.partial(hf_tool, layout.repo_id)))
+    slow: list[list[Measured]] = [[] for _ in tools]
+    fast: list[list[float]] = [[] for _ in tools]
     try:
         for i in range(args.runs):
-            for (tool, _, call), done in zip(tools, runs):
+            for (tool, _, call), done, floor in zip(tools, slow, fast):
+                hub.faults.latency = 0
+                floor.append(measure(hub, call)[1].seconds)
+                hub.faults.latency = args.latency
                 done.append(measure(hub, call)[1])
-                print(f"[{i + 1}/{args.runs}] {tool}: {done[-1].seconds:.3f} s, {done[-1].total_requests} requests",
-                      file=sys.stderr)
+                print(f"[{i + 1}/{args.runs}] {tool}: {done[-1].seconds:.3f} s ({floor[-1]:.3f} s without latency), "
+                      f"{done[-1].total_requests} requests", file=sys.stderr)
     finally:
         hub.faults.latency = 0
     rows = []
-    for (tool, parallel, _), done in zip(tools, runs):
+    for (tool, parallel, _), done, floor in zip(tools, slow, fast):
         cost = Measured(statistics.median(m.seconds for m in done), done[0].requests, max(m.bytes for m in done))
-        rows.append(Row(layout.name, tool, parallel, cost, ideal_seconds(cost, layout.shards, parallel, args.latency)))
+        rows.append(Row(layout.name, tool, parallel, cost, ideal_seconds(cost, layout.shards, parallel, args.latency),
+                        statistics.median(floor)))
     return rows
 
 
@@ -351,13 +385,13 @@ def report(sharded: list[tuple[list[Row], int]], gguf: tuple[Measured, float, in
     lines += [
         "",
         f"**GGUF, {GGUF_VOCAB:,}-token vocabulary** (`{GGUF_NAME}`, {size:,} bytes; `parse_remote` at a known "
-        "commit: the resolve HEAD and the ranged GETs)",
+        f"commit: the resolve HEAD and the ranged GETs; times are medians of {args.runs} run(s))",
         "",
         f"| header bytes | requests | by route | bytes moved | bytes / header | seconds at {args.latency * 1000:g} ms "
-        "| ≤ 8 requests | bytes ≤ 1.5 × header + 1 MB |",
-        "|---:|---:|---|---:|---:|---:|---|---|",
+        "| seconds without latency | ≤ 8 requests | bytes ≤ 1.5 × header + 1 MB |",
+        "|---:|---:|---|---:|---:|---:|---:|---|---|",
         f"| {header_end:,} | {cost.total_requests} | {kinds(cost)} | {cost.bytes:,} | {cost.bytes / header_end:.2f} "
-        f"| {slow:.2f} | {'yes' if cost.total_requests <= 8 else 'NO'} "
+        f"| {slow:.2f} | {cost.seconds:.2f} | {'yes' if cost.total_requests <= 8 else 'NO'} "
         f"| {'yes' if cost.bytes <= budget else 'NO'} ({budget:,.0f}) |",
     ]
     layout = next(x for x in LAYOUTS if x.name == timed[0].repo)
@@ -367,11 +401,12 @@ def report(sharded: list[tuple[list[Row], int]], gguf: tuple[Measured, float, in
         f"**{layout.shards}-shard repo ({layout.name}), {args.latency * 1000:g} ms per request**, median of "
         f"{args.runs} run(s); *ideal*: one round trip per request, shard reads (2 requests each) N at a time",
         "",
-        "| tool | shards at once | requests | seconds | ideal s | seconds / ideal | vs hf |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| tool | shards at once | requests | seconds | ideal s | seconds / ideal | seconds without latency "
+        "| time vs hf |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [f"| {r.tool} | {r.parallel} | {r.measured.total_requests} | {r.measured.seconds:.2f} "
-              f"| {r.ideal_seconds:.2f} | {r.measured.seconds / r.ideal_seconds:.2f} "
+              f"| {r.ideal_seconds:.2f} | {r.measured.seconds / r.ideal_seconds:.2f} | {r.floor_seconds:.2f} "
               f"| {r.measured.seconds / hf_seconds:.2f} |" for r in timed]
     best = min(timed[:-1], key=lambda r: r.measured.seconds)
     lines += [
@@ -388,7 +423,6 @@ def report(sharded: list[tuple[list[Row], int]], gguf: tuple[Measured, float, in
 def main(argv: list[str] | None = None) -> None:
     """Build the repos, measure bytes and requests, then time the 100-shard repo; print the report."""
     args = parse_args(argv)
-    constants.HF_HUB_CACHE = str(args.cache_dir / "hf-cache")
     print(f"generating/reusing files under {args.cache_dir} ...", file=sys.stderr)
     checkpoints = {layout: write_checkpoint(layout, args.cache_dir / layout.name) for layout in LAYOUTS}
     gguf = write_big_vocab_gguf(args.cache_dir / GGUF_NAME)
@@ -396,10 +430,10 @@ def main(argv: list[str] | None = None) -> None:
         for layout, files in checkpoints.items():
             hub.add_repo(HubRepo(layout.repo_id)).commit(files)
         hub.add_repo(HubRepo(GGUF_REPO)).commit({GGUF_NAME: gguf})
-        api = HfApi(endpoint=hub.endpoint, token=False)
-        sharded = [sharded_costs(hub, api, layout) for layout in LAYOUTS]
-        big_gguf = gguf_cost(hub, args.latency)
-        timed = timed_rows(hub, api, LAYOUTS[-1], args)
+        hf_tool = functools.partial(hf_inspect, HfApi(endpoint=hub.endpoint, token=False), args.cache_dir / "hf-cache")
+        sharded = [sharded_costs(hub, hf_tool, layout) for layout in LAYOUTS]
+        big_gguf = gguf_cost(hub, args)
+        timed = timed_rows(hub, hf_tool, LAYOUTS[-1], args)
     close_session()
     info = machine()
     print(report(sharded, big_gguf, timed, args, info))

@@ -1,4 +1,4 @@
-"""The ``mreg`` command: pull, path, ls, verify, rm, gc."""
+"""The ``mreg`` command: pull, path, ls, verify, rm, gc, inspect, search, serve."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,11 +15,14 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from daemon.app import build_app, serve
+from daemon.config import ServeConfig
 from registry import __version__
 from registry.config import Settings, resolve_token
 from registry.download import Tuning
 from registry.errors import MregError
 from registry.errors import UpstreamUnavailableError
+from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
 from registry.pull import PullOptions, pull
@@ -202,7 +206,7 @@ async def inspect_command(repo_id: str, revision: str, repo_type: str, token: st
     """Show what a repo's weights hold (read remotely from their headers; no weights downloaded)."""
     settings = Settings.from_env()
     repo = RepoRef.parse(repo_id, repo_type)
-    async with open_workspace(settings, resolve_token(token)) as ws:
+    async with open_workspace(settings, resolve_token(token), connections=INSPECT_CONCURRENCY) as ws:
         try:
             if settings.offline:
                 raise UpstreamUnavailableError("offline")
@@ -240,6 +244,28 @@ async def search_command(text: str | None, arch: str | None, fmt: str | None, qu
             click.echo(hit_text(hit))
         if not hits:
             click.echo("no matching repos in the local catalog", err=True)
+
+
+@main.command("serve")
+@click.option("--host", default=ServeConfig.host, show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=ServeConfig.port, show_default=True,
+              help="Port to listen on (0: any free port, logged at start).")
+@click.option("--upstream", metavar="URL", help="Hub to mirror (default: HF_ENDPOINT, else https://huggingface.co).")
+@click.option("--offline", is_flag=True, help="Never contact upstream; serve what the store holds (also HF_HUB_OFFLINE=1).")
+@click.option("--ref-ttl", type=click.FloatRange(0), default=ServeConfig.ref_ttl, show_default=True, metavar="SECONDS",
+              help="How long a branch or tag is trusted to point at the same commit before upstream is asked again.")
+@_run
+async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float) -> None:
+    """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM).
+
+    Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens.
+    """
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    config = ServeConfig(host=host, port=port, upstream=(upstream or settings.endpoint).rstrip("/"),
+                         offline=offline or settings.offline, ref_ttl=ref_ttl)
+    await serve(build_app(config, settings), config)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ SD-style UNet. 256 KiB reads all but the last in one request, and beats 512 KiB 
 many-shard repos, where the over-read adds up (163 DeepSeek-V3 shards: 43 MB instead of 85/171 MB).
 GGUF headers (0.05-10 MB) then grow by windows of at least 1 MiB."""
 LOCAL_READ = 1024 * 1024
-CONCURRENCY = 8
+CONCURRENCY = 32
+"""Files read at once: bench/inspect_bench.py on a 100-shard repo with 50 ms per request took 1.71 s
+at 8, 0.81 s at 32 and 0.69-0.71 s at 64-100 (CPU-bound past 32 on 2 cores)."""
+SHARD_PROBE_AFTER = 4
+MIN_FIRST_READ = 16 * 1024
 READ_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 
 Parser = SafetensorsHeaderParser | GGUFHeaderParser
@@ -165,21 +169,32 @@ async def parse_remote_many(client: HubClient, repo: RepoRef, commit: str, paths
 
     `paths` defaults to every .safetensors and .gguf file of the repo at `commit`. A file that fails
     (a malformed header, a missing file, an unreachable CDN) gets its error; the others go on.
+    Shards of one model have headers of about one size: with more than `SHARD_PROBE_AFTER`
+    safetensors files, one is read first and the rest with a first read sized from its header.
     """
     if paths is None:
         paths = [f.path for f in await client.list_files(repo, commit) if is_model_file(f.path)]
+    paths = list(paths)
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(path: str) -> FileHeader:
+    async def one(path: str, window: int) -> FileHeader:
         reader = _RangeReader(client, repo, commit, path)
         async with slots:
             try:
-                header = await _parse(reader, first_read)
+                header = await _parse(reader, window)
             except MregError as exc:
                 return FileHeader(path, None, reader.stats, exc)
         return FileHeader(path, header, reader.stats, None)
 
-    results = await asyncio.gather(*(one(path) for path in paths))
+    results: list[FileHeader] = []
+    shards = [p for p in paths if p.lower().endswith(".safetensors")]
+    if len(shards) > SHARD_PROBE_AFTER:
+        probe = await one(shards[0], first_read)
+        results.append(probe)
+        if probe.header is not None:
+            first_read = min(first_read, max(MIN_FIRST_READ, 2 * probe.header.header_end))
+        paths = [p for p in paths if p != shards[0]]
+    results += await asyncio.gather(*(one(path, first_read) for path in paths))
     return {result.path: result for result in results}
 
 

@@ -143,3 +143,23 @@ def test_sharded_repo_counts_the_indexed_shards_once(test_hub: TestHub, env: Pat
     assert data["memory"]["kv_cache"] == 512
     assert data["memory"]["weights_plus_kv_cache"]["F16"] == 40 * 2 + 512
     assert len(data["files"]) == 3
+
+
+def test_many_shards_are_read_with_a_first_read_sized_by_the_first_shard(test_hub: TestHub, env: Path,
+                                                                         tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    files: dict[str, object] = {}
+    for i in range(10):
+        name = f"model-{i + 1:05d}-of-00010.safetensors"
+        save_file({f"layers.{i}.weight": np.zeros((512, 512), np.float32)}, str(tmp_path / name))
+        files[name] = tmp_path / name
+    test_hub.add_repo(small_repo("org/ten-shards", files=files))
+    code, out, err = mreg("inspect", "org/ten-shards", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["parameters"]["total"] == 10 * 512 * 512
+    # One 256 KiB probe, then 16 KiB first reads: far below 10 x 256 KiB, and still one GET a shard.
+    assert data["fetch"]["requests"] == 10
+    assert data["fetch"]["bytes"] <= 256 * 1024 + 9 * 16 * 1024

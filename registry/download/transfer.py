@@ -74,11 +74,14 @@ Advance = Callable[[int], None]
 
 async def download_file(client: HubClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
-                        advance: Advance = lambda n: None) -> Downloaded:
+                        advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     ``slots`` bounds the connections in use across every file of a pull; ``advance`` is told about
-    every byte that lands (including bytes a resumed download already had).
+    every byte that lands (including bytes a resumed download already had). ``on_prefix`` is told the
+    length of the partial file's contiguous written prefix whenever it grows: a reader may stream
+    those bytes from the partial file (``Store.partial_paths(spec.key)[0]``, the same inode as the
+    published blob), but they are verified only once this function returns.
     """
     if spec.sha256 and store.has_blob(spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
@@ -92,7 +95,7 @@ async def download_file(client: HubClient, spec: FileSpec, locate: Locate, store
             _io(spec, os.ftruncate, fd, 0)
             _io(spec, os.ftruncate, fd, spec.size)
         advance(state.completed)
-        job = _FileJob(client, spec, locate, fd, state, state_path, tuning, advance)
+        job = _FileJob(client, spec, locate, fd, state, state_path, tuning, advance, on_prefix)
         await job.run(slots)
         sha256 = _verify(spec, job.hasher, data_path, state_path)
         store.publish_blob(data_path, sha256)
@@ -163,9 +166,11 @@ class _FileJob:
     """The workers and the hasher of one file's download."""
 
     def __init__(self, client: HubClient, spec: FileSpec, locate: Locate, fd: int, state: TransferState,
-                 state_path: Path, tuning: Tuning, advance: Advance) -> None:
+                 state_path: Path, tuning: Tuning, advance: Advance, on_prefix: Advance) -> None:
         self.client, self.spec, self._locate, self.fd = client, spec, locate, fd
         self.state, self.state_path, self.tuning, self.advance = state, state_path, tuning, advance
+        self._on_prefix = on_prefix
+        self._reported_prefix = 0
         self.hasher = PrefixHasher(fd, spec.size, git_sha1=spec.sha256 is None)
         self.fetched = 0
         self._location: FileLocation | None = None
@@ -190,6 +195,9 @@ class _FileJob:
         while self.hasher.hashed < self.spec.size:
             self._progress.clear()
             prefix = self.state.contiguous_prefix()
+            if prefix > self._reported_prefix:
+                self._reported_prefix = prefix
+                self._on_prefix(prefix)
             if prefix > self.hasher.hashed:
                 await self.hasher.advance(prefix)
             elif self._workers_done:

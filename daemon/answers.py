@@ -1,0 +1,37 @@
+"""The daemon's own answers, shaped as the Hub's: JSON bodies and ``X-Error-*`` headers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from registry.errors import MregError, UpstreamError, UpstreamUnavailableError, UsageError
+
+
+def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> web.Response:
+    """An error as the Hub sends it: ``{"error": ...}`` plus X-Error-Code / X-Error-Message (/ X-Repo-Commit)."""
+    headers = {"X-Error-Message": message}
+    if code:
+        headers["X-Error-Code"] = code
+    if commit:
+        headers["X-Repo-Commit"] = commit
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer (compact, like the Hub's) with extra headers."""
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return web.Response(status=status, body=body, headers={**(headers or {}), "Content-Type": "application/json"})
+
+
+def for_error(exc: MregError) -> web.Response:
+    """The answer to an error raised before any body was sent (the one place errors become statuses)."""
+    if isinstance(exc, UpstreamUnavailableError):
+        return hub_error(504, None, f"mirror: {exc}")
+    if isinstance(exc, UsageError):
+        return hub_error(400, None, str(exc))
+    if isinstance(exc, UpstreamError):
+        return hub_error(502, None, f"mirror: {exc}")
+    return hub_error(500, None, f"mirror: {exc}")

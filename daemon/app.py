@@ -1,0 +1,87 @@
+"""Building and running the mirror: the aiohttp app, its state's lifetime, and graceful shutdown.
+
+    app = build_app(ServeConfig(upstream="https://huggingface.co"), Settings.from_env())
+    await serve(app, config)        # until SIGTERM / SIGINT
+
+The store, catalog, HTTP session and background transfers live in ``mirror_context`` (a
+``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from registry.catalog import Catalog
+from registry.config import Settings
+from registry.store import Store
+from registry.workspace import http_session
+
+from .access import Access
+from .commits import Commits
+from .config import ServeConfig
+from .metrics import Metrics
+from .refs import Refs
+from .routes import add_routes
+from .state import CONFIG, MIRROR, Mirror
+from .transfers import Transfers
+from .upstream import Upstream
+
+SETTINGS = web.AppKey("settings", Settings)
+log = logging.getLogger("mreg.daemon")
+
+
+async def mirror_context(app: web.Application) -> AsyncIterator[None]:
+    """Open everything the mirror owns; close it (stopping running transfers) on shutdown."""
+    config, settings = app[CONFIG], app[SETTINGS]
+    catalog = await Catalog.open(settings.database_url)
+    try:
+        async with http_session(config.connections) as session:
+            store = Store(settings.home)
+            upstream = Upstream(session, config.upstream, config.offline, config.upstream_down_for)
+            metrics = Metrics()
+            commits = Commits(store, catalog, upstream, config.commit_cache)
+            transfers = Transfers(store, commits, config.tuning, config.connections, metrics)
+            app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
+                                 refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
+                                 access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics)
+            try:
+                yield
+            finally:
+                await transfers.close()
+                await commits.close()
+    finally:
+        await catalog.close()
+
+
+def build_app(config: ServeConfig, settings: Settings) -> web.Application:
+    """The mirror's aiohttp application (its state is opened when it starts)."""
+    app = web.Application()
+    app[CONFIG] = config
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(mirror_context)
+    add_routes(app)
+    return app
+
+
+async def serve(app: web.Application, config: ServeConfig) -> None:
+    """Serve ``app`` on ``config.host:port`` until SIGTERM or SIGINT, then shut down gracefully."""
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=config.shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        for host, port in (address[:2] for address in runner.addresses):
+            log.info("mirroring %s on http://%s:%s%s", config.upstream, host, port, " (offline)" if config.offline else "")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()

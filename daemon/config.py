@@ -1,0 +1,31 @@
+"""What ``mreg serve`` is told: where to listen, which hub to mirror, and its named limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from registry.config import DEFAULT_ENDPOINT
+from registry.download import Tuning
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The daemon's settings; the time limits are named here so tests can shrink them."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    upstream: str = DEFAULT_ENDPOINT
+    offline: bool = False
+    ref_ttl: float = 60.0
+    """Seconds a branch or tag → commit answer is trusted before it is asked again (commits never expire)."""
+    access_ttl: float = 60.0
+    """Seconds upstream's answer to "may this token read this gated/private repo" is trusted."""
+    upstream_down_for: float = 10.0
+    """Seconds the daemon answers from its store alone after upstream could not be reached."""
+    connections: int = 64
+    """Upstream connections shared by every transfer into the store."""
+    tuning: Tuning = field(default_factory=Tuning)
+    shutdown_timeout: float = 5.0
+    """Seconds a SIGTERM lets running responses finish before they are cut."""
+    commit_cache: int = 256
+    """Commits whose metadata (repo info, file listing) is kept in memory."""

@@ -1,0 +1,40 @@
+"""The daemon's counters, rendered in the Prometheus text format for ``/metrics``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Metrics:
+    """Counters since start. A resolve GET answered from the store is a hit; one needing upstream, a miss."""
+
+    bytes_served: int = 0
+    bytes_upstream: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    active_transfers: int = 0
+    requests: Counter[str] = field(default_factory=Counter)
+
+    def render(self) -> str:
+        lookups = self.cache_hits + self.cache_misses
+        ratio = self.cache_hits / lookups if lookups else 0.0
+        lines = [
+            *_metric("mreg_served_bytes_total", "counter", "Body bytes sent to clients.", self.bytes_served),
+            *_metric("mreg_upstream_bytes_total", "counter", "File bytes fetched from upstream (counted when a "
+                     "transfer ends, and as relayed ranges stream).", self.bytes_upstream),
+            *_metric("mreg_cache_hits_total", "counter", "File GETs answered from the store.", self.cache_hits),
+            *_metric("mreg_cache_misses_total", "counter", "File GETs that needed upstream.", self.cache_misses),
+            *_metric("mreg_cache_hit_ratio", "gauge", "Hits over hits plus misses.", round(ratio, 6)),
+            *_metric("mreg_active_transfers", "gauge", "Upstream transfers running (downloads into the store "
+                     "and relayed ranges).", self.active_transfers),
+            "# HELP mreg_requests_total Requests by route.",
+            "# TYPE mreg_requests_total counter",
+            *(f'mreg_requests_total{{route="{route}"}} {n}' for route, n in sorted(self.requests.items())),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _metric(name: str, kind: str, help_text: str, value: float) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
