@@ -8,6 +8,7 @@ plain ``BEGIN`` for reads. The schema belongs to the Alembic scripts in the ``mi
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,8 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
+OPEN_ATTEMPTS = 5
+OPEN_RETRY_DELAY = 0.2
 SCHEMA_HEAD = "0002"
 """The newest migration in ``migrations/versions`` (a test keeps the two in step). Knowing it lets an
 up-to-date catalog open without importing Alembic, which is most of a cold start's import time."""
@@ -136,8 +139,19 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Apply pending migrations; a no-op (and no write lock) when the schema is already at head.
 
     If another process migrates at the same moment and ours fails, the schema being at head
-    afterwards counts as success.
+    afterwards counts as success. SQLite can refuse a fresh file's first connections outright
+    ("database is locked", without waiting) while another process switches it to WAL: retried.
     """
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return await _upgrade_once(engine)
+        except CatalogError as exc:
+            if "database is locked" not in str(exc) or attempt + 1 == OPEN_ATTEMPTS:
+                raise
+            await asyncio.sleep(OPEN_RETRY_DELAY * (attempt + 1))
+
+
+async def _upgrade_once(engine: AsyncEngine) -> None:
     with db_errors("open", engine.url):
         async with engine.connect() as conn:
             if not await conn.run_sync(_heads_differ):
