@@ -2,66 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
-import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
-from daemon.app import build_app, serve
 from daemon.config import ServeConfig
 from registry import __version__
 from registry.config import Settings, resolve_token
 from registry.download import Tuning
-from registry.errors import MregError
+from registry.errors import UsageError
 from registry.errors import UpstreamUnavailableError
 from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
-from registry.pull import PullOptions, pull
-from registry.repo import REPO_TYPES, RepoRef
+from registry.ggufpull import pull_model
+from registry.pull import PullOptions
+from registry.repo import RepoRef
 from registry.search import Query, parse_count, search
 from registry.workspace import open_workspace
 
+from .common import _echo_json, _run, json_option, repo_type_option, revision_option
+from .ollama_commands import modelfile_command, ollama_command
 from .progress import PlainProgress, RichProgress, human_size
 from .views import hit_json, hit_text, inspection_json, inspection_text
-
-T = TypeVar("T")
-EXIT_INTERRUPTED = 130
-
-
-def _run(coro_fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
-    """Run an async command, turning mreg's errors into one line on stderr and an exit code."""
-
-    @functools.wraps(coro_fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return asyncio.run(coro_fn(*args, **kwargs))
-        except MregError as exc:
-            click.echo(f"mreg: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("mreg: interrupted (run the same command again to resume)", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-
-    return wrapper
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-repo_type_option = click.option("--repo-type", type=click.Choice(REPO_TYPES), default="model", show_default=True,
-                                help="Kind of repository.")
-revision_option = click.option("--revision", default="main", show_default=True, help="Branch, tag or commit.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,6 +43,9 @@ def main() -> None:
 @repo_type_option
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@click.option("--quant", metavar="QUANT", help="GGUF quant (any case; q4_k = Q4_K_M): only its file(s) and small "
+              "metadata files, from a GGUF repo quantized from REPO_ID if it has none. A repo of several "
+              "quants pulled without --quant or globs gets the default, Q4_K_M.")
 @click.option("--local-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the files as plain files into DIR.")
 @click.option("--connections", type=click.IntRange(1, 256), default=Tuning.connections, show_default=True,
@@ -84,10 +54,12 @@ def main() -> None:
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
-                       exclude: tuple[str, ...], local_dir: Path | None, connections: int, token: str | None,
-                       as_json: bool) -> None:
+                       exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, connections: int,
+                       token: str | None, as_json: bool) -> None:
     """Download REPO_ID at a revision into the store; print the snapshot folder last."""
     settings = Settings.from_env()
+    if quant is not None and (include or exclude):
+        raise UsageError("--quant picks the files itself: drop --include/--exclude")
     repo = RepoRef.parse(repo_id, repo_type)
     options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
@@ -95,13 +67,17 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
     async with open_workspace(settings, resolve_token(token), connections) as ws:
         with progress:
-            result = await pull(repo, options, client=ws.client, store=ws.store, catalog=ws.catalog,
-                                progress=progress)
+            result, choice = await pull_model(repo, quant, options, client=ws.client, store=ws.store,
+                                              catalog=ws.catalog, progress=progress,
+                                              announce=lambda text: click.echo(f"mreg: {text}", err=True))
     if result.source == "local" and not settings.offline:
         click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
     if as_json:
-        _echo_json({"repo": repo.repo_id, "commit": result.commit, "path": str(result.path),
-                    "files": [dataclasses.asdict(f) for f in result.files]})
+        data = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
+                "files": [dataclasses.asdict(f) for f in result.files]}
+        if choice is not None:
+            data.update(quant=choice.label, gguf=list(choice.quant.files))
+        _echo_json(data)
     else:
         if result.source == "upstream":
             click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files", err=True)
@@ -260,12 +236,18 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
 
     Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens.
     """
+    from daemon.app import build_app, serve  # the server's modules load only for `mreg serve`
+
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     config = ServeConfig(host=host, port=port, upstream=(upstream or settings.endpoint).rstrip("/"),
                          offline=offline or settings.offline, ref_ttl=ref_ttl)
     await serve(build_app(config, settings), config)
+
+
+main.add_command(modelfile_command)
+main.add_command(ollama_command)
 
 
 if __name__ == "__main__":

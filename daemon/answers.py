@@ -7,7 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.errors import MregError, UpstreamError, UpstreamUnavailableError, UsageError
+from registry.errors import (
+    MregError,
+    UpstreamError,
+    UpstreamUnavailableError,
+    UsageError,
+)
 
 
 def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> web.Response:

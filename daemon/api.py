@@ -22,7 +22,14 @@ from registry.repo import RepoRef
 from . import kept
 from .answers import hub_error, json_answer
 from .commits import CommitMeta
-from .hubjson import info_view, info_without_xet, paths_info_view, rewrite_link, tree_view, without_xet
+from .hubjson import (
+    info_view,
+    info_without_xet,
+    paths_info_view,
+    rewrite_link,
+    tree_view,
+    without_xet,
+)
 from .hubpath import HubPath
 from .refs import is_commit
 from .state import MIRROR

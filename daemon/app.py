@@ -70,7 +70,9 @@ def build_app(config: ServeConfig, settings: Settings) -> web.Application:
 
 async def serve(app: web.Application, config: ServeConfig) -> None:
     """Serve ``app`` on ``config.host:port`` until SIGTERM or SIGINT, then shut down gracefully."""
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=config.shutdown_timeout)
+    # aiohttp waits shutdown_timeout for running handlers, then as long again before it cancels them:
+    # halves make ``config.shutdown_timeout`` the whole grace a long download gets.
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=config.shutdown_timeout / 2)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

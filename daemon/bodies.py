@@ -126,7 +126,7 @@ async def send_relayed(request: web.Request, response: web.StreamResponse, upstr
             sent += len(chunk)
             metrics.bytes_upstream += len(chunk)
             metrics.bytes_served += len(chunk)
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
         abort(request)
     if sent != length:
         abort(request)

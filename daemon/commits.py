@@ -111,7 +111,13 @@ class Commits:
         if task is None:
             task = asyncio.create_task(self._fetch(repo, commit, token))
             self._loading[key] = task
-            task.add_done_callback(lambda t: (self._loading.pop(key, None), t.cancelled() or t.exception()))
+
+            def forget(done: asyncio.Task[CommitMeta]) -> None:
+                del self._loading[key]
+                if not done.cancelled():
+                    done.exception()  # retrieved: every request waiting for it may have gone
+
+            task.add_done_callback(forget)
         return await asyncio.shield(task)
 
     async def local(self, repo: RepoRef, commit: str) -> CommitMeta | None:
@@ -128,9 +134,10 @@ class Commits:
 
     async def close(self) -> None:
         """Cancel the fetches still running."""
-        for task in list(self._loading.values()):
+        tasks = list(self._loading.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._loading.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
         info_path = f"{urls.repo_info_url('', repo, commit)}?blobs=true"
@@ -155,11 +162,19 @@ class Commits:
         return await self._adopt(meta)
 
     async def _adopt(self, meta: CommitMeta) -> CommitMeta:
-        """Record the commit in the catalog, learn which files are stored, keep it in memory."""
+        """Record the commit in the catalog, learn which files are stored, keep it in memory.
+
+        If another request adopted the same commit meanwhile, that object is returned: there is one
+        CommitMeta per commit in memory, so its ``stored`` sees every file that lands.
+        """
         records = [FileRecord(path=s.path, size=s.size, git_oid=s.git_oid, lfs_sha256=s.sha256)
                    for s in meta.files.values()]
         await self._catalog.record_revision(meta.repo, meta.commit, records)
-        for record in await self._catalog.revision_files(meta.repo, meta.commit):
+        stored = await self._catalog.revision_files(meta.repo, meta.commit)
+        adopted = self._memory.get((meta.repo, meta.commit))
+        if adopted is not None:
+            return adopted
+        for record in stored:
             spec = meta.files.get(record.path)
             if (spec is not None and record.state == "complete" and record.sha256
                     and self._store.has_blob(record.sha256, spec.size)):

@@ -26,6 +26,7 @@ class ServeConfig:
     """Upstream connections shared by every transfer into the store."""
     tuning: Tuning = field(default_factory=Tuning)
     shutdown_timeout: float = 5.0
-    """Seconds a SIGTERM lets running responses finish before they are cut."""
+    """Seconds a SIGTERM lets running responses finish before they are cut (transfers then stop,
+    their partial files kept for the next run to resume)."""
     commit_cache: int = 256
     """Commits whose metadata (repo info, file listing) is kept in memory."""

@@ -77,13 +77,9 @@ def tree_view(entries: list[dict[str, Any]], path: str, recursive: bool) -> list
     if path and not any(e.get("path") == path and e.get("type") == "directory" for e in entries):
         return None
     prefix = f"{path}/" if path else ""
-    shown = []
-    for entry in entries:
-        name = entry.get("path")
-        if isinstance(name, str) and name.startswith(prefix):
-            if recursive or "/" not in name[len(prefix):]:
-                shown.append(entry)
-    return shown
+    names = ((e, e.get("path")) for e in entries)
+    return [e for e, name in names if isinstance(name, str) and name.startswith(prefix)
+            and (recursive or "/" not in name[len(prefix):])]
 
 
 def paths_info_view(entries: list[dict[str, Any]], paths: Iterable[str]) -> list[dict[str, Any]]:

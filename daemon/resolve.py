@@ -16,7 +16,14 @@ from registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableEr
 from registry.hub import FileLocation
 
 from .answers import hub_error
-from .bodies import ByteRange, RangeNotSatisfiable, parse_range, send_growing, send_relayed, send_stored
+from .bodies import (
+    ByteRange,
+    RangeNotSatisfiable,
+    parse_range,
+    send_growing,
+    send_relayed,
+    send_stored,
+)
 from .commits import CommitMeta
 from .hubpath import HubPath
 from .state import MIRROR, Mirror
@@ -48,17 +55,18 @@ async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
     spec = meta.files.get(hub.path)
     if spec is None:
         return hub_error(404, "EntryNotFound", "Entry not found", commit)
-    try:
-        rng = parse_range(request.headers.get("Range"), spec.size)
-    except RangeNotSatisfiable:
-        response = hub_error(416, None, "Requested Range Not Satisfiable", commit)
-        response.headers["Content-Range"] = f"bytes */{spec.size}"
-        return response
-    response = web.StreamResponse(status=200 if rng is None else 206, headers=file_headers(spec, commit))
     if request.method == "HEAD":
+        response = web.StreamResponse(status=200, headers=file_headers(spec, commit))
         response.content_length = spec.size
         await response.prepare(request)
         return response
+    try:
+        rng = parse_range(request.headers.get("Range"), spec.size)
+    except RangeNotSatisfiable:
+        refused = hub_error(416, None, "Requested Range Not Satisfiable", commit)
+        refused.headers["Content-Range"] = f"bytes */{spec.size}"
+        return refused
+    response = web.StreamResponse(status=200 if rng is None else 206, headers=file_headers(spec, commit))
     whole = rng or ByteRange(0, spec.size)
     if rng is not None:
         response.headers["Content-Range"] = f"bytes {rng.start}-{rng.end - 1}/{spec.size}"
@@ -76,8 +84,8 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         await send_stored(request, response, mirror.store.blob_path(sha256), rng, mirror.metrics)
         return
     if not mirror.upstream.available:
-        raise UpstreamUnavailableError(f"upstream is unreachable, and {spec.path} of {meta.repo}@{meta.commit[:12]} "
-                                       f"is not in the mirror")
+        raise UpstreamUnavailableError(f"{mirror.upstream.unavailable_reason}, and {spec.path} of "
+                                       f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
     mirror.metrics.cache_misses += 1
     client = mirror.upstream.client(token)
 

@@ -50,6 +50,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route a Hub path and turn the errors a handler raises before answering into Hub-shaped answers."""
+    if not request.raw_path.startswith("/") or request.raw_path.startswith("//"):
+        return hub_error(404, None, NOT_FOUND)  # only origin-form paths are ever sent upstream
     try:
         hub = parse_hub_path(request.raw_path)
     except UsageError as exc:

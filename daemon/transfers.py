@@ -119,13 +119,13 @@ class Transfers:
                                            on_prefix=transfer.advance)
                 self._metrics.bytes_upstream += done.fetched
                 self._forget(transfer)  # from here on, a new request finds the blob in the store
-                transfer.succeed(done.sha256)
                 for target in transfer.targets:
                     await self._link(target, done.sha256)
+                transfer.succeed(done.sha256)  # readers finish once the mirror has recorded the file
         except asyncio.CancelledError:
             transfer.fail("the mirror is shutting down")
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any failure must reach the readers, who cut their clients off)
             reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
             log.warning("transfer of %s failed: %s", transfer.spec.path, reason)
             transfer.fail(reason)

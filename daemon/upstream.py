@@ -9,7 +9,6 @@ unavailable too (the store may still answer); 4xx answers are the caller's to se
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -98,11 +97,13 @@ class Upstream:
         """A Hub client speaking for one caller (their token; downloads retry a little)."""
         return HubClient(self.session, self.endpoint, token, DOWNLOAD_RETRY)
 
+    @property
+    def unavailable_reason(self) -> str:
+        return "the mirror runs offline" if self.offline else f"{self.endpoint} is unreachable"
+
     def _check(self) -> None:
-        if self.offline:
-            raise UpstreamUnavailableError("the mirror runs offline")
         if not self.available:
-            raise UpstreamUnavailableError(f"{self.endpoint} is unreachable")
+            raise UpstreamUnavailableError(self.unavailable_reason)
 
     def mark_down(self) -> None:
         """Answer from the store alone for the next ``down_for`` seconds."""
@@ -123,7 +124,7 @@ class Upstream:
             try:
                 answer = await self._send(method, url, headers, body)
                 break
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 failure = type(exc).__name__
         else:
             self.mark_down()

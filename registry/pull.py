@@ -53,6 +53,12 @@ class PullOptions:
     tuning: Tuning = field(default_factory=Tuning)
     parallel_files: int = PARALLEL_FILES
     offline: bool = False
+    paths: frozenset[str] | None = None
+    """Exactly these files (names compared literally, so glob characters are fine); None: every file."""
+
+    def wants(self, path: str) -> bool:
+        """Whether the pull takes ``path``: one of ``paths`` (when set) and selected by the globs."""
+        return (self.paths is None or path in self.paths) and selected(path, self.include, self.exclude)
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
     commit = info.commit
     remote = _unique(await client.list_files(repo, commit))
     await catalog.record_revision(repo, commit, [_record(f) for f in remote])
-    wanted = [f for f in remote if selected(f.path, options.include, options.exclude)]
+    wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
     with store.pulling():
         todo = await _link_present(repo, commit, wanted, store, catalog, progress)
@@ -207,7 +213,7 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
 
 async def _pulled(repo: RepoRef, commit: str, catalog: Catalog, options: PullOptions) -> list[PulledFile]:
     return [PulledFile(r.path, r.size, r.sha256) for r in await catalog.revision_files(repo, commit)
-            if r.state == "complete" and r.sha256 and selected(r.path, options.include, options.exclude)]
+            if r.state == "complete" and r.sha256 and options.wants(r.path)]
 
 
 async def _local(repo: RepoRef, options: PullOptions, store: Store, catalog: Catalog) -> PullResult:
@@ -216,7 +222,7 @@ async def _local(repo: RepoRef, options: PullOptions, store: Store, catalog: Cat
     if commit is None:
         raise UsageError(f"offline, and {repo}@{options.revision} is not in the local store")
     records = [r for r in await catalog.revision_files(repo, commit)
-               if selected(r.path, options.include, options.exclude)]
+               if options.wants(r.path)]
     missing = [r.path for r in records if r.state != "complete"]
     if missing:
         raise StoreError(f"offline, and {len(missing)} selected file(s) of {repo}@{commit[:12]} are not in the "

@@ -1,5 +1,5 @@
 """The Hugging Face Hub protocol, client side."""
 
-from .client import FileLocation, HubClient, RemoteFile, RepoInfo, RetryPolicy
+from .client import FileLocation, HubClient, ModelHit, RemoteFile, RepoInfo, RetryPolicy
 
-__all__ = ["FileLocation", "HubClient", "RemoteFile", "RepoInfo", "RetryPolicy"]
+__all__ = ["FileLocation", "HubClient", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -27,6 +28,7 @@ from ..errors import (
     RevisionNotFoundError,
     UpstreamError,
     UpstreamUnavailableError,
+    UsageError,
 )
 from ..repo import RepoRef
 from . import urls
@@ -35,6 +37,8 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
 MAX_TREE_PAGES = 10_000
 MAX_JSON_BYTES = 256 * 1024 * 1024
+SEARCH_PAGE_SIZE = 100
+"""Models asked per page of `search_models` (the Hub serves at most 1000)."""
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -81,6 +85,15 @@ class RemoteFile:
     @property
     def is_lfs(self) -> bool:
         return self.lfs_sha256 is not None
+
+
+@dataclass(frozen=True)
+class ModelHit:
+    """One model of a search answer."""
+
+    repo_id: str
+    downloads: int
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -188,10 +201,12 @@ class HubClient:
             url = target
         raise UpstreamError(f"too many redirects from {urls.redacted(url)}")
 
-    async def _get_json(self, url: str, repo: RepoRef, revision: str | None) -> tuple[Any, aiohttp.ClientResponse]:
+    async def _get_json(self, url: str, repo: RepoRef | None, revision: str | None) -> tuple[Any, aiohttp.ClientResponse]:
         resp = await self._follow("GET", url)
         try:
             if resp.status >= 400:
+                if repo is None:
+                    raise UpstreamError(f"GET {urls.redacted(url)} failed: HTTP {resp.status}")
                 raise _error_for(resp, repo, revision, None, self.endpoint, self.has_token)
             body = await resp.content.read(MAX_JSON_BYTES + 1)
         except aiohttp.ClientError as exc:
@@ -232,6 +247,24 @@ class HubClient:
                 if not urls.same_origin(url, self.endpoint):
                     raise UpstreamError(f"the tree listing of {repo} points its next page at another host")
         raise UpstreamError(f"the tree listing of {repo} has more than {MAX_TREE_PAGES} pages")
+
+    async def search_models(self, *, search: str | None = None, author: str | None = None,
+                            filters: Sequence[str] = (), sort: str = "downloads", limit: int = 100) -> list[ModelHit]:
+        """Up to ``limit`` models matching ``search`` (a substring of the id), ``author`` and every tag
+        of ``filters``, sorted by ``sort`` descending (`GET /api/models`, following Link pagination)."""
+        url: str | None = urls.models_search_url(self.endpoint, search, author, filters, sort,
+                                                 min(limit, SEARCH_PAGE_SIZE))
+        hits: list[ModelHit] = []
+        while url is not None and len(hits) < limit:
+            data, resp = await self._get_json(url, None, None)
+            if not isinstance(data, list):
+                raise UpstreamError(f"the model search of {self.endpoint} did not answer a JSON list")
+            hits.extend(_parse_model_hit(entry) for entry in data)
+            next_link = resp.links.get("next")
+            url = str(next_link["url"]) if next_link is not None and data else None
+            if url is not None and not urls.same_origin(url, self.endpoint):
+                raise UpstreamError(f"the model search of {self.endpoint} points its next page at another host")
+        return hits[:limit]
 
     async def locate(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
         """Resolve a file: HEAD on its resolve URL, following same-host redirects only.
@@ -291,6 +324,20 @@ class HubClient:
 def _content_range(value: str) -> tuple[int, int, int] | None:
     match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", value.strip())
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _parse_model_hit(entry: Any) -> ModelHit:
+    """Validate one model of a search answer (untrusted input): its id must be a valid repo id."""
+    if not isinstance(entry, dict):
+        raise UpstreamError(f"malformed model in a search answer: {str(entry)[:120]}")
+    repo_id, downloads, tags = entry.get("id"), entry.get("downloads", 0), entry.get("tags", [])
+    if not isinstance(repo_id, str) or type(downloads) is not int or not isinstance(tags, list):
+        raise UpstreamError(f"malformed model in a search answer: {str(entry)[:120]}")
+    try:
+        RepoRef.parse(repo_id)
+    except UsageError:
+        raise UpstreamError(f"malformed model id in a search answer: {repo_id[:120]!r}") from None
+    return ModelHit(repo_id=repo_id, downloads=downloads, tags=tuple(t for t in tags if isinstance(t, str)))
 
 
 def _parse_tree_entry(entry: dict[str, Any], repo: RepoRef) -> RemoteFile:

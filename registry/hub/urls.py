@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from collections.abc import Sequence
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..repo import RepoRef
 
@@ -24,6 +25,16 @@ def tree_url(endpoint: str, repo: RepoRef, revision: str) -> str:
 def resolve_url(endpoint: str, repo: RepoRef, revision: str, path: str) -> str:
     prefix = "" if repo.repo_type == "model" else f"{repo.api_segment}/"
     return f"{endpoint}/{prefix}{repo.repo_id}/resolve/{_rev(revision)}/{quote(path)}"
+
+
+def models_search_url(endpoint: str, search: str | None, author: str | None, filters: Sequence[str],
+                      sort: str, limit: int) -> str:
+    """`GET /api/models` as huggingface_hub's list_models asks it (filter tags ANDed, sorted descending)."""
+    query = [("search", search)] if search else []
+    query += [("author", author)] if author else []
+    query += [("filter", f) for f in filters]
+    query += [("sort", sort), ("direction", "-1"), ("limit", str(limit))]
+    return f"{endpoint}/api/models?{urlencode(query)}"
 
 
 def same_origin(a: str, b: str) -> bool:

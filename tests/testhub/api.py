@@ -217,6 +217,52 @@ async def refs(hub: TestHub, request: web.Request, repo_type: str, repo_id: str)
     return web.json_response(body)
 
 
+SEARCH_SORTS = ("downloads", "likes", "trendingScore", "createdAt", "lastModified", "id")
+SEARCH_PAGE_MAX = 1000
+"""Models per page at most, as huggingface.co."""
+
+
+def _model_hit(repo: HubRepo) -> dict[str, Any]:
+    """A model as `GET /api/models` lists it."""
+    hit: dict[str, Any] = {
+        "_id": hashlib.sha1(f"model/{repo.repo_id}".encode()).hexdigest()[:24],
+        "id": repo.repo_id,
+        "likes": repo.info.get("likes", 0),
+        "downloads": repo.info.get("downloads", 0),
+        "private": repo.private,
+        "tags": list(repo.info.get("tags", [])),
+        "createdAt": _iso(repo.created_at),
+        "modelId": repo.repo_id,
+    }
+    hit.update({k: repo.info[k] for k in ("pipeline_tag", "library_name") if k in repo.info})
+    return hit
+
+
+async def search_models(hub: TestHub, request: web.Request) -> web.Response:
+    """`GET /api/models?search=&author=&filter=…&sort=&direction=&limit=`: the models the caller may
+    see whose id contains `search`, owned by `author`, tagged with every `filter`; pages of `limit`
+    models linked by `Link: rel="next"`."""
+    user = user_for(hub, request)
+    query = request.query
+    search, author, filters = query.get("search", "").lower(), query.get("author"), query.getall("filter", [])
+    sort, limit, cursor = query.get("sort", "id"), query.get("limit", str(SEARCH_PAGE_MAX)), query.get("cursor", "0")
+    if sort not in SEARCH_SORTS or not limit.isdigit() or not cursor.isdigit():
+        raise HubError(error_response(400, "BadRequest", "Invalid search parameters"))
+    models = [r for (kind, _), r in sorted(hub.repos.items()) if kind == "model" and r.may_see(user)
+              and search in r.repo_id.lower() and author in (None, r.repo_id.partition("/")[0])
+              and all(f in r.info.get("tags", ()) for f in filters)]
+    dates = {"createdAt": lambda r: r.created_at, "lastModified": lambda r: r.head.created_at}
+    if sort != "id":
+        models.sort(key=dates.get(sort, lambda r: r.info.get(sort, 0)), reverse=query.get("direction", "-1") == "-1")
+    offset, size = int(cursor), min(int(limit) or SEARCH_PAGE_MAX, SEARCH_PAGE_MAX)
+    page = models[offset : offset + size]
+    headers = {}
+    if offset + len(page) < len(models):
+        rest = [(k, v) for k, v in query.items() if k != "cursor"] + [("cursor", str(offset + len(page)))]
+        headers["Link"] = f'<{request.scheme}://{request.host}/api/models?{urlencode(rest)}>; rel="next"'
+    return web.json_response([_model_hit(r) for r in page], headers=headers)
+
+
 async def whoami(hub: TestHub, request: web.Request) -> web.Response:
     """`GET /api/whoami-v2`: the token's user."""
     user = user_for(hub, request)

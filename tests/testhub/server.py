@@ -223,6 +223,8 @@ class TestHub:
         bind = functools.partial
         if segments[:2] == ["api", "whoami-v2"]:
             return "api", bind(api.whoami, self, request)
+        if segments == ["api", "models"] and method == "GET":
+            return "api", bind(api.search_models, self, request)
         if len(segments) > 2 and segments[0] == "api" and segments[1] in _REPO_TYPES:
             repo_type, rest = _REPO_TYPES[segments[1]], segments[2:]
             split = _split_repo(rest, _API_MARKERS)

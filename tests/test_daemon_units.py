@@ -1,0 +1,129 @@
+"""The daemon's pure parts: Hub path routing, JSON/header reshaping, Range parsing, a transfer's rules."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from daemon.bodies import ByteRange, RangeNotSatisfiable, parse_range
+from daemon.hubjson import (
+    info_view,
+    info_without_xet,
+    next_page,
+    paths_info_view,
+    rewrite_link,
+    tree_view,
+    without_xet,
+)
+from daemon.hubpath import HubPath, parse_hub_path
+from daemon.transfers import Transfer, TransferFailed
+from daemon.upstream import token_key
+from registry.download import FileSpec
+from registry.errors import UsageError
+from registry.repo import RepoRef
+
+MODEL = RepoRef("model", "org/name")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("/api/models/org/name", HubPath("info", MODEL)),
+    ("/api/models/gpt2/revision/main?blobs=true", HubPath("info", RepoRef("model", "gpt2"), "main")),
+    ("/api/models/org/name/revision/refs%2Fpr%2F1", HubPath("info", MODEL, "refs/pr/1")),
+    ("/api/datasets/org/name/tree/main/data/sub?recursive=true",
+     HubPath("tree", RepoRef("dataset", "org/name"), "main", "data/sub")),
+    ("/api/models/org/name/tree/v1.0", HubPath("tree", MODEL, "v1.0")),
+    ("/api/models/org/name/paths-info/abc", HubPath("paths-info", MODEL, "abc")),
+    ("/api/models/org/name/refs", HubPath("refs", MODEL)),
+    ("/api/whoami-v2", HubPath("whoami")),
+    ("/org/name/resolve/main/a/b%20c.txt", HubPath("resolve", MODEL, "main", "a/b c.txt")),
+    ("/gpt2/resolve/refs%2Fpr%2F1/config.json", HubPath("resolve", RepoRef("model", "gpt2"), "refs/pr/1", "config.json")),
+    ("/datasets/org/name/resolve/main/x.csv", HubPath("resolve", RepoRef("dataset", "org/name"), "main", "x.csv")),
+    ("/org/name/resolve/main/", None),
+    ("/org/name/resolve/main", None),
+    ("/api/spaces/org/name", None),
+    ("/api/models/org/name/refs/extra", None),
+    ("/api/models/a/b/c/d", None),
+    ("/", None),
+])
+def test_hub_paths_route_by_their_markers(raw: str, expected: HubPath | None) -> None:
+    assert parse_hub_path(raw) == expected
+
+
+def test_a_malformed_repo_id_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        parse_hub_path("/api/models/org/..bad/revision/main")
+
+
+def test_xet_hashes_and_links_are_stripped_and_pages_point_at_the_mirror() -> None:
+    entries = [{"type": "file", "path": "w.bin", "xetHash": "ab" * 32, "lfs": {"oid": "c" * 64}}, "odd"]
+    assert without_xet(entries) == [{"type": "file", "path": "w.bin", "lfs": {"oid": "c" * 64}}, "odd"]
+    assert info_without_xet({"siblings": [{"rfilename": "w", "xetHash": "x"}]}) == {"siblings": [{"rfilename": "w"}]}
+    link = ('<https://hub.example/prefix/api/models/o/n/tree/main?recursive=true&cursor=4>; rel="next", '
+            '<https://hub.example/api/models/o/n/xet-read-token/abc>; rel="xet-auth"')
+    assert rewrite_link(link, "https://hub.example/prefix", "http://127.0.0.1:8700") == (
+        '<http://127.0.0.1:8700/api/models/o/n/tree/main?recursive=true&cursor=4>; rel="next"')
+    assert rewrite_link('<https://x/y>; rel="xet-reconstruction-info"', "https://x", "http://m") is None
+    assert next_page(link, "https://hub.example/prefix") == "/api/models/o/n/tree/main?recursive=true&cursor=4"
+    assert next_page(None, "https://x") is None
+
+
+def test_kept_answers_are_shaped_like_the_hubs() -> None:
+    info = {"_id": "1", "id": "o/n", "sha": "s", "siblings": [{"rfilename": "a", "size": 1, "blobId": "b"}]}
+    assert info_view(info, blobs=False, expand=[])["siblings"] == [{"rfilename": "a"}]
+    assert info_view(info, blobs=True, expand=[]) == info
+    assert info_view(info, blobs=True, expand=["sha"]) == {"_id": "1", "id": "o/n", "sha": "s"}
+    entries = [{"type": "directory", "path": "d"}, {"type": "file", "path": "d/x"}, {"type": "directory", "path": "d/e"},
+               {"type": "file", "path": "d/e/y"}, {"type": "file", "path": "top"}]
+    assert [e["path"] for e in tree_view(entries, "", recursive=False) or []] == ["d", "top"]
+    assert [e["path"] for e in tree_view(entries, "d", recursive=False) or []] == ["d/x", "d/e"]
+    assert len(tree_view(entries, "", recursive=True) or []) == 5
+    assert tree_view(entries, "top", recursive=False) is None and tree_view(entries, "nope", recursive=True) is None
+    assert [e["path"] for e in paths_info_view(entries, ["top", "nope", "d", "top"])] == ["top", "d"]
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, None), ("bytes=0-9", ByteRange(0, 10)), ("bytes=5-", ByteRange(5, 100)), ("bytes=-10", ByteRange(90, 100)),
+    ("bytes=90-500", ByteRange(90, 100)), ("bytes=0-1,5-6", None), ("items=0-1", None), ("bytes=9-3", None),
+    ("bytes=x-1", None),
+])
+def test_ranges(header: str | None, expected: ByteRange | None) -> None:
+    assert parse_range(header, 100) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=100-", "bytes=-0", "bytes=200-300"])
+def test_unsatisfiable_ranges(header: str) -> None:
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header, 100)
+
+
+def test_tokens_are_known_only_by_their_hash() -> None:
+    assert token_key(None) == "anonymous"
+    assert token_key("hf_secret") != token_key("hf_other") and "hf_secret" not in token_key("hf_secret")
+
+
+async def test_a_transfer_holds_back_the_last_byte_until_verified(tmp_path: Path) -> None:
+    transfer = Transfer(FileSpec("w.bin", 10, "0" * 40, "a" * 64), tmp_path / "partial")
+    waiter = asyncio.create_task(transfer.wait_past(0))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    transfer.advance(4)
+    assert await waiter == 4
+    transfer.advance(10)
+    assert await transfer.wait_past(4) == 9  # everything written, not yet verified
+    last = asyncio.create_task(transfer.wait_past(9))
+    await asyncio.sleep(0)
+    assert not last.done()
+    transfer.succeed("a" * 64)
+    assert await last == 10
+
+
+async def test_a_failed_transfer_fails_its_readers(tmp_path: Path) -> None:
+    transfer = Transfer(FileSpec("w.bin", 10, "0" * 40, "a" * 64), tmp_path / "partial")
+    transfer.advance(10)
+    waiter = asyncio.create_task(transfer.wait_past(9))
+    await asyncio.sleep(0)
+    transfer.fail("sha256 mismatch")
+    with pytest.raises(TransferFailed, match="sha256 mismatch"):
+        await waiter
