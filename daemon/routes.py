@@ -12,7 +12,7 @@ from aiohttp import web
 
 from registry.errors import MregError, UsageError
 
-from . import api, resolve
+from . import api, modelfiles, resolve
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
 from .state import MIRROR
@@ -72,4 +72,5 @@ def add_routes(app: web.Application) -> None:
     """Install the daemon's routes on ``app``."""
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
+    app.router.add_get("/v1/repos/{repo:[^/]+(?:/[^/]+)?}/modelfile", modelfiles.modelfile, allow_head=False)
     app.router.add_route("*", "/{tail:.*}", dispatch)
