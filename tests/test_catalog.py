@@ -314,3 +314,16 @@ def test_schema_head_constant_matches_the_migrations() -> None:
     from registry.catalog.db import SCHEMA_HEAD
 
     assert SCHEMA_HEAD == head()
+
+
+async def test_a_cancelled_write_neither_holds_the_lock_nor_is_lost(catalog: Catalog) -> None:
+    await catalog.record_revision(REPO, C1, FILES)
+    for ticks in range(6):  # cancel the caller at different points of its transaction
+        writer = asyncio.ensure_future(catalog.mark_file_complete(REPO, C1, "config.json", SHA, 10))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        writer.cancel()
+        await asyncio.wait_for(catalog.set_ref(REPO, f"ref{ticks}", C1), timeout=5)
+    await asyncio.wait_for(catalog.mark_file_complete(REPO, C1, "model.safetensors", SHA, 1000), timeout=5)
+    states = {f.path: f.state for f in await catalog.revision_files(REPO, C1)}
+    assert states == {"config.json": "complete", "model.safetensors": "complete"}

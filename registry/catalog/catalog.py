@@ -10,7 +10,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,6 +62,7 @@ class Catalog:
         self._engine = engine
         self._writer = writer(engine)
         self._write_lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[Any]] = set()
 
     @classmethod
     async def open(cls, url: str) -> "Catalog":
@@ -75,7 +76,8 @@ class Catalog:
         return cls(engine)
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Finish the writes in flight, then close every pooled connection."""
+        await asyncio.gather(*self._pending, return_exceptions=True)
         await self._engine.dispose()
 
     async def _read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -88,6 +90,19 @@ class Catalog:
             return await fn(conn)
 
     async def _write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``fn`` in a write transaction that a cancelled caller cannot leave open.
+
+        The transaction runs in its own task: if the caller is cancelled (a pull interrupted, a
+        sibling download failing), it still commits or rolls back and gives the write lock back;
+        otherwise SQLite would hold the lock for a connection nobody finishes.
+        """
+        task = asyncio.ensure_future(self._locked_write(fn))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(_consume_error)
+        return await asyncio.shield(task)
+
+    async def _locked_write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async with self._write_lock:
             with db_errors("write", self._engine.url):
                 try:
@@ -212,6 +227,12 @@ class Catalog:
         if status not in _FINAL_STATUSES:
             raise UsageError(f"invalid download status {status!r}: use one of {', '.join(_FINAL_STATUSES)}")
         await self._write(lambda conn: q.finish_download(conn, download_id, status, bytes_fetched, error))
+
+
+def _consume_error(task: "asyncio.Task[object]") -> None:
+    """Mark a shielded write's error as seen when its caller was cancelled and will not look."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _rank(rev: q.RevisionRow) -> tuple[bool, datetime, int]:
