@@ -110,16 +110,7 @@ class _Blobs:
         sha = hashlib.sha256(data).hexdigest()
         dest = self.path(sha)
         if not (dest.is_file() and dest.stat().st_size == len(data)):
-            tmp = self._temp()
-            try:
-                with tmp.open("xb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _write_atomically(dest, data)
         return _layer(media_type, sha, len(data))
 
     def put_file(self, media_type: str, source: Path, sha256: str) -> dict[str, Any]:

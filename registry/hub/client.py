@@ -238,7 +238,7 @@ class HubClient:
             data, resp = await self._get_json(url, repo, commit)
             if not isinstance(data, list):
                 raise UpstreamError(f"the tree listing of {repo} is not a JSON list")
-            files.extend(_parse_tree_entry(entry, repo) for entry in data
+            files.extend(parse_tree_entry(entry, repo) for entry in data
                          if isinstance(entry, dict) and entry.get("type") == "file")
             next_link = resp.links.get("next")
             url = None
@@ -340,7 +340,7 @@ def _parse_model_hit(entry: Any) -> ModelHit:
     return ModelHit(repo_id=repo_id, downloads=downloads, tags=tuple(t for t in tags if isinstance(t, str)))
 
 
-def _parse_tree_entry(entry: dict[str, Any], repo: RepoRef) -> RemoteFile:
+def parse_tree_entry(entry: dict[str, Any], repo: RepoRef) -> RemoteFile:
     """Validate one file entry of a tree listing (untrusted input)."""
     path, size, oid, lfs = entry.get("path"), entry.get("size"), entry.get("oid"), entry.get("lfs")
     lfs_sha = None
