@@ -2,6 +2,7 @@
 HTTP (no ``xetHash``, pagination links pointing at the mirror); answered from what the mirror kept
 per commit when upstream cannot be reached.
 
+    GET      /api/{models|datasets}?search=&author=&filter=&sort=&limit=   (no offline answer)
     GET|HEAD /api/{models|datasets}/{repo}[/revision/{rev}]
     GET      /api/{type}s/{repo}/tree/{rev}[/{path}]
     POST     /api/{type}s/{repo}/paths-info/{rev}
@@ -80,6 +81,15 @@ async def _kept_meta(request: web.Request, repo: RepoRef, revision: str, cause: 
     if refusal is not None:
         raise UpstreamRefused(refusal)
     return meta
+
+
+async def search(request: web.Request, hub: HubPath) -> web.Response:
+    """A page of a model or dataset search, as upstream answers the caller; ``Link: rel="next"`` points at the mirror."""
+    answer = await _forward(request)
+    if not answer.ok:
+        return answer.response()
+    link = rewrite_link(answer.link, request.app[MIRROR].upstream.endpoint, _base(request)) if answer.link else None
+    return _reshaped(answer, _data(answer), link)
 
 
 async def info(request: web.Request, hub: HubPath) -> web.Response:

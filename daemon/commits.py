@@ -3,14 +3,15 @@
 A commit is immutable, so its metadata is fetched from upstream once (with the asking client's
 token), recorded in the catalog as a revision with pending files, kept in the store for offline
 answers (``kept``) and held in memory for the most recent commits. Files become "stored" when their
-verified blob is linked into the commit's snapshot and marked complete in the catalog.
+verified blob is linked into the commit's snapshot and marked complete in the catalog; a stored
+weights file (or config) has the snapshot's headers indexed in the background, as ``mreg pull``
+does, so ``mreg search`` and ``mreg inspect`` see what the mirror holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,10 @@ from typing import Any
 from registry.catalog import Catalog, FileRecord
 from registry.download import FileSpec
 from registry.errors import UnsafePathError, UpstreamError
+from registry.hub.client import parse_tree_entry
 from registry.hub import urls
+from registry.inspect_io import is_model_file
+from registry.inspection import CONFIG, index_snapshot
 from registry.paths import safe_relpath
 from registry.repo import RepoRef
 from registry.store import Store
@@ -28,8 +32,6 @@ from .hubjson import info_without_xet, next_page, without_xet
 from .upstream import Answer, Upstream, UpstreamRefused, token_key
 
 MAX_TREE_PAGES = 10_000
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 log = logging.getLogger("mreg.daemon")
 
 
@@ -57,14 +59,8 @@ class CommitMeta:
 
 def file_spec(entry: dict[str, Any], repo: RepoRef) -> FileSpec | None:
     """The spec of a tree file entry (untrusted input); None for names unsafe to store."""
-    path, size, oid, lfs = entry.get("path"), entry.get("size"), entry.get("oid"), entry.get("lfs")
-    lfs_sha = None
-    if isinstance(lfs, dict):
-        lfs_sha = lfs.get("oid") or lfs.get("sha256")
-        if not isinstance(lfs_sha, str) or not _SHA256.match(lfs_sha) or lfs.get("size", size) != size:
-            raise UpstreamError(f"malformed LFS entry for {path!r} in the tree of {repo}")
-    if not isinstance(path, str) or type(size) is not int or size < 0 or not isinstance(oid, str) or not _SHA1.match(oid):
-        raise UpstreamError(f"malformed file entry in the tree of {repo}: {str(entry)[:120]}")
+    remote = parse_tree_entry(entry, repo)
+    path, size, oid, lfs_sha = remote.path, remote.size, remote.git_oid, remote.lfs_sha256
     try:
         safe_relpath(path)
     except UnsafePathError:
@@ -100,6 +96,9 @@ class Commits:
         self._memory: OrderedDict[tuple[RepoRef, str], CommitMeta] = OrderedDict()
         self._cache_size = cache_size
         self._loading: dict[tuple[RepoRef, str, str], asyncio.Task[CommitMeta]] = {}
+        self._indexing: dict[tuple[RepoRef, str], asyncio.Task[None]] = {}
+        self._reindex: set[tuple[RepoRef, str]] = set()
+        """Commits whose snapshot gained a file while their indexing ran: indexed once more."""
 
     async def get(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
         """The commit's metadata; fetched with ``token`` when the mirror has none (UpstreamRefused if refused)."""
@@ -133,8 +132,8 @@ class Commits:
         return await self._adopt(_meta(repo, commit, info, entries))
 
     async def close(self) -> None:
-        """Cancel the fetches still running."""
-        tasks = list(self._loading.values())
+        """Cancel the fetches and indexing still running."""
+        tasks = [*self._loading.values(), *self._indexing.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -204,3 +203,28 @@ class Commits:
         meta.stored[path] = sha256
         if len(meta.stored) == len(meta.files):
             await self._catalog.mark_revision_complete(meta.repo, meta.commit)
+        if is_model_file(path) or path == CONFIG:
+            self._index_later(meta.repo, meta.commit)
+
+    def _index_later(self, repo: RepoRef, commit: str) -> None:
+        """Index the snapshot's headers in a background task (one at a time per commit)."""
+        key = (repo, commit)
+        if key in self._indexing:
+            self._reindex.add(key)
+        else:
+            self._indexing[key] = asyncio.create_task(self._index(key))
+
+    async def _index(self, key: tuple[RepoRef, str]) -> None:
+        """Run ``index_snapshot`` until no file was linked meanwhile; failures are logged, not raised."""
+        repo, commit = key
+        try:
+            while True:
+                self._reindex.discard(key)
+                try:
+                    await index_snapshot(self._store, self._catalog, repo, commit)
+                except Exception as exc:  # noqa: BLE001 (indexing is best effort: the files stay served)
+                    log.error("cannot index %s@%s: %s: %s", repo, commit[:12], type(exc).__name__, exc)
+                if key not in self._reindex:
+                    return
+        finally:
+            del self._indexing[key]  # with no await since the check above: no request is lost

@@ -1,8 +1,9 @@
 """Which Hub route a raw request path names (sans I/O).
 
-Routing works on the raw path, by the literal markers ``/revision/``, ``/tree/``, ``/paths-info/``,
-``/refs`` and ``/resolve/``: a repo id is one or two segments right before its marker, never found
-by counting segments. Revisions arrive percent-encoded (``refs%2Fpr%2F1``) and are decoded here.
+Searches (``/api/models``, ``/api/datasets``) are matched whole; other routes work on the raw
+path, by the literal markers ``/revision/``, ``/tree/``, ``/paths-info/``, ``/refs`` and
+``/resolve/``: a repo id is one or two segments right before its marker, never found by counting
+segments. Revisions arrive percent-encoded (``refs%2Fpr%2F1``) and are decoded here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ API_MARKERS = ("revision", "tree", "paths-info", "refs")
 
 @dataclass(frozen=True)
 class HubPath:
-    """A parsed Hub route. ``kind`` is one of info, tree, paths-info, refs, resolve, whoami.
+    """A parsed Hub route. ``kind`` is one of search, info, tree, paths-info, refs, resolve, whoami.
 
     ``revision`` is None for repo info without ``/revision/`` (the default branch); ``path`` is the
     file (resolve) or folder (tree) inside the repo, "" for none.
@@ -43,6 +44,8 @@ def parse_hub_path(raw_path: str) -> HubPath | None:
     segments = raw_path.partition("?")[0].split("/")[1:]
     if segments == ["api", "whoami-v2"]:
         return HubPath("whoami")
+    if len(segments) == 2 and segments[0] == "api" and segments[1] in API_TYPES:
+        return HubPath("search")
     if len(segments) > 2 and segments[0] == "api":
         return _parse_api(segments[1], segments[2:])
     repo_type = "model"

@@ -21,6 +21,7 @@ from .upstream import UpstreamRefused
 HubHandler = Callable[[web.Request, HubPath], Awaitable[web.StreamResponse]]
 
 HUB_ROUTES: dict[tuple[str, str], HubHandler] = {
+    ("search", "GET"): api.search,
     ("info", "GET"): api.info,
     ("info", "HEAD"): api.info,
     ("tree", "GET"): api.tree,
