@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
@@ -237,10 +236,10 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens.
     """
     from daemon.app import build_app, serve  # the server's modules load only for `mreg serve`
+    from daemon.logs import setup_logging
 
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging(sys.stderr)
     config = ServeConfig(host=host, port=port, upstream=(upstream or settings.endpoint).rstrip("/"),
                          offline=offline or settings.offline, ref_ttl=ref_ttl)
     await serve(build_app(config, settings), config)

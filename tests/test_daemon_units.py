@@ -130,3 +130,22 @@ async def test_a_failed_transfer_fails_its_readers(tmp_path: Path) -> None:
     transfer.fail("sha256 mismatch")
     with pytest.raises(TransferFailed, match="sha256 mismatch"):
         await waiter
+
+
+def test_logs_are_json_lines() -> None:
+    import io
+    import json
+    import logging
+
+    from daemon.logs import setup_logging
+
+    stream = io.StringIO()
+    setup_logging(stream)
+    try:
+        logging.getLogger("mreg.daemon").info("mirroring %s", "http://hub")
+        logging.getLogger("alembic").info("hidden")
+    finally:
+        logging.basicConfig(force=True)
+    [line] = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "info" and entry["logger"] == "mreg.daemon" and entry["message"] == "mirroring http://hub"
