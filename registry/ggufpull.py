@@ -17,7 +17,7 @@ from .catalog import Catalog
 from .discovery import discover
 from .errors import UpstreamError, UpstreamUnavailableError, UsageError
 from .formats.summary import gguf_info
-from .hub import HubClient
+from .hub import HubClient, RemoteFile
 from .inspect_io import parse_local
 from .pull import NullProgress, PullOptions, PullProgress, PullResult, pull
 from .quants import (
@@ -64,6 +64,8 @@ class _Listing:
     files: tuple[tuple[str, int], ...]
     local: bool
     read_file_type: FileTypeReader
+    remote: tuple[RemoteFile, ...] = ()
+    """The upstream listing itself (empty when ``local``), for a pull that follows to reuse."""
 
 
 def _stored_reader(store: Store, blobs: Mapping[str, str], otherwise: FileTypeReader | None) -> FileTypeReader:
@@ -91,7 +93,7 @@ async def _listing(repo: RepoRef, revision: str, client: HubClient, store: Store
             stored = {f.path: f.lfs_sha256 for f in remote
                       if f.lfs_sha256 is not None and store.has_blob(f.lfs_sha256, f.size)}
             return _Listing(repo, revision, commit, tuple((f.path, f.size) for f in remote), False,
-                            _stored_reader(store, stored, remote_reader(client, repo, commit)))
+                            _stored_reader(store, stored, remote_reader(client, repo, commit)), tuple(remote))
         except UpstreamUnavailableError:
             if await catalog.resolve_revision(repo, revision) is None:
                 raise
@@ -165,16 +167,17 @@ async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: HubCl
 
 
 async def _default_choice(repo: RepoRef, options: PullOptions, client: HubClient, store: Store,
-                          catalog: Catalog) -> GGUFChoice | None:
-    """The default quant of a repo holding several; None for any other repo (pulled whole)."""
+                          catalog: Catalog) -> tuple[GGUFChoice | None, _Listing | None]:
+    """The default quant of a repo holding several (None for any other repo, pulled whole), and the
+    listing it was chosen from."""
     try:
         listing = await _listing(repo, options.revision, client, store, catalog, options.offline)
     except UpstreamUnavailableError:
-        return None  # the pull itself falls back to the store or says what failed
+        return None, None  # the pull itself falls back to the store or says what failed
     sets = gguf_sets(listing.files)
     if sum(s.complete for s in sets) < 2:
-        return None
-    return await _choose_in(listing, sets, None)
+        return None, listing
+    return await _choose_in(listing, sets, None), listing
 
 
 async def pull_model(repo: RepoRef, quant: str | None, options: PullOptions, *, client: HubClient, store: Store,
@@ -183,14 +186,18 @@ async def pull_model(repo: RepoRef, quant: str | None, options: PullOptions, *, 
     """`mreg pull`: with ``quant``, that quant's GGUF (from a discovered repo if the repo has none);
     without, and without globs, only the default quant of a repo holding several GGUF quants; else
     the files the globs select. ``announce`` hears which GGUF was chosen and why, before the pull."""
+    listing: _Listing | None = None
     if quant is not None:
         choice: GGUFChoice | None = await choose_gguf(repo, quant, options.revision, client=client, store=store,
                                                       catalog=catalog, offline=options.offline)
     elif options.include or options.exclude or options.paths is not None or repo.repo_type != "model":
         choice = None
     else:
-        choice = await _default_choice(repo, options, client, store, catalog)
+        choice, listing = await _default_choice(repo, options, client, store, catalog)
     if choice is None:
-        return await pull(repo, options, client=client, store=store, catalog=catalog, progress=progress), None
+        listed = (listing.commit, listing.remote) if listing is not None and not listing.local else None
+        result = await pull(repo, options, client=client, store=store, catalog=catalog, progress=progress,
+                            listed=listed)
+        return result, None
     announce(choice.reason)
     return await pull_choice(choice, options, client=client, store=store, catalog=catalog, progress=progress), choice

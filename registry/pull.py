@@ -79,18 +79,26 @@ class PullResult:
 
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store: Store, catalog: Catalog,
-               progress: PullProgress = NullProgress()) -> PullResult:
-    """Bring ``repo`` at ``options.revision`` into the store and return its snapshot (or local dir)."""
+               progress: PullProgress = NullProgress(),
+               listed: tuple[str, Sequence[RemoteFile]] | None = None) -> PullResult:
+    """Bring ``repo`` at ``options.revision`` into the store and return its snapshot (or local dir).
+
+    ``listed`` is the commit ``options.revision`` pins and its files, when the caller has just
+    listed them (so they are not asked for twice).
+    """
     if options.offline:
         return await _local(repo, options, store, catalog)
-    try:
-        info = await client.repo_info(repo, options.revision)
-    except UpstreamUnavailableError:
-        if await catalog.resolve_revision(repo, options.revision) is None:
-            raise
-        return await _local(repo, options, store, catalog)
-    commit = info.commit
-    remote = _unique(await client.list_files(repo, commit))
+    if listed is None:
+        try:
+            commit = (await client.repo_info(repo, options.revision)).commit
+        except UpstreamUnavailableError:
+            if await catalog.resolve_revision(repo, options.revision) is None:
+                raise
+            return await _local(repo, options, store, catalog)
+        files: Sequence[RemoteFile] = await client.list_files(repo, commit)
+    else:
+        commit, files = listed
+    remote = _unique(list(files))
     await catalog.record_revision(repo, commit, [_record(f) for f in remote])
     wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])

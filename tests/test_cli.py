@@ -174,3 +174,10 @@ def test_gc_spares_fresh_blobs_while_a_pull_runs(test_hub: TestHub, mreg_env: di
         assert code == 0 and json.loads(out)["removed_blobs"] == 0 and store.has_blob(sha)
     code, out, _ = mreg("gc", "--json")
     assert code == 0 and json.loads(out)["removed_blobs"] == 1 and not store.has_blob(sha)
+
+
+def test_a_plain_pull_lists_the_repo_once(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    code, _, err = mreg("pull", MINILM)
+    assert code == 0, err
+    assert len(test_hub.stats.find(path_contains="/revision/")) == 1
+    assert len(test_hub.stats.find(path_contains="/tree/")) == 1
