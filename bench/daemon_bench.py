@@ -17,10 +17,8 @@ olah is skipped. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -29,12 +27,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe, machine_info  # noqa: E402
 from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
 
 REPO_ID = "bench/big-model"
@@ -223,17 +221,6 @@ class Bench:
         return Row(f"hf_hub_download via {kind.name}", cold, warm, crowd)
 
 
-def machine() -> str:
-    """What the numbers were measured on, in one line."""
-    meminfo = Path("/proc/meminfo").read_text().split()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    ram = int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024 ** 2
-    return (f"{datetime.date.today().isoformat()}, {os.cpu_count()} CPUs ({cpu}), {ram:.1f} GiB RAM, "
-            f"kernel {platform.release()}, Python {platform.python_version()}, "
-            f"huggingface_hub {version('huggingface_hub')}")
-
-
 def report(rows: list[Row], args: argparse.Namespace, olah_version: str | None) -> str:
     """The Markdown table and the command that reproduces it."""
     def rate(s: Scenario, clients: int = 1) -> str:
@@ -241,7 +228,7 @@ def report(rows: list[Row], args: argparse.Namespace, olah_version: str | None) 
 
     n = args.clients
     lines = [
-        f"{args.size / MB:.0f} MB LFS file, {args.throttle / MB:g} MB/s per CDN connection, one run; {machine()}"
+        f"{args.size / MB:.0f} MB LFS file, {args.throttle / MB:g} MB/s per CDN connection, one run; {describe(machine_info())}"
         + (f", olah {olah_version}" if olah_version else ""),
         "",
         f"| setup | cold s | cold MB/s | warm s | warm MB/s | {n} cold clients s | {n} clients MB/s (sum) "

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import functools
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
 
@@ -62,6 +59,7 @@ from registry.inspect_io import (  # noqa: E402
 )
 from registry.repo import RepoRef  # noqa: E402
 from registry.workspace import http_session  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
 from tests.testhub import HubRepo, TestHub  # noqa: E402
 
 T = TypeVar("T")
@@ -337,22 +335,6 @@ def timed_rows(hub: TestHub, hf_tool: HfTool, layout: Layout, args: argparse.Nam
 # -- the report ---------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
-    """What the numbers were measured on."""
-    meminfo = Path("/proc/meminfo").read_text().split()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {
-        "date": datetime.date.today().isoformat(),
-        "nproc": str(os.cpu_count()),
-        "ram": f"{int(meminfo[meminfo.index('MemTotal:') + 1]) / 1024 ** 2:.1f} GiB",
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "huggingface_hub": version("huggingface_hub"),
-    }
-
-
 def kinds(cost: Measured) -> str:
     """Requests by route kind, e.g. `1 api + 1 tree + 100 resolve + 100 cdn`."""
     return " + ".join(f"{cost.requests[k]} {k}" for k in ("api", "tree", "resolve", "cdn") if cost.requests.get(k))
@@ -435,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         big_gguf = gguf_cost(hub, args)
         timed = timed_rows(hub, hf_tool, LAYOUTS[-1], args)
     close_session()
-    info = machine()
+    info = machine_info()
     print(report(sharded, big_gguf, timed, args, info))
     if args.json:
         rows = [row for rows, _ in sharded for row in rows] + timed

@@ -13,11 +13,9 @@ done, pulls again, and counts the CDN bytes served in total. See bench/README.md
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -28,12 +26,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import machine_info  # noqa: E402
 from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
 
 REPO_ID = "bench/big-model"
@@ -277,24 +275,6 @@ def summarize(runs: list[Run], size: int) -> Row:
                median(lambda r: r.hub_cpu_seconds), max(r.cdn_bytes for r in runs) / size)
 
 
-def machine() -> dict[str, str]:
-    """What the numbers were measured on."""
-    meminfo = Path("/proc/meminfo").read_text().split()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    aria2 = subprocess.run(["aria2c", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return {
-        "date": datetime.date.today().isoformat(),
-        "nproc": str(os.cpu_count()),
-        "ram": f"{int(meminfo[meminfo.index('MemTotal:') + 1]) / 1024 ** 2:.1f} GiB",
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "aria2c": aria2.removeprefix("aria2 version "),
-        "huggingface_hub": version("huggingface_hub"),
-    }
-
-
 def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict[str, str]) -> str:
     """The Markdown summary: the table, the targets, the resume scenario and the command."""
     aria2 = next(r for r in rows if r.tool.startswith("aria2c"))
@@ -373,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         resume = bench.resume()
         shutil.rmtree(bench.work, ignore_errors=True)
     rows = [summarize(r, args.size) for r in runs]
-    info = machine()
+    aria2 = subprocess.run(["aria2c", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    info = machine_info(aria2c=aria2.removeprefix("aria2 version "))
     print(report(rows, resume, args, info))
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
