@@ -102,7 +102,7 @@ async def add_job(request: web.Request) -> web.Response:
     mirror = request.app[MIRROR]
     body = await _body(request)
     repo_id, repo_type, revision = body.get("repo"), body.get("repo_type") or "model", body.get("revision") or "main"
-    if not all(isinstance(v, str) for v in (repo_id, repo_type, revision)):
+    if not (isinstance(repo_id, str) and isinstance(repo_type, str) and isinstance(revision, str)):
         raise UsageError("'repo' (and 'repo_type', 'revision' if given) must be strings")
     job = await mirror.catalog.add_job(RepoRef.parse(repo_id, repo_type), revision, _globs(body, "include"),
                                        _globs(body, "exclude"), _every(body.get("every")))

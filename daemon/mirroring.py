@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from registry.catalog import Catalog, MirrorJob
 from registry.catalog.models import utcnow
@@ -83,9 +84,9 @@ class Mirroring:
             if await self._catalog.start_job(job.id):
                 task = asyncio.create_task(self._work(job))
                 self._running[job.id] = task
-                task.add_done_callback(lambda _, job_id=job.id: self._finished(job_id))
+                task.add_done_callback(functools.partial(self._finished, job.id))
 
-    def _finished(self, job_id: int) -> None:
+    def _finished(self, job_id: int, _task: "asyncio.Task[None]") -> None:
         self._running.pop(job_id, None)
         self.wake()  # a worker is free
 
@@ -134,4 +135,4 @@ class Mirroring:
 
 def _queue_order(job: MirrorJob) -> tuple[bool, datetime]:
     """Queued jobs first (asked for now), then the longest overdue."""
-    return (job.status != "queued", job.next_sync or datetime.min.replace(tzinfo=utcnow().tzinfo))
+    return (job.status != "queued", job.next_sync or datetime.min.replace(tzinfo=timezone.utc))

@@ -258,6 +258,7 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny"}, token="wrong")[0] == 401
         assert call(daemon, "POST", "/v1/jobs", {"repo": "../x"}, token=token)[0] == 400
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny", "every": "soon"}, token=token)[0] == 400
+        assert call(daemon, "POST", "/v1/jobs", ["testorg/tiny"], token=token)[0] == 400
         assert call(daemon, "GET", "/v1/jobs")[0] == 200  # reading on loopback needs no token
 
         runner = CliRunner()
@@ -283,6 +284,9 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
         gone = runner.invoke(main, ["mirror", "rm", "testorg/tiny"], env=env)
         assert gone.exit_code == 2 and "no mirror job" in gone.output
         assert json.loads(runner.invoke(main, ["mirror", "ls", "--json"], env=env).output) == []
+        assert runner.invoke(main, ["mirror", "add", "testorg/no-such-repo"], env=env).exit_code == 0
+        failed = wait_job(daemon, "testorg/no-such-repo", 30, status="failed")
+        assert failed["error"] and "\n" not in failed["error"] and failed["next_sync"] is None
     finally:
         stop(daemon)
     assert token.encode() not in daemon.log.read_bytes()
