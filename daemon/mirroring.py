@@ -55,12 +55,21 @@ class Mirroring:
         """Look at the jobs table now (a job was added, removed or asked to sync)."""
         self._wake.set()
 
+    async def stop_job(self, job_id: int) -> None:
+        """Cancel the job's running sync, if any (its job was removed)."""
+        task = self._running.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def close(self) -> None:
-        """Stop scheduling and stop the running jobs (they are queued again at the next start)."""
+        """Stop scheduling, stop the running jobs and queue them again (their partial files stay)."""
         tasks = [t for t in (self._scheduler, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if len(tasks) > 1:
+            await self._catalog.requeue_running_jobs()
 
     async def _schedule(self) -> None:
         while True:

@@ -156,6 +156,33 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
     assert store.snapshot_files(ref, repo.head.sha)["big.bin"] == sha
 
 
+def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: TestHub, tmp_path: Path) -> None:
+    big = generated_file(tmp_path / "data" / "slow.bin", 8 * MB, seed=5)
+    test_hub.add_repo(small_repo("testorg/slow", {"slow.bin": big}))
+    test_hub.faults.throttle = 1 * MB
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    catalog = daemon.home / "catalog.db"
+
+    def downloads() -> list[tuple[str, str | None]]:
+        with sqlite3.connect(catalog) as db:
+            return db.execute("SELECT status, error FROM downloads").fetchall()
+
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/slow"})[0] == 201
+        wait_job(daemon, "testorg/slow", 30, status="running")
+        wait_for(lambda: jobs(daemon)["testorg/slow"]["bytes_done"] > 0, 30, "the first bytes")
+        status, answer = call(daemon, "DELETE", "/v1/jobs/testorg/slow")
+        assert status == 200 and answer == {"removed": "testorg/slow"}
+        assert jobs(daemon) == {} and call(daemon, "DELETE", "/v1/jobs/testorg/slow")[0] == 404
+        wait_for(lambda: downloads() == [("failed", "interrupted (CancelledError)")], 10, "the sync to stop")
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/slow"})[0] == 201
+        wait_job(daemon, "testorg/slow", 30, status="running")
+    finally:
+        stop(daemon)  # SIGTERM mid-sync
+    with sqlite3.connect(catalog) as db:
+        assert db.execute("SELECT status FROM mirror_jobs").fetchall() == [("queued",)]
+
+
 def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(test_hub: TestHub,
                                                                               tmp_path: Path) -> None:
     files: dict[str, Any] = {
