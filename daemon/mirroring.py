@@ -81,7 +81,7 @@ class Mirroring:
                 log.error("mirror scheduler: %s", exc)
                 jobs = []
             try:
-                await asyncio.wait_for(self._wake.wait(), self._sleep_for(jobs, utcnow()))
+                await asyncio.wait_for(self._wake.wait(), sleep_for(jobs, utcnow(), self._config.job_poll))
             except asyncio.TimeoutError:
                 pass
 
@@ -98,12 +98,6 @@ class Mirroring:
     def _finished(self, job_id: int, _task: "asyncio.Task[None]") -> None:
         self._running.pop(job_id, None)
         self.wake()  # a worker is free
-
-    def _sleep_for(self, jobs: list[MirrorJob], now: datetime) -> float:
-        """Seconds until the next scheduled sync (at most ``job_poll``)."""
-        times = [j.next_sync for j in jobs if j.status in ("done", "failed") and j.next_sync is not None]
-        until = min(times, default=now + timedelta(seconds=self._config.job_poll)) - now
-        return min(max(until.total_seconds(), 0.01), self._config.job_poll)
 
     async def _work(self, job: MirrorJob) -> None:
         progress = JobProgress(lambda commit, path: self._landed(job, commit, path))
@@ -140,6 +134,14 @@ class Mirroring:
     def _landed(self, job: MirrorJob, commit: str, path: str) -> None:
         if is_model_file(path) or path == CONFIG:
             self._commits.index_later(job.repo, commit)
+
+
+def sleep_for(jobs: list[MirrorJob], now: datetime, poll: float) -> float:
+    """Seconds until the next scheduled sync, at most ``poll``. Jobs already due but waiting for a
+    worker do not count: a worker finishing wakes the scheduler."""
+    later = [j.next_sync for j in jobs if j.next_sync is not None and j.next_sync > now]
+    until = min(later, default=now + timedelta(seconds=poll)) - now
+    return min(max(until.total_seconds(), 0.01), poll)
 
 
 def _queue_order(job: MirrorJob) -> tuple[bool, datetime]:

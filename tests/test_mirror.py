@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from daemon.admin import Verdict, is_loopback, policy
+from daemon.mirroring import sleep_for
 from registry.catalog import MirrorJob
 from registry.errors import UsageError
 from registry.mirror import is_due, parse_interval, parse_rate
@@ -97,6 +98,10 @@ def test_which_jobs_are_due() -> None:
     assert not is_due(job("running", now - timedelta(hours=1)), now)
     assert is_due(job("done", now), now) and is_due(job("failed", now - timedelta(seconds=1)), now)
     assert not is_due(job("done", now + timedelta(seconds=1)), now) and not is_due(job("done", None), now)
+    waiting = [job("done", now - timedelta(hours=1)), job("queued", None)]  # due, all workers busy
+    assert sleep_for(waiting, now, poll=60) == 60  # no busy loop: a finishing worker wakes the scheduler
+    assert sleep_for([*waiting, job("done", now + timedelta(seconds=5))], now, poll=60) == 5
+    assert sleep_for([job("failed", now + timedelta(hours=2))], now, poll=60) == 60
 
 
 def test_token_bucket_keeps_the_rate_after_a_burst() -> None:
