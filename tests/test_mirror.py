@@ -204,17 +204,22 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/sched", "every": 1})[0] == 201
         wait_job(daemon, "testorg/sched", 30, status="done", commit=first.sha)
         catalog = daemon.home / "catalog.db"
-        with sqlite3.connect(catalog) as db:  # the weights file was indexed as it landed
+        with sqlite3.connect(catalog) as db:  # the weights file was indexed
             assert db.execute("SELECT tensor_count, parameters FROM file_headers").fetchall() == [(1, 1000)]
         test_hub.stats.reset()
         test_hub.faults.throttle = 400_000
         second_sha = repo.commit({
             "changed.bin": generated_file(tmp_path / "data" / "new.bin", 1 * MB, seed=3),
             "added.bin": generated_file(tmp_path / "data" / "added.bin", 1 * MB, seed=4),
-            "notes.txt": "changed\n",
+            "notes.txt": "changed\n", "extra.safetensors": safetensors(10),
         })
         second = repo.commits[second_sha]
-        new_shas = {second.files[p].blob.sha256 for p in ("changed.bin", "added.bin", "notes.txt")}
+        new_shas = {second.files[p].blob.sha256 for p in ("changed.bin", "added.bin", "notes.txt", "extra.safetensors")}
+
+        def indexed(path: str) -> list[tuple[int, int]]:
+            with sqlite3.connect(catalog) as db:
+                return db.execute("SELECT h.tensor_count, h.parameters FROM file_headers h"
+                                  " JOIN files f ON h.file = f.id WHERE f.path = ?", (path,)).fetchall()
 
         def syncing_second() -> bool:
             job = jobs(daemon)["testorg/sched"]
@@ -222,6 +227,8 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
                     and any(test_hub.stats.bytes_by_sha256[s] for s in new_shas))
 
         wait_for(syncing_second, 30, "the sync of the new commit")
+        wait_for(lambda: indexed("extra.safetensors") == [(1, 10)], 30, "the new weights file indexed")
+        assert jobs(daemon)["testorg/sched"]["status"] == "running"  # indexed as it landed, mid-sync
         assert store.read_ref(ref, "main") == first.sha  # readers still see the old commit, complete
         assert store.snapshot_files(ref, first.sha) == {p: e.blob.sha256 for p, e in first.files.items()}
         snapshot = store.snapshot_dir(ref, first.sha)
