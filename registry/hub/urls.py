@@ -22,6 +22,11 @@ def tree_url(endpoint: str, repo: RepoRef, revision: str) -> str:
     return f"{endpoint}/api/{repo.api_segment}/{repo.repo_id}/tree/{_rev(revision)}?recursive=true&expand=false"
 
 
+def refs_url(endpoint: str, repo: RepoRef, include_prs: bool = False) -> str:
+    url = f"{endpoint}/api/{repo.api_segment}/{repo.repo_id}/refs"
+    return f"{url}?include_prs=1" if include_prs else url
+
+
 def resolve_url(endpoint: str, repo: RepoRef, revision: str, path: str) -> str:
     prefix = "" if repo.repo_type == "model" else f"{repo.api_segment}/"
     return f"{endpoint}/{prefix}{repo.repo_id}/resolve/{_rev(revision)}/{quote(path)}"
