@@ -18,8 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.errors import MregError, UpstreamError, UpstreamUnavailableError, UsageError
+from registry.errors import MregError, UpstreamError
 
+from .answers import error_status
 from .api import refs_data
 from .bodies import RangeNotSatisfiable
 from .commits import CommitMeta
@@ -70,13 +71,7 @@ def for_refusal(answer: Answer) -> web.Response:
 
 def for_error(exc: MregError) -> web.Response:
     """The mirror's own failure (upstream unreachable, bad input…), before any body was sent."""
-    if isinstance(exc, UpstreamUnavailableError):
-        return ms_error(504, f"mirror: {exc}")
-    if isinstance(exc, UpstreamError):
-        return ms_error(502, f"mirror: {exc}")
-    if isinstance(exc, UsageError):
-        return ms_error(400, str(exc))
-    return ms_error(500, f"mirror: {exc}")
+    return ms_error(*error_status(exc))
 
 
 async def _meta(mirror: Mirror, request: web.Request, ms: MsPath, token: str | None) -> CommitMeta:
@@ -105,20 +100,25 @@ async def info(request: web.Request, ms: MsPath) -> web.Response:
 
 
 async def revisions(request: web.Request, ms: MsPath) -> web.Response:
-    """Branches (``main`` as ``master``) and tags, each dated by its commit (the client picks tags by date)."""
-    assert ms.repo is not None
+    """Branches (``main`` as ``master``) and tags, each dated by its commit (the client picks tags by
+    date), tags only up to ``EndTime`` if given."""
+    repo = ms.repo
+    assert repo is not None
+    end_time = request.query.get("EndTime")
+    if end_time is not None and not end_time.isdigit():
+        return ms_error(400, f"invalid EndTime {end_time!r}: expected seconds since the epoch")
     mirror, token = request.app[MIRROR], ms_token(request)
-    targets = ref_targets(await refs_data(mirror, ms.repo, token))
+    targets = ref_targets(await refs_data(mirror, repo, token))
     slots = asyncio.Semaphore(DATE_LOOKUPS)
 
     async def dated(commit: str) -> tuple[str, int]:
         async with slots:
-            meta = await mirror.commits.get(ms.repo, commit, token)
+            meta = await mirror.commits.get(repo, commit, token)
         return commit, epoch(meta.info.get("lastModified"))
 
     commits = {c for named in targets.values() for c in named.values()}
     dates = dict(await asyncio.gather(*(dated(c) for c in sorted(commits))))
-    return ms_answer(revisions_view(targets, dates))
+    return ms_answer(revisions_view(targets, dates, int(end_time) if end_time is not None else None))
 
 
 async def files(request: web.Request, ms: MsPath) -> web.Response:

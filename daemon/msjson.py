@@ -61,12 +61,15 @@ def epoch(iso: Any) -> int:
         return 0
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def model_view(meta: CommitMeta) -> dict[str, Any]:
     """``GET /api/v1/models/{id}``: the model at the default branch, from its Hub repo info."""
     info = meta.info
     owner, _, name = meta.repo.repo_id.rpartition("/")
-    card = info.get("cardData") if isinstance(info.get("cardData"), dict) else {}
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    card, config = _mapping(info.get("cardData")), _mapping(info.get("config"))
     model_type = config.get("model_type")
     return {
         "Name": name,
@@ -99,16 +102,19 @@ def ref_targets(refs: Any) -> dict[str, dict[str, str]]:
     return result
 
 
-def revisions_view(targets: Mapping[str, Mapping[str, str]], dates: Mapping[str, int]) -> dict[str, Any]:
-    """``GET /api/v1/models/{id}/revisions``: branches and tags with their commit's date (``CreatedAt``).
+def revisions_view(targets: Mapping[str, Mapping[str, str]], dates: Mapping[str, int],
+                   end_time: int | None = None) -> dict[str, Any]:
+    """``GET /api/v1/models/{id}/revisions[?EndTime=T]``: branches, and tags dated up to ``end_time``.
 
-    ``dates`` maps commit → epoch seconds; ``main`` is listed as ``master``.
+    Each is dated by its commit (``CreatedAt``, from ``dates``: commit → epoch seconds); ``main`` is
+    listed as ``master``.
     """
     def entries(named: Mapping[str, str], rename: bool) -> list[dict[str, Any]]:
         return [{"Revision": ms_branch(name) if rename else name, "CommitId": commit, "CreatedAt": dates.get(commit, 0)}
                 for name, commit in sorted(named.items())]
 
-    return {"RevisionMap": {"Branches": entries(targets["branches"], True), "Tags": entries(targets["tags"], False)}}
+    tags = [t for t in entries(targets["tags"], False) if end_time is None or t["CreatedAt"] <= end_time]
+    return {"RevisionMap": {"Branches": entries(targets["branches"], True), "Tags": tags}}
 
 
 def listed_paths(meta: CommitMeta, root: str, recursive: bool) -> tuple[list[str], list[str]] | None:

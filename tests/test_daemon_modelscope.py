@@ -145,6 +145,9 @@ def test_answers_have_modelscope_shapes(daemon: Daemon, test_hub: TestHub) -> No
         ("dev", repo.branches["dev"]), ("master", repo.head.sha)]
     assert [(t["Revision"], t["CommitId"]) for t in revision_map["Tags"]] == [("v1.0", repo.head.sha)]
     assert revision_map["Tags"][0]["CreatedAt"] == int(repo.head.created_at.timestamp())
+    status, before = ms_json(daemon, f"/api/v1/models/{MINILM}/revisions?EndTime=1000")
+    assert status == 200 and before["Data"]["RevisionMap"]["Tags"] == []
+    assert ms_json(daemon, f"/api/v1/models/{MINILM}/revisions?EndTime=soon")[0] == 400
 
     status, listing = ms_json(daemon, f"/api/v1/models/{MINILM}/repo/files?Revision=dev&Root=1_Pooling")
     assert status == 200 and [f["Path"] for f in listing["Data"]["Files"]] == ["1_Pooling/config.json"]
