@@ -130,10 +130,19 @@ def test_model_file_download_fills_the_store_for_hub_clients(daemon: Daemon, tes
     assert test_hub.stats.cdn_bytes == gguf.size
 
 
-def test_answers_have_modelscope_shapes(daemon: Daemon, test_hub: TestHub) -> None:
+def test_answers_have_modelscope_shapes(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
     repo = test_hub.repo(MINILM)
     repo.commit({"extra.txt": "on a branch\n"}, branch="dev")
     repo.tag("v1.0")
+    # The client lists only the folders its patterns name (Root=), and asks for the repo when one is missing.
+    folder = Path(ms_snapshot_download(MINILM, revision="v1.0", cache_dir=str(tmp_path / "ms"),
+                                       allow_patterns=["1_Pooling/*", "nowhere/*"]))
+    assert folder.name == "v1.0" and [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()] == [
+        "1_Pooling/config.json"]
+    assert (folder / "1_Pooling/config.json").read_bytes() == repo.head.files["1_Pooling/config.json"].blob.read()
+    routes = {k: v for k, v in daemon.metrics().items() if k.startswith('mreg_requests_total{route="modelscope-')}
+    assert routes == {f'mreg_requests_total{{route="modelscope-{kind}"}}': n
+                      for kind, n in (("files", 2), ("info", 1), ("file", 1), ("acceleration", 1))}
     status, info = ms_json(daemon, f"/api/v1/models/{MINILM}")
     assert status == 200 and info["Success"] is True
     assert (info["Data"]["Path"], info["Data"]["Name"], info["Data"]["Revision"]) == (
