@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -18,10 +19,12 @@ from registry.errors import UpstreamUnavailableError
 from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
-from registry.ggufpull import pull_model
 from registry.pull import PullOptions
 from registry.repo import RepoRef
 from registry.search import Query, parse_count, search
+from registry.sources import HEALTH_FILE, Health, pull_from
+from registry import upstreams
+from registry.upstreams import SOURCES, split_source
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
@@ -49,37 +52,50 @@ def main() -> None:
               help="Also write the files as plain files into DIR.")
 @click.option("--connections", type=click.IntRange(1, 256), default=Tuning.connections, show_default=True,
               help="HTTP connections in parallel (split across large files).")
-@click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@click.option("--token", help="Token for the source pulled from (default: the upstream's configured token, "
+              "HF_TOKEN or MODELSCOPE_API_TOKEN); with --source auto it goes to the Hub upstreams only.")
+@click.option("--source", type=click.Choice(SOURCES), help="hf, modelscope, or auto: each configured upstream in "
+              "turn, passing over the unreachable, slow or failing (default: the config file's 'source', else hf). "
+              "REPO_ID may also be hf://ORG/NAME or ms://ORG/NAME.")
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
                        exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, connections: int,
-                       token: str | None, as_json: bool) -> None:
+                       token: str | None, source: str | None, as_json: bool) -> None:
     """Download REPO_ID at a revision into the store; print the snapshot folder last."""
     settings = Settings.from_env()
     if quant is not None and (include or exclude):
         raise UsageError("--quant picks the files itself: drop --include/--exclude")
+    named, repo_id = split_source(repo_id)
+    if named is not None and source not in (None, named):
+        raise UsageError(f"{repo_id} names the {named} source but --source says {source}")
+    config = upstreams.load()
+    source = named or source or config.source
+    chosen = upstreams.with_token(config.select(source), token, "hf" if source == "auto" else source)
     repo = RepoRef.parse(repo_id, repo_type)
     options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
-    async with open_workspace(settings, resolve_token(token), connections) as ws:
+    announce = functools.partial(click.echo, err=True)
+    async with open_workspace(settings, None, connections) as ws:
         with progress:
-            result, choice = await pull_model(repo, quant, options, client=ws.client, store=ws.store,
-                                              catalog=ws.catalog, progress=progress,
-                                              announce=lambda text: click.echo(f"mreg: {text}", err=True))
+            result, choice, upstream = await pull_from(
+                chosen, repo, quant, options, session=ws.session, store=ws.store, catalog=ws.catalog,
+                health=Health(settings.home / HEALTH_FILE), start_timeout=config.start_timeout, progress=progress,
+                announce=lambda text: announce(f"mreg: {text}"))
     if result.source == "local" and not settings.offline:
-        click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
+        click.echo(f"mreg: warning: {upstream.url} is unreachable; using the local copy", err=True)
     if as_json:
         data = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
-                "files": [dataclasses.asdict(f) for f in result.files]}
+                "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name}
         if choice is not None:
             data.update(quant=choice.label, gguf=list(choice.quant.files))
         _echo_json(data)
     else:
         if result.source == "upstream":
-            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files", err=True)
+            served = f" from {upstream.label}" if len(chosen) > 1 or upstream.kind != "hf" else ""
+            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files{served}", err=True)
         click.echo(str(result.path))
 
 
