@@ -12,7 +12,7 @@ from rich.console import Console
 
 from daemon.config import ServeConfig
 from registry import __version__
-from registry.config import Settings, resolve_token
+from registry.config import Settings
 from registry.download import Tuning
 from registry.errors import UsageError
 from registry.errors import UpstreamUnavailableError
@@ -22,7 +22,7 @@ from registry.maintenance import collect_garbage, remove, resolve_local, verify
 from registry.pull import PullOptions
 from registry.repo import RepoRef
 from registry.search import Query, parse_count, search
-from registry.sources import HEALTH_FILE, Health, pull_from
+from registry.sources import HEALTH_FILE, Health, client_for, pull_from
 from registry import upstreams
 from registry.upstreams import SOURCES, split_source
 from registry.workspace import open_workspace
@@ -31,6 +31,22 @@ from .common import _echo_json, _run, json_option, repo_type_option, revision_op
 from .ollama_commands import modelfile_command, ollama_command
 from .progress import PlainProgress, RichProgress, human_size
 from .views import hit_json, hit_text, inspection_json, inspection_text
+
+
+def _upstreams_for(config: upstreams.UpstreamConfig, repo_id: str, source: str | None,
+                   token: str | None) -> tuple[str, list[upstreams.Upstream]]:
+    """(the repo id without its hf:// or ms:// prefix, the upstreams to use in order, with --token)."""
+    named, repo_id = split_source(repo_id)
+    if named is not None and source not in (None, named):
+        raise UsageError(f"{repo_id} names the {named} source but --source says {source}")
+    source = named or source or config.source
+    return repo_id, upstreams.with_token(config.select(source), token, "hf" if source == "auto" else source)
+
+
+source_option = click.option(
+    "--source", type=click.Choice(SOURCES), help="hf, modelscope, or auto: each configured upstream in turn, "
+    "passing over the unreachable, slow or failing (default: the config file's 'source', else hf). REPO_ID may "
+    "also be hf://ORG/NAME or ms://ORG/NAME.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,9 +70,7 @@ def main() -> None:
               help="HTTP connections in parallel (split across large files).")
 @click.option("--token", help="Token for the source pulled from (default: the upstream's configured token, "
               "HF_TOKEN or MODELSCOPE_API_TOKEN); with --source auto it goes to the Hub upstreams only.")
-@click.option("--source", type=click.Choice(SOURCES), help="hf, modelscope, or auto: each configured upstream in "
-              "turn, passing over the unreachable, slow or failing (default: the config file's 'source', else hf). "
-              "REPO_ID may also be hf://ORG/NAME or ms://ORG/NAME.")
+@source_option
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
@@ -66,12 +80,8 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     settings = Settings.from_env()
     if quant is not None and (include or exclude):
         raise UsageError("--quant picks the files itself: drop --include/--exclude")
-    named, repo_id = split_source(repo_id)
-    if named is not None and source not in (None, named):
-        raise UsageError(f"{repo_id} names the {named} source but --source says {source}")
     config = upstreams.load()
-    source = named or source or config.source
-    chosen = upstreams.with_token(config.select(source), token, "hf" if source == "auto" else source)
+    repo_id, chosen = _upstreams_for(config, repo_id, source, token)
     repo = RepoRef.parse(repo_id, repo_type)
     options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
@@ -188,20 +198,25 @@ async def gc_command(as_json: bool) -> None:
 @click.argument("repo_id")
 @revision_option
 @repo_type_option
-@click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@click.option("--token", help="Token for the source read from (default: the upstream's configured token, "
+              "HF_TOKEN or MODELSCOPE_API_TOKEN).")
 @click.option("--tensors", "with_tensors", is_flag=True, help="List every tensor of every file.")
+@source_option
 @json_option
 @_run
 async def inspect_command(repo_id: str, revision: str, repo_type: str, token: str | None, with_tensors: bool,
-                          as_json: bool) -> None:
-    """Show what a repo's weights hold (read remotely from their headers; no weights downloaded)."""
+                          source: str | None, as_json: bool) -> None:
+    """Show what a repo's weights hold (read remotely from their headers; no weights downloaded).
+
+    With several upstreams (--source auto) the first configured one is read."""
     settings = Settings.from_env()
+    repo_id, chosen = _upstreams_for(upstreams.load(), repo_id, source, token)
     repo = RepoRef.parse(repo_id, repo_type)
-    async with open_workspace(settings, resolve_token(token), connections=INSPECT_CONCURRENCY) as ws:
+    async with open_workspace(settings, None, connections=INSPECT_CONCURRENCY) as ws:
         try:
             if settings.offline:
                 raise UpstreamUnavailableError("offline")
-            report = await inspect_remote(ws.client, ws.catalog, repo, revision)
+            report = await inspect_remote(client_for(ws.session, chosen[0]), ws.catalog, repo, revision)
         except UpstreamUnavailableError:
             commit = await resolve_local(ws.catalog, repo, revision)
             report = await inspect_local(ws.catalog, ws.store, repo, commit, with_tensors)
