@@ -133,14 +133,15 @@ async def ls_command(as_json: bool) -> None:
     if as_json:
         _echo_json([{"repo": r.repo.repo_id, "repo_type": r.repo.repo_type, "commit": r.commit,
                      "refs": list(r.refs), "files": r.files, "size": r.size, "complete": r.complete,
-                     "updated_at": r.updated_at.isoformat()} for r in repos])
+                     "updated_at": r.updated_at.isoformat(), "upstream": r.upstream} for r in repos])
         return
     if not repos:
         click.echo("no repos in the store (try: mreg pull ORG/NAME)", err=True)
     for r in repos:
         state = "complete" if r.complete else "partial"
         refs = ",".join(r.refs) or "-"
-        click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  {state}")
+        click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  "
+                   f"{state:8}  {r.upstream or '-'}")
 
 
 @main.command("verify")
@@ -216,7 +217,8 @@ async def inspect_command(repo_id: str, revision: str, repo_type: str, token: st
         try:
             if settings.offline:
                 raise UpstreamUnavailableError("offline")
-            report = await inspect_remote(client_for(ws.session, chosen[0]), ws.catalog, repo, revision)
+            report = await inspect_remote(client_for(ws.session, chosen[0]), ws.catalog, repo, revision,
+                                          chosen[0].name)
         except UpstreamUnavailableError:
             commit = await resolve_local(ws.catalog, repo, revision)
             report = await inspect_local(ws.catalog, ws.store, repo, commit, with_tensors)

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Union
-
 import aiohttp
 
 from .catalog import Catalog
@@ -27,16 +25,16 @@ from .hub import HubClient, RetryPolicy
 from .modelscope import ModelScopeClient
 from .pull import NullProgress, PullOptions, PullProgress, PullResult
 from .repo import RepoRef
+from .repo_client import RepoClient
 from .store import Store
 from .upstreams import Upstream
 
 HEALTH_FILE = "upstream-health.json"
 DOWN_FOR = 300.0
 """Seconds an upstream that failed stays at the back of the queue."""
-UpstreamClient = Union[HubClient, ModelScopeClient]
 
 
-def client_for(session: aiohttp.ClientSession, upstream: Upstream, retry: RetryPolicy = RetryPolicy()) -> UpstreamClient:
+def client_for(session: aiohttp.ClientSession, upstream: Upstream, retry: RetryPolicy = RetryPolicy()) -> RepoClient:
     """The client speaking ``upstream``'s protocol with its token."""
     cls = ModelScopeClient if upstream.kind == "modelscope" else HubClient
     return cls(session, upstream.url, upstream.token, retry)

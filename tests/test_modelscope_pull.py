@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from registry.sources import HEALTH_FILE, Health, pull_from
 from registry.upstreams import Upstream, load, parse_upstreams, split_source
 from registry.workspace import open_workspace
 from tests.pulling import FAST_RETRY, FAST_TUNING, settings_for, tree_bytes
-from tests.testhub import HubRepo, TestHub, TestModelScope
+from tests.testhub import HubRepo, TestHub, TestModelScope, minilm_repo
 
 WEIGHTS = bytes(range(256)) * 20_000
 
@@ -183,6 +184,28 @@ def test_ls_shows_the_upstream(hubs: tuple[TestHub, TestModelScope], env: dict[s
     assert listed == {"org/tiny": "modelscope", "org/hubonly": "hf"}
     code, out, _ = mreg("ls")
     assert "modelscope" in next(line for line in out.splitlines() if line.startswith("org/tiny"))
+    with sqlite3.connect(Path(env["MREG_HOME"]) / "catalog.db") as db:
+        rows = set(db.execute("SELECT repos.repo_id, files.upstream FROM files JOIN revisions ON files.revision = "
+                              "revisions.id JOIN repos ON revisions.repo = repos.id"))
+    assert rows == {("org/tiny", "modelscope"), ("org/hubonly", "hf")}
+
+
+def test_inspect_and_search_a_modelscope_repo(hubs: tuple[TestHub, TestModelScope], env: dict[str, str]) -> None:
+    hub, ms = hubs
+    repo = ms.add_repo(minilm_repo())
+    weights = repo.head.files["model.safetensors"].blob
+
+    code, out, err = mreg("inspect", f"ms://{repo.repo_id}", "--json")
+
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["architecture"] == "BertModel" and data["parameters"]["total"] == 22713728
+    assert ms.stats.resolve_bytes < 1_000_000 < weights.size  # headers over ranged reads, no weights
+    assert hub.stats.requests.total() == 0
+    code, out, _ = mreg("search", "--arch", "bert", "--json")
+    assert code == 0 and {h["repo"] for h in json.loads(out)} == {repo.repo_id}
+    code, out, _ = mreg("ls", "--json")
+    assert {r["repo"]: r["upstream"] for r in json.loads(out)} == {repo.repo_id: "modelscope"}
 
 
 # -- choosing the source ----------------------------------------------------------------------
