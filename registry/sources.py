@@ -99,6 +99,7 @@ async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | N
     if not upstreams:
         raise UsageError("no upstream to pull from")
     queue = health.order(upstreams)
+    remember = len(queue) > 1  # health only orders a choice: a single upstream is always asked
     for index, upstream in enumerate(queue):
         last = index == len(queue) - 1
         client = client_for(session, upstream, retry)
@@ -108,7 +109,8 @@ async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | N
             result, choice = await pull_model(repo, quant, replace(options, upstream=upstream.name), client=client,
                                               store=store, catalog=catalog, progress=progress, announce=announce)
         except (UpstreamUnavailableError, asyncio.TimeoutError) as exc:
-            health.mark_down(upstream.name, _reason(exc))
+            if remember:
+                health.mark_down(upstream.name, _reason(exc))
             if last:
                 raise
             announce(f"{upstream.label} is unavailable ({_reason(exc)}); trying {queue[index + 1].label}")
@@ -117,7 +119,7 @@ async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | N
             health.mark_down(upstream.name, "unreachable")
             announce(f"{upstream.label} is unreachable; trying {queue[index + 1].label}")
             continue
-        if result.source == "upstream":
+        if result.source == "upstream" and remember:
             health.mark_up(upstream.name)
         return result, choice, upstream
     raise UpstreamUnavailableError("no upstream could serve the pull")
