@@ -208,3 +208,16 @@ def test_ranged_get_answers_206_and_416(test_modelscope: TestModelScope) -> None
     assert part.status_code == 206 and part.content == (bytes(range(256)) * 12_000)[10:20]
     assert part.headers["Content-Range"] == f"bytes 10-19/{256 * 12_000}"
     assert past.status_code == 416
+
+
+def test_get_model_and_a_rooted_listing(ms_env: MsEnv) -> None:
+    from modelscope import snapshot_download
+    from modelscope.hub.api import HubApi
+
+    repo = ms_env.hub.add_repo(_tiny_repo())
+    info = HubApi().get_model(repo.repo_id)
+    folder = Path(snapshot_download(repo.repo_id, allow_patterns="weights/*"))
+
+    assert (info["Owner"], info["Name"], int(info["Visibility"])) == ("org", "tiny", 5)
+    assert _tree(folder) == {p: s for p, s in _served(repo).items() if p.startswith("weights/")}
+    assert ms_env.hub.stats.find(path_contains="&Root=weights")  # the client listed only that folder
