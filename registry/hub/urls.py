@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from ..repo import RepoRef
+from ..upstream_http import redacted, same_origin
+
+__all__ = ["models_search_url", "redacted", "repo_info_url", "resolve_url", "same_origin", "tree_url"]
 
 
 def _rev(revision: str) -> str:
@@ -40,15 +43,3 @@ def models_search_url(endpoint: str, search: str | None, author: str | None, fil
     query += [("filter", f) for f in filters]
     query += [("sort", sort), ("direction", "-1"), ("limit", str(limit))]
     return f"{endpoint}/api/models?{urlencode(query)}"
-
-
-def same_origin(a: str, b: str) -> bool:
-    """True when both URLs have the same scheme, host and port (a token may travel between them)."""
-    ua, ub = urlsplit(a), urlsplit(b)
-    return (ua.scheme, ua.hostname, ua.port) == (ub.scheme, ub.hostname, ub.port)
-
-
-def redacted(url: str) -> str:
-    """The URL without its query string, for messages (signed URLs carry signatures)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
