@@ -33,6 +33,7 @@ from .msjson import (
     listed_paths,
     model_view,
     ref_targets,
+    refusal_message,
     refusal_status,
     revisions_view,
 )
@@ -65,8 +66,9 @@ def ms_error(status: int, message: str) -> web.Response:
 
 def for_refusal(answer: Answer) -> web.Response:
     """Upstream's refusal, as a ModelScope client understands it."""
+    code = answer.headers.get("X-Error-Code")
     message = answer.headers.get("X-Error-Message") or f"upstream refused the request (HTTP {answer.status})"
-    return ms_error(refusal_status(answer.status, answer.headers.get("X-Error-Code")), message)
+    return ms_error(refusal_status(answer.status, code), refusal_message(code, message))
 
 
 def for_error(exc: MregError) -> web.Response:

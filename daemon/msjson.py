@@ -51,6 +51,14 @@ def refusal_status(status: int, error_code: str | None) -> int:
     return 404 if error_code in NOT_FOUND_CODES else status
 
 
+def refusal_message(error_code: str | None, message: str) -> str:
+    """The reason a ModelScope client reads for a Hub refusal: the Hub's, except for a repo it will not
+    show (whose Hub message, e.g. "Invalid username or password.", would mislead)."""
+    if error_code == "RepoNotFound":
+        return "Repository not found (a private one needs a token that upstream accepts)"
+    return message
+
+
 def epoch(iso: Any) -> int:
     """Seconds since the epoch of an ISO 8601 time as the Hub writes it (0 when absent or malformed)."""
     if not isinstance(iso, str):

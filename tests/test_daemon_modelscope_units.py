@@ -16,6 +16,7 @@ from daemon.msjson import (
     model_view,
     ms_branch,
     ref_targets,
+    refusal_message,
     refusal_status,
     revisions_view,
 )
@@ -71,6 +72,11 @@ def test_master_is_the_hub_default_branch() -> None:
 ])
 def test_hub_refusals_keep_their_meaning(status: int, code: str | None, expected: int) -> None:
     assert refusal_status(status, code) == expected
+
+
+def test_refusal_messages() -> None:
+    assert "Repository not found" in refusal_message("RepoNotFound", "Invalid username or password.")
+    assert refusal_message("GatedRepo", "Access to model x is restricted.") == "Access to model x is restricted."
 
 
 def test_error_envelope() -> None:

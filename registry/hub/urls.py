@@ -8,7 +8,7 @@ from urllib.parse import quote, urlencode
 from ..repo import RepoRef
 from ..upstream_http import redacted, same_origin
 
-__all__ = ["models_search_url", "redacted", "repo_info_url", "resolve_url", "same_origin", "tree_url"]
+__all__ = ["models_search_url", "redacted", "refs_url", "repo_info_url", "resolve_url", "same_origin", "tree_url"]
 
 
 def _rev(revision: str) -> str:
