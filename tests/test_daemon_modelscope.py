@@ -22,8 +22,8 @@ from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_do
 from modelscope_hub.config import set_default_config
 from modelscope_hub.errors import AuthenticationError, NotExistError, PermissionDeniedError
 
-from tests.test_daemon import GGUF, MINILM, SMOLLM, Daemon, package_dir, running_daemon, start_daemon
-from tests.testhub import TestHub, small_repo
+from tests.test_daemon import GGUF, MINILM, SMOLLM, Daemon, package_dir, raw, running_daemon, start_daemon
+from tests.testhub import TestHub, TestModelScope, small_repo
 from tests.testhub.fixtures import HfEnv
 
 pytestmark = pytest.mark.timeout(120)
@@ -181,6 +181,28 @@ def test_answers_have_modelscope_shapes(daemon: Daemon, test_hub: TestHub, tmp_p
         assert body["Message"], path
     status, body = ms_json(daemon, "/api/v1/models/bad..org/x")
     assert (status, body["Success"]) == (400, False)
+
+
+def test_answers_match_the_modelscope_emulation(daemon: Daemon, test_modelscope: TestModelScope) -> None:
+    """What the client reads from a listing and the revisions is what `TestModelScope` (proven against
+    the same client) answers for the same repo."""
+
+    def fields(base: str, path: str, keys: tuple[str, ...], listed: str) -> dict[str, tuple[Any, ...]]:
+        status, _, body = raw("GET", base + path)
+        assert status == 200, (base, path)
+        data = json.loads(body)["Data"]
+        entries = data["Files"] if listed == "Files" else [*data["RevisionMap"]["Branches"],
+                                                               *data["RevisionMap"]["Tags"]]
+        return {e[keys[0]]: tuple(e[k] for k in keys[1:]) for e in entries}
+
+    for path, keys, listed in (
+        (f"/api/v1/models/{MINILM}/repo/files?Revision=master&Recursive=True",
+         ("Path", "Type", "Name", "Size", "Sha256", "IsLFS", "Revision"), "Files"),
+        (f"/api/v1/models/{SMOLLM}/repo/files?Revision=master&Recursive=False",
+         ("Path", "Type", "Size", "Sha256", "IsLFS"), "Files"),
+        (f"/api/v1/models/{MINILM}/revisions", ("Revision", "CommitId"), "RevisionMap"),
+    ):
+        assert fields(daemon.url, path, keys, listed) == fields(test_modelscope.endpoint, path, keys, listed), path
 
 
 def test_missing_repo_or_file_is_the_clients_own_not_found_error(daemon: Daemon, test_hub: TestHub,
