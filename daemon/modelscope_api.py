@@ -32,6 +32,7 @@ from .msjson import (
     hub_revision,
     listed_paths,
     model_view,
+    page,
     ref_targets,
     refusal_message,
     refusal_status,
@@ -124,7 +125,8 @@ async def revisions(request: web.Request, ms: MsPath) -> web.Response:
 
 
 async def files(request: web.Request, ms: MsPath) -> web.Response:
-    """The listing of a folder (``Root``) at ``Revision``, ``Recursive`` or not, every file with its sha256."""
+    """The listing of a folder (``Root``) at ``Revision``, ``Recursive`` or not, paged if asked
+    (``PageNumber``, ``PageSize``), every file with its sha256."""
     mirror, token = request.app[MIRROR], ms_token(request)
     meta = await _meta(mirror, request, ms, token)
     await _check(mirror, meta, "", token)
@@ -132,8 +134,10 @@ async def files(request: web.Request, ms: MsPath) -> web.Response:
     listed = listed_paths(meta, root, request.query.get("Recursive", "").lower() == "true")
     if listed is None:
         return ms_error(404, f"{root} does not exist in {meta.repo}@{meta.commit[:12]}")
-    folders, paths = listed
-    return ms_answer(files_view(meta, folders, paths, await _sha256s(mirror, meta, paths, token)))
+    paths = page(listed, request.query.get("PageNumber"), request.query.get("PageSize"))
+    if paths is None:
+        return ms_error(400, "PageNumber and PageSize must be positive integers")
+    return ms_answer(files_view(meta, paths, await _sha256s(mirror, meta, paths, token)))
 
 
 async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: str | None) -> dict[str, str]:
@@ -150,7 +154,7 @@ async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: st
             except TransferFailed as exc:
                 raise UpstreamError(f"{path}: {exc}") from None
 
-    plain = [p for p in paths if meta.files[p].sha256 is None]
+    plain = [p for p in paths if p in meta.files and meta.files[p].sha256 is None]
     return dict(await asyncio.gather(*(sha256(p) for p in plain)))
 
 

@@ -125,8 +125,8 @@ def revisions_view(targets: Mapping[str, Mapping[str, str]], dates: Mapping[str,
     return {"RevisionMap": {"Branches": entries(targets["branches"], True), "Tags": tags}}
 
 
-def listed_paths(meta: CommitMeta, root: str, recursive: bool) -> tuple[list[str], list[str]] | None:
-    """(folders, files) a file listing of folder ``root`` ("" = the repo) shows; None if no such folder.
+def listed_paths(meta: CommitMeta, root: str, recursive: bool) -> list[str] | None:
+    """The folders, then the files, a listing of folder ``root`` ("" = the repo) shows; None if no such folder.
 
     Only files the mirror serves (safe names) are listed; without ``recursive``, direct children only.
     """
@@ -134,26 +134,32 @@ def listed_paths(meta: CommitMeta, root: str, recursive: bool) -> tuple[list[str
     folders = [e["path"] for e in meta.entries if e.get("type") == "directory" and isinstance(e.get("path"), str)]
     if root and root not in folders:
         return None
-
-    def shown(path: str) -> bool:
-        return path.startswith(prefix) and (recursive or "/" not in path[len(prefix):])
-
-    return [f for f in folders if shown(f)], [f for f in meta.files if shown(f)]
+    return [p for p in [*folders, *meta.files] if p.startswith(prefix) and (recursive or "/" not in p[len(prefix):])]
 
 
-def files_view(meta: CommitMeta, folders: list[str], files: list[str], sha256s: Mapping[str, str]) -> dict[str, Any]:
-    """``GET /api/v1/models/{id}/repo/files``: folders (``tree``) and files (``blob``) with their sha256.
+def page(paths: list[str], number: str | None, size: str | None) -> list[str] | None:
+    """Page ``number`` (from 1, default 1) of ``size`` entries; all of them without a ``size``; None for a
+    malformed page."""
+    if size is None:
+        return paths
+    number = number or "1"
+    if not (number.isdigit() and size.isdigit()) or int(number) < 1 or int(size) < 1:
+        return None
+    start = (int(number) - 1) * int(size)
+    return paths[start : start + int(size)]
+
+
+def files_view(meta: CommitMeta, paths: list[str], sha256s: Mapping[str, str]) -> dict[str, Any]:
+    """A file listing: folders (``tree``) and files (``blob``, with their sha256), in the order of ``paths``.
 
     A file's ``Sha256`` is its LFS oid or the sha256 in ``sha256s`` ("" when the mirror cannot know it).
     """
-    def entry(path: str, kind: str, size: int, oid: str, lfs: bool, sha256: str) -> dict[str, Any]:
-        return {"Id": oid, "IsLFS": lfs, "Mode": FILE_MODE if kind == "blob" else TREE_MODE,
-                "Name": path.rpartition("/")[2], "Path": path, "Revision": meta.commit, "Sha256": sha256,
-                "Size": size, "Type": kind}
+    def entry(path: str) -> dict[str, Any]:
+        spec = meta.files.get(path)
+        kind = "tree" if spec is None else "blob"
+        sha256 = "" if spec is None else spec.sha256 or sha256s.get(path, "")
+        return {"Id": "" if spec is None else spec.git_oid, "IsLFS": spec is not None and spec.sha256 is not None,
+                "Mode": FILE_MODE if spec is not None else TREE_MODE, "Name": path.rpartition("/")[2], "Path": path,
+                "Revision": meta.commit, "Sha256": sha256, "Size": 0 if spec is None else spec.size, "Type": kind}
 
-    listed = [entry(f, "tree", 0, "", False, "") for f in folders]
-    for path in files:
-        spec = meta.files[path]
-        listed.append(entry(path, "blob", spec.size, spec.git_oid, spec.sha256 is not None,
-                            spec.sha256 or sha256s.get(path, "")))
-    return {"Files": listed, "IsVisual": 0}
+    return {"Files": [entry(p) for p in paths], "IsVisual": 0}

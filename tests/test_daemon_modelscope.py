@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import requests
 from huggingface_hub import hf_hub_download, snapshot_download
-from modelscope.hub.file_download import model_file_download
+from modelscope.hub.file_download import dataset_file_download, model_file_download
+from modelscope.hub.snapshot_download import dataset_snapshot_download as ms_dataset_snapshot_download
 from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
 from modelscope_hub.config import set_default_config
 from modelscope_hub.errors import AuthenticationError, NotExistError, PermissionDeniedError
 
 from tests.test_daemon import GGUF, MINILM, SMOLLM, Daemon, package_dir, raw, running_daemon, start_daemon
-from tests.testhub import TestHub, TestModelScope, small_repo
+from tests.testhub import TestHub, TestModelScope, dataset_repo, small_repo
 from tests.testhub.fixtures import HfEnv
 
 pytestmark = pytest.mark.timeout(120)
@@ -181,6 +182,29 @@ def test_answers_have_modelscope_shapes(daemon: Daemon, test_hub: TestHub, tmp_p
         assert body["Message"], path
     status, body = ms_json(daemon, "/api/v1/models/bad..org/x")
     assert (status, body["Success"]) == (400, False)
+
+
+def test_datasets_through_the_mirror(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    repo = test_hub.add_repo(dataset_repo())
+    folder = Path(ms_dataset_snapshot_download(repo.repo_id, cache_dir=str(tmp_path / "ms")))
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == sorted(
+        repo.head.files)
+    for path, entry in repo.head.files.items():
+        assert (folder / path).read_bytes() == entry.blob.read(), path
+    filled = upstream_bytes(test_hub)
+    csv = dataset_file_download(repo.repo_id, "data/test.csv", cache_dir=str(tmp_path / "ms2"))
+    assert Path(csv).read_bytes() == repo.head.files["data/test.csv"].blob.read()
+    hf = snapshot_download(repo.repo_id, repo_type="dataset", cache_dir=tmp_path / "hf", endpoint=daemon.url,
+                           token=False)
+    assert filecmp.cmp(Path(hf) / "data/test.csv", csv, shallow=False)
+    assert upstream_bytes(test_hub) == filled  # one upstream copy for both clients
+
+    listing = f"/api/v1/datasets/{repo.repo_id}/repo/tree?Revision=master&Recursive=True"
+    whole = [f["Path"] for f in ms_json(daemon, listing)[1]["Data"]["Files"]]
+    pages = [[f["Path"] for f in ms_json(daemon, f"{listing}&PageNumber={n}&PageSize=2")[1]["Data"]["Files"]]
+             for n in (1, 2, 3)]
+    assert [len(p) for p in pages] == [2, 2, 0] and [*pages[0], *pages[1]] == whole
+    assert ms_json(daemon, f"{listing}&PageNumber=0&PageSize=2")[0] == 400
 
 
 def test_answers_match_the_modelscope_emulation(daemon: Daemon, test_modelscope: TestModelScope) -> None:

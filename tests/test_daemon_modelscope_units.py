@@ -15,6 +15,7 @@ from daemon.msjson import (
     listed_paths,
     model_view,
     ms_branch,
+    page,
     ref_targets,
     refusal_message,
     refusal_status,
@@ -27,6 +28,7 @@ from registry.errors import UsageError
 from registry.repo import RepoRef
 
 MODEL = RepoRef("model", "org/name")
+DATASET = RepoRef("dataset", "org/name")
 COMMIT = "a" * 40
 LFS_SHA = "b" * 64
 
@@ -39,9 +41,13 @@ LFS_SHA = "b" * 64
     ("/api/v1/models/org/na%6De/repo", MsPath("file", MODEL)),
     ("/api/v1/repos/internalAccelerationInfo", MsPath("acceleration")),
     ("/api/v1/models/org", None),
-    ("/api/v1/models/org/name/repo/tree", None),
     ("/api/v1/models/org/name/archive/zip/master", None),
-    ("/api/v1/datasets/org/name/repo/tree", None),
+    ("/api/v1/datasets/org/name/repo/tree?Revision=master&PageNumber=2&PageSize=200", MsPath("files", DATASET)),
+    ("/api/v1/datasets/org/name/repo?FilePath=data%2Ftrain.csv", MsPath("file", DATASET)),
+    ("/api/v1/datasets/org/name", MsPath("info", DATASET)),
+    ("/api/v1/datasets/org/name/repo/files", None),
+    ("/api/v1/models/org/name/repo/tree", None),
+    ("/api/v1/studios/org/name/repo", None),
     ("/api/v1/login", None),
 ])
 def test_modelscope_paths(raw: str, expected: MsPath | None) -> None:
@@ -127,18 +133,27 @@ def commit_meta(private: bool = False) -> CommitMeta:
 
 def test_listings_by_folder() -> None:
     meta = commit_meta()
-    assert listed_paths(meta, "", True) == (["sub", "sub/deep"], ["README.md", "sub/w.bin", "sub/deep/n.txt"])
-    assert listed_paths(meta, "", False) == (["sub"], ["README.md"])
-    assert listed_paths(meta, "sub", False) == (["sub/deep"], ["sub/w.bin"])
-    assert listed_paths(meta, "sub/deep", True) == ([], ["sub/deep/n.txt"])
+    assert listed_paths(meta, "", True) == ["sub", "sub/deep", "README.md", "sub/w.bin", "sub/deep/n.txt"]
+    assert listed_paths(meta, "", False) == ["sub", "README.md"]
+    assert listed_paths(meta, "sub", False) == ["sub/deep", "sub/w.bin"]
+    assert listed_paths(meta, "sub/deep", True) == ["sub/deep/n.txt"]
     assert listed_paths(meta, "README.md", True) is None
     assert listed_paths(meta, "nowhere", False) is None
 
 
+def test_pages() -> None:
+    paths = [str(i) for i in range(5)]
+    assert page(paths, None, None) == page(paths, "3", None) == paths
+    assert (page(paths, "1", "2"), page(paths, "3", "2"), page(paths, "4", "2")) == (["0", "1"], ["4"], [])
+    assert page(paths, None, "3") == ["0", "1", "2"]
+    assert [page(paths, n, s) for n, s in (("0", "2"), ("1", "0"), ("x", "2"), ("1", "-1"))] == [None] * 4
+
+
 def test_file_entries_carry_sha256_from_lfs_or_the_store() -> None:
     meta = commit_meta()
-    view = files_view(meta, ["sub"], ["README.md", "sub/w.bin", "sub/deep/n.txt"], {"README.md": "c" * 64})
-    assert view["IsVisual"] == 0
+    view = files_view(meta, ["sub", "README.md", "sub/w.bin", "sub/deep/n.txt"], {"README.md": "c" * 64})
+    assert view["IsVisual"] == 0 and [e["Path"] for e in view["Files"]] == [
+        "sub", "README.md", "sub/w.bin", "sub/deep/n.txt"]
     by_path = {e["Path"]: e for e in view["Files"]}
     assert by_path["sub"] == {"Id": "", "IsLFS": False, "Mode": "16384", "Name": "sub", "Path": "sub",
                               "Revision": COMMIT, "Sha256": "", "Size": 0, "Type": "tree"}
