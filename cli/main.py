@@ -4,6 +4,7 @@ modules, modelfile, ollama and mirror)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from daemon.config import ServeConfig
 from registry import __version__
-from registry.config import Settings, resolve_token
+from registry.config import Settings
 from registry.download import Tuning
 from registry.errors import UsageError
 from registry.errors import UpstreamUnavailableError
@@ -20,10 +21,12 @@ from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
 from registry.mirror import parse_rate
-from registry.ggufpull import pull_model
 from registry.pull import PullOptions
 from registry.repo import RepoRef
 from registry.search import Query, parse_count, search
+from registry.sources import HEALTH_FILE, Health, client_for, pull_from
+from registry import upstreams
+from registry.upstreams import SOURCES, split_source
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
@@ -31,6 +34,22 @@ from .mirror_commands import mirror_command
 from .ollama_commands import modelfile_command, ollama_command
 from .progress import PlainProgress, RichProgress, human_size
 from .views import hit_json, hit_text, inspection_json, inspection_text
+
+
+def _upstreams_for(config: upstreams.UpstreamConfig, repo_id: str, source: str | None,
+                   token: str | None) -> tuple[str, list[upstreams.Upstream]]:
+    """(the repo id without its hf:// or ms:// prefix, the upstreams to use in order, with --token)."""
+    named, repo_id = split_source(repo_id)
+    if named is not None and source not in (None, named):
+        raise UsageError(f"{repo_id} names the {named} source but --source says {source}")
+    source = named or source or config.source
+    return repo_id, upstreams.with_token(config.select(source), token, "hf" if source == "auto" else source)
+
+
+source_option = click.option(
+    "--source", type=click.Choice(SOURCES), help="hf, modelscope, or auto: each configured upstream in turn, "
+    "passing over the unreachable, slow or failing (default: the config file's 'source', else hf). REPO_ID may "
+    "also be hf://ORG/NAME or ms://ORG/NAME.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,37 +71,44 @@ def main() -> None:
               help="Also write the files as plain files into DIR.")
 @click.option("--connections", type=click.IntRange(1, 256), default=Tuning.connections, show_default=True,
               help="HTTP connections in parallel (split across large files).")
-@click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@click.option("--token", help="Token for the source pulled from (default: the upstream's configured token, "
+              "HF_TOKEN or MODELSCOPE_API_TOKEN); with --source auto it goes to the Hub upstreams only.")
+@source_option
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
                        exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, connections: int,
-                       token: str | None, as_json: bool) -> None:
+                       token: str | None, source: str | None, as_json: bool) -> None:
     """Download REPO_ID at a revision into the store; print the snapshot folder last."""
     settings = Settings.from_env()
     if quant is not None and (include or exclude):
         raise UsageError("--quant picks the files itself: drop --include/--exclude")
+    config = upstreams.load()
+    repo_id, chosen = _upstreams_for(config, repo_id, source, token)
     repo = RepoRef.parse(repo_id, repo_type)
     options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
-    async with open_workspace(settings, resolve_token(token), connections) as ws:
+    announce = functools.partial(click.echo, err=True)
+    async with open_workspace(settings, None, connections) as ws:
         with progress:
-            result, choice = await pull_model(repo, quant, options, client=ws.client, store=ws.store,
-                                              catalog=ws.catalog, progress=progress,
-                                              announce=lambda text: click.echo(f"mreg: {text}", err=True))
+            result, choice, upstream = await pull_from(
+                chosen, repo, quant, options, session=ws.session, store=ws.store, catalog=ws.catalog,
+                health=Health(settings.home / HEALTH_FILE), start_timeout=config.start_timeout, progress=progress,
+                announce=lambda text: announce(f"mreg: {text}"))
     if result.source == "local" and not settings.offline:
-        click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
+        click.echo(f"mreg: warning: {upstream.url} is unreachable; using the local copy", err=True)
     if as_json:
         data = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
-                "files": [dataclasses.asdict(f) for f in result.files]}
+                "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name}
         if choice is not None:
             data.update(quant=choice.label, gguf=list(choice.quant.files))
         _echo_json(data)
     else:
         if result.source == "upstream":
-            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files", err=True)
+            served = f" from {upstream.label}" if len(chosen) > 1 or upstream.kind != "hf" else ""
+            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files{served}", err=True)
         click.echo(str(result.path))
 
 
@@ -110,14 +136,15 @@ async def ls_command(as_json: bool) -> None:
     if as_json:
         _echo_json([{"repo": r.repo.repo_id, "repo_type": r.repo.repo_type, "commit": r.commit,
                      "refs": list(r.refs), "files": r.files, "size": r.size, "complete": r.complete,
-                     "updated_at": r.updated_at.isoformat()} for r in repos])
+                     "updated_at": r.updated_at.isoformat(), "upstream": r.upstream} for r in repos])
         return
     if not repos:
         click.echo("no repos in the store (try: mreg pull ORG/NAME)", err=True)
     for r in repos:
         state = "complete" if r.complete else "partial"
         refs = ",".join(r.refs) or "-"
-        click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  {state}")
+        click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  "
+                   f"{state:8}  {r.upstream or '-'}")
 
 
 @main.command("verify")
@@ -175,20 +202,26 @@ async def gc_command(as_json: bool) -> None:
 @click.argument("repo_id")
 @revision_option
 @repo_type_option
-@click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@click.option("--token", help="Token for the source read from (default: the upstream's configured token, "
+              "HF_TOKEN or MODELSCOPE_API_TOKEN).")
 @click.option("--tensors", "with_tensors", is_flag=True, help="List every tensor of every file.")
+@source_option
 @json_option
 @_run
 async def inspect_command(repo_id: str, revision: str, repo_type: str, token: str | None, with_tensors: bool,
-                          as_json: bool) -> None:
-    """Show what a repo's weights hold (read remotely from their headers; no weights downloaded)."""
+                          source: str | None, as_json: bool) -> None:
+    """Show what a repo's weights hold (read remotely from their headers; no weights downloaded).
+
+    With several upstreams (--source auto) the first configured one is read."""
     settings = Settings.from_env()
+    repo_id, chosen = _upstreams_for(upstreams.load(), repo_id, source, token)
     repo = RepoRef.parse(repo_id, repo_type)
-    async with open_workspace(settings, resolve_token(token), connections=INSPECT_CONCURRENCY) as ws:
+    async with open_workspace(settings, None, connections=INSPECT_CONCURRENCY) as ws:
         try:
             if settings.offline:
                 raise UpstreamUnavailableError("offline")
-            report = await inspect_remote(ws.client, ws.catalog, repo, revision)
+            report = await inspect_remote(client_for(ws.session, chosen[0]), ws.catalog, repo, revision,
+                                          chosen[0].name)
         except UpstreamUnavailableError:
             commit = await resolve_local(ws.catalog, repo, revision)
             report = await inspect_local(ws.catalog, ws.store, repo, commit, with_tensors)

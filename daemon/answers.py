@@ -31,12 +31,19 @@ def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = N
     return web.Response(status=status, body=body, headers={**(headers or {}), "Content-Type": "application/json"})
 
 
-def for_error(exc: MregError) -> web.Response:
-    """The answer to an error raised before any body was sent (the one place errors become statuses)."""
+def error_status(exc: MregError) -> tuple[int, str]:
+    """The status and message of an error raised before any body was sent (the one place errors become
+    statuses; each protocol shapes them its own way)."""
     if isinstance(exc, UpstreamUnavailableError):
-        return hub_error(504, None, f"mirror: {exc}")
+        return 504, f"mirror: {exc}"
     if isinstance(exc, UsageError):
-        return hub_error(400, None, str(exc))
+        return 400, str(exc)
     if isinstance(exc, UpstreamError):
-        return hub_error(502, None, f"mirror: {exc}")
-    return hub_error(500, None, f"mirror: {exc}")
+        return 502, f"mirror: {exc}"
+    return 500, f"mirror: {exc}"
+
+
+def for_error(exc: MregError) -> web.Response:
+    """The Hub-shaped answer to an error raised before any body was sent."""
+    status, message = error_status(exc)
+    return hub_error(status, None, message)

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from registry.errors import UpstreamError, UpstreamUnavailableError
+from registry.hub import urls
 from registry.repo import RepoRef
 
 from . import kept
@@ -33,7 +34,7 @@ from .hubjson import (
 )
 from .hubpath import HubPath
 from .refs import is_commit
-from .state import MIRROR
+from .state import MIRROR, Mirror
 from .upstream import Answer, UpstreamRefused, bearer_token
 
 KEPT_TREE_PAGE = 1000
@@ -70,17 +71,36 @@ async def _forward(request: web.Request, body: bytes | None = None) -> Answer:
                                       request.headers.get("Content-Type") if body is not None else None)
 
 
-async def _kept_meta(request: web.Request, repo: RepoRef, revision: str, cause: Exception) -> CommitMeta:
+async def _kept_meta(mirror: Mirror, repo: RepoRef, revision: str, token: str | None,
+                     cause: Exception) -> CommitMeta:
     """The commit ``revision`` was last seen at, as kept in the store, if the caller may see it."""
-    mirror = request.app[MIRROR]
     commit = await mirror.refs.local(repo, revision)
     meta = await mirror.commits.local(repo, commit) if commit is not None else None
     if meta is None:
         raise UpstreamUnavailableError(f"{cause}, and {repo}@{revision} is not in the mirror")
-    refusal = await mirror.access.refusal(meta, "", bearer_token(request), files=False)
+    refusal = await mirror.access.refusal(meta, "", token, files=False)
     if refusal is not None:
         raise UpstreamRefused(refusal)
     return meta
+
+
+async def refs_data(mirror: Mirror, repo: RepoRef, token: str | None, include_prs: bool = False) -> Any:
+    """Upstream's branches and tags (and pull requests) of ``repo``, kept for offline use; the kept
+    ones, if the caller may see the repo, while upstream is away."""
+    kept_at = kept.repo_file(mirror.store, repo, "refs-prs.json" if include_prs else "refs.json")
+    try:
+        answer = await mirror.upstream.call("GET", urls.refs_url("", repo, include_prs), token)
+    except UpstreamUnavailableError as exc:
+        await _kept_meta(mirror, repo, "main", token, exc)  # the caller may see the repo
+        data = kept.load(kept_at)
+        if data is None:
+            raise UpstreamUnavailableError(f"{exc}, and the refs of {repo} are not in the mirror") from None
+        return data
+    if not answer.ok:
+        raise UpstreamRefused(answer)
+    data = _data(answer)
+    kept.save(kept_at, data)
+    return data
 
 
 async def search(request: web.Request, hub: HubPath) -> web.Response:
@@ -98,7 +118,7 @@ async def info(request: web.Request, hub: HubPath) -> web.Response:
     try:
         answer = await _forward(request)
     except UpstreamUnavailableError as exc:
-        meta = await _kept_meta(request, hub.repo, hub.revision or "main", exc)
+        meta = await _kept_meta(request.app[MIRROR], hub.repo, hub.revision or "main", bearer_token(request), exc)
         expand = request.query.getall("expand", []) + request.query.getall("expand[]", [])
         return json_answer(info_view(meta.info, _flag(request, "blobs"), expand))
     if not answer.ok or request.method == "HEAD":
@@ -117,7 +137,8 @@ async def tree(request: web.Request, hub: HubPath) -> web.Response:
     try:
         answer = await _forward(request)
     except UpstreamUnavailableError as exc:
-        return await _kept_tree(request, hub, await _kept_meta(request, hub.repo, hub.revision, exc))
+        meta = await _kept_meta(mirror, hub.repo, hub.revision, bearer_token(request), exc)
+        return await _kept_tree(request, hub, meta)
     if not answer.ok:
         return answer.response()
     link = rewrite_link(answer.link, mirror.upstream.endpoint, _base(request)) if answer.link else None
@@ -148,7 +169,7 @@ async def paths_info(request: web.Request, hub: HubPath) -> web.Response:
     try:
         answer = await _forward(request, body)
     except UpstreamUnavailableError as exc:
-        meta = await _kept_meta(request, hub.repo, hub.revision, exc)
+        meta = await _kept_meta(request.app[MIRROR], hub.repo, hub.revision, bearer_token(request), exc)
         form = await request.post()
         return json_answer(paths_info_view(meta.entries, [str(p) for p in form.getall("paths", [])]))
     if not answer.ok:
@@ -159,19 +180,8 @@ async def paths_info(request: web.Request, hub: HubPath) -> web.Response:
 async def refs(request: web.Request, hub: HubPath) -> web.Response:
     """Branches, tags (and pull requests); the last answer is kept for offline use."""
     assert hub.repo is not None
-    mirror = request.app[MIRROR]
-    name = "refs-prs.json" if _flag(request, "include_prs") else "refs.json"
-    try:
-        answer = await _forward(request)
-    except UpstreamUnavailableError as exc:
-        await _kept_meta(request, hub.repo, "main", exc)  # the caller may see the repo
-        data = kept.load(kept.repo_file(mirror.store, hub.repo, name))
-        if data is None:
-            raise UpstreamUnavailableError(f"{exc}, and the refs of {hub.repo} are not in the mirror") from None
-        return json_answer(data)
-    if answer.ok:
-        kept.save(kept.repo_file(mirror.store, hub.repo, name), _data(answer))
-    return answer.response()
+    data = await refs_data(request.app[MIRROR], hub.repo, bearer_token(request), _flag(request, "include_prs"))
+    return json_answer(data)
 
 
 async def whoami(request: web.Request, hub: HubPath) -> web.Response:

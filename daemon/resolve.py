@@ -5,6 +5,8 @@ answer carries the Hub's headers (X-Repo-Commit; ETag = git sha1, or the sha256 
 X-Linked-Etag/X-Linked-Size for LFS files) and the bytes come from the store (a hit), from the
 shared transfer filling the store (a miss), or, for a bounded Range of a file not stored, relayed
 from upstream without fetching the whole file. Never a redirect, never an xet header.
+``serve_file`` and ``fetch`` are also how the ModelScope routes (``modelscope_api``) send and
+fetch files.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.download import FileSpec
+from registry.download.transfer import Locate
 from registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
-from registry.hub import FileLocation
+from registry.hub import FileLocation, HubClient
 
 from .answers import hub_error
 from .bodies import (
@@ -27,7 +30,7 @@ from .bodies import (
 from .commits import CommitMeta
 from .hubpath import HubPath
 from .state import MIRROR, Mirror
-from .transfers import Target, TransferFailed
+from .transfers import Target, Transfer, TransferFailed
 from .upstream import TIMEOUT, bearer_token
 
 
@@ -55,28 +58,57 @@ async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
     spec = meta.files.get(hub.path)
     if spec is None:
         return hub_error(404, "EntryNotFound", "Entry not found", commit)
-    if request.method == "HEAD":
-        response = web.StreamResponse(status=200, headers=file_headers(spec, commit))
-        response.content_length = spec.size
-        await response.prepare(request)
-        return response
     try:
-        rng = parse_range(request.headers.get("Range"), spec.size)
+        return await serve_file(request, mirror, meta, spec, token, file_headers(spec, commit))
     except RangeNotSatisfiable:
         refused = hub_error(416, None, "Requested Range Not Satisfiable", commit)
         refused.headers["Content-Range"] = f"bytes */{spec.size}"
         return refused
-    response = web.StreamResponse(status=200 if rng is None else 206, headers=file_headers(spec, commit))
+
+
+async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None,
+                     headers: dict[str, str], relay_bounded: bool = True) -> web.StreamResponse:
+    """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
+
+    A bounded range of a file not stored is relayed from upstream when ``relay_bounded`` (a header
+    read), else served from the transfer filling the store. Raises RangeNotSatisfiable (nothing sent)
+    for a range past the end.
+    """
+    if request.method == "HEAD":
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_length = spec.size
+        await response.prepare(request)
+        return response
+    rng = parse_range(request.headers.get("Range"), spec.size)
+    response = web.StreamResponse(status=200 if rng is None else 206, headers=headers)
     whole = rng or ByteRange(0, spec.size)
     if rng is not None:
         response.headers["Content-Range"] = f"bytes {rng.start}-{rng.end - 1}/{spec.size}"
     response.content_length = whole.end - whole.start
-    await _send(request, response, mirror, meta, spec, whole, token)
+    await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
     return response
 
 
+def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
+    """The shared transfer bringing ``spec`` of ``meta`` into the store (started with the caller's token)."""
+    client = mirror.upstream.client(token)
+    return mirror.transfers.join(spec, Target(meta, spec.path), client, _locator(client, meta, spec))
+
+
+def _locator(client: HubClient, meta: CommitMeta, spec: FileSpec) -> Locate:
+    """Where upstream serves the file, checked against the size its tree announced."""
+
+    async def locate() -> FileLocation:
+        location = await client.locate(meta.repo, meta.commit, spec.path)
+        if location.size != spec.size:
+            raise IntegrityError(f"{spec.path}: upstream announces {location.size} bytes, its tree {spec.size}")
+        return location
+
+    return locate
+
+
 async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirror, meta: CommitMeta,
-                spec: FileSpec, rng: ByteRange, token: str | None) -> None:
+                spec: FileSpec, rng: ByteRange, token: str | None, relay_bounded: bool) -> None:
     sha256 = await mirror.commits.stored_blob(meta, spec.path)
     if sha256 is not None:
         mirror.metrics.cache_hits += 1
@@ -87,18 +119,11 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         raise UpstreamUnavailableError(f"{mirror.upstream.unavailable_reason}, and {spec.path} of "
                                        f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
     mirror.metrics.cache_misses += 1
-    client = mirror.upstream.client(token)
-
-    async def locate() -> FileLocation:
-        location = await client.locate(meta.repo, meta.commit, spec.path)
-        if location.size != spec.size:
-            raise IntegrityError(f"{spec.path}: upstream announces {location.size} bytes, its tree {spec.size}")
-        return location
-
-    if rng.end < spec.size:  # a bounded range (a header read): relay it, do not fetch the whole file
+    if relay_bounded and rng.end < spec.size:  # a bounded range (a header read): relay it, do not fetch the whole file
+        client = mirror.upstream.client(token)
         mirror.metrics.active_transfers += 1
         try:
-            upstream = await client.open_range(await locate(), rng.start, rng.end, TIMEOUT)
+            upstream = await client.open_range(await _locator(client, meta, spec)(), rng.start, rng.end, TIMEOUT)
             try:
                 await response.prepare(request)
                 await send_relayed(request, response, upstream, rng.end - rng.start, mirror.metrics)
@@ -107,7 +132,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         finally:
             mirror.metrics.active_transfers -= 1
         return
-    transfer = mirror.transfers.join(spec, Target(meta, spec.path), client, locate)
+    transfer = fetch(mirror, meta, spec, token)
     try:
         await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
     except TransferFailed as exc:

@@ -1,7 +1,8 @@
 """Every route of the daemon, in one table, and the one place errors become answers.
 
-aiohttp routes ``/healthz`` and ``/metrics``; everything else goes to ``dispatch``, which routes Hub
-paths by their literal markers (``hubpath``) through ``HUB_ROUTES``.
+aiohttp routes ``/healthz`` and ``/metrics``; ``/api/v1/…`` goes to ``dispatch_modelscope``, which
+routes ModelScope paths (``mspath``) through ``MODELSCOPE_ROUTES``; everything else goes to
+``dispatch``, which routes Hub paths by their literal markers (``hubpath``) through ``HUB_ROUTES``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from aiohttp import web
 
 from registry.errors import MregError, UsageError
 
-from . import api, modelfiles, resolve
+from . import api, modelfiles, modelscope_api, resolve
 from .jobs_api import add_job_routes
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
+from .mspath import PREFIX as MODELSCOPE_PREFIX
+from .mspath import MsPath, parse_ms_path
 from .state import MIRROR
 from .upstream import UpstreamRefused
 
 HubHandler = Callable[[web.Request, HubPath], Awaitable[web.StreamResponse]]
+MsHandler = Callable[[web.Request, MsPath], Awaitable[web.StreamResponse]]
 
 HUB_ROUTES: dict[tuple[str, str], HubHandler] = {
     ("search", "GET"): api.search,
@@ -33,6 +37,16 @@ HUB_ROUTES: dict[tuple[str, str], HubHandler] = {
     ("resolve", "HEAD"): resolve.resolve,
 }
 """(route kind, method) → handler; the kinds are those of ``hubpath.HubPath``."""
+
+MODELSCOPE_ROUTES: dict[tuple[str, str], MsHandler] = {
+    ("info", "GET"): modelscope_api.info,
+    ("revisions", "GET"): modelscope_api.revisions,
+    ("files", "GET"): modelscope_api.files,
+    ("file", "GET"): modelscope_api.file,
+    ("file", "HEAD"): modelscope_api.file,
+    ("acceleration", "GET"): modelscope_api.acceleration,
+}
+"""(route kind, method) → handler; the kinds are those of ``mspath.MsPath``."""
 
 NOT_FOUND = "Sorry, we can't find the page you are looking for."
 
@@ -70,10 +84,29 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return for_error(exc)
 
 
+async def dispatch_modelscope(request: web.Request) -> web.StreamResponse:
+    """Route a ModelScope path and turn the errors a handler raises before answering into ModelScope-shaped answers."""
+    try:
+        ms = parse_ms_path(request.raw_path)
+    except UsageError as exc:
+        return modelscope_api.ms_error(400, str(exc))
+    handler = MODELSCOPE_ROUTES.get((ms.kind, request.method)) if ms is not None else None
+    if ms is None or handler is None:
+        return modelscope_api.ms_error(404, NOT_FOUND)
+    request.app[MIRROR].metrics.requests[f"modelscope-{ms.kind}"] += 1
+    try:
+        return await handler(request, ms)
+    except UpstreamRefused as refused:
+        return modelscope_api.for_refusal(refused.answer)
+    except MregError as exc:
+        return modelscope_api.for_error(exc)
+
+
 def add_routes(app: web.Application) -> None:
     """Install the daemon's routes on ``app``."""
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/v1/repos/{repo:[^/]+(?:/[^/]+)?}/modelfile", modelfiles.modelfile, allow_head=False)
     add_job_routes(app)
+    app.router.add_route("*", MODELSCOPE_PREFIX + "{tail:.*}", dispatch_modelscope)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -69,6 +69,12 @@ class Transfer:
             changed = self._changed
             await changed.wait()
 
+    async def verified(self) -> str:
+        """Wait until the whole content is verified; its sha256 (TransferFailed if it failed)."""
+        while self.sha256 is None:
+            await self.wait_past(self.spec.size)
+        return self.sha256
+
     def advance(self, prefix: int) -> None:
         self.prefix = prefix
         self._notify()

@@ -18,6 +18,7 @@ from .discovery import discover
 from .errors import UpstreamError, UpstreamUnavailableError, UsageError
 from .formats.summary import gguf_info
 from .hub import HubClient, RemoteFile
+from .repo_client import RepoClient
 from .inspect_io import parse_local
 from .pull import NullProgress, PullOptions, PullProgress, PullResult, pull
 from .quants import (
@@ -82,7 +83,7 @@ def _stored_reader(store: Store, blobs: Mapping[str, str], otherwise: FileTypeRe
     return read
 
 
-async def _listing(repo: RepoRef, revision: str, client: HubClient, store: Store, catalog: Catalog,
+async def _listing(repo: RepoRef, revision: str, client: RepoClient, store: Store, catalog: Catalog,
                    offline: bool) -> _Listing:
     """The repo's files at ``revision``: from upstream, or from the catalog when offline or unreachable.
     Headers are read from the store for the files it holds, over HTTP ranges for the others."""
@@ -129,7 +130,7 @@ async def _choose_in(listing: _Listing, sets: list[QuantSet], requested: str | N
                       _paths(choice.quant, listing.files), _describe(listing.repo, requested, choice, choice.quant))
 
 
-async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", *, client: HubClient,
+async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", *, client: RepoClient,
                       store: Store, catalog: Catalog, offline: bool = False) -> GGUFChoice:
     """The GGUF to pull for ``repo``: the quant asked for (any spelling), or the default.
 
@@ -148,13 +149,16 @@ async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", 
     if listing.local:
         raise QuantNotFoundError(f"{repo}@{listing.commit[:12]} has no GGUF files (offline: no search for a "
                                  f"GGUF repo quantized from it)")
+    if not isinstance(client, HubClient):
+        raise QuantNotFoundError(f"{repo}@{listing.commit[:12]} has no GGUF files (searching for a GGUF repo "
+                                 f"quantized from it needs the Hub: name the GGUF repo instead)")
     found = await discover(client, repo, requested)
     assert found.choice.quant is not None
     return GGUFChoice(found.repo, "main", found.commit, found.choice.quant, found.choice.file_type,
                       _paths(found.choice.quant, found.files), found.reason)
 
 
-async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: HubClient, store: Store,
+async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: RepoClient, store: Store,
                       catalog: Catalog, progress: PullProgress = NullProgress()) -> PullResult:
     """Pull exactly ``choice.paths`` (the globs of ``options`` do not apply) at ``choice.revision``."""
     exact = dataclasses.replace(options, revision=choice.revision, include=(), exclude=(), paths=choice.paths)
@@ -166,7 +170,7 @@ async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: HubCl
     return result
 
 
-async def _default_choice(repo: RepoRef, options: PullOptions, client: HubClient, store: Store,
+async def _default_choice(repo: RepoRef, options: PullOptions, client: RepoClient, store: Store,
                           catalog: Catalog) -> tuple[GGUFChoice | None, _Listing | None]:
     """The default quant of a repo holding several (None for any other repo, pulled whole), and the
     listing it was chosen from."""
@@ -180,7 +184,7 @@ async def _default_choice(repo: RepoRef, options: PullOptions, client: HubClient
     return await _choose_in(listing, sets, None), listing
 
 
-async def pull_model(repo: RepoRef, quant: str | None, options: PullOptions, *, client: HubClient, store: Store,
+async def pull_model(repo: RepoRef, quant: str | None, options: PullOptions, *, client: RepoClient, store: Store,
                      catalog: Catalog, progress: PullProgress = NullProgress(),
                      announce: Callable[[str], None] = lambda _: None) -> tuple[PullResult, GGUFChoice | None]:
     """`mreg pull`: with ``quant``, that quant's GGUF (from a discovered repo if the repo has none);

@@ -18,7 +18,8 @@ from .errors import FormatError, MregError, StoreError, UpstreamUnavailableError
 from .formats.events import HeaderParsed, NeedBytes
 from .formats.gguf import GGUFHeaderParser
 from .formats.safetensors import SafetensorsHeaderParser
-from .hub.client import FileLocation, HubClient, LocationExpiredError
+from .hub.client import FileLocation, LocationExpiredError
+from .repo_client import RepoClient
 from .hub.urls import redacted
 from .repo import RepoRef
 
@@ -97,7 +98,7 @@ def parse_local(path: str | os.PathLike[str], first_read: int = LOCAL_READ, name
 class _RangeReader:
     """Locates one file, then serves byte ranges of it, counting what it costs."""
 
-    def __init__(self, client: HubClient, repo: RepoRef, commit: str, path: str) -> None:
+    def __init__(self, client: RepoClient, repo: RepoRef, commit: str, path: str) -> None:
         self.client, self.repo, self.commit, self.path = client, repo, commit, path
         self.location: FileLocation | None = None
         self.requests = self.bytes = 0
@@ -156,14 +157,14 @@ async def _parse(reader: _RangeReader, first_read: int) -> HeaderParsed:
         raise FormatError(f"{reader.path}: {exc}") from None
 
 
-async def parse_remote(client: HubClient, repo: RepoRef, commit: str, path: str,
+async def parse_remote(client: RepoClient, repo: RepoRef, commit: str, path: str,
                        first_read: int = FIRST_READ) -> tuple[HeaderParsed, FetchStats]:
     """Parse one remote file's header; return it with what the ranged GETs cost."""
     reader = _RangeReader(client, repo, commit, path)
     return await _parse(reader, first_read), reader.stats
 
 
-async def parse_remote_many(client: HubClient, repo: RepoRef, commit: str, paths: Iterable[str] | None = None,
+async def parse_remote_many(client: RepoClient, repo: RepoRef, commit: str, paths: Iterable[str] | None = None,
                             *, first_read: int = FIRST_READ, concurrency: int = CONCURRENCY) -> dict[str, FileHeader]:
     """Parse many files' headers concurrently (at most `concurrency` at once), by path.
 
@@ -198,7 +199,7 @@ async def parse_remote_many(client: HubClient, repo: RepoRef, commit: str, paths
     return {result.path: result for result in results}
 
 
-async def read_remote_file(client: HubClient, repo: RepoRef, commit: str, path: str, limit: int) -> bytes:
+async def read_remote_file(client: RepoClient, repo: RepoRef, commit: str, path: str, limit: int) -> bytes:
     """A small file's whole content (config.json, an index), refusing files above `limit` bytes."""
     reader = _RangeReader(client, repo, commit, path)
     location = await reader.locate()

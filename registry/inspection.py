@@ -15,7 +15,7 @@ from .errors import MregError
 from .formats.events import HeaderParsed, TensorInfo
 from .formats.safetensors import parse_index
 from .formats.summary import summarize
-from .hub import HubClient
+from .repo_client import RepoClient
 from .inspect_io import is_model_file, parse_local, parse_remote_many, read_remote_file
 from .modelinfo import ModelShape, architecture_from_config, memory_estimates, parse_config, repo_parameters
 from .repo import RepoRef
@@ -70,11 +70,14 @@ def _shards(index_path: str, data: bytes) -> list[str]:
     return [posixpath.join(folder, name) if folder else name for name in parse_index(data).shards]
 
 
-async def inspect_remote(client: HubClient, catalog: Catalog, repo: RepoRef, revision: str) -> Inspection:
-    """Read every weights header of ``repo`` at ``revision`` over ranged GETs and index it."""
+async def inspect_remote(client: RepoClient, catalog: Catalog, repo: RepoRef, revision: str,
+                         upstream: str | None = None) -> Inspection:
+    """Read every weights header of ``repo`` at ``revision`` over ranged GETs and index it (recording
+    the revision as listed from ``upstream``)."""
     commit = (await client.repo_info(repo, revision)).commit
     remote = await client.list_files(repo, commit)
-    await catalog.record_revision(repo, commit, [FileRecord(f.path, f.size, f.git_oid, f.lfs_sha256) for f in remote])
+    await catalog.record_revision(repo, commit, [FileRecord(f.path, f.size, f.git_oid, f.lfs_sha256) for f in remote],
+                                  upstream=upstream)
     sizes = {f.path: f.size for f in remote}
     small = [p for p in sizes if p == CONFIG or p.endswith(SHARD_INDEX_SUFFIX)]
     contents = await asyncio.gather(*(read_remote_file(client, repo, commit, p, SMALL_FILE_LIMIT) for p in small))

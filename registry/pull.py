@@ -15,7 +15,8 @@ from typing import Protocol
 from .catalog import Catalog, FileRecord
 from .download import FileSpec, Tuning, download_file
 from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError
-from .hub import FileLocation, HubClient, RemoteFile
+from .hub import FileLocation, RemoteFile
+from .repo_client import RepoClient
 from .inspection import index_snapshot
 from .paths import safe_relpath
 from .repo import RepoRef
@@ -55,6 +56,8 @@ class PullOptions:
     offline: bool = False
     paths: frozenset[str] | None = None
     """Exactly these files (names compared literally, so glob characters are fine); None: every file."""
+    upstream: str | None = None
+    """The name of the upstream pulled from, recorded in the catalog with the revision and its files."""
 
     def wants(self, path: str) -> bool:
         """Whether the pull takes ``path``: one of ``paths`` (when set) and selected by the globs."""
@@ -78,7 +81,7 @@ class PullResult:
     source: str  # "upstream" or "local" (offline, or upstream unreachable)
 
 
-async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store: Store, catalog: Catalog,
+async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store: Store, catalog: Catalog,
                progress: PullProgress = NullProgress(),
                listed: tuple[str, Sequence[RemoteFile]] | None = None) -> PullResult:
     """Bring ``repo`` at ``options.revision`` into the store and return its snapshot (or local dir).
@@ -99,7 +102,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
     else:
         commit, files = listed
     remote = _unique(list(files))
-    await catalog.record_revision(repo, commit, [_record(f) for f in remote])
+    await catalog.record_revision(repo, commit, [_record(f) for f in remote], upstream=options.upstream)
     wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
     with store.pulling():
@@ -175,8 +178,8 @@ class _Tally:
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
-                        client: HubClient, store: Store, catalog: Catalog, progress: PullProgress,
-                        tally: _Tally) -> None:
+                        client: RepoClient, store: Store, catalog: Catalog,
+                        progress: PullProgress, tally: _Tally) -> None:
     """Download, publish, link and record ``files``, several at once over shared connections."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)

@@ -22,6 +22,8 @@ class Workspace:
     store: Store
     catalog: Catalog
     client: HubClient
+    session: aiohttp.ClientSession
+    """The HTTP session `client` uses; clients of other upstreams share it."""
 
 
 def http_session(connections: int) -> aiohttp.ClientSession:
@@ -39,6 +41,6 @@ async def open_workspace(settings: Settings, token: str | None, connections: int
     try:
         async with http_session(connections) as session:
             client = HubClient(session, settings.endpoint, token, retry)
-            yield Workspace(settings, Store(settings.home), catalog, client)
+            yield Workspace(settings, Store(settings.home), catalog, client, session)
     finally:
         await catalog.close()

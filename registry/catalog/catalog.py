@@ -121,16 +121,18 @@ class Catalog:
                     return await self._transact(fn)
 
     async def record_revision(
-        self, repo: RepoRef, commit: str, files: Sequence[FileRecord], ref: str | None = None
+        self, repo: RepoRef, commit: str, files: Sequence[FileRecord], ref: str | None = None,
+        upstream: str | None = None,
     ) -> None:
         """Record ``repo`` at ``commit`` with its files (pending unless already complete), and set
-        ``ref`` to it if given. Idempotent: known files are left as they are."""
+        ``ref`` to it if given. Idempotent: known files are left as they are. ``upstream`` names
+        where the revision (and the files added now) came from."""
         _check_commit(commit)
         for record in files:
             _check_file(record)
         if ref is not None:
             _check_ref(ref)
-        await self._write(lambda conn: q.record_revision(conn, repo, commit, files, ref))
+        await self._write(lambda conn: q.record_revision(conn, repo, commit, files, ref, upstream))
 
     async def set_ref(self, repo: RepoRef, ref: str, commit: str) -> None:
         """Point ``ref`` (``main``, ``refs/pr/1``...) of ``repo`` at ``commit``."""
@@ -190,6 +192,7 @@ class Catalog:
                     size=size,
                     complete=rev.state == "complete",
                     updated_at=rev.completed_at or rev.created_at,
+                    upstream=rev.upstream,
                 )
             )
         return summaries

@@ -94,6 +94,8 @@ class Revision(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     architecture: Mapped[str | None] = mapped_column(String(128))
+    upstream: Mapped[str | None] = mapped_column(String(64))
+    """The configured name of the upstream the revision was listed from (None: not recorded)."""
 
 
 class Ref(Base):
@@ -122,6 +124,8 @@ class File(Base):
     lfs_sha256: Mapped[str | None] = mapped_column(String(64))
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(16))
+    upstream: Mapped[str | None] = mapped_column(String(64))
+    """The configured name of the upstream the file was listed from (None: not recorded)."""
 
 
 class Blob(Base):

@@ -32,6 +32,7 @@ class RevisionRow:
     state: str
     created_at: datetime
     completed_at: datetime | None
+    upstream: str | None
 
 
 def _is(repo: RepoRef) -> ColumnElement[bool]:
@@ -64,14 +65,20 @@ async def revision_pk(conn: AsyncConnection, repo: RepoRef, commit: str) -> int 
 
 
 async def record_revision(
-    conn: AsyncConnection, repo: RepoRef, commit: str, files: Sequence[FileRecord], ref: str | None
+    conn: AsyncConnection, repo: RepoRef, commit: str, files: Sequence[FileRecord], ref: str | None,
+    upstream: str | None = None,
 ) -> None:
-    """Create the repo and revision if missing, add the files not recorded yet, and set ``ref``."""
+    """Create the repo and revision if missing, add the files not recorded yet, and set ``ref``.
+
+    ``upstream`` (when given) becomes the revision's upstream and that of the files added now."""
     repo_id = await ensure_repo(conn, repo)
     rev_id = await conn.scalar(select(Revision.id).where(Revision.repo == repo_id, Revision.commit == commit))
     if rev_id is None:
-        values = {"repo": repo_id, "commit": commit, "state": "pending", "created_at": utcnow()}
+        values = {"repo": repo_id, "commit": commit, "state": "pending", "created_at": utcnow(),
+                  "upstream": upstream}
         rev_id = (await conn.execute(insert(Revision).values(values))).inserted_primary_key[0]
+    elif upstream is not None:
+        await conn.execute(update(Revision).where(Revision.id == rev_id).values(upstream=upstream))
     known = set((await conn.scalars(select(File.path).where(File.revision == rev_id))).all())
     new: dict[str, dict[str, object]] = {}
     for f in files:
@@ -84,6 +91,7 @@ async def record_revision(
                 "lfs_sha256": f.lfs_sha256,
                 "sha256": f.sha256,
                 "state": f.state,
+                "upstream": upstream,
             }
     if new:
         await conn.execute(insert(File), list(new.values()))
@@ -177,11 +185,12 @@ async def all_revisions(conn: AsyncConnection) -> list[RevisionRow]:
     rows = await conn.execute(
         select(
             Revision.id, Repo.repo_type, Repo.repo_id, Revision.commit, Revision.state,
-            Revision.created_at, Revision.completed_at,
+            Revision.created_at, Revision.completed_at, Revision.upstream,
         ).join(Repo, Revision.repo == Repo.id)
     )
     return [
-        RevisionRow(r.id, RepoRef(r.repo_type, r.repo_id), r.commit, r.state, r.created_at, r.completed_at)
+        RevisionRow(r.id, RepoRef(r.repo_type, r.repo_id), r.commit, r.state, r.created_at, r.completed_at,
+                    r.upstream)
         for r in rows
     ]
 

@@ -33,6 +33,8 @@ class RepoSummary:
     size: int
     complete: bool
     updated_at: datetime
+    upstream: str | None = None
+    """The configured name of the upstream the revision came from (None: not recorded)."""
 
 
 @dataclass(frozen=True)

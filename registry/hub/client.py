@@ -1,16 +1,14 @@
 """HubClient: the one object that talks to a Hugging Face Hub endpoint over aiohttp.
 
-It owns the token, the retry policy and the redirect policy:
+It owns the token, the retry policy and the redirect policy (sending, retries and ranged GETs are
+``registry.upstream_http``'s, shared with the ModelScope client):
 - the token is sent only to the endpoint's own origin; any hop to another host (the LFS CDN, a
   mirror's redirect) goes without it;
-- 408/429/5xx answers and connection failures are retried with exponential backoff, honouring
-  ``Retry-After``;
 - ``X-Error-Code`` answers become the one-line errors of ``registry.errors``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -19,7 +17,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
-from yarl import URL
 
 from ..errors import (
     EntryNotFoundError,
@@ -31,38 +28,17 @@ from ..errors import (
     UsageError,
 )
 from ..repo import RepoRef
+from ..upstream_http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP
 from . import urls
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-MAX_REDIRECTS = 5
+__all__ = ["FileLocation", "HubClient", "LocationExpiredError", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
+
 MAX_TREE_PAGES = 10_000
 MAX_JSON_BYTES = 256 * 1024 * 1024
 SEARCH_PAGE_SIZE = 100
 """Models asked per page of `search_models` (the Hub serves at most 1000)."""
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class LocationExpiredError(UpstreamError):
-    """A signed CDN URL was refused (expired or revoked): locate the file again."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to retry transient failures; tests shrink these."""
-
-    attempts: int = 6
-    backoff: float = 0.5
-    max_backoff: float = 20.0
-    max_retry_after: float = 120.0
-
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        if retry_after is not None:
-            try:
-                return min(max(float(retry_after), 0.0), self.max_retry_after)
-            except ValueError:
-                pass
-        return min(self.backoff * (2**attempt), self.max_backoff)
 
 
 @dataclass(frozen=True)
@@ -96,16 +72,6 @@ class ModelHit:
     tags: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class FileLocation:
-    """Where a file's bytes can be fetched with Range requests (after the resolve redirect)."""
-
-    url: str
-    size: int
-    etag: str
-    commit: str
-
-
 def _error_for(resp: aiohttp.ClientResponse, repo: RepoRef, revision: str | None, path: str | None,
                endpoint: str, has_token: bool) -> UpstreamError:
     """Map a hub's error answer to a one-line error."""
@@ -134,53 +100,8 @@ def _error_for(resp: aiohttp.ClientResponse, repo: RepoRef, revision: str | None
     return UpstreamError(f"{resp.method} {urls.redacted(str(resp.url))} failed: HTTP {resp.status}{detail}")
 
 
-class HubClient:
+class HubClient(UpstreamHTTP):
     """Speaks the Hub's download protocol to one endpoint with one (optional) token."""
-
-    def __init__(self, session: aiohttp.ClientSession, endpoint: str, token: str | None = None,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
-        self._session = session
-        self.endpoint = endpoint.rstrip("/")
-        self._token = token
-        self.retry = retry
-
-    @property
-    def has_token(self) -> bool:
-        return self._token is not None
-
-    def _headers(self, url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Accept-Encoding": "identity", "User-Agent": "mreg"}
-        if self._token and urls.same_origin(url, self.endpoint):
-            headers["Authorization"] = f"Bearer {self._token}"
-        headers.update(extra or {})
-        return headers
-
-    async def send(self, method: str, url: str, headers: dict[str, str] | None = None,
-                   timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
-        """One request, retried on 408/429/5xx and connection failures; redirects are not followed.
-
-        The caller owns the returned response and must release it.
-        """
-        last = ""
-        for attempt in range(self.retry.attempts):
-            retry_after = None
-            try:
-                resp = await self._session.request(
-                    method, URL(url, encoded=True), headers=self._headers(url, headers),
-                    allow_redirects=False, timeout=timeout or aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
-                )
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-            else:
-                if resp.status not in RETRYABLE_STATUS:
-                    return resp
-                last = f"HTTP {resp.status}"
-                retry_after = resp.headers.get("Retry-After")
-                resp.release()
-            if attempt + 1 < self.retry.attempts:
-                await asyncio.sleep(self.retry.delay(attempt, retry_after))
-        raise UpstreamUnavailableError(
-            f"{method} {urls.redacted(url)} failed after {self.retry.attempts} attempts ({last})")
 
     async def _follow(self, method: str, url: str, headers: dict[str, str] | None = None,
                       stop_at_other_host: bool = False) -> aiohttp.ClientResponse:
@@ -286,45 +207,6 @@ class HubClient:
                                 commit=headers.get("X-Repo-Commit", commit))
         finally:
             resp.release()
-
-    async def open_range(self, location: FileLocation, start: int, end: int,
-                         timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-        """GET bytes ``[start, end)`` of a located file; the caller reads and releases the response.
-
-        Raises LocationExpiredError when a CDN refuses the signed URL, so the caller can locate again.
-        """
-        headers = {"Range": f"bytes={start}-{end - 1}"}
-        url = location.url
-        for _ in range(MAX_REDIRECTS + 1):
-            resp = await self.send("GET", url, headers, timeout=timeout)
-            if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                resp.release()
-                url = urljoin(url, resp.headers["Location"])
-                continue
-            break
-        else:
-            raise UpstreamError(f"too many redirects from {urls.redacted(location.url)}")
-        if resp.status in (401, 403, 410) and not urls.same_origin(url, self.endpoint):
-            resp.release()
-            raise LocationExpiredError(f"{urls.redacted(url)} refused the signed URL (HTTP {resp.status})")
-        if resp.status == 206:
-            if _content_range(resp.headers.get("Content-Range", "")) == (start, end - 1, location.size):
-                return resp
-            resp.release()
-            raise UpstreamError(f"{urls.redacted(url)} answered a different range than asked "
-                                f"({resp.headers.get('Content-Range')!r} for bytes {start}-{end - 1})")
-        if resp.status == 200 and start == 0 and end == location.size:
-            return resp
-        resp.release()
-        if resp.status == 200:
-            raise UpstreamError(f"{urls.redacted(url)} ignored the Range header")
-        raise UpstreamError(f"GET {urls.redacted(url)} failed: HTTP {resp.status}")
-
-
-def _content_range(value: str) -> tuple[int, int, int] | None:
-    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", value.strip())
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
 
 def _parse_model_hit(entry: Any) -> ModelHit:
     """Validate one model of a search answer (untrusted input): its id must be a valid repo id."""

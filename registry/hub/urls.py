@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from ..repo import RepoRef
+from ..upstream_http import redacted, same_origin
+
+__all__ = ["models_search_url", "redacted", "refs_url", "repo_info_url", "resolve_url", "same_origin", "tree_url"]
 
 
 def _rev(revision: str) -> str:
@@ -22,6 +25,11 @@ def tree_url(endpoint: str, repo: RepoRef, revision: str) -> str:
     return f"{endpoint}/api/{repo.api_segment}/{repo.repo_id}/tree/{_rev(revision)}?recursive=true&expand=false"
 
 
+def refs_url(endpoint: str, repo: RepoRef, include_prs: bool = False) -> str:
+    url = f"{endpoint}/api/{repo.api_segment}/{repo.repo_id}/refs"
+    return f"{url}?include_prs=1" if include_prs else url
+
+
 def resolve_url(endpoint: str, repo: RepoRef, revision: str, path: str) -> str:
     prefix = "" if repo.repo_type == "model" else f"{repo.api_segment}/"
     return f"{endpoint}/{prefix}{repo.repo_id}/resolve/{_rev(revision)}/{quote(path)}"
@@ -35,15 +43,3 @@ def models_search_url(endpoint: str, search: str | None, author: str | None, fil
     query += [("filter", f) for f in filters]
     query += [("sort", sort), ("direction", "-1"), ("limit", str(limit))]
     return f"{endpoint}/api/models?{urlencode(query)}"
-
-
-def same_origin(a: str, b: str) -> bool:
-    """True when both URLs have the same scheme, host and port (a token may travel between them)."""
-    ua, ub = urlsplit(a), urlsplit(b)
-    return (ua.scheme, ua.hostname, ua.port) == (ub.scheme, ub.hostname, ub.port)
-
-
-def redacted(url: str) -> str:
-    """The URL without its query string, for messages (signed URLs carry signatures)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"

@@ -20,6 +20,7 @@ from .repos import (
     small_repo,
     smollm_repo,
 )
+from .modelscope import TestModelScope
 from .server import TestHub
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Record",
     "Stats",
     "TestHub",
+    "TestModelScope",
     "dataset_repo",
     "generated_file",
     "is_lfs",

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
-import socket
-import threading
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from types import TracebackType
@@ -24,9 +22,7 @@ from .content import Blob
 from .faults import FailRule, Faults, Record, Stats
 from .repos import HubRepo
 from .serving import serve_cdn, xml_error
-
-SHUTDOWN_TIMEOUT = 0.5
-"""Seconds `stop()` lets in-flight responses finish before cancelling them."""
+from .threaded import ServerThread, bind
 
 _API_MARKERS = ("revision", "tree", "paths-info", "refs", "xet-read-token")
 _REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -86,9 +82,7 @@ class TestHub:
         self._addresses = ((host, port), (cdn_host, cdn_port))
         self._blob_index: dict[str, tuple[Blob, frozenset[str]]] = {}
         self._indexed: tuple[tuple[int, int], ...] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runners: list[web.AppRunner] = []
+        self._server = ServerThread("testhub")
 
     # -- repos -----------------------------------------------------------------------------
 
@@ -118,40 +112,26 @@ class TestHub:
 
     def start(self) -> TestHub:
         """Bind both servers and serve them from a background thread; return self."""
-        if self._thread is not None:
+        if self._server.running:
             raise RuntimeError("TestHub already started")
-        sockets: list[socket.socket] = []
-        try:
-            for host, port in self._addresses:
-                sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sockets[-1].bind((host, port))
-        except OSError:
-            for sock in sockets:
-                sock.close()
-            raise
-        (hub_host, hub_port), (cdn_host, cdn_port) = (s.getsockname() for s in sockets)
+        hub_sock, cdn_sock = bind(self._addresses)
+        (hub_host, hub_port), (cdn_host, cdn_port) = hub_sock.getsockname(), cdn_sock.getsockname()
         self.endpoint, self.cdn_base = f"http://{hub_host}:{hub_port}", f"http://{cdn_host}:{cdn_port}"
-        self._loop = asyncio.new_event_loop()
-        started = asyncio.run_coroutine_threadsafe(self._open(*sockets), self._loop)
-        self._thread = threading.Thread(target=self._loop.run_forever, name="testhub", daemon=True)
-        self._thread.start()
-        try:
-            started.result(timeout=30)
-        except BaseException:
-            self.stop()
-            raise
+        sites = []
+        for handler, recorder, sock in (
+            (self._hub_handler, self._record_hub, hub_sock),
+            (self._cdn_handler, self._record_cdn, cdn_sock),
+        ):
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handler)
+            app.on_response_prepare.append(recorder)
+            sites.append((app, sock))
+        self._server.start(sites)
         return self
 
     def stop(self) -> None:
-        """Close both servers (cancelling responses still running after SHUTDOWN_TIMEOUT)."""
-        if self._loop is None or self._thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-        self._loop, self._thread = None, None
+        """Close both servers (cancelling responses still running after `threaded.SHUTDOWN_TIMEOUT`)."""
+        self._server.stop()
 
     def __enter__(self) -> TestHub:
         return self.start()
@@ -160,26 +140,6 @@ class TestHub:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-    async def _open(self, hub_sock: socket.socket, cdn_sock: socket.socket) -> None:
-        for handler, recorder, sock in (
-            (self._hub_handler, self._record_hub, hub_sock),
-            (self._cdn_handler, self._record_cdn, cdn_sock),
-        ):
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", handler)
-            app.on_response_prepare.append(recorder)
-            runner = web.AppRunner(
-                app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
-            )
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-            self._runners.append(runner)
-
-    async def _close(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
 
     # -- requests --------------------------------------------------------------------------
 

@@ -1,0 +1,168 @@
+"""What every upstream client shares: one endpoint, one token, retries, and ranged GETs of files.
+
+`UpstreamHTTP` sends requests to one endpoint with one optional token, which it attaches only to
+requests for the endpoint's own origin (subclasses say how, in `_auth_headers`). 408/429/5xx answers
+and connection failures are retried with exponential backoff, honouring ``Retry-After``.
+`open_range` is the contract `registry.download.download_file` relies on: bytes ``[start, end)`` of
+a `FileLocation`, checked to be exactly the range asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from .errors import UpstreamError, UpstreamUnavailableError
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+
+
+class LocationExpiredError(UpstreamError):
+    """A signed CDN URL was refused (expired or revoked): locate the file again."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry transient failures; tests shrink these."""
+
+    attempts: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 20.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after is not None:
+            try:
+                return min(max(float(retry_after), 0.0), self.max_retry_after)
+            except ValueError:
+                pass
+        return min(self.backoff * (2**attempt), self.max_backoff)
+
+
+@dataclass(frozen=True)
+class FileLocation:
+    """Where a file's bytes can be fetched with Range requests (after any resolve redirect)."""
+
+    url: str
+    size: int
+    etag: str
+    commit: str
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when both URLs have the same scheme, host and port (a token may travel between them)."""
+    ua, ub = urlsplit(a), urlsplit(b)
+    return (ua.scheme, ua.hostname, ua.port) == (ub.scheme, ub.hostname, ub.port)
+
+
+def redacted(url: str) -> str:
+    """The URL without its query string, for messages (signed URLs carry signatures)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def content_range(value: str) -> tuple[int, int, int] | None:
+    """(first, last, total) of a ``Content-Range: bytes a-b/n`` header, or None."""
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", value.strip())
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+class UpstreamHTTP:
+    """An HTTP client bound to one upstream endpoint and its token."""
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, token: str | None = None,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
+        self._session = session
+        self.endpoint = endpoint.rstrip("/")
+        self._token = token
+        self.retry = retry
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    def _auth_headers(self, token: str) -> dict[str, str]:
+        """The headers that carry the token to this upstream."""
+        return {"Authorization": f"Bearer {token}"}
+
+    def _headers(self, url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept-Encoding": "identity", "User-Agent": "mreg"}
+        if self._token and same_origin(url, self.endpoint):
+            headers.update(self._auth_headers(self._token))
+        headers.update(extra or {})
+        return headers
+
+    async def send(self, method: str, url: str, headers: dict[str, str] | None = None,
+                   timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
+        """One request, retried on 408/429/5xx and connection failures; redirects are not followed.
+
+        The caller owns the returned response and must release it.
+        """
+        last = ""
+        for attempt in range(self.retry.attempts):
+            retry_after = None
+            try:
+                resp = await self._session.request(
+                    method, URL(url, encoded=True), headers=self._headers(url, headers),
+                    allow_redirects=False, timeout=timeout or DEFAULT_TIMEOUT,
+                )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+            else:
+                if resp.status not in RETRYABLE_STATUS:
+                    return resp
+                last = f"HTTP {resp.status}"
+                retry_after = resp.headers.get("Retry-After")
+                resp.release()
+            if attempt + 1 < self.retry.attempts:
+                await asyncio.sleep(self.retry.delay(attempt, retry_after))
+        raise UpstreamUnavailableError(
+            f"{method} {redacted(url)} failed after {self.retry.attempts} attempts ({last})")
+
+    async def _range_refusal(self, resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
+        """The error for a ranged GET answered with a status >= 400 (the caller releases the response)."""
+        return UpstreamError(f"GET {redacted(url)} failed: HTTP {resp.status}")
+
+    async def open_range(self, location: FileLocation, start: int, end: int,
+                         timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """GET bytes ``[start, end)`` of a located file; the caller reads and releases the response.
+
+        Raises LocationExpiredError when another host (a CDN) refuses the signed URL, so the caller
+        can locate again.
+        """
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        url = location.url
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self.send("GET", url, headers, timeout=timeout)
+            if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                resp.release()
+                url = urljoin(url, resp.headers["Location"])
+                continue
+            break
+        else:
+            raise UpstreamError(f"too many redirects from {redacted(location.url)}")
+        if resp.status in (401, 403, 410) and not same_origin(url, self.endpoint):
+            resp.release()
+            raise LocationExpiredError(f"{redacted(url)} refused the signed URL (HTTP {resp.status})")
+        if resp.status == 206:
+            if content_range(resp.headers.get("Content-Range", "")) == (start, end - 1, location.size):
+                return resp
+            resp.release()
+            raise UpstreamError(f"{redacted(url)} answered a different range than asked "
+                                f"({resp.headers.get('Content-Range')!r} for bytes {start}-{end - 1})")
+        if resp.status == 200 and start == 0 and end == location.size:
+            return resp
+        if resp.status == 200:
+            resp.release()
+            raise UpstreamError(f"{redacted(url)} ignored the Range header")
+        try:
+            raise await self._range_refusal(resp, url)
+        finally:
+            resp.release()
