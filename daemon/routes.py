@@ -1,7 +1,10 @@
 """Every route of the daemon, in one table, and the one place errors become answers.
 
-aiohttp routes ``/healthz`` and ``/metrics``; everything else goes to ``dispatch``, which routes Hub
-paths by their literal markers (``hubpath``) through ``HUB_ROUTES``.
+aiohttp routes the daemon's own paths (``add_routes``: operators' ``/healthz`` and ``/metrics``, the
+catalog API under ``/v1`` with ``/openapi.json``, the catalog page ``/`` and ``/-/repos/...``);
+everything else goes to ``dispatch``, which routes Hub paths by their literal markers (``hubpath``)
+through ``HUB_ROUTES``. Pages live under ``/-/``: no Hub path starts with ``-`` (repo ids start with
+a letter or digit), so they can never shadow one.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from aiohttp import web
 
 from registry.errors import MregError, UsageError
 
-from . import api, modelfiles, resolve
+from . import api, catalog_api, modelfiles, openapi, pages, resolve
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
 from .state import MIRROR
@@ -33,6 +36,8 @@ HUB_ROUTES: dict[tuple[str, str], HubHandler] = {
 }
 """(route kind, method) → handler; the kinds are those of ``hubpath.HubPath``."""
 
+REPO = "{repo:[^/]+(?:/[^/]+)?}"
+"""A repo id in a daemon path: ``name`` or ``org/name`` (validated by ``RepoRef.parse``)."""
 NOT_FOUND = "Sorry, we can't find the page you are looking for."
 
 
@@ -73,5 +78,14 @@ def add_routes(app: web.Application) -> None:
     """Install the daemon's routes on ``app``."""
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
-    app.router.add_get("/v1/repos/{repo:[^/]+(?:/[^/]+)?}/modelfile", modelfiles.modelfile, allow_head=False)
+    app.router.add_get("/openapi.json", openapi.document, allow_head=False)
+    app.router.add_get("/v1/repos", catalog_api.repos, allow_head=False)
+    # /v1/repos/{repo} last: a one-segment repo id followed by /files would match it too.
+    app.router.add_get(f"/v1/repos/{REPO}/files", catalog_api.files, allow_head=False)
+    app.router.add_get(f"/v1/repos/{REPO}/tensors", catalog_api.tensors, allow_head=False)
+    app.router.add_get(f"/v1/repos/{REPO}/modelfile", modelfiles.modelfile, allow_head=False)
+    app.router.add_get(f"/v1/repos/{REPO}", catalog_api.repo, allow_head=False)
+    app.router.add_get("/v1/search", catalog_api.search_route, allow_head=False)
+    app.router.add_get("/", pages.index, allow_head=False)
+    app.router.add_get(f"/-/repos/{REPO}", pages.repo, allow_head=False)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -1,0 +1,87 @@
+"""The catalog page: server-side HTML over the catalog API's own dicts (``catalog_json``), no build step.
+
+    GET /                          every repo the caller may see, with sizes, parameters and quants
+    GET /-/repos/{repo}[?revision=R&repo_type=T]   one revision: how to fetch it, quants, tensors,
+                                                   GGUF metadata, files, revisions
+
+Templates (``daemon/templates``) are Jinja2 with autoescaping on: every name, path and metadata
+string from upstream is escaped. Responses carry a Content-Security-Policy that runs only the
+page's own script (by nonce) and connects only to the daemon. What a browser sees is what an
+anonymous API caller sees (browsers send no Hub token).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from registry.errors import MregError
+from registry.units import human_count, human_size
+
+from . import catalog_api, catalog_json
+from .catalog_api import ApiError, as_api_error, base_url
+from .state import MIRROR
+
+FILES_SHOWN = 2000
+"""Files listed on a detail page; the rest are in ``/v1/repos/{repo}/files``."""
+
+
+def page_url(item: Mapping[str, Any], revision: str | None = None) -> str:
+    """The detail page of a repo dict (``repo``, ``repo_type``), at ``revision`` if given."""
+    query = {k: v for k, v in (("revision", revision), ("repo_type", item["repo_type"])) if v and v != "model"}
+    return f"/-/repos/{item['repo']}" + (f"?{urlencode(query)}" if query else "")
+
+
+ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("daemon", "templates"), autoescape=True,
+                                 undefined=jinja2.StrictUndefined)
+ENVIRONMENT.filters.update(size=human_size, count=human_count, page_url=page_url)
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    """``template`` rendered with ``values``, the daemon's upstream and a fresh script nonce."""
+    upstream = request.app[MIRROR].upstream
+    nonce = secrets.token_urlsafe(16)
+    html = ENVIRONMENT.get_template(template).render(nonce=nonce, upstream=upstream.endpoint,
+                                                     online=upstream.available, base_url=base_url(request), **values)
+    policy = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+              "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff",
+                                 "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+
+def _error_page(request: web.Request, error: ApiError) -> web.Response:
+    return render(request, "error.html", error.status, error=error)
+
+
+async def index(request: web.Request) -> web.Response:
+    try:
+        repos = await catalog_api.repos_listing(request)
+    except ApiError as exc:
+        return _error_page(request, exc)
+    except MregError as exc:
+        return _error_page(request, as_api_error(exc))
+    return render(request, "index.html", repos=repos, stored_size=sum(r["stored_size"] for r in repos))
+
+
+async def repo(request: web.Request) -> web.Response:
+    try:
+        detail = await catalog_api.detail_of(request)
+    except ApiError as exc:
+        return _error_page(request, exc)
+    except MregError as exc:
+        return _error_page(request, as_api_error(exc))
+    data = catalog_json.detail_json(detail, await catalog_api.job_of(request, detail.overview.summary.repo),
+                                    base_url(request))
+    files = catalog_json.files_json(detail.overview.summary.repo, data["commit"], detail.files, detail.headers)
+    query = urlencode({"revision": data["commit"], **({"repo_type": data["repo_type"]}
+                                                      if data["repo_type"] != "model" else {})})
+    return render(request, "repo.html", r=data, files=files["files"][:FILES_SHOWN],
+                  more_files=max(0, len(detail.files) - FILES_SHOWN),
+                  api_url=f"/v1/repos/{data['repo']}?{query}", files_url=f"/v1/repos/{data['repo']}/files?{query}",
+                  tensors_url=f"/v1/repos/{data['repo']}/tensors?{query}")
