@@ -1,4 +1,5 @@
-"""The ``mreg`` command: pull, path, ls, verify, rm, gc, inspect, search, serve."""
+"""The ``mreg`` command: pull, path, ls, verify, rm, gc, inspect, search, serve (and, from their own
+modules, modelfile, ollama and mirror)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from registry.errors import UsageError
 from registry.errors import UpstreamUnavailableError
 from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
+from registry.mirror import parse_rate
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
 from registry.ggufpull import pull_model
 from registry.pull import PullOptions
@@ -26,6 +28,7 @@ from registry.units import human_size
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
+from .mirror_commands import mirror_command
 from .ollama_commands import modelfile_command, ollama_command
 from .progress import PlainProgress, RichProgress
 from .views import hit_text, inspection_json, inspection_text
@@ -228,11 +231,21 @@ async def search_command(text: str | None, arch: str | None, fmt: str | None, qu
 @click.option("--offline", is_flag=True, help="Never contact upstream; serve what the store holds (also HF_HUB_OFFLINE=1).")
 @click.option("--ref-ttl", type=click.FloatRange(0), default=ServeConfig.ref_ttl, show_default=True, metavar="SECONDS",
               help="How long a branch or tag is trusted to point at the same commit before upstream is asked again.")
+@click.option("--mirror-workers", type=click.IntRange(1, 64), default=ServeConfig.mirror_workers, show_default=True,
+              help="Mirror jobs that sync at the same time.")
+@click.option("--max-bandwidth", metavar="RATE", help="Bytes per second shared by all mirror jobs' downloads "
+              "(50M, 1.5G, 800K); default: no cap.")
+@click.option("--admin-token", envvar="MREG_ADMIN_TOKEN", show_envvar=True,
+              help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
+              "where they are disabled without one, for everything).")
 @_run
-async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float) -> None:
-    """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM).
+async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
+                        mirror_workers: int, max_bandwidth: str | None, admin_token: str | None) -> None:
+    """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
+    and run the mirror jobs (``mreg mirror``).
 
-    Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens.
+    Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens. Mirror jobs
+    use the daemon's own token (HF_TOKEN or huggingface_hub's saved token) if there is one.
     """
     from daemon.app import build_app, serve  # the server's modules load only for `mreg serve`
     from daemon.logs import setup_logging
@@ -240,12 +253,15 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     settings = Settings.from_env()
     setup_logging(sys.stderr)
     config = ServeConfig(host=host, port=port, upstream=(upstream or settings.endpoint).rstrip("/"),
-                         offline=offline or settings.offline, ref_ttl=ref_ttl)
+                         offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
+                         max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
+                         admin_token=admin_token.strip() if admin_token and admin_token.strip() else None)
     await serve(build_app(config, settings), config)
 
 
 main.add_command(modelfile_command)
 main.add_command(ollama_command)
+main.add_command(mirror_command)
 
 
 if __name__ == "__main__":

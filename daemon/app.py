@@ -3,7 +3,7 @@
     app = build_app(ServeConfig(upstream="https://huggingface.co"), Settings.from_env())
     await serve(app, config)        # until SIGTERM / SIGINT
 
-The store, catalog, HTTP session and background transfers live in ``mirror_context`` (a
+The store, catalog, HTTP session, background transfers and mirror jobs live in ``mirror_context`` (a
 ``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
 """
 
@@ -17,14 +17,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from registry.catalog import Catalog
-from registry.config import Settings
+from registry.config import Settings, resolve_token
 from registry.store import Store
 from registry.workspace import http_session
 
 from .access import Access
+from .admin import is_loopback
 from .commits import Commits
 from .config import ServeConfig
 from .metrics import Metrics
+from .mirroring import Mirroring
 from .refs import Refs
 from .routes import add_routes
 from .state import CONFIG, MIRROR, Mirror
@@ -46,12 +48,16 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             metrics = Metrics()
             commits = Commits(store, catalog, upstream, config.commit_cache)
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics)
+            mirroring = Mirroring(config, store, catalog, upstream, commits, resolve_token(None))
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
-                                 access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics)
+                                 access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,
+                                 mirroring=mirroring)
+            await mirroring.start()
             try:
                 yield
             finally:
+                await mirroring.close()
                 await transfers.close()
                 await commits.close()
     finally:
@@ -79,6 +85,9 @@ async def serve(app: web.Application, config: ServeConfig) -> None:
         await site.start()
         for host, port in (address[:2] for address in runner.addresses):
             log.info("mirroring %s on http://%s:%s%s", config.upstream, host, port, " (offline)" if config.offline else "")
+        if not config.admin_token and not is_loopback(config.host):
+            log.warning("listening beyond loopback without an admin token: the /v1/jobs endpoints are disabled "
+                        "(set MREG_ADMIN_TOKEN)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -204,9 +204,9 @@ class Commits:
         if len(meta.stored) == len(meta.files):
             await self._catalog.mark_revision_complete(meta.repo, meta.commit)
         if is_model_file(path) or path == CONFIG:
-            self._index_later(meta.repo, meta.commit)
+            self.index_later(meta.repo, meta.commit)
 
-    def _index_later(self, repo: RepoRef, commit: str) -> None:
+    def index_later(self, repo: RepoRef, commit: str) -> None:
         """Index the snapshot's headers in a background task (one at a time per commit)."""
         key = (repo, commit)
         if key in self._indexing:

@@ -30,3 +30,13 @@ class ServeConfig:
     their partial files kept for the next run to resume)."""
     commit_cache: int = 256
     """Commits whose metadata (repo info, file listing) is kept in memory."""
+    mirror_workers: int = 2
+    """Mirror jobs that sync at the same time; the others wait, queued."""
+    max_bandwidth: float | None = None
+    """Bytes per second all mirror jobs' downloads share (None: no cap; clients' downloads are never capped)."""
+    admin_token: str | None = field(default=None, repr=False)
+    """The Bearer token the mirror job endpoints require (see ``daemon.admin``)."""
+    job_progress_interval: float = 0.5
+    """Seconds between two writes of a running job's progress to the catalog."""
+    job_poll: float = 60.0
+    """Longest the scheduler sleeps before it looks at the jobs table again (an API call wakes it sooner)."""

@@ -16,6 +16,7 @@ from aiohttp import web
 from registry.errors import MregError, UsageError
 
 from . import api, catalog_api, modelfiles, openapi, pages, resolve
+from .jobs_api import add_job_routes
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
 from .state import MIRROR
@@ -88,4 +89,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/search", catalog_api.search_route, allow_head=False)
     app.router.add_get("/", pages.index, allow_head=False)
     app.router.add_get(f"/-/repos/{REPO}", pages.repo, allow_head=False)
+    add_job_routes(app)
     app.router.add_route("*", "/{tail:.*}", dispatch)

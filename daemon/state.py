@@ -13,6 +13,7 @@ from .access import Access
 from .commits import Commits
 from .config import ServeConfig
 from .metrics import Metrics
+from .mirroring import Mirroring
 from .refs import Refs
 from .transfers import Transfers
 from .upstream import Upstream
@@ -31,6 +32,7 @@ class Mirror:
     access: Access
     transfers: Transfers
     metrics: Metrics
+    mirroring: Mirroring
 
 
 CONFIG = web.AppKey("config", ServeConfig)

@@ -34,7 +34,7 @@ C1 = "1234567" + "a" * 33
 C2 = "1234567" + "b" * 33
 C3 = "fedcba9" + "0" * 33
 SHA = "5" * 64
-TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors"}
+TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors", "mirror_jobs"}
 FILES = [FileRecord("config.json", 10, "c" * 40), FileRecord("model.safetensors", 1000, "d" * 40, lfs_sha256=SHA)]
 
 
@@ -231,6 +231,58 @@ async def test_bad_input_is_refused(catalog: Catalog) -> None:
         await catalog.mark_file_complete(REPO, C1, "missing.bin", SHA, 1)
     with pytest.raises(CatalogError):
         await catalog.mark_revision_complete(REPO, C2)
+
+
+async def test_mirror_jobs_lifecycle(catalog: Catalog) -> None:
+    job = await catalog.add_job(REPO, "main", ["*.json"], ["*.bin"], 3600)
+    assert (job.repo, job.revision, job.include, job.exclude, job.every) == (REPO, "main", ("*.json",), ("*.bin",), 3600)
+    assert (job.status, job.bytes_done, job.bytes_total, job.commit, job.last_sync, job.next_sync, job.error) == (
+        "queued", 0, 0, None, None, None, None)
+    once = await catalog.add_job(OTHER)
+    assert [j.repo for j in await catalog.list_jobs()] == [OTHER, REPO]  # datasets sort before models
+    assert once.every is None and once.include == ()
+
+    assert await catalog.start_job(job.id) is True
+    assert await catalog.start_job(job.id) is False  # one worker per job
+    await catalog.set_job_progress(job.id, 40, 100)
+    running = await catalog.job(REPO)
+    assert running is not None and (running.status, running.bytes_done, running.bytes_total) == ("running", 40, 100)
+    assert await catalog.queue_jobs(REPO) == 1  # a running job is left running
+    assert (await catalog.job(REPO)).status == "running"  # type: ignore[union-attr]
+    await catalog.finish_job(job.id, C1)
+    done = await catalog.job(REPO)
+    assert done is not None and (done.status, done.commit, done.error) == ("done", C1, None)
+    assert done.last_sync is not None and done.last_sync.tzinfo is not None
+    assert done.next_sync is not None and timedelta(minutes=59) < done.next_sync - done.last_sync <= timedelta(hours=1)
+
+    assert await catalog.start_job(once.id)
+    await catalog.fail_job(once.id, "connection reset\nTraceback...")
+    failed = await catalog.job(OTHER)
+    assert failed is not None and (failed.status, failed.error, failed.next_sync) == ("failed", "connection reset", None)
+    assert await catalog.queue_jobs() == 2
+    assert {j.status for j in await catalog.list_jobs()} == {"queued"}
+
+    again = await catalog.add_job(REPO, "v1", every=None)  # the same repo again: new settings, progress kept
+    assert (again.id, again.revision, again.include, again.every, again.commit) == (job.id, "v1", (), None, C1)
+    assert await catalog.start_job(again.id) and await catalog.requeue_running_jobs() == 1
+    assert (await catalog.job(REPO)).status == "queued"  # type: ignore[union-attr]
+
+    assert await catalog.remove_job(REPO) is True
+    assert await catalog.remove_job(REPO) is False
+    assert await catalog.job(REPO) is None
+    await catalog.set_job_progress(job.id, 1, 2)  # a worker outliving its job changes nothing
+    assert [j.repo for j in await catalog.list_jobs()] == [OTHER]
+    assert await catalog.remove_repo(OTHER) and await catalog.list_jobs() == []  # jobs go with their repo
+
+
+@pytest.mark.parametrize("settings", [
+    {"revision": ""}, {"include": [""]}, {"exclude": [3]}, {"every": 0}, {"every": -5}, {"every": float("nan")},
+    {"every": True}, {"every": "6h"},
+])
+async def test_bad_job_settings_are_refused(catalog: Catalog, settings: dict) -> None:
+    with pytest.raises(UsageError):
+        await catalog.add_job(REPO, **settings)
+    assert await catalog.list_jobs() == []
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The catalog: which repos, revisions, refs, files and downloads mreg knows, in a SQL database.
+"""The catalog: which repos, revisions, refs, files, downloads and mirror jobs mreg knows, in a SQL database.
 
 ``MREG_DATABASE_URL`` selects the database (SQLite is only the embedded default); the schema is
 owned by the Alembic migrations in the top-level ``migrations`` package and applied by
@@ -6,6 +6,6 @@ owned by the Alembic migrations in the top-level ``migrations`` package and appl
 """
 
 from .catalog import Catalog
-from .records import FileRecord, HeaderRecord, IndexedRevision, RepoSummary, TensorPage
+from .records import FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
-__all__ = ["Catalog", "FileRecord", "HeaderRecord", "IndexedRevision", "RepoSummary", "TensorPage"]
+__all__ = ["Catalog", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary", "TensorPage"]

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..errors import UsageError
 from ..formats.events import TensorInfo
 from ..repo import RepoRef
-from . import index
+from . import index, jobs
 from . import queries as q
 from .db import db_errors, make_engine, upgrade_to_head, writer
 from .models import STATES
-from .records import FileRecord, HeaderRecord, IndexedRevision, RepoSummary, TensorPage
+from .records import FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -46,6 +46,16 @@ def _check_ref(ref: str) -> str:
     if not ref or len(ref) > 255:
         raise UsageError(f"invalid ref name {ref[:80]!r}")
     return ref
+
+
+def _check_job_settings(revision: str, include: Sequence[str], exclude: Sequence[str], every: float | None) -> None:
+    _check_ref(revision)
+    for glob in (*include, *exclude):
+        if not isinstance(glob, str) or not glob or len(glob) > 1024:
+            raise UsageError(f"invalid glob {str(glob)[:80]!r}")
+    number = isinstance(every, (int, float)) and not isinstance(every, bool)
+    if every is not None and not (number and 0 < every < float("inf")):
+        raise UsageError(f"invalid interval {every!r}: expected a positive number of seconds")
 
 
 def _check_file(record: FileRecord) -> None:
@@ -229,6 +239,56 @@ class Catalog:
         if status not in _FINAL_STATUSES:
             raise UsageError(f"invalid download status {status!r}: use one of {', '.join(_FINAL_STATUSES)}")
         await self._write(lambda conn: q.finish_download(conn, download_id, status, bytes_fetched, error))
+
+    async def add_job(self, repo: RepoRef, revision: str = "main", include: Sequence[str] = (),
+                      exclude: Sequence[str] = (), every: float | None = None) -> MirrorJob:
+        """Mirror ``repo`` at ``revision`` (a branch or tag to follow, or a commit), limited to files
+        matching ``include`` and not ``exclude``, again every ``every`` seconds (None: once).
+
+        Adding a repo that has a job already replaces that job's settings and makes it due now
+        (if it is running, the new settings apply from its next sync); its progress is kept.
+        """
+        _check_job_settings(revision, include, exclude, every)
+        return await self._write(lambda conn: jobs.add_job(conn, repo, revision, include, exclude, every))
+
+    async def list_jobs(self) -> list[MirrorJob]:
+        """Every mirror job, ordered by repo."""
+        return await self._read(jobs.list_jobs)
+
+    async def job(self, repo: RepoRef) -> MirrorJob | None:
+        """``repo``'s mirror job, or None."""
+        found = await self._read(lambda conn: jobs.list_jobs(conn, repo))
+        return found[0] if found else None
+
+    async def remove_job(self, repo: RepoRef) -> bool:
+        """Stop mirroring ``repo`` (its stored files stay); False if it had no job."""
+        return await self._write(lambda conn: jobs.remove_job(conn, repo))
+
+    async def queue_jobs(self, repo: RepoRef | None = None) -> int:
+        """Make ``repo``'s job (or every job) due now, except running ones; how many jobs matched."""
+        return await self._write(lambda conn: jobs.queue(conn, repo))
+
+    async def requeue_running_jobs(self) -> int:
+        """Put jobs left ``running`` by a daemon that stopped back in the queue; how many there were."""
+        return await self._write(jobs.requeue_running)
+
+    async def start_job(self, job_id: int) -> bool:
+        """Mark a job ``running`` with no progress yet; False if it was running already or removed."""
+        return await self._write(lambda conn: jobs.start_job(conn, job_id))
+
+    async def set_job_progress(self, job_id: int, bytes_done: int, bytes_total: int) -> None:
+        """Record how many bytes of the running sync are stored, out of ``bytes_total``."""
+        await self._write(lambda conn: jobs.set_progress(conn, job_id, bytes_done, bytes_total))
+
+    async def finish_job(self, job_id: int, commit: str) -> None:
+        """Record that a running job mirrored ``commit`` completely; schedule its next sync."""
+        _check_commit(commit)
+        await self._write(lambda conn: jobs.finish_job(conn, job_id, commit))
+
+    async def fail_job(self, job_id: int, error: str) -> None:
+        """Record that a running job failed with ``error`` (kept to its first line)."""
+        line = (error.strip().splitlines() or ["failed"])[0][:1000]
+        await self._write(lambda conn: jobs.fail_job(conn, job_id, line))
 
 
 def _consume_error(task: "asyncio.Task[object]") -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     JSON,
@@ -33,6 +34,7 @@ NAMING_CONVENTION = {
 }
 STATES = ("pending", "complete")
 DOWNLOAD_STATUSES = ("running", "complete", "failed")
+JOB_STATUSES = ("queued", "running", "done", "failed")
 
 
 def utcnow() -> datetime:
@@ -178,3 +180,25 @@ class Tensor(Base):
     shape: Mapped[list] = mapped_column(JSON)
     offset: Mapped[int] = mapped_column(BigInteger)
     nbytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class MirrorJob(Base):
+    """A repo the daemon keeps mirrored: what to follow, when, and how far the current sync got."""
+
+    __tablename__ = "mirror_jobs"
+    __table_args__ = (CheckConstraint(_in("status", JOB_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), unique=True)
+    revision: Mapped[str] = mapped_column(String(255))
+    include: Mapped[list] = mapped_column(JSON)
+    exclude: Mapped[list] = mapped_column(JSON)
+    every: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    bytes_done: Mapped[int] = mapped_column(BigInteger)
+    bytes_total: Mapped[int] = mapped_column(BigInteger)
+    commit: Mapped[str | None] = mapped_column(String(40))
+    last_sync: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_sync: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

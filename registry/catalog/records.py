@@ -73,3 +73,27 @@ class TensorPage:
     """How many tensors the whole selection holds."""
     tensors: tuple[tuple[str, TensorInfo], ...]
     """(file path, tensor) pairs of the slice."""
+
+
+@dataclass(frozen=True)
+class MirrorJob:
+    """A repo the daemon keeps mirrored, and where its current or last sync stands.
+
+    ``status`` is ``queued`` (waiting for a worker), ``running``, ``done`` or ``failed``; a done or
+    failed job with ``next_sync`` runs again at that time. ``commit`` is the last commit mirrored
+    completely and ``last_sync`` when that sync ended (UTC); ``error`` is the last failure, one line.
+    """
+
+    id: int
+    repo: RepoRef
+    revision: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    every: float | None
+    status: str
+    bytes_done: int
+    bytes_total: int
+    commit: str | None
+    last_sync: datetime | None
+    next_sync: datetime | None
+    error: str | None

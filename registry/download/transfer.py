@@ -42,6 +42,8 @@ class Tuning:
     state_interval: float = 0.1
     attempts_without_progress: int = 6
     backoff: float = 0.5
+    throttle: Callable[[int], Awaitable[None]] | None = None
+    """Awaited with each chunk's size as it is received (a shared bandwidth cap); None: full speed."""
 
     def part_size(self, size: int) -> int:
         return min(max(size // (2 * self.connections), self.min_part), self.max_part)
@@ -262,6 +264,8 @@ class _FileJob:
                 view = view[written:]
             self.fetched += len(chunk)
             self.advance(len(chunk))
+            if self.tuning.throttle is not None:
+                await self.tuning.throttle(len(chunk))
             self._progress.set()
             if time.monotonic() - self._last_save >= self.tuning.state_interval:
                 self._save()

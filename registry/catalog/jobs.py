@@ -1,0 +1,120 @@
+"""The catalog's statements about mirror jobs (see ``queries`` for repos, revisions and files).
+
+A job row moves ``queued → running → done | failed``; ``queue`` and ``requeue_running`` send it back.
+Updates of a job that was removed meanwhile change nothing (a worker may outlive its job's row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..repo import RepoRef
+from . import queries as q
+from .models import MirrorJob as Job
+from .models import Repo, utcnow
+from .records import MirrorJob
+
+_COLUMNS = (
+    Job.id, Repo.repo_type, Repo.repo_id, Job.revision, Job.include, Job.exclude, Job.every, Job.status,
+    Job.bytes_done, Job.bytes_total, Job.commit, Job.last_sync, Job.next_sync, Job.error,
+)
+
+
+def _is(repo: RepoRef) -> ColumnElement[bool]:
+    return and_(Repo.repo_type == repo.repo_type, Repo.repo_id == repo.repo_id)
+
+
+def _record(row: Row[Any]) -> MirrorJob:
+    return MirrorJob(
+        id=row.id, repo=RepoRef(row.repo_type, row.repo_id), revision=row.revision,
+        include=tuple(row.include), exclude=tuple(row.exclude), every=row.every, status=row.status,
+        bytes_done=row.bytes_done, bytes_total=row.bytes_total, commit=row.commit,
+        last_sync=row.last_sync, next_sync=row.next_sync, error=row.error,
+    )
+
+
+def _after(every: float | None, now: datetime) -> datetime | None:
+    return None if every is None else now + timedelta(seconds=every)
+
+
+async def list_jobs(conn: AsyncConnection, repo: RepoRef | None = None) -> list[MirrorJob]:
+    """Every job (or ``repo``'s), ordered by repo."""
+    query = select(*_COLUMNS).join(Repo, Job.repo == Repo.id).order_by(Repo.repo_type, Repo.repo_id)
+    if repo is not None:
+        query = query.where(_is(repo))
+    return [_record(row) for row in await conn.execute(query)]
+
+
+async def add_job(conn: AsyncConnection, repo: RepoRef, revision: str, include: Sequence[str],
+                  exclude: Sequence[str], every: float | None) -> MirrorJob:
+    """Create ``repo``'s job, or replace the settings of the existing one; either way it is due now
+    (a running job keeps running and uses the new settings from its next sync)."""
+    repo_pk = await q.ensure_repo(conn, repo)
+    settings = {"revision": revision, "include": list(include), "exclude": list(exclude), "every": every}
+    status = await conn.scalar(select(Job.status).where(Job.repo == repo_pk))
+    if status is None:
+        values = {**settings, "repo": repo_pk, "status": "queued", "bytes_done": 0, "bytes_total": 0,
+                  "created_at": utcnow()}
+        await conn.execute(insert(Job).values(values))
+    else:
+        queued = {} if status == "running" else {"status": "queued", "next_sync": None}
+        await conn.execute(update(Job).where(Job.repo == repo_pk).values(**settings, **queued))
+    return (await list_jobs(conn, repo))[0]
+
+
+async def remove_job(conn: AsyncConnection, repo: RepoRef) -> bool:
+    """Delete ``repo``'s job (not its files); False if it had none."""
+    repo_pk = await q.repo_pk(conn, repo)
+    if repo_pk is None:
+        return False
+    return (await conn.execute(delete(Job).where(Job.repo == repo_pk))).rowcount > 0
+
+
+async def queue(conn: AsyncConnection, repo: RepoRef | None) -> int:
+    """Make ``repo``'s job (or every job) due now unless it is running; how many jobs exist for it."""
+    query = select(Job.id, Job.status).join(Repo, Job.repo == Repo.id)
+    if repo is not None:
+        query = query.where(_is(repo))
+    found = (await conn.execute(query)).all()
+    waiting = [row.id for row in found if row.status != "running"]
+    if waiting:
+        await conn.execute(update(Job).where(Job.id.in_(waiting)).values(status="queued", next_sync=None))
+    return len(found)
+
+
+async def requeue_running(conn: AsyncConnection) -> int:
+    """Turn every ``running`` job back into ``queued`` (its worker is gone); how many there were."""
+    return (await conn.execute(update(Job).where(Job.status == "running").values(status="queued"))).rowcount
+
+
+async def start_job(conn: AsyncConnection, job_id: int) -> bool:
+    """Claim a queued or due job for a worker; False if it is running already or gone."""
+    result = await conn.execute(
+        update(Job).where(Job.id == job_id, Job.status != "running")
+        .values(status="running", bytes_done=0, bytes_total=0, error=None, next_sync=None))
+    return result.rowcount > 0
+
+
+async def set_progress(conn: AsyncConnection, job_id: int, bytes_done: int, bytes_total: int) -> None:
+    """Record how many of the sync's bytes are stored."""
+    await conn.execute(update(Job).where(Job.id == job_id).values(bytes_done=bytes_done, bytes_total=bytes_total))
+
+
+async def finish_job(conn: AsyncConnection, job_id: int, commit: str) -> None:
+    """Record a complete sync of ``commit`` and schedule the next one if the job repeats."""
+    every = await conn.scalar(select(Job.every).where(Job.id == job_id))
+    now = utcnow()
+    await conn.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+        status="done", commit=commit, last_sync=now, next_sync=_after(every, now), error=None))
+
+
+async def fail_job(conn: AsyncConnection, job_id: int, error: str) -> None:
+    """Record a failed sync and schedule the next attempt if the job repeats."""
+    every = await conn.scalar(select(Job.every).where(Job.id == job_id))
+    await conn.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+        status="failed", error=error, next_sync=_after(every, utcnow())))

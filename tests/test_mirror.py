@@ -1,0 +1,290 @@
+"""Mirror jobs: the scheduler in a real `mreg serve` process in front of the test hub, its HTTP
+endpoints and admin token, `mreg mirror`, and the pure pieces (intervals, rates, the token bucket)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import struct
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from daemon.admin import Verdict, is_loopback, policy
+from registry.catalog import MirrorJob
+from registry.errors import UsageError
+from registry.mirror import is_due, parse_interval, parse_rate
+from registry.repo import RepoRef
+from registry.store import Store
+from registry.throttle import BURST_SECONDS, TokenBucket
+from tests.test_daemon import Daemon, connection, free_port, start_daemon, wait_for
+from tests.testhub import TestHub, generated_file, small_repo
+
+pytestmark = pytest.mark.timeout(120)
+MB = 1_000_000
+
+
+def call(daemon: Daemon, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    """One JSON request to the daemon: (status, decoded body)."""
+    conn = connection(daemon.url)
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def jobs(daemon: Daemon) -> dict[str, dict[str, Any]]:
+    status, listed = call(daemon, "GET", "/v1/jobs")
+    assert status == 200, listed
+    return {job["repo"]: job for job in listed}
+
+
+def wait_job(daemon: Daemon, repo: str, deadline: float, **expected: Any) -> dict[str, Any]:
+    """Wait until `repo`'s job has every field of `expected`; return it."""
+    found: dict[str, Any] = {}
+
+    def matches() -> bool:
+        found.update(jobs(daemon).get(repo, {}))
+        return all(found.get(k) == v for k, v in expected.items())
+
+    wait_for(matches, deadline, f"{repo}'s job to reach {expected} (last seen: {found})")
+    return found
+
+
+def safetensors(values: int) -> bytes:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}).encode()
+    return struct.pack("<Q", len(header)) + header + bytes(4 * values)
+
+
+def stop(daemon: Daemon) -> None:
+    if daemon.process.poll() is None:
+        assert daemon.stop() == 0, daemon.log.read_text()
+
+
+# -- the pure pieces ---------------------------------------------------------------------------------
+
+def test_intervals_and_rates_as_people_write_them() -> None:
+    assert [parse_interval(t) for t in ("90", "45s", "30m", "6h", "1d", "1.5h", " 2W ")] == [
+        90, 45, 1800, 21600, 86400, 5400, 14 * 86400]
+    assert [parse_rate(t) for t in ("50M", "1.5G", "800k", "64Mi", "1000000", "10MB/s")] == [
+        50e6, 1.5e9, 800e3, 64 * 2**20, 1e6, 10e6]
+    for bad in ("", "0", "-5m", "6 hours", "h", "1e3"):
+        with pytest.raises(UsageError):
+            parse_interval(bad)
+    for bad in ("", "0", "fast", "5T", "-1M"):
+        with pytest.raises(UsageError):
+            parse_rate(bad)
+
+
+def test_which_jobs_are_due() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def job(status: str, next_sync: datetime | None) -> MirrorJob:
+        return MirrorJob(1, RepoRef.parse("a/b"), "main", (), (), 60.0, status, 0, 0, None, None, next_sync, None)
+
+    assert is_due(job("queued", None), now)
+    assert not is_due(job("running", now - timedelta(hours=1)), now)
+    assert is_due(job("done", now), now) and is_due(job("failed", now - timedelta(seconds=1)), now)
+    assert not is_due(job("done", now + timedelta(seconds=1)), now) and not is_due(job("done", None), now)
+
+
+def test_token_bucket_keeps_the_rate_after_a_burst() -> None:
+    clock = [0.0]
+    bucket = TokenBucket(1000, clock=lambda: clock[0])
+    assert bucket.reserve(250) == 0  # the burst: a quarter second's worth
+    assert bucket.reserve(500) == pytest.approx(0.5)  # in debt: wait it off
+    clock[0] = 0.5
+    assert bucket.reserve(100) == pytest.approx(0.1)
+    clock[0] = 10.0  # idle for long: no more than the burst comes back
+    assert bucket.reserve(250) == 0 and bucket.reserve(1) > 0
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+def test_admin_policy() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "mirror.example.com"))
+    assert policy("127.0.0.1", None, mutation=True) is Verdict.ALLOW
+    assert policy("127.0.0.1", "t", mutation=False) is Verdict.ALLOW
+    assert policy("127.0.0.1", "t", mutation=True) is Verdict.NEEDS_TOKEN
+    assert policy("0.0.0.0", "t", mutation=False) is Verdict.NEEDS_TOKEN
+    assert policy("0.0.0.0", None, mutation=False) is Verdict.CLOSED
+
+
+# -- the daemon ----------------------------------------------------------------------------------------
+
+def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: TestHub, tmp_path: Path) -> None:
+    size = 64 * 2**20
+    big = generated_file(tmp_path / "data" / "big.bin", size, seed=11)
+    repo = test_hub.add_repo(small_repo("testorg/big", {"big.bin": big, "config.json": '{"model_type": "x"}'}))
+    sha = repo.head.files["big.bin"].blob.sha256
+    test_hub.faults.throttle = 1_500_000  # per connection: the download takes several seconds
+    home = tmp_path / "home"
+    daemon = start_daemon(home, test_hub.endpoint)
+    try:
+        status, job = call(daemon, "POST", "/v1/jobs", {"repo": "testorg/big"})
+        assert status == 201 and job["status"] == "queued", job
+        wait_for(lambda: jobs(daemon)["testorg/big"]["bytes_done"] > size // 4, 60, "a quarter of the file")
+        daemon.process.send_signal(signal.SIGKILL)
+        daemon.process.wait(timeout=10)
+    finally:
+        stop(daemon)
+    assert 0 < test_hub.stats.bytes_by_sha256[sha] < size
+    test_hub.faults.throttle = None
+    daemon = start_daemon(home, test_hub.endpoint)
+    try:
+        done = wait_job(daemon, "testorg/big", 60, status="done")
+        assert done["commit"] == repo.head.sha and done["bytes_done"] == done["bytes_total"] > size
+        assert done["error"] is None and done["last_sync"] is not None and done["next_sync"] is None
+    finally:
+        stop(daemon)
+    assert test_hub.stats.bytes_by_sha256[sha] <= 1.2 * size  # upstream bytes for the file, both runs
+    store = Store(home)
+    ref = RepoRef.parse("testorg/big")
+    assert store.read_ref(ref, "main") == repo.head.sha
+    assert store.snapshot_files(ref, repo.head.sha)["big.bin"] == sha
+
+
+def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(test_hub: TestHub,
+                                                                              tmp_path: Path) -> None:
+    files: dict[str, Any] = {
+        "config.json": '{"model_type": "llama"}\n', "notes.txt": "unchanged\n",
+        "model.safetensors": safetensors(1000),
+        "same.bin": generated_file(tmp_path / "data" / "same.bin", 2 * MB, seed=1),
+        "changed.bin": generated_file(tmp_path / "data" / "old.bin", 1 * MB, seed=2),
+    }
+    repo = test_hub.add_repo(small_repo("testorg/sched", files))
+    first = repo.head
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    store, ref = Store(daemon.home), RepoRef.parse("testorg/sched")
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/sched", "every": 1})[0] == 201
+        wait_job(daemon, "testorg/sched", 30, status="done", commit=first.sha)
+        catalog = daemon.home / "catalog.db"
+        with sqlite3.connect(catalog) as db:  # the weights file was indexed as it landed
+            assert db.execute("SELECT tensor_count, parameters FROM file_headers").fetchall() == [(1, 1000)]
+        test_hub.stats.reset()
+        test_hub.faults.throttle = 400_000
+        second_sha = repo.commit({
+            "changed.bin": generated_file(tmp_path / "data" / "new.bin", 1 * MB, seed=3),
+            "added.bin": generated_file(tmp_path / "data" / "added.bin", 1 * MB, seed=4),
+            "notes.txt": "changed\n",
+        })
+        second = repo.commits[second_sha]
+        new_shas = {second.files[p].blob.sha256 for p in ("changed.bin", "added.bin", "notes.txt")}
+
+        def syncing_second() -> bool:
+            job = jobs(daemon)["testorg/sched"]
+            return (job["status"] == "running" and 0 < job["bytes_done"] < job["bytes_total"]
+                    and any(test_hub.stats.bytes_by_sha256[s] for s in new_shas))
+
+        wait_for(syncing_second, 30, "the sync of the new commit")
+        assert store.read_ref(ref, "main") == first.sha  # readers still see the old commit, complete
+        assert store.snapshot_files(ref, first.sha) == {p: e.blob.sha256 for p, e in first.files.items()}
+        snapshot = store.snapshot_dir(ref, first.sha)
+        assert all((snapshot / p).stat().st_size == e.blob.size for p, e in first.files.items())
+        test_hub.faults.throttle = None
+        done = wait_job(daemon, "testorg/sched", 30, status="done", commit=second_sha)
+        assert done["every"] == 1 and done["next_sync"] is not None
+        assert store.read_ref(ref, "main") == second_sha
+        fetched = {sha for sha, n in test_hub.stats.bytes_by_sha256.items() if n}
+        assert fetched == new_shas  # nothing unchanged moved again
+        for sha in new_shas:
+            size = next(e.blob.size for e in second.files.values() if e.blob.sha256 == sha)
+            assert test_hub.stats.bytes_by_sha256[sha] == size
+    finally:
+        stop(daemon)
+
+
+def test_worker_pool_and_bandwidth_cap(test_hub: TestHub, tmp_path: Path) -> None:
+    rate, size, names = 4 * MB, 4 * MB, ("testorg/w0", "testorg/w1", "testorg/w2")
+    for i, name in enumerate(names):
+        test_hub.add_repo(small_repo(name, {"weights.bin": generated_file(tmp_path / f"w{i}.bin", size, seed=20 + i)}))
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--mirror-workers", "2", "--max-bandwidth", "4M")
+    try:
+        for name in names:
+            assert call(daemon, "POST", "/v1/jobs", {"repo": name})[0] == 201
+        samples: list[tuple[float, int, int]] = []  # (time, bytes the hub sent, bytes the jobs received)
+        most_running = 0
+        end = time.monotonic() + 60
+        while True:
+            listed = jobs(daemon)
+            samples.append((time.monotonic(), test_hub.stats.cdn_bytes, sum(j["bytes_done"] for j in listed.values())))
+            most_running = max(most_running, sum(j["status"] == "running" for j in listed.values()))
+            if all(j["status"] == "done" for j in listed.values()):
+                break
+            assert time.monotonic() < end, listed
+            time.sleep(0.05)
+    finally:
+        stop(daemon)
+    assert most_running == 2  # the pool was full, never more
+    assert test_hub.stats.cdn_bytes == 3 * size  # each file fetched once
+    # The cap applies where bytes are received. The hub's own count runs ahead of it by what the
+    # kernel's loopback socket buffers hold (megabytes), so the rate is judged on the receiving side:
+    # the jobs' progress, which the daemon writes every half second. Uncapped, all 12 MB land in
+    # a fraction of a second.
+    start = next(t for t, sent, _ in samples if sent > 0)
+    took = samples[-1][0] - start
+    ideal = (3 * size - rate * BURST_SECONDS) / rate
+    assert 0.8 * ideal <= took <= 4 * ideal + 5  # 12 MB at 4 MB/s: about 3 s
+    for t, _, received in samples:  # a chunk (≤ ~1.5 MB) per connection lands before it is paid for
+        assert received <= rate * (max(t - start, 0) + 0.5) + 3 * MB
+
+
+def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> None:
+    test_hub.add_repo(small_repo("testorg/tiny"))
+    exposed = start_daemon(tmp_path / "open", test_hub.endpoint, "--host", "0.0.0.0")
+    try:  # beyond loopback without a token: the job endpoints stay shut, the mirror serves
+        assert call(exposed, "GET", "/v1/jobs")[0] == 403
+        assert call(exposed, "POST", "/v1/jobs", {"repo": "testorg/tiny"})[0] == 403
+        assert exposed.health()["status"] == "ok"
+    finally:
+        stop(exposed)
+    token = "admin-secret-3f9c"
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--admin-token", token)
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny"})[0] == 401
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny"}, token="wrong")[0] == 401
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "../x"}, token=token)[0] == 400
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny", "every": "soon"}, token=token)[0] == 400
+        assert call(daemon, "GET", "/v1/jobs")[0] == 200  # reading on loopback needs no token
+
+        runner = CliRunner()
+        env = {"MREG_SERVER": daemon.url, "MREG_ADMIN_TOKEN": token}
+        added = runner.invoke(main, ["mirror", "add", "testorg/tiny", "--every", "1h", "--exclude", "*.txt",
+                                     "--json"], env=env)
+        assert added.exit_code == 0, added.output
+        assert json.loads(added.output)["every"] == 3600 and json.loads(added.output)["exclude"] == ["*.txt"]
+        wait_job(daemon, "testorg/tiny", 30, status="done")
+        listed = runner.invoke(main, ["mirror", "ls", "--json"], env=env)
+        [job] = json.loads(listed.output)
+        assert job["repo"] == "testorg/tiny" and job["bytes_done"] == job["bytes_total"] > 0
+        assert job["next_sync"] > job["last_sync"]
+        assert not (Store(daemon.home).snapshot_dir(RepoRef.parse("testorg/tiny"), job["commit"])
+                    / "nested" / "dir" / "notes.txt").exists()
+        plain = runner.invoke(main, ["mirror", "ls"], env=env)
+        assert plain.exit_code == 0 and plain.output.startswith("testorg/tiny\tdone\t")
+        synced = runner.invoke(main, ["mirror", "sync", "testorg/tiny", "--json"], env=env)
+        assert synced.exit_code == 0 and json.loads(synced.output)["status"] in ("queued", "running", "done")
+        assert json.loads(runner.invoke(main, ["mirror", "sync", "--json"], env=env).output) == {"queued": 1}
+        assert runner.invoke(main, ["mirror", "sync"], env={"MREG_SERVER": daemon.url}).exit_code == 2  # no token
+        assert runner.invoke(main, ["mirror", "rm", "testorg/tiny"], env=env).exit_code == 0
+        gone = runner.invoke(main, ["mirror", "rm", "testorg/tiny"], env=env)
+        assert gone.exit_code == 2 and "no mirror job" in gone.output
+        assert json.loads(runner.invoke(main, ["mirror", "ls", "--json"], env=env).output) == []
+    finally:
+        stop(daemon)
+    assert token.encode() not in daemon.log.read_bytes()
+    down = CliRunner().invoke(main, ["mirror", "ls"], env={"MREG_SERVER": f"http://127.0.0.1:{free_port()}"})
+    assert down.exit_code == 3 and len(down.output.strip().splitlines()) == 1
