@@ -124,17 +124,13 @@ async def locate(request: web.Request, allowed: frozenset[str] = frozenset()) ->
     return Located(repo, commit, given)
 
 
-async def job_of(request: web.Request, repo: RepoRef) -> None:
-    """The repo's mirror job (none until mirror jobs exist)."""
-    return None
-
-
 async def repos_listing(request: web.Request) -> list[dict]:
     """``GET /v1/repos``'s body: the repos the caller may see."""
     mirror = request.app[MIRROR]
     items = await visibility.visible(mirror, await overviews(mirror.catalog),
                                      lambda item: (item.summary.repo, item.summary.commit), bearer_token(request))
-    return [catalog_json.repo_json(item, await job_of(request, item.summary.repo)) for item in items]
+    jobs = {job.repo: job for job in await mirror.catalog.list_jobs()}
+    return [catalog_json.repo_json(item, jobs.get(item.summary.repo)) for item in items]
 
 
 async def detail_of(request: web.Request) -> RepoDetail:
@@ -156,7 +152,7 @@ async def repos(request: web.Request) -> web.Response:
 @json_errors
 async def repo(request: web.Request) -> web.Response:
     detail = await detail_of(request)
-    job = await job_of(request, detail.overview.summary.repo)
+    job = await request.app[MIRROR].catalog.job(detail.overview.summary.repo)
     return json_answer(catalog_json.detail_json(detail, job, base_url(request)))
 
 

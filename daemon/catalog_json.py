@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.catalog import FileRecord, HeaderRecord, RepoSummary, TensorPage
+from registry.catalog import FileRecord, HeaderRecord, MirrorJob, RepoSummary, TensorPage
 from registry.overview import RepoDetail, RepoOverview
 from registry.quants import QuantSet
 from registry.repo import RepoRef
@@ -17,10 +17,21 @@ GGUF_HIGHLIGHTS = ("architecture", "name", "file_type", "context_length", "block
 """The GGUF metadata the detail shows (the chat template comes separately)."""
 
 
-def repo_json(item: RepoOverview, job: dict[str, Any] | None) -> dict[str, Any]:
-    """One repo of ``GET /v1/repos``: its newest revision, what its headers say, its mirror job."""
+def mirror_json(job: MirrorJob | None) -> dict[str, Any] | None:
+    """A repo's mirror status: its job's state and progress (the job's globs and errors are in the
+    admin-guarded ``/v1/jobs``)."""
+    if job is None:
+        return None
+    return {"status": job.status, "revision": job.revision, "every": job.every, "bytes_done": job.bytes_done,
+            "bytes_total": job.bytes_total, "commit": job.commit,
+            "last_sync": job.last_sync.isoformat() if job.last_sync else None,
+            "next_sync": job.next_sync.isoformat() if job.next_sync else None}
+
+
+def repo_json(item: RepoOverview, job: MirrorJob | None) -> dict[str, Any]:
+    """One repo of ``GET /v1/repos``: its newest revision, what its headers say, its mirror status."""
     return {**revision_json(item.summary), "architecture": item.architecture, "parameters": item.parameters,
-            "formats": item.formats, "quants": item.quants, "mirror": job}
+            "formats": item.formats, "quants": item.quants, "mirror": mirror_json(job)}
 
 
 def revision_json(summary: RepoSummary) -> dict[str, Any]:
@@ -67,7 +78,7 @@ def usage(repo: RepoRef, base_url: str, gguf: bool) -> dict[str, str]:
     return commands
 
 
-def detail_json(detail: RepoDetail, job: dict[str, Any] | None, base_url: str) -> dict[str, Any]:
+def detail_json(detail: RepoDetail, job: MirrorJob | None, base_url: str) -> dict[str, Any]:
     """``GET /v1/repos/{repo}``: the revision asked for, in full, with the repo's revisions."""
     item = detail.overview
     repo = item.summary.repo

@@ -56,7 +56,16 @@ REPO_FIELDS: dict[str, Schema] = {
     "parameters": {**INT, "description": "from the indexed headers (0 when none are indexed)"},
     "formats": {"type": "array", "items": {"enum": list(FORMATS)}},
     "quants": {"type": "array", "items": STRING, "description": "GGUF file types read from the headers"},
-    "mirror": {"type": "null", "description": "the repo's mirror job"},
+    "mirror": nullable(ref("MirrorStatus")),
+}
+JOB_STATUS: Schema = {"enum": ["queued", "running", "done", "failed"]}
+TIME: Schema = nullable({"type": "string", "format": "date-time"})
+JOB_FIELDS: dict[str, Schema] = {
+    "status": JOB_STATUS,
+    "revision": {**STRING, "description": "the branch or tag followed (or a pinned commit)"},
+    "every": nullable({"type": "number", "exclusiveMinimum": 0, "description": "seconds between syncs; null: once"}),
+    "bytes_done": INT, "bytes_total": {**INT, "description": "bytes of the files the current or last sync stores"},
+    "commit": nullable(COMMIT), "last_sync": TIME, "next_sync": TIME,
 }
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": {**STRING, "description": "one line"},
@@ -64,7 +73,19 @@ SCHEMAS: dict[str, Schema] = {
                                                   "GatedRepo", "UpstreamUnavailable"]}}),
     "Health": obj({"status": {"const": "ok"}, "upstream": STRING, "upstream_available": {"type": "boolean"},
                    "offline": {"type": "boolean"}}),
+    "HubError": obj({"error": STRING}),
     "Revision": obj(REVISION_FIELDS),
+    "MirrorStatus": obj(JOB_FIELDS),
+    "Job": obj({"repo": STRING, "repo_type": {"enum": ["model", "dataset"]}, **JOB_FIELDS,
+                "include": {"type": "array", "items": STRING}, "exclude": {"type": "array", "items": STRING},
+                "error": nullable(STRING)}),
+    "NewJob": {"type": "object", "required": ["repo"], "properties": {
+        "repo": STRING, "revision": {**STRING, "default": "main"},
+        "repo_type": {"enum": ["model", "dataset"], "default": "model"},
+        "include": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
+        "exclude": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
+        "every": nullable({"oneOf": [{"type": "number", "exclusiveMinimum": 0},
+                                     {"type": "string", "examples": ["30m", "6h", "1d"]}]})}},
     "Repo": obj(REPO_FIELDS),
     "RepoDetail": obj({
         **REPO_FIELDS,
@@ -195,6 +216,46 @@ PATHS: dict[str, Schema] = {
         security=HUB_TOKEN)},
 }
 
+ADMIN = [{"adminToken": []}]
+ADMIN_READ: list[dict[str, list[str]]] = [{}, {"adminToken": []}]
+JOB_REPO_PARAMS = [*REPO_PARAMS[:2], REPO_PARAMS[3]]
+
+
+def hub_errors(*statuses: int) -> dict[str, Schema]:
+    meaning = {400: "a malformed body, repo id or setting", 401: "the admin token is needed",
+               403: "jobs are disabled: the daemon listens beyond loopback without an admin token",
+               404: "no job for that repo"}
+    return {str(s): json_response(meaning[s], ref("HubError")) for s in statuses}
+
+
+JOB_NOTE = ("Admin token policy: on loopback without a configured token these are open; with a token every "
+            "change needs it, and beyond loopback reading does too; beyond loopback without a token they are shut.")
+PATHS.update({
+    "/v1/jobs": {
+        "get": operation("Every mirror job, ordered by repo", {
+            "200": json_response("the jobs", {"type": "array", "items": ref("Job")}), **hub_errors(401, 403)},
+            description=JOB_NOTE, security=ADMIN_READ),
+        "post": {**operation("Mirror a repo (replacing its job's settings if it has one), due now", {
+            "201": json_response("the job", ref("Job")), **hub_errors(400, 401, 403)},
+            description=JOB_NOTE, security=ADMIN),
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewJob")}}}},
+    },
+    "/v1/jobs/sync": {"post": operation("Sync every job now (running ones finish first)", {
+        "200": json_response("how many jobs were queued", obj({"queued": INT})), **hub_errors(401, 403)},
+        description=JOB_NOTE, security=ADMIN)},
+    "/v1/jobs/{org}/{name}": {
+        "get": operation("One repo's mirror job", {"200": json_response("the job", ref("Job")),
+                                                   **hub_errors(400, 401, 403, 404)},
+                         JOB_REPO_PARAMS, JOB_NOTE, ADMIN_READ),
+        "delete": operation("Stop mirroring a repo (its files stay)", {
+            "200": json_response("what was removed", obj({"removed": STRING})), **hub_errors(400, 401, 403, 404)},
+            JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
+    },
+    "/v1/jobs/{org}/{name}/sync": {"post": operation("Sync one repo's job now", {
+        "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404)},
+        JOB_REPO_PARAMS, JOB_NOTE, ADMIN)},
+})
+
 DOCUMENT: Schema = {
     "openapi": "3.1.0",
     "info": {
@@ -212,6 +273,8 @@ DOCUMENT: Schema = {
         "securitySchemes": {
             "hubToken": {"type": "http", "scheme": "bearer",
                          "description": "the caller's Hub token, checked upstream (never stored)"},
+            "adminToken": {"type": "http", "scheme": "bearer",
+                           "description": "the daemon's admin token (`--admin-token` / `MREG_ADMIN_TOKEN`)"},
         },
     },
 }

@@ -1,6 +1,7 @@
 """The catalog page: server-side HTML over the catalog API's own dicts (``catalog_json``), no build step.
 
-    GET /                          every repo the caller may see, with sizes, parameters and quants
+    GET /                          every repo the caller may see, with sizes, parameters and quants,
+                                   and the mirror jobs with their live progress
     GET /-/repos/{repo}[?revision=R&repo_type=T]   one revision: how to fetch it, quants, tensors,
                                                    GGUF metadata, files, revisions
 
@@ -8,6 +9,10 @@ Templates (``daemon/templates``) are Jinja2 with autoescaping on: every name, pa
 string from upstream is escaped. Responses carry a Content-Security-Policy that runs only the
 page's own script (by nonce) and connects only to the daemon. What a browser sees is what an
 anonymous API caller sees (browsers send no Hub token).
+
+Jobs are shown, and polled from ``/v1/jobs`` by a few lines of plain JS, when the admin token policy
+lets a browser without a token read them (a daemon on loopback without ``--admin-token``); otherwise
+each repo shows its mirror status as ``/v1/repos`` has it, as of the page load.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from aiohttp import web
 from registry.errors import MregError
 from registry.units import human_count, human_size
 
-from . import catalog_api, catalog_json
-from .catalog_api import ApiError, as_api_error, base_url
+from . import admin, catalog_api, catalog_json
+from .catalog_api import ApiError, Handler, as_api_error, base_url
+from .jobs_api import job_json
 from .state import MIRROR
 
 FILES_SHOWN = 2000
@@ -37,9 +43,24 @@ def page_url(item: Mapping[str, Any], revision: str | None = None) -> str:
     return f"/-/repos/{item['repo']}" + (f"?{urlencode(query)}" if query else "")
 
 
+def mirror_status(mirror: Mapping[str, Any]) -> str:
+    """A mirror status dict as a word, with the share done while it runs: ``running 42%``."""
+    running = mirror["status"] in ("queued", "running") and mirror["bytes_total"]
+    return f"{mirror['status']} {100 * mirror['bytes_done'] // mirror['bytes_total']}%" if running else mirror["status"]
+
+
+def interval(seconds: float) -> str:
+    """Seconds as the largest whole unit: ``6h``, ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("daemon", "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined)
-ENVIRONMENT.filters.update(size=human_size, count=human_count, page_url=page_url)
+ENVIRONMENT.filters.update(size=human_size, count=human_count, page_url=page_url, mirror_status=mirror_status,
+                           interval=interval)
 
 
 def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
@@ -55,33 +76,43 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
                                  "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
-def _error_page(request: web.Request, error: ApiError) -> web.Response:
-    return render(request, "error.html", error.status, error=error)
+def jobs_readable(request: web.Request) -> bool:
+    """Whether a browser (no token) may read ``/v1/jobs`` under the admin token policy."""
+    config = request.app[MIRROR].config
+    return admin.policy(config.host, config.admin_token, mutation=False) is admin.Verdict.ALLOW
 
 
+def html_errors(handler: Handler) -> Handler:
+    """``handler`` with the API's errors rendered as an error page of the same status."""
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except MregError as exc:
+            error = as_api_error(exc)
+        except ApiError as exc:
+            error = exc
+        return render(request, "error.html", error.status, error=error)
+
+    return page
+
+
+@html_errors
 async def index(request: web.Request) -> web.Response:
-    try:
-        repos = await catalog_api.repos_listing(request)
-    except ApiError as exc:
-        return _error_page(request, exc)
-    except MregError as exc:
-        return _error_page(request, as_api_error(exc))
-    return render(request, "index.html", repos=repos, stored_size=sum(r["stored_size"] for r in repos))
+    repos = await catalog_api.repos_listing(request)
+    jobs = [job_json(job) for job in await request.app[MIRROR].catalog.list_jobs()] if jobs_readable(request) else None
+    return render(request, "index.html", repos=repos, jobs=jobs, stored_size=sum(r["stored_size"] for r in repos))
 
 
+@html_errors
 async def repo(request: web.Request) -> web.Response:
-    try:
-        detail = await catalog_api.detail_of(request)
-    except ApiError as exc:
-        return _error_page(request, exc)
-    except MregError as exc:
-        return _error_page(request, as_api_error(exc))
-    data = catalog_json.detail_json(detail, await catalog_api.job_of(request, detail.overview.summary.repo),
-                                    base_url(request))
+    detail = await catalog_api.detail_of(request)
+    job = await request.app[MIRROR].catalog.job(detail.overview.summary.repo)
+    data = catalog_json.detail_json(detail, job, base_url(request))
     files = catalog_json.files_json(detail.overview.summary.repo, data["commit"], detail.files, detail.headers)
     query = urlencode({"revision": data["commit"], **({"repo_type": data["repo_type"]}
                                                       if data["repo_type"] != "model" else {})})
-    return render(request, "repo.html", r=data, files=files["files"][:FILES_SHOWN],
+    return render(request, "repo.html", r=data, files=files["files"][:FILES_SHOWN], live_jobs=jobs_readable(request),
                   more_files=max(0, len(detail.files) - FILES_SHOWN),
                   api_url=f"/v1/repos/{data['repo']}?{query}", files_url=f"/v1/repos/{data['repo']}/files?{query}",
                   tensors_url=f"/v1/repos/{data['repo']}/tensors?{query}")

@@ -5,13 +5,15 @@ lets read them."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from typing import Any
 
 import jsonschema
@@ -92,45 +94,86 @@ def test_the_openapi_document_validates(daemon: Daemon) -> None:
     assert {"/healthz", "/metrics", "/v1/repos", "/v1/repos/{org}/{name}", "/v1/search"} <= set(document["paths"])
 
 
-# (documented path, concrete path and query, token, expected status): every documented operation is
-# called here at least once with a 200 answer; error answers are documented too.
-CALLS: list[tuple[str, str, str | None, int]] = [
-    ("/healthz", "/healthz", None, 200),
-    ("/metrics", "/metrics", None, 200),
-    ("/v1/repos", "/v1/repos", None, 200),
-    ("/v1/repos", "/v1/repos", OWNER, 200),
-    ("/v1/repos", "/v1/repos?sort=size", None, 400),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{MINILM}", None, 200),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{SMOLLM}?revision=main", None, 200),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{DATASET}?repo_type=dataset", None, 200),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{GATED}", ALICE, 200),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{GATED}", None, 401),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{GATED}", BOB, 403),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{PRIVATE}", ALICE, 404),
-    ("/v1/repos/{org}/{name}", "/v1/repos/testorg/never-seen", None, 404),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{MINILM}?revision=v9", None, 404),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{MINILM}?repo_type=space", None, 400),
-    ("/v1/repos/{org}/{name}", f"/v1/repos/{DATASET}", None, 404),
-    ("/v1/repos/{org}/{name}/files", f"/v1/repos/{MINILM}/files", None, 200),
-    ("/v1/repos/{org}/{name}/files", f"/v1/repos/{PRIVATE}/files", OWNER, 200),
-    ("/v1/repos/{org}/{name}/files", f"/v1/repos/{PRIVATE}/files", None, 404),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{SMOLLM}/tensors?limit=5", None, 200),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?path=model.safetensors&offset=100", None, 200),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{GATED}/tensors", ALICE, 200),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{GATED}/tensors", BOB, 403),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?path=config.json", None, 404),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?limit=0", None, 400),
-    ("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?offset=-1", None, 400),
-    ("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile", None, 200),
-    ("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile?quant=Q2_K", None, 404),
-    ("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile?quant=q4%3Bk", None, 400),
-    ("/v1/search", "/v1/search", None, 200),
-    ("/v1/search", "/v1/search?format=gguf&min_params=100M&max_params=1B&arch=LLAMA&quant=q4_1&text=smol", None, 200),
-    ("/v1/search", "/v1/search?min_params=lots", None, 400),
-    ("/v1/search", "/v1/search?format=onnx", None, 400),
-    ("/v1/search", "/v1/search?format=gguf&format=safetensors", None, 400),
-    ("/v1/search", "/v1/search?q=smol", None, 400),
+@dataclass(frozen=True)
+class Call:
+    """One request of the walk through the document: the operation it exercises and what must answer."""
+
+    template: str
+    path: str
+    status: int
+    token: str | None = None
+    method: str = "get"
+    body: Any = None
+
+
+NEVER = "testorg/never-seen"
+# Every documented operation is called at least once with a 2xx answer; documented errors too.
+CALLS = [
+    Call("/healthz", "/healthz", 200),
+    Call("/metrics", "/metrics", 200),
+    Call("/v1/repos", "/v1/repos", 200),
+    Call("/v1/repos", "/v1/repos", 200, OWNER),
+    Call("/v1/repos", "/v1/repos?sort=size", 400),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{MINILM}", 200),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{SMOLLM}?revision=main", 200),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{DATASET}?repo_type=dataset", 200),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{GATED}", 200, ALICE),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{GATED}", 401),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{GATED}", 403, BOB),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{PRIVATE}", 404, ALICE),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{NEVER}", 404),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{MINILM}?revision=v9", 404),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{MINILM}?repo_type=space", 400),
+    Call("/v1/repos/{org}/{name}", f"/v1/repos/{DATASET}", 404),
+    Call("/v1/repos/{org}/{name}/files", f"/v1/repos/{MINILM}/files", 200),
+    Call("/v1/repos/{org}/{name}/files", f"/v1/repos/{PRIVATE}/files", 200, OWNER),
+    Call("/v1/repos/{org}/{name}/files", f"/v1/repos/{PRIVATE}/files", 404),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{SMOLLM}/tensors?limit=5", 200),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?path=model.safetensors&offset=100", 200),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{GATED}/tensors", 200, ALICE),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{GATED}/tensors", 403, BOB),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?path=config.json", 404),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?limit=0", 400),
+    Call("/v1/repos/{org}/{name}/tensors", f"/v1/repos/{MINILM}/tensors?offset=-1", 400),
+    Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile", 200),
+    Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile?quant=Q2_K", 404),
+    Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile?quant=q4%3Bk", 400),
+    Call("/v1/search", "/v1/search", 200),
+    Call("/v1/search", "/v1/search?format=gguf&min_params=100M&max_params=1B&arch=LLAMA&quant=q4_1&text=smol", 200),
+    Call("/v1/search", "/v1/search?min_params=lots", 400),
+    Call("/v1/search", "/v1/search?format=onnx", 400),
+    Call("/v1/search", "/v1/search?format=gguf&format=safetensors", 400),
+    Call("/v1/search", "/v1/search?q=smol", 400),
+    Call("/v1/jobs", "/v1/jobs", 201, method="post", body={"repo": MINILM, "every": "6h", "include": "*.json"}),
+    Call("/v1/jobs", "/v1/jobs", 201, method="post", body={"repo": NEVER, "repo_type": "dataset"}),
+    Call("/v1/jobs", "/v1/jobs", 400, method="post", body={"repo": MINILM, "every": "sometimes"}),
+    Call("/v1/jobs", "/v1/jobs", 400, method="post", body=["not", "an", "object"]),
+    Call("/v1/jobs", "/v1/jobs", 200),
+    Call("/v1/jobs/{org}/{name}", f"/v1/jobs/{MINILM}", 200),
+    Call("/v1/jobs/{org}/{name}", f"/v1/jobs/{SMOLLM}", 404),
+    Call("/v1/jobs/{org}/{name}/sync", f"/v1/jobs/{MINILM}/sync", 200, method="post"),
+    Call("/v1/jobs/{org}/{name}/sync", f"/v1/jobs/{SMOLLM}/sync", 404, method="post"),
+    Call("/v1/jobs/sync", "/v1/jobs/sync", 200, method="post"),
+    Call("/v1/jobs/{org}/{name}", f"/v1/jobs/{NEVER}?repo_type=dataset", 200, method="delete"),
+    Call("/v1/jobs/{org}/{name}", f"/v1/jobs/{NEVER}?repo_type=dataset", 404, method="delete"),
+    Call("/v1/repos", "/v1/repos", 200),
 ]
+
+
+def request(daemon: Daemon, call: Call) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """``call`` sent to ``daemon``: (status, headers, body)."""
+    parts = urlsplit(daemon.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    headers = {"Authorization": f"Bearer {call.token}"} if call.token else {}
+    body = None if call.body is None else json.dumps(call.body).encode()
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(call.method.upper(), call.path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
 
 
 def pointer(*parts: str) -> str:
@@ -148,21 +191,23 @@ def schema_validator(document: dict[str, Any], *location: str) -> jsonschema.Dra
 def test_every_documented_route_answers_as_documented(daemon: Daemon) -> None:
     _, document = get_json(daemon, "/openapi.json")
     operations = {(path, method) for path, item in document["paths"].items() for method in item}
-    assert {(path, "get") for path, *_ in CALLS} == operations
-    assert {path for path, _, _, status in CALLS if status == 200} == set(document["paths"])
-    for template, path, token, expected in CALLS:
-        status, headers, body = daemon.get(path, bearer(token) if token else None)
-        assert status == expected, (path, token, body[:300])
-        documented = document["paths"][template]["get"]["responses"]
-        assert str(status) in documented, (path, status)
+    assert {(c.template, c.method) for c in CALLS} == operations
+    assert {(c.template, c.method) for c in CALLS if c.status < 300} == operations
+    for call in CALLS:
+        status, headers, body = request(daemon, call)
+        assert status == call.status, (call, body[:300])
+        documented = document["paths"][call.template][call.method]["responses"]
+        assert str(status) in documented, (call, status)
         content_type = headers["Content-Type"].split(";")[0]
         content = documented[str(status)]["content"]
-        assert content_type in content, (path, content_type)
+        assert content_type in content, (call, content_type)
         instance = json.loads(body) if content_type == "application/json" else body.decode()
-        check = schema_validator(document, "paths", template, "get", "responses", str(status), "content", content_type,
-                                 "schema")
+        check = schema_validator(document, "paths", call.template, call.method, "responses", str(status), "content",
+                                 content_type, "schema")
         errors = list(check.iter_errors(instance))
-        assert not errors, (path, [e.message[:300] for e in errors[:3]])
+        assert not errors, (call, [e.message[:300] for e in errors[:3]])
+    mirrored = {r["repo"]: r["mirror"] for r in get_json(daemon, "/v1/repos")[1]}
+    assert mirrored[MINILM]["every"] == 6 * 3600 and mirrored[SMOLLM] is None
 
 
 def listed(daemon: Daemon, token: str | None = None) -> list[str]:
@@ -183,13 +228,12 @@ def test_the_repo_list_holds_what_clients_fetched(daemon: Daemon, hub: TestHub) 
     assert (minilm["commit"], minilm["refs"], minilm["complete"]) == (head.sha, ["main"], True)
     assert (minilm["files"], minilm["stored_files"], minilm["size"], minilm["stored_size"]) == (
         len(sizes), len(sizes), sum(sizes), sum(sizes))
-    assert (minilm["architecture"], minilm["formats"], minilm["quants"], minilm["mirror"]) == (
-        "BertModel", ["safetensors"], [], None)
+    assert (minilm["architecture"], minilm["formats"], minilm["quants"]) == ("BertModel", ["safetensors"], [])
     assert minilm["parameters"] == hub.repo(MINILM).info["safetensors"]["total"]
     smollm = repos[SMOLLM]
     assert smollm["files"] == 3 and smollm["stored_size"] >= hub.repo(SMOLLM).head.files[GGUF].blob.size
-    assert (smollm["architecture"], smollm["parameters"], smollm["formats"], smollm["quants"]) == (
-        "llama", 134515008, ["gguf"], ["Q4_1"])
+    assert (smollm["architecture"], smollm["parameters"], smollm["formats"], smollm["quants"], smollm["mirror"]) == (
+        "llama", 134515008, ["gguf"], ["Q4_1"], None)
     dataset = repos[DATASET]
     csv = hub.repo(DATASET, "dataset").head.files["data/test.csv"].blob.size
     assert (dataset["repo_type"], dataset["complete"], dataset["files"], dataset["stored_files"]) == ("dataset", False, 3, 1)
@@ -236,8 +280,8 @@ def test_tensors_come_in_pages(daemon: Daemon) -> None:
     assert past["tensors"] == [] and past["total"] == count
 
 
-@pytest.mark.parametrize("filters", [{}, {"format": "gguf"}, {"min_params": "100M"}, {"arch": "bert"},
-                                     {"quant": "q8_0"}, {"text": "smol", "max_params": "1B"}])
+@pytest.mark.parametrize("filters", [{}, {"format": "gguf", "quant": "q8_0"},
+                                     {"text": "Smol", "arch": "LLAMA", "min_params": "100M", "max_params": "1B"}])
 def test_search_is_mreg_search(daemon: Daemon, filters: dict[str, str]) -> None:
     """Owner sees every repo, as the local CLI does; others see what upstream lets them."""
     query = urlencode(filters)
