@@ -216,7 +216,7 @@ PATHS: dict[str, Schema] = {
         security=HUB_TOKEN)},
 }
 
-ADMIN = [{"adminToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 ADMIN_READ: list[dict[str, list[str]]] = [{}, {"adminToken": []}]
 JOB_REPO_PARAMS = [*REPO_PARAMS[:2], REPO_PARAMS[3]]
 
