@@ -18,8 +18,8 @@ from registry.errors import UsageError
 from registry.errors import UpstreamUnavailableError
 from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
-from registry.mirror import parse_rate
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
+from registry.mirror import parse_rate
 from registry.ggufpull import pull_model
 from registry.pull import PullOptions
 from registry.repo import RepoRef
@@ -237,7 +237,8 @@ async def search_command(text: str | None, arch: str | None, fmt: str | None, qu
               "(50M, 1.5G, 800K); default: no cap.")
 @click.option("--admin-token", envvar="MREG_ADMIN_TOKEN", show_envvar=True,
               help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
-              "where they are disabled without one, for everything).")
+              "where they are disabled without one, for everything). Prefer the variable: other users "
+              "can see command lines.")
 @_run
 async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, admin_token: str | None) -> None:

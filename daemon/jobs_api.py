@@ -4,7 +4,7 @@
     POST   /v1/jobs                      {repo, revision?, repo_type?, include?, exclude?, every?} → 201, the job
     POST   /v1/jobs/sync                 sync every job now → {"queued": n}
     GET    /v1/jobs/{repo}               one job            (``?repo_type=dataset`` for datasets)
-    DELETE /v1/jobs/{repo}               stop mirroring it (its files stay)
+    DELETE /v1/jobs/{repo}               stop mirroring it, cancelling a running sync (its files stay)
     POST   /v1/jobs/{repo}/sync          sync it now
 
 ``every`` is seconds (a number) or text like ``30m``, ``6h``, ``1d``; absent or null: sync once.
@@ -102,7 +102,7 @@ async def add_job(request: web.Request) -> web.Response:
     mirror = request.app[MIRROR]
     body = await _body(request)
     repo_id, repo_type, revision = body.get("repo"), body.get("repo_type") or "model", body.get("revision") or "main"
-    if not all(isinstance(v, str) for v in (repo_id, repo_type, revision)):
+    if not (isinstance(repo_id, str) and isinstance(repo_type, str) and isinstance(revision, str)):
         raise UsageError("'repo' (and 'repo_type', 'revision' if given) must be strings")
     job = await mirror.catalog.add_job(RepoRef.parse(repo_id, repo_type), revision, _globs(body, "include"),
                                        _globs(body, "exclude"), _every(body.get("every")))
@@ -116,9 +116,12 @@ async def show_job(request: web.Request) -> web.Response:
 
 
 async def remove_job(request: web.Request) -> web.Response:
+    mirror = request.app[MIRROR]
     repo = _repo(request)
-    if not await request.app[MIRROR].catalog.remove_job(repo):
+    job = await mirror.catalog.job(repo)
+    if job is None or not await mirror.catalog.remove_job(repo):
         return _no_job(request)
+    await mirror.mirroring.stop_job(job.id)
     return json_answer({"removed": str(repo)})
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from registry.catalog import Catalog, MirrorJob
 from registry.catalog.models import utcnow
@@ -54,12 +55,21 @@ class Mirroring:
         """Look at the jobs table now (a job was added, removed or asked to sync)."""
         self._wake.set()
 
+    async def stop_job(self, job_id: int) -> None:
+        """Cancel the job's running sync, if any (its job was removed)."""
+        task = self._running.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def close(self) -> None:
-        """Stop scheduling and stop the running jobs (they are queued again at the next start)."""
+        """Stop scheduling, stop the running jobs and queue them again (their partial files stay)."""
         tasks = [t for t in (self._scheduler, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if len(tasks) > 1:
+            await self._catalog.requeue_running_jobs()
 
     async def _schedule(self) -> None:
         while True:
@@ -71,7 +81,7 @@ class Mirroring:
                 log.error("mirror scheduler: %s", exc)
                 jobs = []
             try:
-                await asyncio.wait_for(self._wake.wait(), self._sleep_for(jobs, utcnow()))
+                await asyncio.wait_for(self._wake.wait(), sleep_for(jobs, utcnow(), self._config.job_poll))
             except asyncio.TimeoutError:
                 pass
 
@@ -83,17 +93,11 @@ class Mirroring:
             if await self._catalog.start_job(job.id):
                 task = asyncio.create_task(self._work(job))
                 self._running[job.id] = task
-                task.add_done_callback(lambda _, job_id=job.id: self._finished(job_id))
+                task.add_done_callback(functools.partial(self._finished, job.id))
 
-    def _finished(self, job_id: int) -> None:
+    def _finished(self, job_id: int, _task: "asyncio.Task[None]") -> None:
         self._running.pop(job_id, None)
         self.wake()  # a worker is free
-
-    def _sleep_for(self, jobs: list[MirrorJob], now: datetime) -> float:
-        """Seconds until the next scheduled sync (at most ``job_poll``)."""
-        times = [j.next_sync for j in jobs if j.status in ("done", "failed") and j.next_sync is not None]
-        until = min(times, default=now + timedelta(seconds=self._config.job_poll)) - now
-        return min(max(until.total_seconds(), 0.01), self._config.job_poll)
 
     async def _work(self, job: MirrorJob) -> None:
         progress = JobProgress(lambda commit, path: self._landed(job, commit, path))
@@ -132,6 +136,14 @@ class Mirroring:
             self._commits.index_later(job.repo, commit)
 
 
+def sleep_for(jobs: list[MirrorJob], now: datetime, poll: float) -> float:
+    """Seconds until the next scheduled sync, at most ``poll``. Jobs already due but waiting for a
+    worker do not count: a worker finishing wakes the scheduler."""
+    later = [j.next_sync for j in jobs if j.next_sync is not None and j.next_sync > now]
+    until = min(later, default=now + timedelta(seconds=poll)) - now
+    return min(max(until.total_seconds(), 0.01), poll)
+
+
 def _queue_order(job: MirrorJob) -> tuple[bool, datetime]:
     """Queued jobs first (asked for now), then the longest overdue."""
-    return (job.status != "queued", job.next_sync or datetime.min.replace(tzinfo=utcnow().tzinfo))
+    return (job.status != "queued", job.next_sync or datetime.min.replace(tzinfo=timezone.utc))

@@ -235,7 +235,8 @@ async def test_bad_input_is_refused(catalog: Catalog) -> None:
 
 async def test_mirror_jobs_lifecycle(catalog: Catalog) -> None:
     job = await catalog.add_job(REPO, "main", ["*.json"], ["*.bin"], 3600)
-    assert (job.repo, job.revision, job.include, job.exclude, job.every) == (REPO, "main", ("*.json",), ("*.bin",), 3600)
+    settings = (job.repo, job.revision, job.include, job.exclude, job.every)
+    assert settings == (REPO, "main", ("*.json",), ("*.bin",), 3600)
     assert (job.status, job.bytes_done, job.bytes_total, job.commit, job.last_sync, job.next_sync, job.error) == (
         "queued", 0, 0, None, None, None, None)
     once = await catalog.add_job(OTHER)
@@ -258,7 +259,8 @@ async def test_mirror_jobs_lifecycle(catalog: Catalog) -> None:
     assert await catalog.start_job(once.id)
     await catalog.fail_job(once.id, "connection reset\nTraceback...")
     failed = await catalog.job(OTHER)
-    assert failed is not None and (failed.status, failed.error, failed.next_sync) == ("failed", "connection reset", None)
+    assert failed is not None
+    assert (failed.status, failed.error, failed.next_sync) == ("failed", "connection reset", None)
     assert await catalog.queue_jobs() == 2
     assert {j.status for j in await catalog.list_jobs()} == {"queued"}
 

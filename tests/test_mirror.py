@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from daemon.admin import Verdict, is_loopback, policy
+from daemon.mirroring import sleep_for
 from registry.catalog import MirrorJob
 from registry.errors import UsageError
 from registry.mirror import is_due, parse_interval, parse_rate
@@ -97,6 +98,10 @@ def test_which_jobs_are_due() -> None:
     assert not is_due(job("running", now - timedelta(hours=1)), now)
     assert is_due(job("done", now), now) and is_due(job("failed", now - timedelta(seconds=1)), now)
     assert not is_due(job("done", now + timedelta(seconds=1)), now) and not is_due(job("done", None), now)
+    waiting = [job("done", now - timedelta(hours=1)), job("queued", None)]  # due, all workers busy
+    assert sleep_for(waiting, now, poll=60) == 60  # no busy loop: a finishing worker wakes the scheduler
+    assert sleep_for([*waiting, job("done", now + timedelta(seconds=5))], now, poll=60) == 5
+    assert sleep_for([job("failed", now + timedelta(hours=2))], now, poll=60) == 60
 
 
 def test_token_bucket_keeps_the_rate_after_a_burst() -> None:
@@ -156,6 +161,33 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
     assert store.snapshot_files(ref, repo.head.sha)["big.bin"] == sha
 
 
+def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: TestHub, tmp_path: Path) -> None:
+    big = generated_file(tmp_path / "data" / "slow.bin", 8 * MB, seed=5)
+    test_hub.add_repo(small_repo("testorg/slow", {"slow.bin": big}))
+    test_hub.faults.throttle = 1 * MB
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    catalog = daemon.home / "catalog.db"
+
+    def downloads() -> list[tuple[str, str | None]]:
+        with sqlite3.connect(catalog) as db:
+            return db.execute("SELECT status, error FROM downloads").fetchall()
+
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/slow"})[0] == 201
+        wait_job(daemon, "testorg/slow", 30, status="running")
+        wait_for(lambda: jobs(daemon)["testorg/slow"]["bytes_done"] > 0, 30, "the first bytes")
+        status, answer = call(daemon, "DELETE", "/v1/jobs/testorg/slow")
+        assert status == 200 and answer == {"removed": "testorg/slow"}
+        assert jobs(daemon) == {} and call(daemon, "DELETE", "/v1/jobs/testorg/slow")[0] == 404
+        wait_for(lambda: downloads() == [("failed", "interrupted (CancelledError)")], 10, "the sync to stop")
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/slow"})[0] == 201
+        wait_job(daemon, "testorg/slow", 30, status="running")
+    finally:
+        stop(daemon)  # SIGTERM mid-sync
+    with sqlite3.connect(catalog) as db:
+        assert db.execute("SELECT status FROM mirror_jobs").fetchall() == [("queued",)]
+
+
 def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(test_hub: TestHub,
                                                                               tmp_path: Path) -> None:
     files: dict[str, Any] = {
@@ -172,17 +204,22 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/sched", "every": 1})[0] == 201
         wait_job(daemon, "testorg/sched", 30, status="done", commit=first.sha)
         catalog = daemon.home / "catalog.db"
-        with sqlite3.connect(catalog) as db:  # the weights file was indexed as it landed
+        with sqlite3.connect(catalog) as db:  # the weights file was indexed
             assert db.execute("SELECT tensor_count, parameters FROM file_headers").fetchall() == [(1, 1000)]
         test_hub.stats.reset()
         test_hub.faults.throttle = 400_000
         second_sha = repo.commit({
             "changed.bin": generated_file(tmp_path / "data" / "new.bin", 1 * MB, seed=3),
             "added.bin": generated_file(tmp_path / "data" / "added.bin", 1 * MB, seed=4),
-            "notes.txt": "changed\n",
+            "notes.txt": "changed\n", "extra.safetensors": safetensors(10),
         })
         second = repo.commits[second_sha]
-        new_shas = {second.files[p].blob.sha256 for p in ("changed.bin", "added.bin", "notes.txt")}
+        new_shas = {second.files[p].blob.sha256 for p in ("changed.bin", "added.bin", "notes.txt", "extra.safetensors")}
+
+        def indexed(path: str) -> list[tuple[int, int]]:
+            with sqlite3.connect(catalog) as db:
+                return db.execute("SELECT h.tensor_count, h.parameters FROM file_headers h"
+                                  " JOIN files f ON h.file = f.id WHERE f.path = ?", (path,)).fetchall()
 
         def syncing_second() -> bool:
             job = jobs(daemon)["testorg/sched"]
@@ -190,6 +227,8 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
                     and any(test_hub.stats.bytes_by_sha256[s] for s in new_shas))
 
         wait_for(syncing_second, 30, "the sync of the new commit")
+        wait_for(lambda: indexed("extra.safetensors") == [(1, 10)], 30, "the new weights file indexed")
+        assert jobs(daemon)["testorg/sched"]["status"] == "running"  # indexed as it landed, mid-sync
         assert store.read_ref(ref, "main") == first.sha  # readers still see the old commit, complete
         assert store.snapshot_files(ref, first.sha) == {p: e.blob.sha256 for p, e in first.files.items()}
         snapshot = store.snapshot_dir(ref, first.sha)
@@ -258,6 +297,7 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny"}, token="wrong")[0] == 401
         assert call(daemon, "POST", "/v1/jobs", {"repo": "../x"}, token=token)[0] == 400
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny", "every": "soon"}, token=token)[0] == 400
+        assert call(daemon, "POST", "/v1/jobs", ["testorg/tiny"], token=token)[0] == 400
         assert call(daemon, "GET", "/v1/jobs")[0] == 200  # reading on loopback needs no token
 
         runner = CliRunner()
@@ -283,6 +323,9 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
         gone = runner.invoke(main, ["mirror", "rm", "testorg/tiny"], env=env)
         assert gone.exit_code == 2 and "no mirror job" in gone.output
         assert json.loads(runner.invoke(main, ["mirror", "ls", "--json"], env=env).output) == []
+        assert runner.invoke(main, ["mirror", "add", "testorg/no-such-repo"], env=env).exit_code == 0
+        failed = wait_job(daemon, "testorg/no-such-repo", 30, status="failed")
+        assert failed["error"] and "\n" not in failed["error"] and failed["next_sync"] is None
     finally:
         stop(daemon)
     assert token.encode() not in daemon.log.read_bytes()
