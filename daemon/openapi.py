@@ -247,7 +247,7 @@ PATHS.update({
         "get": operation("One repo's mirror job", {"200": json_response("the job", ref("Job")),
                                                    **hub_errors(400, 401, 403, 404)},
                          JOB_REPO_PARAMS, JOB_NOTE, ADMIN_READ),
-        "delete": operation("Stop mirroring a repo (its files stay)", {
+        "delete": operation("Stop mirroring a repo, cancelling a running sync (its files stay)", {
             "200": json_response("what was removed", obj({"removed": STRING})), **hub_errors(400, 401, 403, 404)},
             JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
     },

@@ -11,7 +11,7 @@ page's own script (by nonce) and connects only to the daemon. What a browser see
 anonymous API caller sees (browsers send no Hub token).
 
 Jobs are shown, and polled from ``/v1/jobs`` by a few lines of plain JS, when the admin token policy
-lets a browser without a token read them (a daemon on loopback without ``--admin-token``); otherwise
+lets a browser without a token read them (a daemon listening on loopback); otherwise
 each repo shows its mirror status as ``/v1/repos`` has it, as of the page load.
 """
 
