@@ -63,7 +63,7 @@ def daemon(hub: TestHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
                         token=False)
         snapshot_download(GATED, cache_dir=cache / "alice", endpoint=running.url, token=ALICE)
         snapshot_download(PRIVATE, cache_dir=cache / "owner", endpoint=running.url, token=OWNER)
-        wait_for(lambda: len(mreg_json(running.home, "search", "--min-params", "1")) == 3, INDEX_DEADLINE,
+        wait_for(lambda: len(get_json(running, "/v1/search?min_params=1", OWNER)[1]) == 3, INDEX_DEADLINE,
                  "the weights of MiniLM, SmolLM2 and the gated repo indexed")
         yield running
 
@@ -280,14 +280,15 @@ def test_tensors_come_in_pages(daemon: Daemon) -> None:
     assert past["tensors"] == [] and past["total"] == count
 
 
-@pytest.mark.parametrize("filters", [{}, {"format": "gguf", "quant": "q8_0"},
-                                     {"text": "Smol", "arch": "LLAMA", "min_params": "100M", "max_params": "1B"}])
+@pytest.mark.parametrize("filters", [{}, {"text": "Smol", "arch": "LLAMA", "format": "gguf", "quant": "q4_1",
+                                          "min_params": "100M", "max_params": "1B"}])
 def test_search_is_mreg_search(daemon: Daemon, filters: dict[str, str]) -> None:
     """Owner sees every repo, as the local CLI does; others see what upstream lets them."""
     query = urlencode(filters)
     flags = [filters["text"]] if "text" in filters else []
     flags += [arg for name, value in filters.items() if name != "text" for arg in (f"--{name.replace('_', '-')}", value)]
     cli = mreg_json(daemon.home, "search", *flags)
+    assert cli
     assert get_json(daemon, f"/v1/search?{query}", OWNER) == (200, cli)
     hidden = {GATED, PRIVATE}
     assert get_json(daemon, f"/v1/search?{query}") == (200, [hit for hit in cli if hit["repo"] not in hidden])
