@@ -149,6 +149,7 @@ REPO_PARAMS = [
     query("revision", "a branch, tag, commit or 7+ digit commit prefix the catalog knows (default: the listed one)"),
     query("repo_type", "`model` (default) or `dataset`", {"enum": ["model", "dataset"]}),
 ]
+UPSTREAM_REFUSAL: Schema = {"type": "object", "required": ["error"], "properties": {"error": STRING}}
 HUB_TOKEN: list[dict[str, list[str]]] = [{}, {"hubToken": []}]
 REPO_ERRORS = errors(400, 401, 403, 404, 502, 504)
 
@@ -195,8 +196,11 @@ PATHS: dict[str, Schema] = {
         "An Ollama Modelfile for a GGUF quant of the repo (pulled into the mirror first)",
         {"200": {"description": "the Modelfile; `FROM` names the GGUF on the daemon's machine",
                  "content": {"text/plain": {"schema": STRING}}},
-         "400": json_response("a bad quant, revision or repo type", {"type": "object"}),
-         "404": json_response("no such quant, or not a GGUF repo", {"type": "object"})},
+         "400": json_response("a bad quant, revision or repo type", ref("HubError")),
+         "401": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
+         "403": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
+         "404": json_response("no such quant, not a GGUF repo, or a repo upstream does not show this caller",
+                              {"type": "object", "required": ["error"]})},
         [*REPO_PARAMS[:2],
          query("quant", "GGUF quant, any case (`q4_k` = Q4_K_M); default Q4_K_M, else another Q4"),
          query("revision", "branch, tag or commit (default main)"),
