@@ -25,7 +25,7 @@ from registry.repo import RepoRef
 from registry.store import Store
 from registry.throttle import BURST_SECONDS, TokenBucket
 from tests.test_daemon import Daemon, connection, free_port, start_daemon, wait_for
-from tests.testhub import TestHub, generated_file, small_repo
+from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
 MB = 1_000_000
@@ -283,6 +283,7 @@ def test_worker_pool_and_bandwidth_cap(test_hub: TestHub, tmp_path: Path) -> Non
 
 def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> None:
     test_hub.add_repo(small_repo("testorg/tiny"))
+    test_hub.add_repo(dataset_repo("testorg/rows"))
     exposed = start_daemon(tmp_path / "open", test_hub.endpoint, "--host", "0.0.0.0")
     try:  # beyond loopback without a token: the job endpoints stay shut, the mirror serves
         assert call(exposed, "GET", "/v1/jobs")[0] == 403
@@ -323,6 +324,15 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
         gone = runner.invoke(main, ["mirror", "rm", "testorg/tiny"], env=env)
         assert gone.exit_code == 2 and "no mirror job" in gone.output
         assert json.loads(runner.invoke(main, ["mirror", "ls", "--json"], env=env).output) == []
+        dataset = ["testorg/rows", "--repo-type", "dataset"]
+        assert runner.invoke(main, ["mirror", "add", *dataset], env=env).exit_code == 0
+        assert wait_job(daemon, "testorg/rows", 30, status="done")["repo_type"] == "dataset"
+        status, shown = call(daemon, "GET", "/v1/jobs/testorg/rows?repo_type=dataset")
+        assert status == 200 and (shown["repo"], shown["status"]) == ("testorg/rows", "done")
+        assert call(daemon, "GET", "/v1/jobs/testorg/rows")[0] == 404
+        assert runner.invoke(main, ["mirror", "sync", *dataset], env=env).exit_code == 0
+        assert runner.invoke(main, ["mirror", "rm", "testorg/rows"], env=env).exit_code == 2  # not the model
+        assert runner.invoke(main, ["mirror", "rm", *dataset], env=env).exit_code == 0
         assert runner.invoke(main, ["mirror", "add", "testorg/no-such-repo"], env=env).exit_code == 0
         failed = wait_job(daemon, "testorg/no-such-repo", 30, status="failed")
         assert failed["error"] and "\n" not in failed["error"] and failed["next_sync"] is None
