@@ -66,16 +66,17 @@ def quant_json(quant: QuantSet, stored: set[str]) -> dict[str, Any]:
             "complete": quant.complete, "stored": all(path in stored for path in quant.files)}
 
 
-def usage(repo: RepoRef, base_url: str, gguf: bool) -> dict[str, str]:
-    """Commands that fetch the repo through this mirror."""
-    flag = "" if repo.repo_type == "model" else f" --repo-type {repo.repo_type}"
-    commands = {"hf_download": f"HF_ENDPOINT={base_url} hf download {repo.repo_id}{flag}",
+def usage(repo: RepoRef, base_url: str) -> dict[str, str]:
+    """Commands that fetch the repo through this mirror (a model's Modelfile comes from its GGUF, or
+    from a GGUF repo quantized from it)."""
+    if repo.repo_type != "model":
+        flag = f" --repo-type {repo.repo_type}"
+        return {"hf_download": f"HF_ENDPOINT={base_url} hf download {repo.repo_id}{flag}",
                 "mreg_pull": f"HF_ENDPOINT={base_url} mreg pull {repo.repo_id}{flag}"}
-    if gguf:
-        commands["mreg_modelfile"] = f"HF_ENDPOINT={base_url} mreg modelfile {repo.repo_id} -o Modelfile"
-        query = "" if repo.repo_type == "model" else f"?repo_type={repo.repo_type}"
-        commands["modelfile_url"] = f"{base_url}/v1/repos/{repo.repo_id}/modelfile{query}"
-    return commands
+    return {"hf_download": f"HF_ENDPOINT={base_url} hf download {repo.repo_id}",
+            "mreg_pull": f"HF_ENDPOINT={base_url} mreg pull {repo.repo_id}",
+            "mreg_modelfile": f"HF_ENDPOINT={base_url} mreg modelfile {repo.repo_id} -o Modelfile",
+            "modelfile_url": f"{base_url}/v1/repos/{repo.repo_id}/modelfile"}
 
 
 def detail_json(detail: RepoDetail, job: MirrorJob | None, base_url: str) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def detail_json(detail: RepoDetail, job: MirrorJob | None, base_url: str) -> dic
         "chat_template": gguf.get("chat_template") if gguf else None,
         "quant_sets": [quant_json(q, stored) for q in detail.quant_sets],
         "revisions": [revision_json(r) for r in detail.revisions],
-        "usage": usage(repo, base_url, "gguf" in item.formats or bool(detail.quant_sets)),
+        "usage": usage(repo, base_url),
     }
 
 

@@ -178,6 +178,7 @@ def test_the_detail_page_in_a_browser(daemon: Daemon) -> None:
     assert files["model.safetensors"][2] == "yes"
     assert f"{sum(counts.values())} tensors, 22.71M parameters" in files["model.safetensors"][3]
     assert f"HF_ENDPOINT={daemon.url} hf download {MINILM}" in html
+    assert f"HF_ENDPOINT={daemon.url} mreg modelfile {MINILM} -o Modelfile" in html
 
 
 def test_hostile_names_and_metadata_stay_text(daemon: Daemon) -> None:
