@@ -23,17 +23,18 @@ from registry.maintenance import collect_garbage, remove, resolve_local, verify
 from registry.mirror import parse_rate
 from registry.pull import PullOptions
 from registry.repo import RepoRef
-from registry.search import Query, parse_count, search
+from registry.search import FORMATS, Query, hit_json, search
 from registry.sources import HEALTH_FILE, Health, client_for, pull_from
 from registry import upstreams
+from registry.units import human_size
 from registry.upstreams import SOURCES, split_source
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
 from .mirror_commands import mirror_command
 from .ollama_commands import modelfile_command, ollama_command
-from .progress import PlainProgress, RichProgress, human_size
-from .views import hit_json, hit_text, inspection_json, inspection_text
+from .progress import PlainProgress, RichProgress
+from .views import hit_text, inspection_json, inspection_text
 
 
 def _upstreams_for(config: upstreams.UpstreamConfig, repo_id: str, source: str | None,
@@ -234,7 +235,7 @@ async def inspect_command(repo_id: str, revision: str, repo_type: str, token: st
 @main.command("search")
 @click.argument("text", required=False)
 @click.option("--arch", help="Architecture (substring, case-insensitive), e.g. llama.")
-@click.option("--format", "fmt", type=click.Choice(["safetensors", "gguf"]), help="Weights format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Weights format.")
 @click.option("--quant", help="GGUF quant, e.g. Q4_K_M.")
 @click.option("--min-params", help="At least this many parameters (7B, 500M, 22713728).")
 @click.option("--max-params", help="At most this many parameters.")
@@ -243,9 +244,7 @@ async def inspect_command(repo_id: str, revision: str, repo_type: str, token: st
 async def search_command(text: str | None, arch: str | None, fmt: str | None, quant: str | None,
                          min_params: str | None, max_params: str | None, as_json: bool) -> None:
     """Search the local catalog (repos pulled or inspected before)."""
-    query = Query(text=text, arch=arch, format=fmt, quant=quant,
-                  min_params=parse_count(min_params) if min_params else None,
-                  max_params=parse_count(max_params) if max_params else None)
+    query = Query.parse(text, arch, fmt, quant, min_params, max_params)
     async with open_workspace(Settings.from_env(), None) as ws:
         hits = await search(ws.catalog, query)
     if as_json:

@@ -18,14 +18,7 @@ from rich.progress import (
 )
 
 from registry.repo import RepoRef
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+from registry.units import human_size
 
 
 class RichProgress:

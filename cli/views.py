@@ -6,19 +6,11 @@ from typing import Any
 
 from registry.inspection import FileInspection, Inspection
 from registry.search import SearchHit
-
-from .progress import human_size
+from registry.units import human_count, human_size
 
 GGUF_FIELDS = ("architecture", "name", "context_length", "file_type", "quantization_version", "block_count",
                "embedding_length", "head_count", "head_count_kv", "tokenizer_model", "bos_token", "eos_token",
                "bos_token_id", "eos_token_id", "chat_template", "split_no", "split_count", "split_tensors_count")
-
-
-def human_count(n: int) -> str:
-    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)
 
 
 def _file_json(f: FileInspection, with_tensors: bool) -> dict[str, Any]:
@@ -74,12 +66,6 @@ def inspection_text(report: Inspection, with_tensors: bool) -> list[str]:
     if report.requests:
         lines.append(f"  read {human_size(report.bytes)} in {report.requests} ranged requests")
     return lines
-
-
-def hit_json(hit: SearchHit) -> dict[str, Any]:
-    return {"repo": hit.repo.repo_id, "repo_type": hit.repo.repo_type, "commit": hit.commit,
-            "architecture": hit.architecture, "parameters": hit.parameters, "formats": hit.formats,
-            "quants": hit.quants}
 
 
 def hit_text(hit: SearchHit) -> str:

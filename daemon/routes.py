@@ -1,8 +1,11 @@
 """Every route of the daemon, in one table, and the one place errors become answers.
 
-aiohttp routes ``/healthz`` and ``/metrics``; ``/api/v1/…`` goes to ``dispatch_modelscope``, which
-routes ModelScope paths (``mspath``) through ``MODELSCOPE_ROUTES``; everything else goes to
-``dispatch``, which routes Hub paths by their literal markers (``hubpath``) through ``HUB_ROUTES``.
+aiohttp routes the daemon's own paths (``add_routes``: operators' ``/healthz`` and ``/metrics``, the
+catalog API under ``/v1`` with ``/openapi.json``, the catalog page ``/`` and ``/-/repos/...``);
+``/api/v1/…`` goes to ``dispatch_modelscope``, which routes ModelScope paths (``mspath``) through
+``MODELSCOPE_ROUTES``; everything else goes to ``dispatch``, which routes Hub paths by their literal
+markers (``hubpath``) through ``HUB_ROUTES``. Pages live under ``/-/``: no Hub path starts with ``-``
+(repo ids start with a letter or digit), so they can never shadow one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from aiohttp import web
 
 from registry.errors import MregError, UsageError
 
-from . import api, modelfiles, modelscope_api, resolve
+from . import api, catalog_api, modelfiles, modelscope_api, openapi, pages, resolve
 from .jobs_api import add_job_routes
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
@@ -48,6 +51,8 @@ MODELSCOPE_ROUTES: dict[tuple[str, str], MsHandler] = {
 }
 """(route kind, method) → handler; the kinds are those of ``mspath.MsPath``."""
 
+REPO = "{repo:[^/]+(?:/[^/]+)?}"
+"""A repo id in a daemon path: ``name`` or ``org/name`` (validated by ``RepoRef.parse``)."""
 NOT_FOUND = "Sorry, we can't find the page you are looking for."
 
 
@@ -106,7 +111,16 @@ def add_routes(app: web.Application) -> None:
     """Install the daemon's routes on ``app``."""
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
-    app.router.add_get("/v1/repos/{repo:[^/]+(?:/[^/]+)?}/modelfile", modelfiles.modelfile, allow_head=False)
+    app.router.add_get("/openapi.json", openapi.document, allow_head=False)
+    app.router.add_get("/v1/repos", catalog_api.repos, allow_head=False)
+    # /v1/repos/{repo} last: a one-segment repo id followed by /files would match it too.
+    app.router.add_get(f"/v1/repos/{REPO}/files", catalog_api.files, allow_head=False)
+    app.router.add_get(f"/v1/repos/{REPO}/tensors", catalog_api.tensors, allow_head=False)
+    app.router.add_get(f"/v1/repos/{REPO}/modelfile", modelfiles.modelfile, allow_head=False)
+    app.router.add_get(f"/v1/repos/{REPO}", catalog_api.repo, allow_head=False)
+    app.router.add_get("/v1/search", catalog_api.search_route, allow_head=False)
+    app.router.add_get("/", pages.index, allow_head=False)
+    app.router.add_get(f"/-/repos/{REPO}", pages.repo, allow_head=False)
     add_job_routes(app)
     app.router.add_route("*", MODELSCOPE_PREFIX + "{tail:.*}", dispatch_modelscope)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .catalog import Catalog, IndexedRevision
 from .errors import UsageError
 from .modelinfo import formats, quants, repo_parameters
 from .repo import RepoRef
 
+FORMATS = ("safetensors", "gguf")
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
 
@@ -30,6 +32,16 @@ class Query:
     min_params: int | None = None
     max_params: int | None = None
 
+    @classmethod
+    def parse(cls, text: str | None = None, arch: str | None = None, format: str | None = None,
+              quant: str | None = None, min_params: str | None = None, max_params: str | None = None) -> "Query":
+        """The query the filters say, as typed (empty means unset); UsageError for a bad format or count."""
+        if format and format not in FORMATS:
+            raise UsageError(f"invalid format {format!r}: use one of {', '.join(FORMATS)}")
+        return cls(text=text or None, arch=arch or None, format=format or None, quant=quant or None,
+                   min_params=parse_count(min_params) if min_params else None,
+                   max_params=parse_count(max_params) if max_params else None)
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -39,6 +51,13 @@ class SearchHit:
     parameters: int
     formats: list[str]
     quants: list[str]
+
+
+def hit_json(hit: SearchHit) -> dict[str, Any]:
+    """A hit as ``mreg search --json`` and ``GET /v1/search`` give it."""
+    return {"repo": hit.repo.repo_id, "repo_type": hit.repo.repo_type, "commit": hit.commit,
+            "architecture": hit.architecture, "parameters": hit.parameters, "formats": hit.formats,
+            "quants": hit.quants}
 
 
 def _hit(revision: IndexedRevision) -> SearchHit:

@@ -22,7 +22,7 @@ from . import index, jobs
 from . import queries as q
 from .db import db_errors, make_engine, upgrade_to_head, writer
 from .models import STATES
-from .records import FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary
+from .records import FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -170,32 +170,25 @@ class Catalog:
     async def list_repos(self) -> list[RepoSummary]:
         """One summary per repo with a revision, ordered by repo: its newest complete revision, or
         its newest one if none is complete."""
+        newest: dict[RepoRef, tuple[q.RevisionRow, RepoSummary]] = {}
+        for rev, summary in await self._summaries(None):
+            if rev.repo not in newest or _rank(rev) > _rank(newest[rev.repo][0]):
+                newest[rev.repo] = (rev, summary)
+        return [summary for _, (_, summary) in sorted(newest.items())]
 
-        async def run(conn: AsyncConnection) -> tuple[list[q.RevisionRow], dict[int, tuple[int, int]], q.RefIndex]:
-            return await q.all_revisions(conn), await q.file_totals(conn), await q.all_refs(conn)
+    async def revisions(self, repo: RepoRef) -> list[RepoSummary]:
+        """Every revision of ``repo``: complete ones first, newest first (the first is what ``list_repos`` shows)."""
+        ranked = sorted(await self._summaries(repo), key=lambda pair: _rank(pair[0]), reverse=True)
+        return [summary for _, summary in ranked]
+
+    async def _summaries(self, repo: RepoRef | None) -> list[tuple[q.RevisionRow, RepoSummary]]:
+        async def run(conn: AsyncConnection) -> tuple[list[q.RevisionRow], dict[int, q.FileTotals], q.RefIndex]:
+            revisions = await q.all_revisions(conn, repo)
+            ids = None if repo is None else [rev.id for rev in revisions]
+            return revisions, await q.file_totals(conn, ids), await q.all_refs(conn, repo)
 
         revisions, totals, refs = await self._read(run)
-        newest: dict[RepoRef, q.RevisionRow] = {}
-        for rev in revisions:
-            best = newest.get(rev.repo)
-            if best is None or _rank(rev) > _rank(best):
-                newest[rev.repo] = rev
-        summaries = []
-        for repo, rev in sorted(newest.items()):
-            files, size = totals.get(rev.id, (0, 0))
-            summaries.append(
-                RepoSummary(
-                    repo=repo,
-                    commit=rev.commit,
-                    refs=tuple(refs.get((repo, rev.commit), ())),
-                    files=files,
-                    size=size,
-                    complete=rev.state == "complete",
-                    updated_at=rev.completed_at or rev.created_at,
-                    upstream=rev.upstream,
-                )
-            )
-        return summaries
+        return [(rev, _summary(rev, totals.get(rev.id, q.FileTotals(0, 0, 0, 0)), refs)) for rev in revisions]
 
     async def remove_repo(self, repo: RepoRef) -> bool:
         """Forget ``repo`` with its revisions, refs, files and downloads; False if it was unknown."""
@@ -227,6 +220,14 @@ class Catalog:
     async def tensors(self, repo: RepoRef, commit: str, path: str) -> list[TensorInfo]:
         """The tensors of one indexed file, in file order."""
         return await self._read(lambda conn: index.tensors(conn, repo, commit, path))
+
+    async def tensor_page(self, repo: RepoRef, commit: str, path: str | None, offset: int, limit: int) -> TensorPage:
+        """``limit`` tensors from ``offset`` of a revision's indexed files (of file ``path`` alone if given)."""
+        return await self._read(lambda conn: index.tensor_page(conn, repo, commit, path, offset, limit))
+
+    async def tensor_counts(self, repo: RepoRef, commit: str) -> dict[str, int]:
+        """How many tensors of each dtype a revision's indexed files hold."""
+        return await self._read(lambda conn: index.tensor_counts(conn, repo, commit))
 
     async def start_download(self, repo: RepoRef, commit: str, bytes_total: int) -> int:
         """Record a download that starts now; return its id for ``finish_download``."""
@@ -296,6 +297,13 @@ def _consume_error(task: "asyncio.Task[object]") -> None:
     """Mark a shielded write's error as seen when its caller was cancelled and will not look."""
     if not task.cancelled():
         task.exception()
+
+
+def _summary(rev: q.RevisionRow, totals: q.FileTotals, refs: q.RefIndex) -> RepoSummary:
+    return RepoSummary(repo=rev.repo, commit=rev.commit, refs=tuple(refs.get((rev.repo, rev.commit), ())),
+                       files=totals.files, size=totals.size, complete=rev.state == "complete",
+                       updated_at=rev.completed_at or rev.created_at, stored_files=totals.stored_files,
+                       stored_size=totals.stored_size, upstream=rev.upstream)
 
 
 def _rank(rev: q.RevisionRow) -> tuple[bool, datetime, int]:

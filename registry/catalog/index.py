@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import CatalogError
@@ -13,7 +13,7 @@ from ..formats.events import TensorInfo
 from ..repo import RepoRef
 from . import queries as q
 from .models import File, FileHeader, Repo, Revision, Tensor, utcnow
-from .records import HeaderRecord, IndexedRevision
+from .records import HeaderRecord, IndexedRevision, TensorPage
 
 TENSOR_BATCH = 1000
 
@@ -96,3 +96,27 @@ async def tensors(conn: AsyncConnection, repo: RepoRef, commit: str, path: str) 
     statement = (select(Tensor.name, Tensor.dtype, Tensor.shape, Tensor.offset, Tensor.nbytes).join(FileHeader, FileHeader.id == Tensor.header)
                  .where(FileHeader.file == file_pk).order_by(Tensor.offset, Tensor.id))
     return [TensorInfo(t.name, t.dtype, tuple(t.shape), t.offset, t.nbytes) for t in (await conn.execute(statement)).all()]
+
+
+async def tensor_page(conn: AsyncConnection, repo: RepoRef, commit: str, path: str | None, offset: int,
+                      limit: int) -> TensorPage:
+    """A slice of the revision's tensors (of one file if ``path``), by file path then file order."""
+    revision = await q.revision_pk(conn, repo, commit)
+    selected = (File.revision == revision) if path is None else (File.revision == revision) & (File.path == path)
+    joined = (select(File.path, Tensor.name, Tensor.dtype, Tensor.shape, Tensor.offset, Tensor.nbytes)
+              .join(FileHeader, FileHeader.id == Tensor.header).join(File, File.id == FileHeader.file)
+              .where(selected))
+    total = await conn.scalar(select(func.count()).select_from(joined.subquery()))
+    rows = await conn.execute(joined.order_by(File.path, Tensor.offset, Tensor.id).offset(offset).limit(limit))
+    tensors = tuple((r.path, TensorInfo(r.name, r.dtype, tuple(r.shape), r.offset, r.nbytes)) for r in rows)
+    return TensorPage(int(total or 0), tensors)
+
+
+async def tensor_counts(conn: AsyncConnection, repo: RepoRef, commit: str) -> dict[str, int]:
+    """dtype → how many tensors of the revision's indexed files have it."""
+    revision = await q.revision_pk(conn, repo, commit)
+    rows = await conn.execute(
+        select(Tensor.dtype, func.count()).join(FileHeader, FileHeader.id == Tensor.header)
+        .join(File, File.id == FileHeader.file).where(File.revision == revision).group_by(Tensor.dtype)
+        .order_by(Tensor.dtype))
+    return {dtype: int(n) for dtype, n in rows}

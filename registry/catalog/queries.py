@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import CatalogError
@@ -180,14 +180,13 @@ async def revision_files(conn: AsyncConnection, repo: RepoRef, commit: str) -> l
     return [FileRecord(*row) for row in rows]
 
 
-async def all_revisions(conn: AsyncConnection) -> list[RevisionRow]:
-    """Every revision of every repo."""
-    rows = await conn.execute(
-        select(
-            Revision.id, Repo.repo_type, Repo.repo_id, Revision.commit, Revision.state,
-            Revision.created_at, Revision.completed_at, Revision.upstream,
-        ).join(Repo, Revision.repo == Repo.id)
-    )
+async def all_revisions(conn: AsyncConnection, repo: RepoRef | None = None) -> list[RevisionRow]:
+    """Every revision of every repo (of ``repo`` alone if given)."""
+    statement = select(
+        Revision.id, Repo.repo_type, Repo.repo_id, Revision.commit, Revision.state,
+        Revision.created_at, Revision.completed_at, Revision.upstream,
+    ).join(Repo, Revision.repo == Repo.id)
+    rows = await conn.execute(statement if repo is None else statement.where(_is(repo)))
     return [
         RevisionRow(r.id, RepoRef(r.repo_type, r.repo_id), r.commit, r.state, r.created_at, r.completed_at,
                     r.upstream)
@@ -195,19 +194,32 @@ async def all_revisions(conn: AsyncConnection) -> list[RevisionRow]:
     ]
 
 
-async def file_totals(conn: AsyncConnection) -> dict[int, tuple[int, int]]:
-    """``revision id -> (file count, total size)``."""
-    rows = await conn.execute(
-        select(File.revision, func.count(), func.coalesce(func.sum(File.size), 0)).group_by(File.revision)
-    )
-    return {rev: (int(count), int(size)) for rev, count, size in rows}
+@dataclass(frozen=True)
+class FileTotals:
+    """File count and bytes of a revision, in all and of the files stored."""
+
+    files: int
+    size: int
+    stored_files: int
+    stored_size: int
 
 
-async def all_refs(conn: AsyncConnection) -> RefIndex:
-    """Which refs point at each commit of each repo."""
-    rows = await conn.execute(
-        select(Repo.repo_type, Repo.repo_id, Ref.commit, Ref.name).join(Repo, Ref.repo == Repo.id).order_by(Ref.name)
-    )
+async def file_totals(conn: AsyncConnection, revision_ids: Sequence[int] | None = None) -> dict[int, FileTotals]:
+    """``revision id -> totals`` (of every revision, or of those given)."""
+    stored = File.state == "complete"
+    statement = select(
+        File.revision, func.count(), func.coalesce(func.sum(File.size), 0),
+        func.count(case((stored, 1))), func.coalesce(func.sum(case((stored, File.size), else_=0)), 0),
+    ).group_by(File.revision)
+    if revision_ids is not None:
+        statement = statement.where(File.revision.in_(revision_ids))
+    return {rev: FileTotals(*(int(n) for n in counts)) for rev, *counts in await conn.execute(statement)}
+
+
+async def all_refs(conn: AsyncConnection, repo: RepoRef | None = None) -> RefIndex:
+    """Which refs point at each commit of each repo (of ``repo`` alone if given)."""
+    statement = select(Repo.repo_type, Repo.repo_id, Ref.commit, Ref.name).join(Repo, Ref.repo == Repo.id)
+    rows = await conn.execute((statement if repo is None else statement.where(_is(repo))).order_by(Ref.name))
     found: RefIndex = {}
     for repo_type, repo_id, commit, name in rows:
         found.setdefault((RepoRef(repo_type, repo_id), commit), []).append(name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..formats.events import TensorInfo
 from ..repo import RepoRef
 
 
@@ -24,7 +25,10 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class RepoSummary:
-    """One line of ``mreg list``: a repo's newest revision (the newest complete one if any)."""
+    """One revision of a repo: for ``mreg ls``, its newest (the newest complete one if any).
+
+    ``files``/``size`` count the whole revision; ``stored_*`` the files whose bytes are in the store.
+    """
 
     repo: RepoRef
     commit: str
@@ -33,6 +37,8 @@ class RepoSummary:
     size: int
     complete: bool
     updated_at: datetime
+    stored_files: int = 0
+    stored_size: int = 0
     upstream: str | None = None
     """The configured name of the upstream the revision came from (None: not recorded)."""
 
@@ -59,6 +65,16 @@ class IndexedRevision:
     commit: str
     architecture: str | None
     headers: tuple[HeaderRecord, ...]
+
+
+@dataclass(frozen=True)
+class TensorPage:
+    """A slice of a revision's indexed tensors, ordered by file path then file order."""
+
+    total: int
+    """How many tensors the whole selection holds."""
+    tensors: tuple[tuple[str, TensorInfo], ...]
+    """(file path, tensor) pairs of the slice."""
 
 
 @dataclass(frozen=True)
