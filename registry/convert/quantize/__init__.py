@@ -15,7 +15,7 @@ from gguf import quants as gguf_quants
 from .floats import bf16_bits, fp16_bits
 from .kquants import quantize_q4_k, quantize_q5_k, quantize_q6_k
 
-CHUNK_BLOCKS = 2048
+CHUNK_BLOCKS = 512
 """Super-blocks quantized per numpy pass: large enough to amortise Python, small enough to stay in cache."""
 
 _KQUANTS = {

@@ -45,16 +45,3 @@ def nearest_int(x: np.ndarray) -> np.ndarray:
         shifted = np.asarray(x, dtype=np.float32) + _MAGIC
     return (shifted.view(np.int32) & np.int32(0x007FFFFF)) - np.int32(0x00400000)
 
-
-def round_clipped(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``clamp(nearest_int(x), low, high)`` as float32, for x below 2²² in magnitude (the scale searches' case).
-
-    Adding and subtracting 1.5·2²³ rounds like ``nearest_int``. A NaN or ±inf (from inputs that overflow
-    float32) becomes NaN here and ``fmax`` turns it into ``low``: ggml's 0 when ``low`` is 0.
-    """
-    with np.errstate(invalid="ignore"):
-        r = x + _MAGIC
-        r -= _MAGIC
-    np.fmax(r, np.float32(low), out=r)
-    np.minimum(r, np.float32(high), out=r)
-    return r

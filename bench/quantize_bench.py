@@ -1,0 +1,73 @@
+"""Benchmark mreg's numpy quantizers against ggml's own, on one float32 matrix, in one process.
+
+    python bench/quantize_bench.py [--rows 4096] [--cols 4096] [--types Q8_0,Q4_K,Q5_K,Q6_K] [--runs 3] [--json out.json]
+
+For each type, ``registry.convert.quantize.quantize`` and ggml's ``ggml_quantize_chunk`` (llama-cpp-python's
+libggml-base through ctypes, one call, single-threaded C) quantize the same normally distributed weights
+(σ 0.02); runs are interleaved and the fastest of each is reported, with mreg's time over ggml's. The
+outputs are compared byte for byte: a mismatch aborts. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gguf import GGMLQuantizationType  # noqa: E402
+
+from bench.machine import describe, machine_info  # noqa: E402
+from registry.convert.quantize import quantize  # noqa: E402
+from tests.ggml_reference import ggml_quantize  # noqa: E402
+
+
+def _timed(function, data: np.ndarray, qtype: GGMLQuantizationType) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    out = function(data, qtype)
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=4096)
+    parser.add_argument("--cols", type=int, default=4096)
+    parser.add_argument("--types", default="Q8_0,Q4_K,Q5_K,Q6_K")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    qtypes = [GGMLQuantizationType[name.strip().upper()] for name in args.types.split(",")]
+    data = (np.random.default_rng(0).standard_normal((args.rows, args.cols), dtype=np.float32)
+            * np.float32(0.02))
+    info = machine_info(numpy=version("numpy"), gguf=version("gguf"), llama_cpp_python=version("llama-cpp-python"))
+    print(f"{args.rows}×{args.cols} float32, fastest of {args.runs} interleaved run(s); {describe(info)}")
+    print(f"{'type':6} {'ggml s':>8} {'mreg s':>8} {'mreg MB/s':>10} {'mreg / ggml':>12}")
+    results = []
+    for qtype in qtypes:
+        times: dict[str, list[float]] = {"ggml": [], "mreg": []}
+        for _ in range(args.runs):
+            seconds, expected = _timed(ggml_quantize, data, qtype)
+            times["ggml"].append(seconds)
+            seconds, got = _timed(quantize, data, qtype)
+            times["mreg"].append(seconds)
+            if got.shape != expected.shape or not np.array_equal(got, expected):
+                sys.exit(f"{qtype.name}: mreg's bytes differ from ggml's")
+        ggml_s, mreg_s = min(times["ggml"]), min(times["mreg"])
+        results.append({"type": qtype.name, "ggml_s": ggml_s, "mreg_s": mreg_s, "ratio": mreg_s / ggml_s,
+                        "runs": times})
+        print(f"{qtype.name:6} {ggml_s:8.2f} {mreg_s:8.2f} {data.nbytes / mreg_s / 1e6:10.0f} {mreg_s / ggml_s:12.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
