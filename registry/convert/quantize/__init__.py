@@ -1,34 +1,35 @@
 """Tensors quantized exactly as ggml's ``ggml_quantize_chunk`` does with no importance matrix.
 
 ``quantize(data, qtype)`` is the one entry point: float32 rows in, the GGUF tensor bytes out. F32, F16
-and BF16 are conversions; Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 come from ``gguf.quants`` (byte-identical to
-ggml's reference rows); Q4_K, Q5_K and Q6_K are computed here (``kquants``). Work is vectorised over
-all blocks, ``CHUNK_BLOCKS`` super-blocks at a time so temporaries stay small.
+and BF16 are conversions; Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are in ``legacy``, Q4_K, Q5_K and Q6_K in
+``kquants``. Work is vectorised over all blocks, ``CHUNK_BLOCKS`` blocks at a time so temporaries stay
+small.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-from gguf import quants as gguf_quants
 
 from .floats import bf16_bits, fp16_bits
 from .kquants import quantize_q4_k, quantize_q5_k, quantize_q6_k
+from .legacy import quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_q8_0
 
 CHUNK_BLOCKS = 512
-"""Super-blocks quantized per numpy pass: large enough to amortise Python, small enough to stay in cache."""
+"""256-weight blocks (or as many weights in 32-weight blocks) per numpy pass: large enough to amortise
+Python, small enough for the temporaries to stay in cache."""
 
-_KQUANTS = {
+_BLOCKS = {
+    GGMLQuantizationType.Q8_0: quantize_q8_0,
+    GGMLQuantizationType.Q4_0: quantize_q4_0,
+    GGMLQuantizationType.Q4_1: quantize_q4_1,
+    GGMLQuantizationType.Q5_0: quantize_q5_0,
+    GGMLQuantizationType.Q5_1: quantize_q5_1,
     GGMLQuantizationType.Q4_K: quantize_q4_k,
     GGMLQuantizationType.Q5_K: quantize_q5_k,
     GGMLQuantizationType.Q6_K: quantize_q6_k,
 }
-_FROM_GGUF = frozenset({
-    GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1,
-    GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1,
-})
-SUPPORTED = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
-                       *_FROM_GGUF, *_KQUANTS})
+SUPPORTED = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16, *_BLOCKS})
 """The types ``quantize`` writes."""
 
 
@@ -52,11 +53,9 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
         return fp16_bits(data).view(np.uint8).reshape(out_shape)
     if qtype == GGMLQuantizationType.BF16:
         return bf16_bits(data).view(np.uint8).reshape(out_shape)
-    if qtype in _FROM_GGUF:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.asarray(gguf_quants.quantize(data, qtype), dtype=np.uint8).reshape(out_shape)
     blocks = data.reshape(-1, block_size)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
-    for start in range(0, blocks.shape[0], CHUNK_BLOCKS):
-        out[start:start + CHUNK_BLOCKS] = _KQUANTS[qtype](blocks[start:start + CHUNK_BLOCKS])
+    step = CHUNK_BLOCKS * 256 // block_size
+    for start in range(0, blocks.shape[0], step):
+        out[start:start + step] = _BLOCKS[qtype](blocks[start:start + step])
     return out.reshape(out_shape)
