@@ -41,11 +41,12 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     """
     if qtype not in SUPPORTED:
         raise ValueError(f"cannot quantize to {qtype.name}")
+    if np.ndim(data) == 0:
+        raise ValueError("cannot quantize a scalar: quantize takes rows of weights")
     data = np.ascontiguousarray(data, dtype=np.float32)
     block_size, type_size = GGML_QUANT_SIZES[qtype]
-    if data.ndim == 0 or data.shape[-1] % block_size:
-        raise ValueError(f"row length {data.shape[-1] if data.ndim else 0} is not a multiple of "
-                         f"{qtype.name}'s block size {block_size}")
+    if data.shape[-1] % block_size:
+        raise ValueError(f"row length {data.shape[-1]} is not a multiple of {qtype.name}'s block size {block_size}")
     out_shape = (*data.shape[:-1], data.shape[-1] // block_size * type_size)
     if qtype == GGMLQuantizationType.F32:
         return data.view(np.uint8).reshape(out_shape)
