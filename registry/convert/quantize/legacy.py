@@ -108,6 +108,4 @@ def _nibbles(levels: np.ndarray, mask: bool = True) -> np.ndarray:
 
 def _fifth_bits(levels: np.ndarray) -> np.ndarray:
     """Bit 4 of each of the 32 levels, level ``j`` at bit ``j`` of a little-endian uint32."""
-    bits = (levels.view(np.uint8).astype(np.uint32) >> 4) & np.uint32(1)
-    packed = np.bitwise_or.reduce(bits << np.arange(32, dtype=np.uint32), axis=1).astype("<u4")
-    return packed.view(np.uint8).reshape(-1, 4)
+    return np.packbits((levels.view(np.uint8) >> 4) & np.uint8(1), axis=1, bitorder="little")
