@@ -4,8 +4,9 @@
 
 For each type, ``registry.convert.quantize.quantize`` and ggml's ``ggml_quantize_chunk`` (llama-cpp-python's
 libggml-base through ctypes, one call, single-threaded C) quantize the same normally distributed weights
-(σ 0.02); runs are interleaved and the fastest of each is reported, with mreg's time over ggml's. The
-outputs are compared byte for byte: a mismatch aborts. See bench/README.md.
+(σ 0.02); runs are interleaved and the fastest of each is reported, wall time and CPU time of this
+process (both sides run on one thread, so CPU time is the fairer measure on a busy machine), with
+mreg's time over ggml's. The outputs are compared byte for byte: a mismatch aborts. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from registry.convert.quantize import quantize  # noqa: E402
 from tests.ggml_reference import ggml_quantize  # noqa: E402
 
 
-def _timed(function, data: np.ndarray, qtype: GGMLQuantizationType) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
+def _timed(function, data: np.ndarray, qtype: GGMLQuantizationType) -> tuple[float, float, np.ndarray]:
+    """(wall seconds, CPU seconds, output) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     out = function(data, qtype)
-    return time.perf_counter() - start, out
+    return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
 def main() -> None:
@@ -49,21 +51,23 @@ def main() -> None:
             * np.float32(0.02))
     info = machine_info(numpy=version("numpy"), gguf=version("gguf"), llama_cpp_python=version("llama-cpp-python"))
     print(f"{args.rows}×{args.cols} float32, fastest of {args.runs} interleaved run(s); {describe(info)}")
-    print(f"{'type':6} {'ggml s':>8} {'mreg s':>8} {'mreg MB/s':>10} {'mreg / ggml':>12}")
+    print(f"{'type':6} {'ggml s':>8} {'mreg s':>8} {'wall ratio':>10} {'ggml cpu s':>10} {'mreg cpu s':>10} {'cpu ratio':>9}")
     results = []
     for qtype in qtypes:
-        times: dict[str, list[float]] = {"ggml": [], "mreg": []}
+        times: dict[str, list[tuple[float, float]]] = {"ggml": [], "mreg": []}
         for _ in range(args.runs):
-            seconds, expected = _timed(ggml_quantize, data, qtype)
-            times["ggml"].append(seconds)
-            seconds, got = _timed(quantize, data, qtype)
-            times["mreg"].append(seconds)
+            wall, cpu, expected = _timed(ggml_quantize, data, qtype)
+            times["ggml"].append((wall, cpu))
+            wall, cpu, got = _timed(quantize, data, qtype)
+            times["mreg"].append((wall, cpu))
             if got.shape != expected.shape or not np.array_equal(got, expected):
                 sys.exit(f"{qtype.name}: mreg's bytes differ from ggml's")
-        ggml_s, mreg_s = min(times["ggml"]), min(times["mreg"])
-        results.append({"type": qtype.name, "ggml_s": ggml_s, "mreg_s": mreg_s, "ratio": mreg_s / ggml_s,
-                        "runs": times})
-        print(f"{qtype.name:6} {ggml_s:8.2f} {mreg_s:8.2f} {data.nbytes / mreg_s / 1e6:10.0f} {mreg_s / ggml_s:12.2f}")
+        (ggml_wall, ggml_cpu), (mreg_wall, mreg_cpu) = (
+            tuple(min(run[i] for run in times[tool]) for i in (0, 1)) for tool in ("ggml", "mreg"))
+        results.append({"type": qtype.name, "ggml_s": ggml_wall, "mreg_s": mreg_wall, "ggml_cpu_s": ggml_cpu,
+                        "mreg_cpu_s": mreg_cpu, "runs": times})
+        print(f"{qtype.name:6} {ggml_wall:8.2f} {mreg_wall:8.2f} {mreg_wall / ggml_wall:10.2f} "
+              f"{ggml_cpu:10.2f} {mreg_cpu:10.2f} {mreg_cpu / ggml_cpu:9.2f}")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
                                          "results": results}, indent=2))
