@@ -1,6 +1,7 @@
 """Benchmark mreg's numpy quantizers against ggml's own, on one float32 matrix, in one process.
 
-    python bench/quantize_bench.py [--rows 4096] [--cols 4096] [--types Q8_0,Q4_K,Q5_K,Q6_K] [--runs 3] [--json out.json]
+    python bench/quantize_bench.py [--rows 4096] [--cols 4096] [--types Q8_0,Q4_K,Q5_K,Q6_K] [--runs 3]
+                                   [--json out.json]
 
 For each type, ``registry.convert.quantize.quantize`` and ggml's ``ggml_quantize_chunk`` (llama-cpp-python's
 libggml-base through ctypes, one call, single-threaded C) quantize the same normally distributed weights
@@ -51,7 +52,8 @@ def main() -> None:
             * np.float32(0.02))
     info = machine_info(numpy=version("numpy"), gguf=version("gguf"), llama_cpp_python=version("llama-cpp-python"))
     print(f"{args.rows}×{args.cols} float32, fastest of {args.runs} interleaved run(s); {describe(info)}")
-    print(f"{'type':6} {'ggml s':>8} {'mreg s':>8} {'wall ratio':>10} {'ggml cpu s':>10} {'mreg cpu s':>10} {'cpu ratio':>9}")
+    print(f"{'type':6} {'ggml s':>8} {'mreg s':>8} {'wall ratio':>10} "
+          f"{'ggml cpu s':>10} {'mreg cpu s':>10} {'cpu ratio':>9}")
     results = []
     for qtype in qtypes:
         times: dict[str, list[tuple[float, float]]] = {"ggml": [], "mreg": []}

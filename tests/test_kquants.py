@@ -50,6 +50,7 @@ def _synthetic() -> dict[str, np.ndarray]:
     ties[0, :256] = np.tile(np.float32([0, 1, 2, 3]), 64)
     return {
         "normal-64x4096": normal * np.float32(0.02),
+        "uneven-chunks-37x4352": rows(4352, 37, 0.02),
         "zeros-and-signed-zeros": zeros,
         "constant-rows": constant,
         "huge": rows(scale=1e30),
@@ -104,7 +105,8 @@ def _assert_same_as_ggml(data: np.ndarray, qtype: GGMLQuantizationType) -> None:
     assert got.dtype == np.uint8 and got.shape == expected.shape
     if not np.array_equal(got, expected):
         rows = np.flatnonzero((got != expected).reshape(-1, got.shape[-1]).any(axis=1))
-        pytest.fail(f"{qtype.name}: {rows.size} of {got.size // got.shape[-1]} rows differ from ggml's, first {rows[:5]}")
+        total = got.size // got.shape[-1]
+        pytest.fail(f"{qtype.name}: {rows.size} of {total} rows differ from ggml's, first {rows[:5]}")
 
 
 @pytest.mark.parametrize("case", SYNTHETIC)
@@ -162,7 +164,8 @@ def test_dequantized_weights_are_close(qtype: GGMLQuantizationType) -> None:
 @pytest.mark.parametrize(("qtype", "width"), [(T.Q4_K, 4096 + 32), (T.Q6_K, 576), (T.Q8_0, 48), (T.Q5_1, 16)])
 def test_row_length_not_a_multiple_of_the_block_is_refused(qtype: GGMLQuantizationType, width: int) -> None:
     block_size = GGML_QUANT_SIZES[qtype][0]
-    with pytest.raises(ValueError, match=f"row length {width} is not a multiple of {qtype.name}'s block size {block_size}"):
+    message = f"row length {width} is not a multiple of {qtype.name}'s block size {block_size}"
+    with pytest.raises(ValueError, match=message):
         quantize(np.ones((2, width), dtype=np.float32), qtype)
 
 
