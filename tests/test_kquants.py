@@ -177,6 +177,12 @@ def test_scalars_and_unsupported_types_are_refused() -> None:
         quantize(np.ones((1, 256), dtype=np.float32), T.Q2_K)
 
 
+def test_threads_write_the_same_bytes() -> None:
+    data = SYNTHETIC["uneven-chunks-37x4352"]
+    for qtype in (T.Q4_K, T.Q6_K, T.BF16):
+        assert np.array_equal(quantize(data, qtype, threads=3), ggml_quantize(data, qtype))
+
+
 def test_input_is_not_modified_and_other_dtypes_are_converted() -> None:
     data = SYNTHETIC["outliers"][:4]
     before = data.copy()

@@ -12,6 +12,7 @@ for F32/F16/BF16, for NaN and ±inf too. Rows holding NaN or ±inf are garbage i
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -41,10 +42,12 @@ SUPPORTED = frozenset({GGMLQuantizationType.F32, *_BLOCKS})
 """The types ``quantize`` writes."""
 
 
-def quantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
+def quantize(data: np.ndarray, qtype: GGMLQuantizationType, *, threads: int = 1) -> np.ndarray:
     """float32 (..., n) → uint8 (..., n // block size * type size), the bytes ggml writes for ``qtype``.
 
     Other float dtypes (a memory-mapped float16 tensor) are converted to float32 a chunk at a time.
+    With ``threads`` > 1, chunks are quantized on that many threads (numpy releases the GIL inside
+    its loops); the bytes are the same.
 
     Raises ValueError for a type not in ``SUPPORTED`` or a row length that is not a multiple of the
     type's block size (the caller picks a fallback type for those tensors).
@@ -63,7 +66,17 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     blocks = data.reshape(-1, block_size)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
     step = CHUNK_WEIGHTS // block_size
-    for start in range(0, blocks.shape[0], step):
+
+    def quantize_chunk(start: int) -> None:
         chunk = np.ascontiguousarray(blocks[start:start + step], dtype=np.float32)
         out[start:start + step] = _BLOCKS[qtype](chunk)
+
+    starts = range(0, blocks.shape[0], step)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+            for _ in pool.map(quantize_chunk, starts):
+                pass
+    else:
+        for start in starts:
+            quantize_chunk(start)
     return out.reshape(out_shape)
