@@ -51,6 +51,7 @@ def _synthetic() -> dict[str, np.ndarray]:
     return {
         "normal-64x4096": normal * np.float32(0.02),
         "uneven-chunks-37x4352": rows(4352, 37, 0.02),
+        "bf16-valued": (rows(4096, 8, 0.02).view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32),
         "zeros-and-signed-zeros": zeros,
         "constant-rows": constant,
         "huge": rows(scale=1e30),
