@@ -178,6 +178,16 @@ def test_scalars_and_unsupported_types_are_refused() -> None:
         quantize(np.ones((1, 256), dtype=np.float32), T.Q2_K)
 
 
+@pytest.mark.parametrize("qtype", QUANTIZED, ids=lambda t: t.name)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_block_types_refuse_non_finite_weights(qtype: GGMLQuantizationType, bad: float) -> None:
+    data = SYNTHETIC["uneven-chunks-37x4352"].copy()
+    data[36, 4351] = bad
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match=f"cannot quantize NaN or infinite weights to {qtype.name}"):
+            quantize(data, qtype, threads=threads)
+
+
 def test_threads_write_the_same_bytes() -> None:
     data = SYNTHETIC["uneven-chunks-37x4352"]
     for qtype in (T.Q4_K, T.Q6_K, T.BF16):

@@ -4,9 +4,9 @@
 and BF16 are conversions (``floats``); Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are in ``legacy``, Q4_K, Q5_K
 and Q6_K in ``kquants``. Work is vectorised over all blocks, ``CHUNK_WEIGHTS`` weights at a time.
 
-Byte identity holds for finite weights (every float32 value, subnormals and ±float32 max included) and,
-for F32/F16/BF16, for NaN and ±inf too. Rows holding NaN or ±inf are garbage in ggml's block types
-(and rejected by llama.cpp's loader); their bytes here may differ from ggml's.
+Byte identity holds for every finite float32 weight (subnormals and ±float32 max included) and, for
+F32/F16/BF16, for NaN and ±inf too. The block types refuse NaN and ±inf with a ValueError, as
+llama-quantize does ("quantized data validation failed"): ggml's blocks for them are garbage.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ _BLOCKS: dict[GGMLQuantizationType, Callable[[np.ndarray], np.ndarray]] = {
     GGMLQuantizationType.Q6_K: quantize_q6_k,
 }
 """Each type's function of (blocks, block size) float32 → (blocks, type size) uint8."""
+_FLOAT_TYPES = frozenset({GGMLQuantizationType.F16, GGMLQuantizationType.BF16})
 SUPPORTED = frozenset({GGMLQuantizationType.F32, *_BLOCKS})
 """The types ``quantize`` writes."""
 
@@ -49,8 +50,9 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType, *, threads: int = 1)
     With ``threads`` > 1, chunks are quantized on that many threads (numpy releases the GIL inside
     its loops); the bytes are the same.
 
-    Raises ValueError for a type not in ``SUPPORTED`` or a row length that is not a multiple of the
-    type's block size (the caller picks a fallback type for those tensors).
+    Raises ValueError for a type not in ``SUPPORTED``, a row length that is not a multiple of the
+    type's block size (the caller picks a fallback type for those tensors), or NaN or ±inf weights
+    for a block type.
     """
     if qtype not in SUPPORTED:
         raise ValueError(f"cannot quantize to {qtype.name}")
@@ -66,9 +68,12 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType, *, threads: int = 1)
     blocks = data.reshape(-1, block_size)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
     step = CHUNK_WEIGHTS // block_size
+    check_finite = qtype not in _FLOAT_TYPES
 
     def quantize_chunk(start: int) -> None:
         chunk = np.ascontiguousarray(blocks[start:start + step], dtype=np.float32)
+        if check_finite and not np.isfinite(chunk).all():
+            raise ValueError(f"cannot quantize NaN or infinite weights to {qtype.name}")
         out[start:start + step] = _BLOCKS[qtype](chunk)
 
     starts = range(0, blocks.shape[0], step)
