@@ -1,0 +1,1 @@
+"""Local conversion of safetensors checkpoints to GGUF."""
