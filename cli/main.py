@@ -50,11 +50,14 @@ def main() -> None:
 @click.option("--connections", type=click.IntRange(1, 256), default=Tuning.connections, show_default=True,
               help="HTTP connections in parallel (split across large files).")
 @click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
+@click.option("--also-from", "also_from", multiple=True, metavar="URL",
+              help="Another Hub endpoint with the repo (repeatable): large files it holds with the same sha256 "
+                   "are fetched from it and the upstream at once. The token is not sent to it.")
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
                        exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, connections: int,
-                       token: str | None, as_json: bool) -> None:
+                       token: str | None, also_from: tuple[str, ...], as_json: bool) -> None:
     """Download REPO_ID at a revision into the store; print the snapshot folder last."""
     settings = Settings.from_env()
     if quant is not None and (include or exclude):
@@ -64,7 +67,8 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
-    async with open_workspace(settings, resolve_token(token), connections) as ws:
+    async with open_workspace(settings, resolve_token(token), connections * (1 + len(also_from))) as ws:
+        options = dataclasses.replace(options, mirrors=tuple(ws.client.mirror(url) for url in also_from))
         with progress:
             result, choice = await pull_model(repo, quant, options, client=ws.client, store=ws.store,
                                               catalog=ws.catalog, progress=progress,
@@ -73,13 +77,15 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
         click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
     if as_json:
         data = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
-                "files": [dataclasses.asdict(f) for f in result.files]}
+                "files": [dataclasses.asdict(f) for f in result.files], "fetched_from": result.by_source}
         if choice is not None:
             data.update(quant=choice.label, gguf=list(choice.quant.files))
         _echo_json(data)
     else:
         if result.source == "upstream":
-            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files", err=True)
+            served = ", ".join(f"{human_size(n)} from {name}" for name, n in result.by_source.items())
+            origin = f" ({served})" if also_from else ""
+            click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files{origin}", err=True)
         click.echo(str(result.path))
 
 

@@ -6,17 +6,20 @@ The CLI's ``mreg pull`` and (later) the daemon's mirror jobs both call ``pull``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from .catalog import Catalog, FileRecord
-from .download import FileSpec, Tuning, download_file
+from .download import FileSpec, Source, Tuning, download_from
 from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError
 from .hub import FileLocation, HubClient, RemoteFile
 from .inspection import index_snapshot
+from .mirrors import MirrorListing, list_mirrors
 from .paths import safe_relpath
 from .repo import RepoRef
 from .selection import selected
@@ -55,6 +58,9 @@ class PullOptions:
     offline: bool = False
     paths: frozenset[str] | None = None
     """Exactly these files (names compared literally, so glob characters are fine); None: every file."""
+    mirrors: tuple[HubClient, ...] = ()
+    """Other Hub endpoints with the repo: an LFS file one of them lists with the same sha256 is
+    fetched from the upstream and from it at once (each with ``tuning.connections``)."""
 
     def wants(self, path: str) -> bool:
         """Whether the pull takes ``path``: one of ``paths`` (when set) and selected by the globs."""
@@ -76,6 +82,8 @@ class PullResult:
     files: list[PulledFile]
     fetched: int
     source: str  # "upstream" or "local" (offline, or upstream unreachable)
+    by_source: dict[str, int] = field(default_factory=dict)
+    """Bytes fetched from each endpoint (the upstream's and the mirrors')."""
 
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store: Store, catalog: Catalog,
@@ -121,7 +129,8 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
     if len(wanted) == len(remote):
         await catalog.mark_revision_complete(repo, commit)
     await index_snapshot(store, catalog, repo, commit)
-    return _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
+    result = _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
+    return dataclasses.replace(result, by_source=dict(tally.by_source))
 
 
 def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
@@ -172,6 +181,7 @@ def _record(f: RemoteFile) -> FileRecord:
 @dataclass
 class _Tally:
     fetched: int = 0
+    by_source: Counter[str] = field(default_factory=Counter)
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
@@ -180,6 +190,10 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
     """Download, publish, link and record ``files``, several at once over shared connections."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
+    mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
+    listings: list[MirrorListing] = []
+    if mirrors and any(f.is_lfs for f in files):
+        listings = await list_mirrors(mirrors, repo, options.revision, options.tuning.connections)
 
     async def one(f: RemoteFile) -> None:
         async with file_slots:
@@ -191,9 +205,11 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
                 return location
 
             spec = FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
-            done = await download_file(client, spec, locate, store, slots, options.tuning,
-                                       lambda n: progress.advance(f.path, n))
+            sources = [Source(client.endpoint, client, locate, slots)]
+            sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
+            done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n))
             tally.fetched += done.fetched
+            tally.by_source.update(done.by_source)
             store.link_file(repo, commit, f.path, done.sha256)
             await catalog.mark_file_complete(repo, commit, f.path, done.sha256, f.size)
             progress.file_done(f.path, done.fetched)

@@ -50,7 +50,7 @@ class Tuning:
     state_interval: float = 0.1
     attempts_without_progress: int = 6
     backoff: float = 0.5
-    min_split: int = 1 * MiB
+    min_split: int = 256 * 1024
     """Smallest end of another source's part an idle worker takes over (one more request)."""
 
     def part_size(self, size: int) -> int:

@@ -144,6 +144,10 @@ class HubClient:
         self._token = token
         self.retry = retry
 
+    def mirror(self, endpoint: str) -> HubClient:
+        """A client of another endpoint over the same session and retry policy, without this token."""
+        return HubClient(self._session, endpoint, None, self.retry)
+
     @property
     def has_token(self) -> bool:
         return self._token is not None
