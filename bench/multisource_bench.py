@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,8 @@ WARM_UP_REPO = "bench/warm-up"
 FILENAME = "weights.bin"
 SEED = 20240602
 MB = 1_000_000
+POLL = 0.02
+"""Seconds between looks at the child and the servers' byte counters."""
 ARIA2C_ARGS = ["--console-log-level=error", "--file-allocation=none", "--summary-interval=0",
                "-x16", "-s32", "-k1M"]
 """aria2c as hfd.sh runs it, with up to 32 splits so that two servers get 16 connections each."""
@@ -43,6 +46,12 @@ ARIA2C_ARGS = ["--console-log-level=error", "--file-allocation=none", "--summary
 class Run:
     tool: str
     seconds: float
+    first_byte: float
+    """Seconds from the start to the first body byte either server sent (within POLL)."""
+    last_byte: float
+    """Seconds from the start to the last body byte either server sent (within POLL)."""
+    cpu_seconds: float
+    """User + system CPU of the child (and its children)."""
     first_hub_bytes: int
     second_hub_bytes: int
 
@@ -54,6 +63,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench-multi"), help="big file and work dirs")
     parser.add_argument("--json", type=Path, help="also write the runs and the ratios here")
     return parser.parse_args()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def sha256_of(path: Path) -> str:
@@ -103,16 +117,25 @@ class Bench:
             cmd, name = self.aria2c_cmd(REPO_ID, sources, work / "out"), f"aria2c, {sources} URL(s)"
         for hub in self.hubs:
             hub.stats.reset()
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
+        sent, first_byte, last_byte, cpu0 = 0, 0.0, 0.0, _children_cpu()
+        with (work / "log.out").open("wb") as out, (work / "log.err").open("wb") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err)
+            while proc.poll() is None:
+                time.sleep(POLL)
+                now, served = time.perf_counter() - start, sum(hub.stats.cdn_bytes for hub in self.hubs)
+                if served > sent:
+                    first_byte, last_byte, sent = first_byte or now, now, served
+            seconds = time.perf_counter() - start
+        cpu = _children_cpu() - cpu0
         if proc.returncode != 0:
-            raise SystemExit(f"{name} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
-        output = (Path(proc.stdout.strip().splitlines()[-1]) if tool == "mreg" else work / "out") / FILENAME
+            raise SystemExit(f"{name} exited {proc.returncode}; see {work / 'log.err'}")
+        printed = (work / "log.out").read_text().strip().splitlines()
+        output = (Path(printed[-1]) if tool == "mreg" else work / "out") / FILENAME
         if sha256_of(output) != self.blob.sha256:
             raise SystemExit(f"{name} wrote wrong bytes to {output}")
         first, second = (hub.stats.bytes_by_sha256[self.blob.sha256] for hub in self.hubs)
-        return Run(name, seconds, first, second)
+        return Run(name, seconds, first_byte, last_byte, cpu, first, second)
 
 
 def main() -> None:
@@ -132,18 +155,21 @@ def main() -> None:
         runs = [bench.run(tool, sources) for tool in ("mreg", "aria2c") for sources in (1, 2)]
     mreg_one, mreg_two, aria_one, aria_two = runs
     ratios = {"mreg two sources / one": mreg_two.seconds / mreg_one.seconds,
+              "mreg two sources / one, first to last byte": ((mreg_two.last_byte - mreg_two.first_byte)
+                                                            / (mreg_one.last_byte - mreg_one.first_byte)),
               "aria2c two URLs / one": aria_two.seconds / aria_one.seconds,
               "mreg two sources / aria2c two URLs": mreg_two.seconds / aria_two.seconds}
     info = machine_info(aria2c=subprocess.run(["aria2c", "--version"], capture_output=True, text=True)
                         .stdout.split()[2])
     print(describe(info))
     print(f"{args.size / MB:.0f} MB file, each server capped at {args.bandwidth / MB:.0f} MB/s (all connections)\n")
-    print("| tool | seconds | MB/s | bytes from server 1 | bytes from server 2 |")
-    print("|---|---:|---:|---:|---:|")
+    print("| tool | seconds | MB/s | to 1st byte s | transfer s | after last byte s | CPU s | from server 1 | from server 2 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         share = run.first_hub_bytes + run.second_hub_bytes
-        print(f"| {run.tool} | {run.seconds:.2f} | {args.size / MB / run.seconds:.1f} | "
-              f"{run.first_hub_bytes / share:.0%} | {run.second_hub_bytes / share:.0%} |")
+        print(f"| {run.tool} | {run.seconds:.2f} | {args.size / MB / run.seconds:.1f} | {run.first_byte:.2f} | "
+              f"{run.last_byte - run.first_byte:.2f} | {run.seconds - run.last_byte:.2f} | "
+              f"{run.cpu_seconds:.1f} | {run.first_hub_bytes / share:.0%} | {run.second_hub_bytes / share:.0%} |")
     print()
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}")

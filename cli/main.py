@@ -73,6 +73,8 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
             result, choice = await pull_model(repo, quant, options, client=ws.client, store=ws.store,
                                               catalog=ws.catalog, progress=progress,
                                               announce=lambda text: click.echo(f"mreg: {text}", err=True))
+    for name, reason in result.dropped.items():
+        click.echo(f"mreg: warning: {name} failed and was left out: {reason}", err=True)
     if result.source == "local" and not settings.offline:
         click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
     if as_json:

@@ -84,6 +84,8 @@ class PullResult:
     source: str  # "upstream" or "local" (offline, or upstream unreachable)
     by_source: dict[str, int] = field(default_factory=dict)
     """Bytes fetched from each endpoint (the upstream's and the mirrors')."""
+    dropped: dict[str, str] = field(default_factory=dict)
+    """Endpoints that failed during a file the others finished: the last reason of each."""
 
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store: Store, catalog: Catalog,
@@ -130,7 +132,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store:
         await catalog.mark_revision_complete(repo, commit)
     await index_snapshot(store, catalog, repo, commit)
     result = _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
-    return dataclasses.replace(result, by_source=dict(tally.by_source))
+    return dataclasses.replace(result, by_source=dict(tally.by_source), dropped=tally.dropped)
 
 
 def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
@@ -182,6 +184,7 @@ def _record(f: RemoteFile) -> FileRecord:
 class _Tally:
     fetched: int = 0
     by_source: Counter[str] = field(default_factory=Counter)
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
@@ -210,6 +213,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
             done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n))
             tally.fetched += done.fetched
             tally.by_source.update(done.by_source)
+            tally.dropped.update(done.dropped)
             store.link_file(repo, commit, f.path, done.sha256)
             await catalog.mark_file_complete(repo, commit, f.path, done.sha256, f.size)
             progress.file_done(f.path, done.fetched)

@@ -56,7 +56,7 @@ async def test_both_sources_serve_in_proportion_to_their_speed(hubs: tuple[TestH
     fast, slow = hubs
     fast.faults.bandwidth, slow.faults.bandwidth = 8 * MB, 4 * MB
     result = await pull_from(tmp_path, fast, slow)
-    assert stored_sha256(result) == blob.sha256
+    assert stored_sha256(result) == blob.sha256 and result.dropped == {}
     fast_bytes, slow_bytes = fast.stats.bytes_by_sha256[blob.sha256], slow.stats.bytes_by_sha256[blob.sha256]
     assert result.by_source[fast.endpoint] >= blob.size * 0.5
     assert 0.5 <= fast_bytes / (fast_bytes + slow_bytes) <= 0.8  # 2:1 links: about 0.67
@@ -95,6 +95,7 @@ async def test_a_source_dying_midway_leaves_the_file_to_the_other(hubs: tuple[Te
     assert stored_sha256(result) == blob.sha256
     assert result.by_source[doomed.endpoint] >= 2 * MB
     assert result.by_source[survivor.endpoint] >= blob.size - result.by_source[doomed.endpoint]
+    assert list(result.dropped) == [doomed.endpoint]
 
 
 async def test_corrupt_bytes_from_one_source_fail_the_file_and_publish_nothing(
@@ -146,3 +147,21 @@ def test_hub_client_mirror_sends_no_token(hubs: tuple[TestHub, TestHub]) -> None
     upstream, mirror = hubs
     client = HubClient(None, upstream.endpoint, "hf_token")  # type: ignore[arg-type]
     assert client.has_token and not client.mirror(mirror.endpoint).has_token
+
+
+async def test_an_interrupted_two_source_download_resumes_from_one(hubs: tuple[TestHub, TestHub], blob: Blob,
+                                                                   tmp_path: Path) -> None:
+    first, second = hubs
+    first.faults.bandwidth, second.faults.bandwidth = 4 * MB, 1 * MB
+    interrupted = asyncio.create_task(pull_from(tmp_path, first, second))
+    deadline = time.monotonic() + 20
+    while first.stats.cdn_bytes + second.stats.cdn_bytes < blob.size // 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    interrupted.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await interrupted
+    served = first.stats.cdn_bytes + second.stats.cdn_bytes
+    first.faults.bandwidth = None
+    result = await pull_from(tmp_path, first)
+    assert stored_sha256(result) == blob.sha256
+    assert result.fetched <= blob.size - served + blob.size * 0.15

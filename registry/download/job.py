@@ -171,6 +171,10 @@ class FileJob:
     def fetched_by_source(self) -> dict[str, int]:
         return {run.source.name: run.fetched for run in self.runs}
 
+    def dropped_sources(self) -> dict[str, str]:
+        """The sources that failed and were left out, with why."""
+        return {run.source.name: str(run.error) for run in self.runs if run.error is not None}
+
     async def run(self) -> None:
         """Fetch every missing part; raise when a part cannot be had from any source."""
         hasher = asyncio.create_task(self._hash_loop())

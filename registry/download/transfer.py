@@ -37,6 +37,8 @@ class Downloaded:
     fetched: int
     by_source: Mapping[str, int] = field(default_factory=dict)
     """Bytes fetched from each source, by source name."""
+    dropped: Mapping[str, str] = field(default_factory=dict)
+    """Sources that failed mid-file (the others finished it), with why."""
 
 
 async def download_file(client: HubClient, spec: FileSpec, locate: Locate, store: Store,
@@ -78,7 +80,7 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
         sha256 = _verify(spec, job.hasher, data_path, state_path, by_source)
         store.publish_blob(data_path, sha256)
         state_path.unlink(missing_ok=True)
-        return Downloaded(sha256, job.fetched, by_source)
+        return Downloaded(sha256, job.fetched, by_source, job.dropped_sources())
 
 
 def _verify(spec: FileSpec, hasher: PrefixHasher, data_path: Path, state_path: Path,
