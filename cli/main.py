@@ -78,8 +78,8 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     if result.source == "local" and not settings.offline:
         click.echo(f"mreg: warning: {settings.endpoint} is unreachable; using the local copy", err=True)
     if as_json:
-        data = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
-                "files": [dataclasses.asdict(f) for f in result.files]}
+        data: dict[str, object] = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
+                                   "files": [dataclasses.asdict(f) for f in result.files]}
         if also_from:
             data["fetched_from"] = result.by_source
         if choice is not None:
