@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 import time
@@ -165,3 +166,18 @@ async def test_an_interrupted_two_source_download_resumes_from_one(hubs: tuple[T
     result = await pull_from(tmp_path, first)
     assert stored_sha256(result) == blob.sha256
     assert result.fetched <= blob.size - served + blob.size * 0.15
+
+
+async def test_a_stalled_source_does_not_hold_the_file(hubs: tuple[TestHub, TestHub], blob: Blob,
+                                                       tmp_path: Path) -> None:
+    healthy, stalled = hubs
+    healthy.faults.bandwidth = 8 * MB
+    stalled.faults.stall(after_bytes=0, seconds=60, count=None, route="cdn")
+    settings = settings_for(healthy.endpoint, tmp_path)
+    patient = dataclasses.replace(FAST_TUNING, stall_timeout=60.0)  # the stalled fetches are not timed out
+    async with open_workspace(settings, None, patient.connections * 2, FAST_RETRY) as ws:
+        options = PullOptions(tuning=patient, mirrors=(ws.client.mirror(stalled.endpoint),))
+        result = await pull(RepoRef.parse(REPO), options, client=ws.client, store=ws.store, catalog=ws.catalog)
+    assert stored_sha256(result) == blob.sha256
+    # Its fetches were taken over and stopped before the stall ended: it never sent a body byte.
+    assert stalled.stats.cdn_bytes == 0 and stalled.stats.find(host="cdn")

@@ -136,6 +136,7 @@ class _Claim:
 
     part: Part
     run: _Run
+    worker: asyncio.Task[None] | None
     started: float
     done_at_start: int
 
@@ -250,7 +251,7 @@ class FileJob:
             part = self._split(run)
         if part is None:
             return None
-        claim = _Claim(part, run, time.monotonic(), part.done)
+        claim = _Claim(part, run, asyncio.current_task(), time.monotonic(), part.done)
         self._claims.append(claim)
         return claim
 
@@ -284,7 +285,7 @@ class FileJob:
             mine = run.rate or theirs or 1.0
             theirs = mine if theirs is None else theirs
             take = remaining if theirs <= 0 else int(remaining * mine / (mine + theirs))
-            if take < self.tuning.min_split:
+            if take < self.tuning.min_split and not (theirs <= 0 < take):
                 continue
             ends = remaining / theirs if theirs > 0 else float("inf")
             if best is None or ends > best_end:
@@ -292,7 +293,10 @@ class FileJob:
         return best
 
     def _split(self, run: _Run) -> Part | None:
-        """Cut the end off the part that would end last and return it as a new part (saved in the state)."""
+        """Cut the end off the part that would end last and return it as a new part (saved in the state).
+
+        Taking all that is left of a stalled fetch also stops its worker, which may be waiting out
+        its source's retries (the part is complete: nothing goes back to the queue)."""
         found = self._best_split(run)
         if found is None:
             return None
@@ -303,6 +307,8 @@ class FileJob:
         part.size = cut - part.offset
         index = next(i for i, p in enumerate(self.state.parts) if p is part)
         self.state.parts.insert(index + 1, tail)
+        if part.complete and claim.worker is not None:
+            claim.worker.cancel()
         return tail
 
     async def _location(self, run: _Run) -> FileLocation:
