@@ -99,13 +99,25 @@ async def test_a_source_dying_midway_leaves_the_file_to_the_other(hubs: tuple[Te
     assert list(result.dropped) == [doomed.endpoint]
 
 
-async def test_corrupt_bytes_from_one_source_fail_the_file_and_publish_nothing(
+async def test_corrupt_bytes_from_a_mirror_are_fetched_again_from_the_upstream(
         hubs: tuple[TestHub, TestHub], blob: Blob, tmp_path: Path) -> None:
     honest, liar = hubs
     honest.faults.bandwidth, liar.faults.bandwidth = 8 * MB, 8 * MB
     liar.faults.corrupt(blob.sha256, route="cdn")
-    with pytest.raises(IntegrityError, match=f"{NAME}: sha256 mismatch .* bytes fetched from .*{liar.endpoint}"):
-        await pull_from(tmp_path, honest, liar)
+    result = await pull_from(tmp_path, honest, liar)
+    assert stored_sha256(result) == blob.sha256
+    assert list(result.dropped) == [liar.endpoint] and "failed verification" in result.dropped[liar.endpoint]
+    assert honest.stats.bytes_by_sha256[blob.sha256] >= blob.size  # the second pass, from the upstream alone
+    assert result.by_source[liar.endpoint] == liar.stats.bytes_by_sha256[blob.sha256] > 0
+
+
+async def test_corrupt_bytes_from_the_upstream_fail_the_file_and_publish_nothing(
+        hubs: tuple[TestHub, TestHub], blob: Blob, tmp_path: Path) -> None:
+    liar, honest = hubs
+    honest.faults.bandwidth, liar.faults.bandwidth = 8 * MB, 8 * MB
+    liar.faults.corrupt(blob.sha256, route="cdn")
+    with pytest.raises(IntegrityError, match=f"{NAME}: sha256 mismatch .*from {liar.endpoint} alone as well"):
+        await pull_from(tmp_path, liar, honest)
     assert not list((tmp_path / "blobs").rglob(blob.sha256))
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size == blob.size]
     assert not list((tmp_path / "hub").rglob(NAME))

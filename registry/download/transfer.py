@@ -20,7 +20,6 @@ from pathlib import Path
 from ..errors import IntegrityError, UsageError
 from ..hub.client import HubClient
 from ..store import Store
-from .hasher import PrefixHasher
 from .job import Advance, FileJob, FileSpec, Locate, Source, Tuning, io
 from .state import TransferState
 
@@ -53,15 +52,45 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
-    and a source that fails is dropped while the others finish. Each source's ``slots`` bounds its
-    connections across every file of a pull; ``advance`` is told about every byte that lands
-    (including bytes a resumed download already had). ``on_prefix`` is told the length of the partial
-    file's contiguous written prefix whenever it grows: a reader may stream those bytes from the
-    partial file (``Store.partial_paths(spec.key)[0]``, the same inode as the published blob), but
-    they are verified only once this function returns.
+    and a source that fails is dropped while the others finish. When bytes from several sources fail
+    verification, the file is fetched again from the first source alone (the reference), and the
+    others are reported as dropped. Each source's ``slots`` bounds its connections across every file
+    of a pull; ``advance`` is told about every byte that lands (including bytes a resumed download
+    already had). ``on_prefix`` is told the length of the partial file's contiguous written prefix
+    whenever it grows: a reader may stream those bytes from the partial file
+    (``Store.partial_paths(spec.key)[0]``, the same inode as the published blob), but they are
+    verified only once this function returns.
     """
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
+    try:
+        return await _download(sources, spec, store, tuning, advance, on_prefix)
+    except _Mismatch as mismatch:
+        first, suspects = sources[0].name, [s.name for s in sources[1:] if mismatch.by_source.get(s.name)]
+        if not suspects:
+            raise
+        try:
+            again = await _download(sources[:1], spec, store, tuning, advance, on_prefix)
+        except _Mismatch as alone:
+            raise IntegrityError(f"{alone}, from {first} alone as well as from several sources") from None
+        why = f"its bytes and {first}'s failed verification together; fetched again from {first} alone"
+        by_source = {name: n + again.by_source.get(name, 0) for name, n in mismatch.by_source.items()}
+        return Downloaded(again.sha256, mismatch.fetched + again.fetched, by_source,
+                          {**mismatch.dropped, **dict.fromkeys(suspects, why)})
+
+
+class _Mismatch(IntegrityError):
+    """The bytes did not match the announced hash; what each source had sent."""
+
+    def __init__(self, message: str, job: FileJob) -> None:
+        super().__init__(message)
+        self.by_source = job.fetched_by_source()
+        self.fetched = job.fetched
+        self.dropped = job.dropped_sources()
+
+
+async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
+                    advance: Advance, on_prefix: Advance) -> Downloaded:
     if spec.sha256 and store.has_blob(spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
@@ -76,16 +105,15 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
         advance(state.completed)
         job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
         await job.run()
-        by_source = job.fetched_by_source()
-        sha256 = _verify(spec, job.hasher, data_path, state_path, by_source)
+        sha256 = _verify(spec, job, data_path, state_path)
         store.publish_blob(data_path, sha256)
         state_path.unlink(missing_ok=True)
-        return Downloaded(sha256, job.fetched, by_source, job.dropped_sources())
+        return Downloaded(sha256, job.fetched, job.fetched_by_source(), job.dropped_sources())
 
 
-def _verify(spec: FileSpec, hasher: PrefixHasher, data_path: Path, state_path: Path,
-            by_source: Mapping[str, int]) -> str:
+def _verify(spec: FileSpec, job: FileJob, data_path: Path, state_path: Path) -> str:
     """Compare the hashes with what upstream announced; on a mismatch discard the bytes and raise."""
+    hasher = job.hasher
     if spec.sha256 is not None:
         expected, got, kind = spec.sha256, hasher.sha256, "sha256"
     else:
@@ -93,10 +121,10 @@ def _verify(spec: FileSpec, hasher: PrefixHasher, data_path: Path, state_path: P
     if got != expected:
         data_path.unlink(missing_ok=True)
         state_path.unlink(missing_ok=True)
-        served = [f"{name} {n:,}" for name, n in by_source.items() if n]
+        served = [f"{name} {n:,}" for name, n in job.fetched_by_source().items() if n]
         origin = f"; bytes fetched from {', '.join(served)}" if len(served) > 1 else ""
-        raise IntegrityError(f"{spec.path}: {kind} mismatch (expected {expected}, got {got}); "
-                             f"the bad bytes were discarded{origin}")
+        raise _Mismatch(f"{spec.path}: {kind} mismatch (expected {expected}, got {got}); "
+                        f"the bad bytes were discarded{origin}", job)
     return hasher.sha256
 
 
