@@ -2,7 +2,8 @@
 
 A file whose sha256 (the Hub's LFS oid) a mirror also lists is fetched from the upstream and from
 every such mirror at once (``registry.download.download_from``); the bytes are verified as one file.
-A mirror that cannot list the repo is left out of the pull; one that fails mid-file is dropped from it.
+A mirror that cannot list the repo is left out of the pull (and reported); one that fails mid-file
+is dropped from that file.
 """
 
 from __future__ import annotations
@@ -43,17 +44,19 @@ class MirrorListing:
 
 
 async def list_mirrors(mirrors: Sequence[HubClient], repo: RepoRef, revision: str,
-                       connections: int) -> list[MirrorListing]:
-    """The LFS files each mirror lists for ``repo`` at ``revision`` (mirrors that cannot answer are left out)."""
+                       connections: int) -> tuple[list[MirrorListing], dict[str, str]]:
+    """The LFS files each mirror lists for ``repo`` at ``revision``, and why the others could not answer."""
 
-    async def one(mirror: HubClient) -> MirrorListing | None:
+    async def one(mirror: HubClient) -> MirrorListing | str:
         try:
             commit = (await mirror.repo_info(repo, revision)).commit
             files = await mirror.list_files(repo, commit)
-        except UpstreamError:
-            return None
+        except UpstreamError as exc:
+            return str(exc)
         paths = {f.lfs_sha256: f.path for f in files if f.lfs_sha256}
         return MirrorListing(mirror, commit, paths, asyncio.Semaphore(connections))
 
     found = await asyncio.gather(*(one(m) for m in mirrors))
-    return [listing for listing in found if listing is not None]
+    listings = [answer for answer in found if isinstance(answer, MirrorListing)]
+    failed = {m.endpoint: answer for m, answer in zip(mirrors, found, strict=True) if isinstance(answer, str)}
+    return listings, failed

@@ -85,7 +85,8 @@ class PullResult:
     by_source: dict[str, int] = field(default_factory=dict)
     """Bytes fetched from each endpoint (the upstream's and the mirrors')."""
     dropped: dict[str, str] = field(default_factory=dict)
-    """Endpoints that failed during a file the others finished: the last reason of each."""
+    """Mirrors left out (they could not list the repo, or failed during a file the others finished),
+    with the last reason of each."""
 
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: HubClient, store: Store, catalog: Catalog,
@@ -196,7 +197,8 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
     mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
     listings: list[MirrorListing] = []
     if mirrors and any(f.is_lfs for f in files):
-        listings = await list_mirrors(mirrors, repo, options.revision, options.tuning.connections)
+        listings, failed = await list_mirrors(mirrors, repo, options.revision, options.tuning.connections)
+        tally.dropped.update(failed)
 
     async def one(f: RemoteFile) -> None:
         async with file_slots:

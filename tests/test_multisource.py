@@ -139,6 +139,7 @@ async def test_a_mirror_without_the_repo_is_left_out(hubs: tuple[TestHub, TestHu
     result = await pull_from(tmp_path, upstream, mirror)
     assert stored_sha256(result) == blob.sha256
     assert mirror.stats.cdn_bytes == 0 and result.by_source == {upstream.endpoint: result.fetched}
+    assert list(result.dropped) == [mirror.endpoint] and "not found" in result.dropped[mirror.endpoint]
 
 
 def test_cli_also_from_says_which_source_served_what(hubs: tuple[TestHub, TestHub], blob: Blob, tmp_path: Path,
