@@ -159,7 +159,7 @@ def main() -> None:
                                                             / (mreg_one.last_byte - mreg_one.first_byte)),
               "aria2c two URLs / one": aria_two.seconds / aria_one.seconds,
               "mreg two sources / aria2c two URLs": mreg_two.seconds / aria_two.seconds}
-    info = machine_info(aria2c=subprocess.run(["aria2c", "--version"], capture_output=True, text=True)
+    info = machine_info(aria2c=subprocess.run(["aria2c", "--version"], capture_output=True, text=True, check=True)
                         .stdout.split()[2])
     print(describe(info))
     print(f"{args.size / MB:.0f} MB file, each server capped at {args.bandwidth / MB:.0f} MB/s (all connections)\n")
