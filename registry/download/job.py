@@ -99,7 +99,7 @@ def store_error(spec: FileSpec, exc: OSError) -> StoreError:
     return StoreError(f"{spec.path}: cannot write the partial download ({what})")
 
 
-def io(spec: FileSpec, fn: Callable[..., object], *args: object) -> None:
+def file_op(spec: FileSpec, fn: Callable[..., object], *args: object) -> None:
     """Run a file operation, translating OSError into a one-line StoreError."""
     try:
         fn(*args)
@@ -375,7 +375,7 @@ class FileJob:
 
     def _save(self) -> None:
         if self.state.completed < self.state.size:
-            io(self.spec, self.state.save, self.state_path)
+            file_op(self.spec, self.state.save, self.state_path)
         self._last_save = time.monotonic()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import IntegrityError, UsageError
 from ..hub.client import HubClient
 from ..store import Store
-from .job import Advance, FileJob, FileSpec, Locate, Source, Tuning, io
+from .job import Advance, FileJob, FileSpec, Locate, Source, Tuning, file_op
 from .state import TransferState
 
 __all__ = ["Advance", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file", "download_from"]
@@ -37,7 +37,8 @@ class Downloaded:
     by_source: Mapping[str, int] = field(default_factory=dict)
     """Bytes fetched from each source, by source name."""
     dropped: Mapping[str, str] = field(default_factory=dict)
-    """Sources that failed mid-file (the others finished it), with why."""
+    """Sources left out of this file, with why: they failed mid-way (the others finished it), or their
+    bytes failed verification together with the first source's (which then served it alone)."""
 
 
 async def download_file(client: HubClient, spec: FileSpec, locate: Locate, store: Store,
@@ -100,8 +101,8 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
         state = TransferState.load(state_path, spec.size, spec.key)
         if state is None or os.fstat(fd).st_size != spec.size:
             state = TransferState.plan(spec.size, spec.key, tuning.part_size(spec.size))
-            io(spec, os.ftruncate, fd, 0)
-            io(spec, os.ftruncate, fd, spec.size)
+            file_op(spec, os.ftruncate, fd, 0)
+            file_op(spec, os.ftruncate, fd, spec.size)
         advance(state.completed)
         job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
         await job.run()
