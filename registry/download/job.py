@@ -53,8 +53,9 @@ class Tuning:
     min_split: int = 256 * 1024
     """Smallest end of another source's part an idle worker takes over (one more request)."""
 
-    def part_size(self, size: int) -> int:
-        return min(max(size // (2 * self.connections), self.min_part), self.max_part)
+    def part_size(self, size: int, sources: int = 1) -> int:
+        """About two parts per connection of every source, within [min_part / sources, max_part]."""
+        return min(max(size // (2 * self.connections * sources), self.min_part // sources), self.max_part)
 
 
 @dataclass(frozen=True)

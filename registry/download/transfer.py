@@ -100,7 +100,7 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
             return Downloaded(spec.sha256, 0)
         state = TransferState.load(state_path, spec.size, spec.key)
         if state is None or os.fstat(fd).st_size != spec.size:
-            state = TransferState.plan(spec.size, spec.key, tuning.part_size(spec.size))
+            state = TransferState.plan(spec.size, spec.key, tuning.part_size(spec.size, len(sources)))
             file_op(spec, os.ftruncate, fd, 0)
             file_op(spec, os.ftruncate, fd, spec.size)
         advance(state.completed)
