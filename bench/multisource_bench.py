@@ -1,6 +1,6 @@
 """Benchmark multi-source downloads: one big file from one capped server vs from two, mreg and aria2c.
 
-    python bench/multisource_bench.py [--size 300000000] [--bandwidth 30000000] [--json out.json]
+    python bench/multisource_bench.py [--size 300000000] [--bandwidth 20000000] [--json out.json]
 
 Two test hubs run in this process (background threads), each serving the same repo behind a link
 capped at `--bandwidth` bytes/s for all its responses together (`faults.bandwidth`). Four child
@@ -59,7 +59,7 @@ class Run:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=300_000_000, help="file size in bytes")
-    parser.add_argument("--bandwidth", type=int, default=30_000_000, help="bytes/s of each server, all connections")
+    parser.add_argument("--bandwidth", type=int, default=20_000_000, help="bytes/s of each server, all connections")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench-multi"), help="big file and work dirs")
     parser.add_argument("--json", type=Path, help="also write the runs and the ratios here")
     return parser.parse_args()
