@@ -17,6 +17,7 @@ from registry.config import Settings
 from registry.download import Tuning
 from registry.errors import UsageError
 from registry.errors import UpstreamUnavailableError
+from registry.hub import HubClient
 from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
 from registry.inspection import inspect_local, inspect_remote
 from registry.maintenance import collect_garbage, remove, resolve_local, verify
@@ -75,11 +76,14 @@ def main() -> None:
 @click.option("--token", help="Token for the source pulled from (default: the upstream's configured token, "
               "HF_TOKEN or MODELSCOPE_API_TOKEN); with --source auto it goes to the Hub upstreams only.")
 @source_option
+@click.option("--also-from", "also_from", multiple=True, metavar="URL",
+              help="Another Hub endpoint with the repo (repeatable): large files it holds with the same sha256 "
+                   "are fetched from it and the upstream at once. The token is not sent to it.")
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
                        exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, connections: int,
-                       token: str | None, source: str | None, as_json: bool) -> None:
+                       token: str | None, source: str | None, also_from: tuple[str, ...], as_json: bool) -> None:
     """Download REPO_ID at a revision into the store; print the snapshot folder last."""
     settings = Settings.from_env()
     if quant is not None and (include or exclude):
@@ -92,23 +96,31 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
     announce = functools.partial(click.echo, err=True)
-    async with open_workspace(settings, None, connections) as ws:
+    async with open_workspace(settings, None, connections * (1 + len(also_from))) as ws:
+        options = dataclasses.replace(options, mirrors=tuple(HubClient(ws.session, url) for url in also_from))
         with progress:
             result, choice, upstream = await pull_from(
                 chosen, repo, quant, options, session=ws.session, store=ws.store, catalog=ws.catalog,
                 health=Health(settings.home / HEALTH_FILE), start_timeout=config.start_timeout, progress=progress,
                 announce=lambda text: announce(f"mreg: {text}"))
+    for name, reason in result.dropped.items():
+        click.echo(f"mreg: warning: {name} failed and was left out: {reason}", err=True)
     if result.source == "local" and not settings.offline:
         click.echo(f"mreg: warning: {upstream.url} is unreachable; using the local copy", err=True)
     if as_json:
-        data = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
-                "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name}
+        data: dict[str, object] = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
+                                   "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name}
+        if also_from:
+            data["fetched_from"] = result.by_source
         if choice is not None:
             data.update(quant=choice.label, gguf=list(choice.quant.files))
         _echo_json(data)
     else:
         if result.source == "upstream":
-            served = f" from {upstream.label}" if len(chosen) > 1 or upstream.kind != "hf" else ""
+            if also_from:
+                served = " (" + ", ".join(f"{human_size(n)} from {name}" for name, n in result.by_source.items()) + ")"
+            else:
+                served = f" from {upstream.label}" if len(chosen) > 1 or upstream.kind != "hf" else ""
             click.echo(f"fetched {human_size(result.fetched)} for {len(result.files)} files{served}", err=True)
         click.echo(str(result.path))
 

@@ -6,18 +6,21 @@ The CLI's ``mreg pull`` and (later) the daemon's mirror jobs both call ``pull``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from .catalog import Catalog, FileRecord
-from .download import FileSpec, Tuning, download_file
+from .download import FileSpec, Source, Tuning, download_from
 from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError
 from .hub import FileLocation, RemoteFile
 from .repo_client import RepoClient
 from .inspection import index_snapshot
+from .mirrors import MirrorListing, list_mirrors
 from .paths import safe_relpath
 from .repo import RepoRef
 from .selection import selected
@@ -58,6 +61,9 @@ class PullOptions:
     """Exactly these files (names compared literally, so glob characters are fine); None: every file."""
     upstream: str | None = None
     """The name of the upstream pulled from, recorded in the catalog with the revision and its files."""
+    mirrors: tuple[RepoClient, ...] = ()
+    """Other Hub endpoints with the repo: an LFS file one of them lists with the same sha256 is
+    fetched from the upstream and from it at once (each with ``tuning.connections``)."""
 
     def wants(self, path: str) -> bool:
         """Whether the pull takes ``path``: one of ``paths`` (when set) and selected by the globs."""
@@ -79,6 +85,11 @@ class PullResult:
     files: list[PulledFile]
     fetched: int
     source: str  # "upstream" or "local" (offline, or upstream unreachable)
+    by_source: dict[str, int] = field(default_factory=dict)
+    """Bytes fetched from each endpoint (the upstream's and the mirrors')."""
+    dropped: dict[str, str] = field(default_factory=dict)
+    """Mirrors left out (they could not list the repo, or failed during a file the others finished),
+    with the last reason of each."""
 
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store: Store, catalog: Catalog,
@@ -124,7 +135,8 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
     if len(wanted) == len(remote):
         await catalog.mark_revision_complete(repo, commit)
     await index_snapshot(store, catalog, repo, commit)
-    return _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
+    result = _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
+    return dataclasses.replace(result, by_source=dict(tally.by_source), dropped=tally.dropped)
 
 
 def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
@@ -175,6 +187,8 @@ def _record(f: RemoteFile) -> FileRecord:
 @dataclass
 class _Tally:
     fetched: int = 0
+    by_source: Counter[str] = field(default_factory=Counter)
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
@@ -183,6 +197,11 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
     """Download, publish, link and record ``files``, several at once over shared connections."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
+    mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
+    listings: list[MirrorListing] = []
+    if mirrors and any(f.is_lfs for f in files):
+        listings, failed = await list_mirrors(mirrors, repo, options.revision, options.tuning.connections)
+        tally.dropped.update(failed)
 
     async def one(f: RemoteFile) -> None:
         async with file_slots:
@@ -194,9 +213,12 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
                 return location
 
             spec = FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
-            done = await download_file(client, spec, locate, store, slots, options.tuning,
-                                       lambda n: progress.advance(f.path, n))
+            sources = [Source(client.endpoint, client, locate, slots)]
+            sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
+            done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n))
             tally.fetched += done.fetched
+            tally.by_source.update(done.by_source)
+            tally.dropped.update(done.dropped)
             store.link_file(repo, commit, f.path, done.sha256)
             await catalog.mark_file_complete(repo, commit, f.path, done.sha256, f.size)
             progress.file_done(f.path, done.fetched)

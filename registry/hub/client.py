@@ -103,6 +103,10 @@ def _error_for(resp: aiohttp.ClientResponse, repo: RepoRef, revision: str | None
 class HubClient(UpstreamHTTP):
     """Speaks the Hub's download protocol to one endpoint with one (optional) token."""
 
+    def mirror(self, endpoint: str) -> HubClient:
+        """A client of another endpoint over the same session and retry policy, without this token."""
+        return HubClient(self._session, endpoint, None, self.retry)
+
     async def _follow(self, method: str, url: str, headers: dict[str, str] | None = None,
                       stop_at_other_host: bool = False) -> aiohttp.ClientResponse:
         """Send, following redirects (the token is dropped on any hop off the endpoint's origin).

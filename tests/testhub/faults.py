@@ -7,6 +7,7 @@ Route kinds: "api" (repo info, paths-info, refs, whoami), "tree", "resolve" (hub
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class Faults:
         self.latency: float = 0.0
         """Seconds every hub and CDN request waits before it is answered (0 = none); the wait is
         asynchronous, so concurrent requests wait at the same time, as round trips to a far server do."""
+        self.bandwidth: int | None = None
+        """Cap on the body bytes per second of every response together, as a server's link (None = unlimited)."""
+        self._link_free_at = 0.0
 
     def reset(self) -> None:
         """Drop every rule; unlimited speed; default URL lifetime; no latency."""
@@ -70,6 +74,7 @@ class Faults:
             self.throttle = None
             self.url_ttl = DEFAULT_URL_TTL
             self.latency = 0.0
+            self.bandwidth = None
 
     def _add(self, rule: _Rule) -> None:
         if rule.route not in _ROUTES:
@@ -92,6 +97,15 @@ class Faults:
     def corrupt(self, sha256_or_path: str | None = None, count: int | None = None, route: str = "any") -> None:
         """Flip bytes in served bodies: all of them, or only that blob (by sha256 or by a repo path)."""
         self._add(CorruptRule(route, count, sha256_or_path))
+
+    def link_delay(self, n: int) -> float:
+        """Reserve the link for `n` body bytes; the seconds to wait before sending them under `bandwidth`."""
+        with self._lock:
+            if not self.bandwidth:
+                return 0.0
+            now = time.monotonic()
+            self._link_free_at = max(self._link_free_at, now) + n / self.bandwidth
+            return self._link_free_at - now
 
     def take(self, cls: type[_Rule], kind: str, names: Collection[str] = ()) -> _Rule | None:
         """Consume one use of the first rule of type `cls` matching a request of route `kind`.

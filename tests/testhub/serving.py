@@ -1,7 +1,8 @@
 """Serving blob bytes: Range parsing, signed CDN URLs, and the body pump that applies faults.
 
 The pump reads at most one piece at a time (never a whole file), counts bytes in `Stats` before
-handing them to the transport, and paces them when `faults.throttle` is set.
+handing them to the transport, and paces them when `faults.throttle` (per response) or
+`faults.bandwidth` (every response together) is set.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .faults import CorruptRule, CutRule, Faults, StallRule, Stats
 
 _THROTTLE_PIECE_MIN = 16 << 10
 _THROTTLE_PIECE_MAX = 256 << 10
+_LINK_PIECE = 64 << 10
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -151,11 +153,13 @@ async def send_blob(
             raise asyncio.CancelledError  # the connection is gone: nothing more to send or finish
         if pos >= end:
             return response
-        limits = [pacer.piece(), end - pos]
+        limits = [pacer.piece(), end - pos] + ([_LINK_PIECE] if faults.bandwidth else [])
         limits += [rule.after_bytes - sent for rule in (cut, stall) if isinstance(rule, (CutRule, StallRule))]
         chunk = blob.read(pos, pos + min(limits))
         if corrupt:
             chunk = _flip(chunk)
+        if faults.bandwidth:
+            await asyncio.sleep(faults.link_delay(len(chunk)))
         stats.body_bytes(kind, blob.sha256, len(chunk))
         await response.write(chunk)
         pos += len(chunk)
