@@ -113,7 +113,7 @@ class UpstreamHTTP:
                     method, URL(url, encoded=True), headers=self._headers(url, headers),
                     allow_redirects=False, timeout=timeout or DEFAULT_TIMEOUT,
                 )
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
             else:
                 if resp.status not in RETRYABLE_STATUS:

@@ -12,7 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from registry.errors import IntegrityError, UnsafePathError, UpstreamUnavailableError, UsageError
+from registry.errors import (
+    IntegrityError,
+    UnsafePathError,
+    UpstreamUnavailableError,
+    UsageError,
+)
 from registry.modelscope import ModelScopeClient
 from registry.pull import PullOptions, pull
 from registry.repo import RepoRef
@@ -183,7 +188,7 @@ def test_ls_shows_the_upstream(hubs: tuple[TestHub, TestModelScope], env: dict[s
     listed = {r["repo"]: r["upstream"] for r in json.loads(out)}
     assert listed == {"org/tiny": "modelscope", "org/hubonly": "hf"}
     code, out, _ = mreg("ls")
-    assert "modelscope" in next(line for line in out.splitlines() if line.startswith("org/tiny"))
+    assert code == 0 and "modelscope" in next(line for line in out.splitlines() if line.startswith("org/tiny"))
     with sqlite3.connect(Path(env["MREG_HOME"]) / "catalog.db") as db:
         rows = set(db.execute("SELECT repos.repo_id, files.upstream FROM files JOIN revisions ON files.revision = "
                               "revisions.id JOIN repos ON revisions.repo = repos.id"))
@@ -320,7 +325,7 @@ def test_upstreams_from_env_config_and_defaults(tmp_path: Path) -> None:
 def test_bad_mreg_upstreams_is_a_usage_error(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MREG_UPSTREAMS", "hf=hf+https://huggingface.co,broken")
     code, out, err = mreg("pull", "org/tiny", "--source", "auto")
-    assert code == 2 and err.count("\n") == 1 and "MREG_UPSTREAMS: 'broken' is not name=kind+URL" in err
+    assert code == 2 and out == "" and err.count("\n") == 1 and "MREG_UPSTREAMS: 'broken' is not name=kind+URL" in err
     monkeypatch.delenv("MREG_UPSTREAMS")
     code, _, err = mreg("pull", "hf://org/tiny", "--source", "modelscope")
     assert code == 2 and "names the hf source but --source says modelscope" in err
