@@ -116,6 +116,23 @@ async def test_resume_after_a_cut_body(hubs: tuple[TestHub, TestModelScope], tmp
     assert ms.stats.resolve_bytes < len(WEIGHTS) + 200_000  # resumed, not refetched whole
 
 
+async def test_revisions_without_commit_ids_pin_the_listing(hubs: tuple[TestHub, TestModelScope],
+                                                             tmp_path: Path) -> None:
+    _, ms = hubs
+    ms.commit_ids = False
+    repo = ms.repo("org/tiny")
+
+    first = await _pull_ms(ms, tmp_path)
+    repo.commit({"config.json": '{"model_type": "llama", "v": 2}'})
+    second = await _pull_ms(ms, tmp_path)
+    again = await _pull_ms(ms, tmp_path)
+
+    assert len(first.commit) == 40 and first.commit != repo.head.sha
+    assert second.commit not in (first.commit, repo.head.sha) and again.commit == second.commit
+    assert tree_bytes(second.path) == served(repo)
+    assert again.fetched == 0
+
+
 async def test_corrupt_bytes_are_rejected_and_never_published(hubs: tuple[TestHub, TestModelScope],
                                                               tmp_path: Path) -> None:
     _, ms = hubs

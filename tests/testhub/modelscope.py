@@ -84,6 +84,8 @@ class TestModelScope:
         self.repos: dict[str, HubRepo] = {}
         self.faults = Faults()
         self.stats = Stats()
+        self.commit_ids = True
+        """Whether `/revisions` names each branch's and tag's commit (`CommitId`); False leaves it out."""
         self.endpoint = ""
         self._address = (host, port)
         self._server = ServerThread("testmodelscope")
@@ -238,15 +240,18 @@ class TestModelScope:
             raise ModelScopeError(400, 400, f"Invalid EndTime: {end}")
         branches = [
             {"Revision": DEFAULT_BRANCH if name == "main" else name, "CreatedAt": _epoch(repo.commits[sha]),
-             "CommitId": sha}
+             **self._commit_id(sha)}
             for name, sha in sorted(repo.branches.items())
         ]
         tags = [
-            {"Revision": name, "CreatedAt": _epoch(repo.commits[sha]), "CommitId": sha, "Message": name}
+            {"Revision": name, "CreatedAt": _epoch(repo.commits[sha]), "Message": name, **self._commit_id(sha)}
             for name, sha in sorted(repo.tags.items())
             if end is None or _epoch(repo.commits[sha]) <= int(end)
         ]
         return envelope({"RevisionMap": {"Branches": branches, "Tags": tags}})
+
+    def _commit_id(self, sha: str) -> dict[str, str]:
+        return {"CommitId": sha} if self.commit_ids else {}
 
     async def _files(self, request: web.Request, repo_id: str) -> web.Response:
         repo = self._lookup(request, repo_id)
