@@ -133,6 +133,20 @@ async def test_revisions_without_commit_ids_pin_the_listing(hubs: tuple[TestHub,
     assert again.fetched == 0
 
 
+async def test_lfs_redirects_resume_on_the_cdn_without_the_token(hubs: tuple[TestHub, TestModelScope],
+                                                                 tmp_path: Path) -> None:
+    _, ms = hubs
+    repo = ms.add_repo(tiny_repo("alice/secret", private=True))
+    ms.redirect_lfs = True
+    ms.faults.cut_body(100_000)
+
+    result = await _pull_ms(ms, tmp_path, "alice/secret", token="ms_alice")
+
+    assert tree_bytes(result.path) == served(repo)
+    assert len(WEIGHTS) <= ms.stats.cdn_bytes <= len(WEIGHTS) + 100_000  # the cut part resumed, not refetched
+    assert ms.stats.cdn_authorization_seen == [] and ms.stats.resolve_bytes < len(WEIGHTS)
+
+
 async def test_corrupt_bytes_are_rejected_and_never_published(hubs: tuple[TestHub, TestModelScope],
                                                               tmp_path: Path) -> None:
     _, ms = hubs

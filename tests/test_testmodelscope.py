@@ -221,3 +221,22 @@ def test_get_model_and_a_rooted_listing(ms_env: MsEnv) -> None:
     assert (info["Owner"], info["Name"], int(info["Visibility"])) == ("org", "tiny", 5)
     assert _tree(folder) == {p: s for p, s in _served(repo).items() if p.startswith("weights/")}
     assert ms_env.hub.stats.find(path_contains="&Root=weights")  # the client listed only that folder
+
+
+def test_lfs_redirects_to_the_cdn_without_the_token(ms_env: MsEnv, monkeypatch: pytest.MonkeyPatch,
+                                                     connections: list[tuple[str, int]]) -> None:
+    from modelscope import snapshot_download
+
+    repo = ms_env.hub.add_repo(_tiny_repo("alice/secret", private=True))
+    ms_env.hub.redirect_lfs = True
+    ms_env.hub.faults.cut_body(500_000)  # on the CDN: the client resumes there
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_test_alice")
+
+    folder = Path(snapshot_download(repo.repo_id))
+
+    assert _tree(folder) == _served(repo)
+    weights = repo.head.files["weights/model.safetensors"].blob
+    assert ms_env.hub.stats.cdn_bytes >= weights.size and ms_env.hub.stats.resolve_bytes < weights.size
+    assert ms_env.hub.stats.cdn_authorization_seen == []
+    hosts = {host for host, _ in connections}
+    assert hosts == {"127.0.0.1", "127.0.0.2"}

@@ -10,29 +10,36 @@ every other branch, tag and full commit sha is reachable under its own name.
     GET|HEAD /api/v1/models/{owner}/{name}/repo?Revision=R&FilePath=P   bytes, Range → 206
     GET      /api/v1/repos/internalAccelerationInfo                 no intra-cloud region
 
+With `redirect_lfs`, LFS files answer a 302 to a signed URL on a second host (`cdn_base`, 127.0.0.2)
+as modelscope.cn does to its object storage; the CDN is the test hub's (`serving.serve_cdn`).
+
 JSON answers are `{"Code": 200, "Success": true, "Data": …, "Message": "success", "RequestId": …}`;
 refusals carry the HTTP status the client maps (401, 403, 404, 400) with `Code`/`Message`. Tokens
 arrive as `Authorization: Bearer T` and/or the `m_session_id` cookie, as the `modelscope` client
 sends both. Faults and stats are those of `TestHub`, with route kinds "api", "tree" (file lists)
-and "resolve" (file bytes).
+"resolve" (file bytes from the API host) and "cdn" (the redirect target). A request carrying the
+token to the CDN (Authorization or the m_session_id cookie) is listed in `stats.cdn_authorization_seen`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
 from .faults import FailRule, Faults, Record, Stats
 from .repos import Commit, HubRepo
-from .serving import RangeNotSatisfiable, parse_range, send_blob
+from .content import Blob
+from .serving import RangeNotSatisfiable, parse_range, send_blob, serve_cdn, url_signature, xml_error
 from .threaded import ServerThread, bind
 
 DEFAULT_BRANCH = "master"
@@ -79,15 +86,20 @@ class TestModelScope:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, tokens: dict[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, tokens: dict[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 cdn_host: str = "127.0.0.2", cdn_port: int = 0) -> None:
         self.tokens = dict(tokens or {})
         self.repos: dict[str, HubRepo] = {}
         self.faults = Faults()
         self.stats = Stats()
         self.commit_ids = True
         """Whether `/revisions` names each branch's and tag's commit (`CommitId`); False leaves it out."""
+        self.redirect_lfs = False
+        """Whether LFS files answer 302 to a signed CDN URL instead of their bytes."""
+        self.secret = secrets.token_bytes(32)
         self.endpoint = ""
-        self._address = (host, port)
+        self.cdn_base = ""
+        self._addresses = ((host, port), (cdn_host, cdn_port))
         self._server = ServerThread("testmodelscope")
 
     # -- repos -----------------------------------------------------------------------------
@@ -105,15 +117,30 @@ class TestModelScope:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def find_blob(self, sha256: str) -> tuple[Blob, frozenset[str]] | None:
+        """The blob with that sha256 in any repo, with every repo path it has been stored at."""
+        found: Blob | None = None
+        paths: set[str] = set()
+        for repo in list(self.repos.values()):
+            for path, entry in repo.blobs():
+                if entry.blob.sha256 == sha256:
+                    found = entry.blob
+                    paths.add(path)
+        return None if found is None else (found, frozenset(paths))
+
     def start(self) -> TestModelScope:
-        """Bind and serve from a background thread; return self."""
-        (sock,) = bind([self._address])
-        host, port = sock.getsockname()
-        self.endpoint = f"http://{host}:{port}"
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        app.on_response_prepare.append(self._record)
-        self._server.start([(app, sock)])
+        """Bind the API host and the CDN and serve them from a background thread; return self."""
+        api_sock, cdn_sock = bind(self._addresses)
+        (host, port), (cdn_host, cdn_port) = api_sock.getsockname(), cdn_sock.getsockname()
+        self.endpoint, self.cdn_base = f"http://{host}:{port}", f"http://{cdn_host}:{cdn_port}"
+        sites = []
+        for handler, recorder, sock in ((self._handle, self._record, api_sock),
+                                        (self._handle_cdn, self._record_cdn, cdn_sock)):
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handler)
+            app.on_response_prepare.append(recorder)
+            sites.append((app, sock))
+        self._server.start(sites)
         return self
 
     def stop(self) -> None:
@@ -133,6 +160,20 @@ class TestModelScope:
     async def _record(self, request: web.Request, response: web.StreamResponse) -> None:
         record = Record("hub", request.method, request.raw_path, response.status, request.headers.get("Range"))
         self.stats.request(self._route(request)[0], record, "Authorization" in request.headers)
+
+    async def _record_cdn(self, request: web.Request, response: web.StreamResponse) -> None:
+        record = Record("cdn", request.method, request.raw_path, response.status, request.headers.get("Range"))
+        token_sent = "Authorization" in request.headers or "m_session_id" in request.cookies
+        self.stats.request("cdn", record, token_sent)
+
+    async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.latency > 0:
+            await asyncio.sleep(self.faults.latency)
+        rule = self.faults.take(FailRule, "cdn")
+        if isinstance(rule, FailRule):
+            phrase = HTTPStatus(rule.status).phrase
+            return xml_error(rule.status, phrase.replace(" ", ""), phrase)
+        return await serve_cdn(request, self.secret, self.find_blob, self.faults, self.stats)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.faults.latency > 0:
@@ -314,6 +355,12 @@ class TestModelScope:
         if entry is None:
             raise ModelScopeError(404, NOT_FOUND_CODE, FILE_NOT_FOUND)
         name = path.rpartition("/")[2]
+        if self.redirect_lfs and entry.lfs:
+            expires = int(time.time()) + self.faults.url_ttl
+            sha = entry.blob.sha256
+            query = urlencode({"Expires": expires, "Signature": url_signature(self.secret, sha, expires)})
+            location = f"{self.cdn_base}/modelscope/{sha[:2]}/{sha}?{query}"
+            return web.Response(status=302, headers={"Location": location})
         headers = {
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
