@@ -130,6 +130,12 @@ class UpstreamHTTP:
         """The error for a ranged GET answered with a status >= 400 (the caller releases the response)."""
         return UpstreamError(f"GET {redacted(url)} failed: HTTP {resp.status}")
 
+    async def _unranged(self, resp: aiohttp.ClientResponse, url: str, location: FileLocation, start: int,
+                        end: int) -> aiohttp.ClientResponse:
+        """A 200 (the whole file) answered a Range request: refuse it (subclasses may make do)."""
+        resp.release()
+        raise UpstreamError(f"{redacted(url)} ignored the Range header")
+
     async def open_range(self, location: FileLocation, start: int, end: int,
                          timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         """GET bytes ``[start, end)`` of a located file; the caller reads and releases the response.
@@ -160,8 +166,7 @@ class UpstreamHTTP:
         if resp.status == 200 and start == 0 and end == location.size:
             return resp
         if resp.status == 200:
-            resp.release()
-            raise UpstreamError(f"{redacted(url)} ignored the Range header")
+            return await self._unranged(resp, url, location, start, end)
         try:
             raise await self._range_refusal(resp, url)
         finally:

@@ -32,6 +32,9 @@ from . import urls
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
+MAX_SKIPPED_BYTES = 64 * 1024 * 1024
+"""The longest prefix read and dropped to resume a file served without Range support."""
+SKIP_PIECE = 1024 * 1024
 DEFAULT_BRANCH = "master"
 PRIVATE_VISIBILITY = 1
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
@@ -158,6 +161,25 @@ class ModelScopeClient(UpstreamHTTP):
         revision = self._revision_of.get((repo, commit), commit)
         return FileLocation(url=urls.file_url(self.endpoint, repo, revision, path), size=remote.size,
                             etag=remote.lfs_sha256 or "", commit=commit)
+
+    async def _unranged(self, resp: aiohttp.ClientResponse, url: str, location: FileLocation, start: int,
+                        end: int) -> aiohttp.ClientResponse:
+        """Files ModelScope serves itself (not redirected) ignore Range: a tail is the whole body past
+        ``start`` bytes, which are read and dropped (at most `MAX_SKIPPED_BYTES`)."""
+        if end != location.size or resp.content_length != location.size or start > MAX_SKIPPED_BYTES:
+            resp.release()
+            raise UpstreamError(f"{redacted(url)} ignored the Range header")
+        try:
+            skipped = 0
+            while skipped < start:
+                chunk = await resp.content.read(min(SKIP_PIECE, start - skipped))
+                if not chunk:
+                    raise aiohttp.ClientPayloadError(f"body cut after {skipped} of the {start} bytes to skip")
+                skipped += len(chunk)
+        except BaseException:
+            resp.release()
+            raise
+        return resp
 
     async def _range_refusal(self, resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
         try:

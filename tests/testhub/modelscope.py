@@ -96,6 +96,9 @@ class TestModelScope:
         """Whether `/revisions` names each branch's and tag's commit (`CommitId`); False leaves it out."""
         self.redirect_lfs = False
         """Whether LFS files answer 302 to a signed CDN URL instead of their bytes."""
+        self.inline_ranges = True
+        """Whether files served by the API host honour Range; False answers 200 with the whole file
+        (the `modelscope` client expects either: "files served without a redirect ignore Range")."""
         self.secret = secrets.token_bytes(32)
         self.endpoint = ""
         self.cdn_base = ""
@@ -367,7 +370,7 @@ class TestModelScope:
             "Content-Disposition": f'attachment; filename="{name}"',
         }
         try:
-            rng = parse_range(request.headers.get("Range"), entry.blob.size)
+            rng = parse_range(request.headers.get("Range") if self.inline_ranges else None, entry.blob.size)
         except RangeNotSatisfiable:
             response = envelope(None, status=416, code=416, message="Requested Range Not Satisfiable")
             response.headers["Content-Range"] = f"bytes */{entry.blob.size}"
