@@ -7,6 +7,9 @@ requests the emulation saw, and that the client connected nowhere but the emulat
 from __future__ import annotations
 
 import hashlib
+import json
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +246,22 @@ def test_lfs_redirects_to_the_cdn_without_the_token(ms_env: MsEnv, monkeypatch: 
     assert ms_env.hub.stats.cdn_authorization_seen == []
     hosts = {host for host, _ in connections}
     assert hosts == {"127.0.0.1", "127.0.0.2"}
+
+
+def test_command_line_serves_modelscope(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "tests.testhub", "--modelscope", "--no-builtin", "--big", "org/big:blob.bin=3000000",
+        "--data-dir", str(tmp_path / "data"),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent, text=True)
+    try:
+        ready = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+        base = f"{ready['endpoint']}/api/v1/models/org/big"
+        files = requests.get(f"{base}/repo/files", params={"Revision": "master", "Recursive": "True"}, timeout=10)
+        assert [(f["Path"], f["Size"], f["IsLFS"]) for f in files.json()["Data"]["Files"]] == [
+            ("blob.bin", 3_000_000, True)]
+        blob = requests.get(f"{base}/repo", params={"Revision": "master", "FilePath": "blob.bin"}, timeout=10)
+        assert blob.url.startswith(ready["cdn"]) and len(blob.content) == 3_000_000
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
