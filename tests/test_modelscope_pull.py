@@ -264,10 +264,16 @@ def test_inspect_and_search_a_modelscope_repo(hubs: tuple[TestHub, TestModelScop
 # -- choosing the source ----------------------------------------------------------------------
 
 
-def test_auto_falls_back_when_the_hub_is_stopped(hubs: tuple[TestHub, TestModelScope],
-                                                 env: dict[str, str]) -> None:
+@pytest.mark.parametrize("outage", ["stopped", "503", "stalled"])
+def test_auto_falls_back_when_the_hub_fails(hubs: tuple[TestHub, TestModelScope], env: dict[str, str],
+                                           outage: str) -> None:
     hub, ms = hubs
-    hub.stop()
+    if outage == "stopped":
+        hub.stop()
+    elif outage == "503":
+        hub.faults.fail(503, count=None)
+    else:
+        hub.faults.latency = 5.0
     config(env, 'source = "auto"\nstart_timeout = 1\n')
 
     code, out, err = mreg("pull", "org/tiny")
