@@ -16,10 +16,12 @@ from cli.main import main
 from registry.errors import (
     IntegrityError,
     UnsafePathError,
+    UpstreamError,
     UpstreamUnavailableError,
     UsageError,
 )
 from registry.modelscope import ModelScopeClient
+from registry.modelscope.client import parse_file_entry
 from registry.pull import PullOptions, pull
 from registry.repo import RepoRef
 from registry.sources import HEALTH_FILE, Health, pull_from
@@ -383,3 +385,24 @@ def test_bad_mreg_upstreams_is_a_usage_error(env: dict[str, str], monkeypatch: p
     monkeypatch.delenv("MREG_UPSTREAMS")
     code, _, err = mreg("pull", "hf://org/tiny", "--source", "modelscope")
     assert code == 2 and "names the hf source but --source says modelscope" in err
+
+
+@pytest.mark.parametrize("entry", [
+    {"Path": "a.bin", "Size": 3},
+    {"Path": "a.bin", "Size": -1, "Sha256": "a" * 64},
+    {"Path": "a.bin", "Size": "3", "Sha256": "a" * 64},
+    {"Path": 7, "Size": 3, "Sha256": "a" * 64},
+    {"Path": "a.bin", "Size": 3, "Sha256": "not-a-digest"},
+    "a.bin",
+])
+def test_malformed_file_entries_are_upstream_errors(entry: object) -> None:
+    with pytest.raises(UpstreamError, match="malformed file entry in the file list of org/x"):
+        parse_file_entry(entry, RepoRef.parse("org/x"))
+
+
+def test_file_entries_take_the_git_id_when_there_is_one() -> None:
+    sha = "AB" * 32
+    with_id = parse_file_entry({"Path": "a", "Size": 1, "Sha256": sha, "Id": "c" * 40}, RepoRef.parse("org/x"))
+    without = parse_file_entry({"Path": "a", "Size": 1, "Sha256": sha}, RepoRef.parse("org/x"))
+    assert (with_id.git_oid, with_id.lfs_sha256) == ("c" * 40, sha.lower())
+    assert (without.git_oid, without.lfs_sha256) == (sha.lower(), sha.lower())
