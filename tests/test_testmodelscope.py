@@ -31,13 +31,15 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def connections() -> Iterator[list[tuple[str, int]]]:
-    """Every (host, port) this process connects a socket to during the test."""
+    """Every (host, port) this process connects a socket to during the test; after each test, every
+    one of them must be a test server's (the client reaches nothing else: no telemetry, no probes)."""
     global _connections
     _connections = []
     try:
         yield _connections
+        assert {host for host, _ in _connections} <= {"127.0.0.1", "127.0.0.2"}, _connections
     finally:
         _connections = None
 
