@@ -74,6 +74,18 @@ def content_range(value: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
+async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, whole, or its first ``limit + 1`` bytes when it is longer than ``limit``
+    (``StreamReader.read(n)`` alone may return any part of it)."""
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await resp.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 class UpstreamHTTP:
     """An HTTP client bound to one upstream endpoint and its token."""
 

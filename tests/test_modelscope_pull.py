@@ -406,3 +406,18 @@ def test_file_entries_take_the_git_id_when_there_is_one() -> None:
     without = parse_file_entry({"Path": "a", "Size": 1, "Sha256": sha}, RepoRef.parse("org/x"))
     assert (with_id.git_oid, with_id.lfs_sha256) == ("c" * 40, sha.lower())
     assert (without.git_oid, without.lfs_sha256) == (sha.lower(), sha.lower())
+
+
+def test_pull_a_modelscope_dataset_listed_page_by_page(hubs: tuple[TestHub, TestModelScope],
+                                                        env: dict[str, str]) -> None:
+    _, ms = hubs
+    repo = HubRepo("org/data", repo_type="dataset", owner="org")
+    repo.commit({f"part/{i:03d}.csv": f"{i}\n" for i in range(450)} | {"README.md": "# data\n"})
+    ms.add_repo(repo)
+
+    code, out, err = mreg("pull", "ms://org/data", "--repo-type", "dataset")
+
+    assert code == 0, err
+    assert tree_bytes(Path(out.strip())) == served(repo)
+    pages = ms.stats.find(path_contains="/api/v1/datasets/org/data/repo/tree")
+    assert [p.path.split("PageNumber=")[1].split("&")[0] for p in pages] == ["1", "2", "3"]

@@ -267,3 +267,17 @@ def test_command_line_serves_modelscope(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_dataset_snapshot_download_pages_through_the_tree(ms_env: MsEnv) -> None:
+    from modelscope import dataset_snapshot_download
+
+    repo = HubRepo("org/data", repo_type="dataset", owner="org")
+    repo.commit({f"part/{i:03d}.csv": f"{i}\n" for i in range(250)} | {"README.md": "# data\n"})
+    ms_env.hub.add_repo(repo)
+
+    folder = Path(dataset_snapshot_download(repo.repo_id))
+
+    assert folder.is_relative_to(ms_env.cache_dir) and _tree(folder) == _served(repo)
+    pages = ms_env.hub.stats.find(path_contains="/api/v1/datasets/org/data/repo/tree")
+    assert len(pages) == 2 and all("PageSize=200" in p.path for p in pages)

@@ -8,6 +8,8 @@ every other branch, tag and full commit sha is reachable under its own name.
     GET      /api/v1/models/{owner}/{name}/revisions[?EndTime=T]    branches and tags (tags up to T)
     GET      /api/v1/models/{owner}/{name}/repo/files?Revision=R&Recursive=True[&Root=D]
     GET|HEAD /api/v1/models/{owner}/{name}/repo?Revision=R&FilePath=P   bytes, Range → 206
+    GET      /api/v1/datasets/{owner}/{name}[/revisions | /repo?…]  the same for datasets, whose
+             /repo/tree?Revision=R&Recursive=True&PageNumber=N&PageSize=S lists files page by page
     GET      /api/v1/repos/internalAccelerationInfo                 no intra-cloud region
 
 With `redirect_lfs`, LFS files answer a 302 to a signed URL on a second host (`cdn_base`, 127.0.0.2)
@@ -45,12 +47,16 @@ from .threaded import ServerThread, bind
 DEFAULT_BRANCH = "master"
 """ModelScope's default branch; it names the served repo's `main`."""
 MODEL_NOT_FOUND = "模型不存在"
+DATASET_NOT_FOUND = "数据集不存在"
 FILE_NOT_FOUND = "文件不存在"
 NOT_LOGGED_IN = "用户未登录"
 NOT_FOUND_CODE = 10010205001
 AUTH_CODE = 10010103009
 
 Handler = Callable[[], Awaitable[web.StreamResponse]]
+RepoKey = tuple[str, str]
+"""(repo type, repo id)."""
+_TYPES = {"models": "model", "datasets": "dataset"}
 
 
 class ModelScopeError(Exception):
@@ -90,6 +96,7 @@ class TestModelScope:
                  cdn_host: str = "127.0.0.2", cdn_port: int = 0) -> None:
         self.tokens = dict(tokens or {})
         self.repos: dict[str, HubRepo] = {}
+        self.datasets: dict[str, HubRepo] = {}
         self.faults = Faults()
         self.stats = Stats()
         self.commit_ids = True
@@ -108,15 +115,18 @@ class TestModelScope:
     # -- repos -----------------------------------------------------------------------------
 
     def add_repo(self, repo: HubRepo) -> HubRepo:
-        """Serve `repo` (replacing any repo of the same id); return it."""
-        if repo.repo_type != "model" or "/" not in repo.repo_id:
-            raise ValueError(f"ModelScope serves owner/name models, not {repo.repo_type}:{repo.repo_id}")
-        self.repos[repo.repo_id] = repo
+        """Serve `repo` (replacing any repo of the same type and id); return it."""
+        if repo.repo_type not in ("model", "dataset") or "/" not in repo.repo_id:
+            raise ValueError(f"ModelScope serves owner/name models and datasets, not {repo.repo_type}:{repo.repo_id}")
+        self._served(repo.repo_type)[repo.repo_id] = repo
         return repo
 
-    def repo(self, repo_id: str) -> HubRepo:
-        """The served repo of that id (KeyError if none)."""
-        return self.repos[repo_id]
+    def repo(self, repo_id: str, repo_type: str = "model") -> HubRepo:
+        """The served repo of that id and type (KeyError if none)."""
+        return self._served(repo_type)[repo_id]
+
+    def _served(self, repo_type: str) -> dict[str, HubRepo]:
+        return self.datasets if repo_type == "dataset" else self.repos
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -124,7 +134,7 @@ class TestModelScope:
         """The blob with that sha256 in any repo, with every repo path it has been stored at."""
         found: Blob | None = None
         paths: set[str] = set()
-        for repo in list(self.repos.values()):
+        for repo in [*self.repos.values(), *self.datasets.values()]:
             for path, entry in repo.blobs():
                 if entry.blob.sha256 == sha256:
                     found = entry.blob
@@ -202,17 +212,19 @@ class TestModelScope:
         method = request.method
         if segments == ["api", "v1", "repos", "internalAccelerationInfo"] and method == "GET":
             return "api", self._acceleration_info
-        if segments[:3] != ["api", "v1", "models"] or len(segments) < 5 or not all(segments[3:5]):
+        if segments[:2] != ["api", "v1"] or len(segments) < 5 or segments[2] not in _TYPES or not all(segments[3:5]):
             return "api", None
-        repo_id, rest = unquote("/".join(segments[3:5])), segments[5:]
+        key, rest = (_TYPES[segments[2]], unquote("/".join(segments[3:5]))), segments[5:]
         if not rest and method == "GET":
-            return "api", lambda: self._info(request, repo_id)
+            return "api", lambda: self._info(request, key)
         if rest == ["revisions"] and method == "GET":
-            return "api", lambda: self._revisions(request, repo_id)
-        if rest == ["repo", "files"] and method == "GET":
-            return "tree", lambda: self._files(request, repo_id)
+            return "api", lambda: self._revisions(request, key)
+        if rest == ["repo", "files"] and method == "GET" and key[0] == "model":
+            return "tree", lambda: self._files(request, key)
+        if rest == ["repo", "tree"] and method == "GET" and key[0] == "dataset":
+            return "tree", lambda: self._tree(request, key)
         if rest == ["repo"] and method in ("GET", "HEAD"):
-            return "resolve", lambda: self._file(request, repo_id)
+            return "resolve", lambda: self._file(request, key)
         return "api", None
 
     # -- access ----------------------------------------------------------------------------
@@ -232,13 +244,13 @@ class TestModelScope:
             raise ModelScopeError(401, AUTH_CODE, "AccessToken is invalid or expired")
         return users.pop()
 
-    def _lookup(self, request: web.Request, repo_id: str) -> HubRepo:
+    def _lookup(self, request: web.Request, key: RepoKey) -> HubRepo:
         user = self._user(request)
-        repo = self.repos.get(repo_id)
+        repo = self._served(key[0]).get(key[1])
         if repo is None or not repo.may_see(user):
             if repo is not None and user is None:
                 raise ModelScopeError(401, 401, NOT_LOGGED_IN)
-            raise ModelScopeError(404, NOT_FOUND_CODE, MODEL_NOT_FOUND)
+            raise ModelScopeError(404, NOT_FOUND_CODE, MODEL_NOT_FOUND if key[0] == "model" else DATASET_NOT_FOUND)
         return repo
 
     @staticmethod
@@ -254,12 +266,12 @@ class TestModelScope:
     async def _acceleration_info(self) -> web.Response:
         return envelope({"InternalRegionQueryAddress": ""})
 
-    async def _info(self, request: web.Request, repo_id: str) -> web.Response:
-        repo = self._lookup(request, repo_id)
-        owner, name = repo_id.split("/")
+    async def _info(self, request: web.Request, key: RepoKey) -> web.Response:
+        repo = self._lookup(request, key)
+        owner, name = key[1].split("/")
         head = repo.head
         data = {
-            "Id": int(hashlib.sha1(repo_id.encode()).hexdigest()[:6], 16),
+            "Id": int(hashlib.sha1("/".join(key).encode()).hexdigest()[:6], 16),
             "Name": name,
             "Path": owner,
             "ChineseName": "",
@@ -277,8 +289,8 @@ class TestModelScope:
         }
         return envelope(data)
 
-    async def _revisions(self, request: web.Request, repo_id: str) -> web.Response:
-        repo = self._lookup(request, repo_id)
+    async def _revisions(self, request: web.Request, key: RepoKey) -> web.Response:
+        repo = self._lookup(request, key)
         end = request.query.get("EndTime")
         if end is not None and not end.isdigit():
             raise ModelScopeError(400, 400, f"Invalid EndTime: {end}")
@@ -297,8 +309,21 @@ class TestModelScope:
     def _commit_id(self, sha: str) -> dict[str, str]:
         return {"CommitId": sha} if self.commit_ids else {}
 
-    async def _files(self, request: web.Request, repo_id: str) -> web.Response:
-        repo = self._lookup(request, repo_id)
+    async def _files(self, request: web.Request, key: RepoKey) -> web.Response:
+        """Models: every entry under `Root` in one answer."""
+        return envelope({"Files": self._entries(request, key), "IsVisual": 0})
+
+    async def _tree(self, request: web.Request, key: RepoKey) -> web.Response:
+        """Datasets: the entries under `Root`, `PageSize` at a time (page `PageNumber`, from 1)."""
+        number, size = request.query.get("PageNumber", "1"), request.query.get("PageSize", "100")
+        if not number.isdigit() or not size.isdigit() or int(number) < 1 or int(size) < 1:
+            raise ModelScopeError(400, 400, "Invalid PageNumber or PageSize")
+        entries = self._entries(request, key)
+        start = (int(number) - 1) * int(size)
+        return envelope({"Files": entries[start : start + int(size)], "TotalCount": len(entries)})
+
+    def _entries(self, request: web.Request, key: RepoKey) -> list[dict[str, Any]]:
+        repo = self._lookup(request, key)
         commit = self._commit(repo, request.query.get("Revision", DEFAULT_BRANCH))
         recursive = request.query.get("Recursive", "false").lower() == "true"
         root = request.query.get("Root", "").strip("/")
@@ -332,7 +357,7 @@ class TestModelScope:
         if not recursive:
             depth = root.count("/") + 1 if root else 0
             entries = {p: e for p, e in entries.items() if p.count("/") == depth}
-        return envelope({"Files": list(entries.values()), "IsVisual": 0})
+        return list(entries.values())
 
     @staticmethod
     def _tree_entry(path: str, commit: Commit) -> dict[str, Any]:
@@ -350,8 +375,8 @@ class TestModelScope:
             "Type": "tree",
         }
 
-    async def _file(self, request: web.Request, repo_id: str) -> web.StreamResponse:
-        repo = self._lookup(request, repo_id)
+    async def _file(self, request: web.Request, key: RepoKey) -> web.StreamResponse:
+        repo = self._lookup(request, key)
         commit = self._commit(repo, request.query.get("Revision", DEFAULT_BRANCH))
         path = request.query.get("FilePath", "")
         entry = commit.files.get(path)
