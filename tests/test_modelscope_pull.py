@@ -421,3 +421,18 @@ def test_pull_a_modelscope_dataset_listed_page_by_page(hubs: tuple[TestHub, Test
     assert tree_bytes(Path(out.strip())) == served(repo)
     pages = ms.stats.find(path_contains="/api/v1/datasets/org/data/repo/tree")
     assert [p.path.split("PageNumber=")[1].split("&")[0] for p in pages] == ["1", "2", "3"]
+
+
+def test_dataset_revisions_are_tags_or_refusals(hubs: tuple[TestHub, TestModelScope], env: dict[str, str]) -> None:
+    _, ms = hubs
+    repo = HubRepo("org/data", repo_type="dataset", owner="org")
+    repo.commit({"a.csv": "1\n"})
+    repo.tag("v1")
+    repo.commit({"a.csv": "2\n"})
+    ms.add_repo(repo)
+
+    code, out, err = mreg("pull", "ms://org/data", "--repo-type", "dataset", "--revision", "v1")
+    assert code == 0, err
+    assert tree_bytes(Path(out.strip())) == {"a.csv": b"1\n"}
+    code, out, err = mreg("pull", "ms://org/data", "--repo-type", "dataset", "--revision", "v9")
+    assert code == 3 and "revision 'v9' not found in datasets/org/data" in err and err.count("\n") == 1

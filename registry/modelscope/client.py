@@ -111,7 +111,10 @@ class ModelScopeClient(UpstreamHTTP):
             raise UsageError(f"ModelScope repos are named owner/name, not {repo}")
         info = await self._data(urls.repo_info_url(self.endpoint, repo), repo)
         private = isinstance(info, dict) and (info.get("Visibility") == PRIVATE_VISIBILITY or info.get("Private") is True)
-        named = await self._revisions(repo) if repo.repo_type == "model" else {DEFAULT_BRANCH: None}
+        if repo.repo_type == "model":
+            named = await self._revisions(repo)
+        else:  # any name: the file list answers 404 for one the dataset does not have
+            named = {DEFAULT_BRANCH: None} if revision == "main" else {revision: None}
         if revision == "main" and "main" not in named:
             revision = DEFAULT_BRANCH
         if revision in named:
