@@ -38,10 +38,17 @@ from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
+from .content import Blob
 from .faults import FailRule, Faults, Record, Stats
 from .repos import Commit, HubRepo
-from .content import Blob
-from .serving import RangeNotSatisfiable, parse_range, send_blob, serve_cdn, url_signature, xml_error
+from .serving import (
+    RangeNotSatisfiable,
+    parse_range,
+    send_blob,
+    serve_cdn,
+    url_signature,
+    xml_error,
+)
 from .threaded import ServerThread, bind
 
 DEFAULT_BRANCH = "master"
