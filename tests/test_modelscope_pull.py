@@ -232,7 +232,7 @@ def test_ls_shows_the_upstream(hubs: tuple[TestHub, TestModelScope], env: dict[s
     hub, _ = hubs
     hub.add_repo(tiny_repo("org/hubonly"))
     assert mreg("pull", "ms://org/tiny")[0] == 0
-    assert mreg("pull", "org/hubonly")[0] == 0
+    assert mreg("pull", "hf://org/hubonly")[0] == 0
 
     code, out, _ = mreg("ls", "--json")
     listed = {r["repo"]: r["upstream"] for r in json.loads(out)}
