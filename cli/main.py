@@ -4,7 +4,6 @@ modules, modelfile, ollama and mirror)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
 from pathlib import Path
 
@@ -95,14 +94,13 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
-    announce = functools.partial(click.echo, err=True)
     async with open_workspace(settings, None, connections * (1 + len(also_from))) as ws:
         options = dataclasses.replace(options, mirrors=tuple(HubClient(ws.session, url) for url in also_from))
         with progress:
             result, choice, upstream = await pull_from(
                 chosen, repo, quant, options, session=ws.session, store=ws.store, catalog=ws.catalog,
                 health=Health(settings.home / HEALTH_FILE), start_timeout=config.start_timeout, progress=progress,
-                announce=lambda text: announce(f"mreg: {text}"))
+                announce=lambda text: click.echo(f"mreg: {text}", err=True))
     for name, reason in result.dropped.items():
         click.echo(f"mreg: warning: {name} failed and was left out: {reason}", err=True)
     if result.source == "local" and not settings.offline:

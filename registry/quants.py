@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from .errors import EntryNotFoundError, FormatError, UsageError
 from .formats.summary import gguf_info, quant_label_from_filename
-from .hub import HubClient
+from .repo_client import RepoClient
 from .inspect_io import parse_remote
 from .repo import RepoRef
 
@@ -193,7 +193,7 @@ def metadata_files(files: Iterable[tuple[str, int]]) -> list[str]:
                   and (path.lower() in METADATA_NAMES or _LICENSE.match(path)))
 
 
-def remote_reader(client: HubClient, repo: RepoRef, commit: str) -> FileTypeReader:
+def remote_reader(client: RepoClient, repo: RepoRef, commit: str) -> FileTypeReader:
     """A FileTypeReader of the repo's files at ``commit``, reading their headers over HTTP ranges."""
 
     async def read(path: str) -> str | None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+
 import aiohttp
 
 from .catalog import Catalog
@@ -108,7 +109,7 @@ async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | N
                 await asyncio.wait_for(client.repo_info(repo, options.revision), start_timeout)
             result, choice = await pull_model(repo, quant, replace(options, upstream=upstream.name), client=client,
                                               store=store, catalog=catalog, progress=progress, announce=announce)
-        except (UpstreamUnavailableError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, UpstreamUnavailableError) as exc:
             if remember:
                 health.mark_down(upstream.name, _reason(exc))
             if last:

@@ -74,6 +74,18 @@ def content_range(value: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
+async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, whole, or its first ``limit + 1`` bytes when it is longer than ``limit``
+    (``StreamReader.read(n)`` alone may return any part of it)."""
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await resp.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 class UpstreamHTTP:
     """An HTTP client bound to one upstream endpoint and its token."""
 
@@ -113,7 +125,7 @@ class UpstreamHTTP:
                     method, URL(url, encoded=True), headers=self._headers(url, headers),
                     allow_redirects=False, timeout=timeout or DEFAULT_TIMEOUT,
                 )
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
             else:
                 if resp.status not in RETRYABLE_STATUS:
@@ -129,6 +141,12 @@ class UpstreamHTTP:
     async def _range_refusal(self, resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
         """The error for a ranged GET answered with a status >= 400 (the caller releases the response)."""
         return UpstreamError(f"GET {redacted(url)} failed: HTTP {resp.status}")
+
+    async def _unranged(self, resp: aiohttp.ClientResponse, url: str, location: FileLocation, start: int,
+                        end: int) -> aiohttp.ClientResponse:
+        """A 200 (the whole file) answered a Range request: refuse it (subclasses may make do)."""
+        resp.release()
+        raise UpstreamError(f"{redacted(url)} ignored the Range header")
 
     async def open_range(self, location: FileLocation, start: int, end: int,
                          timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
@@ -160,8 +178,7 @@ class UpstreamHTTP:
         if resp.status == 200 and start == 0 and end == location.size:
             return resp
         if resp.status == 200:
-            resp.release()
-            raise UpstreamError(f"{redacted(url)} ignored the Range header")
+            return await self._unranged(resp, url, location, start, end)
         try:
             raise await self._range_refusal(resp, url)
         finally:

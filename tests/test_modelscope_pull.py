@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -12,8 +13,15 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from registry.errors import IntegrityError, UnsafePathError, UpstreamUnavailableError, UsageError
+from registry.errors import (
+    IntegrityError,
+    UnsafePathError,
+    UpstreamError,
+    UpstreamUnavailableError,
+    UsageError,
+)
 from registry.modelscope import ModelScopeClient
+from registry.modelscope.client import parse_file_entry
 from registry.pull import PullOptions, pull
 from registry.repo import RepoRef
 from registry.sources import HEALTH_FILE, Health, pull_from
@@ -95,12 +103,14 @@ async def _pull_ms(ms: TestModelScope, home: Path, repo_id: str = "org/tiny", to
     settings = settings_for("http://unused.invalid", home)
     async with open_workspace(settings, None, FAST_TUNING.connections, FAST_RETRY) as ws:
         client = ModelScopeClient(ws.session, ms.endpoint, token, FAST_RETRY)
-        opts = PullOptions(tuning=FAST_TUNING, **options)  # type: ignore[arg-type]
+        options.setdefault("tuning", FAST_TUNING)
+        opts = PullOptions(**options)  # type: ignore[arg-type]
         return await pull(RepoRef.parse(repo_id), opts, client=client, store=ws.store, catalog=ws.catalog)
 
 
 async def test_resume_after_a_cut_body(hubs: tuple[TestHub, TestModelScope], tmp_path: Path) -> None:
     _, ms = hubs
+    await _pull_ms(ms, tmp_path, include=("*.md", "*.json"))  # a cut rule is used by the next body
     ms.faults.cut_body(100_000, route="resolve")
 
     result = await _pull_ms(ms, tmp_path)
@@ -109,6 +119,51 @@ async def test_resume_after_a_cut_body(hubs: tuple[TestHub, TestModelScope], tmp
     ranged = [r for r in ms.stats.find(path_contains="FilePath=weights") if r.status == 206]
     assert ranged, "the cut body was resumed with a Range request"
     assert ms.stats.resolve_bytes < len(WEIGHTS) + 200_000  # resumed, not refetched whole
+
+
+async def test_revisions_without_commit_ids_pin_the_listing(hubs: tuple[TestHub, TestModelScope],
+                                                             tmp_path: Path) -> None:
+    _, ms = hubs
+    ms.commit_ids = False
+    repo = ms.repo("org/tiny")
+
+    first = await _pull_ms(ms, tmp_path)
+    repo.commit({"config.json": '{"model_type": "llama", "v": 2}'})
+    second = await _pull_ms(ms, tmp_path)
+    again = await _pull_ms(ms, tmp_path)
+
+    assert len(first.commit) == 40 and first.commit != repo.head.sha
+    assert second.commit not in (first.commit, repo.head.sha) and again.commit == second.commit
+    assert tree_bytes(second.path) == served(repo)
+    assert again.fetched == 0
+
+
+async def test_lfs_redirects_resume_on_the_cdn_without_the_token(hubs: tuple[TestHub, TestModelScope],
+                                                                 tmp_path: Path) -> None:
+    _, ms = hubs
+    repo = ms.add_repo(tiny_repo("alice/secret", private=True))
+    ms.redirect_lfs = True
+    ms.faults.cut_body(100_000)
+
+    result = await _pull_ms(ms, tmp_path, "alice/secret", token="ms_alice")
+
+    assert tree_bytes(result.path) == served(repo)
+    assert len(WEIGHTS) <= ms.stats.cdn_bytes <= len(WEIGHTS) + 100_000  # the cut part resumed, not refetched
+    assert ms.stats.cdn_authorization_seen == [] and ms.stats.resolve_bytes < len(WEIGHTS)
+
+
+async def test_resume_when_the_api_host_ignores_range(hubs: tuple[TestHub, TestModelScope], tmp_path: Path) -> None:
+    _, ms = hubs
+    ms.inline_ranges = False
+    await _pull_ms(ms, tmp_path, include=("*.md", "*.json"))  # a cut rule is used by the next body
+    ms.faults.cut_body(1_000_000, route="resolve")
+    tuning = dataclasses.replace(FAST_TUNING, min_part=len(WEIGHTS))  # one part: a resume asks for the tail
+
+    result = await _pull_ms(ms, tmp_path, tuning=tuning)
+
+    assert tree_bytes(result.path) == served(ms.repo("org/tiny"))
+    weights = [r for r in ms.stats.find(path_contains="FilePath=weights") if r.range]
+    assert [r.status for r in weights] == [200, 200] and weights[1].range.startswith("bytes=1")
 
 
 async def test_corrupt_bytes_are_rejected_and_never_published(hubs: tuple[TestHub, TestModelScope],
@@ -177,13 +232,13 @@ def test_ls_shows_the_upstream(hubs: tuple[TestHub, TestModelScope], env: dict[s
     hub, _ = hubs
     hub.add_repo(tiny_repo("org/hubonly"))
     assert mreg("pull", "ms://org/tiny")[0] == 0
-    assert mreg("pull", "org/hubonly")[0] == 0
+    assert mreg("pull", "hf://org/hubonly")[0] == 0
 
     code, out, _ = mreg("ls", "--json")
     listed = {r["repo"]: r["upstream"] for r in json.loads(out)}
     assert listed == {"org/tiny": "modelscope", "org/hubonly": "hf"}
     code, out, _ = mreg("ls")
-    assert "modelscope" in next(line for line in out.splitlines() if line.startswith("org/tiny"))
+    assert code == 0 and "modelscope" in next(line for line in out.splitlines() if line.startswith("org/tiny"))
     with sqlite3.connect(Path(env["MREG_HOME"]) / "catalog.db") as db:
         rows = set(db.execute("SELECT repos.repo_id, files.upstream FROM files JOIN revisions ON files.revision = "
                               "revisions.id JOIN repos ON revisions.repo = repos.id"))
@@ -211,10 +266,16 @@ def test_inspect_and_search_a_modelscope_repo(hubs: tuple[TestHub, TestModelScop
 # -- choosing the source ----------------------------------------------------------------------
 
 
-def test_auto_falls_back_when_the_hub_is_stopped(hubs: tuple[TestHub, TestModelScope],
-                                                 env: dict[str, str]) -> None:
+@pytest.mark.parametrize("outage", ["stopped", "503", "stalled"])
+def test_auto_falls_back_when_the_hub_fails(hubs: tuple[TestHub, TestModelScope], env: dict[str, str],
+                                           outage: str) -> None:
     hub, ms = hubs
-    hub.stop()
+    if outage == "stopped":
+        hub.stop()
+    elif outage == "503":
+        hub.faults.fail(503, count=None)
+    else:
+        hub.faults.latency = 5.0
     config(env, 'source = "auto"\nstart_timeout = 1\n')
 
     code, out, err = mreg("pull", "org/tiny")
@@ -320,7 +381,58 @@ def test_upstreams_from_env_config_and_defaults(tmp_path: Path) -> None:
 def test_bad_mreg_upstreams_is_a_usage_error(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MREG_UPSTREAMS", "hf=hf+https://huggingface.co,broken")
     code, out, err = mreg("pull", "org/tiny", "--source", "auto")
-    assert code == 2 and err.count("\n") == 1 and "MREG_UPSTREAMS: 'broken' is not name=kind+URL" in err
+    assert code == 2 and out == "" and err.count("\n") == 1 and "MREG_UPSTREAMS: 'broken' is not name=kind+URL" in err
     monkeypatch.delenv("MREG_UPSTREAMS")
     code, _, err = mreg("pull", "hf://org/tiny", "--source", "modelscope")
     assert code == 2 and "names the hf source but --source says modelscope" in err
+
+
+@pytest.mark.parametrize("entry", [
+    {"Path": "a.bin", "Size": 3},
+    {"Path": "a.bin", "Size": -1, "Sha256": "a" * 64},
+    {"Path": "a.bin", "Size": "3", "Sha256": "a" * 64},
+    {"Path": 7, "Size": 3, "Sha256": "a" * 64},
+    {"Path": "a.bin", "Size": 3, "Sha256": "not-a-digest"},
+    "a.bin",
+])
+def test_malformed_file_entries_are_upstream_errors(entry: object) -> None:
+    with pytest.raises(UpstreamError, match="malformed file entry in the file list of org/x"):
+        parse_file_entry(entry, RepoRef.parse("org/x"))
+
+
+def test_file_entries_take_the_git_id_when_there_is_one() -> None:
+    sha = "AB" * 32
+    with_id = parse_file_entry({"Path": "a", "Size": 1, "Sha256": sha, "Id": "c" * 40}, RepoRef.parse("org/x"))
+    without = parse_file_entry({"Path": "a", "Size": 1, "Sha256": sha}, RepoRef.parse("org/x"))
+    assert (with_id.git_oid, with_id.lfs_sha256) == ("c" * 40, sha.lower())
+    assert (without.git_oid, without.lfs_sha256) == (sha.lower(), sha.lower())
+
+
+def test_pull_a_modelscope_dataset_listed_page_by_page(hubs: tuple[TestHub, TestModelScope],
+                                                        env: dict[str, str]) -> None:
+    _, ms = hubs
+    repo = HubRepo("org/data", repo_type="dataset", owner="org")
+    repo.commit({f"part/{i:03d}.csv": f"{i}\n" for i in range(205)} | {"README.md": "# data\n"})
+    ms.add_repo(repo)
+
+    code, out, err = mreg("pull", "ms://org/data", "--repo-type", "dataset")
+
+    assert code == 0, err
+    assert tree_bytes(Path(out.strip())) == served(repo)
+    pages = ms.stats.find(path_contains="/api/v1/datasets/org/data/repo/tree")
+    assert [p.path.split("PageNumber=")[1].split("&")[0] for p in pages] == ["1", "2"]
+
+
+def test_dataset_revisions_are_tags_or_refusals(hubs: tuple[TestHub, TestModelScope], env: dict[str, str]) -> None:
+    _, ms = hubs
+    repo = HubRepo("org/data", repo_type="dataset", owner="org")
+    repo.commit({"a.csv": "1\n"})
+    repo.tag("v1")
+    repo.commit({"a.csv": "2\n"})
+    ms.add_repo(repo)
+
+    code, out, err = mreg("pull", "ms://org/data", "--repo-type", "dataset", "--revision", "v1")
+    assert code == 0, err
+    assert tree_bytes(Path(out.strip())) == {"a.csv": b"1\n"}
+    code, out, err = mreg("pull", "ms://org/data", "--repo-type", "dataset", "--revision", "v9")
+    assert code == 3 and "revision 'v9' not found in datasets/org/data" in err and err.count("\n") == 1

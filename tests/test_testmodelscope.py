@@ -7,6 +7,9 @@ requests the emulation saw, and that the client connected nowhere but the emulat
 from __future__ import annotations
 
 import hashlib
+import json
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,13 +31,15 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def connections() -> Iterator[list[tuple[str, int]]]:
-    """Every (host, port) this process connects a socket to during the test."""
+    """Every (host, port) this process connects a socket to during the test; after each test, every
+    one of them must be a test server's (the client reaches nothing else: no telemetry, no probes)."""
     global _connections
     _connections = []
     try:
         yield _connections
+        assert {host for host, _ in _connections} <= {"127.0.0.1", "127.0.0.2"}, _connections
     finally:
         _connections = None
 
@@ -128,17 +133,20 @@ def test_revisions_end_time_filters_tags(ms_env: MsEnv) -> None:
     assert [b["Revision"] for b in after["Data"]["RevisionMap"]["Branches"]] == ["master"]
 
 
-def test_client_resumes_a_cut_body_with_a_range(ms_env: MsEnv) -> None:
+@pytest.mark.parametrize("inline_ranges", [True, False])
+def test_client_resumes_a_cut_body(ms_env: MsEnv, inline_ranges: bool) -> None:
     from modelscope import model_file_download
 
     repo = ms_env.hub.add_repo(_tiny_repo())
+    ms_env.hub.inline_ranges = inline_ranges
     ms_env.hub.faults.cut_body(1_000_000, route="resolve")
 
     path = Path(model_file_download(repo.repo_id, "weights/model.safetensors", revision="master"))
 
     assert path.read_bytes() == bytes(range(256)) * 12_000
     ranged = [r for r in ms_env.hub.stats.find(path_contains="FilePath=weights") if r.range]
-    assert ranged and ranged[0].range == "bytes=1000000-" and ranged[0].status == 206
+    assert ranged and ranged[0].range == "bytes=1000000-"
+    assert ranged[0].status == (206 if inline_ranges else 200)  # without Range support it starts over
 
 
 def test_client_rejects_corrupt_bytes_and_refetches(ms_env: MsEnv) -> None:
@@ -221,3 +229,55 @@ def test_get_model_and_a_rooted_listing(ms_env: MsEnv) -> None:
     assert (info["Owner"], info["Name"], int(info["Visibility"])) == ("org", "tiny", 5)
     assert _tree(folder) == {p: s for p, s in _served(repo).items() if p.startswith("weights/")}
     assert ms_env.hub.stats.find(path_contains="&Root=weights")  # the client listed only that folder
+
+
+def test_lfs_redirects_to_the_cdn_without_the_token(ms_env: MsEnv, monkeypatch: pytest.MonkeyPatch,
+                                                     connections: list[tuple[str, int]]) -> None:
+    from modelscope import snapshot_download
+
+    repo = ms_env.hub.add_repo(_tiny_repo("alice/secret", private=True))
+    ms_env.hub.redirect_lfs = True
+    ms_env.hub.faults.cut_body(500_000)  # on the CDN: the client resumes there
+    monkeypatch.setenv("MODELSCOPE_API_TOKEN", "ms_test_alice")
+
+    folder = Path(snapshot_download(repo.repo_id))
+
+    assert _tree(folder) == _served(repo)
+    weights = repo.head.files["weights/model.safetensors"].blob
+    assert ms_env.hub.stats.cdn_bytes >= weights.size and ms_env.hub.stats.resolve_bytes < weights.size
+    assert ms_env.hub.stats.cdn_authorization_seen == []
+    hosts = {host for host, _ in connections}
+    assert hosts == {"127.0.0.1", "127.0.0.2"}
+
+
+def test_command_line_serves_modelscope(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "tests.testhub", "--modelscope", "--no-builtin", "--big", "org/big:blob.bin=3000000",
+        "--data-dir", str(tmp_path / "data"),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent, text=True)
+    try:
+        ready = json.loads(process.stdout.readline())  # type: ignore[union-attr]
+        base = f"{ready['endpoint']}/api/v1/models/org/big"
+        files = requests.get(f"{base}/repo/files", params={"Revision": "master", "Recursive": "True"}, timeout=10)
+        assert [(f["Path"], f["Size"], f["IsLFS"]) for f in files.json()["Data"]["Files"]] == [
+            ("blob.bin", 3_000_000, True)]
+        blob = requests.get(f"{base}/repo", params={"Revision": "master", "FilePath": "blob.bin"}, timeout=10)
+        assert blob.url.startswith(ready["cdn"]) and len(blob.content) == 3_000_000
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+def test_dataset_snapshot_download_pages_through_the_tree(ms_env: MsEnv) -> None:
+    from modelscope import dataset_snapshot_download
+
+    repo = HubRepo("org/data", repo_type="dataset", owner="org")
+    repo.commit({f"part/{i:03d}.csv": f"{i}\n" for i in range(250)} | {"README.md": "# data\n"})
+    ms_env.hub.add_repo(repo)
+
+    folder = Path(dataset_snapshot_download(repo.repo_id))
+
+    assert folder.is_relative_to(ms_env.cache_dir) and _tree(folder) == _served(repo)
+    pages = ms_env.hub.stats.find(path_contains="/api/v1/datasets/org/data/repo/tree")
+    assert len(pages) == 2 and all("PageSize=200" in p.path for p in pages)

@@ -76,7 +76,7 @@ class FileSpec:
 
 
 class RangeClient(Protocol):
-    """What a source's client does: open bytes ``[start, end)`` of a located file (HubClient's contract)."""
+    """What a source's client does: open bytes ``[start, end)`` of a located file (every upstream client's contract)."""
 
     async def open_range(self, location: FileLocation, start: int, end: int,
                          timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse: ...

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IntegrityError, UsageError
-from ..hub.client import HubClient
 from ..store import Store
-from .job import Advance, FileJob, FileSpec, Locate, Source, Tuning, file_op
+from .job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
 from .state import TransferState
 
 __all__ = ["Advance", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file", "download_from"]
@@ -41,7 +40,7 @@ class Downloaded:
     bytes failed verification together with the first source's (which then served it alone)."""
 
 
-async def download_file(client: HubClient, spec: FileSpec, locate: Locate, store: Store,
+async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""

@@ -28,7 +28,7 @@ from ..errors import (
     UsageError,
 )
 from ..repo import RepoRef
-from ..upstream_http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP
+from ..upstream_http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP, read_body
 from . import urls
 
 __all__ = ["FileLocation", "HubClient", "LocationExpiredError", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
@@ -133,7 +133,7 @@ class HubClient(UpstreamHTTP):
                 if repo is None:
                     raise UpstreamError(f"GET {urls.redacted(url)} failed: HTTP {resp.status}")
                 raise _error_for(resp, repo, revision, None, self.endpoint, self.has_token)
-            body = await resp.content.read(MAX_JSON_BYTES + 1)
+            body = await read_body(resp, MAX_JSON_BYTES)
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailableError(f"reading {urls.redacted(url)} failed: {type(exc).__name__}") from exc
         finally:

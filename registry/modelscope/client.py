@@ -5,7 +5,9 @@ JSON answers come in an envelope, ``{"Code": 200, "Success": true, "Data": …}`
 `modelscope` client sends it (``Authorization: Bearer`` and the ``m_session_id`` cookie), to the
 endpoint's origin only. ModelScope's default branch is ``master``: asking for ``main`` on a repo
 without such a revision means ``master``, so one revision name works on the Hub and on ModelScope.
-Every listed file carries its sha256, which is what downloads are verified against.
+Every listed file carries its sha256, which is what downloads are verified against. Datasets are
+listed page by page (``/repo/tree``) and pinned by their listing, as the `modelscope` client does
+not ask for their revisions.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ from ..errors import (
 )
 from ..hub.client import RemoteFile, RepoInfo
 from ..repo import RepoRef
-from ..upstream_http import FileLocation, UpstreamHTTP, redacted
+from ..upstream_http import FileLocation, UpstreamHTTP, read_body, redacted
 from . import urls
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
+DATASET_PAGE_SIZE = 200
+MAX_DATASET_PAGES = 10_000
+MAX_SKIPPED_BYTES = 64 * 1024 * 1024
+"""The longest prefix read and dropped to resume a file served without Range support."""
+SKIP_PIECE = 1024 * 1024
 DEFAULT_BRANCH = "master"
 PRIVATE_VISIBILITY = 1
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
@@ -77,7 +84,7 @@ class ModelScopeClient(UpstreamHTTP):
         """The `Data` of a JSON answer; refusals (HTTP >= 400 or Code != 200) raise."""
         resp = await self.send("GET", url)
         try:
-            body_bytes = await resp.content.read(MAX_JSON_BYTES + 1)
+            body_bytes = await read_body(resp, MAX_JSON_BYTES)
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailableError(f"reading {redacted(url)} failed: {type(exc).__name__}") from exc
         finally:
@@ -100,11 +107,14 @@ class ModelScopeClient(UpstreamHTTP):
 
     async def repo_info(self, repo: RepoRef, revision: str) -> RepoInfo:
         """Whether the repo exists and which commit ``revision`` (a branch, tag or commit) names."""
-        if repo.repo_type != "model" or "/" not in repo.repo_id:
-            raise UsageError(f"ModelScope serves models named owner/name, not {repo}")
+        if "/" not in repo.repo_id:
+            raise UsageError(f"ModelScope repos are named owner/name, not {repo}")
         info = await self._data(urls.repo_info_url(self.endpoint, repo), repo)
         private = isinstance(info, dict) and (info.get("Visibility") == PRIVATE_VISIBILITY or info.get("Private") is True)
-        named = await self._revisions(repo)
+        if repo.repo_type == "model":
+            named = await self._revisions(repo)
+        else:  # any name: the file list answers 404 for one the dataset does not have
+            named = {DEFAULT_BRANCH: None} if revision == "main" else {revision: None}
         if revision == "main" and "main" not in named:
             revision = DEFAULT_BRANCH
         if revision in named:
@@ -136,7 +146,21 @@ class ModelScopeClient(UpstreamHTTP):
         return named
 
     async def _list(self, repo: RepoRef, revision: str) -> list[RemoteFile]:
-        data = await self._data(urls.files_url(self.endpoint, repo, revision), repo, revision)
+        if repo.repo_type == "model":
+            return self._files(await self._data(urls.files_url(self.endpoint, repo, revision), repo, revision),
+                               repo, revision)
+        files: list[RemoteFile] = []
+        for page in range(1, MAX_DATASET_PAGES + 1):
+            url = urls.tree_url(self.endpoint, repo, revision, page, DATASET_PAGE_SIZE)
+            data = await self._data(url, repo, revision)
+            entries = data.get("Files") if isinstance(data, dict) else data
+            files += self._files(data, repo, revision)
+            if not isinstance(entries, list) or len(entries) < DATASET_PAGE_SIZE:
+                return files
+        raise UpstreamError(f"the file list of {repo} has more than {MAX_DATASET_PAGES} pages")
+
+    def _files(self, data: Any, repo: RepoRef, revision: str) -> list[RemoteFile]:
+        """The files (not folders) of one answer of a file list."""
         entries = data.get("Files") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise UpstreamError(f"the file list of {repo}@{revision} on {self.endpoint} is malformed")
@@ -159,9 +183,28 @@ class ModelScopeClient(UpstreamHTTP):
         return FileLocation(url=urls.file_url(self.endpoint, repo, revision, path), size=remote.size,
                             etag=remote.lfs_sha256 or "", commit=commit)
 
+    async def _unranged(self, resp: aiohttp.ClientResponse, url: str, location: FileLocation, start: int,
+                        end: int) -> aiohttp.ClientResponse:
+        """Files ModelScope serves itself (not redirected) ignore Range: a tail is the whole body past
+        ``start`` bytes, which are read and dropped (at most `MAX_SKIPPED_BYTES`)."""
+        if end != location.size or resp.content_length != location.size or start > MAX_SKIPPED_BYTES:
+            resp.release()
+            raise UpstreamError(f"{redacted(url)} ignored the Range header")
+        try:
+            skipped = 0
+            while skipped < start:
+                chunk = await resp.content.read(min(SKIP_PIECE, start - skipped))
+                if not chunk:
+                    raise aiohttp.ClientPayloadError(f"body cut after {skipped} of the {start} bytes to skip")
+                skipped += len(chunk)
+        except BaseException:
+            resp.release()
+            raise
+        return resp
+
     async def _range_refusal(self, resp: aiohttp.ClientResponse, url: str) -> UpstreamError:
         try:
-            body: Any = json.loads(await resp.content.read(MAX_ERROR_BYTES))
+            body: Any = json.loads(await read_body(resp, MAX_ERROR_BYTES))
         except (ValueError, aiohttp.ClientError):
             body = None
         message = _message(body)

@@ -25,6 +25,12 @@ def files_url(endpoint: str, repo: RepoRef, revision: str) -> str:
     return f"{_base(endpoint, repo)}/repo/files?{urlencode({'Revision': revision, 'Recursive': 'True'})}"
 
 
+def tree_url(endpoint: str, repo: RepoRef, revision: str, page: int, page_size: int) -> str:
+    """A page of a dataset's file list (datasets are listed page by page, from page 1)."""
+    query = {"Revision": revision, "Recursive": "True", "PageNumber": str(page), "PageSize": str(page_size)}
+    return f"{_base(endpoint, repo)}/repo/tree?{urlencode(query)}"
+
+
 def file_url(endpoint: str, repo: RepoRef, revision: str, path: str) -> str:
     return f"{_base(endpoint, repo)}/repo?{urlencode({'Revision': revision, 'FilePath': path})}"
 

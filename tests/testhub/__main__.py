@@ -2,11 +2,12 @@
 
     python -m tests.testhub --port 0 --cdn-port 0 [--repo-dir ORG/NAME=DIR]...
         [--big ORG/NAME:FILENAME=SIZE_BYTES]... [--throttle BYTES_PER_SEC] [--data-dir D]
-        [--token TOKEN=USER]... [--no-builtin] [--no-xet]
+        [--token TOKEN=USER]... [--no-builtin] [--no-xet] [--modelscope]
 
 Prints one JSON line `{"endpoint": ..., "cdn": ...}` once serving, then runs until SIGTERM/SIGINT.
 The MiniLM and SmolLM2 repos are served too unless --no-builtin. Big files are generated once in
---data-dir and reused by later runs.
+--data-dir and reused by later runs. With --modelscope the same repos are served over ModelScope's
+API (`TestModelScope`, LFS files redirected to its CDN host) instead of the Hub's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from .content import generated_file
 from .repos import HubRepo, minilm_repo, repo_from_dir, smollm_repo
+from .modelscope import TestModelScope
 from .server import TestHub
 
 
@@ -53,13 +55,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "mreg-testhub")
     parser.add_argument("--no-builtin", action="store_true", help="do not serve the MiniLM and SmolLM2 repos")
     parser.add_argument("--no-xet", action="store_true", help="send no xet headers or tree xetHash")
+    parser.add_argument("--modelscope", action="store_true", help="speak ModelScope's API instead of the Hub's")
     return parser.parse_args(argv)
 
 
-def build_hub(args: argparse.Namespace) -> TestHub:
-    """A TestHub (not started) configured from the parsed command line."""
-    hub = TestHub(dict(args.token), host=args.host, cdn_host=args.cdn_host, port=args.port, cdn_port=args.cdn_port)
-    hub.xet = not args.no_xet
+def build_hub(args: argparse.Namespace) -> TestHub | TestModelScope:
+    """A TestHub or TestModelScope (not started) configured from the parsed command line."""
+    hub: TestHub | TestModelScope
+    if args.modelscope:
+        hub = TestModelScope(dict(args.token), host=args.host, port=args.port, cdn_host=args.cdn_host,
+                             cdn_port=args.cdn_port)
+        hub.redirect_lfs = True
+    else:
+        hub = TestHub(dict(args.token), host=args.host, cdn_host=args.cdn_host, port=args.port,
+                      cdn_port=args.cdn_port)
+        hub.xet = not args.no_xet
     hub.faults.throttle = args.throttle
     if not args.no_builtin:
         hub.add_repo(minilm_repo())
@@ -72,7 +82,8 @@ def build_hub(args: argparse.Namespace) -> TestHub:
         path = generated_file(args.data_dir / repo_id / filename, size, seed=seed)
         big.setdefault(repo_id, {})[filename] = path
     for repo_id, files in big.items():
-        repo = hub.repos.get(("model", repo_id)) or hub.add_repo(HubRepo(repo_id))
+        served = {r.repo_id: r for r in hub.repos.values() if r.repo_type == "model"}
+        repo = served.get(repo_id) or hub.add_repo(HubRepo(repo_id))
         repo.commit(files, message="add big files")
     return hub
 

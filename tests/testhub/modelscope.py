@@ -8,42 +8,62 @@ every other branch, tag and full commit sha is reachable under its own name.
     GET      /api/v1/models/{owner}/{name}/revisions[?EndTime=T]    branches and tags (tags up to T)
     GET      /api/v1/models/{owner}/{name}/repo/files?Revision=R&Recursive=True[&Root=D]
     GET|HEAD /api/v1/models/{owner}/{name}/repo?Revision=R&FilePath=P   bytes, Range → 206
+    GET      /api/v1/datasets/{owner}/{name}[/revisions | /repo?…]  the same for datasets, whose
+             /repo/tree?Revision=R&Recursive=True&PageNumber=N&PageSize=S lists files page by page
     GET      /api/v1/repos/internalAccelerationInfo                 no intra-cloud region
+
+With `redirect_lfs`, LFS files answer a 302 to a signed URL on a second host (`cdn_base`, 127.0.0.2)
+as modelscope.cn does to its object storage; the CDN is the test hub's (`serving.serve_cdn`).
 
 JSON answers are `{"Code": 200, "Success": true, "Data": …, "Message": "success", "RequestId": …}`;
 refusals carry the HTTP status the client maps (401, 403, 404, 400) with `Code`/`Message`. Tokens
 arrive as `Authorization: Bearer T` and/or the `m_session_id` cookie, as the `modelscope` client
 sends both. Faults and stats are those of `TestHub`, with route kinds "api", "tree" (file lists)
-and "resolve" (file bytes).
+"resolve" (file bytes from the API host) and "cdn" (the redirect target). A request carrying the
+token to the CDN (Authorization or the m_session_id cookie) is listed in `stats.cdn_authorization_seen`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
+from .content import Blob
 from .faults import FailRule, Faults, Record, Stats
 from .repos import Commit, HubRepo
-from .serving import RangeNotSatisfiable, parse_range, send_blob
+from .serving import (
+    RangeNotSatisfiable,
+    parse_range,
+    send_blob,
+    serve_cdn,
+    url_signature,
+    xml_error,
+)
 from .threaded import ServerThread, bind
 
 DEFAULT_BRANCH = "master"
 """ModelScope's default branch; it names the served repo's `main`."""
 MODEL_NOT_FOUND = "模型不存在"
+DATASET_NOT_FOUND = "数据集不存在"
 FILE_NOT_FOUND = "文件不存在"
 NOT_LOGGED_IN = "用户未登录"
 NOT_FOUND_CODE = 10010205001
 AUTH_CODE = 10010103009
 
 Handler = Callable[[], Awaitable[web.StreamResponse]]
+RepoKey = tuple[str, str]
+"""(repo type, repo id)."""
+_TYPES = {"models": "model", "datasets": "dataset"}
 
 
 class ModelScopeError(Exception):
@@ -79,39 +99,68 @@ class TestModelScope:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, tokens: dict[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, tokens: dict[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 cdn_host: str = "127.0.0.2", cdn_port: int = 0) -> None:
         self.tokens = dict(tokens or {})
         self.repos: dict[str, HubRepo] = {}
+        self.datasets: dict[str, HubRepo] = {}
         self.faults = Faults()
         self.stats = Stats()
+        self.commit_ids = True
+        """Whether `/revisions` names each branch's and tag's commit (`CommitId`); False leaves it out."""
+        self.redirect_lfs = False
+        """Whether LFS files answer 302 to a signed CDN URL instead of their bytes."""
+        self.inline_ranges = True
+        """Whether files served by the API host honour Range; False answers 200 with the whole file
+        (the `modelscope` client expects either: "files served without a redirect ignore Range")."""
+        self.secret = secrets.token_bytes(32)
         self.endpoint = ""
-        self._address = (host, port)
+        self.cdn_base = ""
+        self._addresses = ((host, port), (cdn_host, cdn_port))
         self._server = ServerThread("testmodelscope")
 
     # -- repos -----------------------------------------------------------------------------
 
     def add_repo(self, repo: HubRepo) -> HubRepo:
-        """Serve `repo` (replacing any repo of the same id); return it."""
-        if repo.repo_type != "model" or "/" not in repo.repo_id:
-            raise ValueError(f"ModelScope serves owner/name models, not {repo.repo_type}:{repo.repo_id}")
-        self.repos[repo.repo_id] = repo
+        """Serve `repo` (replacing any repo of the same type and id); return it."""
+        if repo.repo_type not in ("model", "dataset") or "/" not in repo.repo_id:
+            raise ValueError(f"ModelScope serves owner/name models and datasets, not {repo.repo_type}:{repo.repo_id}")
+        self._served(repo.repo_type)[repo.repo_id] = repo
         return repo
 
-    def repo(self, repo_id: str) -> HubRepo:
-        """The served repo of that id (KeyError if none)."""
-        return self.repos[repo_id]
+    def repo(self, repo_id: str, repo_type: str = "model") -> HubRepo:
+        """The served repo of that id and type (KeyError if none)."""
+        return self._served(repo_type)[repo_id]
+
+    def _served(self, repo_type: str) -> dict[str, HubRepo]:
+        return self.datasets if repo_type == "dataset" else self.repos
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def find_blob(self, sha256: str) -> tuple[Blob, frozenset[str]] | None:
+        """The blob with that sha256 in any repo, with every repo path it has been stored at."""
+        found: Blob | None = None
+        paths: set[str] = set()
+        for repo in [*self.repos.values(), *self.datasets.values()]:
+            for path, entry in repo.blobs():
+                if entry.blob.sha256 == sha256:
+                    found = entry.blob
+                    paths.add(path)
+        return None if found is None else (found, frozenset(paths))
+
     def start(self) -> TestModelScope:
-        """Bind and serve from a background thread; return self."""
-        (sock,) = bind([self._address])
-        host, port = sock.getsockname()
-        self.endpoint = f"http://{host}:{port}"
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        app.on_response_prepare.append(self._record)
-        self._server.start([(app, sock)])
+        """Bind the API host and the CDN and serve them from a background thread; return self."""
+        api_sock, cdn_sock = bind(self._addresses)
+        (host, port), (cdn_host, cdn_port) = api_sock.getsockname(), cdn_sock.getsockname()
+        self.endpoint, self.cdn_base = f"http://{host}:{port}", f"http://{cdn_host}:{cdn_port}"
+        sites = []
+        for handler, recorder, sock in ((self._handle, self._record, api_sock),
+                                        (self._handle_cdn, self._record_cdn, cdn_sock)):
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handler)
+            app.on_response_prepare.append(recorder)
+            sites.append((app, sock))
+        self._server.start(sites)
         return self
 
     def stop(self) -> None:
@@ -131,6 +180,20 @@ class TestModelScope:
     async def _record(self, request: web.Request, response: web.StreamResponse) -> None:
         record = Record("hub", request.method, request.raw_path, response.status, request.headers.get("Range"))
         self.stats.request(self._route(request)[0], record, "Authorization" in request.headers)
+
+    async def _record_cdn(self, request: web.Request, response: web.StreamResponse) -> None:
+        record = Record("cdn", request.method, request.raw_path, response.status, request.headers.get("Range"))
+        token_sent = "Authorization" in request.headers or "m_session_id" in request.cookies
+        self.stats.request("cdn", record, token_sent)
+
+    async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.latency > 0:
+            await asyncio.sleep(self.faults.latency)
+        rule = self.faults.take(FailRule, "cdn")
+        if isinstance(rule, FailRule):
+            phrase = HTTPStatus(rule.status).phrase
+            return xml_error(rule.status, phrase.replace(" ", ""), phrase)
+        return await serve_cdn(request, self.secret, self.find_blob, self.faults, self.stats)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.faults.latency > 0:
@@ -156,17 +219,19 @@ class TestModelScope:
         method = request.method
         if segments == ["api", "v1", "repos", "internalAccelerationInfo"] and method == "GET":
             return "api", self._acceleration_info
-        if segments[:3] != ["api", "v1", "models"] or len(segments) < 5 or not all(segments[3:5]):
+        if segments[:2] != ["api", "v1"] or len(segments) < 5 or segments[2] not in _TYPES or not all(segments[3:5]):
             return "api", None
-        repo_id, rest = unquote("/".join(segments[3:5])), segments[5:]
+        key, rest = (_TYPES[segments[2]], unquote("/".join(segments[3:5]))), segments[5:]
         if not rest and method == "GET":
-            return "api", lambda: self._info(request, repo_id)
+            return "api", lambda: self._info(request, key)
         if rest == ["revisions"] and method == "GET":
-            return "api", lambda: self._revisions(request, repo_id)
-        if rest == ["repo", "files"] and method == "GET":
-            return "tree", lambda: self._files(request, repo_id)
+            return "api", lambda: self._revisions(request, key)
+        if rest == ["repo", "files"] and method == "GET" and key[0] == "model":
+            return "tree", lambda: self._files(request, key)
+        if rest == ["repo", "tree"] and method == "GET" and key[0] == "dataset":
+            return "tree", lambda: self._tree(request, key)
         if rest == ["repo"] and method in ("GET", "HEAD"):
-            return "resolve", lambda: self._file(request, repo_id)
+            return "resolve", lambda: self._file(request, key)
         return "api", None
 
     # -- access ----------------------------------------------------------------------------
@@ -186,13 +251,13 @@ class TestModelScope:
             raise ModelScopeError(401, AUTH_CODE, "AccessToken is invalid or expired")
         return users.pop()
 
-    def _lookup(self, request: web.Request, repo_id: str) -> HubRepo:
+    def _lookup(self, request: web.Request, key: RepoKey) -> HubRepo:
         user = self._user(request)
-        repo = self.repos.get(repo_id)
+        repo = self._served(key[0]).get(key[1])
         if repo is None or not repo.may_see(user):
             if repo is not None and user is None:
                 raise ModelScopeError(401, 401, NOT_LOGGED_IN)
-            raise ModelScopeError(404, NOT_FOUND_CODE, MODEL_NOT_FOUND)
+            raise ModelScopeError(404, NOT_FOUND_CODE, MODEL_NOT_FOUND if key[0] == "model" else DATASET_NOT_FOUND)
         return repo
 
     @staticmethod
@@ -208,12 +273,12 @@ class TestModelScope:
     async def _acceleration_info(self) -> web.Response:
         return envelope({"InternalRegionQueryAddress": ""})
 
-    async def _info(self, request: web.Request, repo_id: str) -> web.Response:
-        repo = self._lookup(request, repo_id)
-        owner, name = repo_id.split("/")
+    async def _info(self, request: web.Request, key: RepoKey) -> web.Response:
+        repo = self._lookup(request, key)
+        owner, name = key[1].split("/")
         head = repo.head
         data = {
-            "Id": int(hashlib.sha1(repo_id.encode()).hexdigest()[:6], 16),
+            "Id": int(hashlib.sha1("/".join(key).encode()).hexdigest()[:6], 16),
             "Name": name,
             "Path": owner,
             "ChineseName": "",
@@ -231,25 +296,41 @@ class TestModelScope:
         }
         return envelope(data)
 
-    async def _revisions(self, request: web.Request, repo_id: str) -> web.Response:
-        repo = self._lookup(request, repo_id)
+    async def _revisions(self, request: web.Request, key: RepoKey) -> web.Response:
+        repo = self._lookup(request, key)
         end = request.query.get("EndTime")
         if end is not None and not end.isdigit():
             raise ModelScopeError(400, 400, f"Invalid EndTime: {end}")
         branches = [
             {"Revision": DEFAULT_BRANCH if name == "main" else name, "CreatedAt": _epoch(repo.commits[sha]),
-             "CommitId": sha}
+             **self._commit_id(sha)}
             for name, sha in sorted(repo.branches.items())
         ]
         tags = [
-            {"Revision": name, "CreatedAt": _epoch(repo.commits[sha]), "CommitId": sha, "Message": name}
+            {"Revision": name, "CreatedAt": _epoch(repo.commits[sha]), "Message": name, **self._commit_id(sha)}
             for name, sha in sorted(repo.tags.items())
             if end is None or _epoch(repo.commits[sha]) <= int(end)
         ]
         return envelope({"RevisionMap": {"Branches": branches, "Tags": tags}})
 
-    async def _files(self, request: web.Request, repo_id: str) -> web.Response:
-        repo = self._lookup(request, repo_id)
+    def _commit_id(self, sha: str) -> dict[str, str]:
+        return {"CommitId": sha} if self.commit_ids else {}
+
+    async def _files(self, request: web.Request, key: RepoKey) -> web.Response:
+        """Models: every entry under `Root` in one answer."""
+        return envelope({"Files": self._entries(request, key), "IsVisual": 0})
+
+    async def _tree(self, request: web.Request, key: RepoKey) -> web.Response:
+        """Datasets: the entries under `Root`, `PageSize` at a time (page `PageNumber`, from 1)."""
+        number, size = request.query.get("PageNumber", "1"), request.query.get("PageSize", "100")
+        if not number.isdigit() or not size.isdigit() or int(number) < 1 or int(size) < 1:
+            raise ModelScopeError(400, 400, "Invalid PageNumber or PageSize")
+        entries = self._entries(request, key)
+        start = (int(number) - 1) * int(size)
+        return envelope({"Files": entries[start : start + int(size)], "TotalCount": len(entries)})
+
+    def _entries(self, request: web.Request, key: RepoKey) -> list[dict[str, Any]]:
+        repo = self._lookup(request, key)
         commit = self._commit(repo, request.query.get("Revision", DEFAULT_BRANCH))
         recursive = request.query.get("Recursive", "false").lower() == "true"
         root = request.query.get("Root", "").strip("/")
@@ -283,7 +364,7 @@ class TestModelScope:
         if not recursive:
             depth = root.count("/") + 1 if root else 0
             entries = {p: e for p, e in entries.items() if p.count("/") == depth}
-        return envelope({"Files": list(entries.values()), "IsVisual": 0})
+        return list(entries.values())
 
     @staticmethod
     def _tree_entry(path: str, commit: Commit) -> dict[str, Any]:
@@ -301,21 +382,27 @@ class TestModelScope:
             "Type": "tree",
         }
 
-    async def _file(self, request: web.Request, repo_id: str) -> web.StreamResponse:
-        repo = self._lookup(request, repo_id)
+    async def _file(self, request: web.Request, key: RepoKey) -> web.StreamResponse:
+        repo = self._lookup(request, key)
         commit = self._commit(repo, request.query.get("Revision", DEFAULT_BRANCH))
         path = request.query.get("FilePath", "")
         entry = commit.files.get(path)
         if entry is None:
             raise ModelScopeError(404, NOT_FOUND_CODE, FILE_NOT_FOUND)
         name = path.rpartition("/")[2]
+        if self.redirect_lfs and entry.lfs:
+            expires = int(time.time()) + self.faults.url_ttl
+            sha = entry.blob.sha256
+            query = urlencode({"Expires": expires, "Signature": url_signature(self.secret, sha, expires)})
+            location = f"{self.cdn_base}/modelscope/{sha[:2]}/{sha}?{query}"
+            return web.Response(status=302, headers={"Location": location})
         headers = {
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{name}"',
         }
         try:
-            rng = parse_range(request.headers.get("Range"), entry.blob.size)
+            rng = parse_range(request.headers.get("Range") if self.inline_ranges else None, entry.blob.size)
         except RangeNotSatisfiable:
             response = envelope(None, status=416, code=416, message="Requested Range Not Satisfiable")
             response.headers["Content-Range"] = f"bytes */{entry.blob.size}"
