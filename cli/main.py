@@ -94,7 +94,7 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
-    async with open_workspace(settings, None, connections * (1 + len(also_from))) as ws:
+    async with open_workspace(settings, None, connections * (len(chosen) + len(also_from))) as ws:
         options = dataclasses.replace(options, mirrors=tuple(HubClient(ws.session, url) for url in also_from))
         with progress:
             result, choice, upstream = await pull_from(
@@ -108,14 +108,14 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     if as_json:
         data: dict[str, object] = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
                                    "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name}
-        if also_from:
+        if also_from or len(chosen) > 1:
             data["fetched_from"] = result.by_source
         if choice is not None:
             data.update(quant=choice.label, gguf=list(choice.quant.files))
         _echo_json(data)
     else:
         if result.source == "upstream":
-            if also_from:
+            if also_from or sum(1 for n in result.by_source.values() if n) > 1:
                 served = " (" + ", ".join(f"{human_size(n)} from {name}" for name, n in result.by_source.items()) + ")"
             else:
                 served = f" from {upstream.label}" if len(chosen) > 1 or upstream.kind != "hf" else ""

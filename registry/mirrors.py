@@ -18,6 +18,9 @@ from .hub import FileLocation, RemoteFile
 from .repo_client import RepoClient
 from .repo import RepoRef
 
+LIST_TIMEOUT = 10.0
+"""Seconds a mirror has to list the repo; a slower one is left out rather than holding the pull."""
+
 
 @dataclass(frozen=True)
 class MirrorListing:
@@ -48,12 +51,17 @@ async def list_mirrors(mirrors: Sequence[RepoClient], repo: RepoRef, revision: s
                        connections: int) -> tuple[list[MirrorListing], dict[str, str]]:
     """The LFS files each mirror lists for ``repo`` at ``revision``, and why the others could not answer."""
 
+    async def listing(mirror: RepoClient) -> tuple[str, list[RemoteFile]]:
+        commit = (await mirror.repo_info(repo, revision)).commit
+        return commit, await mirror.list_files(repo, commit)
+
     async def one(mirror: RepoClient) -> MirrorListing | str:
         try:
-            commit = (await mirror.repo_info(repo, revision)).commit
-            files = await mirror.list_files(repo, commit)
+            commit, files = await asyncio.wait_for(listing(mirror), LIST_TIMEOUT)
         except UpstreamError as exc:
             return str(exc)
+        except TimeoutError:
+            return f"no file list within {LIST_TIMEOUT:g} s"
         paths = {f.lfs_sha256: f.path for f in files if f.lfs_sha256}
         return MirrorListing(mirror, commit, paths, asyncio.Semaphore(connections))
 

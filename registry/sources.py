@@ -4,7 +4,9 @@ With several upstreams (``--source auto``) each is asked for the repo in turn; o
 reached, times out, answers 5xx after its retries, or does not answer within the start timeout is
 passed over for the next, and remembered as down (`Health`, a small JSON file in the store) for
 `DOWN_FOR` seconds, during which it is tried last. A repo or revision an upstream does not have is
-an answer, not an outage: that error ends the pull.
+an answer, not an outage: that error ends the pull. The upstreams not remembered as down also serve
+as mirror sources of the pull (``registry.mirrors``): a large file one of them lists with the same
+sha256 is fetched from the chosen upstream and from it at once, in proportion to their speeds.
 """
 
 from __future__ import annotations
@@ -104,11 +106,14 @@ async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | N
     for index, upstream in enumerate(queue):
         last = index == len(queue) - 1
         client = client_for(session, upstream, retry)
+        others = tuple(client_for(session, u, retry) for u in queue
+                       if u is not upstream and health.down(u.name) is None) if remember else ()
         try:
             if not last and not options.offline:
                 await asyncio.wait_for(client.repo_info(repo, options.revision), start_timeout)
-            result, choice = await pull_model(repo, quant, replace(options, upstream=upstream.name), client=client,
-                                              store=store, catalog=catalog, progress=progress, announce=announce)
+            chosen = replace(options, upstream=upstream.name, mirrors=options.mirrors + others)
+            result, choice = await pull_model(repo, quant, chosen, client=client, store=store, catalog=catalog,
+                                              progress=progress, announce=announce)
         except (TimeoutError, UpstreamUnavailableError) as exc:
             if remember:
                 health.mark_down(upstream.name, _reason(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import random
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,10 @@ from registry.sources import HEALTH_FILE, Health, pull_from
 from registry.upstreams import Upstream, load, parse_upstreams, split_source
 from registry.workspace import open_workspace
 from tests.pulling import FAST_RETRY, FAST_TUNING, settings_for, tree_bytes
-from tests.testhub import HubRepo, TestHub, TestModelScope, minilm_repo
+from tests.testhub import Blob, HubRepo, TestHub, TestModelScope, minilm_repo
 
 WEIGHTS = bytes(range(256)) * 20_000
+MB = 1_000_000
 
 
 def tiny_repo(repo_id: str = "org/tiny", **kwargs: object) -> HubRepo:
@@ -318,6 +320,29 @@ async def test_auto_falls_back_on_503s_and_on_a_stalled_start(hubs: tuple[TestHu
     hub.stats.reset()
     assert await pull_auto(tmp_path / "b") == "ms"  # remembered as down: ModelScope is asked first
     assert hub.stats.requests.total() == 0
+
+
+def test_auto_fetches_a_file_both_upstreams_hold_from_both_at_once(tmp_path: Path, env: dict[str, str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    big = Blob.from_bytes(random.Random(5).randbytes(12 * MB))
+    repo = HubRepo("org/both", owner="org")
+    repo.commit({"config.json": b"{}", "model.safetensors": big})
+    with TestHub() as hub, TestModelScope() as ms:
+        hub.add_repo(repo)
+        ms.add_repo(repo)
+        hub.faults.bandwidth = ms.faults.bandwidth = 6 * MB
+        monkeypatch.setenv("MREG_UPSTREAMS", f"hf=hf+{hub.endpoint},ms=modelscope+{ms.endpoint}")
+
+        code, out, err = mreg("pull", "org/both", "--source", "auto", "--json")
+
+    assert code == 0, err
+    data = json.loads(out)
+    assert hashlib.sha256((Path(data["path"]) / "model.safetensors").read_bytes()).hexdigest() == big.sha256
+    from_hub, from_ms = hub.stats.bytes_by_sha256[big.sha256], ms.stats.bytes_by_sha256[big.sha256]
+    assert from_hub >= big.size * 0.25 and from_ms >= big.size * 0.25  # equal links: about half each
+    assert from_hub + from_ms <= big.size * 1.1
+    assert data["upstream"] == "hf" and data["fetched_from"] == {hub.endpoint: data["fetched_from"][hub.endpoint],
+                                                                 ms.endpoint: data["fetched_from"][ms.endpoint]}
 
 
 async def test_the_last_upstream_failing_is_the_error(hubs: tuple[TestHub, TestModelScope], tmp_path: Path) -> None:
