@@ -3,8 +3,9 @@
 Jobs live in the catalog, so they outlive the daemon: at start, jobs a stopped (or killed) daemon
 left ``running`` are queued again, and their downloads resume from the partial files' saved state.
 A worker runs ``registry.mirror.sync_job`` (``mreg pull``'s code) under the shared bandwidth cap,
-writes the job's progress to the catalog every ``job_progress_interval`` seconds, and has each
-weights file indexed as soon as it lands.
+writes the job's progress to the catalog every ``job_progress_interval`` seconds, has each
+weights file indexed as soon as it lands, and keeps the commit's repo info and listing (``kept``) so
+the mirrored repo is answered while upstream is away.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from registry.throttle import TokenBucket
 
 from .commits import Commits
 from .config import ServeConfig
-from .upstream import Upstream
+from .upstream import Upstream, UpstreamRefused
 
 log = logging.getLogger("mreg.daemon")
 
@@ -117,9 +118,20 @@ class Mirroring:
             return
         finally:
             reporter.cancel()
+        await self._keep_metadata(job, synced.commit)
         await self._catalog.set_job_progress(job.id, progress.bytes_done, progress.bytes_total)
         await self._catalog.finish_job(job.id, synced.commit)
         log.info("mirror job %s: at %s (%d bytes fetched)", job.repo, synced.commit[:12], synced.fetched)
+
+    async def _keep_metadata(self, job: MirrorJob, commit: str) -> None:
+        """Keep the commit's repo info and file listing, so Hub clients and the catalog are answered
+        for the mirrored repo while upstream is away (best effort: the files are mirrored either way)."""
+        try:
+            await self._commits.get(job.repo, commit, self._token)
+        except (MregError, UpstreamRefused) as exc:
+            why = f"upstream answered HTTP {exc.answer.status}" if isinstance(exc, UpstreamRefused) else str(exc)
+            log.warning("mirror job %s: cannot keep the repo info of %s for offline use: %s", job.repo,
+                        commit[:12], why)
 
     async def _report(self, job_id: int, progress: JobProgress) -> None:
         """Write the job's progress to the catalog while it changes."""

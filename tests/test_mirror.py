@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from huggingface_hub import snapshot_download
 
 from cli.main import main
 from daemon.admin import Verdict, is_loopback, policy
@@ -159,6 +160,29 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
     ref = RepoRef.parse("testorg/big")
     assert store.read_ref(ref, "main") == repo.head.sha
     assert store.snapshot_files(ref, repo.head.sha)["big.bin"] == sha
+
+
+def test_a_mirrored_repo_is_served_by_an_offline_daemon(test_hub: TestHub, tmp_path: Path) -> None:
+    repo = test_hub.add_repo(small_repo("testorg/kept", {"model.safetensors": safetensors(1000),
+                                                         "config.json": '{"model_type": "x"}'}))
+    home = tmp_path / "home"
+    daemon = start_daemon(home, test_hub.endpoint)
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/kept"})[0] == 201
+        wait_job(daemon, "testorg/kept", 60, status="done")
+    finally:
+        stop(daemon)
+    test_hub.stats.reset()
+    offline = start_daemon(home, test_hub.endpoint, "--offline")
+    try:
+        folder = Path(snapshot_download("testorg/kept", cache_dir=tmp_path / "hf", endpoint=offline.url, token=False))
+        status, listed = call(offline, "GET", "/v1/repos")
+    finally:
+        stop(offline)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {
+        path: entry.blob.read(0, entry.blob.size) for path, entry in repo.head.files.items()}
+    assert status == 200 and [r["repo"] for r in listed] == ["testorg/kept"]
+    assert test_hub.stats.requests.total() == 0
 
 
 def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: TestHub, tmp_path: Path) -> None:
