@@ -1,4 +1,5 @@
-"""The ``mreg`` command: pull, path, ls, verify, rm, gc, inspect, search, serve."""
+"""The ``mreg`` command: pull, path, ls, verify, rm, gc, inspect, search, serve (and, from other modules,
+convert, modelfile, ollama)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from registry.search import Query, parse_count, search
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
+from .convert_command import convert_command
 from .ollama_commands import modelfile_command, ollama_command
 from .progress import PlainProgress, RichProgress, human_size
 from .views import hit_json, hit_text, inspection_json, inspection_text
@@ -245,6 +247,7 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     await serve(build_app(config, settings), config)
 
 
+main.add_command(convert_command)
 main.add_command(modelfile_command)
 main.add_command(ollama_command)
 

@@ -6,6 +6,6 @@ owned by the Alembic migrations in the top-level ``migrations`` package and appl
 """
 
 from .catalog import Catalog
-from .records import FileRecord, HeaderRecord, IndexedRevision, RepoSummary
+from .records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, RepoSummary
 
-__all__ = ["Catalog", "FileRecord", "HeaderRecord", "IndexedRevision", "RepoSummary"]
+__all__ = ["Catalog", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "RepoSummary"]

@@ -55,14 +55,15 @@ def architecture_of(config: Mapping[str, Any]) -> tuple[str, Architecture]:
     return name, ARCHITECTURES[name]
 
 
-def _get(config: Mapping[str, Any], key: str) -> Any:
+def config_value(config: Mapping[str, Any], key: str) -> Any:
+    """``config[key]``; FormatError naming the key when config.json lacks it."""
     if key not in config:
         raise FormatError(f"config.json has no {key}")
     return config[key]
 
 
 def head_dim(config: Mapping[str, Any]) -> int:
-    return config.get("head_dim") or _get(config, "hidden_size") // _get(config, "num_attention_heads")
+    return config.get("head_dim") or config_value(config, "hidden_size") // config_value(config, "num_attention_heads")
 
 
 def rope_parameters(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,12 +77,12 @@ def rope_parameters(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def add_hparams(writer: GGUFWriter, config: Mapping[str, Any], spec: Architecture) -> None:
     """The model's hyperparameter keys."""
-    writer.add_block_count(_get(config, "num_hidden_layers"))
+    writer.add_block_count(config_value(config, "num_hidden_layers"))
     if (n_ctx := config.get("max_position_embeddings")) is not None:
         writer.add_context_length(n_ctx)
-    writer.add_embedding_length(_get(config, "hidden_size"))
-    writer.add_feed_forward_length(_get(config, "intermediate_size"))
-    writer.add_head_count(_get(config, "num_attention_heads"))
+    writer.add_embedding_length(config_value(config, "hidden_size"))
+    writer.add_feed_forward_length(config_value(config, "intermediate_size"))
+    writer.add_head_count(config_value(config, "num_attention_heads"))
     writer.add_head_count_kv(config.get("num_key_value_heads") or config["num_attention_heads"])
     rope = rope_parameters(config)
     rope_type, factor = rope.get("rope_type"), rope.get("factor")
@@ -91,17 +92,17 @@ def add_hparams(writer: GGUFWriter, config: Mapping[str, Any], spec: Architectur
     elif rope_type == "yarn" and factor is not None:
         writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         writer.add_rope_scaling_factor(factor)
-        writer.add_rope_scaling_orig_ctx_len(_get(rope, "original_max_position_embeddings"))
+        writer.add_rope_scaling_orig_ctx_len(config_value(rope, "original_max_position_embeddings"))
     elif rope_type not in (None, "default", "llama3"):
         raise FormatError(f"cannot convert RoPE scaling {rope_type!r} (mreg converts linear, yarn and llama3)")
     if rope.get("rope_theta") is not None:
         writer.add_rope_freq_base(rope["rope_theta"])
-    writer.add_layer_norm_rms_eps(_get(config, "rms_norm_eps"))
+    writer.add_layer_norm_rms_eps(config_value(config, "rms_norm_eps"))
     if spec.arch != MODEL_ARCH.QWEN2 or config.get("head_dim") is not None:
         writer.add_key_length(head_dim(config))
         writer.add_value_length(head_dim(config))
     if spec.llama_keys:
-        writer.add_vocab_size(_get(config, "vocab_size"))
+        writer.add_vocab_size(config_value(config, "vocab_size"))
         writer.add_rope_dimension_count(head_dim(config))
 
 

@@ -12,10 +12,10 @@ from .plan import plan_conversion
 from .writing import ConvertProgress, NullConvertProgress, write_gguf
 
 
-def convert_folder(folder: Path, mix: Mix, out: Path, *, name: str, repo_id: str | None = None,
+def convert_folder(folder: Path, mix: Mix, out: Path, *, name: str, repo_url: str | None = None,
                    progress: ConvertProgress = NullConvertProgress()) -> Path:
     """Write the model in ``folder`` as a GGUF of ``mix`` to ``out`` (replaced only when complete)."""
-    plan = plan_conversion(folder, mix, name, repo_id)
+    plan = plan_conversion(folder, mix, name, repo_url)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from .. import __version__
 from .architectures import (
     Architecture,
     add_hparams,
+    config_value,
     architecture_of,
     gguf_name,
     is_70b,
@@ -70,7 +71,7 @@ class Plan:
         return sum(t.nbytes for t in self.tensors)
 
 
-def plan_conversion(folder: Path, mix: Mix, name: str, repo_id: str | None = None) -> Plan:
+def plan_conversion(folder: Path, mix: Mix, name: str, repo_url: str | None = None) -> Plan:
     """Plan converting the model in ``folder`` to ``mix``; FormatError if it cannot be converted."""
     config = read_json(folder / "config.json")
     hf_arch, spec = architecture_of(config)
@@ -78,8 +79,8 @@ def plan_conversion(folder: Path, mix: Mix, name: str, repo_id: str | None = Non
     writer = GGUFWriter(None, spec.name)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
-    if repo_id is not None:
-        writer.add_string(gguf.Keys.General.SOURCE_HF_REPO, repo_id)
+    if repo_url is not None:
+        writer.add_source_repo_url(repo_url)
     writer.add_quantized_by(f"mreg {__version__}")
     add_hparams(writer, config, spec)
     writer.add_file_type(mix.ftype)
@@ -99,7 +100,7 @@ def _replace(writer: GGUFWriter, key: str, value: Any, vtype: gguf.GGUFValueType
 
 
 def _tensors(folder: Path, config: Mapping[str, Any], spec: Architecture, mix: Mix) -> list[PlannedTensor]:
-    n_layer = config["num_hidden_layers"]
+    n_layer = config_value(config, "num_hidden_layers")
     names = gguf.get_tensor_name_map(spec.arch, n_layer)
     found: dict[str, tuple[SourceTensor | None, np.ndarray | None, np.ndarray | None]] = {}
     for hf_name, source in list_tensors(folder).items():

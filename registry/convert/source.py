@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import mmap
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,20 +72,23 @@ class TensorReader:
     """Reads tensors as float32 arrays from memory-mapped files (one map per file, kept open)."""
 
     def __init__(self) -> None:
-        self._stack = ExitStack()
         self._maps: dict[Path, mmap.mmap] = {}
 
     def __enter__(self) -> TensorReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for mapped in self._maps.values():
+            try:
+                mapped.close()
+            except BufferError:  # an array still views it: the map closes when that array goes
+                pass
         self._maps.clear()
-        self._stack.close()
 
     def _map(self, path: Path) -> mmap.mmap:
         if path not in self._maps:
-            f = self._stack.enter_context(open(path, "rb"))
-            self._maps[path] = self._stack.enter_context(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            with open(path, "rb") as f:
+                self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return self._maps[path]
 
     def rows(self, tensor: SourceTensor) -> np.ndarray:
