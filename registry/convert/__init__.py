@@ -1,1 +1,1 @@
-"""Local conversion of a repo's safetensors into a GGUF file, quantized as llama.cpp does."""
+"""Local conversion of safetensors checkpoints to GGUF."""

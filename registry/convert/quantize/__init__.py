@@ -1,19 +1,82 @@
-"""TEMP quantize shim: the 32-block types through `gguf.quants`; K-quants come with the kquants branch."""
+"""Tensors quantized exactly as ggml's ``ggml_quantize_chunk`` does with no importance matrix.
+
+``quantize(data, qtype)`` is the one entry point: float32 rows in, the GGUF tensor bytes out. F32, F16
+and BF16 are conversions (``floats``); Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are in ``legacy``, Q4_K, Q5_K
+and Q6_K in ``kquants``. Work is vectorised over all blocks, ``CHUNK_WEIGHTS`` weights at a time.
+
+Byte identity holds for finite weights (every float32 value, subnormals and ±float32 max included) and,
+for F32/F16/BF16, for NaN and ±inf too. Rows holding NaN or ±inf are garbage in ggml's block types
+(and rejected by llama.cpp's loader); their bytes here may differ from ggml's.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from gguf import GGMLQuantizationType, quants
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-_SUPPORTED = frozenset({
-    GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16, GGMLQuantizationType.Q8_0,
-    GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q5_1,
-})
+from .floats import bf16_bits, fp16_bits
+from .kquants import quantize_q4_k, quantize_q5_k, quantize_q6_k
+from .legacy import quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_q8_0
+
+CHUNK_WEIGHTS = 512 * 256
+"""Weights converted per numpy pass: enough to amortise Python, few enough that temporaries stay in cache
+(and memory stays at the input plus the output, whatever the tensor's size)."""
+
+_BLOCKS: dict[GGMLQuantizationType, Callable[[np.ndarray], np.ndarray]] = {
+    GGMLQuantizationType.F16: lambda values: fp16_bits(values).view(np.uint8),
+    GGMLQuantizationType.BF16: lambda values: bf16_bits(values).view(np.uint8),
+    GGMLQuantizationType.Q8_0: quantize_q8_0,
+    GGMLQuantizationType.Q4_0: quantize_q4_0,
+    GGMLQuantizationType.Q4_1: quantize_q4_1,
+    GGMLQuantizationType.Q5_0: quantize_q5_0,
+    GGMLQuantizationType.Q5_1: quantize_q5_1,
+    GGMLQuantizationType.Q4_K: quantize_q4_k,
+    GGMLQuantizationType.Q5_K: quantize_q5_k,
+    GGMLQuantizationType.Q6_K: quantize_q6_k,
+}
+"""Each type's function of (blocks, block size) float32 → (blocks, type size) uint8."""
+SUPPORTED = frozenset({GGMLQuantizationType.F32, *_BLOCKS})
+"""The types ``quantize`` writes."""
 
 
-def quantize(data: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
-    """The ggml bytes of float32 rows ``data`` in ``qtype``."""
-    if qtype not in _SUPPORTED:
-        raise NotImplementedError(f"{qtype.name} quantization is not available yet")
-    out = quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
-    return out.view(np.uint8) if out.dtype != np.uint8 else out
+def quantize(data: np.ndarray, qtype: GGMLQuantizationType, *, threads: int = 1) -> np.ndarray:
+    """float32 (..., n) → uint8 (..., n // block size * type size), the bytes ggml writes for ``qtype``.
+
+    Other float dtypes (a memory-mapped float16 tensor) are converted to float32 a chunk at a time.
+    With ``threads`` > 1, chunks are quantized on that many threads (numpy releases the GIL inside
+    its loops); the bytes are the same.
+
+    Raises ValueError for a type not in ``SUPPORTED`` or a row length that is not a multiple of the
+    type's block size (the caller picks a fallback type for those tensors).
+    """
+    if qtype not in SUPPORTED:
+        raise ValueError(f"cannot quantize to {qtype.name}")
+    if np.ndim(data) == 0:
+        raise ValueError("cannot quantize a scalar: quantize takes rows of weights")
+    data = np.asarray(data)
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    if data.shape[-1] % block_size:
+        raise ValueError(f"row length {data.shape[-1]} is not a multiple of {qtype.name}'s block size {block_size}")
+    out_shape = (*data.shape[:-1], data.shape[-1] // block_size * type_size)
+    if qtype == GGMLQuantizationType.F32:
+        return np.ascontiguousarray(data, dtype=np.float32).view(np.uint8).reshape(out_shape)
+    blocks = data.reshape(-1, block_size)
+    out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
+    step = CHUNK_WEIGHTS // block_size
+
+    def quantize_chunk(start: int) -> None:
+        chunk = np.ascontiguousarray(blocks[start:start + step], dtype=np.float32)
+        out[start:start + step] = _BLOCKS[qtype](chunk)
+
+    starts = range(0, blocks.shape[0], step)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+            for _ in pool.map(quantize_chunk, starts):
+                pass
+    else:
+        for start in starts:
+            quantize_chunk(start)
+    return out.reshape(out_shape)

@@ -1,0 +1,119 @@
+"""Q4_K, Q5_K and Q6_K super-blocks of 256 weights, as ggml's ``quantize_row_q{4,5,6}_K_ref`` write them.
+
+Each function takes (blocks, 256) float32 and returns (blocks, bytes) uint8. Q4_K and Q5_K fit a scale and
+a min to each group of 32 (weighted by the group's rms plus |x|), store them as 6-bit multiples of two fp16
+super-scales, then requantize every weight against the stored values; Q6_K fits a signed scale to each
+group of 16 and stores it as an int8 multiple of one fp16 super-scale. A group whose stored scale is 0
+keeps the levels of its fit, as ggml's does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .floats import fp16_bits, fp16_value, nearest_int
+from .search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric
+
+QK_K = 256
+_F32 = np.float32
+
+
+def quantize_q4_k(blocks: np.ndarray) -> np.ndarray:
+    """Q4_K: fp16 d, fp16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of 4-bit levels."""
+    head, levels = _scale_min_blocks(blocks, nmax=15, rmin=-1.0, rdelta=0.1, nstep=20)
+    pairs = levels.reshape(-1, 4, 2, 32)
+    qs = pairs[:, :, 0] | (pairs[:, :, 1] << 4)
+    return np.concatenate([head, qs.reshape(-1, 128)], axis=1)
+
+
+def quantize_q5_k(blocks: np.ndarray) -> np.ndarray:
+    """Q5_K: as Q4_K, then 32 bytes holding each level's fifth bit, then 128 bytes of low nibbles."""
+    head, levels = _scale_min_blocks(blocks, nmax=31, rmin=-0.5, rdelta=0.1, nstep=15)
+    pairs = levels.reshape(-1, 4, 2, 32) & np.uint8(0x0F)
+    qs = pairs[:, :, 0] | (pairs[:, :, 1] << 4)
+    qh = _bit_planes(levels.reshape(-1, 8, 32) >> 4, width=1)
+    return np.concatenate([head, qh, qs.reshape(-1, 128)], axis=1)
+
+
+def quantize_q6_k(blocks: np.ndarray) -> np.ndarray:
+    """Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit high parts, 16 int8 scales, fp16 d."""
+    count = blocks.shape[0]
+    groups = np.ascontiguousarray(blocks.reshape(count * 16, 16).T)
+    fitted, fit_levels = fit_symmetric(groups, nmax=32)
+    scales = fitted.reshape(count, 16)
+    magnitude = np.abs(scales)
+    magnitude[np.isnan(magnitude)] = 0
+    first = np.argmax(magnitude, axis=1)
+    rows = np.arange(count)
+    empty = magnitude[rows, first] < GROUP_MAX_EPS
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = _F32(-128) / scales[rows, first]
+        d_bits = fp16_bits(_F32(1) / iscale)
+        quant_scales = np.minimum(nearest_int(iscale[:, None] * scales), 127).astype(np.int8)
+        d = fp16_value(d_bits)[:, None] * quant_scales.astype(_F32)
+        x = blocks.reshape(count, 16, 16)
+        requant = np.clip(nearest_int(x / d[:, :, None]), -32, 31) + 32
+    fit_levels = fit_levels.T.reshape(count, 16, 16).astype(np.int32)
+    levels = np.where((d != 0)[:, :, None], requant, fit_levels).astype(np.uint8).reshape(count, 2, 4, 32)
+
+    low = levels & np.uint8(0x0F)
+    ql = np.concatenate([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], axis=2)
+    qh = _bit_planes(levels.reshape(count * 2, 4, 32) >> 4, width=2).reshape(count, 64)
+    out = np.concatenate([ql.reshape(count, 128), qh, quant_scales.view(np.uint8),
+                          d_bits.view(np.uint8).reshape(count, 2)], axis=1)
+    out[empty] = 0
+    return out
+
+
+def _scale_min_blocks(blocks: np.ndarray, nmax: int, rmin: float, rdelta: float,
+                      nstep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shared part of Q4_K and Q5_K: (d, dmin and packed scales as 16 bytes, levels (blocks, 256) uint8)."""
+    count = blocks.shape[0]
+    groups = np.ascontiguousarray(blocks.reshape(count * 8, 32).T)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum_x2 = groups[0] * groups[0]
+        for row in groups[1:]:
+            sum_x2 += row * row
+        weights = np.sqrt(sum_x2 / _F32(32)) + np.abs(groups)
+    fitted, fitted_mins, fit_levels = fit_scale_min(groups, weights, nmax, rmin, rdelta, nstep)
+    scales = fitted.reshape(count, 8)
+    mins = fitted_mins.reshape(count, 8)
+
+    max_scale = _positive_max(scales)
+    max_min = _positive_max(mins)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv_scale = np.where(max_scale > 0, _F32(63) / max_scale, _F32(0))
+        inv_min = np.where(max_min > 0, _F32(63) / max_min, _F32(0))
+        ls = np.minimum(nearest_int(inv_scale[:, None] * scales) & 0xFF, 63).astype(np.uint8)
+        lm = np.minimum(nearest_int(inv_min[:, None] * mins) & 0xFF, 63).astype(np.uint8)
+        d_bits = fp16_bits(max_scale / _F32(63))
+        dmin_bits = fp16_bits(max_min / _F32(63))
+        d = fp16_value(d_bits)[:, None] * ls.astype(_F32)
+        dm = fp16_value(dmin_bits)[:, None] * lm.astype(_F32)
+        x = blocks.reshape(count, 8, 32)
+        requant = np.clip(nearest_int((x + dm[:, :, None]) / d[:, :, None]), 0, nmax)
+    fit_levels = fit_levels.T.reshape(count, 8, 32).astype(np.int32)
+    levels = np.where((d != 0)[:, :, None], requant, fit_levels).astype(np.uint8).reshape(count, QK_K)
+
+    packed = np.concatenate([
+        ls[:, :4] | ((ls[:, 4:] >> 4) << 6),
+        lm[:, :4] | ((lm[:, 4:] >> 4) << 6),
+        (ls[:, 4:] & np.uint8(0x0F)) | ((lm[:, 4:] & np.uint8(0x0F)) << 4),
+    ], axis=1)
+    head = np.concatenate([d_bits.view(np.uint8).reshape(count, 2), dmin_bits.view(np.uint8).reshape(count, 2),
+                           packed], axis=1)
+    return head, levels
+
+
+def _positive_max(values: np.ndarray) -> np.ndarray:
+    """Largest value of each row if positive, else +0 (ggml's running ``if (v > best) best = v`` from 0)."""
+    best = np.fmax.reduce(values, axis=1)
+    return np.where(best > 0, best, _F32(0))
+
+
+def _bit_planes(parts: np.ndarray, width: int) -> np.ndarray:
+    """(..., k, 32) small values → (..., 32) bytes with part ``i`` at bit ``i * width``."""
+    out = np.zeros(parts.shape[:-2] + parts.shape[-1:], dtype=np.uint8)
+    for i in range(parts.shape[-2]):
+        out |= parts[..., i, :] << (i * width)
+    return out
