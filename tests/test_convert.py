@@ -234,7 +234,7 @@ def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODELS))
-@pytest.mark.parametrize("label", ["F32", "F16", "Q8_0", "Q4_1"])
+@pytest.mark.parametrize("label", ["F32", "F16", "Q8_0", "Q4_1", "Q4_K_M", "Q5_K_S", "Q6_K"])
 def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_path: Path) -> None:
     from registry.convert.convert import convert_folder
 
@@ -251,7 +251,7 @@ def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_p
         assert (ours_value is None) == (theirs_value is None), key
         if theirs_value is not None:
             assert ours_value.types == theirs_value.types and ours_value.contents() == theirs_value.contents(), key
-    if label == "Q8_0":
+    if label in ("Q8_0", "Q4_K_M"):
         assert fx.greedy_tokens(ours, PROMPT) == fx.greedy_tokens(theirs, PROMPT)
 
 

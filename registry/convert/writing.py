@@ -7,6 +7,7 @@ are read through the memory map and released after each slab.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -40,8 +41,11 @@ class NullConvertProgress:
         pass
 
 
-def write_gguf(plan: Plan, path: Path, progress: ConvertProgress = NullConvertProgress()) -> None:
-    """Write ``plan`` to ``path`` (a new file; the caller renames it into place)."""
+def write_gguf(plan: Plan, path: Path, progress: ConvertProgress = NullConvertProgress(),
+               threads: int | None = None) -> None:
+    """Write ``plan`` to ``path`` (a new file; the caller renames it into place), quantizing on
+    ``threads`` threads (default: one per CPU)."""
+    threads = threads or os.cpu_count() or 1
     writer = plan.writer
     for t in plan.tensors:
         writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
@@ -54,7 +58,7 @@ def write_gguf(plan: Plan, path: Path, progress: ConvertProgress = NullConvertPr
     with open(path, "ab") as out, TensorReader() as reader:
         out.write(bytes(-out.tell() % alignment))
         for t in plan.tensors:
-            for chunk in _slabs(t, reader):
+            for chunk in _slabs(t, reader, threads):
                 out.write(chunk)
                 progress.advance(len(chunk))
             out.write(bytes(-t.nbytes % alignment))
@@ -62,10 +66,10 @@ def write_gguf(plan: Plan, path: Path, progress: ConvertProgress = NullConvertPr
         out.flush()
 
 
-def _slabs(t: PlannedTensor, reader: TensorReader) -> Iterator[memoryview]:
+def _slabs(t: PlannedTensor, reader: TensorReader, threads: int) -> Iterator[memoryview]:
     """The tensor's bytes in slabs of whole rows."""
     if t.values is not None:
-        yield memoryview(quantize(t.values.reshape(-1, t.shape[-1]), t.qtype)).cast("B")
+        yield memoryview(quantize(t.values.reshape(-1, t.shape[-1]), t.qtype, threads=threads)).cast("B")
         return
     assert t.source is not None
     source = reader.rows(t.source)
@@ -79,6 +83,6 @@ def _slabs(t: PlannedTensor, reader: TensorReader) -> Iterator[memoryview]:
             picked = t.row_order[first:last]
             block = source[picked]
             span = (int(picked.min()), int(picked.max()) + 1)
-        yield memoryview(quantize(to_float32(block, t.source.info.dtype), t.qtype)).cast("B")
+        yield memoryview(quantize(to_float32(block, t.source.info.dtype), t.qtype, threads=threads)).cast("B")
         reader.release(t.source, *span)
 
