@@ -263,3 +263,19 @@ def test_bf16_reads_exactly(tmp_path: Path) -> None:
     source = list_tensors(tmp_path)["w"]
     with TensorReader() as reader:
         assert np.array_equal(to_float32(reader.rows(source), "BF16"), values)
+
+
+def test_pull_and_modelfile_convert_when_no_gguf_exists(test_hub: TestHub, mreg_env: dict[str, str],
+                                                        tiny_llama: Path, tmp_path: Path) -> None:
+    test_hub.add_repo(_hub_repo("org/tiny", tiny_llama))
+    code, out, err = mreg("pull", "org/tiny", "--quant", "q8_0", "--json")
+    assert code == 0, err
+    assert "converting its safetensors to Q8_0 locally" in err
+    data = json.loads(out)
+    assert data["quant"] == "Q8_0" and data["gguf"] == ["tiny-Q8_0.gguf"]
+    assert GGUFReader(Path(data["path"], "tiny-Q8_0.gguf")).fields["general.file_type"].contents() == 7
+    code, out, err = mreg("modelfile", "org/tiny", "--quant", "q8_0", "--json")
+    assert code == 0, err
+    assert "converting its safetensors to Q8_0 locally" in err and json.loads(out)["quant"] == "Q8_0"
+    code, _, err = mreg("pull", "org/tiny", "--quant", "iq4_xs")
+    assert code == 3 and "IQ4_XS is not a quant mreg converts to" in err

@@ -41,6 +41,10 @@ class Converted:
     sha256: str
     size: int
     reused: bool
+    fetched: int
+    """Bytes the pull of the safetensors downloaded."""
+    source: str
+    """Where the safetensors came from: "upstream", or "local" (offline, or upstream unreachable)."""
 
 
 def gguf_name(repo: RepoRef, mix: Mix) -> str:
@@ -70,7 +74,7 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
     if out is not None:
         store.export_file(sha256, out)
         path = out
-    return Converted(repo, pulled.commit, mix.label, path, sha256, size, reused)
+    return Converted(repo, pulled.commit, mix.label, path, sha256, size, reused, pulled.fetched, pulled.source)
 
 
 async def _convert(repo: RepoRef, commit: str, folder: Path, mix: Mix, name: str, store: Store,
