@@ -12,7 +12,7 @@ from aiohttp import web
 
 from registry.errors import MregError, UsageError
 
-from . import api, modelfiles, resolve
+from . import api, convert, modelfiles, resolve
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
 from .state import MIRROR
@@ -74,4 +74,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/v1/repos/{repo:[^/]+(?:/[^/]+)?}/modelfile", modelfiles.modelfile, allow_head=False)
+    convert.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", dispatch)
