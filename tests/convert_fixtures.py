@@ -246,15 +246,37 @@ _VOCABS = {  # flavour -> (vocab file, bos, eos, add_bos)
 }
 
 
+def write_sentencepiece(folder: Path, vocab_size: int = 400) -> None:
+    """A small SentencePiece BPE model (byte fallback) trained on mreg's README, as tokenizer.model."""
+    import sentencepiece
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    lines = folder / "train.txt"
+    lines.write_text("\n".join(line for line in text.splitlines() if line.strip()), encoding="utf-8")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(lines), model_prefix=str(folder / "tokenizer"), vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        minloglevel=2)
+    lines.unlink()
+    (folder / "tokenizer.vocab").unlink()
+    config = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+              "add_bos_token": True, "add_eos_token": False, "chat_template": CHAT_TEMPLATE}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
+
+
 def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: bool = True, dtype: str = "F16",
                 seed: int = 0) -> Path:
     """A small random-weight model (hidden 256, ffn 768, head_dim 64) with a real vocabulary.
 
     ``arch``: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM;
-    ``vocab``: smollm (from the SmolLM2 GGUF), llama-bpe, qwen2 or gpt-2 (llama.cpp's vocab files).
+    ``vocab``: smollm (from the SmolLM2 GGUF), llama-bpe, qwen2 or gpt-2 (llama.cpp's vocab files), or
+    spm (a small SentencePiece model trained here).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    if vocab == "smollm":
+    if vocab == "spm":
+        write_sentencepiece(folder)
+        tokens = [""] * 400
+    elif vocab == "smollm":
         reader = GGUFReader(smollm2_gguf())
         tokens, types, merges = _vocab(reader)
         bos, eos, add_bos = tokens[1], tokens[2], False
@@ -302,7 +324,10 @@ def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: b
     }
     if arch == "Qwen3ForCausalLM":
         config["head_dim"] = head_dim
+    if vocab == "spm":
+        config |= {"bos_token_id": 1, "eos_token_id": 2}
+    else:
+        write_tokenizer(folder, tokens, types, merges, vocab, bos=bos, eos=eos, add_bos=add_bos,
+                        chat_template=CHAT_TEMPLATE)
     (folder / "config.json").write_text(json.dumps(config, indent=1))
-    write_tokenizer(folder, tokens, types, merges, vocab, bos=bos, eos=eos, add_bos=add_bos,
-                    chat_template=CHAT_TEMPLATE)
     return folder

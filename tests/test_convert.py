@@ -194,6 +194,7 @@ MODELS = {
     "llama": lambda d: fx.random_repo(d, "LlamaForCausalLM", "llama-bpe"),
     "qwen2": lambda d: fx.random_repo(d, "Qwen2ForCausalLM", "qwen2", tied=False),
     "qwen3": lambda d: fx.random_repo(d, "Qwen3ForCausalLM", "qwen2", dtype="BF16"),
+    "llama-spm": lambda d: fx.random_repo(d, "LlamaForCausalLM", "spm", layers=4),
 }
 
 
@@ -253,6 +254,18 @@ def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_p
             assert ours_value.types == theirs_value.types and ours_value.contents() == theirs_value.contents(), key
     if label in ("Q8_0", "Q4_K_M"):
         assert fx.greedy_tokens(ours, PROMPT) == fx.greedy_tokens(theirs, PROMPT)
+
+
+def test_sentencepiece_tokenizer_converts_and_runs(tmp_path: Path) -> None:
+    from registry.convert.convert import convert_folder
+
+    folder = fx.random_repo(tmp_path / "spm", "LlamaForCausalLM", "spm", layers=2)
+    path = convert_folder(folder, MIXES["Q8_0"], tmp_path / "spm.gguf", name="spm")
+    fields = GGUFReader(path).fields
+    assert fields["tokenizer.ggml.model"].contents() == "llama" and fields["tokenizer.ggml.pre"].contents() == "default"
+    assert len(fields["tokenizer.ggml.scores"].contents()) == 400
+    assert fields["tokenizer.ggml.bos_token_id"].contents() == 1 and fields["tokenizer.ggml.add_bos_token"].contents()
+    assert len(fx.greedy_tokens(path, "mreg pulls models", n=3)) == 3
 
 
 def test_bf16_reads_exactly(tmp_path: Path) -> None:
