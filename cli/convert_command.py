@@ -11,14 +11,20 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from typing import TYPE_CHECKING
+
 from registry.config import Settings, resolve_token
-from registry.convert.derive import Converted, convert_repo
-from registry.convert.mixes import MIXES, Mix, parse_mix
 from registry.repo import RepoRef
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, revision_option
 from .progress import PlainProgress, RichProgress, human_size
+
+if TYPE_CHECKING:  # the converter imports numpy and gguf: only when a conversion runs
+    from registry.convert.derive import Converted
+    from registry.convert.mixes import Mix
+
+QUANTS = "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k"
 
 
 class RichConvertProgress:
@@ -68,7 +74,7 @@ class PlainConvertProgress:
 @click.argument("repo_id")
 @revision_option
 @click.option("--quant", required=True, metavar="QUANT",
-              help=f"Output quant, any case: {', '.join(m.lower() for m in MIXES)} (q4_k = q4_k_m, q5_k = q5_k_m).")
+              help=f"Output quant, any case: {QUANTS} (q4_k = q4_k_m, q5_k = q5_k_m).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the GGUF to FILE (a plain file).")
 @click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
@@ -78,6 +84,8 @@ async def convert_command(repo_id: str, revision: str, quant: str, output: Path 
                           as_json: bool) -> None:
     """Convert REPO_ID's safetensors to a GGUF as llama.cpp would (pulling what is missing); keep it in
     the store and print its path last."""
+    from registry.convert.mixes import parse_mix
+
     mix = parse_mix(quant)
     repo = RepoRef.parse(repo_id)
     settings = Settings.from_env()
@@ -93,6 +101,8 @@ async def convert_command(repo_id: str, revision: str, quant: str, output: Path 
 async def convert(repo: RepoRef, mix: Mix, revision: str, settings: Settings, token: str | None,
                   output: Path | None, quiet: bool = False) -> Converted:
     """Run a conversion with progress on stderr (bars on a terminal, a few lines otherwise)."""
+    from registry.convert.derive import convert_repo
+
     console = Console(stderr=True)
     rich = console.is_terminal and not quiet
     pull_progress = RichProgress(console) if rich else PlainProgress()

@@ -84,6 +84,9 @@ def test_q4_k_s_and_row_length_fallbacks() -> None:
 def test_quant_names() -> None:
     assert parse_mix("q4_k").label == "Q4_K_M" and parse_mix("Q5_K").label == "Q5_K_M"
     assert parse_mix("bf16").ftype == 32
+    from cli.convert_command import QUANTS
+
+    assert QUANTS == ", ".join(label.lower() for label in MIXES)  # the CLI's help names every quant
     with pytest.raises(UsageError, match="q4_k_m"):
         parse_mix("iq2_xs")
 
