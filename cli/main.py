@@ -1,5 +1,5 @@
 """The ``mreg`` command: pull, path, ls, verify, rm, gc, inspect, search, serve (and, from their own
-modules, modelfile, ollama and mirror)."""
+modules, convert, modelfile, ollama and mirror)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from registry.upstreams import SOURCES, split_source
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
+from .convert_command import convert_command
 from .mirror_commands import mirror_command
 from .ollama_commands import modelfile_command, ollama_command
 from .progress import PlainProgress, RichProgress
@@ -303,6 +304,7 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     await serve(build_app(config, settings), config)
 
 
+main.add_command(convert_command)
 main.add_command(modelfile_command)
 main.add_command(ollama_command)
 main.add_command(mirror_command)

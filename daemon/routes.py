@@ -16,7 +16,7 @@ from aiohttp import web
 
 from registry.errors import MregError, UsageError
 
-from . import api, catalog_api, modelfiles, modelscope_api, openapi, pages, resolve
+from . import api, catalog_api, convert, modelfiles, modelscope_api, openapi, pages, resolve
 from .jobs_api import add_job_routes
 from .answers import for_error, hub_error
 from .hubpath import HubPath, parse_hub_path
@@ -122,5 +122,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", pages.index, allow_head=False)
     app.router.add_get(f"/-/repos/{REPO}", pages.repo, allow_head=False)
     add_job_routes(app)
+    convert.add_routes(app)
     app.router.add_route("*", MODELSCOPE_PREFIX + "{tail:.*}", dispatch_modelscope)
     app.router.add_route("*", "/{tail:.*}", dispatch)

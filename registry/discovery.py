@@ -7,8 +7,8 @@ organisation (the repo's own first), then downloads, and looked at in that order
 the reason given says which repo it is and why. When none has the quant, the error lists the quants
 each candidate has.
 
-When there is no candidate at all, `NoGGUFError` is raised: that is the seam where converting the
-repo's safetensors locally (a later issue) plugs in; see `registry.ggufpull.choose_gguf`.
+When there is no candidate at all, `NoGGUFError` is raised, and `registry.ggufpull.choose_gguf`
+falls back to converting the repo's safetensors locally.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ async def discover(client: HubClient, base: RepoRef, requested: str | None) -> D
     if not ranked:
         raise NoGGUFError(base, f"{base} has no GGUF files and no GGUF repo quantized from it was found on "
                                 f"{client.endpoint} (tagged base_model:quantized:{base.repo_id} or named "
-                                f"{_name(base)}-GGUF); converting it locally is not supported yet")
+                                f"{_name(base)}-GGUF)")
     passed: list[str] = []
     for candidate in ranked[:MAX_CANDIDATES]:
         try:

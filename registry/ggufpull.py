@@ -14,14 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .catalog import Catalog
-from .discovery import discover
+from .discovery import NoGGUFError, discover
 from .errors import UpstreamError, UpstreamUnavailableError, UsageError
 from .formats.summary import gguf_info
 from .hub import HubClient, RemoteFile
 from .repo_client import RepoClient
 from .inspect_io import parse_local
-from .pull import NullProgress, PullOptions, PullProgress, PullResult, pull
+from .pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult, pull
 from .quants import (
+    DEFAULT_QUANT,
     FileTypeReader,
     QuantChoice,
     QuantNotFoundError,
@@ -51,6 +52,8 @@ class GGUFChoice:
     paths: frozenset[str]
     """The quant's file(s) and the metadata files: exactly what to pull."""
     reason: str
+    convert: bool = False
+    """The repo has no GGUF anywhere: the file is converted locally from its safetensors."""
 
     @property
     def label(self) -> str:
@@ -137,9 +140,8 @@ async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", 
     Where it comes from, in order:
     1. the repo's own GGUF files (from the store's catalog when offline or upstream is unreachable);
     2. the best GGUF repo quantized from it (`discovery.discover`), when it has none;
-    3. local conversion of its safetensors is the later step that goes here: `discover` raises
-       `NoGGUFError` when step 2 finds no repo, and a converter catching it returns a GGUFChoice
-       of the converted file.
+    3. a local conversion of its safetensors (`registry.convert`), when step 2 finds no repo
+       (`NoGGUFError`) and the quant is one mreg converts to; `pull_choice` then converts.
     """
     requested = normalize_quant(quant) if quant is not None else None
     listing = await _listing(repo, revision, client, store, catalog, offline)
@@ -152,15 +154,42 @@ async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", 
     if not isinstance(client, HubClient):
         raise QuantNotFoundError(f"{repo}@{listing.commit[:12]} has no GGUF files (searching for a GGUF repo "
                                  f"quantized from it needs the Hub: name the GGUF repo instead)")
-    found = await discover(client, repo, requested)
+    try:
+        found = await discover(client, repo, requested)
+    except NoGGUFError as exc:
+        return _conversion(listing, requested, exc)
     assert found.choice.quant is not None
     return GGUFChoice(found.repo, "main", found.commit, found.choice.quant, found.choice.file_type,
                       _paths(found.choice.quant, found.files), found.reason)
 
 
+def _conversion(listing: _Listing, requested: str | None, missing: NoGGUFError) -> GGUFChoice:
+    """The choice of converting the repo locally, when it has safetensors, a config and the quant
+    is one mreg converts to; else ``missing`` itself."""
+    from .convert.derive import gguf_name
+    from .convert.mixes import parse_mix
+
+    paths = {path for path, _ in listing.files}
+    if "config.json" not in paths or not any(p.endswith(".safetensors") for p in paths):
+        raise missing
+    try:
+        mix = parse_mix(requested or DEFAULT_QUANT)
+    except UsageError:
+        raise NoGGUFError(listing.repo, f"{missing}, and {requested} is not a quant mreg converts to") from None
+    name = gguf_name(listing.repo, mix)
+    quant = QuantSet(name=name, label=mix.label, files=(name,), size=0, parts=1)
+    reason = (f"{listing.repo} has no GGUF files and no GGUF repo quantized from it was found; converting its "
+              f"safetensors to {mix.label} locally")
+    return GGUFChoice(listing.repo, listing.revision, listing.commit, quant, mix.label, frozenset(), reason,
+                      convert=True)
+
+
 async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: RepoClient, store: Store,
                       catalog: Catalog, progress: PullProgress = NullProgress()) -> PullResult:
-    """Pull exactly ``choice.paths`` (the globs of ``options`` do not apply) at ``choice.revision``."""
+    """Pull exactly ``choice.paths`` (the globs of ``options`` do not apply) at ``choice.revision``;
+    for a conversion, pull the safetensors and convert them (the result's folder is the converted file's)."""
+    if choice.convert:
+        return await _convert_choice(choice, options, client, store, catalog, progress)
     exact = dataclasses.replace(options, revision=choice.revision, include=(), exclude=(), paths=choice.paths)
     result = await pull(choice.repo, exact, client=client, store=store, catalog=catalog, progress=progress)
     pulled = {f.path for f in result.files}
@@ -168,6 +197,21 @@ async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: RepoC
     if missing:
         raise UpstreamError(f"{choice.repo} changed during the pull ({missing[0]} is gone): run it again")
     return result
+
+
+async def _convert_choice(choice: GGUFChoice, options: PullOptions, client: RepoClient, store: Store,
+                          catalog: Catalog, progress: PullProgress) -> PullResult:
+    from .convert.derive import convert_repo
+    from .convert.mixes import parse_mix
+
+    assert choice.quant.label is not None
+    out = options.local_dir / choice.quant.files[0] if options.local_dir is not None else None
+    done = await convert_repo(choice.repo, parse_mix(choice.quant.label), revision=choice.revision, client=client,
+                              store=store, catalog=catalog, offline=options.offline, out=out,
+                              pull_progress=progress)
+    return PullResult(repo=choice.repo, commit=done.commit, path=done.path.parent,
+                      files=[PulledFile(choice.quant.files[0], done.size, done.sha256)], fetched=done.fetched,
+                      source=done.source)
 
 
 async def _default_choice(repo: RepoRef, options: PullOptions, client: RepoClient, store: Store,

@@ -3,6 +3,7 @@
     home/blobs/sha256/<hex[:2]>/<hex>             each blob once, read-only
     home/hub/<cache_name>/refs/<ref>              the commit a ref points to (no newline)
     home/hub/<cache_name>/snapshots/<commit>/...  relative symlinks to blobs
+    home/hub/<cache_name>/derived/<commit>/...    the same, for files mreg made (local conversions)
     home/partial/<key>, <key>.state.json          in-progress downloads (owned by the downloader)
     home/tmp/                                     temp names for atomic renames
 
@@ -183,22 +184,32 @@ class Store:
 
         Refuses (UnsafePathError) names that would escape the snapshot, also through a symlinked parent.
         """
+        return self._link(self.snapshot_dir(repo, commit), relpath, sha256, "snapshot")
+
+    def derived_dir(self, repo: RepoRef, commit: str) -> Path:
+        """The folder of files mreg made from ``repo`` at ``commit`` (local conversions)."""
+        return self.repo_dir(repo) / "derived" / _check_commit(commit)
+
+    def link_derived(self, repo: RepoRef, commit: str, name: str, sha256: str) -> Path:
+        """Make ``derived/<commit>/<name>`` a relative symlink to the blob; return its path."""
+        return self._link(self.derived_dir(repo, commit), name, sha256, "derived")
+
+    def _link(self, root: Path, relpath: str, sha256: str, what: str) -> Path:
         rel = safe_relpath(relpath)
         blob = self.blob_path(sha256)
-        snap = self.snapshot_dir(repo, commit)
-        with _os_errors(f"snapshot file {relpath}", snap):
+        with _os_errors(f"{what} file {relpath}", root):
             try:
                 os.utime(blob)  # a fresh ctime makes a gc with ``min_blob_age`` spare it
             except FileNotFoundError:
                 raise StoreError(f"cannot link {relpath}: blob {sha256} is not in the store") from None
             except PermissionError:
                 pass  # another user's blob: still linkable, only not refreshed
-            parent = self._make_dirs(snap, rel.parts[:-1])
+            parent = self._make_dirs(root, rel.parts[:-1])
             dest = parent / rel.name
             self._replace_with(dest, lambda tmp: os.symlink(os.path.relpath(blob, parent), tmp))
-        if not _inside(dest.parent, snap):
+        if not _inside(dest.parent, root):
             dest.unlink(missing_ok=True)
-            raise UnsafePathError(f"unsafe file name from upstream: {relpath!r} leaves its snapshot")
+            raise UnsafePathError(f"unsafe file name from upstream: {relpath!r} leaves its {what} folder")
         if not blob.exists():  # a concurrent gc removed it before the link existed
             dest.unlink(missing_ok=True)
             raise StoreError(f"cannot link {relpath}: blob {sha256} was removed by a concurrent gc")
@@ -266,9 +277,9 @@ class Store:
         return True
 
     def referenced_blobs(self) -> set[str]:
-        """The sha256 of every blob some snapshot links to."""
+        """The sha256 of every blob some snapshot (or derived folder) links to."""
         found: set[str] = set()
-        for snap in self.hub_dir.glob("*/snapshots/*"):
+        for snap in [*self.hub_dir.glob("*/snapshots/*"), *self.hub_dir.glob("*/derived/*")]:
             found.update(sha for _, sha in self._walk_links(snap))
         return found
 

@@ -34,7 +34,8 @@ C1 = "1234567" + "a" * 33
 C2 = "1234567" + "b" * 33
 C3 = "fedcba9" + "0" * 33
 SHA = "5" * 64
-TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors", "mirror_jobs"}
+TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors",
+          "mirror_jobs", "derived_artifacts"}
 FILES = [FileRecord("config.json", 10, "c" * 40), FileRecord("model.safetensors", 1000, "d" * 40, lfs_sha256=SHA)]
 
 

@@ -143,4 +143,4 @@ def test_no_gguf_anywhere_is_one_line(test_hub: TestHub, mreg_env: dict[str, str
     test_hub.add_repo(HubRepo("lonely/Model-1B"))
     code, out, err = mreg("modelfile", "lonely/Model-1B")
     assert code == 3 and out == "" and err.count("\n") == 1
-    assert "converting it locally is not supported yet" in err
+    assert "no GGUF repo quantized from it was found" in err

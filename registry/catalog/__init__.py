@@ -6,6 +6,7 @@ owned by the Alembic migrations in the top-level ``migrations`` package and appl
 """
 
 from .catalog import Catalog
-from .records import FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from .records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
-__all__ = ["Catalog", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary", "TensorPage"]
+__all__ = ["Catalog", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary",
+           "TensorPage"]

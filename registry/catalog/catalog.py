@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..errors import UsageError
 from ..formats.events import TensorInfo
 from ..repo import RepoRef
-from . import index, jobs
+from . import derived, index, jobs
 from . import queries as q
 from .db import db_errors, make_engine, upgrade_to_head, writer
 from .models import STATES
-from .records import FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from .records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -195,8 +195,22 @@ class Catalog:
         return await self._write(lambda conn: q.remove_repo(conn, repo))
 
     async def referenced_blobs(self) -> set[str]:
-        """The sha256 of every blob some file row uses."""
-        return await self._read(q.referenced_blobs)
+        """The content sha256 of every file row that has one, and of every derived artifact."""
+
+        async def run(conn: AsyncConnection) -> set[str]:
+            return await q.referenced_blobs(conn) | await derived.blobs(conn)
+
+        return await self._read(run)
+
+    async def record_derived(self, artifact: DerivedRecord) -> None:
+        """Record a local conversion (replacing an earlier one of the same repo, commit and quant)."""
+        _check_commit(artifact.commit)
+        _check_sha256(artifact.sha256)
+        await self._write(lambda conn: derived.record(conn, artifact))
+
+    async def find_derived(self, repo: RepoRef, commit: str, quant: str) -> DerivedRecord | None:
+        """The recorded conversion of ``repo`` at ``commit`` to ``quant``, or None."""
+        return await self._read(lambda conn: derived.find(conn, repo, commit, quant))
 
     async def contents_of(self, git_oids: Sequence[str]) -> dict[str, str]:
         """For the given git oids of non-LFS files, the content sha256 where one was downloaded before."""

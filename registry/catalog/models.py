@@ -206,3 +206,20 @@ class MirrorJob(Base):
     next_sync: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DerivedArtifact(Base):
+    """A file mreg made from a repo at a commit (a GGUF converted to ``quant``), stored as a blob."""
+
+    __tablename__ = "derived_artifacts"
+    __table_args__ = (UniqueConstraint("repo", "commit", "quant"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    commit: Mapped[str] = mapped_column(String(40))
+    quant: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mreg_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

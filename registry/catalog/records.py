@@ -99,3 +99,17 @@ class MirrorJob:
     last_sync: datetime | None
     next_sync: datetime | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class DerivedRecord:
+    """A GGUF mreg converted from ``repo`` at ``commit``: its file name, blob and the mreg that made it."""
+
+    repo: RepoRef
+    commit: str
+    quant: str
+    name: str
+    sha256: str
+    size: int
+    mreg_version: str
+    created_at: datetime | None = None

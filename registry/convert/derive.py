@@ -1,0 +1,99 @@
+"""`mreg convert`: pull a repo's safetensors and tokenizer into the store, convert them to a GGUF, and
+keep the GGUF as a derived artifact (a blob linked under ``derived/<commit>/``, recorded in the
+catalog with its source repo, commit, quant and the mreg version that made it).
+
+A conversion already recorded for the same commit and quant is reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..catalog import Catalog, DerivedRecord
+from ..hub import HubClient
+from ..pull import NullProgress, PullOptions, PullProgress, pull
+from ..repo import RepoRef
+from ..store import Store
+from .convert import convert_folder
+from .mixes import Mix
+from .writing import ConvertProgress, NullConvertProgress
+
+CONVERT_FILES = (
+    "*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",
+    "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+)
+"""What a conversion pulls: the weights, the config and the tokenizer files."""
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A GGUF converted from ``repo`` at ``commit``: where it is and whether it was made just now."""
+
+    repo: RepoRef
+    commit: str
+    quant: str
+    path: Path
+    sha256: str
+    size: int
+    reused: bool
+    fetched: int
+    """Bytes the pull of the safetensors downloaded."""
+    source: str
+    """Where the safetensors came from: "upstream", or "local" (offline, or upstream unreachable)."""
+
+
+def gguf_name(repo: RepoRef, mix: Mix) -> str:
+    """The converted file's name: `<repo name>-<QUANT>.gguf`."""
+    return f"{repo.repo_id.rpartition('/')[2]}-{mix.label}.gguf"
+
+
+async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubClient, store: Store,
+                       catalog: Catalog, offline: bool = False, out: Path | None = None,
+                       pull_progress: PullProgress = NullProgress(),
+                       progress: ConvertProgress = NullConvertProgress()) -> Converted:
+    """Convert ``repo`` at ``revision`` to ``mix`` (pulling what is missing); with ``out``, also
+    write the GGUF there as a plain file."""
+    pulled = await pull(repo, PullOptions(revision=revision, include=CONVERT_FILES, offline=offline),
+                        client=client, store=store, catalog=catalog, progress=pull_progress)
+    name = gguf_name(repo, mix)
+    known = await catalog.find_derived(repo, pulled.commit, mix.label)
+    if known is not None and store.has_blob(known.sha256, known.size):
+        sha256, size, reused = known.sha256, known.size, True
+        with store.pulling():
+            path = store.link_derived(repo, pulled.commit, known.name, sha256)
+    else:
+        sha256, size, path = await _convert(repo, pulled.commit, pulled.path, mix, name, store, progress,
+                                             f"{client.endpoint.rstrip('/')}/{repo.repo_id}")
+        await catalog.record_derived(DerivedRecord(repo, pulled.commit, mix.label, name, sha256, size, __version__))
+        reused = False
+    if out is not None:
+        store.export_file(sha256, out)
+        path = out
+    return Converted(repo, pulled.commit, mix.label, path, sha256, size, reused, pulled.fetched, pulled.source)
+
+
+async def _convert(repo: RepoRef, commit: str, folder: Path, mix: Mix, name: str, store: Store,
+                   progress: ConvertProgress, repo_url: str) -> tuple[str, int, Path]:
+    """Convert into the store's tmp folder, then publish the blob and link it: (sha256, size, link)."""
+    tmp = store.tmp_dir / f"convert-{secrets.token_hex(8)}.gguf"
+    try:
+        await asyncio.to_thread(convert_folder, folder, mix, tmp, name=name.removesuffix(".gguf"),
+                                repo_url=repo_url, progress=progress)
+        sha256 = await asyncio.to_thread(_sha256, tmp)
+        size = tmp.stat().st_size
+        with store.pulling():
+            store.publish_blob(tmp, sha256)
+            path = store.link_derived(repo, commit, name, sha256)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sha256, size, path
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -1,0 +1,120 @@
+"""The conversion plan of a model folder: every GGUF key and every tensor with its source, shape and
+ggml type, known before a byte of weights is read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFWriter
+
+from .. import __version__
+from .architectures import (
+    Architecture,
+    add_hparams,
+    config_value,
+    architecture_of,
+    gguf_name,
+    is_70b,
+    llama3_rope_factors,
+    qk_heads,
+    qk_row_order,
+)
+from .mixes import Mix, llama_order, tensor_types
+from .source import SourceTensor, list_tensors, read_json
+from .vocab import add_vocab
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One GGUF tensor: where its values come from and how it is stored."""
+
+    name: str
+    shape: tuple[int, ...]
+    """In numpy order (the row length last)."""
+    qtype: GGMLQuantizationType
+    source: SourceTensor | None
+    row_order: np.ndarray | None = None
+    """Source row of each row (Q/K permutation), None for the source order."""
+    values: np.ndarray | None = None
+    """The float32 values of a tensor the converter makes (`rope_freqs`), else None."""
+
+    @property
+    def rows(self) -> int:
+        return int(np.prod(self.shape[:-1], dtype=np.int64)) if len(self.shape) > 1 else 1
+
+    @property
+    def row_bytes(self) -> int:
+        block, size = gguf.GGML_QUANT_SIZES[self.qtype]
+        return self.shape[-1] // block * size
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.row_bytes
+
+
+@dataclass
+class Plan:
+    """The keys (held by a GGUFWriter not yet writing) and the tensors in file order."""
+
+    architecture: str
+    mix: Mix
+    writer: GGUFWriter
+    tensors: list[PlannedTensor]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+
+def plan_conversion(folder: Path, mix: Mix, name: str, repo_url: str | None = None) -> Plan:
+    """Plan converting the model in ``folder`` to ``mix``; FormatError if it cannot be converted."""
+    config = read_json(folder / "config.json")
+    hf_arch, spec = architecture_of(config)
+    tensors = _tensors(folder, config, spec, mix)
+    writer = GGUFWriter(None, spec.name)
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    if repo_url is not None:
+        writer.add_source_repo_url(repo_url)
+    writer.add_quantized_by(f"mreg {__version__}")
+    add_hparams(writer, config, spec)
+    writer.add_file_type(mix.ftype)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    add_vocab(writer, folder, config.get("vocab_size"), sentencepiece_first=spec.sentencepiece_first)
+    if spec.arch == gguf.MODEL_ARCH.LLAMA and config.get("vocab_size") == 49152:
+        _replace(writer, gguf.Keys.Tokenizer.ADD_BOS, False, gguf.GGUFValueType.BOOL)
+    return Plan(hf_arch, mix, writer, tensors)
+
+
+def _replace(writer: GGUFWriter, key: str, value: Any, vtype: gguf.GGUFValueType) -> None:
+    """Set ``key``, dropping a value set before (llama.cpp's converter overrides add_bos this way for
+    the 49152-token Granite/SmolLM vocabulary)."""
+    for kv in writer.kv_data:
+        kv.pop(key, None)
+    writer.add_key_value(key, value, vtype)
+
+
+def _tensors(folder: Path, config: Mapping[str, Any], spec: Architecture, mix: Mix) -> list[PlannedTensor]:
+    n_layer = config_value(config, "num_hidden_layers")
+    names = gguf.get_tensor_name_map(spec.arch, n_layer)
+    found: dict[str, tuple[SourceTensor | None, np.ndarray | None, np.ndarray | None]] = {}
+    for hf_name, source in list_tensors(folder).items():
+        name = gguf_name(hf_name, names)
+        if name is None:
+            continue
+        heads = qk_heads(hf_name, config, spec)
+        order = qk_row_order(source.shape[0], heads) if heads is not None else None
+        found[name] = (source, order, None)
+    if (factors := llama3_rope_factors(config)) is not None:
+        found[gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"] = (None, None, factors)
+    shapes = {name: (source.shape if source is not None else values.shape)  # type: ignore[union-attr]
+              for name, (source, _, values) in found.items()}
+    types = tensor_types([(name, tuple(reversed(shape))) for name, shape in shapes.items()], mix, n_layer,
+                         is_70b(config, spec))
+    return [PlannedTensor(name, tuple(shapes[name]), types[name], *found[name])
+            for name in sorted(found, key=llama_order)]

@@ -1,0 +1,88 @@
+"""Writing a planned GGUF: header, keys and tensor infos first (every shape and type is known), then
+each tensor's data, read and quantized a slab of rows at a time, with the alignment padding.
+
+Memory stays near one slab (`SLAB_BYTES` of float32 rows) plus its quantized bytes: source pages
+are read through the memory map and released after each slab.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .plan import Plan, PlannedTensor
+from .quantize import quantize
+from .source import TensorReader, to_float32
+
+SLAB_BYTES = 64 * 1024 * 1024
+"""float32 bytes of source rows quantized at once."""
+
+
+class ConvertProgress(Protocol):
+    """What a conversion reports while it writes (the CLI draws bars from it)."""
+
+    def start(self, tensors: int, nbytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def tensor_done(self, name: str) -> None: ...
+
+
+class NullConvertProgress:
+    def start(self, tensors: int, nbytes: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def tensor_done(self, name: str) -> None:
+        pass
+
+
+def write_gguf(plan: Plan, path: Path, progress: ConvertProgress = NullConvertProgress(),
+               threads: int | None = None) -> None:
+    """Write ``plan`` to ``path`` (a new file; the caller renames it into place), quantizing on
+    ``threads`` threads (default: one per CPU)."""
+    threads = threads or os.cpu_count() or 1
+    writer = plan.writer
+    for t in plan.tensors:
+        writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
+    writer.write_header_to_file(path)
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    alignment = writer.data_alignment
+    progress.start(len(plan.tensors), plan.nbytes)
+    with open(path, "ab") as out, TensorReader() as reader:
+        out.write(bytes(-out.tell() % alignment))
+        for t in plan.tensors:
+            for chunk in _slabs(t, reader, threads):
+                out.write(chunk)
+                progress.advance(len(chunk))
+            out.write(bytes(-t.nbytes % alignment))
+            progress.tensor_done(t.name)
+        out.flush()
+
+
+def _slabs(t: PlannedTensor, reader: TensorReader, threads: int) -> Iterator[memoryview]:
+    """The tensor's bytes in slabs of whole rows."""
+    if t.values is not None:
+        yield memoryview(quantize(t.values.reshape(-1, t.shape[-1]), t.qtype, threads=threads)).cast("B")
+        return
+    assert t.source is not None
+    source = reader.rows(t.source)
+    step = max(1, SLAB_BYTES // (4 * t.shape[-1]))
+    for first in range(0, t.rows, step):
+        last = min(first + step, t.rows)
+        if t.row_order is None:
+            block = source[first:last]
+            span = (first, last)
+        else:
+            picked = t.row_order[first:last]
+            block = source[picked]
+            span = (int(picked.min()), int(picked.max()) + 1)
+        yield memoryview(quantize(to_float32(block, t.source.info.dtype), t.qtype, threads=threads)).cast("B")
+        reader.release(t.source, *span)
+

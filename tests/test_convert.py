@@ -1,0 +1,295 @@
+"""`mreg convert`: safetensors → GGUF as llama.cpp converts and quantizes them.
+
+The fast tests convert a small Llama from the test hub through the CLI and check the result with
+llama.cpp itself (llama-cpp-python loads and runs it). The slow ones compare against llama.cpp's
+own pipeline (`convert_hf_to_gguf.py` from its sources, then `llama_model_quantize`): the same
+tensor names, types and bytes, and the same greedy tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T, GGUFReader
+
+from registry.catalog import Catalog
+from registry.config import Settings
+from registry.convert.mixes import MIXES, parse_mix, tensor_types
+from registry.convert.plan import plan_conversion
+from registry.convert.vocab import CHECK_TEXT, pre_tokenizer_name
+from registry.errors import UsageError
+from registry.repo import RepoRef
+from tests import convert_fixtures as fx
+from tests.mreg_cli import mreg
+from tests.testhub import TestHub
+from tests.testhub.repos import HubRepo
+
+pytest_plugins = ("tests.mreg_env",)
+
+K_MIXES = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K")
+PROMPT = "The capital of France is"
+
+
+def _hub_repo(repo_id: str, folder: Path) -> HubRepo:
+    repo = HubRepo(repo_id, owner=repo_id.partition("/")[0], info={"library_name": "transformers"})
+    repo.commit({p.name: p for p in sorted(folder.iterdir())}, message="add model")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two layers, hidden 256, SmolLM2's vocabulary (no download needed)."""
+    return fx.random_repo(tmp_path_factory.mktemp("tiny") / "tiny", "LlamaForCausalLM", "smollm", layers=2)
+
+
+def _tensors(path: Path) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
+    return {t.name: (t.tensor_type.name, tuple(int(n) for n in t.shape), t.data.tobytes())
+            for t in GGUFReader(path).tensors}
+
+
+# -- per-tensor types --------------------------------------------------------------------------
+
+def _layered(n_layer: int, row: int = 256) -> list[tuple[str, tuple[int, ...]]]:
+    tensors: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (row, 1000)), ("output_norm.weight", (row,))]
+    for i in range(n_layer):
+        for kind in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"):
+            tensors.append((f"blk.{i}.{kind}.weight", (row, row)))
+        tensors += [(f"blk.{i}.ffn_down.weight", (row, row)), (f"blk.{i}.attn_norm.weight", (row,))]
+    return tensors
+
+
+def test_q4_k_m_gives_more_bits_to_first_last_and_every_third_layer() -> None:
+    types = tensor_types(_layered(16), MIXES["Q4_K_M"], 16)
+    more = {i for i in range(16) if types[f"blk.{i}.attn_v.weight"] == T.Q6_K}
+    assert more == {0, 1, 4, 7, 10, 13, 14, 15}
+    assert {i for i in range(16) if types[f"blk.{i}.ffn_down.weight"] == T.Q6_K} == more
+    assert types["token_embd.weight"] == T.Q6_K  # tied: quantized as the output
+    assert types["blk.3.attn_q.weight"] == T.Q4_K and types["output_norm.weight"] == T.F32
+
+
+def test_q4_k_s_and_row_length_fallbacks() -> None:
+    types = tensor_types(_layered(16), MIXES["Q4_K_S"], 16)
+    assert [types[f"blk.{i}.attn_v.weight"] for i in range(6)] == [T.Q5_K] * 4 + [T.Q4_K] * 2
+    assert [types[f"blk.{i}.ffn_down.weight"] for i in range(3)] == [T.Q5_K, T.Q5_K, T.Q4_K]
+    odd = tensor_types(_layered(8, row=576), MIXES["Q4_K_M"], 8)  # 576 is not a multiple of 256
+    assert odd["blk.2.attn_q.weight"] == T.Q5_0 and odd["blk.0.attn_v.weight"] == T.Q8_0
+    assert odd["token_embd.weight"] == T.Q8_0
+    assert tensor_types(_layered(8, row=80), MIXES["Q4_K_M"], 8)["blk.2.attn_q.weight"] == T.F16
+
+
+def test_quant_names() -> None:
+    assert parse_mix("q4_k").label == "Q4_K_M" and parse_mix("Q5_K").label == "Q5_K_M"
+    assert parse_mix("bf16").ftype == 32
+    from cli.convert_command import QUANTS
+
+    assert QUANTS == ", ".join(label.lower() for label in MIXES)  # the CLI's help names every quant
+    with pytest.raises(UsageError, match="q4_k_m"):
+        parse_mix("iq2_xs")
+
+
+def test_pre_tokenizer_is_identified_by_hashing_the_check_text(tiny_llama: Path) -> None:
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(tiny_llama / "tokenizer.json")).encode(CHECK_TEXT).ids
+    assert pre_tokenizer_name(ids) == "smollm"
+    assert pre_tokenizer_name(ids[:-1]) is None
+
+
+def test_unsupported_architecture_names_the_supported_ones(tmp_path: Path, tiny_llama: Path) -> None:
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    for p in tiny_llama.iterdir():
+        (folder / p.name).symlink_to(p)
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    from registry.errors import FormatError
+
+    with pytest.raises(FormatError, match="GPT2LMHeadModel.*LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"):
+        plan_conversion(folder, MIXES["F16"], "gpt2")
+
+
+# -- the CLI, end to end -----------------------------------------------------------------------
+
+def test_convert_pulls_converts_records_and_reuses(test_hub: TestHub, mreg_env: dict[str, str], tiny_llama: Path,
+                                                   tmp_path: Path) -> None:
+    test_hub.add_repo(_hub_repo("org/tiny", tiny_llama))
+    code, out, err = mreg("convert", "org/tiny", "--quant", "q8_0")
+    assert code == 0, err
+    path = Path(out.strip().splitlines()[-1])
+    assert path.name == "tiny-Q8_0.gguf" and path.is_file()
+    assert "/derived/" in str(path)
+    reader = GGUFReader(path)
+    types = {t.name: t.tensor_type for t in reader.tensors}
+    assert types["blk.0.attn_q.weight"] == T.Q8_0 and types["blk.1.ffn_norm.weight"] == T.F32
+    fields = {key: reader.fields[key].contents() for key in ("general.file_type", "tokenizer.ggml.pre",
+                                                             "general.source.repo_url")}
+    assert fields["general.file_type"] == 7 and fields["tokenizer.ggml.pre"] == "smollm"
+    assert fields["general.source.repo_url"].endswith("/org/tiny")
+
+    async def recorded() -> object:
+        catalog = await Catalog.open(Settings.from_env().database_url)
+        try:
+            commit = await catalog.resolve_revision(RepoRef.parse("org/tiny"), "main")
+            return await catalog.find_derived(RepoRef.parse("org/tiny"), commit, "Q8_0")
+        finally:
+            await catalog.close()
+
+    record = asyncio.run(recorded())
+    assert record is not None and record.size == path.stat().st_size and record.mreg_version
+
+    code, out, err = mreg("convert", "org/tiny", "--quant", "Q8_0", "-o", str(tmp_path / "copy.gguf"), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["reused"] is True and data["sha256"] == record.sha256
+    assert (tmp_path / "copy.gguf").read_bytes() == path.read_bytes()
+
+    code, _, err = mreg("gc")
+    assert code == 0 and path.is_file(), "gc must keep derived artifacts"
+
+
+def test_llama_cpp_runs_the_converted_model(test_hub: TestHub, mreg_env: dict[str, str], tiny_llama: Path) -> None:
+    test_hub.add_repo(_hub_repo("org/tiny", tiny_llama))
+    code, out, err = mreg("convert", "org/tiny", "--quant", "f16")
+    assert code == 0, err
+    tokens = fx.greedy_tokens(Path(out.strip().splitlines()[-1]), PROMPT, n=4)
+    assert len(tokens) == 4 and all(0 <= t < 49152 for t in tokens)
+
+
+def test_bad_requests_are_one_line_errors(test_hub: TestHub, mreg_env: dict[str, str], tmp_path: Path,
+                                          tiny_llama: Path) -> None:
+    code, _, err = mreg("convert", "org/tiny", "--quant", "iq1_s")
+    assert code == 2 and "cannot convert to 'iq1_s'" in err
+    folder = tmp_path / "noweights"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((tiny_llama / "config.json").read_bytes())
+    test_hub.add_repo(_hub_repo("org/noweights", folder))
+    code, _, err = mreg("convert", "org/noweights", "--quant", "f16")
+    assert code == 4 and err.strip().splitlines()[-1].startswith("mreg: error: ") and "no safetensors" in err
+
+
+def test_streaming_keeps_memory_near_one_slab(tiny_llama: Path, tmp_path: Path) -> None:
+    """The peak RSS (VmHWM, the process's own) of a conversion stays under 2x the largest tensor + 300 MB."""
+    import subprocess
+    import sys
+
+    peak = "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))"
+    script = ("import sys; from pathlib import Path; from registry.convert.convert import convert_folder;"
+              "from registry.convert.mixes import parse_mix;"
+              f"convert_folder(Path(sys.argv[1]), parse_mix('f32'), Path(sys.argv[2]), name='t'); {peak}")
+    base = subprocess.run([sys.executable, "-c", f"import registry.convert.convert, tokenizers; {peak}"],
+                          capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    run = subprocess.run([sys.executable, "-c", script, str(tiny_llama), str(tmp_path / "t.gguf")],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    largest = 49152 * 256 * 4
+    assert (int(run.stdout) - int(base.stdout)) * 1024 < 2 * largest + 300 * 2**20
+
+
+# -- against llama.cpp's pipeline (slow: runs convert_hf_to_gguf.py) ---------------------------
+
+MODELS = {
+    "smollm2": lambda d: fx.smollm2_repo(d),
+    "llama": lambda d: fx.random_repo(d, "LlamaForCausalLM", "llama-bpe"),
+    "qwen2": lambda d: fx.random_repo(d, "Qwen2ForCausalLM", "qwen2", tied=False),
+    "qwen3": lambda d: fx.random_repo(d, "Qwen3ForCausalLM", "qwen2", dtype="BF16"),
+    "llama-spm": lambda d: fx.random_repo(d, "LlamaForCausalLM", "spm", layers=4),
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory):
+    """Model folders and llama.cpp's F32 conversion of each, made once per module."""
+    root = tmp_path_factory.mktemp("reference")
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(model: str) -> tuple[Path, Path]:
+        if model not in made:
+            folder = MODELS[model](root / model)
+            made[model] = folder, fx.reference_convert(folder, root / f"{model}-F32.gguf", "f32")
+        return made[model]
+
+    return get
+
+
+def _reference_quant(f32: Path, label: str) -> Path:
+    out = f32.with_name(f32.name.replace("-F32", f"-{label}"))
+    if label == "F32":
+        return f32
+    if not out.exists():
+        fx.reference_quantize(f32, out, int(MIXES[label].ftype))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", list(MODELS))
+def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
+    folder, f32 = reference(model)
+    for label in ("F16", "Q8_0", "Q4_0", "Q5_1", *K_MIXES):
+        expected = {t.name: t.tensor_type for t in GGUFReader(_reference_quant(f32, label)).tensors}
+        planned = plan_conversion(folder, MIXES[label], model)
+        assert [t.name for t in planned.tensors] == list(expected), label
+        assert {t.name: t.qtype for t in planned.tensors} == expected, label
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("label", ["F16", "Q8_0", "Q4_1", "Q4_K_M", "Q5_K_S"])
+def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_path: Path) -> None:
+    from registry.convert.convert import convert_folder
+
+    folder, f32 = reference(model)
+    ours = convert_folder(folder, MIXES[label], tmp_path / f"{model}.gguf", name=model)
+    theirs = _reference_quant(f32, label)
+    assert _tensors(ours) == _tensors(theirs)
+    ours_fields, theirs_fields = GGUFReader(ours).fields, GGUFReader(theirs).fields
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.pre",
+                "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token",
+                "tokenizer.chat_template", f"{theirs_fields['general.architecture'].contents()}.rope.freq_base",
+                "general.file_type"):
+        theirs_value, ours_value = theirs_fields.get(key), ours_fields.get(key)
+        assert (ours_value is None) == (theirs_value is None), key
+        if theirs_value is not None:
+            assert ours_value.types == theirs_value.types and ours_value.contents() == theirs_value.contents(), key
+    if label in ("Q8_0", "Q4_K_M"):
+        assert fx.greedy_tokens(ours, PROMPT) == fx.greedy_tokens(theirs, PROMPT)
+
+
+def test_sentencepiece_tokenizer_converts_and_runs(tmp_path: Path) -> None:
+    from registry.convert.convert import convert_folder
+
+    folder = fx.random_repo(tmp_path / "spm", "LlamaForCausalLM", "spm", layers=2)
+    path = convert_folder(folder, MIXES["Q8_0"], tmp_path / "spm.gguf", name="spm")
+    fields = GGUFReader(path).fields
+    assert fields["tokenizer.ggml.model"].contents() == "llama" and fields["tokenizer.ggml.pre"].contents() == "default"
+    assert len(fields["tokenizer.ggml.scores"].contents()) == 400
+    assert fields["tokenizer.ggml.bos_token_id"].contents() == 1 and fields["tokenizer.ggml.add_bos_token"].contents()
+    assert len(fx.greedy_tokens(path, "mreg pulls models", n=3)) == 3
+
+
+def test_bf16_reads_exactly(tmp_path: Path) -> None:
+    from registry.convert.source import TensorReader, list_tensors, to_float32
+
+    values = np.array([[1.0, -2.5, 3.140625, 65280.0]], dtype=np.float32)
+    fx.write_safetensors(tmp_path / "m.safetensors", {"w": values}, "BF16")
+    source = list_tensors(tmp_path)["w"]
+    with TensorReader() as reader:
+        assert np.array_equal(to_float32(reader.rows(source), "BF16"), values)
+
+
+def test_pull_and_modelfile_convert_when_no_gguf_exists(test_hub: TestHub, mreg_env: dict[str, str],
+                                                        tiny_llama: Path, tmp_path: Path) -> None:
+    test_hub.add_repo(_hub_repo("org/tiny", tiny_llama))
+    code, out, err = mreg("pull", "org/tiny", "--quant", "q8_0", "--json")
+    assert code == 0, err
+    assert "converting its safetensors to Q8_0 locally" in err
+    data = json.loads(out)
+    assert data["quant"] == "Q8_0" and data["gguf"] == ["tiny-Q8_0.gguf"]
+    assert GGUFReader(Path(data["path"], "tiny-Q8_0.gguf")).fields["general.file_type"].contents() == 7
+    code, out, err = mreg("modelfile", "org/tiny", "--quant", "q8_0", "--json")
+    assert code == 0, err
+    assert "converting its safetensors to Q8_0 locally" in err and json.loads(out)["quant"] == "Q8_0"
+    code, _, err = mreg("pull", "org/tiny", "--quant", "iq4_xs")
+    assert code == 3 and "IQ4_XS is not a quant mreg converts to" in err

@@ -1,0 +1,53 @@
+"""The daemon's `POST /v1/convert` job and `GET /v1/convert/{id}`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gguf import GGUFReader
+
+from tests import convert_fixtures as fx
+from tests.test_convert import _hub_repo
+from tests.test_daemon import Daemon, running_daemon, wait_for
+from tests.testhub import TestHub
+
+
+@pytest.fixture
+def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path)
+
+
+def _post(daemon: Daemon, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(daemon.url + "/v1/convert", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {"body": exc.read().decode()}
+
+
+def test_convert_job_runs_and_is_shared(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    folder = fx.random_repo(tmp_path / "tiny", "LlamaForCausalLM", "smollm", layers=2)
+    test_hub.add_repo(_hub_repo("org/tiny", folder))
+    status, job = _post(daemon, json.dumps({"repo": "org/tiny", "quant": "q8_0"}).encode())
+    assert status in (200, 202), job
+    assert job["commit"] == test_hub.repo("org/tiny").head.sha and job["quant"] == "Q8_0"
+    again = _post(daemon, json.dumps({"repo": "org/tiny", "quant": "Q8_0"}).encode())[1]
+    assert again["id"] == job["id"]
+
+    def done() -> bool:
+        return json.loads(daemon.get(f"/v1/convert/{job['id']}")[2])["status"] != "running"
+
+    wait_for(done, 120, "the conversion")
+    final = json.loads(daemon.get(f"/v1/convert/{job['id']}")[2])
+    assert final["status"] == "complete", final
+    assert GGUFReader(final["path"]).fields["general.file_type"].contents() == 7
+    assert _post(daemon, b"not json")[0] == 400
+    assert _post(daemon, json.dumps({"repo": "org/tiny", "quant": "iq1_s"}).encode())[0] == 400
+    assert daemon.get("/v1/convert/nope")[0] == 404
