@@ -73,3 +73,16 @@ class StoreError(MregError):
 
 class CatalogError(MregError):
     exit_code = 5
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The most telling error inside a failed task group: an MregError if there is one."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return next((e for e in leaves if isinstance(e, MregError)), leaves[0])

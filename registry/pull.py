@@ -16,7 +16,7 @@ from typing import Protocol
 
 from .catalog import Catalog, FileRecord
 from .download import FileSpec, Source, Tuning, download_from
-from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError
+from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
 from .hub import FileLocation, RemoteFile
 from .repo_client import RepoClient
 from .inspection import index_snapshot
@@ -228,20 +228,8 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
             for f in sorted(files, key=lambda f: -f.size):
                 group.create_task(one(f))
     except BaseExceptionGroup as group_error:
-        raise _first_error(group_error) from None
+        raise first_error(group_error) from None
 
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The most telling error of a failed pull: an MregError if there is one."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return next((e for e in leaves if isinstance(e, MregError)), leaves[0])
 
 
 async def _pulled(repo: RepoRef, commit: str, catalog: Catalog, options: PullOptions) -> list[PulledFile]:

@@ -27,6 +27,7 @@ from ..errors import (
     StoreError,
     UpstreamError,
     UpstreamUnavailableError,
+    first_error,
 )
 from ..hub.client import FileLocation, LocationExpiredError
 from .hasher import PrefixHasher
@@ -189,7 +190,7 @@ class FileJob:
                     for run in self.runs:
                         run.tasks = [group.create_task(self._worker(run)) for _ in range(workers)]
             except BaseExceptionGroup as failed:
-                raise _first(failed) from None
+                raise first_error(failed) from None
         finally:
             self._workers_done = True
             self._progress.set()
@@ -383,15 +384,3 @@ class FileJob:
             file_op(self.spec, self.state.save, self.state_path)
         self._last_save = time.monotonic()
 
-
-def _first(group: BaseExceptionGroup) -> BaseException:
-    """The error a failed worker raised (a StoreError, say), rather than the group around it."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return next((e for e in leaves if isinstance(e, MregError)), leaves[0])
