@@ -224,6 +224,7 @@ def _reference_quant(f32: Path, label: str) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # llama.cpp's conversion and eight llama-quantize runs, on 2 CPUs
 @pytest.mark.parametrize("model", list(MODELS))
 def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
     folder, f32 = reference(model)
@@ -235,6 +236,7 @@ def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("label", ["F16", "Q8_0", "Q4_1", "Q4_K_M", "Q5_K_S"])
 def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_path: Path) -> None:
