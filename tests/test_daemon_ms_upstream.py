@@ -20,14 +20,17 @@ from tests.testhub import HubRepo, TestModelScope, generated_file, small_repo
 pytestmark = pytest.mark.timeout(120)
 
 REPO = "msorg/tiny"
+SECRET = "alice/secret"
+ALICE = "ms_test_alice"
 
 
 @pytest.fixture
 def modelscope(tmp_path: Path) -> Iterator[TestModelScope]:
-    with TestModelScope() as ms:
+    with TestModelScope(tokens={ALICE: "alice"}) as ms:
         big = generated_file(tmp_path / "data" / "weights.bin", 1_500_000, seed=3)
         ms.add_repo(small_repo(REPO, {"README.md": "# tiny\n", "config.json": '{"model_type": "llama"}\n',
                                       "nested/dir/notes.txt": "notes\n" * 100, "weights.bin": big}))
+        ms.add_repo(small_repo(SECRET, {"README.md": "# secret\n"}, private=True, owner="alice"))
         yield ms
 
 
@@ -74,6 +77,9 @@ def test_answers_are_shaped_as_the_hub_s(daemon: Daemon, modelscope: TestModelSc
     assert sibling.size == weights.size and sibling.lfs is not None and sibling.lfs.sha256 == weights.sha256
     tree = {e.path: e for e in api.list_repo_tree(REPO, recursive=True)}
     assert set(tree) == {*repo.head.files, "nested", "nested/dir"}
+    assert [e.path for e in api.list_repo_tree(REPO, path_in_repo="nested/dir")] == ["nested/dir/notes.txt"]
+    found = api.get_paths_info(REPO, ["config.json", "nested", "absent.txt"])
+    assert [e.path for e in found] == ["config.json", "nested"]
     status, headers, _ = daemon.head(f"/{REPO}/resolve/main/weights.bin")
     assert status == 200 and headers["X-Repo-Commit"] == repo.head.sha
     assert headers["ETag"] == headers["X-Linked-Etag"] == f'"{weights.sha256}"'
@@ -109,3 +115,14 @@ def test_corrupt_bytes_from_modelscope_are_never_served_complete(daemon: Daemon,
     modelscope.faults.throttle = None
     status, _, body = daemon.get(f"/{REPO}/resolve/main/weights.bin")  # the fault is spent: a clean download
     assert status == 200 and body == content
+
+
+def test_a_private_repo_is_served_to_the_tokens_modelscope_lets_read_it(daemon: Daemon, modelscope: TestModelScope,
+                                                                       tmp_path: Path) -> None:
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download(SECRET, "README.md", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    path = hf_hub_download(SECRET, "README.md", cache_dir=tmp_path / "c2", endpoint=daemon.url, token=ALICE)
+    assert Path(path).read_text() == "# secret\n"
+    with pytest.raises(RepositoryNotFoundError):  # stored now, still not for anonymous callers
+        hf_hub_download(SECRET, "README.md", cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
+    assert ALICE.encode() not in daemon.log.read_bytes()
