@@ -1,6 +1,7 @@
 """`mreg serve --upstream modelscope+URL`: Hub clients (the real huggingface_hub) get repos the mirror
 fetches from ModelScope (`TestModelScope`), byte-identical, one upstream copy for every client,
-ModelScope's sha256 as the ETag the bytes are verified against, and huggingface_hub's own errors.
+ModelScope's sha256 as the ETag the bytes are verified against, and huggingface_hub's own errors;
+the `modelscope` client shares the same store through the daemon's ModelScope routes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError
+from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
+from modelscope_hub.config import set_default_config
 
 from tests.test_daemon import Daemon, connection, start_daemon
+from tests.test_daemon_modelscope import use_mirror
 from tests.testhub import HubRepo, TestModelScope, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,7 +57,7 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
 
 
 def test_snapshot_and_file_downloads_share_one_upstream_copy(daemon: Daemon, modelscope: TestModelScope,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = modelscope.repo(REPO)
     files = served(repo)
     first = Path(snapshot_download(REPO, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False))
@@ -63,7 +67,13 @@ def test_snapshot_and_file_downloads_share_one_upstream_copy(daemon: Daemon, mod
     single = hf_hub_download(REPO, "nested/dir/notes.txt", cache_dir=tmp_path / "c3", endpoint=daemon.url,
                              token=False)
     assert tree_bytes(second) == files and Path(single).read_bytes() == files["nested/dir/notes.txt"]
-    for path, content in files.items():  # each file crossed from ModelScope once, for three clients
+    use_mirror(monkeypatch, tmp_path, daemon.url)
+    try:
+        folder = Path(ms_snapshot_download(REPO, cache_dir=str(tmp_path / "ms")))  # ModelScope's client, same store
+    finally:
+        set_default_config(None)
+    assert tree_bytes(folder) == files
+    for path, content in files.items():  # each file crossed from ModelScope once, for four clients
         assert modelscope.stats.bytes_by_sha256[hashlib.sha256(content).hexdigest()] == len(content), path
 
 
