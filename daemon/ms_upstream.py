@@ -11,6 +11,7 @@ ModelScope as theirs. Searches and whoami have no ModelScope counterpart here: t
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -26,7 +27,6 @@ from registry.modelscope import Listings, ModelScopeClient
 from registry.repo import RepoRef
 
 from . import hubshape
-from .answers import json_answer
 from .hubjson import info_view, paths_info_view, tree_view
 from .hubpath import HubPath, parse_hub_path
 from .upstream import DOWNLOAD_RETRY, Answer, Upstream
@@ -36,9 +36,8 @@ NOT_FOUND_CODES = ((RepoNotFoundError, "RepoNotFound"), (RevisionNotFoundError, 
 
 
 def _answer(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
-    response = json_answer(data, status, headers)
-    assert isinstance(response.body, bytes)
-    return Answer(status, dict(response.headers), None, response.body)
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return Answer(status, {**(headers or {}), "Content-Type": "application/json"}, None, body)
 
 
 def _error(status: int, code: str | None, message: str) -> Answer:
@@ -50,12 +49,10 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, [""])[-1].lower() in ("1", "true")
 
 
-def _refusal(exc: MregError) -> Answer:
-    """ModelScope's refusal as the Hub says it (what huggingface_hub turns into its own errors)."""
-    for kind, code in NOT_FOUND_CODES:
-        if isinstance(exc, kind):
-            return _error(404, code, str(exc))
-    return _error(403, None, str(exc))
+def _not_found(exc: MregError) -> Answer:
+    """ModelScope's "not found" as the Hub says it (what huggingface_hub turns into its own errors)."""
+    code = next(code for kind, code in NOT_FOUND_CODES if isinstance(exc, kind))
+    return _error(404, code, str(exc))
 
 
 class ModelScopeUpstream(Upstream):
@@ -84,7 +81,7 @@ class ModelScopeUpstream(Upstream):
             self.mark_down()
             raise
         except (RepoNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-            return _refusal(exc)
+            return _not_found(exc)
 
     async def _answer(self, hub: HubPath, repo: RepoRef, query: dict[str, list[str]], token: str | None,
                       body: bytes | None) -> Answer:
@@ -94,7 +91,7 @@ class ModelScopeUpstream(Upstream):
         if hub.kind == "resolve":  # access probe (HEAD): the caller may read the repo's files
             return _answer({}, 200, headers)
         if hub.kind == "refs":
-            return _answer(hubshape.refs((await client.repo_info(repo, "main")).commit))
+            return _answer(hubshape.refs(info.commit))  # refs carry no revision: info is main's
         entries = hubshape.tree_entries(await client.list_files(repo, info.commit), info.commit)
         if hub.kind == "info":
             data = hubshape.repo_info(repo, info.commit, info.private, entries)

@@ -136,3 +136,11 @@ def test_a_private_repo_is_served_to_the_tokens_modelscope_lets_read_it(daemon: 
     with pytest.raises(RepositoryNotFoundError):  # stored now, still not for anonymous callers
         hf_hub_download(SECRET, "README.md", cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
     assert ALICE.encode() not in daemon.log.read_bytes()
+
+
+def test_refs_name_main_and_hub_only_routes_answer_501(daemon: Daemon, modelscope: TestModelScope) -> None:
+    api = HfApi(endpoint=daemon.url, token=False)
+    refs = api.list_repo_refs(REPO)
+    assert [(b.name, b.target_commit) for b in refs.branches] == [("main", modelscope.repo(REPO).head.sha)]
+    status, _, body = daemon.get("/api/models?search=tiny")
+    assert status == 501 and b"ModelScope upstream" in body
