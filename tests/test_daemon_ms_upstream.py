@@ -19,12 +19,19 @@ from modelscope_hub.config import set_default_config
 
 from tests.test_daemon import Daemon, connection, start_daemon
 from tests.test_daemon_modelscope import use_mirror
-from tests.testhub import HubRepo, TestModelScope, generated_file, small_repo
+from tests.testhub import (
+    HubRepo,
+    TestModelScope,
+    dataset_repo,
+    generated_file,
+    small_repo,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
 REPO = "msorg/tiny"
 SECRET = "alice/secret"
+DATASET = "msorg/tiny-dataset"
 ALICE = "ms_test_alice"
 
 
@@ -34,6 +41,7 @@ def modelscope(tmp_path: Path) -> Iterator[TestModelScope]:
         big = generated_file(tmp_path / "data" / "weights.bin", 1_500_000, seed=3)
         ms.add_repo(small_repo(REPO, {"README.md": "# tiny\n", "config.json": '{"model_type": "llama"}\n',
                                       "nested/dir/notes.txt": "notes\n" * 100, "weights.bin": big}))
+        ms.add_repo(dataset_repo(DATASET))
         ms.add_repo(small_repo(SECRET, {"README.md": "# secret\n"}, private=True, owner="alice"))
         yield ms
 
@@ -144,3 +152,9 @@ def test_refs_name_main_and_hub_only_routes_answer_501(daemon: Daemon, modelscop
     assert [(b.name, b.target_commit) for b in refs.branches] == [("main", modelscope.repo(REPO).head.sha)]
     status, _, body = daemon.get("/api/models?search=tiny")
     assert status == 501 and b"ModelScope upstream" in body
+
+
+def test_a_dataset_snapshot(daemon: Daemon, modelscope: TestModelScope, tmp_path: Path) -> None:
+    folder = Path(snapshot_download(DATASET, repo_type="dataset", cache_dir=tmp_path / "c1", endpoint=daemon.url,
+                                    token=False))
+    assert tree_bytes(folder) == served(modelscope.repo(DATASET, "dataset"))

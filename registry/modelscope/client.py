@@ -132,6 +132,8 @@ class ModelScopeClient(UpstreamHTTP):
             raise UsageError(f"ModelScope repos are named owner/name, not {repo}")
         info = await self._data(urls.repo_info_url(self.endpoint, repo), repo)
         private = isinstance(info, dict) and (info.get("Visibility") == PRIVATE_VISIBILITY or info.get("Private") is True)
+        if (repo, revision) in self._listings.revision_of:  # a commit met before (maybe a listing's digest)
+            return RepoInfo(repo=repo, commit=revision, gated=False, private=private)
         if repo.repo_type == "model":
             named = await self._revisions(repo)
         else:  # any name: the file list answers 404 for one the dataset does not have
@@ -148,8 +150,7 @@ class ModelScopeClient(UpstreamHTTP):
         if commit is None:
             files = await self._list(repo, revision)
             commit = _listing_id(files)
-        if commit != revision or (repo, commit) not in self._listings.revision_of:  # keep the name it was reached by
-            self._listings.remember((repo, commit), revision, files)
+        self._listings.remember((repo, commit), revision, files)
         return RepoInfo(repo=repo, commit=commit, gated=False, private=private)
 
     async def _revisions(self, repo: RepoRef) -> dict[str, str | None]:
