@@ -95,6 +95,7 @@ def test_answers_are_shaped_as_the_hub_s(daemon: Daemon, modelscope: TestModelSc
     assert sibling.size == weights.size and sibling.lfs is not None and sibling.lfs.sha256 == weights.sha256
     tree = {e.path: e for e in api.list_repo_tree(REPO, recursive=True)}
     assert set(tree) == {*repo.head.files, "nested", "nested/dir"}
+    assert tree["weights.bin"].blob_id == repo.head.files["weights.bin"].oid  # the Hub's git oid of its LFS pointer
     assert [e.path for e in api.list_repo_tree(REPO, path_in_repo="nested/dir")] == ["nested/dir/notes.txt"]
     found = api.get_paths_info(REPO, ["config.json", "nested", "absent.txt"])
     assert [e.path for e in found] == ["config.json", "nested"]
