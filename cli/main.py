@@ -27,7 +27,7 @@ from registry.search import FORMATS, Query, hit_json, search
 from registry.sources import HEALTH_FILE, Health, client_for, pull_from
 from registry import upstreams
 from registry.units import human_size
-from registry.upstreams import SOURCES, split_source
+from registry.upstreams import SOURCES, parse_serve_upstream, split_source
 from registry.workspace import open_workspace
 
 from .common import _echo_json, _run, json_option, repo_type_option, revision_option
@@ -271,7 +271,8 @@ async def search_command(text: str | None, arch: str | None, fmt: str | None, qu
 @click.option("--host", default=ServeConfig.host, show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=ServeConfig.port, show_default=True,
               help="Port to listen on (0: any free port, logged at start).")
-@click.option("--upstream", metavar="URL", help="Hub to mirror (default: HF_ENDPOINT, else https://huggingface.co).")
+@click.option("--upstream", metavar="[KIND+]URL", help="Hub to mirror (default: HF_ENDPOINT, else https://huggingface.co); "
+              "modelscope+URL mirrors a ModelScope endpoint to Hub clients.")
 @click.option("--offline", is_flag=True, help="Never contact upstream; serve what the store holds (also HF_HUB_OFFLINE=1).")
 @click.option("--ref-ttl", type=click.FloatRange(0), default=ServeConfig.ref_ttl, show_default=True, metavar="SECONDS",
               help="How long a branch or tag is trusted to point at the same commit before upstream is asked again.")
@@ -297,7 +298,8 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
 
     settings = Settings.from_env()
     setup_logging(sys.stderr)
-    config = ServeConfig(host=host, port=port, upstream=(upstream or settings.endpoint).rstrip("/"),
+    kind, url = parse_serve_upstream(upstream or settings.endpoint)
+    config = ServeConfig(host=host, port=port, upstream=url, upstream_kind=kind,
                          offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
                          max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
                          admin_token=admin_token.strip() if admin_token and admin_token.strip() else None)

@@ -27,6 +27,7 @@ from .commits import Commits
 from .config import ServeConfig
 from .metrics import Metrics
 from .mirroring import Mirroring
+from .ms_upstream import ModelScopeUpstream
 from .refs import Refs
 from .routes import add_routes
 from .state import CONFIG, MIRROR, Mirror
@@ -44,7 +45,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
     try:
         async with http_session(config.connections) as session:
             store = Store(settings.home)
-            upstream = Upstream(session, config.upstream, config.offline, config.upstream_down_for)
+            kind = ModelScopeUpstream if config.upstream_kind == "modelscope" else Upstream
+            upstream = kind(session, config.upstream, config.offline, config.upstream_down_for)
             metrics = Metrics()
             commits = Commits(store, catalog, upstream, config.commit_cache)
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics)
@@ -84,7 +86,7 @@ async def serve(app: web.Application, config: ServeConfig) -> None:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         for host, port in (address[:2] for address in runner.addresses):
-            log.info("mirroring %s on http://%s:%s%s", config.upstream, host, port, " (offline)" if config.offline else "")
+            log.info("mirroring %s+%s on http://%s:%s%s", config.upstream_kind, config.upstream, host, port, " (offline)" if config.offline else "")
         if not config.admin_token and not is_loopback(config.host):
             log.warning("listening beyond loopback without an admin token: the /v1/jobs endpoints are disabled "
                         "(set MREG_ADMIN_TOKEN)")

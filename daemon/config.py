@@ -15,6 +15,8 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     upstream: str = DEFAULT_ENDPOINT
+    upstream_kind: str = "hf"
+    """What ``upstream`` speaks: ``hf`` (a Hub) or ``modelscope`` (answered to Hub clients as a Hub)."""
     offline: bool = False
     ref_ttl: float = 60.0
     """Seconds a branch or tag → commit answer is trusted before it is asked again (commits never expire)."""

@@ -16,7 +16,8 @@ from aiohttp import web
 from registry.download import FileSpec
 from registry.download.transfer import Locate
 from registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
-from registry.hub import FileLocation, HubClient
+from registry.hub import FileLocation
+from registry.repo_client import RepoClient
 
 from .answers import hub_error
 from .bodies import (
@@ -95,7 +96,7 @@ def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -
     return mirror.transfers.join(spec, Target(meta, spec.path), client, _locator(client, meta, spec))
 
 
-def _locator(client: HubClient, meta: CommitMeta, spec: FileSpec) -> Locate:
+def _locator(client: RepoClient, meta: CommitMeta, spec: FileSpec) -> Locate:
     """Where upstream serves the file, checked against the size its tree announced."""
 
     async def locate() -> FileLocation:

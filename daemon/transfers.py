@@ -18,7 +18,7 @@ from pathlib import Path
 from registry.download import FileSpec, Tuning, download_file
 from registry.download.transfer import Locate
 from registry.errors import MregError
-from registry.hub import HubClient
+from registry.repo_client import RepoClient
 from registry.store import Store
 
 from .commits import CommitMeta, Commits
@@ -100,7 +100,7 @@ class Transfers:
         self._slots = asyncio.Semaphore(connections)
         self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
 
-    def join(self, spec: FileSpec, target: Target, client: HubClient, locate: Locate) -> Transfer:
+    def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
         """The running transfer of ``spec``'s content, started (with ``client``) if there is none."""
         running = self._running.get(spec.key)
         if running is None:
@@ -117,7 +117,7 @@ class Transfers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, transfer: Transfer, client: HubClient, locate: Locate) -> None:
+    async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate) -> None:
         self._metrics.active_transfers += 1
         try:
             with self._store.pulling():

@@ -106,6 +106,14 @@ def parse_upstreams(text: str) -> tuple[Upstream, ...]:
     return _unique(upstreams, "MREG_UPSTREAMS")
 
 
+def parse_serve_upstream(text: str) -> tuple[str, str]:
+    """``(kind, URL)`` of ``mreg serve --upstream [KIND+]URL`` (kind ``hf`` when none is given)."""
+    kind, plus, url = text.strip().partition("+")
+    if not plus or kind not in KINDS:
+        kind, url = "hf", text.strip()
+    return kind, _check_url(url, "--upstream")
+
+
 def config_path(env: Env) -> Path:
     """mreg's config file: ``$XDG_CONFIG_HOME/mreg/config.toml`` (default ``~/.config``)."""
     base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")

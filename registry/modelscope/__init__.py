@@ -1,6 +1,6 @@
 """ModelScope's model API, client side."""
 
-from .client import ModelScopeClient
+from .client import Listings, ModelScopeClient
 from .urls import DEFAULT_ENDPOINT
 
-__all__ = ["DEFAULT_ENDPOINT", "ModelScopeClient"]
+__all__ = ["DEFAULT_ENDPOINT", "Listings", "ModelScopeClient"]

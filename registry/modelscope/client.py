@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp
@@ -52,13 +53,33 @@ def _message(body: Any) -> str:
     return text.strip().splitlines()[0][:200] if isinstance(text, str) and text.strip() else ""
 
 
+class Listings:
+    """Which revision each commit a client met was reached by, and its file list (the most recent
+    ``limit`` commits). Clients made for one caller each may share one, as the daemon's do."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.revision_of: OrderedDict[tuple[RepoRef, str], str] = OrderedDict()
+        self.listed: OrderedDict[tuple[RepoRef, str], list[RemoteFile]] = OrderedDict()
+        self._limit = limit
+
+    def remember(self, key: tuple[RepoRef, str], revision: str, files: list[RemoteFile] | None = None) -> None:
+        """``key``'s commit is ``revision``'s (and lists ``files``, when given)."""
+        self.revision_of[key] = revision
+        self.revision_of.move_to_end(key)
+        if files is not None:
+            self.listed[key] = files
+            self.listed.move_to_end(key)
+        for known in (self.revision_of, self.listed):
+            while len(known) > self._limit:
+                known.popitem(last=False)
+
+
 class ModelScopeClient(UpstreamHTTP):
     """Speaks ModelScope's model API to one endpoint with one (optional) token."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, listings: Listings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._revision_of: dict[tuple[RepoRef, str], str] = {}
-        self._listed: dict[tuple[RepoRef, str], list[RemoteFile]] = {}
+        self._listings = listings or Listings()
 
     def _auth_headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}", "Cookie": f"m_session_id={token}"}
@@ -111,6 +132,8 @@ class ModelScopeClient(UpstreamHTTP):
             raise UsageError(f"ModelScope repos are named owner/name, not {repo}")
         info = await self._data(urls.repo_info_url(self.endpoint, repo), repo)
         private = isinstance(info, dict) and (info.get("Visibility") == PRIVATE_VISIBILITY or info.get("Private") is True)
+        if (repo, revision) in self._listings.revision_of:  # a commit met before (maybe a listing's digest)
+            return RepoInfo(repo=repo, commit=revision, gated=False, private=private)
         if repo.repo_type == "model":
             named = await self._revisions(repo)
         else:  # any name: the file list answers 404 for one the dataset does not have
@@ -123,11 +146,11 @@ class ModelScopeClient(UpstreamHTTP):
             commit = revision
         else:
             raise RevisionNotFoundError(f"revision {revision!r} not found in {repo} on {self.endpoint}")
+        files = None
         if commit is None:
             files = await self._list(repo, revision)
             commit = _listing_id(files)
-            self._listed[(repo, commit)] = files
-        self._revision_of[(repo, commit)] = revision
+        self._listings.remember((repo, commit), revision, files)
         return RepoInfo(repo=repo, commit=commit, gated=False, private=private)
 
     async def _revisions(self, repo: RepoRef) -> dict[str, str | None]:
@@ -169,9 +192,12 @@ class ModelScopeClient(UpstreamHTTP):
     async def list_files(self, repo: RepoRef, commit: str) -> list[RemoteFile]:
         """Every file of the repo at ``commit`` (a commit `repo_info` returned, or a commit id)."""
         key = (repo, commit)
-        if key not in self._listed:
-            self._listed[key] = await self._list(repo, self._revision_of.get(key, commit))
-        return list(self._listed[key])
+        files = self._listings.listed.get(key)
+        if files is None:
+            revision = self._listings.revision_of.get(key, commit)
+            files = await self._list(repo, revision)
+            self._listings.remember(key, revision, files)
+        return list(files)
 
     async def locate(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
         """Where the bytes of ``path`` are: the `/repo?FilePath=` route, with size and sha256 from the list."""
@@ -179,7 +205,7 @@ class ModelScopeClient(UpstreamHTTP):
         remote = listed.get(path)
         if remote is None:
             raise EntryNotFoundError(f"file {path!r} not found in {repo} at {commit}")
-        revision = self._revision_of.get((repo, commit), commit)
+        revision = self._listings.revision_of.get((repo, commit), commit)
         return FileLocation(url=urls.file_url(self.endpoint, repo, revision, path), size=remote.size,
                             etag=remote.lfs_sha256 or "", commit=commit)
 
