@@ -22,7 +22,7 @@ from registry.repo import RepoRef
 
 from .answers import for_error, hub_error
 from .state import MIRROR
-from .upstream import bearer_token
+from .upstream import UpstreamRefused, bearer_token
 
 
 @dataclass
@@ -77,6 +77,8 @@ async def start(request: web.Request) -> web.Response:
         refusal = await mirror.access.refusal(await mirror.commits.get(repo, commit, token), "", token)
         if refusal is not None:
             return refusal.response()
+    except UpstreamRefused as refused:
+        return refused.answer.response()
     except ValueError:
         return hub_error(400, None, "the body is not JSON")
     except UsageError as exc:

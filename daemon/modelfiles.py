@@ -16,7 +16,7 @@ from registry.repo import REPO_TYPES, RepoRef
 
 from .answers import for_error, hub_error
 from .state import MIRROR
-from .upstream import bearer_token
+from .upstream import UpstreamRefused, bearer_token
 
 
 async def modelfile(request: web.Request) -> web.Response:
@@ -37,6 +37,8 @@ async def modelfile(request: web.Request) -> web.Response:
         prepared = await prepare_modelfile(repo, request.query.get("quant") or None, options,
                                            client=mirror.upstream.client(token), store=mirror.store,
                                            catalog=mirror.catalog)
+    except UpstreamRefused as refused:
+        return refused.answer.response()
     except UsageError as exc:
         return hub_error(400, None, str(exc))
     except (EntryNotFoundError, FormatError) as exc:

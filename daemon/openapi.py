@@ -86,6 +86,12 @@ SCHEMAS: dict[str, Schema] = {
         "exclude": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
         "every": nullable({"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                                      {"type": "string", "examples": ["30m", "6h", "1d"]}]})}},
+    "Conversion": obj({"id": STRING, "repo": STRING, "commit": COMMIT, "quant": STRING,
+                       "status": {"enum": ["running", "complete", "failed"]}},
+                      {"path": {**STRING, "description": "the GGUF in the mirror's store (complete jobs)"},
+                       "sha256": SHA256, "size": INT, "error": {**STRING, "description": "one line (failed jobs)"}}),
+    "NewConversion": obj({"repo": STRING, "quant": {**STRING, "examples": ["q4_k_m", "q8_0", "f16"]}},
+                         {"revision": {**STRING, "default": "main"}}),
     "Repo": obj(REPO_FIELDS),
     "RepoDetail": obj({
         **REPO_FIELDS,
@@ -197,7 +203,8 @@ PATHS: dict[str, Schema] = {
         {"200": {"description": "the Modelfile; `FROM` names the GGUF on the daemon's machine",
                  "content": {"text/plain": {"schema": STRING}}},
          "400": json_response("a bad quant, revision or repo type", ref("HubError")),
-         "401": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
+         "401": json_response("upstream's refusal, as for file downloads (gated, or a repo it does not show)",
+                              UPSTREAM_REFUSAL),
          "403": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
          "404": json_response("no such quant, not a GGUF repo, or a repo upstream does not show this caller",
                               {"type": "object", "required": ["error"]})},
@@ -258,6 +265,24 @@ PATHS.update({
     "/v1/jobs/{org}/{name}/sync": {"post": operation("Sync one repo's job now", {
         "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404)},
         JOB_REPO_PARAMS, JOB_NOTE, ADMIN)},
+})
+
+CONVERT_ERRORS = {400: "a malformed body, repo id or quant",
+                  401: "upstream's refusal, as for file downloads (a repo it does not show: 401, as the Hub)",
+                  403: "gated: the caller's token is not granted access", 404: "no such revision or job"}
+PATHS.update({
+    "/v1/convert": {"post": {**operation(
+        "Convert a repo's safetensors to a GGUF in the mirror's store, as a background job", {
+            "200": json_response("the job, already complete", ref("Conversion")),
+            "202": json_response("the job, running: poll `GET /v1/convert/{id}`", ref("Conversion")),
+            "400": json_response(CONVERT_ERRORS[400], ref("HubError")),
+            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}},
+        description="The same repo, commit and quant join one job (a failed one starts again). Access is "
+                    "checked as for the repo's files."),
+        "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewConversion")}}}}},
+    "/v1/convert/{id}": {"get": operation("How a conversion job is going", {
+        "200": json_response("the job", ref("Conversion")),
+        "404": json_response(CONVERT_ERRORS[404], ref("HubError"))}, [path_param("id", "the job's id")])},
 })
 
 DOCUMENT: Schema = {

@@ -5,6 +5,7 @@ lets read them."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -138,6 +139,7 @@ CALLS = [
     Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile", 200),
     Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile?quant=Q2_K", 404),
     Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{SMOLLM}/modelfile?quant=q4%3Bk", 400),
+    Call("/v1/repos/{org}/{name}/modelfile", f"/v1/repos/{NEVER}/modelfile", 401),  # as the Hub: unknown = refused
     Call("/v1/search", "/v1/search", 200),
     Call("/v1/search", "/v1/search?format=gguf&min_params=100M&max_params=1B&arch=LLAMA&quant=q4_1&text=smol", 200),
     Call("/v1/search", "/v1/search?min_params=lots", 400),
@@ -156,8 +158,15 @@ CALLS = [
     Call("/v1/jobs/sync", "/v1/jobs/sync", 200, method="post"),
     Call("/v1/jobs/{org}/{name}", f"/v1/jobs/{NEVER}?repo_type=dataset", 200, method="delete"),
     Call("/v1/jobs/{org}/{name}", f"/v1/jobs/{NEVER}?repo_type=dataset", 404, method="delete"),
+    Call("/v1/convert", "/v1/convert", 202, method="post", body={"repo": MINILM, "quant": "q8_0"}),
+    Call("/v1/convert", "/v1/convert", 400, method="post", body={"repo": MINILM, "quant": "q9_z"}),
+    Call("/v1/convert", "/v1/convert", 401, method="post", body={"repo": NEVER, "quant": "q8_0"}),
+    Call("/v1/convert/{id}", "/v1/convert/{convert_id}", 200),
+    Call("/v1/convert/{id}", "/v1/convert/0123456789abcdef", 404),
     Call("/v1/repos", "/v1/repos", 200),
 ]
+CONVERT_ID = "{convert_id}"
+"""Stands for the id the last `POST /v1/convert` answered in a call's path."""
 
 
 def request(daemon: Daemon, call: Call) -> tuple[int, http.client.HTTPMessage, bytes]:
@@ -193,7 +202,9 @@ def test_every_documented_route_answers_as_documented(daemon: Daemon) -> None:
     operations = {(path, method) for path, item in document["paths"].items() for method in item}
     assert {(c.template, c.method) for c in CALLS} == operations
     assert {(c.template, c.method) for c in CALLS if c.status < 300} == operations
+    convert_id = ""
     for call in CALLS:
+        call = dataclasses.replace(call, path=call.path.replace(CONVERT_ID, convert_id))
         status, headers, body = request(daemon, call)
         assert status == call.status, (call, body[:300])
         documented = document["paths"][call.template][call.method]["responses"]
@@ -206,6 +217,8 @@ def test_every_documented_route_answers_as_documented(daemon: Daemon) -> None:
                                  content_type, "schema")
         errors = list(check.iter_errors(instance))
         assert not errors, (call, [e.message[:300] for e in errors[:3]])
+        if call.template == "/v1/convert" and status < 300:
+            convert_id = instance["id"]
     mirrored = {r["repo"]: r["mirror"] for r in get_json(daemon, "/v1/repos")[1]}
     assert mirrored[MINILM]["every"] == 6 * 3600 and mirrored[SMOLLM] is None
 
