@@ -159,6 +159,18 @@ def test_llama_cpp_runs_the_converted_model(test_hub: TestHub, mreg_env: dict[st
     assert len(tokens) == 4 and all(0 <= t < 49152 for t in tokens)
 
 
+def test_mistral_converts_as_llama_and_runs(tmp_path: Path) -> None:
+    from registry.convert.convert import convert_folder
+
+    made = {arch: fx.random_repo(tmp_path / arch, arch, "smollm", layers=2, seed=3)
+            for arch in ("LlamaForCausalLM", "MistralForCausalLM")}
+    out = {arch: convert_folder(folder, MIXES["Q8_0"], tmp_path / f"{arch}.gguf", name="tiny")
+           for arch, folder in made.items()}
+    assert _tensors(out["MistralForCausalLM"]) == _tensors(out["LlamaForCausalLM"])
+    assert GGUFReader(out["MistralForCausalLM"]).fields["general.architecture"].contents() == "llama"
+    assert len(fx.greedy_tokens(out["MistralForCausalLM"], PROMPT, n=4)) == 4
+
+
 def test_bad_requests_are_one_line_errors(test_hub: TestHub, mreg_env: dict[str, str], tmp_path: Path,
                                           tiny_llama: Path) -> None:
     code, _, err = mreg("convert", "org/tiny", "--quant", "iq1_s")
