@@ -43,4 +43,6 @@ def _echo_json(data: Any) -> None:
 repo_type_option = click.option("--repo-type", type=click.Choice(REPO_TYPES), default="model", show_default=True,
                                 help="Kind of repository.")
 revision_option = click.option("--revision", default="main", show_default=True, help="Branch, tag or commit.")
+include_option = click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable).")
+exclude_option = click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")

@@ -30,7 +30,7 @@ from registry.units import human_size
 from registry.upstreams import SOURCES, parse_serve_upstream, split_source
 from registry.workspace import open_workspace
 
-from .common import _echo_json, _run, json_option, repo_type_option, revision_option
+from .common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
 from .convert_command import convert_command
 from .mirror_commands import mirror_command
 from .ollama_commands import modelfile_command, ollama_command
@@ -64,8 +64,8 @@ def main() -> None:
 @click.argument("repo_id")
 @revision_option
 @repo_type_option
-@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@include_option
+@exclude_option
 @click.option("--quant", metavar="QUANT", help="GGUF quant (any case; q4_k = Q4_K_M): only its file(s) and small "
               "metadata files, from a GGUF repo quantized from REPO_ID if it has none. A repo of several "
               "quants pulled without --quant or globs gets the default, Q4_K_M.")

@@ -17,7 +17,7 @@ from registry.errors import UpstreamError, UpstreamUnavailableError, UsageError
 from registry.mirror import parse_interval
 from registry.repo import RepoRef
 
-from .common import _echo_json, _run, json_option, repo_type_option, revision_option
+from .common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
 from .progress import human_size
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
@@ -71,8 +71,8 @@ def mirror_command() -> None:
 @click.argument("repo_id")
 @revision_option
 @repo_type_option
-@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable).")
+@include_option
+@exclude_option
 @click.option("--every", metavar="INTERVAL", help="Sync again every INTERVAL (30m, 6h, 1d); default: once.")
 @json_option
 @_run
