@@ -32,8 +32,8 @@ from tests import convert_fixtures as fx  # noqa: E402
 _RSS = ("print('MAXRSS', next(line.split()[1] for line in open('/proc/self/status') "
         "if line.startswith('VmHWM')))")
 """The process's own peak RSS in KiB (VmHWM: ru_maxrss would include the parent's, inherited at fork)."""
-_MREG = ("import sys; from pathlib import Path; from registry.convert.convert import convert_folder; "
-         "from registry.convert.mixes import parse_mix; "
+_MREG = ("import sys; from pathlib import Path; from mreg.registry.convert.convert import convert_folder; "
+         "from mreg.registry.convert.mixes import parse_mix; "
          "convert_folder(Path(sys.argv[1]), parse_mix(sys.argv[2]), Path(sys.argv[3]), name='bench'); " + _RSS)
 _QUANTIZE = ("import sys; from pathlib import Path; from tests.convert_fixtures import reference_quantize; "
              "reference_quantize(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])); " + _RSS)
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=fx.CACHE / "convert-bench")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from registry.convert.mixes import MIXES
+    from mreg.registry.convert.mixes import MIXES
 
     args.work.mkdir(parents=True, exist_ok=True)
     folder = args.work / "SmolLM2-135M-Instruct"

@@ -139,7 +139,7 @@ class Mreg(Mirror):
     name = "mreg serve"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        return [sys.executable, "-m", "mreg.cli.main", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def process_env(self) -> dict[str, str]:
         return {**self.env, "MREG_HOME": str(self.home), "HF_ENDPOINT": self.hub.endpoint, "PYTHONPATH": str(ROOT)}

@@ -47,9 +47,9 @@ from huggingface_hub import HfApi, close_session, constants  # noqa: E402
 from huggingface_hub.hf_api import SafetensorsRepoMetadata  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
-from registry.formats import HeaderParsed  # noqa: E402
-from registry.hub import HubClient, RetryPolicy  # noqa: E402
-from registry.inspect_io import (  # noqa: E402
+from mreg.registry.formats import HeaderParsed  # noqa: E402
+from mreg.registry.hub import HubClient, RetryPolicy  # noqa: E402
+from mreg.registry.inspect_io import (  # noqa: E402
     CONCURRENCY,
     FIRST_READ,
     FileHeader,
@@ -57,8 +57,8 @@ from registry.inspect_io import (  # noqa: E402
     parse_remote,
     parse_remote_many,
 )
-from registry.repo import RepoRef  # noqa: E402
-from registry.workspace import http_session  # noqa: E402
+from mreg.registry.repo import RepoRef  # noqa: E402
+from mreg.registry.workspace import http_session  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from tests.testhub import HubRepo, TestHub  # noqa: E402
 

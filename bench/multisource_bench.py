@@ -95,7 +95,7 @@ class Bench:
 
     def mreg_cmd(self, repo_id: str, sources: int) -> list[str]:
         mirrors = [arg for hub in self.hubs[1:sources] for arg in ("--also-from", hub.endpoint)]
-        return [sys.executable, "-m", "cli.main", "pull", repo_id, *mirrors]
+        return [sys.executable, "-m", "mreg.cli.main", "pull", repo_id, *mirrors]
 
     def aria2c_cmd(self, repo_id: str, sources: int, out_dir: Path) -> list[str]:
         urls = [self._url(hub, repo_id) for hub in self.hubs[:sources]]

@@ -207,7 +207,7 @@ class Bench:
     @staticmethod
     def _mreg_cmd(repo_id: str, connections: int | None = None) -> list[str]:
         extra = [] if connections is None else ["--connections", str(connections)]
-        return [sys.executable, "-m", "cli.main", "pull", repo_id, *extra]
+        return [sys.executable, "-m", "mreg.cli.main", "pull", repo_id, *extra]
 
     def _aria2c_cmd(self, repo_id: str, out_dir: Path) -> list[str]:
         url = f"{self.hub.endpoint}/{repo_id}/resolve/main/{FILENAME}"

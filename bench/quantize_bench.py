@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from gguf import GGMLQuantizationType  # noqa: E402
 
 from bench.machine import describe, machine_info  # noqa: E402
-from registry.convert.quantize import quantize  # noqa: E402
+from mreg.registry.convert.quantize import quantize  # noqa: E402
 from tests.ggml_reference import ggml_quantize  # noqa: E402
 
 

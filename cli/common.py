@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from registry.errors import MregError
-from registry.repo import REPO_TYPES
+from mreg.registry.errors import MregError
+from mreg.registry.repo import REPO_TYPES
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130

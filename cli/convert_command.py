@@ -13,16 +13,16 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 
 from typing import TYPE_CHECKING
 
-from registry.config import Settings, resolve_token
-from registry.repo import RepoRef
-from registry.workspace import open_workspace
+from mreg.registry.config import Settings, resolve_token
+from mreg.registry.repo import RepoRef
+from mreg.registry.workspace import open_workspace
 
-from .common import _echo_json, _run, json_option, revision_option
-from .progress import PlainProgress, RichProgress, human_size
+from mreg.cli.common import _echo_json, _run, json_option, revision_option
+from mreg.cli.progress import PlainProgress, RichProgress, human_size
 
 if TYPE_CHECKING:  # the converter imports numpy and gguf: only when a conversion runs
-    from registry.convert.derive import Converted
-    from registry.convert.mixes import Mix
+    from mreg.registry.convert.derive import Converted
+    from mreg.registry.convert.mixes import Mix
 
 QUANTS = "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k"
 
@@ -84,7 +84,7 @@ async def convert_command(repo_id: str, revision: str, quant: str, output: Path 
                           as_json: bool) -> None:
     """Convert REPO_ID's safetensors to a GGUF as llama.cpp would (pulling what is missing); keep it in
     the store and print its path last."""
-    from registry.convert.mixes import parse_mix
+    from mreg.registry.convert.mixes import parse_mix
 
     mix = parse_mix(quant)
     repo = RepoRef.parse(repo_id)
@@ -101,7 +101,7 @@ async def convert_command(repo_id: str, revision: str, quant: str, output: Path 
 async def convert(repo: RepoRef, mix: Mix, revision: str, settings: Settings, token: str | None,
                   output: Path | None, quiet: bool = False) -> Converted:
     """Run a conversion with progress on stderr (bars on a terminal, a few lines otherwise)."""
-    from registry.convert.derive import convert_repo
+    from mreg.registry.convert.derive import convert_repo
 
     console = Console(stderr=True)
     rich = console.is_terminal and not quiet

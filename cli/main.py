@@ -10,32 +10,32 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from daemon.config import ServeConfig
-from registry import __version__
-from registry.config import Settings
-from registry.download import Tuning
-from registry.errors import UsageError
-from registry.errors import UpstreamUnavailableError
-from registry.hub import HubClient
-from registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
-from registry.inspection import inspect_local, inspect_remote
-from registry.maintenance import collect_garbage, remove, resolve_local, verify
-from registry.mirror import parse_rate
-from registry.pull import PullOptions
-from registry.repo import RepoRef
-from registry.search import FORMATS, Query, hit_json, search
-from registry.sources import HEALTH_FILE, Health, client_for, pull_from
-from registry import upstreams
-from registry.units import human_size
-from registry.upstreams import SOURCES, parse_serve_upstream, split_source
-from registry.workspace import open_workspace
+from mreg.daemon.config import ServeConfig
+from mreg.registry import __version__
+from mreg.registry.config import Settings
+from mreg.registry.download import Tuning
+from mreg.registry.errors import UsageError
+from mreg.registry.errors import UpstreamUnavailableError
+from mreg.registry.hub import HubClient
+from mreg.registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
+from mreg.registry.inspection import inspect_local, inspect_remote
+from mreg.registry.maintenance import collect_garbage, remove, resolve_local, verify
+from mreg.registry.mirror import parse_rate
+from mreg.registry.pull import PullOptions
+from mreg.registry.repo import RepoRef
+from mreg.registry.search import FORMATS, Query, hit_json, search
+from mreg.registry.sources import HEALTH_FILE, Health, client_for, pull_from
+from mreg.registry import upstreams
+from mreg.registry.units import human_size
+from mreg.registry.upstreams import SOURCES, parse_serve_upstream, split_source
+from mreg.registry.workspace import open_workspace
 
-from .common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
-from .convert_command import convert_command
-from .mirror_commands import mirror_command
-from .ollama_commands import modelfile_command, ollama_command
-from .progress import PlainProgress, RichProgress
-from .views import hit_text, inspection_json, inspection_text
+from mreg.cli.common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
+from mreg.cli.convert_command import convert_command
+from mreg.cli.mirror_commands import mirror_command
+from mreg.cli.ollama_commands import modelfile_command, ollama_command
+from mreg.cli.progress import PlainProgress, RichProgress
+from mreg.cli.views import hit_text, inspection_json, inspection_text
 
 
 def _upstreams_for(config: upstreams.UpstreamConfig, repo_id: str, source: str | None,
@@ -293,8 +293,8 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens. Mirror jobs
     use the daemon's own token (HF_TOKEN or huggingface_hub's saved token) if there is one.
     """
-    from daemon.app import build_app, serve  # the server's modules load only for `mreg serve`
-    from daemon.logs import setup_logging
+    from mreg.daemon.app import build_app, serve  # the server's modules load only for `mreg serve`
+    from mreg.daemon.logs import setup_logging
 
     settings = Settings.from_env()
     setup_logging(sys.stderr)

@@ -13,12 +13,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from registry.errors import UpstreamError, UpstreamUnavailableError, UsageError
-from registry.mirror import parse_interval
-from registry.repo import RepoRef
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError, UsageError
+from mreg.registry.mirror import parse_interval
+from mreg.registry.repo import RepoRef
 
-from .common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
-from .progress import human_size
+from mreg.cli.common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
+from mreg.cli.progress import human_size
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 TIMEOUT = aiohttp.ClientTimeout(total=30)

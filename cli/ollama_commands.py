@@ -11,16 +11,16 @@ from typing import Any
 import click
 from rich.console import Console
 
-from registry.config import Settings, resolve_token
-from registry.errors import MregError, StoreError, UsageError
-from registry.modelfile import PreparedModel, prepare_modelfile
-from registry.ollama_store import OllamaName, default_name, models_dir, write_model
-from registry.pull import PullOptions
-from registry.repo import RepoRef
-from registry.workspace import open_workspace
+from mreg.registry.config import Settings, resolve_token
+from mreg.registry.errors import MregError, StoreError, UsageError
+from mreg.registry.modelfile import PreparedModel, prepare_modelfile
+from mreg.registry.ollama_store import OllamaName, default_name, models_dir, write_model
+from mreg.registry.pull import PullOptions
+from mreg.registry.repo import RepoRef
+from mreg.registry.workspace import open_workspace
 
-from .common import _echo_json, _run, json_option, revision_option
-from .progress import PlainProgress, RichProgress
+from mreg.cli.common import _echo_json, _run, json_option, revision_option
+from mreg.cli.progress import PlainProgress, RichProgress
 
 quant_option = click.option("--quant", metavar="QUANT",
                             help="GGUF quant, any case (q4_k = Q4_K_M); default Q4_K_M, else another Q4.")

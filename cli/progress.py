@@ -17,8 +17,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from registry.repo import RepoRef
-from registry.units import human_size
+from mreg.registry.repo import RepoRef
+from mreg.registry.units import human_size
 
 
 class RichProgress:

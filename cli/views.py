@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.inspection import FileInspection, Inspection
-from registry.search import SearchHit
-from registry.units import human_count, human_size
+from mreg.registry.inspection import FileInspection, Inspection
+from mreg.registry.search import SearchHit
+from mreg.registry.units import human_count, human_size
 
 GGUF_FIELDS = ("architecture", "name", "context_length", "file_type", "quantization_version", "block_count",
                "embedding_length", "head_count", "head_count_kv", "tokenizer_model", "bos_token", "eos_token",

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from registry.errors import UpstreamUnavailableError
-from registry.hub import urls
+from mreg.registry.errors import UpstreamUnavailableError
+from mreg.registry.hub import urls
 
-from .commits import CommitMeta
-from .upstream import Answer, Upstream, token_key
+from mreg.daemon.commits import CommitMeta
+from mreg.daemon.upstream import Answer, Upstream, token_key
 
 MAX_VERDICTS = 10_000
 REFUSING_CODES = frozenset({"GatedRepo", "RepoNotFound"})

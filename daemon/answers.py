@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.errors import (
+from mreg.registry.errors import (
     MregError,
     UpstreamError,
     UpstreamUnavailableError,

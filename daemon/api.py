@@ -17,14 +17,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from registry.errors import UpstreamError, UpstreamUnavailableError
-from registry.hub import urls
-from registry.repo import RepoRef
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.hub import urls
+from mreg.registry.repo import RepoRef
 
-from . import kept
-from .answers import hub_error, json_answer
-from .commits import CommitMeta
-from .hubjson import (
+from mreg.daemon import kept
+from mreg.daemon.answers import hub_error, json_answer
+from mreg.daemon.commits import CommitMeta
+from mreg.daemon.hubjson import (
     info_view,
     info_without_xet,
     paths_info_view,
@@ -32,10 +32,10 @@ from .hubjson import (
     tree_view,
     without_xet,
 )
-from .hubpath import HubPath
-from .refs import is_commit
-from .state import MIRROR, Mirror
-from .upstream import Answer, UpstreamRefused, bearer_token
+from mreg.daemon.hubpath import HubPath
+from mreg.daemon.refs import is_commit
+from mreg.daemon.state import MIRROR, Mirror
+from mreg.daemon.upstream import Answer, UpstreamRefused, bearer_token
 
 KEPT_TREE_PAGE = 1000
 """Entries per page of a tree listing answered from the store (the Hub's page size)."""

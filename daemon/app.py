@@ -16,23 +16,23 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from registry.catalog import Catalog
-from registry.config import Settings, resolve_token
-from registry.store import Store
-from registry.workspace import http_session
+from mreg.registry.catalog import Catalog
+from mreg.registry.config import Settings, resolve_token
+from mreg.registry.store import Store
+from mreg.registry.workspace import http_session
 
-from .access import Access
-from .admin import is_loopback
-from .commits import Commits
-from .config import ServeConfig
-from .metrics import Metrics
-from .mirroring import Mirroring
-from .ms_upstream import ModelScopeUpstream
-from .refs import Refs
-from .routes import add_routes
-from .state import CONFIG, MIRROR, Mirror
-from .transfers import Transfers
-from .upstream import Upstream
+from mreg.daemon.access import Access
+from mreg.daemon.admin import is_loopback
+from mreg.daemon.commits import Commits
+from mreg.daemon.config import ServeConfig
+from mreg.daemon.metrics import Metrics
+from mreg.daemon.mirroring import Mirroring
+from mreg.daemon.ms_upstream import ModelScopeUpstream
+from mreg.daemon.refs import Refs
+from mreg.daemon.routes import add_routes
+from mreg.daemon.state import CONFIG, MIRROR, Mirror
+from mreg.daemon.transfers import Transfers
+from mreg.daemon.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
 log = logging.getLogger("mreg.daemon")

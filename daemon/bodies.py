@@ -17,10 +17,10 @@ from typing import NoReturn
 import aiohttp
 from aiohttp import web
 
-from registry.errors import StoreError
+from mreg.registry.errors import StoreError
 
-from .metrics import Metrics
-from .transfers import Transfer, TransferFailed
+from mreg.daemon.metrics import Metrics
+from mreg.daemon.transfers import Transfer, TransferFailed
 
 CHUNK = 1024 * 1024
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from registry.errors import MregError, UpstreamError, UpstreamUnavailableError, UsageError
-from registry.overview import RepoDetail, find_commit, overviews, repo_detail
-from registry.repo import RepoRef
-from registry.search import Query, hit_json, search
+from mreg.registry.errors import MregError, UpstreamError, UpstreamUnavailableError, UsageError
+from mreg.registry.overview import RepoDetail, find_commit, overviews, repo_detail
+from mreg.registry.repo import RepoRef
+from mreg.registry.search import Query, hit_json, search
 
-from . import catalog_json, visibility
-from .answers import json_answer
-from .state import MIRROR
-from .upstream import bearer_token
+from mreg.daemon import catalog_json, visibility
+from mreg.daemon.answers import json_answer
+from mreg.daemon.state import MIRROR
+from mreg.daemon.upstream import bearer_token
 
 REVISION_PARAMS = frozenset({"revision", "repo_type"})
 SEARCH_PARAMS = frozenset({"text", "arch", "format", "quant", "min_params", "max_params"})

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.catalog import FileRecord, HeaderRecord, MirrorJob, RepoSummary, TensorPage
-from registry.overview import RepoDetail, RepoOverview
-from registry.quants import QuantSet
-from registry.repo import RepoRef
+from mreg.registry.catalog import FileRecord, HeaderRecord, MirrorJob, RepoSummary, TensorPage
+from mreg.registry.overview import RepoDetail, RepoOverview
+from mreg.registry.quants import QuantSet
+from mreg.registry.repo import RepoRef
 
 GGUF_HIGHLIGHTS = ("architecture", "name", "file_type", "context_length", "block_count", "embedding_length",
                    "head_count", "head_count_kv", "tokenizer_model", "bos_token", "eos_token")

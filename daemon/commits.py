@@ -16,20 +16,20 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.catalog import Catalog, FileRecord
-from registry.download import FileSpec
-from registry.errors import UnsafePathError, UpstreamError
-from registry.hub.client import parse_tree_entry
-from registry.hub import urls
-from registry.inspect_io import is_model_file
-from registry.inspection import CONFIG, index_snapshot
-from registry.paths import safe_relpath
-from registry.repo import RepoRef
-from registry.store import Store
+from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.download import FileSpec
+from mreg.registry.errors import UnsafePathError, UpstreamError
+from mreg.registry.hub.client import parse_tree_entry
+from mreg.registry.hub import urls
+from mreg.registry.inspect_io import is_model_file
+from mreg.registry.inspection import CONFIG, index_snapshot
+from mreg.registry.paths import safe_relpath
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
-from . import kept
-from .hubjson import info_without_xet, next_page, without_xet
-from .upstream import Answer, Upstream, UpstreamRefused, token_key
+from mreg.daemon import kept
+from mreg.daemon.hubjson import info_without_xet, next_page, without_xet
+from mreg.daemon.upstream import Answer, Upstream, UpstreamRefused, token_key
 
 MAX_TREE_PAGES = 10_000
 log = logging.getLogger("mreg.daemon")

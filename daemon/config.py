@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from registry.config import DEFAULT_ENDPOINT
-from registry.download import Tuning
+from mreg.registry.config import DEFAULT_ENDPOINT
+from mreg.registry.download import Tuning
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.convert.derive import Converted, convert_repo
-from registry.convert.mixes import parse_mix
-from registry.errors import MregError, UsageError
-from registry.repo import RepoRef
+from mreg.registry.convert.derive import Converted, convert_repo
+from mreg.registry.convert.mixes import parse_mix
+from mreg.registry.errors import MregError, UsageError
+from mreg.registry.repo import RepoRef
 
-from .answers import for_error, hub_error
-from .state import MIRROR
-from .upstream import UpstreamRefused, bearer_token
+from mreg.daemon.answers import for_error, hub_error
+from mreg.daemon.state import MIRROR
+from mreg.daemon.upstream import UpstreamRefused, bearer_token
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from registry.repo import RepoRef
+from mreg.registry.repo import RepoRef
 
 API_TYPES = {"models": "model", "datasets": "dataset"}
 API_MARKERS = ("revision", "tree", "paths-info", "refs")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from registry.hub.client import RemoteFile
-from registry.repo import RepoRef
+from mreg.registry.hub.client import RemoteFile
+from mreg.registry.repo import RepoRef
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:

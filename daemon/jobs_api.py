@@ -18,14 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.catalog import MirrorJob
-from registry.errors import MregError, UsageError
-from registry.mirror import parse_interval
-from registry.repo import RepoRef
+from mreg.registry.catalog import MirrorJob
+from mreg.registry.errors import MregError, UsageError
+from mreg.registry.mirror import parse_interval
+from mreg.registry.repo import RepoRef
 
-from . import admin
-from .answers import for_error, hub_error, json_answer
-from .state import MIRROR
+from mreg.daemon import admin
+from mreg.daemon.answers import for_error, hub_error, json_answer
+from mreg.daemon.state import MIRROR
 
 REPO_PATTERN = "{repo:[^/]+(?:/[^/]+)?}"
 MAX_BODY = 64 * 1024

@@ -16,9 +16,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from registry.errors import StoreError
-from registry.repo import RepoRef
-from registry.store import Store
+from mreg.registry.errors import StoreError
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
 FOLDER = "mirror"
 

@@ -16,18 +16,18 @@ import functools
 import logging
 from datetime import datetime, timedelta, timezone
 
-from registry.catalog import Catalog, MirrorJob
-from registry.catalog.models import utcnow
-from registry.errors import MregError, UpstreamUnavailableError
-from registry.inspect_io import is_model_file
-from registry.inspection import CONFIG
-from registry.mirror import JobProgress, is_due, sync_job
-from registry.store import Store
-from registry.throttle import TokenBucket
+from mreg.registry.catalog import Catalog, MirrorJob
+from mreg.registry.catalog.models import utcnow
+from mreg.registry.errors import MregError, UpstreamUnavailableError
+from mreg.registry.inspect_io import is_model_file
+from mreg.registry.inspection import CONFIG
+from mreg.registry.mirror import JobProgress, is_due, sync_job
+from mreg.registry.store import Store
+from mreg.registry.throttle import TokenBucket
 
-from .commits import Commits
-from .config import ServeConfig
-from .upstream import Upstream, UpstreamRefused
+from mreg.daemon.commits import Commits
+from mreg.daemon.config import ServeConfig
+from mreg.daemon.upstream import Upstream, UpstreamRefused
 
 log = logging.getLogger("mreg.daemon")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.errors import EntryNotFoundError, FormatError, MregError, UsageError
-from registry.modelfile import prepare_modelfile
-from registry.pull import PullOptions
-from registry.repo import REPO_TYPES, RepoRef
+from mreg.registry.errors import EntryNotFoundError, FormatError, MregError, UsageError
+from mreg.registry.modelfile import prepare_modelfile
+from mreg.registry.pull import PullOptions
+from mreg.registry.repo import REPO_TYPES, RepoRef
 
-from .answers import for_error, hub_error
-from .state import MIRROR
-from .upstream import UpstreamRefused, bearer_token
+from mreg.daemon.answers import for_error, hub_error
+from mreg.daemon.state import MIRROR
+from mreg.daemon.upstream import UpstreamRefused, bearer_token
 
 
 async def modelfile(request: web.Request) -> web.Response:

@@ -18,13 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.errors import MregError, UpstreamError
+from mreg.registry.errors import MregError, UpstreamError
 
-from .answers import error_status
-from .api import refs_data
-from .bodies import RangeNotSatisfiable
-from .commits import CommitMeta
-from .msjson import (
+from mreg.daemon.answers import error_status
+from mreg.daemon.api import refs_data
+from mreg.daemon.bodies import RangeNotSatisfiable
+from mreg.daemon.commits import CommitMeta
+from mreg.daemon.msjson import (
     envelope,
     epoch,
     error_envelope,
@@ -38,11 +38,11 @@ from .msjson import (
     refusal_status,
     revisions_view,
 )
-from .mspath import MsPath
-from .resolve import fetch, serve_file
-from .state import MIRROR, Mirror
-from .transfers import TransferFailed
-from .upstream import Answer, UpstreamRefused, bearer_token
+from mreg.daemon.mspath import MsPath
+from mreg.daemon.resolve import fetch, serve_file
+from mreg.daemon.state import MIRROR, Mirror
+from mreg.daemon.transfers import TransferFailed
+from mreg.daemon.upstream import Answer, UpstreamRefused, bearer_token
 
 SHA256_FETCHES = 8
 """Files a listing fetches at once to learn their sha256."""

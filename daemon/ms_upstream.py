@@ -16,20 +16,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from registry.errors import (
+from mreg.registry.errors import (
     EntryNotFoundError,
     MregError,
     RepoNotFoundError,
     RevisionNotFoundError,
     UpstreamUnavailableError,
 )
-from registry.modelscope import Listings, ModelScopeClient
-from registry.repo import RepoRef
+from mreg.registry.modelscope import Listings, ModelScopeClient
+from mreg.registry.repo import RepoRef
 
-from . import hubshape
-from .hubjson import info_view, paths_info_view, tree_view
-from .hubpath import HubPath, parse_hub_path
-from .upstream import DOWNLOAD_RETRY, Answer, Upstream
+from mreg.daemon import hubshape
+from mreg.daemon.hubjson import info_view, paths_info_view, tree_view
+from mreg.daemon.hubpath import HubPath, parse_hub_path
+from mreg.daemon.upstream import DOWNLOAD_RETRY, Answer, Upstream
 
 NOT_FOUND_CODES = ((RepoNotFoundError, "RepoNotFound"), (RevisionNotFoundError, "RevisionNotFound"),
                    (EntryNotFoundError, "EntryNotFound"))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .commits import CommitMeta
+from mreg.daemon.commits import CommitMeta
 
 MS_DEFAULT_BRANCH = "master"
 HUB_DEFAULT_BRANCH = "main"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from registry.repo import RepoRef
+from mreg.registry.repo import RepoRef
 
 PREFIX = "/api/v1/"
 """Every ModelScope route starts with this; the Hub's never do."""

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from registry import __version__
-from registry.search import FORMATS
+from mreg.registry import __version__
+from mreg.registry.search import FORMATS
 
-from .answers import json_answer
+from mreg.daemon.answers import json_answer
 
 JSON = "application/json"
 Schema = dict[str, Any]

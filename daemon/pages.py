@@ -25,13 +25,13 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
-from registry.errors import MregError
-from registry.units import human_count, human_size
+from mreg.registry.errors import MregError
+from mreg.registry.units import human_count, human_size
 
-from . import admin, catalog_api, catalog_json
-from .catalog_api import ApiError, Handler, as_api_error, base_url
-from .jobs_api import job_json
-from .state import MIRROR
+from mreg.daemon import admin, catalog_api, catalog_json
+from mreg.daemon.catalog_api import ApiError, Handler, as_api_error, base_url
+from mreg.daemon.jobs_api import job_json
+from mreg.daemon.state import MIRROR
 
 FILES_SHOWN = 2000
 """Files listed on a detail page; the rest are in ``/v1/repos/{repo}/files``."""

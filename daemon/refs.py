@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 import time
 
-from registry.catalog import Catalog
-from registry.errors import UpstreamError, UpstreamUnavailableError
-from registry.hub import urls
-from registry.repo import RepoRef
-from registry.store import Store
+from mreg.registry.catalog import Catalog
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.hub import urls
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
-from .upstream import Upstream, UpstreamRefused
+from mreg.daemon.upstream import Upstream, UpstreamRefused
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 

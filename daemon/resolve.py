@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.download import FileSpec
-from registry.download.transfer import Locate
-from registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
-from registry.hub import FileLocation
-from registry.repo_client import RepoClient
+from mreg.registry.download import FileSpec
+from mreg.registry.download.transfer import Locate
+from mreg.registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
+from mreg.registry.hub import FileLocation
+from mreg.registry.repo_client import RepoClient
 
-from .answers import hub_error
-from .bodies import (
+from mreg.daemon.answers import hub_error
+from mreg.daemon.bodies import (
     ByteRange,
     RangeNotSatisfiable,
     parse_range,
@@ -28,11 +28,11 @@ from .bodies import (
     send_relayed,
     send_stored,
 )
-from .commits import CommitMeta
-from .hubpath import HubPath
-from .state import MIRROR, Mirror
-from .transfers import Target, Transfer, TransferFailed
-from .upstream import TIMEOUT, bearer_token
+from mreg.daemon.commits import CommitMeta
+from mreg.daemon.hubpath import HubPath
+from mreg.daemon.state import MIRROR, Mirror
+from mreg.daemon.transfers import Target, Transfer, TransferFailed
+from mreg.daemon.upstream import TIMEOUT, bearer_token
 
 
 def file_headers(spec: FileSpec, commit: str) -> dict[str, str]:

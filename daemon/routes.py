@@ -14,16 +14,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from registry.errors import MregError, UsageError
+from mreg.registry.errors import MregError, UsageError
 
-from . import api, catalog_api, convert, modelfiles, modelscope_api, openapi, pages, resolve
-from .jobs_api import add_job_routes
-from .answers import for_error, hub_error
-from .hubpath import HubPath, parse_hub_path
-from .mspath import PREFIX as MODELSCOPE_PREFIX
-from .mspath import MsPath, parse_ms_path
-from .state import MIRROR
-from .upstream import UpstreamRefused
+from mreg.daemon import api, catalog_api, convert, modelfiles, modelscope_api, openapi, pages, resolve
+from mreg.daemon.jobs_api import add_job_routes
+from mreg.daemon.answers import for_error, hub_error
+from mreg.daemon.hubpath import HubPath, parse_hub_path
+from mreg.daemon.mspath import PREFIX as MODELSCOPE_PREFIX
+from mreg.daemon.mspath import MsPath, parse_ms_path
+from mreg.daemon.state import MIRROR
+from mreg.daemon.upstream import UpstreamRefused
 
 HubHandler = Callable[[web.Request, HubPath], Awaitable[web.StreamResponse]]
 MsHandler = Callable[[web.Request, MsPath], Awaitable[web.StreamResponse]]

@@ -6,17 +6,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from registry.catalog import Catalog
-from registry.store import Store
+from mreg.registry.catalog import Catalog
+from mreg.registry.store import Store
 
-from .access import Access
-from .commits import Commits
-from .config import ServeConfig
-from .metrics import Metrics
-from .mirroring import Mirroring
-from .refs import Refs
-from .transfers import Transfers
-from .upstream import Upstream
+from mreg.daemon.access import Access
+from mreg.daemon.commits import Commits
+from mreg.daemon.config import ServeConfig
+from mreg.daemon.metrics import Metrics
+from mreg.daemon.mirroring import Mirroring
+from mreg.daemon.refs import Refs
+from mreg.daemon.transfers import Transfers
+from mreg.daemon.upstream import Upstream
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.download import FileSpec, Tuning, download_file
-from registry.download.transfer import Locate
-from registry.errors import MregError
-from registry.repo_client import RepoClient
-from registry.store import Store
+from mreg.registry.download import FileSpec, Tuning, download_file
+from mreg.registry.download.transfer import Locate
+from mreg.registry.errors import MregError
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.store import Store
 
-from .commits import CommitMeta, Commits
-from .metrics import Metrics
+from mreg.daemon.commits import CommitMeta, Commits
+from mreg.daemon.metrics import Metrics
 
 log = logging.getLogger("mreg.daemon")
 

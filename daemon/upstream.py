@@ -19,8 +19,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from registry.errors import UpstreamUnavailableError
-from registry.hub import HubClient, RetryPolicy
+from mreg.registry.errors import UpstreamUnavailableError
+from mreg.registry.hub import HubClient, RetryPolicy
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 CONNECT_ATTEMPTS = 2

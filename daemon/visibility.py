@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from registry.errors import UpstreamError, UpstreamUnavailableError
-from registry.repo import RepoRef
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.repo import RepoRef
 
-from .state import Mirror
-from .upstream import Answer, UpstreamRefused
+from mreg.daemon.state import Mirror
+from mreg.daemon.upstream import Answer, UpstreamRefused
 
 T = TypeVar("T")
 CONCURRENT_CHECKS = 8

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from registry.catalog.models import Base
-from registry.errors import CatalogError
+from mreg.registry.catalog.models import Base
+from mreg.registry.errors import CatalogError
 
 connection = context.config.attributes.get("connection")
 if connection is None or context.is_offline_mode():

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import FormatError, GatedRepoError, RepoNotFoundError, RevisionNotFoundError
-from .hub import HubClient
-from .quants import QuantChoice, QuantNotFoundError, gguf_sets, pick, remote_reader
-from .repo import RepoRef
+from mreg.registry.errors import FormatError, GatedRepoError, RepoNotFoundError, RevisionNotFoundError
+from mreg.registry.hub import HubClient
+from mreg.registry.quants import QuantChoice, QuantNotFoundError, gguf_sets, pick, remote_reader
+from mreg.registry.repo import RepoRef
 
 MAX_CANDIDATES = 8
 """Candidate repos whose files are listed before giving up (each costs two or three requests)."""

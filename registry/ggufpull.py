@@ -13,15 +13,15 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .catalog import Catalog
-from .discovery import NoGGUFError, discover
-from .errors import UpstreamError, UpstreamUnavailableError, UsageError
-from .formats.summary import gguf_info
-from .hub import HubClient, RemoteFile
-from .repo_client import RepoClient
-from .inspect_io import parse_local
-from .pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult, pull
-from .quants import (
+from mreg.registry.catalog import Catalog
+from mreg.registry.discovery import NoGGUFError, discover
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError, UsageError
+from mreg.registry.formats.summary import gguf_info
+from mreg.registry.hub import HubClient, RemoteFile
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.inspect_io import parse_local
+from mreg.registry.pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult, pull
+from mreg.registry.quants import (
     DEFAULT_QUANT,
     FileTypeReader,
     QuantChoice,
@@ -34,8 +34,8 @@ from .quants import (
     pick,
     remote_reader,
 )
-from .repo import RepoRef
-from .store import Store
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,8 @@ async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", 
 def _conversion(listing: _Listing, requested: str | None, missing: NoGGUFError) -> GGUFChoice:
     """The choice of converting the repo locally, when it has safetensors, a config and the quant
     is one mreg converts to; else ``missing`` itself."""
-    from .convert.derive import gguf_name
-    from .convert.mixes import parse_mix
+    from mreg.registry.convert.derive import gguf_name
+    from mreg.registry.convert.mixes import parse_mix
 
     paths = {path for path, _ in listing.files}
     if "config.json" not in paths or not any(p.endswith(".safetensors") for p in paths):
@@ -201,8 +201,8 @@ async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: RepoC
 
 async def _convert_choice(choice: GGUFChoice, options: PullOptions, client: RepoClient, store: Store,
                           catalog: Catalog, progress: PullProgress) -> PullResult:
-    from .convert.derive import convert_repo
-    from .convert.mixes import parse_mix
+    from mreg.registry.convert.derive import convert_repo
+    from mreg.registry.convert.mixes import parse_mix
 
     assert choice.quant.label is not None
     out = options.local_dir / choice.quant.files[0] if options.local_dir is not None else None

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .errors import FormatError, MregError, StoreError, UpstreamUnavailableError
-from .formats.events import HeaderParsed, NeedBytes
-from .formats.gguf import GGUFHeaderParser
-from .formats.safetensors import SafetensorsHeaderParser
-from .hub.client import FileLocation, LocationExpiredError
-from .repo_client import RepoClient
-from .hub.urls import redacted
-from .repo import RepoRef
+from mreg.registry.errors import FormatError, MregError, StoreError, UpstreamUnavailableError
+from mreg.registry.formats.events import HeaderParsed, NeedBytes
+from mreg.registry.formats.gguf import GGUFHeaderParser
+from mreg.registry.formats.safetensors import SafetensorsHeaderParser
+from mreg.registry.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.hub.urls import redacted
+from mreg.registry.repo import RepoRef
 
 FIRST_READ = 256 * 1024
 """Bytes of the first ranged GET, chosen by measuring headers of real architectures (HF names and

@@ -10,16 +10,16 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .catalog import Catalog, FileRecord, HeaderRecord
-from .errors import MregError
-from .formats.events import HeaderParsed, TensorInfo
-from .formats.safetensors import parse_index
-from .formats.summary import summarize
-from .repo_client import RepoClient
-from .inspect_io import is_model_file, parse_local, parse_remote_many, read_remote_file
-from .modelinfo import ModelShape, architecture_from_config, memory_estimates, parse_config, repo_parameters
-from .repo import RepoRef
-from .store import Store
+from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
+from mreg.registry.errors import MregError
+from mreg.registry.formats.events import HeaderParsed, TensorInfo
+from mreg.registry.formats.safetensors import parse_index
+from mreg.registry.formats.summary import summarize
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.inspect_io import is_model_file, parse_local, parse_remote_many, read_remote_file
+from mreg.registry.modelinfo import ModelShape, architecture_from_config, memory_estimates, parse_config, repo_parameters
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
 CONFIG = "config.json"
 SHARD_INDEX_SUFFIX = ".safetensors.index.json"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .catalog import Catalog
-from .errors import UsageError
-from .hashing import file_digests
-from .repo import RepoRef
-from .store import GcResult, Store
+from mreg.registry.catalog import Catalog
+from mreg.registry.errors import UsageError
+from mreg.registry.hashing import file_digests
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import GcResult, Store
 
 STALE_PARTIAL_SECONDS = 7 * 24 * 3600
 BUSY_BLOB_GRACE_SECONDS = 3600

@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .catalog import Catalog, MirrorJob
-from .download import Tuning
-from .errors import UsageError
-from .hub import HubClient
-from .pull import PullOptions, pull
-from .repo import RepoRef
-from .store import Store
+from mreg.registry.catalog import Catalog, MirrorJob
+from mreg.registry.download import Tuning
+from mreg.registry.errors import UsageError
+from mreg.registry.hub import HubClient
+from mreg.registry.pull import PullOptions, pull
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _BYTES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KI": 2**10, "MI": 2**20, "GI": 2**30}

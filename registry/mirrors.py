@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .download import Source
-from .errors import IntegrityError, UpstreamError
-from .hub import FileLocation, RemoteFile
-from .repo_client import RepoClient
-from .repo import RepoRef
+from mreg.registry.download import Source
+from mreg.registry.errors import IntegrityError, UpstreamError
+from mreg.registry.hub import FileLocation, RemoteFile
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.repo import RepoRef
 
 LIST_TIMEOUT = 10.0
 """Seconds a mirror has to list the repo; a slower one is left out rather than holding the pull."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import HeaderRecord
+from mreg.registry.catalog import HeaderRecord
 
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}(?=\.gguf$)")
 # Bits per weight when the whole model is stored in that type (Q4_K_M mixes Q4_K and Q6_K).

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError, UsageError
-from .modelfile import ModelFacts, Modelfile
-from .repo import RepoRef
+from mreg.registry.errors import StoreError, UsageError
+from mreg.registry.modelfile import ModelFacts, Modelfile
+from mreg.registry.repo import RepoRef
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"

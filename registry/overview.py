@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog import Catalog, FileRecord, HeaderRecord, IndexedRevision, RepoSummary
-from .inspection import CONFIG
-from .modelinfo import ModelShape, formats, memory_estimates, parse_config, quants, repo_parameters
-from .quants import QuantSet, gguf_sets
-from .repo import RepoRef
-from .store import Store
+from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord, IndexedRevision, RepoSummary
+from mreg.registry.inspection import CONFIG
+from mreg.registry.modelinfo import ModelShape, formats, memory_estimates, parse_config, quants, repo_parameters
+from mreg.registry.quants import QuantSet, gguf_sets
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 
 CONFIG_LIMIT = 16 * 1024 * 1024
 """A stored config.json larger than this is not read for the model's shape."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .errors import UnsafePathError
+from mreg.registry.errors import UnsafePathError
 
 
 def safe_relpath(name: str) -> PurePosixPath:

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .catalog import Catalog, FileRecord
-from .download import FileSpec, Source, Tuning, download_from
-from .errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
-from .hub import FileLocation, RemoteFile
-from .repo_client import RepoClient
-from .inspection import index_snapshot
-from .mirrors import MirrorListing, list_mirrors
-from .paths import safe_relpath
-from .repo import RepoRef
-from .selection import selected
-from .store import Store
+from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.download import FileSpec, Source, Tuning, download_from
+from mreg.registry.errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
+from mreg.registry.hub import FileLocation, RemoteFile
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.inspection import index_snapshot
+from mreg.registry.mirrors import MirrorListing, list_mirrors
+from mreg.registry.paths import safe_relpath
+from mreg.registry.repo import RepoRef
+from mreg.registry.selection import selected
+from mreg.registry.store import Store
 
 PARALLEL_FILES = 8
 

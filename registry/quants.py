@@ -18,11 +18,11 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .errors import EntryNotFoundError, FormatError, UsageError
-from .formats.summary import gguf_info, quant_label_from_filename
-from .repo_client import RepoClient
-from .inspect_io import parse_remote
-from .repo import RepoRef
+from mreg.registry.errors import EntryNotFoundError, FormatError, UsageError
+from mreg.registry.formats.summary import gguf_info, quant_label_from_filename
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.inspect_io import parse_remote
+from mreg.registry.repo import RepoRef
 
 DEFAULT_QUANT = "Q4_K_M"
 DEFAULT_ORDER = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "IQ4_XS", "IQ4_NL", "UD-Q4_K_XL", "Q4_K_XL")

@@ -10,9 +10,9 @@ from typing import Protocol
 
 import aiohttp
 
-from .hub.client import RemoteFile, RepoInfo
-from .repo import RepoRef
-from .upstream_http import FileLocation, RetryPolicy
+from mreg.registry.hub.client import RemoteFile, RepoInfo
+from mreg.registry.repo import RepoRef
+from mreg.registry.upstream_http import FileLocation, RetryPolicy
 
 
 class RepoClient(Protocol):

@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Catalog, IndexedRevision
-from .errors import UsageError
-from .modelinfo import formats, quants, repo_parameters
-from .repo import RepoRef
+from mreg.registry.catalog import Catalog, IndexedRevision
+from mreg.registry.errors import UsageError
+from mreg.registry.modelinfo import formats, quants, repo_parameters
+from mreg.registry.repo import RepoRef
 
 FORMATS = ("safetensors", "gguf")
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}

@@ -21,16 +21,16 @@ from pathlib import Path
 
 import aiohttp
 
-from .catalog import Catalog
-from .errors import UpstreamUnavailableError, UsageError
-from .ggufpull import GGUFChoice, pull_model
-from .hub import HubClient, RetryPolicy
-from .modelscope import ModelScopeClient
-from .pull import NullProgress, PullOptions, PullProgress, PullResult
-from .repo import RepoRef
-from .repo_client import RepoClient
-from .store import Store
-from .upstreams import Upstream
+from mreg.registry.catalog import Catalog
+from mreg.registry.errors import UpstreamUnavailableError, UsageError
+from mreg.registry.ggufpull import GGUFChoice, pull_model
+from mreg.registry.hub import HubClient, RetryPolicy
+from mreg.registry.modelscope import ModelScopeClient
+from mreg.registry.pull import NullProgress, PullOptions, PullProgress, PullResult
+from mreg.registry.repo import RepoRef
+from mreg.registry.repo_client import RepoClient
+from mreg.registry.store import Store
+from mreg.registry.upstreams import Upstream
 
 HEALTH_FILE = "upstream-health.json"
 DOWN_FOR = 300.0

@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError, UnsafePathError, UsageError
-from .paths import safe_relpath
-from .repo import RepoRef
+from mreg.registry.errors import StoreError, UnsafePathError, UsageError
+from mreg.registry.paths import safe_relpath
+from mreg.registry.repo import RepoRef
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")

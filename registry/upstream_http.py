@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from .errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5

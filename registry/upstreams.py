@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_ENDPOINT as HF_DEFAULT_ENDPOINT
-from .config import resolve_token
-from .errors import UsageError
-from .modelscope.urls import DEFAULT_ENDPOINT as MS_DEFAULT_ENDPOINT
+from mreg.registry.config import DEFAULT_ENDPOINT as HF_DEFAULT_ENDPOINT
+from mreg.registry.config import resolve_token
+from mreg.registry.errors import UsageError
+from mreg.registry.modelscope.urls import DEFAULT_ENDPOINT as MS_DEFAULT_ENDPOINT
 
 KINDS = ("hf", "modelscope")
 SOURCES = ("hf", "modelscope", "auto")

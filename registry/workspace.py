@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .catalog import Catalog
-from .config import Settings
-from .hub import HubClient, RetryPolicy
-from .store import Store
+from mreg.registry.catalog import Catalog
+from mreg.registry.config import Settings
+from mreg.registry.hub import HubClient, RetryPolicy
+from mreg.registry.store import Store
 
 READ_BUFFER = 512 * 1024
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from gguf import GGUFWriter
 
-from registry.formats.gguf import FILE_TYPES
+from mreg.registry.formats.gguf import FILE_TYPES
 from tests.testhub import HubRepo
 from tests.testhub.repos import FileSource
 

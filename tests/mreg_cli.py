@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from cli.main import main
+from mreg.cli.main import main
 
 
 def mreg(*args: str) -> tuple[int, str, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from registry.config import Settings
-from registry.download import Tuning
-from registry.hub import RetryPolicy
-from registry.pull import PullOptions, PullResult, pull
-from registry.repo import RepoRef
-from registry.workspace import open_workspace
+from mreg.registry.config import Settings
+from mreg.registry.download import Tuning
+from mreg.registry.hub import RetryPolicy
+from mreg.registry.pull import PullOptions, PullResult, pull
+from mreg.registry.repo import RepoRef
+from mreg.registry.workspace import open_workspace
 
 FAST_RETRY = RetryPolicy(attempts=6, backoff=0.01, max_backoff=0.1, max_retry_after=2.0)
 FAST_TUNING = Tuning(connections=8, min_part=1024 * 1024, stall_timeout=1.0, backoff=0.01)

@@ -19,13 +19,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import migrations
-from registry.catalog import Catalog, FileRecord
-from registry.catalog.db import alembic_config
-from registry.catalog.models import Base
-from registry.config import Settings
-from registry.errors import CatalogError, UsageError
-from registry.repo import RepoRef
+from mreg import migrations
+from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.catalog.db import alembic_config
+from mreg.registry.catalog.models import Base
+from mreg.registry.config import Settings
+from mreg.registry.errors import CatalogError, UsageError
+from mreg.registry.repo import RepoRef
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = RepoRef.parse("org/model")
@@ -366,7 +366,7 @@ def test_migrations_found_from_an_installed_copy(tmp_path: Path) -> None:
 
 
 def test_schema_head_constant_matches_the_migrations() -> None:
-    from registry.catalog.db import SCHEMA_HEAD
+    from mreg.registry.catalog.db import SCHEMA_HEAD
 
     assert SCHEMA_HEAD == head()
 

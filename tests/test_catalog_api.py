@@ -82,7 +82,7 @@ def mreg_json(home: Path, *args: str) -> Any:
     """`python -m cli.main ARGS --json` on ``home``, offline."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MREG_"))}
     env.update(MREG_HOME=str(home), HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args, "--json"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "mreg.cli.main", *args, "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 

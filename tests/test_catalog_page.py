@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from huggingface_hub import snapshot_download
 
-from registry.units import human_size
+from mreg.registry.units import human_size
 from tests.ggufs import gguf_bytes
 from tests.test_daemon import MINILM, ROOT, SMOLLM, Daemon, package_dir, running_daemon, wait_for
 from tests.testhub import TestHub, small_repo

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from mreg.cli.main import main
 from tests.pulling import tree_bytes
 from tests.testhub import TestHub, small_repo
 
@@ -137,7 +137,7 @@ def test_kill_9_then_resume_fetches_at_most_115_percent(test_hub: TestHub, mreg_
     """A pull killed at 40 % restarts where it stopped (counted at the CDN)."""
     gguf = test_hub.repo(SMOLLM).head.files["SmolLM2-135M-Instruct.Q4_1.gguf"].blob
     test_hub.faults.throttle = 8_000_000
-    command = [sys.executable, "-m", "cli.main", "pull", SMOLLM, "--include", "*.gguf", "--connections", "4"]
+    command = [sys.executable, "-m", "mreg.cli.main", "pull", SMOLLM, "--include", "*.gguf", "--connections", "4"]
     env = {**os.environ, **mreg_env}
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     home = Path(mreg_env["MREG_HOME"])
@@ -161,7 +161,7 @@ def gguf_name(hub: TestHub) -> str:
 
 
 def test_gc_spares_fresh_blobs_while_a_pull_runs(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
-    from registry.store import Store
+    from mreg.registry.store import Store
 
     store = Store(Path(mreg_env["MREG_HOME"]))
     orphan = store.home / "tmp-orphan"

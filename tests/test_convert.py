@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T, GGUFReader
 
-from registry.catalog import Catalog
-from registry.config import Settings
-from registry.convert.mixes import MIXES, parse_mix, tensor_types
-from registry.convert.plan import plan_conversion
-from registry.convert.vocab import CHECK_TEXT, pre_tokenizer_name
-from registry.errors import UsageError
-from registry.repo import RepoRef
+from mreg.registry.catalog import Catalog
+from mreg.registry.config import Settings
+from mreg.registry.convert.mixes import MIXES, parse_mix, tensor_types
+from mreg.registry.convert.plan import plan_conversion
+from mreg.registry.convert.vocab import CHECK_TEXT, pre_tokenizer_name
+from mreg.registry.errors import UsageError
+from mreg.registry.repo import RepoRef
 from tests import convert_fixtures as fx
 from tests.mreg_cli import mreg
 from tests.testhub import TestHub
@@ -84,7 +84,7 @@ def test_q4_k_s_and_row_length_fallbacks() -> None:
 def test_quant_names() -> None:
     assert parse_mix("q4_k").label == "Q4_K_M" and parse_mix("Q5_K").label == "Q5_K_M"
     assert parse_mix("bf16").ftype == 32
-    from cli.convert_command import QUANTS
+    from mreg.cli.convert_command import QUANTS
 
     assert QUANTS == ", ".join(label.lower() for label in MIXES)  # the CLI's help names every quant
     with pytest.raises(UsageError, match="q4_k_m"):
@@ -106,7 +106,7 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path: Path, tiny_
         (folder / p.name).symlink_to(p)
     (folder / "config.json").unlink()
     (folder / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
-    from registry.errors import FormatError
+    from mreg.registry.errors import FormatError
 
     with pytest.raises(FormatError, match="GPT2LMHeadModel.*LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"):
         plan_conversion(folder, MIXES["F16"], "gpt2")
@@ -160,7 +160,7 @@ def test_llama_cpp_runs_the_converted_model(test_hub: TestHub, mreg_env: dict[st
 
 
 def test_mistral_converts_as_llama_and_runs(tmp_path: Path) -> None:
-    from registry.convert.convert import convert_folder
+    from mreg.registry.convert.convert import convert_folder
 
     made = {arch: fx.random_repo(tmp_path / arch, arch, "smollm", layers=2, seed=3)
             for arch in ("LlamaForCausalLM", "MistralForCausalLM")}
@@ -189,10 +189,10 @@ def test_streaming_keeps_memory_near_one_slab(tiny_llama: Path, tmp_path: Path) 
     import sys
 
     peak = "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))"
-    script = ("import sys; from pathlib import Path; from registry.convert.convert import convert_folder;"
-              "from registry.convert.mixes import parse_mix;"
+    script = ("import sys; from pathlib import Path; from mreg.registry.convert.convert import convert_folder;"
+              "from mreg.registry.convert.mixes import parse_mix;"
               f"convert_folder(Path(sys.argv[1]), parse_mix('f32'), Path(sys.argv[2]), name='t'); {peak}")
-    base = subprocess.run([sys.executable, "-c", f"import registry.convert.convert, tokenizers; {peak}"],
+    base = subprocess.run([sys.executable, "-c", f"import mreg.registry.convert.convert, tokenizers; {peak}"],
                           capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     run = subprocess.run([sys.executable, "-c", script, str(tiny_llama), str(tmp_path / "t.gguf")],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
@@ -252,7 +252,7 @@ def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("label", ["F16", "Q8_0", "Q4_1", "Q4_K_M", "Q5_K_S"])
 def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_path: Path) -> None:
-    from registry.convert.convert import convert_folder
+    from mreg.registry.convert.convert import convert_folder
 
     folder, f32 = reference(model)
     ours = convert_folder(folder, MIXES[label], tmp_path / f"{model}.gguf", name=model)
@@ -272,7 +272,7 @@ def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_p
 
 
 def test_sentencepiece_tokenizer_converts_and_runs(tmp_path: Path) -> None:
-    from registry.convert.convert import convert_folder
+    from mreg.registry.convert.convert import convert_folder
 
     folder = fx.random_repo(tmp_path / "spm", "LlamaForCausalLM", "spm", layers=2)
     path = convert_folder(folder, MIXES["Q8_0"], tmp_path / "spm.gguf", name="spm")
@@ -284,7 +284,7 @@ def test_sentencepiece_tokenizer_converts_and_runs(tmp_path: Path) -> None:
 
 
 def test_bf16_reads_exactly(tmp_path: Path) -> None:
-    from registry.convert.source import TensorReader, list_tensors, to_float32
+    from mreg.registry.convert.source import TensorReader, list_tensors, to_float32
 
     values = np.array([[1.0, -2.5, 3.140625, 65280.0]], dtype=np.float32)
     fx.write_safetensors(tmp_path / "m.safetensors", {"w": values}, "BF16")

@@ -113,7 +113,7 @@ def start_daemon(home: Path, upstream: str, *args: str) -> Daemon:
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"daemon-{port}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args],
+        process = subprocess.Popen([sys.executable, "-m", "mreg.cli.main", "serve", "--port", str(port), *args],
                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     daemon = Daemon(f"http://127.0.0.1:{port}", home, log, process)
 
@@ -165,7 +165,7 @@ def test_snapshot_download_is_byte_identical_and_fills_the_shared_store(daemon: 
     assert test_hub.stats.find(path_contains="xet") == []
     # The same store and catalog as `mreg pull`: the snapshot is there, complete.
     env = {**os.environ, "MREG_HOME": str(daemon.home)}
-    listed = subprocess.run([sys.executable, "-m", "cli.main", "ls", "--json"], cwd=ROOT, env=env,
+    listed = subprocess.run([sys.executable, "-m", "mreg.cli.main", "ls", "--json"], cwd=ROOT, env=env,
                             capture_output=True, check=True).stdout
     assert [(r["repo"], r["complete"]) for r in json.loads(listed)] == [(MINILM, True)]
     snapshot = daemon.home / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots"

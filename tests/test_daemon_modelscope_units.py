@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from daemon.commits import CommitMeta
-from daemon.msjson import (
+from mreg.daemon.commits import CommitMeta
+from mreg.daemon.msjson import (
     epoch,
     error_envelope,
     files_view,
@@ -21,11 +21,11 @@ from daemon.msjson import (
     refusal_status,
     revisions_view,
 )
-from daemon.mspath import MsPath, parse_ms_path
-from daemon.transfers import Transfer, TransferFailed
-from registry.download import FileSpec
-from registry.errors import UsageError
-from registry.repo import RepoRef
+from mreg.daemon.mspath import MsPath, parse_ms_path
+from mreg.daemon.transfers import Transfer, TransferFailed
+from mreg.registry.download import FileSpec
+from mreg.registry.errors import UsageError
+from mreg.registry.repo import RepoRef
 
 MODEL = RepoRef("model", "org/name")
 DATASET = RepoRef("dataset", "org/name")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.bodies import ByteRange, RangeNotSatisfiable, parse_range
-from daemon.hubjson import (
+from mreg.daemon.bodies import ByteRange, RangeNotSatisfiable, parse_range
+from mreg.daemon.hubjson import (
     info_view,
     info_without_xet,
     next_page,
@@ -17,12 +17,12 @@ from daemon.hubjson import (
     tree_view,
     without_xet,
 )
-from daemon.hubpath import HubPath, parse_hub_path
-from daemon.transfers import Transfer, TransferFailed
-from daemon.upstream import token_key
-from registry.download import FileSpec
-from registry.errors import UsageError
-from registry.repo import RepoRef
+from mreg.daemon.hubpath import HubPath, parse_hub_path
+from mreg.daemon.transfers import Transfer, TransferFailed
+from mreg.daemon.upstream import token_key
+from mreg.registry.download import FileSpec
+from mreg.registry.errors import UsageError
+from mreg.registry.repo import RepoRef
 
 MODEL = RepoRef("model", "org/name")
 
@@ -137,7 +137,7 @@ def test_logs_are_json_lines() -> None:
     import json
     import logging
 
-    from daemon.logs import setup_logging
+    from mreg.daemon.logs import setup_logging
 
     stream = io.StringIO()
     setup_logging(stream)

@@ -9,12 +9,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from registry.discovery import NoGGUFError, discover, find_candidates
-from registry.errors import UpstreamError
-from registry.hub import HubClient
-from registry.hub import client as client_module
-from registry.quants import QuantNotFoundError
-from registry.repo import RepoRef
+from mreg.registry.discovery import NoGGUFError, discover, find_candidates
+from mreg.registry.errors import UpstreamError
+from mreg.registry.hub import HubClient
+from mreg.registry.hub import client as client_module
+from mreg.registry.quants import QuantNotFoundError
+from mreg.registry.repo import RepoRef
 from tests.ggufs import gguf_repo, quant_files
 from tests.mreg_cli import mreg
 from tests.pulling import FAST_RETRY

@@ -11,11 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from registry.download import FileSpec, download_file
-from registry.errors import StoreError
-from registry.hub import HubClient
-from registry.repo import RepoRef
-from registry.store import Store
+from mreg.registry.download import FileSpec, download_file
+from mreg.registry.errors import StoreError
+from mreg.registry.hub import HubClient
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
 from tests.pulling import FAST_RETRY, FAST_TUNING, pull_repo
 from tests.testhub import TestHub
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.errors import FormatError
-from registry.formats import GGUFHeaderParser, HeaderParsed, NeedBytes, SafetensorsHeaderParser
+from mreg.registry.errors import FormatError
+from mreg.registry.formats import GGUFHeaderParser, HeaderParsed, NeedBytes, SafetensorsHeaderParser
 from tests.test_formats import MINILM, write_gguf
 
 FUZZ = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

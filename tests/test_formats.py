@@ -17,8 +17,8 @@ from gguf import GGUFReader, GGUFValueType, GGUFWriter
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from registry.errors import FormatError, StoreError
-from registry.formats import (
+from mreg.registry.errors import FormatError, StoreError
+from mreg.registry.formats import (
     GGUFArray,
     GGUFHeaderParser,
     HeaderParsed,
@@ -28,8 +28,8 @@ from registry.formats import (
     quant_label_from_filename,
     summarize,
 )
-from registry.formats.gguf import FILE_TYPES, GGML_TYPES
-from registry.inspect_io import parse_local
+from mreg.registry.formats.gguf import FILE_TYPES, GGML_TYPES
+from mreg.registry.inspect_io import parse_local
 
 Parser = SafetensorsHeaderParser | GGUFHeaderParser
 

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from registry.errors import UpstreamError
-from registry.hub import HubClient
-from registry.repo import RepoRef
+from mreg.registry.errors import UpstreamError
+from mreg.registry.hub import HubClient
+from mreg.registry.repo import RepoRef
 from tests.pulling import FAST_RETRY
 
 COMMIT = "a" * 40
@@ -131,7 +131,7 @@ async def test_server_ignoring_range_is_an_error(serve) -> None:
 
     server = await serve(cdn)
     client, session = await client_for(str(server.make_url("")).rstrip("/"))
-    from registry.hub import FileLocation
+    from mreg.registry.hub import FileLocation
 
     loc = FileLocation(url=str(server.make_url("/f")), size=100, etag="", commit=COMMIT)
     async with session:

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from cli.main import main
-from registry.errors import UsageError
-from registry.search import parse_count
+from mreg.cli.main import main
+from mreg.registry.errors import UsageError
+from mreg.registry.search import parse_count
 from tests.testhub import TestHub, small_repo
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

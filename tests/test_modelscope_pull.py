@@ -13,21 +13,21 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from registry.errors import (
+from mreg.cli.main import main
+from mreg.registry.errors import (
     IntegrityError,
     UnsafePathError,
     UpstreamError,
     UpstreamUnavailableError,
     UsageError,
 )
-from registry.modelscope import ModelScopeClient
-from registry.modelscope.client import parse_file_entry
-from registry.pull import PullOptions, pull
-from registry.repo import RepoRef
-from registry.sources import HEALTH_FILE, Health, pull_from
-from registry.upstreams import Upstream, load, parse_upstreams, split_source
-from registry.workspace import open_workspace
+from mreg.registry.modelscope import ModelScopeClient
+from mreg.registry.modelscope.client import parse_file_entry
+from mreg.registry.pull import PullOptions, pull
+from mreg.registry.repo import RepoRef
+from mreg.registry.sources import HEALTH_FILE, Health, pull_from
+from mreg.registry.upstreams import Upstream, load, parse_upstreams, split_source
+from mreg.registry.workspace import open_workspace
 from tests.pulling import FAST_RETRY, FAST_TUNING, settings_for, tree_bytes
 from tests.testhub import Blob, HubRepo, TestHub, TestModelScope, minilm_repo
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import IntegrityError, UpstreamUnavailableError
-from registry.hub import HubClient
-from registry.pull import PullOptions, PullResult, pull
-from registry.repo import RepoRef
-from registry.workspace import open_workspace
+from mreg.registry.errors import IntegrityError, UpstreamUnavailableError
+from mreg.registry.hub import HubClient
+from mreg.registry.pull import PullOptions, PullResult, pull
+from mreg.registry.repo import RepoRef
+from mreg.registry.workspace import open_workspace
 from tests.mreg_cli import mreg
 from tests.pulling import FAST_RETRY, FAST_TUNING, settings_for
 from tests.testhub import Blob, HubRepo, TestHub

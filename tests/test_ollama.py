@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from registry import ollama_store
-from registry.errors import UsageError
-from registry.modelfile import ModelFacts, Modelfile
-from registry.modelfile.templates import CHATML
-from registry.ollama_store import OllamaName, default_name, models_dir, write_model
-from registry.repo import RepoRef
+from mreg.registry import ollama_store
+from mreg.registry.errors import UsageError
+from mreg.registry.modelfile import ModelFacts, Modelfile
+from mreg.registry.modelfile.templates import CHATML
+from mreg.registry.ollama_store import OllamaName, default_name, models_dir, write_model
+from mreg.registry.repo import RepoRef
 from tests.ggufs import gguf_bytes, gguf_repo, split_files
 from tests.modelfile_parser import load
 from tests.mreg_cli import mreg

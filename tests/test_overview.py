@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import Catalog, FileRecord, HeaderRecord
-from registry.formats.events import TensorInfo
-from registry.overview import find_commit, overviews, repo_detail
-from registry.repo import RepoRef
-from registry.store import Store
-from registry.units import human_count, human_size
+from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
+from mreg.registry.formats.events import TensorInfo
+from mreg.registry.overview import find_commit, overviews, repo_detail
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from mreg.registry.units import human_count, human_size
 
 REPO = RepoRef.parse("org/model")
 OLD, NEW = "a" * 40, "b" * 40

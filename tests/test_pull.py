@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import (
+from mreg.registry.errors import (
     EntryNotFoundError,
     GatedRepoError,
     IntegrityError,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import FormatError, UsageError
-from registry.quants import (
+from mreg.registry.errors import FormatError, UsageError
+from mreg.registry.quants import (
     QuantSet,
     aliases,
     default_quant,

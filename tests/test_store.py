@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import StoreError, UnsafePathError, UsageError
-from registry.repo import RepoRef
-from registry.store import GcResult, Store, _os_errors
+from mreg.registry.errors import StoreError, UnsafePathError, UsageError
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import GcResult, Store, _os_errors
 
 REPO = RepoRef.parse("org/model")
 OTHER = RepoRef.parse("other/model")

@@ -8,14 +8,14 @@ import os
 
 import pytest
 
-from registry.config import Settings, resolve_token
-from registry.download.hasher import PrefixHasher
-from registry.download.state import Part, TransferState
-from registry.errors import UnsafePathError, UsageError
-from registry.hashing import git_sha1_bytes
-from registry.paths import safe_relpath
-from registry.repo import RepoRef
-from registry.selection import selected
+from mreg.registry.config import Settings, resolve_token
+from mreg.registry.download.hasher import PrefixHasher
+from mreg.registry.download.state import Part, TransferState
+from mreg.registry.errors import UnsafePathError, UsageError
+from mreg.registry.hashing import git_sha1_bytes
+from mreg.registry.paths import safe_relpath
+from mreg.registry.repo import RepoRef
+from mreg.registry.selection import selected
 
 
 @pytest.mark.parametrize("name", ["bert-base", "org/name", "Org.x/Name_1-2"])

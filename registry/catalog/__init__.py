@@ -5,8 +5,8 @@ owned by the Alembic migrations in the top-level ``migrations`` package and appl
 ``Catalog.open``. Database errors surface as ``CatalogError``.
 """
 
-from .catalog import Catalog
-from .records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from mreg.registry.catalog.catalog import Catalog
+from mreg.registry.catalog.records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 __all__ = ["Catalog", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary",
            "TensorPage"]

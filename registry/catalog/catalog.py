@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..errors import UsageError
-from ..formats.events import TensorInfo
-from ..repo import RepoRef
-from . import derived, index, jobs
-from . import queries as q
-from .db import db_errors, make_engine, upgrade_to_head, writer
-from .models import STATES
-from .records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from mreg.registry.errors import UsageError
+from mreg.registry.formats.events import TensorInfo
+from mreg.registry.repo import RepoRef
+from mreg.registry.catalog import derived, index, jobs
+from mreg.registry.catalog import queries as q
+from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
+from mreg.registry.catalog.models import STATES
+from mreg.registry.catalog.records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..repo import RepoRef
-from .models import DerivedArtifact, Repo, utcnow
-from .queries import ensure_repo, repo_pk
-from .records import DerivedRecord
+from mreg.registry.repo import RepoRef
+from mreg.registry.catalog.models import DerivedArtifact, Repo, utcnow
+from mreg.registry.catalog.queries import ensure_repo, repo_pk
+from mreg.registry.catalog.records import DerivedRecord
 
 
 async def record(conn: AsyncConnection, artifact: DerivedRecord) -> None:

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..errors import CatalogError
-from ..formats.events import TensorInfo
-from ..repo import RepoRef
-from . import queries as q
-from .models import File, FileHeader, Repo, Revision, Tensor, utcnow
-from .records import HeaderRecord, IndexedRevision, TensorPage
+from mreg.registry.errors import CatalogError
+from mreg.registry.formats.events import TensorInfo
+from mreg.registry.repo import RepoRef
+from mreg.registry.catalog import queries as q
+from mreg.registry.catalog.models import File, FileHeader, Repo, Revision, Tensor, utcnow
+from mreg.registry.catalog.records import HeaderRecord, IndexedRevision, TensorPage
 
 TENSOR_BATCH = 1000
 

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..repo import RepoRef
-from . import queries as q
-from .models import MirrorJob as Job
-from .models import Repo, utcnow
-from .records import MirrorJob
+from mreg.registry.repo import RepoRef
+from mreg.registry.catalog import queries as q
+from mreg.registry.catalog.models import MirrorJob as Job
+from mreg.registry.catalog.models import Repo, utcnow
+from mreg.registry.catalog.records import MirrorJob
 
 _COLUMNS = (
     Job.id, Repo.repo_type, Repo.repo_id, Job.revision, Job.include, Job.exclude, Job.every, Job.status,

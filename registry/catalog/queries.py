@@ -13,10 +13,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..errors import CatalogError
-from ..repo import RepoRef
-from .models import Blob, Download, File, Ref, Repo, Revision, utcnow
-from .records import FileRecord
+from mreg.registry.errors import CatalogError
+from mreg.registry.repo import RepoRef
+from mreg.registry.catalog.models import Blob, Download, File, Ref, Repo, Revision, utcnow
+from mreg.registry.catalog.records import FileRecord
 
 RefIndex = dict[tuple[RepoRef, str], list[str]]
 """``(repo, commit) -> sorted names of the refs pointing at it``."""

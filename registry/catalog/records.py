@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..formats.events import TensorInfo
-from ..repo import RepoRef
+from mreg.registry.formats.events import TensorInfo
+from mreg.registry.repo import RepoRef
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import gguf
 import numpy as np
 from gguf import GGUFWriter, MODEL_ARCH
 
-from ..errors import FormatError
+from mreg.registry.errors import FormatError
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import os
 import secrets
 from pathlib import Path
 
-from ..errors import StoreError
-from .mixes import Mix
-from .plan import plan_conversion
-from .writing import ConvertProgress, NullConvertProgress, write_gguf
+from mreg.registry.errors import StoreError
+from mreg.registry.convert.mixes import Mix
+from mreg.registry.convert.plan import plan_conversion
+from mreg.registry.convert.writing import ConvertProgress, NullConvertProgress, write_gguf
 
 
 def convert_folder(folder: Path, mix: Mix, out: Path, *, name: str, repo_url: str | None = None,

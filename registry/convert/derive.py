@@ -13,15 +13,15 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
-from ..catalog import Catalog, DerivedRecord
-from ..hub import HubClient
-from ..pull import NullProgress, PullOptions, PullProgress, pull
-from ..repo import RepoRef
-from ..store import Store
-from .convert import convert_folder
-from .mixes import Mix
-from .writing import ConvertProgress, NullConvertProgress
+from mreg.registry import __version__
+from mreg.registry.catalog import Catalog, DerivedRecord
+from mreg.registry.hub import HubClient
+from mreg.registry.pull import NullProgress, PullOptions, PullProgress, pull
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from mreg.registry.convert.convert import convert_folder
+from mreg.registry.convert.mixes import Mix
+from mreg.registry.convert.writing import ConvertProgress, NullConvertProgress
 
 CONVERT_FILES = (
     "*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T, LlamaFileType as F
 
-from ..errors import UsageError
-from ..quants import normalize_quant
+from mreg.registry.errors import UsageError
+from mreg.registry.quants import normalize_quant
 
 
 @dataclass(frozen=True)

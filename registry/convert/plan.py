@@ -12,8 +12,8 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
-from .. import __version__
-from .architectures import (
+from mreg.registry import __version__
+from mreg.registry.convert.architectures import (
     Architecture,
     add_hparams,
     config_value,
@@ -24,9 +24,9 @@ from .architectures import (
     qk_heads,
     qk_row_order,
 )
-from .mixes import Mix, llama_order, tensor_types
-from .source import SourceTensor, list_tensors, read_json
-from .vocab import add_vocab
+from mreg.registry.convert.mixes import Mix, llama_order, tensor_types
+from mreg.registry.convert.source import SourceTensor, list_tensors, read_json
+from mreg.registry.convert.vocab import add_vocab
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import gguf
 from gguf import GGUFWriter, TokenType
 
-from ..errors import FormatError
+from mreg.registry.errors import FormatError
 
 CHECK_TEXT = (
     "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ 🦙🦙 3 33 "

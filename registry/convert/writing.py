@@ -14,9 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .plan import Plan, PlannedTensor
-from .quantize import quantize
-from .source import TensorReader, to_float32
+from mreg.registry.convert.plan import Plan, PlannedTensor
+from mreg.registry.convert.quantize import quantize
+from mreg.registry.convert.source import TensorReader, to_float32
 
 SLAB_BYTES = 64 * 1024 * 1024
 """float32 bytes of source rows quantized at once."""

@@ -1,5 +1,5 @@
 """Downloading files: many Range connections per file, from one or several sources, resumable, verified."""
 
-from .transfer import Downloaded, FileSpec, Source, Tuning, download_file, download_from
+from mreg.registry.download.transfer import Downloaded, FileSpec, Source, Tuning, download_file, download_from
 
 __all__ = ["Downloaded", "FileSpec", "Source", "Tuning", "download_file", "download_from"]

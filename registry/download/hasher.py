@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import os
 
-from ..hashing import git_blob_header
+from mreg.registry.hashing import git_blob_header
 
 HASH_STEP = 16 * 1024 * 1024
 

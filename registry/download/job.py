@@ -21,7 +21,7 @@ from typing import Protocol
 
 import aiohttp
 
-from ..errors import (
+from mreg.registry.errors import (
     IntegrityError,
     MregError,
     StoreError,
@@ -29,9 +29,9 @@ from ..errors import (
     UpstreamUnavailableError,
     first_error,
 )
-from ..hub.client import FileLocation, LocationExpiredError
-from .hasher import PrefixHasher
-from .state import Part, TransferState
+from mreg.registry.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.download.hasher import PrefixHasher
+from mreg.registry.download.state import Part, TransferState
 
 MiB = 1024 * 1024
 RECHECK = 0.25

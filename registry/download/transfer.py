@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import IntegrityError, UsageError
-from ..store import Store
-from .job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
-from .state import TransferState
+from mreg.registry.errors import IntegrityError, UsageError
+from mreg.registry.store import Store
+from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
+from mreg.registry.download.state import TransferState
 
 __all__ = ["Advance", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file", "download_from"]
 

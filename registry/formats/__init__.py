@@ -4,10 +4,10 @@ Nothing in this package does I/O or imports asyncio or aiohttp; `registry.inspec
 parsers over local files and ranged GETs.
 """
 
-from .events import HeaderParsed, NeedBytes, TensorInfo
-from .gguf import GGUFArray, GGUFHeaderParser
-from .safetensors import SafetensorsHeaderParser, ShardIndex, parse_index
-from .summary import GGUFInfo, HeaderSummary, gguf_info, quant_label_from_filename, summarize
+from mreg.registry.formats.events import HeaderParsed, NeedBytes, TensorInfo
+from mreg.registry.formats.gguf import GGUFArray, GGUFHeaderParser
+from mreg.registry.formats.safetensors import SafetensorsHeaderParser, ShardIndex, parse_index
+from mreg.registry.formats.summary import GGUFInfo, HeaderSummary, gguf_info, quant_label_from_filename, summarize
 
 __all__ = [
     "GGUFArray",

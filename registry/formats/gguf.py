@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import FormatError
-from .events import HeaderParsed, NeedBytes, ReceiveBuffer, TensorInfo
+from mreg.registry.errors import FormatError
+from mreg.registry.formats.events import HeaderParsed, NeedBytes, ReceiveBuffer, TensorInfo
 
 MAGIC = b"GGUF"
 MAX_HEADER = 100_000_000

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import FormatError
-from .events import HeaderParsed, NeedBytes, ReceiveBuffer, TensorInfo
+from mreg.registry.errors import FormatError
+from mreg.registry.formats.events import HeaderParsed, NeedBytes, ReceiveBuffer, TensorInfo
 
 MAX_HEADER = 100_000_000
 """The safetensors library's cap on N, the JSON header's length."""

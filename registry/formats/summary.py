@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .events import HeaderParsed
-from .gguf import FILE_TYPES, TOKENS, GGUFArray
+from mreg.registry.formats.events import HeaderParsed
+from mreg.registry.formats.gguf import FILE_TYPES, TOKENS, GGUFArray
 
 
 @dataclass(frozen=True)

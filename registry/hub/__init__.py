@@ -1,5 +1,5 @@
 """The Hugging Face Hub protocol, client side."""
 
-from .client import FileLocation, HubClient, ModelHit, RemoteFile, RepoInfo, RetryPolicy
+from mreg.registry.hub.client import FileLocation, HubClient, ModelHit, RemoteFile, RepoInfo, RetryPolicy
 
 __all__ = ["FileLocation", "HubClient", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from ..errors import (
+from mreg.registry.errors import (
     EntryNotFoundError,
     GatedRepoError,
     RepoNotFoundError,
@@ -27,9 +27,9 @@ from ..errors import (
     UpstreamUnavailableError,
     UsageError,
 )
-from ..repo import RepoRef
-from ..upstream_http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP, read_body
-from . import urls
+from mreg.registry.repo import RepoRef
+from mreg.registry.upstream_http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP, read_body
+from mreg.registry.hub import urls
 
 __all__ = ["FileLocation", "HubClient", "LocationExpiredError", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
 

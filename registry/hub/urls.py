@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote, urlencode
 
-from ..repo import RepoRef
-from ..upstream_http import redacted, same_origin
+from mreg.registry.repo import RepoRef
+from mreg.registry.upstream_http import redacted, same_origin
 
 __all__ = ["models_search_url", "redacted", "refs_url", "repo_info_url", "resolve_url", "same_origin", "tree_url"]
 

@@ -7,10 +7,10 @@
     prepare.py     prepare_modelfile: choose + pull + facts + Modelfile (CLI and daemon)
 """
 
-from .facts import ModelFacts, read_facts
-from .prepare import NUM_CTX_CAP, PreparedModel, build_modelfile, prepare_modelfile
-from .render import PARAMETER_TYPES, Modelfile, quote, read_value, render
-from .templates import FAMILIES, ChatFamily, default_system, recognise
+from mreg.registry.modelfile.facts import ModelFacts, read_facts
+from mreg.registry.modelfile.prepare import NUM_CTX_CAP, PreparedModel, build_modelfile, prepare_modelfile
+from mreg.registry.modelfile.render import PARAMETER_TYPES, Modelfile, quote, read_value, render
+from mreg.registry.modelfile.templates import FAMILIES, ChatFamily, default_system, recognise
 
 __all__ = [
     "FAMILIES",

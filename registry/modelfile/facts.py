@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..formats.summary import gguf_info, summarize
-from ..inspect_io import parse_local
+from mreg.registry.formats.summary import gguf_info, summarize
+from mreg.registry.inspect_io import parse_local
 
 LICENSE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "LICENCE.txt")
 TEXT_LIMIT = 1024 * 1024

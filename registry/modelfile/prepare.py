@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import Catalog
-from ..ggufpull import GGUFChoice, choose_gguf, pull_choice
-from ..hub import HubClient
-from ..pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult
-from ..repo import RepoRef
-from ..store import Store
-from .facts import ModelFacts, read_facts
-from .render import Modelfile, render
-from .templates import ChatFamily, default_system, recognise
+from mreg.registry.catalog import Catalog
+from mreg.registry.ggufpull import GGUFChoice, choose_gguf, pull_choice
+from mreg.registry.hub import HubClient
+from mreg.registry.pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from mreg.registry.modelfile.facts import ModelFacts, read_facts
+from mreg.registry.modelfile.render import Modelfile, render
+from mreg.registry.modelfile.templates import ChatFamily, default_system, recognise
 
 NUM_CTX_CAP = 8192
 """The largest num_ctx written: the KV cache of a 128k-token context needs more memory than most

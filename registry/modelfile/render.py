@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import FormatError
+from mreg.registry.errors import FormatError
 
 ParameterValue = str | int | float | bool
 Form = Literal["bare", "double", "triple"]

@@ -1,6 +1,6 @@
 """ModelScope's model API, client side."""
 
-from .client import Listings, ModelScopeClient
-from .urls import DEFAULT_ENDPOINT
+from mreg.registry.modelscope.client import Listings, ModelScopeClient
+from mreg.registry.modelscope.urls import DEFAULT_ENDPOINT
 
 __all__ = ["DEFAULT_ENDPOINT", "Listings", "ModelScopeClient"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import (
+from mreg.registry.errors import (
     EntryNotFoundError,
     RepoNotFoundError,
     RevisionNotFoundError,
@@ -28,10 +28,10 @@ from ..errors import (
     UpstreamUnavailableError,
     UsageError,
 )
-from ..hub.client import RemoteFile, RepoInfo
-from ..repo import RepoRef
-from ..upstream_http import FileLocation, UpstreamHTTP, read_body, redacted
-from . import urls
+from mreg.registry.hub.client import RemoteFile, RepoInfo
+from mreg.registry.repo import RepoRef
+from mreg.registry.upstream_http import FileLocation, UpstreamHTTP, read_body, redacted
+from mreg.registry.modelscope import urls
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024

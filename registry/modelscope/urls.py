@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from ..repo import RepoRef
+from mreg.registry.repo import RepoRef
 
 DEFAULT_ENDPOINT = "https://modelscope.cn"
 

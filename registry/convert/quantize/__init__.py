@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from .floats import bf16_bits, fp16_bits
-from .kquants import quantize_q4_k, quantize_q5_k, quantize_q6_k
-from .legacy import quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_q8_0
+from mreg.registry.convert.quantize.floats import bf16_bits, fp16_bits
+from mreg.registry.convert.quantize.kquants import quantize_q4_k, quantize_q5_k, quantize_q6_k
+from mreg.registry.convert.quantize.legacy import quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_q8_0
 
 CHUNK_WEIGHTS = 512 * 256
 """Weights converted per numpy pass: enough to amortise Python, few enough that temporaries stay in cache

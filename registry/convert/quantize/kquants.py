@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .floats import fp16_bits, fp16_value, nearest_int
-from .search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric
+from mreg.registry.convert.quantize.floats import fp16_bits, fp16_value, nearest_int
+from mreg.registry.convert.quantize.search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric
 
 QK_K = 256
 _F32 = np.float32

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .floats import fp16_bits
+from mreg.registry.convert.quantize.floats import fp16_bits
 
 _F32 = np.float32
 
