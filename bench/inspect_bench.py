@@ -48,8 +48,8 @@ from huggingface_hub.hf_api import SafetensorsRepoMetadata  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
 from mreg.registry.formats import HeaderParsed  # noqa: E402
-from mreg.registry.hub import HubClient, RetryPolicy  # noqa: E402
-from mreg.registry.inspect_io import (  # noqa: E402
+from mreg.registry.upstream.hub import HubClient, RetryPolicy  # noqa: E402
+from mreg.registry.inspect.reading import (  # noqa: E402
     CONCURRENCY,
     FIRST_READ,
     FileHeader,

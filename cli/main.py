@@ -16,18 +16,18 @@ from mreg.registry.config import Settings
 from mreg.registry.download import Tuning
 from mreg.registry.errors import UsageError
 from mreg.registry.errors import UpstreamUnavailableError
-from mreg.registry.hub import HubClient
-from mreg.registry.inspect_io import CONCURRENCY as INSPECT_CONCURRENCY
-from mreg.registry.inspection import inspect_local, inspect_remote
+from mreg.registry.upstream.hub import HubClient
+from mreg.registry.inspect.reading import CONCURRENCY as INSPECT_CONCURRENCY
+from mreg.registry.inspect.repo import inspect_local, inspect_remote
 from mreg.registry.maintenance import collect_garbage, remove, resolve_local, verify
-from mreg.registry.mirror import parse_rate
+from mreg.registry.jobs.mirror import parse_rate
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import RepoRef
-from mreg.registry.search import FORMATS, Query, hit_json, search
-from mreg.registry.sources import HEALTH_FILE, Health, client_for, pull_from
-from mreg.registry import upstreams
+from mreg.registry.catalog.search import FORMATS, Query, hit_json, search
+from mreg.registry.upstream.fallback import HEALTH_FILE, Health, client_for, pull_from
+from mreg.registry.upstream import configured as upstreams
 from mreg.registry.units import human_size
-from mreg.registry.upstreams import SOURCES, parse_serve_upstream, split_source
+from mreg.registry.upstream.configured import SOURCES, parse_serve_upstream, split_source
 from mreg.registry.workspace import open_workspace
 
 from mreg.cli.common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from mreg.registry.config import Settings, resolve_token
 from mreg.registry.errors import MregError, StoreError, UsageError
-from mreg.registry.modelfile import PreparedModel, prepare_modelfile
-from mreg.registry.ollama_store import OllamaName, default_name, models_dir, write_model
+from mreg.registry.ollama.modelfile import PreparedModel, prepare_modelfile
+from mreg.registry.ollama.store import OllamaName, default_name, models_dir, write_model
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import RepoRef
 from mreg.registry.workspace import open_workspace

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mreg.registry.inspection import FileInspection, Inspection
-from mreg.registry.search import SearchHit
+from mreg.registry.inspect.repo import FileInspection, Inspection
+from mreg.registry.catalog.search import SearchHit
 from mreg.registry.units import human_count, human_size
 
 GGUF_FIELDS = ("architecture", "name", "context_length", "file_type", "quantization_version", "block_count",

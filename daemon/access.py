@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 
 from mreg.registry.errors import UpstreamUnavailableError
-from mreg.registry.hub import urls
+from mreg.registry.upstream.hub import urls
 
-from mreg.daemon.commits import CommitMeta
-from mreg.daemon.upstream import Answer, Upstream, token_key
+from mreg.daemon.serving.commits import CommitMeta
+from mreg.daemon.serving.upstream import Answer, Upstream, token_key
 
 MAX_VERDICTS = 10_000
 REFUSING_CODES = frozenset({"GatedRepo", "RepoNotFound"})

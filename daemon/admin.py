@@ -15,8 +15,8 @@ from enum import Enum
 
 from aiohttp import web
 
-from mreg.daemon.answers import hub_error
-from mreg.daemon.upstream import bearer_token
+from mreg.daemon.hub.answers import hub_error
+from mreg.daemon.serving.upstream import bearer_token
 
 LOOPBACK_NAMES = ("localhost",)
 

@@ -23,16 +23,16 @@ from mreg.registry.workspace import http_session
 
 from mreg.daemon.access import Access
 from mreg.daemon.admin import is_loopback
-from mreg.daemon.commits import Commits
+from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.metrics import Metrics
-from mreg.daemon.mirroring import Mirroring
-from mreg.daemon.ms_upstream import ModelScopeUpstream
-from mreg.daemon.refs import Refs
+from mreg.daemon.mirror_jobs import Mirroring
+from mreg.daemon.modelscope.upstream import ModelScopeUpstream
+from mreg.daemon.serving.refs import Refs
 from mreg.daemon.routes import add_routes
 from mreg.daemon.state import CONFIG, MIRROR, Mirror
-from mreg.daemon.transfers import Transfers
-from mreg.daemon.upstream import Upstream
+from mreg.daemon.serving.transfers import Transfers
+from mreg.daemon.serving.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
 log = logging.getLogger("mreg.daemon")

@@ -16,14 +16,28 @@ from aiohttp import web
 
 from mreg.registry.errors import MregError, UsageError
 
-from mreg.daemon import api, catalog_api, convert, modelfiles, modelscope_api, openapi, pages, resolve
-from mreg.daemon.jobs_api import add_job_routes
-from mreg.daemon.answers import for_error, hub_error
-from mreg.daemon.hubpath import HubPath, parse_hub_path
-from mreg.daemon.mspath import PREFIX as MODELSCOPE_PREFIX
-from mreg.daemon.mspath import MsPath, parse_ms_path
+from mreg.daemon.hub import metadata as api
+
+from mreg.daemon.catalog import pages
+
+from mreg.daemon.catalog import convert
+
+from mreg.daemon.catalog import openapi
+
+from mreg.daemon.hub import resolve
+
+from mreg.daemon.catalog import modelfiles
+
+from mreg.daemon.catalog import api as catalog_api
+
+from mreg.daemon.modelscope import routes as modelscope_api
+from mreg.daemon.catalog.jobs import add_job_routes
+from mreg.daemon.hub.answers import for_error, hub_error
+from mreg.daemon.hub.paths import HubPath, parse_hub_path
+from mreg.daemon.modelscope.paths import PREFIX as MODELSCOPE_PREFIX
+from mreg.daemon.modelscope.paths import MsPath, parse_ms_path
 from mreg.daemon.state import MIRROR
-from mreg.daemon.upstream import UpstreamRefused
+from mreg.daemon.serving.upstream import UpstreamRefused
 
 HubHandler = Callable[[web.Request, HubPath], Awaitable[web.StreamResponse]]
 MsHandler = Callable[[web.Request, MsPath], Awaitable[web.StreamResponse]]

@@ -10,13 +10,13 @@ from mreg.registry.catalog import Catalog
 from mreg.registry.store import Store
 
 from mreg.daemon.access import Access
-from mreg.daemon.commits import Commits
+from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.metrics import Metrics
-from mreg.daemon.mirroring import Mirroring
-from mreg.daemon.refs import Refs
-from mreg.daemon.transfers import Transfers
-from mreg.daemon.upstream import Upstream
+from mreg.daemon.mirror_jobs import Mirroring
+from mreg.daemon.serving.refs import Refs
+from mreg.daemon.serving.transfers import Transfers
+from mreg.daemon.serving.upstream import Upstream
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
 from mreg.registry.repo import RepoRef
 
 from mreg.daemon.state import Mirror
-from mreg.daemon.upstream import Answer, UpstreamRefused
+from mreg.daemon.serving.upstream import Answer, UpstreamRefused
 
 T = TypeVar("T")
 CONCURRENT_CHECKS = 8

@@ -17,10 +17,10 @@ from typing import Protocol
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
 from mreg.registry.errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
-from mreg.registry.hub import FileLocation, RemoteFile
-from mreg.registry.repo_client import RepoClient
-from mreg.registry.inspection import index_snapshot
-from mreg.registry.mirrors import MirrorListing, list_mirrors
+from mreg.registry.upstream.hub import FileLocation, RemoteFile
+from mreg.registry.upstream.client import RepoClient
+from mreg.registry.inspect.repo import index_snapshot
+from mreg.registry.upstream.extra_sources import MirrorListing, list_mirrors
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
 from mreg.registry.selection import selected

@@ -323,48 +323,6 @@ async def test_mreg_database_url_at_a_non_default_path(tmp_path: Path, monkeypat
     assert (tmp_path / "home2" / "catalog.db").is_file()
 
 
-def test_packaging_ships_the_migrations() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    tool = config["tool"]["setuptools"]
-    assert "migrations*" in tool["packages"]["find"]["include"]
-    assert "script.py.mako" in tool["package-data"]["migrations"]
-    location = Path(alembic_config().get_main_option("script_location"))
-    assert location == Path(migrations.__file__).resolve().parent
-    assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
-
-
-def _not_packaged(folder: str, names: list[str]) -> list[str]:
-    """``shutil.copytree`` filter keeping what the wheel ships: modules, script.py.mako, subpackages."""
-    kept = [n for n in names if n.endswith(".py") or n == "script.py.mako" or Path(folder, n).is_dir()]
-    return [n for n in names if n not in kept or n == "__pycache__"]
-
-
-def test_migrations_found_from_an_installed_copy(tmp_path: Path) -> None:
-    """Like a wheel install: only packaged files, somewhere else, no alembic.ini, another cwd."""
-    site = tmp_path / "site"
-    for package in ("registry", "migrations"):
-        shutil.copytree(ROOT / package, site / package, ignore=_not_packaged)
-    work = tmp_path / "cwd"
-    work.mkdir()
-    script = (
-        "import asyncio, migrations, sys\n"
-        "from registry.catalog import Catalog\n"
-        "async def main():\n"
-        "    cat = await Catalog.open(sys.argv[1])\n"
-        "    await cat.close()\n"
-        "asyncio.run(main())\n"
-        "print(migrations.__file__)\n"
-    )
-    db = tmp_path / "catalog.db"
-    done = subprocess.run(
-        [sys.executable, "-c", script, url_for(db)], cwd=work, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert Path(done.stdout.strip()).is_relative_to(site)
-    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
-
-
 def test_schema_head_constant_matches_the_migrations() -> None:
     from mreg.registry.catalog.db import SCHEMA_HEAD
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from mreg.daemon.commits import CommitMeta
-from mreg.daemon.msjson import (
+from mreg.daemon.serving.commits import CommitMeta
+from mreg.daemon.modelscope.shapes import (
     epoch,
     error_envelope,
     files_view,
@@ -21,8 +21,8 @@ from mreg.daemon.msjson import (
     refusal_status,
     revisions_view,
 )
-from mreg.daemon.mspath import MsPath, parse_ms_path
-from mreg.daemon.transfers import Transfer, TransferFailed
+from mreg.daemon.modelscope.paths import MsPath, parse_ms_path
+from mreg.daemon.serving.transfers import Transfer, TransferFailed
 from mreg.registry.download import FileSpec
 from mreg.registry.errors import UsageError
 from mreg.registry.repo import RepoRef

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mreg.daemon.bodies import ByteRange, RangeNotSatisfiable, parse_range
-from mreg.daemon.hubjson import (
+from mreg.daemon.serving.bodies import ByteRange, RangeNotSatisfiable, parse_range
+from mreg.daemon.hub.shapes import (
     info_view,
     info_without_xet,
     next_page,
@@ -17,9 +17,9 @@ from mreg.daemon.hubjson import (
     tree_view,
     without_xet,
 )
-from mreg.daemon.hubpath import HubPath, parse_hub_path
-from mreg.daemon.transfers import Transfer, TransferFailed
-from mreg.daemon.upstream import token_key
+from mreg.daemon.hub.paths import HubPath, parse_hub_path
+from mreg.daemon.serving.transfers import Transfer, TransferFailed
+from mreg.daemon.serving.upstream import token_key
 from mreg.registry.download import FileSpec
 from mreg.registry.errors import UsageError
 from mreg.registry.repo import RepoRef

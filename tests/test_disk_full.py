@@ -13,7 +13,7 @@ import pytest
 
 from mreg.registry.download import FileSpec, download_file
 from mreg.registry.errors import StoreError
-from mreg.registry.hub import HubClient
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from tests.pulling import FAST_RETRY, FAST_TUNING, pull_repo

@@ -29,7 +29,7 @@ from mreg.registry.formats import (
     summarize,
 )
 from mreg.registry.formats.gguf import FILE_TYPES, GGML_TYPES
-from mreg.registry.inspect_io import parse_local
+from mreg.registry.inspect.reading import parse_local
 
 Parser = SafetensorsHeaderParser | GGUFHeaderParser
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mreg.registry.errors import UpstreamError
-from mreg.registry.hub import HubClient
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.repo import RepoRef
 from tests.pulling import FAST_RETRY
 
@@ -131,7 +131,7 @@ async def test_server_ignoring_range_is_an_error(serve) -> None:
 
     server = await serve(cdn)
     client, session = await client_for(str(server.make_url("")).rstrip("/"))
-    from mreg.registry.hub import FileLocation
+    from mreg.registry.upstream.hub import FileLocation
 
     loc = FileLocation(url=str(server.make_url("/f")), size=100, etag="", commit=COMMIT)
     async with session:

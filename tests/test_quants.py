@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mreg.registry.errors import FormatError, UsageError
-from mreg.registry.quants import (
+from mreg.registry.gguf.quants import (
     QuantSet,
     aliases,
     default_quant,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mreg.registry import __version__
 from mreg.registry.catalog import Catalog, DerivedRecord
-from mreg.registry.hub import HubClient
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.pull import NullProgress, PullOptions, PullProgress, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T, LlamaFileType as F
 
 from mreg.registry.errors import UsageError
-from mreg.registry.quants import normalize_quant
+from mreg.registry.gguf.quants import normalize_quant
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 from mreg.registry.errors import FormatError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.formats.safetensors import parse_index
-from mreg.registry.inspect_io import parse_local
+from mreg.registry.inspect.reading import parse_local
 
 _FLOAT_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 

@@ -29,7 +29,7 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     first_error,
 )
-from mreg.registry.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.upstream.hub.client import FileLocation, LocationExpiredError
 from mreg.registry.download.hasher import PrefixHasher
 from mreg.registry.download.state import Part, TransferState
 

@@ -1,6 +1,6 @@
 """Sans-I/O parsers of model file headers (safetensors, GGUF) and what the headers tell.
 
-Nothing in this package does I/O or imports asyncio or aiohttp; `registry.inspect_io` drives the
+Nothing in this package does I/O or imports asyncio or aiohttp; `registry.inspect.reading` drives the
 parsers over local files and ranged GETs.
 """
 

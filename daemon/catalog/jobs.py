@@ -1,0 +1,156 @@
+"""``/v1/jobs``: the mirror job endpoints (JSON), behind the admin token policy of ``daemon.admin``.
+
+    GET    /v1/jobs                      every job
+    POST   /v1/jobs                      {repo, revision?, repo_type?, include?, exclude?, every?} → 201, the job
+    POST   /v1/jobs/sync                 sync every job now → {"queued": n}
+    GET    /v1/jobs/{repo}               one job            (``?repo_type=dataset`` for datasets)
+    DELETE /v1/jobs/{repo}               stop mirroring it, cancelling a running sync (its files stay)
+    POST   /v1/jobs/{repo}/sync          sync it now
+
+``every`` is seconds (a number) or text like ``30m``, ``6h``, ``1d``; absent or null: sync once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from mreg.registry.catalog import MirrorJob
+from mreg.registry.errors import MregError, UsageError
+from mreg.registry.jobs.mirror import parse_interval
+from mreg.registry.repo import RepoRef
+
+from mreg.daemon import admin
+from mreg.daemon.hub.answers import for_error, hub_error, json_answer
+from mreg.daemon.state import MIRROR
+
+REPO_PATTERN = "{repo:[^/]+(?:/[^/]+)?}"
+MAX_BODY = 64 * 1024
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def job_json(job: MirrorJob) -> dict[str, Any]:
+    """A job as the API and ``mreg mirror ls --json`` show it (times are ISO 8601 UTC)."""
+    return {
+        "repo": job.repo.repo_id, "repo_type": job.repo.repo_type, "revision": job.revision,
+        "include": list(job.include), "exclude": list(job.exclude), "every": job.every, "status": job.status,
+        "bytes_done": job.bytes_done, "bytes_total": job.bytes_total, "commit": job.commit,
+        "last_sync": job.last_sync.isoformat() if job.last_sync else None,
+        "next_sync": job.next_sync.isoformat() if job.next_sync else None, "error": job.error,
+    }
+
+
+def _guarded(handler: Handler, mutation: bool) -> Handler:
+    """``handler`` behind the admin policy, with mreg's errors turned into JSON answers."""
+
+    async def guarded(request: web.Request) -> web.Response:
+        config = request.app[MIRROR].config
+        refused = admin.refusal(request, config.host, config.admin_token, mutation)
+        if refused is not None:
+            return refused
+        try:
+            return await handler(request)
+        except MregError as exc:
+            return for_error(exc)
+
+    return guarded
+
+
+def _repo(request: web.Request) -> RepoRef:
+    return RepoRef.parse(request.match_info["repo"], request.query.get("repo_type", "model"))
+
+
+def _globs(body: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = body.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{key!r} must be a glob or a list of globs")
+    return tuple(value)
+
+
+def _every(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_interval(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise UsageError("'every' must be seconds or an interval like 6h")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise UsageError("the request body is too large")
+    try:
+        body = json.loads(await request.content.read(MAX_BODY + 1) or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise UsageError("the request body must be a JSON object")
+    return body
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    return json_answer([job_json(j) for j in await request.app[MIRROR].catalog.list_jobs()])
+
+
+async def add_job(request: web.Request) -> web.Response:
+    mirror = request.app[MIRROR]
+    body = await _body(request)
+    repo_id, repo_type, revision = body.get("repo"), body.get("repo_type") or "model", body.get("revision") or "main"
+    if not (isinstance(repo_id, str) and isinstance(repo_type, str) and isinstance(revision, str)):
+        raise UsageError("'repo' (and 'repo_type', 'revision' if given) must be strings")
+    job = await mirror.catalog.add_job(RepoRef.parse(repo_id, repo_type), revision, _globs(body, "include"),
+                                       _globs(body, "exclude"), _every(body.get("every")))
+    mirror.mirroring.wake()
+    return json_answer(job_json(job), status=201)
+
+
+async def show_job(request: web.Request) -> web.Response:
+    job = await request.app[MIRROR].catalog.job(_repo(request))
+    return json_answer(job_json(job)) if job else _no_job(request)
+
+
+async def remove_job(request: web.Request) -> web.Response:
+    mirror = request.app[MIRROR]
+    repo = _repo(request)
+    job = await mirror.catalog.job(repo)
+    if job is None or not await mirror.catalog.remove_job(repo):
+        return _no_job(request)
+    await mirror.mirroring.stop_job(job.id)
+    return json_answer({"removed": str(repo)})
+
+
+async def sync_job(request: web.Request) -> web.Response:
+    mirror = request.app[MIRROR]
+    repo = _repo(request)
+    if not await mirror.catalog.queue_jobs(repo):
+        return _no_job(request)
+    mirror.mirroring.wake()
+    job = await mirror.catalog.job(repo)
+    return json_answer(job_json(job)) if job else _no_job(request)
+
+
+async def sync_all(request: web.Request) -> web.Response:
+    mirror = request.app[MIRROR]
+    count = await mirror.catalog.queue_jobs()
+    mirror.mirroring.wake()
+    return json_answer({"queued": count})
+
+
+def _no_job(request: web.Request) -> web.Response:
+    return hub_error(404, None, f"no mirror job for {request.match_info['repo']}")
+
+
+def add_job_routes(app: web.Application) -> None:
+    """Install the ``/v1/jobs`` routes (before the catch-all Hub route)."""
+    app.router.add_get("/v1/jobs", _guarded(list_jobs, mutation=False), allow_head=False)
+    app.router.add_post("/v1/jobs", _guarded(add_job, mutation=True))
+    app.router.add_post("/v1/jobs/sync", _guarded(sync_all, mutation=True))
+    app.router.add_post(f"/v1/jobs/{REPO_PATTERN}/sync", _guarded(sync_job, mutation=True))
+    app.router.add_get(f"/v1/jobs/{REPO_PATTERN}", _guarded(show_job, mutation=False), allow_head=False)
+    app.router.add_delete(f"/v1/jobs/{REPO_PATTERN}", _guarded(remove_job, mutation=True))

@@ -1,0 +1,1 @@
+"""The Hub's protocol, served: metadata routes passed through or answered from the store, and file bytes."""

@@ -1,0 +1,142 @@
+"""``GET|HEAD /{datasets/}{repo}/resolve/{rev}/{path}``: file bytes, served by the mirror itself.
+
+The revision is pinned to a commit, the caller's access checked (gated/private repos), then the
+answer carries the Hub's headers (X-Repo-Commit; ETag = git sha1, or the sha256 with
+X-Linked-Etag/X-Linked-Size for LFS files) and the bytes come from the store (a hit), from the
+shared transfer filling the store (a miss), or, for a bounded Range of a file not stored, relayed
+from upstream without fetching the whole file. Never a redirect, never an xet header.
+``serve_file`` and ``fetch`` are also how the ModelScope routes (``modelscope_api``) send and
+fetch files.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mreg.registry.download import FileSpec
+from mreg.registry.download.transfer import Locate
+from mreg.registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
+from mreg.registry.upstream.hub import FileLocation
+from mreg.registry.upstream.client import RepoClient
+
+from mreg.daemon.hub.answers import hub_error
+from mreg.daemon.serving.bodies import (
+    ByteRange,
+    RangeNotSatisfiable,
+    parse_range,
+    send_growing,
+    send_relayed,
+    send_stored,
+)
+from mreg.daemon.serving.commits import CommitMeta
+from mreg.daemon.hub.paths import HubPath
+from mreg.daemon.state import MIRROR, Mirror
+from mreg.daemon.serving.transfers import Target, Transfer, TransferFailed
+from mreg.daemon.serving.upstream import TIMEOUT, bearer_token
+
+
+def file_headers(spec: FileSpec, commit: str) -> dict[str, str]:
+    """The headers the Hub sends with a file (its 200 form, also for LFS files)."""
+    headers = {"X-Repo-Commit": commit, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    if spec.sha256 is not None:
+        etag = f'"{spec.sha256}"'
+        headers.update({"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(spec.size)})
+    else:
+        headers["ETag"] = f'"{spec.git_oid}"'
+    return headers
+
+
+async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
+    """Answer a resolve request (see the module docstring)."""
+    assert hub.repo is not None and hub.revision is not None
+    mirror = request.app[MIRROR]
+    token = bearer_token(request)
+    commit = await mirror.refs.resolve(hub.repo, hub.revision, token)
+    meta = await mirror.commits.get(hub.repo, commit, token)
+    refusal = await mirror.access.refusal(meta, hub.path, token)
+    if refusal is not None:
+        return refusal.response(head=request.method == "HEAD")
+    spec = meta.files.get(hub.path)
+    if spec is None:
+        return hub_error(404, "EntryNotFound", "Entry not found", commit)
+    try:
+        return await serve_file(request, mirror, meta, spec, token, file_headers(spec, commit))
+    except RangeNotSatisfiable:
+        refused = hub_error(416, None, "Requested Range Not Satisfiable", commit)
+        refused.headers["Content-Range"] = f"bytes */{spec.size}"
+        return refused
+
+
+async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None,
+                     headers: dict[str, str], relay_bounded: bool = True) -> web.StreamResponse:
+    """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
+
+    A bounded range of a file not stored is relayed from upstream when ``relay_bounded`` (a header
+    read), else served from the transfer filling the store. Raises RangeNotSatisfiable (nothing sent)
+    for a range past the end.
+    """
+    if request.method == "HEAD":
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_length = spec.size
+        await response.prepare(request)
+        return response
+    rng = parse_range(request.headers.get("Range"), spec.size)
+    response = web.StreamResponse(status=200 if rng is None else 206, headers=headers)
+    whole = rng or ByteRange(0, spec.size)
+    if rng is not None:
+        response.headers["Content-Range"] = f"bytes {rng.start}-{rng.end - 1}/{spec.size}"
+    response.content_length = whole.end - whole.start
+    await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
+    return response
+
+
+def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
+    """The shared transfer bringing ``spec`` of ``meta`` into the store (started with the caller's token)."""
+    client = mirror.upstream.client(token)
+    return mirror.transfers.join(spec, Target(meta, spec.path), client, _locator(client, meta, spec))
+
+
+def _locator(client: RepoClient, meta: CommitMeta, spec: FileSpec) -> Locate:
+    """Where upstream serves the file, checked against the size its tree announced."""
+
+    async def locate() -> FileLocation:
+        location = await client.locate(meta.repo, meta.commit, spec.path)
+        if location.size != spec.size:
+            raise IntegrityError(f"{spec.path}: upstream announces {location.size} bytes, its tree {spec.size}")
+        return location
+
+    return locate
+
+
+async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirror, meta: CommitMeta,
+                spec: FileSpec, rng: ByteRange, token: str | None, relay_bounded: bool) -> None:
+    sha256 = await mirror.commits.stored_blob(meta, spec.path)
+    if sha256 is not None:
+        mirror.metrics.cache_hits += 1
+        await response.prepare(request)
+        await send_stored(request, response, mirror.store.blob_path(sha256), rng, mirror.metrics)
+        return
+    if not mirror.upstream.available:
+        raise UpstreamUnavailableError(f"{mirror.upstream.unavailable_reason}, and {spec.path} of "
+                                       f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
+    mirror.metrics.cache_misses += 1
+    if relay_bounded and rng.end < spec.size:  # a bounded range (a header read): relay it, do not fetch the whole file
+        client = mirror.upstream.client(token)
+        mirror.metrics.active_transfers += 1
+        try:
+            upstream = await client.open_range(await _locator(client, meta, spec)(), rng.start, rng.end, TIMEOUT)
+            try:
+                await response.prepare(request)
+                await send_relayed(request, response, upstream, rng.end - rng.start, mirror.metrics)
+            finally:
+                upstream.release()
+        finally:
+            mirror.metrics.active_transfers -= 1
+        return
+    transfer = fetch(mirror, meta, spec, token)
+    try:
+        await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
+    except TransferFailed as exc:
+        raise UpstreamError(str(exc)) from None
+    await response.prepare(request)
+    await send_growing(request, response, transfer, mirror.store.blob_path, rng, mirror.metrics)

@@ -1,0 +1,132 @@
+"""Sending file bytes to a client: a stored blob, a growing partial file, or a relayed upstream range.
+
+Once a body has started, a failure cannot become an error answer any more: the connection is
+aborted instead, so the client sees a short body (its Content-Length was announced) and never a
+complete wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import aiohttp
+from aiohttp import web
+
+from mreg.registry.errors import StoreError
+
+from mreg.daemon.metrics import Metrics
+from mreg.daemon.serving.transfers import Transfer, TransferFailed
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes [start, end) of a file."""
+
+    start: int
+    end: int
+
+
+class RangeNotSatisfiable(Exception):
+    """The Range header names no byte of the file (answer 416)."""
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The single range a ``Range`` header asks for, or None for the whole file.
+
+    Handles ``bytes=a-b``, ``bytes=a-`` and ``bytes=-n``; an unparseable header or a multi-range is
+    ignored (the whole file is sent). Raises RangeNotSatisfiable when the range starts past the end.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or "," in spec:
+        return None
+    if not (first.isdigit() or first == "") or not (last.isdigit() or last == "") or first == last == "":
+        return None
+    if first == "":
+        if int(last) == 0 or size == 0:
+            raise RangeNotSatisfiable
+        return ByteRange(max(0, size - int(last)), size)
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable
+    return ByteRange(start, size if not last else min(int(last) + 1, size))
+
+
+def abort(request: web.Request) -> NoReturn:
+    """Cut the client's connection mid-body and end the handler."""
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError
+
+
+async def _pump(response: web.StreamResponse, fd: int, start: int, end: int, metrics: Metrics) -> None:
+    """Send bytes [start, end) of an open file."""
+    pos = start
+    while pos < end:
+        chunk = await asyncio.to_thread(os.pread, fd, min(CHUNK, end - pos), pos)
+        if not chunk:
+            raise StoreError(f"a stored file ended at byte {pos} of {end}")
+        await response.write(chunk)
+        pos += len(chunk)
+        metrics.bytes_served += len(chunk)
+
+
+async def send_stored(request: web.Request, response: web.StreamResponse, path: Path, rng: ByteRange,
+                      metrics: Metrics) -> None:
+    """Send ``rng`` of a stored blob."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        await _pump(response, fd, rng.start, rng.end, metrics)
+    except StoreError:
+        abort(request)
+    finally:
+        os.close(fd)
+
+
+async def send_growing(request: web.Request, response: web.StreamResponse, transfer: Transfer,
+                       blob_path: Callable[[str], Path], rng: ByteRange, metrics: Metrics) -> None:
+    """Send ``rng`` of a file while its transfer writes it, never its last byte before it is verified."""
+    fd: int | None = None
+    pos = rng.start
+    try:
+        while True:
+            limit = await transfer.wait_past(pos)
+            if fd is None:  # the partial file is renamed into the store once verified: same inode
+                fd = os.open(blob_path(transfer.sha256) if transfer.sha256 else transfer.data_path, os.O_RDONLY)
+            upto = min(limit, rng.end)
+            await _pump(response, fd, pos, upto, metrics)
+            pos = upto
+            if pos >= rng.end:
+                return
+    except (TransferFailed, StoreError, FileNotFoundError):
+        abort(request)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+async def send_relayed(request: web.Request, response: web.StreamResponse, upstream: aiohttp.ClientResponse,
+                       length: int, metrics: Metrics) -> None:
+    """Send an upstream body of ``length`` bytes as it arrives (cut the client off if it comes short)."""
+    sent = 0
+    try:
+        async for chunk in upstream.content.iter_chunked(CHUNK):
+            await response.write(chunk)
+            sent += len(chunk)
+            metrics.bytes_upstream += len(chunk)
+            metrics.bytes_served += len(chunk)
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        abort(request)
+    if sent != length:
+        abort(request)

@@ -1,0 +1,77 @@
+"""Revision → commit: a commit stands for itself; a branch or tag is asked upstream, then trusted for
+``ttl`` seconds. Answers are written to the store's refs and the catalog, which answer when
+upstream cannot be reached.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from mreg.registry.catalog import Catalog
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.upstream.hub import urls
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+
+from mreg.daemon.serving.upstream import Upstream, UpstreamRefused
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_commit(revision: str) -> bool:
+    return bool(_COMMIT.match(revision))
+
+
+class Refs:
+    """Where each (repo, branch or tag) pointed when upstream was last asked."""
+
+    def __init__(self, store: Store, catalog: Catalog, upstream: Upstream, ttl: float) -> None:
+        self._store, self._catalog, self._upstream, self._ttl = store, catalog, upstream, ttl
+        self._known: dict[tuple[RepoRef, str], tuple[str, float]] = {}
+
+    async def resolve(self, repo: RepoRef, revision: str, token: str | None) -> str:
+        """The commit ``revision`` names, asking upstream with ``token`` when the answer is stale.
+
+        Raises UpstreamRefused with upstream's answer, or UpstreamUnavailableError when upstream is
+        away and the mirror never saw the revision.
+        """
+        if is_commit(revision):
+            return revision
+        known = self._known.get((repo, revision))
+        if known is not None and time.monotonic() - known[1] < self._ttl:
+            return known[0]
+        try:
+            answer = await self._upstream.call("GET", f"{urls.repo_info_url('', repo, revision)}?expand=sha", token)
+        except UpstreamUnavailableError as exc:
+            commit = await self.local(repo, revision)
+            if commit is None:
+                raise UpstreamUnavailableError(f"{exc}, and {repo}@{revision} is not in the mirror") from None
+            return commit
+        if not answer.ok:
+            raise UpstreamRefused(answer)
+        try:
+            commit = answer.json().get("sha")
+        except (ValueError, AttributeError):
+            commit = None
+        if not isinstance(commit, str) or not is_commit(commit):
+            raise UpstreamError(f"upstream's answer for {repo}@{revision} has no valid commit sha")
+        await self.remember(repo, revision, commit)
+        return commit
+
+    async def local(self, repo: RepoRef, revision: str) -> str | None:
+        """The commit the mirror last saw ``revision`` at (no upstream call), or None."""
+        if is_commit(revision):
+            return revision
+        known = self._known.get((repo, revision))
+        return known[0] if known is not None else await self._catalog.resolve_revision(repo, revision)
+
+    async def remember(self, repo: RepoRef, revision: str, commit: str) -> None:
+        """Upstream just said ``revision`` is at ``commit``: trust it for ``ttl`` and record it."""
+        if is_commit(revision):
+            return
+        previous = self._known.get((repo, revision))
+        self._known[(repo, revision)] = (commit, time.monotonic())
+        if previous is None or previous[0] != commit:
+            self._store.write_ref(repo, revision, commit)
+            await self._catalog.set_ref(repo, revision, commit)

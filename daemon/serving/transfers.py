@@ -1,0 +1,151 @@
+"""Shared transfers: one upstream download per content into the store, streamed by any number of clients.
+
+A transfer is ``registry.download.download_file`` run as a background task: many Range connections
+into the store's partial file, hashed as it grows, published as a blob only when verified. The
+transfer tells its readers how long the contiguous written prefix is; they stream it from the
+partial file as it grows, but the last byte only once the content is verified, so a body that fails
+verification is never complete. A verified blob is linked into the snapshot of every commit whose
+clients asked for it while it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from mreg.registry.download import FileSpec, Tuning, download_file
+from mreg.registry.download.transfer import Locate
+from mreg.registry.errors import MregError
+from mreg.registry.upstream.client import RepoClient
+from mreg.registry.store import Store
+
+from mreg.daemon.serving.commits import CommitMeta, Commits
+from mreg.daemon.metrics import Metrics
+
+log = logging.getLogger("mreg.daemon")
+
+
+class TransferFailed(Exception):
+    """The download failed or its bytes did not verify: readers must cut their clients off."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A file of a commit that a transfer's content is for."""
+
+    meta: CommitMeta
+    path: str
+
+
+class Transfer:
+    """One running download, as its readers see it."""
+
+    def __init__(self, spec: FileSpec, data_path: Path) -> None:
+        self.spec = spec
+        self.data_path = data_path
+        self.prefix = 0
+        self.sha256: str | None = None
+        self.error: str | None = None
+        self.targets: list[Target] = []
+        self._changed = asyncio.Event()
+
+    def sendable(self) -> int:
+        """How many bytes may go to clients: the written prefix, all but the last byte until verified."""
+        return self.spec.size if self.sha256 is not None else min(self.prefix, self.spec.size - 1)
+
+    async def wait_past(self, pos: int) -> int:
+        """Wait until more than ``pos`` bytes are sendable, or all are verified; return ``sendable()``.
+
+        Raises TransferFailed when the download failed or did not verify.
+        """
+        while True:
+            if self.error is not None:
+                raise TransferFailed(self.error)
+            limit = self.sendable()
+            if limit > pos or self.sha256 is not None:
+                return limit
+            changed = self._changed
+            await changed.wait()
+
+    async def verified(self) -> str:
+        """Wait until the whole content is verified; its sha256 (TransferFailed if it failed)."""
+        while self.sha256 is None:
+            await self.wait_past(self.spec.size)
+        return self.sha256
+
+    def advance(self, prefix: int) -> None:
+        self.prefix = prefix
+        self._notify()
+
+    def succeed(self, sha256: str) -> None:
+        self.sha256 = sha256
+        self._notify()
+
+    def fail(self, error: str) -> None:
+        self.error = error
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+class Transfers:
+    """The running transfers, one per content key; they outlive the requests that started them."""
+
+    def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics) -> None:
+        self._store, self._commits, self._tuning, self._metrics = store, commits, tuning, metrics
+        self._slots = asyncio.Semaphore(connections)
+        self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
+
+    def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
+        """The running transfer of ``spec``'s content, started (with ``client``) if there is none."""
+        running = self._running.get(spec.key)
+        if running is None:
+            transfer = Transfer(spec, self._store.partial_paths(spec.key)[0])
+            running = (transfer, asyncio.create_task(self._run(transfer, client, locate)))
+            self._running[spec.key] = running
+        running[0].targets.append(target)
+        return running[0]
+
+    async def close(self) -> None:
+        """Stop every transfer (their partial files stay, to be resumed)."""
+        tasks = [task for _, task in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate) -> None:
+        self._metrics.active_transfers += 1
+        try:
+            with self._store.pulling():
+                done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
+                                           on_prefix=transfer.advance)
+                self._metrics.bytes_upstream += done.fetched
+                self._forget(transfer)  # from here on, a new request finds the blob in the store
+                for target in transfer.targets:
+                    await self._link(target, done.sha256)
+                transfer.succeed(done.sha256)  # readers finish once the mirror has recorded the file
+        except asyncio.CancelledError:
+            transfer.fail("the mirror is shutting down")
+            raise
+        except Exception as exc:  # noqa: BLE001 (any failure must reach the readers, who cut their clients off)
+            reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
+            log.warning("transfer of %s failed: %s", transfer.spec.path, reason)
+            transfer.fail(reason)
+        finally:
+            self._forget(transfer)
+            self._metrics.active_transfers -= 1
+
+    def _forget(self, transfer: Transfer) -> None:
+        running = self._running.get(transfer.spec.key)
+        if running is not None and running[0] is transfer:
+            del self._running[transfer.spec.key]
+
+    async def _link(self, target: Target, sha256: str) -> None:
+        try:
+            await self._commits.mark_stored(target.meta, target.path, sha256)
+        except MregError as exc:
+            log.error("cannot link %s into %s@%s: %s", target.path, target.meta.repo, target.meta.commit[:12], exc)

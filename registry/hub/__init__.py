@@ -1,5 +1,0 @@
-"""The Hugging Face Hub protocol, client side."""
-
-from mreg.registry.hub.client import FileLocation, HubClient, ModelHit, RemoteFile, RepoInfo, RetryPolicy
-
-__all__ = ["FileLocation", "HubClient", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]

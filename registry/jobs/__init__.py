@@ -1,0 +1,1 @@
+"""Background jobs' library side: mirror jobs (what is due, syncing one)."""

@@ -1,0 +1,99 @@
+"""Mirror jobs' library side: reading intervals and rates as people write them, when a job is due,
+and one sync of a job (``mreg pull``'s code, told to report progress and the files as they land).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mreg.registry.catalog import Catalog, MirrorJob
+from mreg.registry.download import Tuning
+from mreg.registry.errors import UsageError
+from mreg.registry.upstream.hub import HubClient
+from mreg.registry.pull import PullOptions, pull
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_BYTES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KI": 2**10, "MI": 2**20, "GI": 2**30}
+
+
+def parse_interval(text: str) -> float:
+    """Seconds from ``90``, ``45s``, ``30m``, ``6h``, ``1d`` or ``2w`` (decimals allowed: ``1.5h``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    seconds = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
+    if seconds <= 0:
+        raise UsageError(f"invalid interval {text!r}: use a positive number with s, m, h, d or w, like 6h")
+    return seconds
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second from ``50M``, ``1.5G``, ``800K``, ``64Mi`` or ``1000000`` (an optional ``/s`` or ``B``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?(?:/s)?\s*", text.lower())
+    rate = float(match[1]) * _BYTES[(match[2] or "").upper()] if match else 0.0
+    if rate <= 0:
+        raise UsageError(f"invalid bandwidth {text!r}: use bytes per second like 50M, 1.5G or 800K")
+    return rate
+
+
+def is_due(job: MirrorJob, now: datetime) -> bool:
+    """Whether a worker should take ``job`` now: queued, or finished and past its next sync."""
+    if job.status == "queued":
+        return True
+    return job.status in ("done", "failed") and job.next_sync is not None and job.next_sync <= now
+
+
+class JobProgress:
+    """A ``PullProgress`` that counts a sync's bytes and announces each file that lands."""
+
+    def __init__(self, landed: Callable[[str, str], None]) -> None:
+        self._landed = landed
+        self._commit = ""
+        self.bytes_done = 0
+        self.bytes_total = 0
+
+    def start(self, repo: RepoRef, commit: str, files: Sequence[tuple[str, int]]) -> None:
+        self._commit = commit
+        self.bytes_total = sum(size for _, size in files)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.bytes_done += nbytes
+
+    def file_done(self, path: str, fetched: int) -> None:
+        self._landed(self._commit, path)
+
+
+@dataclass(frozen=True)
+class Synced:
+    commit: str
+    fetched: int
+    """Bytes downloaded from upstream by this sync."""
+
+
+async def sync_job(job: MirrorJob, *, client: HubClient, store: Store, catalog: Catalog, tuning: Tuning,
+                   progress: JobProgress) -> Synced:
+    """Bring ``job.repo`` to the commit ``job.revision`` names upstream, with ``pull``.
+
+    Only new and changed files move (the store is content-addressed); the ref flips to the new
+    commit once all of them are stored, so the previous snapshot is what readers see until then.
+    An unreachable upstream is a failure here (``UpstreamUnavailableError``), not the local copy.
+    """
+    options = PullOptions(revision=job.revision, include=job.include, exclude=job.exclude, tuning=tuning)
+    commit = (await client.repo_info(job.repo, job.revision)).commit
+    if commit == job.commit and await _still_complete(job, commit, store, catalog, options):
+        progress.bytes_total = progress.bytes_done = job.bytes_total
+        return Synced(commit, 0)
+    result = await pull(job.repo, options, client=client, store=store, catalog=catalog, progress=progress,
+                        listed=(commit, await client.list_files(job.repo, commit)))
+    return Synced(result.commit, result.fetched)
+
+
+async def _still_complete(job: MirrorJob, commit: str, store: Store, catalog: Catalog,
+                          options: PullOptions) -> bool:
+    """Whether every selected file of the already mirrored ``commit`` is still stored."""
+    files = [f for f in await catalog.revision_files(job.repo, commit) if options.wants(f.path)]
+    return bool(files) and all(f.state == "complete" and f.sha256 and store.has_blob(f.sha256, f.size)
+                               for f in files)

@@ -1,0 +1,1 @@
+"""Ollama: Modelfiles for GGUF models and writing a model straight into Ollama's store."""

@@ -1,0 +1,240 @@
+"""HubClient: the one object that talks to a Hugging Face Hub endpoint over aiohttp.
+
+It owns the token, the retry policy and the redirect policy (sending, retries and ranged GETs are
+``registry.upstream.http``'s, shared with the ModelScope client):
+- the token is sent only to the endpoint's own origin; any hop to another host (the LFS CDN, a
+  mirror's redirect) goes without it;
+- ``X-Error-Code`` answers become the one-line errors of ``registry.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from mreg.registry.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    UpstreamError,
+    UpstreamUnavailableError,
+    UsageError,
+)
+from mreg.registry.repo import RepoRef
+from mreg.registry.upstream.http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP, read_body
+from mreg.registry.upstream.hub import urls
+
+__all__ = ["FileLocation", "HubClient", "LocationExpiredError", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
+
+MAX_TREE_PAGES = 10_000
+MAX_JSON_BYTES = 256 * 1024 * 1024
+SEARCH_PAGE_SIZE = 100
+"""Models asked per page of `search_models` (the Hub serves at most 1000)."""
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    repo: RepoRef
+    commit: str
+    gated: bool | str
+    private: bool
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a repo at a commit, as the tree listing announces it."""
+
+    path: str
+    size: int
+    git_oid: str
+    lfs_sha256: str | None
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.lfs_sha256 is not None
+
+
+@dataclass(frozen=True)
+class ModelHit:
+    """One model of a search answer."""
+
+    repo_id: str
+    downloads: int
+    tags: tuple[str, ...]
+
+
+def _error_for(resp: aiohttp.ClientResponse, repo: RepoRef, revision: str | None, path: str | None,
+               endpoint: str, has_token: bool) -> UpstreamError:
+    """Map a hub's error answer to a one-line error."""
+    code = resp.headers.get("X-Error-Code", "")
+    message = resp.headers.get("X-Error-Message", "").strip().splitlines()[0:1]
+    detail = f": {message[0][:200]}" if message else ""
+    page = f"{endpoint}/{repo}"
+    if code == "GatedRepo":
+        if resp.status == 401 or not has_token:
+            return GatedRepoError(f"{repo} is a gated repo: request access at {page} and pass a token "
+                                  f"(--token or HF_TOKEN)")
+        return GatedRepoError(f"{repo} is a gated repo and your token is not approved for it: ask for access at {page}")
+    if code == "RevisionNotFound":
+        return RevisionNotFoundError(f"revision {revision!r} not found in {repo}")
+    if code == "EntryNotFound":
+        return EntryNotFoundError(f"file {path!r} not found in {repo} at {revision}")
+    if code == "RepoNotFound" or (resp.status == 401 and not has_token) or resp.status == 404 and path is None:
+        hint = "" if has_token else " (if it is private, pass --token or set HF_TOKEN)"
+        return RepoNotFoundError(f"repository {repo} not found on {endpoint}{hint}")
+    if resp.status == 401:
+        return UpstreamError(f"{endpoint} refused the token (401){detail}: check --token / HF_TOKEN")
+    if resp.status == 403:
+        return UpstreamError(f"access to {repo} denied by {endpoint} (403){detail}")
+    if resp.status == 404:
+        return EntryNotFoundError(f"file {path!r} not found in {repo} at {revision}")
+    return UpstreamError(f"{resp.method} {urls.redacted(str(resp.url))} failed: HTTP {resp.status}{detail}")
+
+
+class HubClient(UpstreamHTTP):
+    """Speaks the Hub's download protocol to one endpoint with one (optional) token."""
+
+    def mirror(self, endpoint: str) -> HubClient:
+        """A client of another endpoint over the same session and retry policy, without this token."""
+        return HubClient(self._session, endpoint, None, self.retry)
+
+    async def _follow(self, method: str, url: str, headers: dict[str, str] | None = None,
+                      stop_at_other_host: bool = False) -> aiohttp.ClientResponse:
+        """Send, following redirects (the token is dropped on any hop off the endpoint's origin).
+
+        With ``stop_at_other_host`` a redirect to another host is returned unfollowed (as
+        huggingface_hub's HEAD does for LFS files).
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await self.send(method, url, headers)
+            location = resp.headers.get("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return resp
+            target = urljoin(url, location)
+            if stop_at_other_host and not urls.same_origin(target, url):
+                return resp
+            resp.release()
+            url = target
+        raise UpstreamError(f"too many redirects from {urls.redacted(url)}")
+
+    async def _get_json(self, url: str, repo: RepoRef | None, revision: str | None) -> tuple[Any, aiohttp.ClientResponse]:
+        resp = await self._follow("GET", url)
+        try:
+            if resp.status >= 400:
+                if repo is None:
+                    raise UpstreamError(f"GET {urls.redacted(url)} failed: HTTP {resp.status}")
+                raise _error_for(resp, repo, revision, None, self.endpoint, self.has_token)
+            body = await read_body(resp, MAX_JSON_BYTES)
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailableError(f"reading {urls.redacted(url)} failed: {type(exc).__name__}") from exc
+        finally:
+            resp.release()
+        if len(body) > MAX_JSON_BYTES:
+            raise UpstreamError(f"answer from {urls.redacted(url)} is larger than {MAX_JSON_BYTES} bytes")
+        try:
+            return json.loads(body), resp
+        except ValueError:
+            raise UpstreamError(f"{urls.redacted(url)} did not answer with JSON (HTTP {resp.status})") from None
+
+    async def repo_info(self, repo: RepoRef, revision: str) -> RepoInfo:
+        """Repo metadata at ``revision``; pins the revision to its commit."""
+        data, _ = await self._get_json(urls.repo_info_url(self.endpoint, repo, revision), repo, revision)
+        sha = data.get("sha") if isinstance(data, dict) else None
+        if not isinstance(sha, str) or not _SHA1.match(sha):
+            raise UpstreamError(f"the hub's answer for {repo}@{revision} has no valid commit sha")
+        return RepoInfo(repo=repo, commit=sha, gated=data.get("gated", False), private=bool(data.get("private")))
+
+    async def list_files(self, repo: RepoRef, commit: str) -> list[RemoteFile]:
+        """Every file of the repo at ``commit`` (recursive tree listing, following Link pagination)."""
+        url: str | None = urls.tree_url(self.endpoint, repo, commit)
+        files: list[RemoteFile] = []
+        for _ in range(MAX_TREE_PAGES):
+            if url is None:
+                return files
+            data, resp = await self._get_json(url, repo, commit)
+            if not isinstance(data, list):
+                raise UpstreamError(f"the tree listing of {repo} is not a JSON list")
+            files.extend(parse_tree_entry(entry, repo) for entry in data
+                         if isinstance(entry, dict) and entry.get("type") == "file")
+            next_link = resp.links.get("next")
+            url = None
+            if next_link is not None:
+                url = str(next_link["url"])
+                if not urls.same_origin(url, self.endpoint):
+                    raise UpstreamError(f"the tree listing of {repo} points its next page at another host")
+        raise UpstreamError(f"the tree listing of {repo} has more than {MAX_TREE_PAGES} pages")
+
+    async def search_models(self, *, search: str | None = None, author: str | None = None,
+                            filters: Sequence[str] = (), sort: str = "downloads", limit: int = 100) -> list[ModelHit]:
+        """Up to ``limit`` models matching ``search`` (a substring of the id), ``author`` and every tag
+        of ``filters``, sorted by ``sort`` descending (`GET /api/models`, following Link pagination)."""
+        url: str | None = urls.models_search_url(self.endpoint, search, author, filters, sort,
+                                                 min(limit, SEARCH_PAGE_SIZE))
+        hits: list[ModelHit] = []
+        while url is not None and len(hits) < limit:
+            data, resp = await self._get_json(url, None, None)
+            if not isinstance(data, list):
+                raise UpstreamError(f"the model search of {self.endpoint} did not answer a JSON list")
+            hits.extend(_parse_model_hit(entry) for entry in data)
+            next_link = resp.links.get("next")
+            url = str(next_link["url"]) if next_link is not None and data else None
+            if url is not None and not urls.same_origin(url, self.endpoint):
+                raise UpstreamError(f"the model search of {self.endpoint} points its next page at another host")
+        return hits[:limit]
+
+    async def locate(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
+        """Resolve a file: HEAD on its resolve URL, following same-host redirects only.
+
+        An LFS file answers with a redirect to a signed CDN URL, which is where its bytes come from.
+        """
+        url = urls.resolve_url(self.endpoint, repo, commit, path)
+        resp = await self._follow("HEAD", url, stop_at_other_host=True)
+        try:
+            if resp.status >= 400:
+                raise _error_for(resp, repo, commit, path, self.endpoint, self.has_token)
+            headers = resp.headers
+            etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").removeprefix("W/").strip('"')
+            size_text = headers.get("X-Linked-Size") or headers.get("Content-Length") or ""
+            if not size_text.isdigit():
+                raise UpstreamError(f"the hub sent no size for {path!r} in {repo}")
+            location = urljoin(str(resp.url), headers["Location"]) if 300 <= resp.status < 400 else str(resp.url)
+            return FileLocation(url=location, size=int(size_text), etag=etag,
+                                commit=headers.get("X-Repo-Commit", commit))
+        finally:
+            resp.release()
+
+def _parse_model_hit(entry: Any) -> ModelHit:
+    """Validate one model of a search answer (untrusted input): its id must be a valid repo id."""
+    if not isinstance(entry, dict):
+        raise UpstreamError(f"malformed model in a search answer: {str(entry)[:120]}")
+    repo_id, downloads, tags = entry.get("id"), entry.get("downloads", 0), entry.get("tags", [])
+    if not isinstance(repo_id, str) or type(downloads) is not int or not isinstance(tags, list):
+        raise UpstreamError(f"malformed model in a search answer: {str(entry)[:120]}")
+    try:
+        RepoRef.parse(repo_id)
+    except UsageError:
+        raise UpstreamError(f"malformed model id in a search answer: {repo_id[:120]!r}") from None
+    return ModelHit(repo_id=repo_id, downloads=downloads, tags=tuple(t for t in tags if isinstance(t, str)))
+
+
+def parse_tree_entry(entry: dict[str, Any], repo: RepoRef) -> RemoteFile:
+    """Validate one file entry of a tree listing (untrusted input)."""
+    path, size, oid, lfs = entry.get("path"), entry.get("size"), entry.get("oid"), entry.get("lfs")
+    lfs_sha = None
+    if isinstance(lfs, dict):
+        lfs_sha = lfs.get("oid") or lfs.get("sha256")
+        if not isinstance(lfs_sha, str) or not _SHA256.match(lfs_sha) or lfs.get("size", size) != size:
+            raise UpstreamError(f"malformed LFS entry for {path!r} in the tree of {repo}")
+    if (not isinstance(path, str) or type(size) is not int or size < 0
+            or not isinstance(oid, str) or not _SHA1.match(oid)):
+        raise UpstreamError(f"malformed file entry in the tree of {repo}: {str(entry)[:120]}")
+    return RemoteFile(path=path, size=size, git_oid=oid, lfs_sha256=lfs_sha)
