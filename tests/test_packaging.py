@@ -73,3 +73,15 @@ def test_installed_beside_python_daemon(wheel: Path, tmp_path: Path) -> None:
                             timeout=60, env={"MREG_HOME": str(home), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert listed.returncode == 0 and listed.stdout.strip() == "[]", listed.stderr
     assert (home / "catalog.db").is_file()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """A newcomer and CI run the same thing: the README's test command, which installs what it needs."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("# run the tests", 1)[1].split("```", 1)[0]
+    command = block.splitlines()[1].strip()
+    assert command == "scripts/test"
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci == ["scripts/test --all"]
+    script = (ROOT / "scripts" / "test").read_text()
+    assert "apt_install chromium" in script and "pip install -q -e '.[test]'" in script
