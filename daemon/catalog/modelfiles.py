@@ -37,6 +37,7 @@ async def modelfile(request: web.Request) -> web.Response:
         prepared = await prepare_modelfile(repo, request.query.get("quant") or None, options,
                                            client=mirror.upstream.client(token), store=mirror.store,
                                            catalog=mirror.catalog)
+        text = prepared.text  # rendering can fail too (a system prompt or licence no Modelfile can quote)
     except UpstreamRefused as refused:
         return refused.answer.response()
     except UsageError as exc:
@@ -45,5 +46,5 @@ async def modelfile(request: web.Request) -> web.Response:
         return hub_error(404, "EntryNotFound", str(exc))
     except MregError as exc:
         return for_error(exc)
-    return web.Response(text=prepared.text, content_type="text/plain", charset="utf-8",
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Repo-Commit": commit, "X-Mreg-Quant": prepared.choice.quant.label})
