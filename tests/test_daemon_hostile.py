@@ -5,6 +5,7 @@ The daemon runs in process (aiohttp's test server, on a real socket) in front of
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,3 +114,38 @@ def test_control_characters_never_reach_a_header() -> None:
     assert response.headers["X-Error-Message"] == "gated Set-Cookie: a=b  end"
     assert response.headers["X-Error-Code"] == "GatedRepo "
     assert json.loads(response.body)["error"] == hostile  # the body keeps the text, JSON-escaped
+
+
+async def test_gated_repos_jobs_are_listed_only_to_who_may_read_them(test_hub: TestHub, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """#14.14: the job list (and the page built from it) shows a gated repo's job, with its commit and size,
+    only to the admin and to callers upstream lets read the repo."""
+    test_hub.add_repo(small_repo("org/gated-job", gated="manual", allowed_users={"alice"},
+                                 files={"config.json": "{}\n", "weights.bin": b"w" * 4096}))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_alice")  # the daemon's own token: its jobs may sync the gated repo
+    config = ServeConfig(upstream=test_hub.endpoint, port=0, admin_token="s3cret")
+    app = build_app(config, Settings.from_env({"MREG_HOME": str(tmp_path / "home")}))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        admin = {"Authorization": "Bearer s3cret"}
+        for repo in ("org/gated-job", MINILM):
+            async with client.post("/v1/jobs", json={"repo": repo, "include": ["*.json"]}, headers=admin) as r:
+                assert r.status == 201
+        for _ in range(600):  # until both jobs ran (a condition, polled)
+            async with client.get("/v1/jobs", headers=admin) as r:
+                listed = {job["repo"]: job for job in await r.json()}
+            if all(job["status"] == "done" for job in listed.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert listed["org/gated-job"]["commit"] == test_hub.repo("org/gated-job").head.sha
+        for headers in ({}, {"Authorization": "Bearer hf_test_bob"}, {"Authorization": "Bearer wrong"}):
+            assert await _jobs_as(client, headers) == [MINILM]
+        assert await _jobs_as(client, {"Authorization": "Bearer hf_test_alice"}) == ["org/gated-job", MINILM]
+        async with client.get("/") as r:
+            page = await r.text()
+        assert MINILM in page and "org/gated-job" not in page
+
+
+async def _jobs_as(client: TestClient, headers: dict[str, str]) -> list[str]:
+    async with client.get("/v1/jobs", headers=headers) as response:
+        assert response.status == 200
+        return sorted(job["repo"] for job in await response.json())

@@ -13,6 +13,7 @@ absent or null: sync once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,9 +24,10 @@ from mreg.registry.errors import MregError, UsageError
 from mreg.registry.jobs.mirror import check_every, parse_interval
 from mreg.registry.repo import RepoRef
 
-from mreg.daemon import admin
+from mreg.daemon import admin, visibility
 from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error, json_answer
+from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
 from mreg.daemon.state import MIRROR
 
 REPO_PATTERN = "{repo:[^/]+(?:/[^/]+)?}"
@@ -82,8 +84,33 @@ def _every(value: Any, minimum: float) -> float | None:
     raise UsageError("'every' must be seconds or an interval like 6h")
 
 
+async def readable_jobs(request: web.Request) -> list[MirrorJob]:
+    """Every job for the admin (the configured token); for anyone else, the jobs of repos upstream lets
+    the caller read (a gated or private repo's job, its commit and size, are the repo's secrets too)."""
+    mirror = request.app[MIRROR]
+    listed = await mirror.catalog.list_jobs()
+    if mirror.config.admin_token and admin.refusal(request, mirror.config.host, mirror.config.admin_token,
+                                                   mutation=True) is None:
+        return listed
+    token = bearer_token(request)
+    limit = asyncio.Semaphore(visibility.CONCURRENT_CHECKS)
+
+    async def commit_of(job: MirrorJob) -> tuple[RepoRef, str]:
+        return job.repo, job.commit or await mirror.refs.resolve(job.repo, job.revision, token)
+
+    async def readable(job: MirrorJob) -> bool:
+        async with limit:
+            try:
+                return await visibility.refusal(mirror, *await commit_of(job), token) is None
+            except (MregError, UpstreamRefused):
+                return False
+
+    verdicts = await asyncio.gather(*(readable(job) for job in listed))
+    return [job for job, ok in zip(listed, verdicts) if ok]
+
+
 async def list_jobs(request: web.Request) -> web.Response:
-    return json_answer([job_json(j) for j in await request.app[MIRROR].catalog.list_jobs()])
+    return json_answer([job_json(j) for j in await readable_jobs(request)])
 
 
 async def add_job(request: web.Request) -> web.Response:
