@@ -20,7 +20,7 @@ from mreg.registry.upstream.hub import HubClient
 from mreg.registry.inspect.reading import CONCURRENCY as INSPECT_CONCURRENCY
 from mreg.registry.inspect.repo import inspect_local, inspect_remote
 from mreg.registry.maintenance import collect_garbage, remove, resolve_local, verify
-from mreg.registry.jobs.mirror import parse_rate
+from mreg.registry.jobs.mirror import parse_interval, parse_rate
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.search import FORMATS, Query, hit_json, search
@@ -280,13 +280,16 @@ async def search_command(text: str | None, arch: str | None, fmt: str | None, qu
               help="Mirror jobs that sync at the same time.")
 @click.option("--max-bandwidth", metavar="RATE", help="Bytes per second shared by all mirror jobs' downloads "
               "(50M, 1.5G, 800K); default: no cap.")
+@click.option("--min-every", metavar="INTERVAL", help="Shortest schedule a mirror job may ask for (30s, 5m); "
+              "default: 1m.")
 @click.option("--admin-token", envvar="MREG_ADMIN_TOKEN", show_envvar=True,
               help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
               "where they are disabled without one, for everything). Prefer the variable: other users "
               "can see command lines.")
 @_run
 async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
-                        mirror_workers: int, max_bandwidth: str | None, admin_token: str | None) -> None:
+                        mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
+                        admin_token: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
@@ -302,6 +305,7 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     config = ServeConfig(host=host, port=port, upstream=url, upstream_kind=kind,
                          offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
                          max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
+                         min_every=parse_interval(min_every) if min_every else ServeConfig.min_every,
                          admin_token=admin_token.strip() if admin_token and admin_token.strip() else None)
     await serve(build_app(config, settings), config)
 

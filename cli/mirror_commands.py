@@ -31,6 +31,8 @@ async def _call(method: str, path: str, body: dict[str, Any] | None = None) -> A
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            if method == "POST" and body is None:
+                body = {}  # the daemon's API takes JSON bodies only
             async with session.request(method, server + path, json=body, headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status

@@ -25,6 +25,7 @@ from mreg.daemon.access import Access
 from mreg.daemon.admin import is_loopback
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
+from mreg.daemon.cross_site import refuse_cross_site
 from mreg.daemon.metrics import Metrics
 from mreg.daemon.mirror_jobs import Mirroring
 from mreg.daemon.modelscope.upstream import ModelScopeUpstream
@@ -68,7 +69,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
 
 def build_app(config: ServeConfig, settings: Settings) -> web.Application:
     """The mirror's aiohttp application (its state is opened when it starts)."""
-    app = web.Application()
+    app = web.Application(middlewares=[refuse_cross_site])
     app[CONFIG] = config
     app[SETTINGS] = settings
     app.cleanup_ctx.append(mirror_context)

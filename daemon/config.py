@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mreg.registry.config import DEFAULT_ENDPOINT
 from mreg.registry.download import Tuning
+from mreg.registry.jobs.mirror import MIN_EVERY
 
 
 @dataclass(frozen=True)
@@ -40,5 +41,7 @@ class ServeConfig:
     """The Bearer token the mirror job endpoints require (see ``daemon.admin``)."""
     job_progress_interval: float = 0.5
     """Seconds between two writes of a running job's progress to the catalog."""
+    min_every: float = MIN_EVERY
+    """The shortest schedule (``every``, seconds) a mirror job may ask for."""
     job_poll: float = 60.0
     """Longest the scheduler sleeps before it looks at the jobs table again (an API call wakes it sooner)."""

@@ -175,6 +175,8 @@ def request(daemon: Daemon, call: Call) -> tuple[int, http.client.HTTPMessage, b
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     headers = {"Authorization": f"Bearer {call.token}"} if call.token else {}
     body = None if call.body is None else json.dumps(call.body).encode()
+    if body is None and call.method == "post":
+        body = b"{}"  # the daemon's POST routes take JSON only
     if body is not None:
         headers["Content-Type"] = "application/json"
     try:

@@ -25,8 +25,8 @@ def test_modelfile_route_pulls_and_renders(daemon: Daemon, test_hub: TestHub) ->
     assert status == 200, body
     assert headers["X-Repo-Commit"] == test_hub.repo(SMOLLM).head.sha and headers["X-Mreg-Quant"] == "Q4_1"
     parsed = load(body.decode())
-    model = Path(parsed.model)
-    assert model.is_absolute() and model.name.endswith(".gguf") and model.stat().st_size == 98362432
+    assert parsed.model == "./SmolLM2-135M-Instruct.Q4_1.gguf"  # the path in the repo, never the daemon's disk
+    assert str(daemon.home) not in body.decode()
     assert "<|im_start|>" in parsed.template and "<|im_end|>" in parsed.parameters["stop"]
     status, _, body = daemon.get(f"/v1/repos/{SMOLLM}/modelfile?quant=Q8_0")
     assert status == 404 and b"Q4_1" in body

@@ -222,7 +222,7 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
     }
     repo = test_hub.add_repo(small_repo("testorg/sched", files))
     first = repo.head
-    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--min-every", "1s")  # a schedule of 1 s
     store, ref = Store(daemon.home), RepoRef.parse("testorg/sched")
     try:
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/sched", "every": 1})[0] == 201

@@ -20,6 +20,7 @@ from mreg.registry.convert.mixes import parse_mix
 from mreg.registry.errors import MregError, UsageError
 from mreg.registry.repo import RepoRef
 
+from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error
 from mreg.daemon.state import MIRROR
 from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
@@ -68,8 +69,8 @@ async def start(request: web.Request) -> web.Response:
     mirror, jobs = request.app[MIRROR], request.app[JOBS]
     token = bearer_token(request)
     try:
-        body = await request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("repo"), str) or not isinstance(body.get("quant"), str):
+        body = await json_object(request)
+        if not isinstance(body.get("repo"), str) or not isinstance(body.get("quant"), str):
             raise UsageError('expected a JSON object {"repo": "org/name", "quant": "q4_k_m"}')
         mix = parse_mix(body["quant"])
         repo = RepoRef.parse(body["repo"])
@@ -79,8 +80,6 @@ async def start(request: web.Request) -> web.Response:
             return refusal.response()
     except UpstreamRefused as refused:
         return refused.answer.response()
-    except ValueError:
-        return hub_error(400, None, "the body is not JSON")
     except UsageError as exc:
         return hub_error(400, None, str(exc))
     except MregError as exc:

@@ -7,12 +7,13 @@
     DELETE /v1/jobs/{repo}               stop mirroring it, cancelling a running sync (its files stay)
     POST   /v1/jobs/{repo}/sync          sync it now
 
-``every`` is seconds (a number) or text like ``30m``, ``6h``, ``1d``; absent or null: sync once.
+``every`` is seconds (a number) or text like ``30m``, ``6h``, ``1d``, from ``--min-every`` (1m) to a year;
+absent or null: sync once.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,15 +21,16 @@ from aiohttp import web
 
 from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import MregError, UsageError
-from mreg.registry.jobs.mirror import parse_interval
+from mreg.registry.jobs.mirror import check_every, parse_interval
 from mreg.registry.repo import RepoRef
 
-from mreg.daemon import admin
+from mreg.daemon import admin, visibility
+from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error, json_answer
+from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
 from mreg.daemon.state import MIRROR
 
 REPO_PATTERN = "{repo:[^/]+(?:/[^/]+)?}"
-MAX_BODY = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
@@ -72,40 +74,54 @@ def _globs(body: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _every(value: Any) -> float | None:
+def _every(value: Any, minimum: float) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return parse_interval(value)
+        return check_every(parse_interval(value), minimum)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return check_every(float(value), minimum)
     raise UsageError("'every' must be seconds or an interval like 6h")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise UsageError("the request body is too large")
-    try:
-        body = json.loads(await request.content.read(MAX_BODY + 1) or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise UsageError("the request body is not JSON") from None
-    if not isinstance(body, dict):
-        raise UsageError("the request body must be a JSON object")
-    return body
+async def readable_jobs(request: web.Request) -> list[MirrorJob]:
+    """Every job for the admin (the configured token); for anyone else, the jobs of repos upstream lets
+    the caller read (a gated or private repo's job, its commit and size, are the repo's secrets too)."""
+    mirror = request.app[MIRROR]
+    listed = await mirror.catalog.list_jobs()
+    if mirror.config.admin_token and admin.refusal(request, mirror.config.host, mirror.config.admin_token,
+                                                   mutation=True) is None:
+        return listed
+    token = bearer_token(request)
+    limit = asyncio.Semaphore(visibility.CONCURRENT_CHECKS)
+
+    async def commit_of(job: MirrorJob) -> tuple[RepoRef, str]:
+        return job.repo, job.commit or await mirror.refs.resolve(job.repo, job.revision, token)
+
+    async def readable(job: MirrorJob) -> bool:
+        async with limit:
+            try:
+                return await visibility.refusal(mirror, *await commit_of(job), token) is None
+            except (MregError, UpstreamRefused):
+                return False
+
+    verdicts = await asyncio.gather(*(readable(job) for job in listed))
+    return [job for job, ok in zip(listed, verdicts) if ok]
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    return json_answer([job_json(j) for j in await request.app[MIRROR].catalog.list_jobs()])
+    return json_answer([job_json(j) for j in await readable_jobs(request)])
 
 
 async def add_job(request: web.Request) -> web.Response:
     mirror = request.app[MIRROR]
-    body = await _body(request)
+    body = await json_object(request)
     repo_id, repo_type, revision = body.get("repo"), body.get("repo_type") or "model", body.get("revision") or "main"
     if not (isinstance(repo_id, str) and isinstance(repo_type, str) and isinstance(revision, str)):
         raise UsageError("'repo' (and 'repo_type', 'revision' if given) must be strings")
     job = await mirror.catalog.add_job(RepoRef.parse(repo_id, repo_type), revision, _globs(body, "include"),
-                                       _globs(body, "exclude"), _every(body.get("every")))
+                                       _globs(body, "exclude"),
+                                       _every(body.get("every"), mirror.config.min_every))
     mirror.mirroring.wake()
     return json_answer(job_json(job), status=201)
 

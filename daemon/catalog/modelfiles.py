@@ -2,15 +2,20 @@
 repo's GGUF, pulled into the mirror's store first (``registry.ollama.modelfile.prepare_modelfile``).
 
 The caller's access is checked as for file downloads: a gated or private repo's Modelfile goes only
-to callers upstream lets read its files. ``FROM`` names the GGUF's path on the daemon's machine.
+to callers upstream lets read its files. ``FROM`` names the GGUF by its path in the repo
+(``./model-Q4_K_M.gguf``), for a client that downloads it beside the Modelfile: the daemon's own
+filesystem is none of the caller's business.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from aiohttp import web
 
 from mreg.registry.errors import EntryNotFoundError, FormatError, MregError, UsageError
 from mreg.registry.ollama.modelfile import prepare_modelfile
+from mreg.registry.ollama.modelfile.render import render
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import REPO_TYPES, RepoRef
 
@@ -37,6 +42,8 @@ async def modelfile(request: web.Request) -> web.Response:
         prepared = await prepare_modelfile(repo, request.query.get("quant") or None, options,
                                            client=mirror.upstream.client(token), store=mirror.store,
                                            catalog=mirror.catalog)
+        relative = replace(prepared.modelfile, model=f"./{prepared.choice.quant.files[0]}")
+        text = render(relative)  # rendering can fail too (a system prompt or licence no Modelfile can quote)
     except UpstreamRefused as refused:
         return refused.answer.response()
     except UsageError as exc:
@@ -45,5 +52,5 @@ async def modelfile(request: web.Request) -> web.Response:
         return hub_error(404, "EntryNotFound", str(exc))
     except MregError as exc:
         return for_error(exc)
-    return web.Response(text=prepared.text, content_type="text/plain", charset="utf-8",
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Repo-Commit": commit, "X-Mreg-Quant": prepared.choice.quant.label})

@@ -34,7 +34,7 @@ from mreg.daemon.catalog import api as catalog_api
 
 from mreg.daemon.catalog import shapes as catalog_json
 from mreg.daemon.catalog.api import ApiError, Handler, as_api_error, base_url
-from mreg.daemon.catalog.jobs import job_json
+from mreg.daemon.catalog.jobs import job_json, readable_jobs
 from mreg.daemon.state import MIRROR
 
 FILES_SHOWN = 2000
@@ -104,7 +104,7 @@ def html_errors(handler: Handler) -> Handler:
 @html_errors
 async def index(request: web.Request) -> web.Response:
     repos = await catalog_api.repos_listing(request)
-    jobs = [job_json(job) for job in await request.app[MIRROR].catalog.list_jobs()] if jobs_readable(request) else None
+    jobs = [job_json(job) for job in await readable_jobs(request)] if jobs_readable(request) else None
     return render(request, "index.html", repos=repos, jobs=jobs, stored_size=sum(r["stored_size"] for r in repos))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -15,11 +16,19 @@ from mreg.registry.errors import (
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def header_text(value: str) -> str:
+    """``value`` fit for an HTTP header: control characters (CR, LF, NUL, DEL…) become one space."""
+    return _CONTROL.sub(" ", value)
+
+
 def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> web.Response:
     """An error as the Hub sends it: ``{"error": ...}`` plus X-Error-Code / X-Error-Message (/ X-Repo-Commit)."""
-    headers = {"X-Error-Message": message}
+    headers = {"X-Error-Message": header_text(message)}
     if code:
-        headers["X-Error-Code"] = code
+        headers["X-Error-Code"] = header_text(code)
     if commit:
         headers["X-Repo-Commit"] = commit
     return web.json_response({"error": message}, status=status, headers=headers)

@@ -22,6 +22,8 @@ from yarl import URL
 from mreg.registry.errors import UpstreamUnavailableError
 from mreg.registry.upstream.hub import HubClient, RetryPolicy
 
+from mreg.daemon.hub.answers import header_text
+
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 CONNECT_ATTEMPTS = 2
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -50,13 +52,14 @@ class Answer:
 
     def response(self, head: bool = False) -> web.Response:
         """This answer for the client (an empty error body, as a HEAD gets, says the error in JSON)."""
+        headers = {name: header_text(value) for name, value in self.headers.items()}
         if head:
-            return web.Response(status=self.status, headers=self.headers)
+            return web.Response(status=self.status, headers=headers)
         if not self.body and "X-Error-Message" in self.headers:
             body = json.dumps({"error": self.headers["X-Error-Message"]}).encode()
-            return web.Response(status=self.status, headers={**self.headers, "Content-Type": "application/json"},
+            return web.Response(status=self.status, headers={**headers, "Content-Type": "application/json"},
                                 body=body)
-        return web.Response(status=self.status, headers=self.headers, body=self.body)
+        return web.Response(status=self.status, headers=headers, body=self.body)
 
 
 class UpstreamRefused(Exception):

@@ -4,6 +4,7 @@ and one sync of a job (``mreg pull``'s code, told to report progress and the fil
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,26 @@ def parse_interval(text: str) -> float:
     if seconds <= 0:
         raise UsageError(f"invalid interval {text!r}: use a positive number with s, m, h, d or w, like 6h")
     return seconds
+
+
+MIN_EVERY = 60.0
+"""The shortest schedule a job may ask for by default (``mreg serve --min-every`` changes it)."""
+MAX_EVERY = 366 * 86400.0
+"""The longest schedule: a year."""
+
+
+def check_every(seconds: float, minimum: float = MIN_EVERY) -> float:
+    """``seconds`` if it is a schedule mreg keeps (``minimum`` … a year); UsageError otherwise."""
+    if not math.isfinite(seconds) or not minimum <= seconds <= MAX_EVERY:
+        raise UsageError(f"'every' must be between {_duration(minimum)} and a year, not {seconds:g} seconds")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_rate(text: str) -> float:
