@@ -305,3 +305,30 @@ def test_offline_mirror_serves_cached_repos_to_the_client(test_hub: TestHub, tmp
     finally:
         assert offline.stop() == 0
         set_default_config(None)
+
+
+def test_one_listing_fetches_a_bounded_number_of_files(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    """#14.13: a recursive listing of a repo with many small non-LFS files fetches at most
+    SHA256_FILES_PER_LISTING of them to learn their sha256; the rest are listed without one (and counted in
+    X-Mreg-Sha256-Pending), later listings learn more, and the client still downloads every file whole."""
+    from mreg.daemon.modelscope.routes import PENDING_HEADER, SHA256_FILES_PER_LISTING
+
+    count = SHA256_FILES_PER_LISTING * 3
+    files = {f"notes/{i:03}.txt": f"note {i}\n" * (i + 1) for i in range(count)}
+    test_hub.add_repo(small_repo("testorg/many", files=files))
+    test_hub.stats.reset()
+    url = "/api/v1/models/testorg/many/repo/files?Revision=master&Recursive=true"
+    status, headers, body = daemon.get(url)
+    assert status == 200
+    listed = {f["Path"]: f["Sha256"] for f in json.loads(body)["Data"]["Files"] if f["Type"] == "blob"}
+    known = {p for p, sha in listed.items() if sha}
+    assert len(listed) == count and len(known) == SHA256_FILES_PER_LISTING
+    assert int(headers[PENDING_HEADER]) == count - SHA256_FILES_PER_LISTING
+    assert sum(test_hub.stats.requests.values()) <= 2 * SHA256_FILES_PER_LISTING + 5  # locate + GET each; info, tree
+    for path in known:
+        assert listed[path] == hashlib.sha256(files[path].encode()).hexdigest()
+    status, headers, _ = daemon.get(url)
+    assert int(headers[PENDING_HEADER]) == count - 2 * SHA256_FILES_PER_LISTING  # a later listing learns more
+    folder = Path(ms_snapshot_download("testorg/many", cache_dir=str(tmp_path / "ms")))
+    for path, text in files.items():
+        assert (folder / path).read_text() == text

@@ -6,8 +6,9 @@ A ModelScope revision is mapped to a Hub one (``master`` → the default branch)
 and its metadata loaded as for ``resolve``; the caller's token (``Authorization: Bearer`` or the
 ``m_session_id`` cookie, which the client both sends) goes upstream as a Hub token, and gated or
 private content is refused unless upstream accepts it (``access``). A file listing gives every
-file's sha256: the LFS oid, else the stored blob's, else the file is fetched into the store first
-(non-LFS files are small), so the client can verify what it downloads.
+file's sha256 it can: the LFS oid, else the stored blob's, else the file is fetched into the store first
+(non-LFS files are small), within a budget per listing (``SHA256_FILES_PER_LISTING``), so the client can
+verify what it downloads; files beyond the budget are listed without one for now.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ from mreg.daemon.serving.upstream import Answer, UpstreamRefused, bearer_token
 
 SHA256_FETCHES = 8
 """Files a listing fetches at once to learn their sha256."""
+SHA256_FILES_PER_LISTING = 32
+SHA256_BYTES_PER_LISTING = 16 * 2**20
+"""The most files, and bytes, one listing fetches to learn sha256s: the upstream work one request can cause
+is bounded; the files beyond it are listed with ``Sha256: ""`` (the client then checks their size), and a
+later listing learns more. ``X-Mreg-Sha256-Pending`` says how many the answer leaves unknown."""
+PENDING_HEADER = "X-Mreg-Sha256-Pending"
 DATE_LOOKUPS = 8
 """Commits a revisions answer loads at once to date its branches and tags."""
 
@@ -137,25 +144,35 @@ async def files(request: web.Request, ms: MsPath) -> web.Response:
     paths = page(listed, request.query.get("PageNumber"), request.query.get("PageSize"))
     if paths is None:
         return ms_error(400, "PageNumber and PageSize must be positive integers")
-    return ms_answer(files_view(meta, paths, await _sha256s(mirror, meta, paths, token)))
+    sha256s = await _sha256s(mirror, meta, paths, token)
+    answer = ms_answer(files_view(meta, paths, sha256s))
+    answer.headers[PENDING_HEADER] = str(sum(1 for sha256 in sha256s.values() if not sha256))
+    return answer
 
 
 async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: str | None) -> dict[str, str]:
-    """The content sha256 of the non-LFS files among ``paths`` (fetched into the store if need be)."""
+    """The content sha256 of the non-LFS files among ``paths``: the stored ones, then the smallest others
+    fetched into the store within this listing's budget; "" for the rest."""
+    plain = [p for p in paths if p in meta.files and meta.files[p].sha256 is None]
+    stored = dict(zip(plain, await asyncio.gather(*(mirror.commits.stored_blob(meta, p) for p in plain))))
+    missing = sorted((p for p in plain if stored[p] is None), key=lambda p: meta.files[p].size)
+    chosen, budget = [], SHA256_BYTES_PER_LISTING
+    for path in missing[:SHA256_FILES_PER_LISTING] if mirror.upstream.available else []:
+        if meta.files[path].size > budget:
+            break
+        chosen.append(path)
+        budget -= meta.files[path].size
     slots = asyncio.Semaphore(SHA256_FETCHES)
 
-    async def sha256(path: str) -> tuple[str, str]:
-        stored = await mirror.commits.stored_blob(meta, path)
-        if stored is not None or not mirror.upstream.available:
-            return path, stored or ""
+    async def fetched(path: str) -> tuple[str, str]:
         async with slots:
             try:
                 return path, await fetch(mirror, meta, meta.files[path], token).verified()
             except TransferFailed as exc:
                 raise UpstreamError(f"{path}: {exc}") from None
 
-    plain = [p for p in paths if p in meta.files and meta.files[p].sha256 is None]
-    return dict(await asyncio.gather(*(sha256(p) for p in plain)))
+    learned = dict(await asyncio.gather(*(fetched(p) for p in chosen)))
+    return {p: stored[p] or learned.get(p, "") for p in plain}
 
 
 async def file(request: web.Request, ms: MsPath) -> web.StreamResponse:
