@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mreg.registry.errors import EntryNotFoundError, FormatError, MregError, UsageError
+from mreg.registry.errors import MregError, UsageError
 from mreg.registry.ollama.modelfile import prepare_modelfile
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import REPO_TYPES, RepoRef
 
-from mreg.daemon.hub.answers import for_error, hub_error
+from mreg.daemon.hub.answers import for_error
 from mreg.daemon.state import MIRROR
-from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
+from mreg.daemon.serving.upstream import bearer_token
 
 
 async def modelfile(request: web.Request) -> web.Response:
@@ -37,12 +37,6 @@ async def modelfile(request: web.Request) -> web.Response:
         prepared = await prepare_modelfile(repo, request.query.get("quant") or None, options,
                                            client=mirror.upstream.client(token), store=mirror.store,
                                            catalog=mirror.catalog)
-    except UpstreamRefused as refused:
-        return refused.answer.response()
-    except UsageError as exc:
-        return hub_error(400, None, str(exc))
-    except (EntryNotFoundError, FormatError) as exc:
-        return hub_error(404, "EntryNotFound", str(exc))
     except MregError as exc:
         return for_error(exc)
     return web.Response(text=prepared.text, content_type="text/plain", charset="utf-8",
