@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from mreg.registry.catalog import Catalog, MirrorJob
 from mreg.registry.catalog.models import utcnow
-from mreg.registry.errors import MregError, UpstreamUnavailableError
+from mreg.registry.errors import MregError, UpstreamRefusedError, UpstreamUnavailableError
 from mreg.registry.inspect.reading import is_model_file
 from mreg.registry.inspect.repo import CONFIG
 from mreg.registry.jobs.mirror import JobProgress, is_due, sync_job
@@ -27,7 +27,7 @@ from mreg.registry.download.throttle import TokenBucket
 
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
-from mreg.daemon.serving.upstream import Upstream, UpstreamRefused
+from mreg.daemon.serving.upstream import Upstream
 
 log = logging.getLogger("mreg.daemon")
 
@@ -128,8 +128,8 @@ class Mirroring:
         for the mirrored repo while upstream is away (best effort: the files are mirrored either way)."""
         try:
             await self._commits.get(job.repo, commit, self._token)
-        except (MregError, UpstreamRefused) as exc:
-            why = f"upstream answered HTTP {exc.answer.status}" if isinstance(exc, UpstreamRefused) else str(exc)
+        except MregError as exc:
+            why = f"upstream answered HTTP {exc.http_status}" if isinstance(exc, UpstreamRefusedError) else str(exc)
             log.warning("mirror job %s: cannot keep the repo info of %s for offline use: %s", job.repo,
                         commit[:12], why)
 

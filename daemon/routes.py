@@ -37,7 +37,6 @@ from mreg.daemon.hub.paths import HubPath, parse_hub_path
 from mreg.daemon.modelscope.paths import PREFIX as MODELSCOPE_PREFIX
 from mreg.daemon.modelscope.paths import MsPath, parse_ms_path
 from mreg.daemon.state import MIRROR
-from mreg.daemon.serving.upstream import UpstreamRefused
 
 HubHandler = Callable[[web.Request, HubPath], Awaitable[web.StreamResponse]]
 MsHandler = Callable[[web.Request, MsPath], Awaitable[web.StreamResponse]]
@@ -90,17 +89,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     try:
         hub = parse_hub_path(request.raw_path)
     except UsageError as exc:
-        return hub_error(400, None, str(exc))
+        return for_error(exc)
     handler = HUB_ROUTES.get((hub.kind, request.method)) if hub is not None else None
     if hub is None or handler is None:
         return hub_error(404, None, NOT_FOUND)
     request.app[MIRROR].metrics.requests[hub.kind] += 1
     try:
         return await handler(request, hub)
-    except UpstreamRefused as refused:
-        return refused.answer.response(head=request.method == "HEAD")
     except MregError as exc:
-        return for_error(exc)
+        return for_error(exc, head=request.method == "HEAD")
 
 
 async def dispatch_modelscope(request: web.Request) -> web.StreamResponse:
@@ -108,15 +105,13 @@ async def dispatch_modelscope(request: web.Request) -> web.StreamResponse:
     try:
         ms = parse_ms_path(request.raw_path)
     except UsageError as exc:
-        return modelscope_api.ms_error(400, str(exc))
+        return modelscope_api.for_error(exc)
     handler = MODELSCOPE_ROUTES.get((ms.kind, request.method)) if ms is not None else None
     if ms is None or handler is None:
         return modelscope_api.ms_error(404, NOT_FOUND)
     request.app[MIRROR].metrics.requests[f"modelscope-{ms.kind}"] += 1
     try:
         return await handler(request, ms)
-    except UpstreamRefused as refused:
-        return modelscope_api.for_refusal(refused.answer)
     except MregError as exc:
         return modelscope_api.for_error(exc)
 

@@ -16,51 +16,48 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
-from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.errors import (
+    GatedRepoError,
+    MregError,
+    RepoNotFoundError,
+    UpstreamError,
+    UpstreamRefusedError,
+    UpstreamUnavailableError,
+)
 from mreg.registry.repo import RepoRef
 
 from mreg.daemon.state import Mirror
-from mreg.daemon.serving.upstream import Answer, UpstreamRefused
 
 T = TypeVar("T")
 CONCURRENT_CHECKS = 8
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a caller may not see a repo: the HTTP status, an error code and a one-line message."""
-
-    status: int
-    code: str
-    message: str
+def not_found(repo: RepoRef) -> RepoNotFoundError:
+    """The error for a repo the catalog does not have (and for private repos, alike)."""
+    return RepoNotFoundError(f"{repo} is not in the mirror's catalog")
 
 
-def not_found(repo: RepoRef) -> Refusal:
-    """The refusal for a repo the catalog does not have (and for private repos, alike)."""
-    return Refusal(404, "RepoNotFound", f"{repo} is not in the mirror's catalog")
-
-
-def _from_upstream(repo: RepoRef, answer: Answer) -> Refusal:
-    if answer.headers.get("X-Error-Code") == "GatedRepo" and answer.status in (401, 403):
-        return Refusal(answer.status, "GatedRepo", answer.headers.get("X-Error-Message") or f"{repo} is gated")
+def _from_upstream(repo: RepoRef, refused: UpstreamRefusedError) -> MregError:
+    if refused.code == "GatedRepo" and refused.http_status in (401, 403):
+        return GatedRepoError(refused.headers.get("X-Error-Message") or f"{repo} is gated", refused.http_status)
     return not_found(repo)
 
 
-async def refusal(mirror: Mirror, repo: RepoRef, commit: str, token: str | None) -> Refusal | None:
-    """None when the caller may see ``repo`` at ``commit`` (a revision the catalog has), else why not."""
+async def refusal(mirror: Mirror, repo: RepoRef, commit: str, token: str | None) -> MregError | None:
+    """None when the caller may see ``repo`` at ``commit`` (a revision the catalog has), else the error
+    to answer."""
     try:
         meta = await mirror.commits.local(repo, commit) or await mirror.commits.get(repo, commit, token)
         answer = await mirror.access.refusal(meta, "", token)
-    except UpstreamRefused as refused:
-        answer = refused.answer
+    except UpstreamRefusedError as refused:
+        return _from_upstream(repo, refused)
     except UpstreamUnavailableError as exc:
-        return Refusal(504, "UpstreamUnavailable", f"cannot check who may see {repo}: {exc}")
+        return UpstreamUnavailableError(f"cannot check who may see {repo}: {exc}")
     except UpstreamError as exc:
-        return Refusal(502, "UpstreamError", f"cannot check who may see {repo}: {exc}")
-    return None if answer is None else _from_upstream(repo, answer)
+        return UpstreamError(f"cannot check who may see {repo}: {exc}")
+    return None if answer is None else _from_upstream(repo, answer.refused())
 
 
 async def visible(mirror: Mirror, items: Iterable[T], key: Callable[[T], tuple[RepoRef, str]],

@@ -22,9 +22,9 @@ from mreg.daemon.modelscope.shapes import (
     revisions_view,
 )
 from mreg.daemon.modelscope.paths import MsPath, parse_ms_path
-from mreg.daemon.serving.transfers import Transfer, TransferFailed
+from mreg.daemon.serving.transfers import Transfer
 from mreg.registry.download import FileSpec
-from mreg.registry.errors import UsageError
+from mreg.registry.errors import TransferFailedError, UsageError
 from mreg.registry.repo import RepoRef
 
 MODEL = RepoRef("model", "org/name")
@@ -181,4 +181,4 @@ async def test_a_transfer_is_verified_or_fails() -> None:
     done.succeed("d" * 64)
     failed.fail("bytes did not verify")
     sha, error = await waiting
-    assert sha == "d" * 64 and isinstance(error, TransferFailed)
+    assert sha == "d" * 64 and isinstance(error, TransferFailedError)

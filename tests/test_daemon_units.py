@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mreg.daemon.serving.bodies import ByteRange, RangeNotSatisfiable, parse_range
+from mreg.daemon.serving.bodies import ByteRange, parse_range
 from mreg.daemon.hub.shapes import (
     info_view,
     info_without_xet,
@@ -18,10 +18,10 @@ from mreg.daemon.hub.shapes import (
     without_xet,
 )
 from mreg.daemon.hub.paths import HubPath, parse_hub_path
-from mreg.daemon.serving.transfers import Transfer, TransferFailed
+from mreg.daemon.serving.transfers import Transfer
 from mreg.daemon.serving.upstream import token_key
 from mreg.registry.download import FileSpec
-from mreg.registry.errors import UsageError
+from mreg.registry.errors import RangeNotSatisfiableError, TransferFailedError, UsageError
 from mreg.registry.repo import RepoRef
 
 MODEL = RepoRef("model", "org/name")
@@ -97,7 +97,7 @@ def test_ranges(header: str | None, expected: ByteRange | None) -> None:
 
 @pytest.mark.parametrize("header", ["bytes=100-", "bytes=-0", "bytes=200-300"])
 def test_unsatisfiable_ranges(header: str) -> None:
-    with pytest.raises(RangeNotSatisfiable):
+    with pytest.raises(RangeNotSatisfiableError):
         parse_range(header, 100)
 
 
@@ -128,7 +128,7 @@ async def test_a_failed_transfer_fails_its_readers(tmp_path: Path) -> None:
     waiter = asyncio.create_task(transfer.wait_past(9))
     await asyncio.sleep(0)
     transfer.fail("sha256 mismatch")
-    with pytest.raises(TransferFailed, match="sha256 mismatch"):
+    with pytest.raises(TransferFailedError, match="sha256 mismatch"):
         await waiter
 
 

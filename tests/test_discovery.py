@@ -9,11 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mreg.registry.gguf.discovery import NoGGUFError, discover, find_candidates
-from mreg.registry.errors import UpstreamError
+from mreg.registry.gguf.discovery import discover, find_candidates
+from mreg.registry.errors import NoGGUFError, QuantNotFoundError, UpstreamError
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.upstream.hub import client as client_module
-from mreg.registry.gguf.quants import QuantNotFoundError
 from mreg.registry.repo import RepoRef
 from tests.ggufs import gguf_repo, quant_files
 from tests.mreg_cli import mreg

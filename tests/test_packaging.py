@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import site
 import subprocess
 import sys
 import tomllib
@@ -53,7 +52,8 @@ def test_installed_beside_python_daemon(wheel: Path, tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    (Path(purelib) / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    borrowed = [p for p in sys.path if p.endswith("site-packages")]  # with any a .pth of this venv added
+    (Path(purelib) / "borrowed.pth").write_text("\n".join(borrowed) + "\n")
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "python-daemon", "lockfile",
                               str(wheel)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr

@@ -6,9 +6,10 @@
     GET /v1/repos/{repo}/tensors[?revision=&repo_type=&path=&offset=&limit=]   a page of its tensors
     GET /v1/search?text=&arch=&format=&quant=&min_params=&max_params=          ``mreg search``
 
-Errors have one shape, the Hub's ``{"error": message}`` plus a ``code``: 400 ``BadRequest`` (an
-unknown or malformed parameter), 404 ``RepoNotFound`` / ``RevisionNotFound`` / ``EntryNotFound``,
-401/403 ``GatedRepo``, 502/504 when upstream must be asked who may see a repo and cannot answer.
+Errors have one shape, the Hub's ``{"error": message}`` plus a ``code``, with the status and code of
+the error's class (``registry.errors``): 400 ``BadRequest`` (an unknown or malformed parameter), 404
+``RepoNotFound`` / ``RevisionNotFound`` / ``EntryNotFound``, 401/403 ``GatedRepo``, 502/504 when
+upstream must be asked who may see a repo and cannot answer.
 Gated and private repos are shown only to callers upstream lets read them (``visibility``).
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from mreg.registry.errors import MregError, UpstreamError, UpstreamUnavailableError, UsageError
+from mreg.registry.errors import EntryNotFoundError, MregError, RepoNotFoundError, RevisionNotFoundError, UsageError
 from mreg.registry.catalog.overview import RepoDetail, find_commit, overviews, repo_detail
 from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.search import Query, hit_json, search
@@ -40,28 +41,9 @@ MAX_TENSOR_PAGE = 10_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """An answer other than 200: its status, code and one-line message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_answer(status: int, code: str, message: str) -> web.Response:
-    """The catalog API's one error shape."""
-    return json_answer({"error": message, "code": code}, status)
-
-
-def as_api_error(exc: MregError) -> ApiError:
-    """The status and code of an error raised while answering."""
-    if isinstance(exc, UsageError):
-        return ApiError(400, "BadRequest", str(exc))
-    if isinstance(exc, UpstreamUnavailableError):
-        return ApiError(504, "UpstreamUnavailable", str(exc))
-    if isinstance(exc, UpstreamError):
-        return ApiError(502, "UpstreamError", str(exc))
-    return ApiError(500, "InternalError", str(exc))
+def error_answer(exc: MregError) -> web.Response:
+    """The catalog API's one error shape: ``{"error": message, "code": code}`` with the error's status."""
+    return json_answer({"error": str(exc), "code": exc.code}, exc.http_status)
 
 
 def json_errors(handler: Handler) -> Handler:
@@ -71,10 +53,7 @@ def json_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except MregError as exc:
-            error = as_api_error(exc)
-            return error_answer(error.status, error.code, error.message)
-        except ApiError as exc:
-            return error_answer(exc.status, exc.code, exc.message)
+            return error_answer(exc)
 
     return answer
 
@@ -83,10 +62,10 @@ def params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
     """The query parameters, each given at most once and all of them known (else 400)."""
     unknown = sorted(set(request.query) - allowed)
     if unknown:
-        raise ApiError(400, "BadRequest", f"unknown parameter {unknown[0]!r}: use {', '.join(sorted(allowed))}")
+        raise UsageError(f"unknown parameter {unknown[0]!r}: use {', '.join(sorted(allowed))}")
     repeated = sorted(k for k in request.query if len(request.query.getall(k)) > 1)
     if repeated:
-        raise ApiError(400, "BadRequest", f"parameter {repeated[0]!r} given more than once")
+        raise UsageError(f"parameter {repeated[0]!r} given more than once")
     return dict(request.query)
 
 
@@ -114,15 +93,13 @@ async def locate(request: web.Request, allowed: frozenset[str] = frozenset()) ->
     revision = given.get("revision")
     commit = await find_commit(mirror.catalog, repo, revision)
     checked = commit or await find_commit(mirror.catalog, repo, None)
-    refusal: visibility.Refusal | None
     if checked is None:
-        refusal = visibility.not_found(repo)
-    else:
-        refusal = await visibility.refusal(mirror, repo, checked, bearer_token(request))
+        raise visibility.not_found(repo)
+    refusal = await visibility.refusal(mirror, repo, checked, bearer_token(request))
     if refusal is not None:
-        raise ApiError(refusal.status, refusal.code, refusal.message)
+        raise refusal
     if commit is None:
-        raise ApiError(404, "RevisionNotFound", f"{repo} has no revision {revision!r} in the mirror's catalog")
+        raise RevisionNotFoundError(f"{repo} has no revision {revision!r} in the mirror's catalog")
     return Located(repo, commit, given)
 
 
@@ -141,7 +118,7 @@ async def detail_of(request: web.Request) -> RepoDetail:
     located = await locate(request)
     detail = await repo_detail(mirror.catalog, mirror.store, located.repo, located.commit)
     if detail is None:
-        raise ApiError(404, "RepoNotFound", f"{located.repo} is not in the mirror's catalog")
+        raise RepoNotFoundError(f"{located.repo} is not in the mirror's catalog")
     return detail
 
 
@@ -173,7 +150,7 @@ def _count(given: dict[str, str], name: str, default: int, low: int, high: int) 
     if text is None:
         return default
     if not text.isdigit() or not low <= int(text) <= high:
-        raise ApiError(400, "BadRequest", f"invalid {name} {text[:40]!r}: use a whole number from {low} to {high}")
+        raise UsageError(f"invalid {name} {text[:40]!r}: use a whole number from {low} to {high}")
     return int(text)
 
 
@@ -187,8 +164,8 @@ async def tensors(request: web.Request) -> web.Response:
     if path is not None:
         indexed = await catalog.indexed_revisions(located.repo, located.commit)
         if not any(h.path == path for r in indexed for h in r.headers):
-            raise ApiError(404, "EntryNotFound", f"{located.repo}@{located.commit[:12]} has no indexed weights file "
-                                                 f"{path[:200]!r}")
+            raise EntryNotFoundError(f"{located.repo}@{located.commit[:12]} has no indexed weights file "
+                                      f"{path[:200]!r}")
     page = await catalog.tensor_page(located.repo, located.commit, path, offset, limit)
     return json_answer(catalog_json.tensors_json(located.repo, located.commit, path, page, offset, limit))
 

@@ -23,7 +23,7 @@ from mreg.registry.repo import RepoRef
 from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error
 from mreg.daemon.state import MIRROR
-from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
+from mreg.daemon.serving.upstream import bearer_token
 
 
 @dataclass
@@ -65,23 +65,25 @@ class Jobs:
 JOBS = web.AppKey("convert_jobs", Jobs)
 
 
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's ``{"repo", "quant"[, "revision"]}`` (UsageError when it is not that)."""
+    body = await json_object(request)
+    if not isinstance(body.get("repo"), str) or not isinstance(body.get("quant"), str):
+        raise UsageError('expected a JSON object {"repo": "org/name", "quant": "q4_k_m"}')
+    return body
+
+
 async def start(request: web.Request) -> web.Response:
     mirror, jobs = request.app[MIRROR], request.app[JOBS]
     token = bearer_token(request)
     try:
-        body = await json_object(request)
-        if not isinstance(body.get("repo"), str) or not isinstance(body.get("quant"), str):
-            raise UsageError('expected a JSON object {"repo": "org/name", "quant": "q4_k_m"}')
+        body = await _body(request)
         mix = parse_mix(body["quant"])
         repo = RepoRef.parse(body["repo"])
         commit = await mirror.refs.resolve(repo, str(body.get("revision") or "main"), token)
         refusal = await mirror.access.refusal(await mirror.commits.get(repo, commit, token), "", token)
         if refusal is not None:
             return refusal.response()
-    except UpstreamRefused as refused:
-        return refused.answer.response()
-    except UsageError as exc:
-        return hub_error(400, None, str(exc))
     except MregError as exc:
         return for_error(exc)
     key = (repo, commit, mix.label)

@@ -27,7 +27,7 @@ from mreg.registry.repo import RepoRef
 from mreg.daemon import admin, visibility
 from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error, json_answer
-from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
+from mreg.daemon.serving.upstream import bearer_token
 from mreg.daemon.state import MIRROR
 
 REPO_PATTERN = "{repo:[^/]+(?:/[^/]+)?}"
@@ -102,7 +102,7 @@ async def readable_jobs(request: web.Request) -> list[MirrorJob]:
         async with limit:
             try:
                 return await visibility.refusal(mirror, *await commit_of(job), token) is None
-            except (MregError, UpstreamRefused):
+            except MregError:  # refused upstream, or cannot tell: not readable
                 return False
 
     verdicts = await asyncio.gather(*(readable(job) for job in listed))

@@ -13,15 +13,15 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from mreg.registry.errors import EntryNotFoundError, FormatError, MregError, UsageError
+from mreg.registry.errors import MregError, UsageError
 from mreg.registry.ollama.modelfile import prepare_modelfile
 from mreg.registry.ollama.modelfile.render import render
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import REPO_TYPES, RepoRef
 
-from mreg.daemon.hub.answers import for_error, hub_error
+from mreg.daemon.hub.answers import for_error
 from mreg.daemon.state import MIRROR
-from mreg.daemon.serving.upstream import UpstreamRefused, bearer_token
+from mreg.daemon.serving.upstream import bearer_token
 
 
 async def modelfile(request: web.Request) -> web.Response:
@@ -44,12 +44,6 @@ async def modelfile(request: web.Request) -> web.Response:
                                            catalog=mirror.catalog)
         relative = replace(prepared.modelfile, model=f"./{prepared.choice.quant.files[0]}")
         text = render(relative)  # rendering can fail too (a system prompt or licence no Modelfile can quote)
-    except UpstreamRefused as refused:
-        return refused.answer.response()
-    except UsageError as exc:
-        return hub_error(400, None, str(exc))
-    except (EntryNotFoundError, FormatError) as exc:
-        return hub_error(404, "EntryNotFound", str(exc))
     except MregError as exc:
         return for_error(exc)
     return web.Response(text=text, content_type="text/plain", charset="utf-8",

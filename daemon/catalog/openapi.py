@@ -69,8 +69,9 @@ JOB_FIELDS: dict[str, Schema] = {
 }
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": {**STRING, "description": "one line"},
-                  "code": {**STRING, "examples": ["BadRequest", "RepoNotFound", "RevisionNotFound", "EntryNotFound",
-                                                  "GatedRepo", "UpstreamUnavailable"]}}),
+                  "code": {**STRING, "description": "the error's kind: its class's code in registry/errors.py",
+                           "examples": ["BadRequest", "RepoNotFound", "RevisionNotFound", "EntryNotFound",
+                                        "GatedRepo", "UpstreamError", "UpstreamUnavailable", "InternalError"]}}),
     "Health": obj({"status": {"const": "ok"}, "upstream": STRING, "upstream_available": {"type": "boolean"},
                    "offline": {"type": "boolean"}}),
     "HubError": obj({"error": STRING}),
@@ -207,7 +208,8 @@ PATHS: dict[str, Schema] = {
                               UPSTREAM_REFUSAL),
          "403": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
          "404": json_response("no such quant, not a GGUF repo, or a repo upstream does not show this caller",
-                              {"type": "object", "required": ["error"]})},
+                              {"type": "object", "required": ["error"]}),
+         "422": json_response("a GGUF header or Modelfile mreg cannot read or write", ref("HubError"))},
         [*REPO_PARAMS[:2],
          query("quant", "GGUF quant, any case (`q4_k` = Q4_K_M); default Q4_K_M, else another Q4"),
          query("revision", "branch, tag or commit (default main)"),

@@ -33,7 +33,7 @@ from mreg.daemon import admin
 from mreg.daemon.catalog import api as catalog_api
 
 from mreg.daemon.catalog import shapes as catalog_json
-from mreg.daemon.catalog.api import ApiError, Handler, as_api_error, base_url
+from mreg.daemon.catalog.api import Handler, base_url
 from mreg.daemon.catalog.jobs import job_json, readable_jobs
 from mreg.daemon.state import MIRROR
 
@@ -87,16 +87,13 @@ def jobs_readable(request: web.Request) -> bool:
 
 
 def html_errors(handler: Handler) -> Handler:
-    """``handler`` with the API's errors rendered as an error page of the same status."""
+    """``handler`` with its errors rendered as an error page of their status, code and message."""
 
     async def page(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except MregError as exc:
-            error = as_api_error(exc)
-        except ApiError as exc:
-            error = exc
-        return render(request, "error.html", error.status, error=error)
+            return render(request, "error.html", exc.http_status, error=exc)
 
     return page
 

@@ -8,12 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from mreg.registry.errors import (
-    MregError,
-    UpstreamError,
-    UpstreamUnavailableError,
-    UsageError,
-)
+from mreg.registry.errors import MregError, UpstreamRefusedError
+
+from mreg.daemon.serving.upstream import Answer
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -40,19 +37,14 @@ def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = N
     return web.Response(status=status, body=body, headers={**(headers or {}), "Content-Type": "application/json"})
 
 
-def error_status(exc: MregError) -> tuple[int, str]:
-    """The status and message of an error raised before any body was sent (the one place errors become
-    statuses; each protocol shapes them its own way)."""
-    if isinstance(exc, UpstreamUnavailableError):
-        return 504, f"mirror: {exc}"
-    if isinstance(exc, UsageError):
-        return 400, str(exc)
-    if isinstance(exc, UpstreamError):
-        return 502, f"mirror: {exc}"
-    return 500, f"mirror: {exc}"
+def error_message(exc: MregError) -> str:
+    """An error's line as the Hub and ModelScope routes say it: a 5xx names the mirror as the one failing."""
+    return f"mirror: {exc}" if exc.http_status >= 500 else str(exc)
 
 
-def for_error(exc: MregError) -> web.Response:
-    """The Hub-shaped answer to an error raised before any body was sent."""
-    status, message = error_status(exc)
-    return hub_error(status, None, message)
+def for_error(exc: MregError, head: bool = False, commit: str | None = None) -> web.Response:
+    """The Hub-shaped answer to an error raised before any body was sent: upstream's own refusal passed
+    on unchanged, else the error's status and code (``registry.errors``) and its message."""
+    if isinstance(exc, UpstreamRefusedError):
+        return Answer(exc.http_status, exc.headers, None, exc.body).response(head)
+    return hub_error(exc.http_status, exc.code, error_message(exc), commit)

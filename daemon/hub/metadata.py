@@ -35,7 +35,7 @@ from mreg.daemon.hub.shapes import (
 from mreg.daemon.hub.paths import HubPath
 from mreg.daemon.serving.refs import is_commit
 from mreg.daemon.state import MIRROR, Mirror
-from mreg.daemon.serving.upstream import Answer, UpstreamRefused, bearer_token
+from mreg.daemon.serving.upstream import Answer, bearer_token
 
 KEPT_TREE_PAGE = 1000
 """Entries per page of a tree listing answered from the store (the Hub's page size)."""
@@ -80,7 +80,7 @@ async def _kept_meta(mirror: Mirror, repo: RepoRef, revision: str, token: str | 
         raise UpstreamUnavailableError(f"{cause}, and {repo}@{revision} is not in the mirror")
     refusal = await mirror.access.refusal(meta, "", token, files=False)
     if refusal is not None:
-        raise UpstreamRefused(refusal)
+        raise refusal.refused()
     return meta
 
 
@@ -97,7 +97,7 @@ async def refs_data(mirror: Mirror, repo: RepoRef, token: str | None, include_pr
             raise UpstreamUnavailableError(f"{exc}, and the refs of {repo} are not in the mirror") from None
         return data
     if not answer.ok:
-        raise UpstreamRefused(answer)
+        raise answer.refused()
     data = _data(answer)
     kept.save(kept_at, data)
     return data

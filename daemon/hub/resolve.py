@@ -15,14 +15,13 @@ from aiohttp import web
 
 from mreg.registry.download import FileSpec
 from mreg.registry.download.transfer import Locate
-from mreg.registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
+from mreg.registry.errors import IntegrityError, RangeNotSatisfiableError, UpstreamUnavailableError
 from mreg.registry.upstream.hub import FileLocation
 from mreg.registry.upstream.client import RepoClient
 
-from mreg.daemon.hub.answers import hub_error
+from mreg.daemon.hub.answers import for_error, hub_error
 from mreg.daemon.serving.bodies import (
     ByteRange,
-    RangeNotSatisfiable,
     parse_range,
     send_growing,
     send_relayed,
@@ -31,7 +30,7 @@ from mreg.daemon.serving.bodies import (
 from mreg.daemon.serving.commits import CommitMeta
 from mreg.daemon.hub.paths import HubPath
 from mreg.daemon.state import MIRROR, Mirror
-from mreg.daemon.serving.transfers import Target, Transfer, TransferFailed
+from mreg.daemon.serving.transfers import Target, Transfer
 from mreg.daemon.serving.upstream import TIMEOUT, bearer_token
 
 
@@ -61,8 +60,8 @@ async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
         return hub_error(404, "EntryNotFound", "Entry not found", commit)
     try:
         return await serve_file(request, mirror, meta, spec, token, file_headers(spec, commit))
-    except RangeNotSatisfiable:
-        refused = hub_error(416, None, "Requested Range Not Satisfiable", commit)
+    except RangeNotSatisfiableError as exc:
+        refused = for_error(exc, commit=commit)
         refused.headers["Content-Range"] = f"bytes */{spec.size}"
         return refused
 
@@ -72,7 +71,7 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
 
     A bounded range of a file not stored is relayed from upstream when ``relay_bounded`` (a header
-    read), else served from the transfer filling the store. Raises RangeNotSatisfiable (nothing sent)
+    read), else served from the transfer filling the store. Raises RangeNotSatisfiableError (nothing sent)
     for a range past the end.
     """
     if request.method == "HEAD":
@@ -134,9 +133,6 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
             mirror.metrics.active_transfers -= 1
         return
     transfer = fetch(mirror, meta, spec, token)
-    try:
-        await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
-    except TransferFailed as exc:
-        raise UpstreamError(str(exc)) from None
+    await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
     await response.prepare(request)
     await send_growing(request, response, transfer, mirror.store.blob_path, rng, mirror.metrics)

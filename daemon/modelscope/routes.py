@@ -19,11 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from mreg.registry.errors import MregError, UpstreamError
+from mreg.registry.errors import MregError, RangeNotSatisfiableError, TransferFailedError, UpstreamRefusedError
 
-from mreg.daemon.hub.answers import error_status
+from mreg.daemon.hub.answers import error_message
 from mreg.daemon.hub.metadata import refs_data
-from mreg.daemon.serving.bodies import RangeNotSatisfiable
 from mreg.daemon.serving.commits import CommitMeta
 from mreg.daemon.modelscope.shapes import (
     envelope,
@@ -42,8 +41,7 @@ from mreg.daemon.modelscope.shapes import (
 from mreg.daemon.modelscope.paths import MsPath
 from mreg.daemon.hub.resolve import fetch, serve_file
 from mreg.daemon.state import MIRROR, Mirror
-from mreg.daemon.serving.transfers import TransferFailed
-from mreg.daemon.serving.upstream import Answer, UpstreamRefused, bearer_token
+from mreg.daemon.serving.upstream import bearer_token
 
 SHA256_FETCHES = 8
 """Files a listing fetches at once to learn their sha256."""
@@ -72,16 +70,12 @@ def ms_error(status: int, message: str) -> web.Response:
     return web.json_response(error_envelope(status, message, uuid.uuid4().hex), status=status)
 
 
-def for_refusal(answer: Answer) -> web.Response:
-    """Upstream's refusal, as a ModelScope client understands it."""
-    code = answer.headers.get("X-Error-Code")
-    message = answer.headers.get("X-Error-Message") or f"upstream refused the request (HTTP {answer.status})"
-    return ms_error(refusal_status(answer.status, code), refusal_message(code, message))
-
-
 def for_error(exc: MregError) -> web.Response:
-    """The mirror's own failure (upstream unreachable, bad input…), before any body was sent."""
-    return ms_error(*error_status(exc))
+    """An error raised before any body was sent: upstream's refusal as a ModelScope client understands
+    it, else the error's status (``registry.errors``) and message."""
+    if isinstance(exc, UpstreamRefusedError):
+        return ms_error(refusal_status(exc.http_status, exc.code), refusal_message(exc.code, str(exc)))
+    return ms_error(exc.http_status, error_message(exc))
 
 
 async def _meta(mirror: Mirror, request: web.Request, ms: MsPath, token: str | None) -> CommitMeta:
@@ -93,7 +87,7 @@ async def _meta(mirror: Mirror, request: web.Request, ms: MsPath, token: str | N
 async def _check(mirror: Mirror, meta: CommitMeta, path: str, token: str | None, files: bool = True) -> None:
     refusal = await mirror.access.refusal(meta, path, token, files)
     if refusal is not None:
-        raise UpstreamRefused(refusal)
+        raise refusal.refused()
 
 
 async def acceleration(request: web.Request, ms: MsPath) -> web.Response:
@@ -168,8 +162,8 @@ async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: st
         async with slots:
             try:
                 return path, await fetch(mirror, meta, meta.files[path], token).verified()
-            except TransferFailed as exc:
-                raise UpstreamError(f"{path}: {exc}") from None
+            except TransferFailedError as exc:
+                raise TransferFailedError(f"{path}: {exc}") from None
 
     learned = dict(await asyncio.gather(*(fetched(p) for p in chosen)))
     return {p: stored[p] or learned.get(p, "") for p in plain}
@@ -191,7 +185,7 @@ async def file(request: web.Request, ms: MsPath) -> web.StreamResponse:
     try:
         # The client ranges a file only to resume or split its download: fill the store, never relay.
         return await serve_file(request, mirror, meta, spec, token, headers, relay_bounded=False)
-    except RangeNotSatisfiable:
-        refused = ms_error(416, "Requested Range Not Satisfiable")
+    except RangeNotSatisfiableError as exc:
+        refused = for_error(exc)
         refused.headers["Content-Range"] = f"bytes */{spec.size}"
         return refused

@@ -18,7 +18,6 @@ import aiohttp
 
 from mreg.registry.errors import (
     EntryNotFoundError,
-    MregError,
     RepoNotFoundError,
     RevisionNotFoundError,
     UpstreamUnavailableError,
@@ -30,10 +29,6 @@ from mreg.daemon.modelscope import hub_shapes as hubshape
 from mreg.daemon.hub.shapes import info_view, paths_info_view, tree_view
 from mreg.daemon.hub.paths import HubPath, parse_hub_path
 from mreg.daemon.serving.upstream import DOWNLOAD_RETRY, Answer, Upstream
-
-NOT_FOUND_CODES = ((RepoNotFoundError, "RepoNotFound"), (RevisionNotFoundError, "RevisionNotFound"),
-                   (EntryNotFoundError, "EntryNotFound"))
-
 
 def _answer(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
     body = json.dumps(data, separators=(",", ":")).encode()
@@ -47,12 +42,6 @@ def _error(status: int, code: str | None, message: str) -> Answer:
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, [""])[-1].lower() in ("1", "true")
-
-
-def _not_found(exc: MregError) -> Answer:
-    """ModelScope's "not found" as the Hub says it (what huggingface_hub turns into its own errors)."""
-    code = next(code for kind, code in NOT_FOUND_CODES if isinstance(exc, kind))
-    return _error(404, code, str(exc))
 
 
 class ModelScopeUpstream(Upstream):
@@ -81,7 +70,7 @@ class ModelScopeUpstream(Upstream):
             self.mark_down()
             raise
         except (RepoNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-            return _not_found(exc)
+            return _error(exc.http_status, exc.code, str(exc))  # as the Hub says it: huggingface_hub reads the code
 
     async def _answer(self, hub: HubPath, repo: RepoRef, query: dict[str, list[str]], token: str | None,
                       body: bytes | None) -> Answer:

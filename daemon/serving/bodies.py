@@ -17,12 +17,13 @@ from typing import NoReturn
 import aiohttp
 from aiohttp import web
 
-from mreg.registry.errors import StoreError
+from mreg.registry.errors import RangeNotSatisfiableError, StoreError, TransferFailedError
 
 from mreg.daemon.metrics import Metrics
-from mreg.daemon.serving.transfers import Transfer, TransferFailed
+from mreg.daemon.serving.transfers import Transfer
 
 CHUNK = 1024 * 1024
+NOT_SATISFIABLE = "Requested Range Not Satisfiable"
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,11 @@ class ByteRange:
     end: int
 
 
-class RangeNotSatisfiable(Exception):
-    """The Range header names no byte of the file (answer 416)."""
-
-
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single range a ``Range`` header asks for, or None for the whole file.
 
     Handles ``bytes=a-b``, ``bytes=a-`` and ``bytes=-n``; an unparseable header or a multi-range is
-    ignored (the whole file is sent). Raises RangeNotSatisfiable when the range starts past the end.
+    ignored (the whole file is sent). Raises RangeNotSatisfiableError when the range starts past the end.
     """
     if not header:
         return None
@@ -53,13 +50,13 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return None
     if first == "":
         if int(last) == 0 or size == 0:
-            raise RangeNotSatisfiable
+            raise RangeNotSatisfiableError(NOT_SATISFIABLE)
         return ByteRange(max(0, size - int(last)), size)
     start = int(first)
     if last and int(last) < start:
         return None
     if start >= size:
-        raise RangeNotSatisfiable
+        raise RangeNotSatisfiableError(NOT_SATISFIABLE)
     return ByteRange(start, size if not last else min(int(last) + 1, size))
 
 
@@ -109,7 +106,7 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
             pos = upto
             if pos >= rng.end:
                 return
-    except (TransferFailed, StoreError, FileNotFoundError):
+    except (TransferFailedError, StoreError, FileNotFoundError):
         abort(request)
     finally:
         if fd is not None:

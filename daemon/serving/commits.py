@@ -29,7 +29,7 @@ from mreg.registry.store import Store
 
 from mreg.daemon.serving import kept
 from mreg.daemon.hub.shapes import info_without_xet, next_page, without_xet
-from mreg.daemon.serving.upstream import Answer, Upstream, UpstreamRefused, token_key
+from mreg.daemon.serving.upstream import Answer, Upstream, token_key
 
 MAX_TREE_PAGES = 10_000
 log = logging.getLogger("mreg.daemon")
@@ -81,7 +81,7 @@ def _meta(repo: RepoRef, commit: str, info: Any, entries: Any) -> CommitMeta:
 
 def _json(answer: Answer, what: str) -> Any:
     if not answer.ok:
-        raise UpstreamRefused(answer)
+        raise answer.refused()
     try:
         return answer.json()
     except ValueError:
@@ -101,7 +101,7 @@ class Commits:
         """Commits whose snapshot gained a file while their indexing ran: indexed once more."""
 
     async def get(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
-        """The commit's metadata; fetched with ``token`` when the mirror has none (UpstreamRefused if refused)."""
+        """The commit's metadata; fetched with ``token`` when the mirror has none (UpstreamRefusedError if refused)."""
         meta = await self.local(repo, commit)
         if meta is not None:
             return meta

@@ -14,7 +14,7 @@ from mreg.registry.upstream.hub import urls
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
-from mreg.daemon.serving.upstream import Upstream, UpstreamRefused
+from mreg.daemon.serving.upstream import Upstream
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -33,7 +33,7 @@ class Refs:
     async def resolve(self, repo: RepoRef, revision: str, token: str | None) -> str:
         """The commit ``revision`` names, asking upstream with ``token`` when the answer is stale.
 
-        Raises UpstreamRefused with upstream's answer, or UpstreamUnavailableError when upstream is
+        Raises UpstreamRefusedError with upstream's answer, or UpstreamUnavailableError when upstream is
         away and the mirror never saw the revision.
         """
         if is_commit(revision):
@@ -49,7 +49,7 @@ class Refs:
                 raise UpstreamUnavailableError(f"{exc}, and {repo}@{revision} is not in the mirror") from None
             return commit
         if not answer.ok:
-            raise UpstreamRefused(answer)
+            raise answer.refused()
         try:
             commit = answer.json().get("sha")
         except (ValueError, AttributeError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mreg.registry.download import FileSpec, Tuning, download_file
 from mreg.registry.download.transfer import Locate
-from mreg.registry.errors import MregError
+from mreg.registry.errors import MregError, TransferFailedError
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
@@ -25,10 +25,6 @@ from mreg.daemon.serving.commits import CommitMeta, Commits
 from mreg.daemon.metrics import Metrics
 
 log = logging.getLogger("mreg.daemon")
-
-
-class TransferFailed(Exception):
-    """The download failed or its bytes did not verify: readers must cut their clients off."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +54,11 @@ class Transfer:
     async def wait_past(self, pos: int) -> int:
         """Wait until more than ``pos`` bytes are sendable, or all are verified; return ``sendable()``.
 
-        Raises TransferFailed when the download failed or did not verify.
+        Raises TransferFailedError when the download failed or did not verify.
         """
         while True:
             if self.error is not None:
-                raise TransferFailed(self.error)
+                raise TransferFailedError(self.error)
             limit = self.sendable()
             if limit > pos or self.sha256 is not None:
                 return limit
@@ -70,7 +66,7 @@ class Transfer:
             await changed.wait()
 
     async def verified(self) -> str:
-        """Wait until the whole content is verified; its sha256 (TransferFailed if it failed)."""
+        """Wait until the whole content is verified; its sha256 (TransferFailedError if it failed)."""
         while self.sha256 is None:
             await self.wait_past(self.spec.size)
         return self.sha256

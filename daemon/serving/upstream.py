@@ -4,7 +4,7 @@
 is small); it never follows redirects. A connection failure is retried once, then upstream counts as
 down for ``down_for`` seconds: every call fails at once with ``UpstreamUnavailableError`` and the
 daemon answers from its store. ``--offline`` keeps it down for good. Answers of 5xx count as
-unavailable too (the store may still answer); 4xx answers are the caller's to see (``UpstreamRefused``).
+unavailable too (the store may still answer); 4xx answers are the caller's to see (``Answer.refused``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from mreg.registry.errors import UpstreamUnavailableError
+from mreg.registry.errors import UpstreamRefusedError, UpstreamUnavailableError
 from mreg.registry.upstream.hub import HubClient, RetryPolicy
 
 from mreg.daemon.hub.answers import header_text
@@ -61,13 +61,9 @@ class Answer:
                                 body=body)
         return web.Response(status=self.status, headers=headers, body=self.body)
 
-
-class UpstreamRefused(Exception):
-    """Upstream said no (4xx): its answer goes to the client unchanged."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(answer.status)
-        self.answer = answer
+    def refused(self) -> UpstreamRefusedError:
+        """This refusal (4xx) as the error that passes it on to the client unchanged."""
+        return UpstreamRefusedError(self.status, self.headers, self.body)
 
 
 def bearer_token(request: web.Request) -> str | None:

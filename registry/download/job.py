@@ -23,13 +23,14 @@ import aiohttp
 
 from mreg.registry.errors import (
     IntegrityError,
+    LocationExpiredError,
     MregError,
     StoreError,
     UpstreamError,
     UpstreamUnavailableError,
     first_error,
 )
-from mreg.registry.upstream.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.upstream.hub.client import FileLocation
 from mreg.registry.download.hasher import PrefixHasher
 from mreg.registry.download.state import Part, TransferState
 

@@ -16,22 +16,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mreg.registry.errors import FormatError, GatedRepoError, RepoNotFoundError, RevisionNotFoundError
+from mreg.registry.errors import (
+    FormatError,
+    GatedRepoError,
+    NoGGUFError,
+    QuantNotFoundError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+)
 from mreg.registry.upstream.hub import HubClient
-from mreg.registry.gguf.quants import QuantChoice, QuantNotFoundError, gguf_sets, pick, remote_reader
+from mreg.registry.gguf.quants import QuantChoice, gguf_sets, pick, remote_reader
 from mreg.registry.repo import RepoRef
 
 MAX_CANDIDATES = 8
 """Candidate repos whose files are listed before giving up (each costs two or three requests)."""
 SEARCH_LIMIT = 50
-
-
-class NoGGUFError(QuantNotFoundError):
-    """Neither the repo nor any repo quantized from it has a GGUF file."""
-
-    def __init__(self, repo: RepoRef, message: str) -> None:
-        super().__init__(message)
-        self.repo = repo
 
 
 @dataclass(frozen=True)

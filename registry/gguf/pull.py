@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mreg.registry.catalog import Catalog
-from mreg.registry.gguf.discovery import NoGGUFError, discover
-from mreg.registry.errors import UpstreamError, UpstreamUnavailableError, UsageError
+from mreg.registry.gguf.discovery import discover
+from mreg.registry.errors import NoGGUFError, QuantNotFoundError, UpstreamError, UpstreamUnavailableError, UsageError
 from mreg.registry.formats.summary import gguf_info
 from mreg.registry.upstream.hub import HubClient, RemoteFile
 from mreg.registry.upstream.client import RepoClient
@@ -25,7 +25,6 @@ from mreg.registry.gguf.quants import (
     DEFAULT_QUANT,
     FileTypeReader,
     QuantChoice,
-    QuantNotFoundError,
     QuantSet,
     aliases,
     gguf_sets,

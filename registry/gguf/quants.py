@@ -18,7 +18,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from mreg.registry.errors import EntryNotFoundError, FormatError, UsageError
+from mreg.registry.errors import FormatError, QuantNotFoundError, UsageError
 from mreg.registry.formats.summary import gguf_info, quant_label_from_filename
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.inspect.reading import parse_remote
@@ -42,10 +42,6 @@ _NOT_MODELS = ("mmproj", "imatrix")
 
 FileTypeReader = Callable[[str], Awaitable[str | None]]
 """Reads a GGUF file's `general.file_type` name (None when the header has none)."""
-
-
-class QuantNotFoundError(EntryNotFoundError):
-    """The quant asked for is in none of the files looked at (the message says what there is)."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from mreg.registry.errors import FormatError, MregError, StoreError, UpstreamUnavailableError
+from mreg.registry.errors import FormatError, LocationExpiredError, MregError, StoreError, UpstreamUnavailableError
 from mreg.registry.formats.events import HeaderParsed, NeedBytes
 from mreg.registry.formats.gguf import GGUFHeaderParser
 from mreg.registry.formats.safetensors import SafetensorsHeaderParser
-from mreg.registry.upstream.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.upstream.hub.client import FileLocation
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.upstream.hub.urls import redacted
 from mreg.registry.repo import RepoRef

@@ -17,15 +17,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.errors import LocationExpiredError, UpstreamError, UpstreamUnavailableError
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
-
-
-class LocationExpiredError(UpstreamError):
-    """A signed CDN URL was refused (expired or revoked): locate the file again."""
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ from mreg.registry.errors import (
     UsageError,
 )
 from mreg.registry.repo import RepoRef
-from mreg.registry.upstream.http import MAX_REDIRECTS, FileLocation, LocationExpiredError, RetryPolicy, UpstreamHTTP, read_body
+from mreg.registry.upstream.http import MAX_REDIRECTS, FileLocation, RetryPolicy, UpstreamHTTP, read_body
 from mreg.registry.upstream.hub import urls
 
-__all__ = ["FileLocation", "HubClient", "LocationExpiredError", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
+__all__ = ["FileLocation", "HubClient", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
 
 MAX_TREE_PAGES = 10_000
 MAX_JSON_BYTES = 256 * 1024 * 1024
