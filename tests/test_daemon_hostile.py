@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mreg.daemon.app import build_app
 from mreg.daemon.config import ServeConfig
-from mreg.daemon.hub.answers import header_text
+from mreg.daemon.serving.upstream import header_text
 from mreg.daemon.serving.upstream import Answer
 from mreg.registry.config import Settings
 from tests.testhub import TestHub, small_repo

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
 from mreg.registry.errors import MregError, UpstreamRefusedError
 
-from mreg.daemon.serving.upstream import Answer
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def header_text(value: str) -> str:
-    """``value`` fit for an HTTP header: control characters (CR, LF, NUL, DEL…) become one space."""
-    return _CONTROL.sub(" ", value)
+from mreg.daemon.serving.upstream import Answer, header_text
 
 
 def hub_error(status: int, code: str | None, message: str, commit: str | None = None) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,6 @@ from yarl import URL
 from mreg.registry.errors import UpstreamRefusedError, UpstreamUnavailableError
 from mreg.registry.upstream.hub import HubClient, RetryPolicy
 
-from mreg.daemon.hub.answers import header_text
-
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 CONNECT_ATTEMPTS = 2
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -31,6 +30,14 @@ DOWNLOAD_RETRY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=5.0, max_retry
 FORWARDED = ("Content-Type", "X-Error-Code", "X-Error-Message", "X-Repo-Commit", "Retry-After", "RateLimit",
              "RateLimit-Policy")
 """The upstream headers a client sees on passed-through answers (never X-Xet-*, never Set-Cookie)."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def header_text(value: str) -> str:
+    """``value`` fit for an HTTP header: control characters (CR, LF, NUL, DEL…) become one space."""
+    return _CONTROL.sub(" ", value)
 
 
 @dataclass(frozen=True)
