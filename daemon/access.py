@@ -1,8 +1,8 @@
 """Who may read a gated or private repo from the mirror's store: whoever upstream lets read it.
 
 For each (caller, repo) the daemon asks upstream once per ``ttl`` with the caller's own token (a
-HEAD on a resolve URL, which is where the Hub enforces gates) and keeps the verdict in memory, keyed
-by a sha256 of the token. A refusal is upstream's answer itself, so anonymous callers get exactly
+HEAD on a resolve URL, which is where the Hub enforces gates) and keeps the verdict in a ``Verdicts``
+cache (this process's memory unless given another), keyed by a sha256 of the token. A refusal is upstream's answer itself, so anonymous callers get exactly
 the GatedRepo / RepoNotFound errors the Hub gives. While upstream is away, the last verdict stands;
 a caller never checked gets no gated or private content.
 """
@@ -10,30 +10,23 @@ a caller never checked gets no gated or private content.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from mreg.registry.errors import UpstreamUnavailableError
 from mreg.registry.upstream.hub import urls
 
 from mreg.daemon.serving.commits import CommitMeta
 from mreg.daemon.serving.upstream import Answer, Upstream, token_key
+from mreg.daemon.verdicts import MemoryVerdicts, Verdict, Verdicts
 
-MAX_VERDICTS = 10_000
 REFUSING_CODES = frozenset({"GatedRepo", "RepoNotFound"})
-
-
-@dataclass(frozen=True)
-class Verdict:
-    refusal: Answer | None  # None: allowed
-    at: float
 
 
 class Access:
     """Upstream's recent verdicts on (token hash, repo)."""
 
-    def __init__(self, upstream: Upstream, ttl: float) -> None:
+    def __init__(self, upstream: Upstream, ttl: float, verdicts: Verdicts | None = None) -> None:
         self._upstream, self._ttl = upstream, ttl
-        self._verdicts: dict[tuple[str, str, str], Verdict] = {}
+        self._verdicts = verdicts if verdicts is not None else MemoryVerdicts(ttl)
 
     async def refusal(self, meta: CommitMeta, path: str, token: str | None, files: bool = True) -> Answer | None:
         """Upstream's refusal for this caller, or None when they may read ``meta``'s repo.
@@ -43,8 +36,8 @@ class Access:
         if not (meta.restricted if files else meta.private):
             return None
         key = (token_key(token), meta.repo.repo_type, meta.repo.repo_id)
-        verdict = self._verdicts.get(key)
-        if verdict is not None and time.monotonic() - verdict.at < self._ttl:
+        verdict = await self._verdicts.get(key)
+        if verdict is not None and 0 <= time.time() - verdict.at < self._ttl:
             return verdict.refusal
         probe = path if path in meta.files else next(iter(meta.files), path)
         try:
@@ -55,11 +48,5 @@ class Access:
             raise UpstreamUnavailableError(f"{exc}: cannot check access to {meta.repo}, which is gated or "
                                            f"private") from None
         refused = answer.status in (401, 403) or answer.headers.get("X-Error-Code") in REFUSING_CODES
-        self._remember(key, Verdict(answer if refused else None, time.monotonic()))
+        await self._verdicts.put(key, Verdict(answer if refused else None, time.time()))
         return answer if refused else None
-
-    def _remember(self, key: tuple[str, str, str], verdict: Verdict) -> None:
-        if len(self._verdicts) >= MAX_VERDICTS:
-            cutoff = time.monotonic() - self._ttl
-            self._verdicts = {k: v for k, v in self._verdicts.items() if v.at >= cutoff}
-        self._verdicts[key] = verdict

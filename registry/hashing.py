@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-
-READ_CHUNK = 4 * 1024 * 1024
+from collections.abc import AsyncIterator
 
 
 def git_blob_header(size: int) -> bytes:
@@ -18,12 +16,10 @@ def git_sha1_bytes(data: bytes) -> str:
     return hashlib.sha1(git_blob_header(len(data)) + data).hexdigest()
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    """Return ``(sha256, git_sha1)`` of a local file, reading it once."""
-    size = path.stat().st_size
+async def stream_digests(chunks: AsyncIterator[bytes], size: int) -> tuple[str, str]:
+    """Return ``(sha256, git_sha1)`` of ``size`` bytes arriving as ``chunks`` (a blob's ``read``)."""
     sha256, sha1 = hashlib.sha256(), hashlib.sha1(git_blob_header(size))
-    with path.open("rb") as f:
-        while chunk := f.read(READ_CHUNK):
-            sha256.update(chunk)
-            sha1.update(chunk)
+    async for chunk in chunks:
+        sha256.update(chunk)
+        sha1.update(chunk)
     return sha256.hexdigest(), sha1.hexdigest()

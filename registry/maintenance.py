@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UsageError
-from mreg.registry.hashing import file_digests
+from mreg.registry.hashing import stream_digests
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import GcResult, Store
 
@@ -39,10 +38,11 @@ async def verify(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> 
         if record.state != "complete" or sha is None:
             checks.append(FileCheck(record.path, False, "not downloaded"))
             continue
-        if not store.has_blob(sha):
+        info = await store.blobs.stat(sha)
+        if info is None:
             checks.append(FileCheck(record.path, False, "blob missing from the store"))
             continue
-        sha256, git_sha1 = await asyncio.to_thread(file_digests, store.blob_path(sha))
+        sha256, git_sha1 = await stream_digests(store.blobs.read(sha), info.size)
         expected = record.lfs_sha256 or record.git_oid
         got = sha256 if record.lfs_sha256 else git_sha1
         if got != expected or sha256 != sha:
@@ -59,8 +59,8 @@ async def collect_garbage(store: Store, catalog: Catalog) -> GcResult:
     """
     keep = await catalog.referenced_blobs()
     with store.quiet() as no_pulls:
-        return store.gc(keep=keep, partial_older_than=STALE_PARTIAL_SECONDS,
-                        min_blob_age=0 if no_pulls else BUSY_BLOB_GRACE_SECONDS)
+        return await store.gc(keep=keep, partial_older_than=STALE_PARTIAL_SECONDS,
+                              min_blob_age=0 if no_pulls else BUSY_BLOB_GRACE_SECONDS)
 
 
 async def remove(store: Store, catalog: Catalog, repo: RepoRef) -> GcResult:

@@ -159,7 +159,8 @@ async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], st
     todo = []
     for f in wanted:
         sha = f.lfs_sha256 or contents.get(f.git_oid)
-        if sha is None or not store.has_blob(sha, f.size):
+        info = None if sha is None else await store.blobs.stat(sha)
+        if sha is None or info is None or info.size != f.size:
             todo.append(f)
             continue
         if linked.get(f.path) != sha:

@@ -9,11 +9,12 @@
 
 ``HF_HUB_CACHE=<home>/hub HF_HUB_OFFLINE=1`` lets huggingface_hub find the snapshots. Every write
 goes through a temp name and ``os.replace``; ``OSError`` is translated into ``StoreError`` here.
+The blobs themselves are ``blobs``, a ``LocalBlobStore``: code that needs no local file reaches them
+through its ``BlobStore`` interface; snapshots, derived folders and exports are local views of them.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mreg.registry.blobs.local import STATE_SUFFIX, LocalBlobStore, fsync_dir, os_errors, write_durably
 from mreg.registry.errors import StoreError, UnsafePathError, UsageError
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
@@ -32,7 +34,6 @@ from mreg.registry.repo import RepoRef
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-_STATE_SUFFIX = ".state.json"
 _FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone of a whole file
 
 
@@ -43,27 +44,6 @@ class GcResult:
     removed_blobs: int
     freed_bytes: int
     removed_partials: int
-
-
-@contextmanager
-def _os_errors(what: str, where: Path) -> Iterator[None]:
-    """Translate ``OSError`` into a one-line ``StoreError`` naming ``what`` and ``where``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise StoreError(f"disk full while writing {what}: {where}") from exc
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise StoreError(f"permission denied for {what}: {exc.filename or where}") from exc
-        raise StoreError(f"cannot access {what} in {where}: {exc.strerror or exc}") from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -82,10 +62,11 @@ class Store:
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
-        self.blobs_dir = self.home / "blobs" / "sha256"
+        self.blobs = LocalBlobStore(self.home)
+        self.blobs_dir = self.blobs.blobs_dir
         self.hub_dir = self.home / "hub"
-        self.partial_dir = self.home / "partial"
-        self.tmp_dir = self.home / "tmp"
+        self.partial_dir = self.blobs.partial_dir
+        self.tmp_dir = self.blobs.tmp_dir
 
     # -- pulls and gc ------------------------------------------------------------------------
 
@@ -113,7 +94,7 @@ class Store:
 
     @contextmanager
     def _lock_file(self) -> Iterator[int]:
-        with _os_errors("store lock", self.home):
+        with os_errors("store lock", self.home):
             self.home.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.home / "pulls.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -125,17 +106,12 @@ class Store:
 
     def blob_path(self, sha256: str) -> Path:
         """Where the blob with this sha256 (64 lowercase hex digits) lives; UsageError if malformed."""
-        if not _SHA256.match(sha256):
-            raise UsageError(f"invalid sha256 {sha256!r}: expected 64 lowercase hex digits")
-        return self.blobs_dir / sha256[:2] / sha256
+        return self.blobs.path(sha256)
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
         """Whether the blob is stored (and, if ``size`` is given, has that size)."""
-        try:
-            st = self.blob_path(sha256).stat()
-        except FileNotFoundError:
-            return False
-        return size is None or st.st_size == size
+        info = self.blobs.stat_now(sha256)
+        return info is not None and (size is None or info.size == size)
 
     def publish_blob(self, tmp: Path, sha256: str) -> Path:
         """Move verified bytes at ``tmp`` into the store as blob ``sha256``, durably; return its path.
@@ -143,31 +119,18 @@ class Store:
         ``tmp`` must be on the store's filesystem. If the blob already exists it is kept and ``tmp``
         is dropped.
         """
-        dest = self.blob_path(sha256)
-        with _os_errors(f"blob {sha256}", dest.parent):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                tmp.unlink(missing_ok=True)
-                return dest
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.fchmod(fd, 0o444)
-            finally:
-                os.close(fd)
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
-        return dest
+        self.blobs.publish_now(tmp, sha256)
+        return self.blob_path(sha256)
 
     # -- partial downloads ---------------------------------------------------------------------
 
     def partial_paths(self, key: str) -> tuple[Path, Path]:
         """The data file and state file of the in-progress download ``key`` (``[A-Za-z0-9_.-]+``)."""
-        if not _KEY.match(key) or key.strip(".") == "" or key.endswith(_STATE_SUFFIX):
+        if not _KEY.match(key) or key.strip(".") == "" or key.endswith(STATE_SUFFIX):
             raise UsageError(f"invalid partial download key {key!r}")
-        with _os_errors("partial download", self.partial_dir):
+        with os_errors("partial download", self.partial_dir):
             self.partial_dir.mkdir(parents=True, exist_ok=True)
-        return self.partial_dir / key, self.partial_dir / (key + _STATE_SUFFIX)
+        return self.partial_dir / key, self.partial_dir / (key + STATE_SUFFIX)
 
     # -- snapshots and refs --------------------------------------------------------------------
 
@@ -197,7 +160,7 @@ class Store:
     def _link(self, root: Path, relpath: str, sha256: str, what: str) -> Path:
         rel = safe_relpath(relpath)
         blob = self.blob_path(sha256)
-        with _os_errors(f"{what} file {relpath}", root):
+        with os_errors(f"{what} file {relpath}", root):
             try:
                 os.utime(blob)  # a fresh ctime makes a gc with ``min_blob_age`` spare it
             except FileNotFoundError:
@@ -220,9 +183,9 @@ class Store:
         rel = safe_relpath(ref)
         _check_commit(commit)
         refs = self.repo_dir(repo) / "refs"
-        with _os_errors(f"ref {ref}", refs):
+        with os_errors(f"ref {ref}", refs):
             dest = self._make_dirs(refs, rel.parts[:-1]) / rel.name
-            self._replace_with(dest, lambda tmp: self._write_durably(tmp, commit.encode()))
+            self._replace_with(dest, lambda tmp: write_durably(tmp, commit.encode()))
 
     def read_ref(self, repo: RepoRef, ref: str) -> str | None:
         """The commit ``ref`` points to, or None if the ref is not stored."""
@@ -251,7 +214,7 @@ class Store:
         if not blob.exists():
             raise StoreError(f"cannot export {dest}: blob {sha256} is not in the store")
         dest = Path(dest)
-        with _os_errors(str(dest), dest.parent):
+        with os_errors(str(dest), dest.parent):
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.mreg-tmp"
             try:
@@ -266,7 +229,7 @@ class Store:
     def remove_repo(self, repo: RepoRef) -> bool:
         """Remove the repo's refs and snapshots (not its blobs); False if nothing was stored."""
         path = self.repo_dir(repo)
-        with _os_errors(f"repo {repo}", path):
+        with os_errors(f"repo {repo}", path):
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
             doomed = self.tmp_dir / f"removed-{secrets.token_hex(8)}"
             try:
@@ -283,7 +246,7 @@ class Store:
             found.update(sha for _, sha in self._walk_links(snap))
         return found
 
-    def gc(
+    async def gc(
         self,
         keep: Set[str] = frozenset(),
         partial_older_than: float | None = None,
@@ -292,7 +255,7 @@ class Store:
         """Remove blobs no snapshot links to, except ``keep``, and, if ``partial_older_than`` is
         given, partial downloads untouched for that many seconds.
 
-        Safe next to another gc: files vanishing underneath are skipped. A download running at the
+        Safe next to another gc: blobs vanishing underneath are skipped. A download running at the
         same time may have published a blob it has not linked yet; a gc that can overlap downloads
         (a daemon's periodic one) should pass ``min_blob_age`` (e.g. 3600) to spare blobs published
         or linked that recently (``link_file`` refuses to link a blob gc removed meanwhile).
@@ -300,21 +263,11 @@ class Store:
         live = self.referenced_blobs() | set(keep)
         now = time.time()
         removed = freed = 0
-        for blob in self.blobs_dir.glob("*/*"):
-            if not _SHA256.match(blob.name) or blob.name in live:
+        async for blob in self.blobs.list():
+            if blob.sha256 in live or now - blob.touched < min_blob_age:
                 continue
-            try:
-                st = blob.stat()
-            except FileNotFoundError:
-                continue
-            if now - st.st_ctime < min_blob_age:
-                continue
-            with _os_errors("blob store", blob.parent):
-                try:
-                    blob.unlink()
-                except FileNotFoundError:
-                    continue
-            removed, freed = removed + 1, freed + st.st_size
+            if await self.blobs.delete(blob.sha256):
+                removed, freed = removed + 1, freed + blob.size
         partials = 0
         if partial_older_than is not None:
             partials = self._remove_old(self.partial_dir, now - partial_older_than, partial=True)
@@ -343,14 +296,7 @@ class Store:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(dest.parent)
-
-    @staticmethod
-    def _write_durably(path: Path, data: bytes) -> None:
-        with path.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fsync_dir(dest.parent)
 
     def _walk_links(self, snap: Path) -> Iterator[tuple[str, str]]:
         """``(relpath, sha256)`` for every symlink to a blob below ``snap``."""
@@ -373,17 +319,17 @@ class Store:
             return 0
         groups: dict[str, list[Path]] = {}
         for entry in folder.iterdir():
-            key = entry.name.removesuffix(_STATE_SUFFIX) if partial else entry.name
+            key = entry.name.removesuffix(STATE_SUFFIX) if partial else entry.name
             groups.setdefault(key, []).append(entry)
         removed = 0
         for key, entries in groups.items():
-            dated = folder / (key + _STATE_SUFFIX) if partial and len(entries) > 1 else entries[0]
+            dated = folder / (key + STATE_SUFFIX) if partial and len(entries) > 1 else entries[0]
             try:
                 if dated.lstat().st_mtime >= cutoff:
                     continue
             except FileNotFoundError:
                 continue
-            with _os_errors("partial downloads", folder):
+            with os_errors("partial downloads", folder):
                 for entry in entries:
                     if entry.is_dir() and not entry.is_symlink():
                         shutil.rmtree(entry, ignore_errors=True)

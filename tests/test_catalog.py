@@ -35,7 +35,7 @@ C2 = "1234567" + "b" * 33
 C3 = "fedcba9" + "0" * 33
 SHA = "5" * 64
 TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors",
-          "mirror_jobs", "derived_artifacts"}
+          "mirror_jobs", "derived_artifacts", "convert_jobs"}
 FILES = [FileRecord("config.json", 10, "c" * 40), FileRecord("model.safetensors", 1000, "d" * 40, lfs_sha256=SHA)]
 
 
@@ -276,6 +276,33 @@ async def test_mirror_jobs_lifecycle(catalog: Catalog) -> None:
     await catalog.set_job_progress(job.id, 1, 2)  # a worker outliving its job changes nothing
     assert [j.repo for j in await catalog.list_jobs()] == [OTHER]
     assert await catalog.remove_repo(OTHER) and await catalog.list_jobs() == []  # jobs go with their repo
+
+
+async def test_convert_jobs_lifecycle(catalog: Catalog) -> None:
+    job, new = await catalog.start_convert_job(REPO, C1, "Q8_0")
+    assert new and (job.repo, job.commit, job.quant, job.status, job.name) == (REPO, C1, "Q8_0", "running", None)
+    assert len(job.id) == 16 and await catalog.convert_job(job.id) == job
+    same, new = await catalog.start_convert_job(REPO, C1, "Q8_0")  # asked again while it runs: the same job
+    assert same == job and not new
+    other, new = await catalog.start_convert_job(REPO, C1, "Q4_K_M")
+    assert new and other.id != job.id
+    await catalog.finish_convert_job(job.id, "model-Q8_0.gguf", SHA, 1234)
+    done = await catalog.convert_job(job.id)
+    assert done is not None and (done.status, done.name, done.sha256, done.size) == ("complete", "model-Q8_0.gguf",
+                                                                                     SHA, 1234)
+    assert await catalog.start_convert_job(REPO, C1, "Q8_0") == (done, False)  # finished: still the same job
+    await catalog.fail_convert_job(job.id, "too late")  # only a running job can fail
+    assert await catalog.convert_job(job.id) == done
+
+    assert await catalog.fail_running_convert_jobs("the daemon stopped\nTraceback...") == 1
+    failed = await catalog.convert_job(other.id)
+    assert failed is not None and (failed.status, failed.error) == ("failed", "the daemon stopped")
+    again, new = await catalog.start_convert_job(REPO, C1, "Q4_K_M")  # a failed job is started anew
+    assert new and again.id != other.id and (await catalog.convert_job(other.id)) == failed
+    assert await catalog.convert_job("0123456789abcdef") is None
+    with pytest.raises(UsageError):
+        await catalog.start_convert_job(REPO, "main", "Q8_0")
+    assert await catalog.remove_repo(REPO) and await catalog.convert_job(again.id) is None  # jobs go with their repo
 
 
 @pytest.mark.parametrize("settings", [

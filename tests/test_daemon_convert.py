@@ -13,7 +13,7 @@ from gguf import GGUFReader
 
 from tests import convert_fixtures as fx
 from tests.test_convert import _hub_repo
-from tests.test_daemon import Daemon, running_daemon, wait_for
+from tests.test_daemon import Daemon, running_daemon, start_daemon, wait_for
 from tests.testhub import TestHub
 
 
@@ -30,6 +30,10 @@ def _post(daemon: Daemon, body: bytes) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {"body": exc.read().decode()}
+
+
+def _job(daemon: Daemon, job_id: str) -> dict:
+    return json.loads(daemon.get(f"/v1/convert/{job_id}")[2])
 
 
 def test_convert_job_runs_and_is_shared(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
@@ -51,3 +55,33 @@ def test_convert_job_runs_and_is_shared(daemon: Daemon, test_hub: TestHub, tmp_p
     assert _post(daemon, b"not json")[0] == 400
     assert _post(daemon, json.dumps({"repo": "org/tiny", "quant": "iq1_s"}).encode())[0] == 400
     assert daemon.get("/v1/convert/nope")[0] == 404
+
+
+def test_a_restarted_daemon_still_reports_its_jobs(test_hub: TestHub, tmp_path: Path) -> None:
+    for name in ("org/tiny", "org/stuck"):
+        test_hub.add_repo(_hub_repo(name, fx.random_repo(tmp_path / name, "LlamaForCausalLM", "smollm", layers=2)))
+    first = start_daemon(tmp_path / "home", test_hub.endpoint)
+    try:
+        done = _post(first, json.dumps({"repo": "org/tiny", "quant": "q8_0"}).encode())[1]
+        wait_for(lambda: _job(first, done["id"])["status"] != "running", 120, "the conversion")
+        complete = _job(first, done["id"])
+        assert complete["status"] == "complete", complete
+        test_hub.faults.stall(0, 60, count=100)  # the second conversion's download hangs: it is still running
+        status, stuck = _post(first, json.dumps({"repo": "org/stuck", "quant": "q8_0"}).encode())
+        assert (status, stuck["status"]) == (202, "running")
+        wait_for(lambda: test_hub.stats.find(path_contains="safetensors") != [], 30, "the stuck download")
+    finally:
+        assert first.stop() == 0, first.log.read_text()
+    test_hub.faults.reset()
+    second = start_daemon(tmp_path / "home", test_hub.endpoint)
+    try:
+        assert _job(second, done["id"]) == complete
+        interrupted = _job(second, stuck["id"])
+        assert interrupted["status"] == "failed" and "daemon stopped" in interrupted["error"], interrupted
+        status, anew = _post(second, json.dumps({"repo": "org/stuck", "quant": "q8_0"}).encode())
+        assert status == 202 and anew["id"] != stuck["id"]
+        wait_for(lambda: _job(second, anew["id"])["status"] != "running", 120, "the conversion asked again")
+        assert _job(second, anew["id"])["status"] == "complete"
+        assert _post(second, json.dumps({"repo": "org/tiny", "quant": "Q8_0"}).encode()) == (200, complete)
+    finally:
+        assert second.stop() == 0, second.log.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import multiprocessing
@@ -15,7 +16,8 @@ import pytest
 
 from mreg.registry.errors import StoreError, UnsafePathError, UsageError
 from mreg.registry.repo import RepoRef
-from mreg.registry.store import GcResult, Store, _os_errors
+from mreg.registry.blobs.local import os_errors
+from mreg.registry.store import GcResult, Store
 
 REPO = RepoRef.parse("org/model")
 OTHER = RepoRef.parse("other/model")
@@ -216,19 +218,19 @@ def test_export_file_gives_a_plain_writable_copy(store: Store, tmp_path: Path) -
     assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin"]
 
 
-def test_gc_removes_only_unreferenced_blobs(store: Store) -> None:
+async def test_gc_removes_only_unreferenced_blobs(store: Store) -> None:
     used, kept, orphan = put(store, b"used"), put(store, b"kept"), put(store, b"orphan!")
     store.link_file(REPO, C1, "a", used)
-    assert store.gc(keep={kept}, min_blob_age=3600).removed_blobs == 0  # all too new
-    result = store.gc(keep={kept})
+    assert (await store.gc(keep={kept}, min_blob_age=3600)).removed_blobs == 0  # all too new
+    result = await store.gc(keep={kept})
     assert result == GcResult(removed_blobs=1, freed_bytes=len(b"orphan!"), removed_partials=0)
     assert store.has_blob(used) and store.has_blob(kept) and not store.has_blob(orphan)
-    assert store.gc(keep={kept}).removed_blobs == 0  # a second gc finds nothing
+    assert (await store.gc(keep={kept})).removed_blobs == 0  # a second gc finds nothing
 
 
 def _gc_in_process(home: Path, barrier, results) -> None:  # type: ignore[no-untyped-def]
     barrier.wait()
-    results.put(Store(home).gc())
+    results.put(asyncio.run(Store(home).gc()))
 
 
 def test_two_concurrent_gcs(store: Store) -> None:
@@ -248,7 +250,7 @@ def test_two_concurrent_gcs(store: Store) -> None:
     assert not any(store.has_blob(sha) for sha in orphans) and store.has_blob(used)
 
 
-def test_gc_removes_old_partials_only(store: Store) -> None:
+async def test_gc_removes_old_partials_only(store: Store) -> None:
     old_data, old_state = store.partial_paths("old")
     new_data, new_state = store.partial_paths("new")
     lone, _ = store.partial_paths("lone")
@@ -258,13 +260,13 @@ def test_gc_removes_old_partials_only(store: Store) -> None:
     age(old_data, 7200)
     age(lone, 7200)
     age(new_data, 7200)  # an old data file whose state file is fresh is still in progress
-    assert store.gc().removed_partials == 0  # partials only go when asked
-    result = store.gc(partial_older_than=3600)
+    assert (await store.gc()).removed_partials == 0  # partials only go when asked
+    result = await store.gc(partial_older_than=3600)
     assert result.removed_partials == 2
     assert sorted(p.name for p in (store.home / "partial").iterdir()) == ["new", "new.state.json"]
 
 
-def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
+async def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
     shared, own = put(store, b"shared"), put(store, b"own")
     store.link_file(REPO, C1, "shared", shared)
     store.link_file(REPO, C1, "own", own)
@@ -274,7 +276,7 @@ def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
     assert not store.repo_dir(REPO).exists()
     assert store.remove_repo(REPO) is False
     assert store.has_blob(shared) and store.has_blob(own)  # remove_repo never touches blobs
-    assert store.gc().removed_blobs == 1
+    assert (await store.gc()).removed_blobs == 1
     assert store.has_blob(shared) and not store.has_blob(own)
     assert store.snapshot_files(OTHER, C2) == {"shared": shared}
 
@@ -282,10 +284,10 @@ def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
 def test_os_errors_become_one_line_store_errors(tmp_path: Path) -> None:
     where = tmp_path / "x"
     with pytest.raises(StoreError, match=rf"^disk full while writing blob abc: {where}$"):
-        with _os_errors("blob abc", where):
+        with os_errors("blob abc", where):
             raise OSError(errno.ENOSPC, "No space left on device")
     with pytest.raises(StoreError, match="^permission denied for ref main: /p$"):
-        with _os_errors("ref main", where):
+        with os_errors("ref main", where):
             raise PermissionError(errno.EACCES, "Permission denied", "/p")
     home = tmp_path / "a-file"
     home.write_text("not a folder")

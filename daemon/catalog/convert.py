@@ -3,66 +3,74 @@ mirror's store, as a background job; ``GET /v1/convert/{id}`` says how it went.
 
 A job is keyed by repo, commit and quant: asking again while one runs (or after it finished) gives
 the same job; a failed one is started again. The caller's access is checked as for file downloads.
-The Modelfile route converts the same way when a repo has no GGUF anywhere (``registry.gguf.pull``).
+The jobs live in the catalog, so a restarted daemon still reports them; one left running by a daemon
+that stopped is reported failed (asking again starts it anew). Only the running tasks are this
+process's own. The Modelfile route converts the same way when a repo has no GGUF anywhere
+(``registry.gguf.pull``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from mreg.registry.convert.derive import Converted, convert_repo
-from mreg.registry.convert.mixes import parse_mix
+from mreg.registry.catalog import ConvertJob
+from mreg.registry.convert.derive import convert_repo
+from mreg.registry.convert.mixes import Mix, parse_mix
 from mreg.registry.errors import MregError, UsageError
 from mreg.registry.repo import RepoRef
 
 from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error
-from mreg.daemon.state import MIRROR
+from mreg.daemon.state import MIRROR, Mirror
 from mreg.daemon.serving.upstream import bearer_token
 
-
-@dataclass
-class Job:
-    """One conversion: ``running``, then ``complete`` (with ``result``) or ``failed`` (with ``error``)."""
-
-    id: str
-    repo: RepoRef
-    commit: str
-    quant: str
-    status: str = "running"
-    result: Converted | None = None
-    error: str | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def answer(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "repo": self.repo.repo_id, "commit": self.commit, "quant": self.quant,
-                                "status": self.status}
-        if self.result is not None:
-            data.update(path=str(self.result.path), sha256=self.result.sha256, size=self.result.size)
-        if self.error is not None:
-            data["error"] = self.error
-        return data
+INTERRUPTED = "interrupted: the daemon stopped before the conversion finished; ask again"
 
 
-class Jobs:
-    """The daemon's conversion jobs, by id and by (repo, commit, quant)."""
+class Tasks:
+    """This daemon's running conversions, by job id (the jobs themselves are in the catalog)."""
 
     def __init__(self) -> None:
-        self.by_id: dict[str, Job] = {}
-        self.by_key: dict[tuple[RepoRef, str, str], Job] = {}
+        self.running: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, mirror: Mirror, job: ConvertJob, mix: Mix, token: str | None) -> None:
+        """Run ``job`` in the background, recording how it ends in the catalog."""
+
+        async def run() -> None:
+            try:
+                result = await convert_repo(job.repo, mix, revision=job.commit, client=mirror.upstream.client(token),
+                                            store=mirror.store, catalog=mirror.catalog,
+                                            offline=not mirror.upstream.available)
+                await mirror.catalog.finish_convert_job(job.id, result.path.name, result.sha256, result.size)
+            except MregError as exc:
+                await mirror.catalog.fail_convert_job(job.id, str(exc))
+            finally:
+                self.running.pop(job.id, None)
+
+        self.running[job.id] = asyncio.create_task(run())
 
     async def close(self, _: web.Application) -> None:
-        for job in self.by_id.values():
-            if job.task is not None:
-                job.task.cancel()
+        for task in list(self.running.values()):
+            task.cancel()
 
 
-JOBS = web.AppKey("convert_jobs", Jobs)
+TASKS = web.AppKey("convert_tasks", Tasks)
+
+
+def answer(mirror: Mirror, job: ConvertJob) -> dict[str, Any]:
+    """The JSON a job is reported as."""
+    data: dict[str, Any] = {"id": job.id, "repo": job.repo.repo_id, "commit": job.commit, "quant": job.quant,
+                            "status": job.status}
+    if job.status == "complete" and job.name is not None:
+        path = mirror.store.derived_dir(job.repo, job.commit) / job.name
+        data.update(path=str(path), sha256=job.sha256, size=job.size)
+    if job.error is not None:
+        data["error"] = job.error
+    return data
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -74,7 +82,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def start(request: web.Request) -> web.Response:
-    mirror, jobs = request.app[MIRROR], request.app[JOBS]
+    mirror = request.app[MIRROR]
     token = bearer_token(request)
     try:
         body = await _body(request)
@@ -86,35 +94,36 @@ async def start(request: web.Request) -> web.Response:
             return refusal.response()
     except MregError as exc:
         return for_error(exc)
-    key = (repo, commit, mix.label)
-    job = jobs.by_key.get(key)
-    if job is None or job.status == "failed":
-        job = Job(secrets.token_hex(8), repo, commit, mix.label)
-        jobs.by_id[job.id] = jobs.by_key[key] = job
-
-        async def run() -> None:
-            try:
-                job.result = await convert_repo(repo, mix, revision=commit, client=mirror.upstream.client(token),
-                                                store=mirror.store, catalog=mirror.catalog,
-                                                offline=not mirror.upstream.available)
-                job.status = "complete"
-            except MregError as exc:
-                job.status, job.error = "failed", str(exc)
-
-        job.task = asyncio.create_task(run())
-    return web.json_response(job.answer(), status=200 if job.status == "complete" else 202)
+    try:
+        job, new = await mirror.catalog.start_convert_job(repo, commit, mix.label)
+    except MregError as exc:
+        return for_error(exc)
+    if new:
+        request.app[TASKS].start(mirror, job, mix, token)
+    return web.json_response(answer(mirror, job), status=200 if job.status == "complete" else 202)
 
 
 async def status(request: web.Request) -> web.Response:
-    job = request.app[JOBS].by_id.get(request.match_info["id"])
+    mirror = request.app[MIRROR]
+    try:
+        job = await mirror.catalog.convert_job(request.match_info["id"])
+    except MregError as exc:
+        return for_error(exc)
     if job is None:
         return hub_error(404, None, "no such conversion job")
-    return web.json_response(job.answer())
+    return web.json_response(answer(mirror, job))
+
+
+async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
+    """At start, report the jobs a stopped daemon left running as failed."""
+    await app[MIRROR].catalog.fail_running_convert_jobs(INTERRUPTED)
+    yield
 
 
 def add_routes(app: web.Application) -> None:
-    """The conversion routes and the job table they share."""
-    app[JOBS] = Jobs()
-    app.on_shutdown.append(app[JOBS].close)
+    """The conversion routes and the running conversions they share."""
+    app[TASKS] = Tasks()
+    app.cleanup_ctx.append(_jobs_context)
+    app.on_shutdown.append(app[TASKS].close)
     app.router.add_post("/v1/convert", start)
     app.router.add_get("/v1/convert/{id}", status, allow_head=False)

@@ -1,4 +1,4 @@
-"""The catalog: which repos, revisions, refs, files, downloads and mirror jobs mreg knows, in a SQL database.
+"""The catalog: which repos, revisions, refs, files, downloads, mirror and convert jobs mreg knows, in a SQL database.
 
 ``MREG_DATABASE_URL`` selects the database (SQLite is only the embedded default); the schema is
 owned by the Alembic migrations in the top-level ``migrations`` package and applied by
@@ -6,7 +6,7 @@ owned by the Alembic migrations in the top-level ``migrations`` package and appl
 """
 
 from mreg.registry.catalog.catalog import Catalog
-from mreg.registry.catalog.records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from mreg.registry.catalog.records import ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
-__all__ = ["Catalog", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary",
+__all__ = ["Catalog", "ConvertJob", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary",
            "TensorPage"]

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import derived, index, jobs
+from mreg.registry.catalog import convert_jobs, derived, index, jobs
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
-from mreg.registry.catalog.records import DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from mreg.registry.catalog.records import ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -303,8 +303,35 @@ class Catalog:
 
     async def fail_job(self, job_id: int, error: str) -> None:
         """Record that a running job failed with ``error`` (kept to its first line)."""
-        line = (error.strip().splitlines() or ["failed"])[0][:1000]
-        await self._write(lambda conn: jobs.fail_job(conn, job_id, line))
+        await self._write(lambda conn: jobs.fail_job(conn, job_id, _first_line(error)))
+
+    async def start_convert_job(self, repo: RepoRef, commit: str, quant: str) -> tuple[ConvertJob, bool]:
+        """The running or complete conversion of ``repo`` at ``commit`` to ``quant``, else a new running
+        one; and whether it is new (then the caller runs it)."""
+        _check_commit(commit)
+        return await self._write(lambda conn: convert_jobs.start(conn, repo, commit, quant))
+
+    async def convert_job(self, job_id: str) -> ConvertJob | None:
+        """The convert job with this id, or None."""
+        return await self._read(lambda conn: convert_jobs.get(conn, job_id))
+
+    async def finish_convert_job(self, job_id: str, name: str, sha256: str, size: int) -> None:
+        """Record that a running convert job made the derived file ``name`` (blob ``sha256``)."""
+        _check_sha256(sha256)
+        await self._write(lambda conn: convert_jobs.finish(conn, job_id, name, sha256, size))
+
+    async def fail_convert_job(self, job_id: str, error: str) -> None:
+        """Record that a running convert job failed with ``error`` (kept to its first line)."""
+        await self._write(lambda conn: convert_jobs.fail(conn, job_id, _first_line(error)))
+
+    async def fail_running_convert_jobs(self, error: str) -> int:
+        """Mark every running convert job failed with ``error`` (their daemon stopped); how many there were."""
+        return await self._write(lambda conn: convert_jobs.fail(conn, None, _first_line(error)))
+
+
+def _first_line(error: str) -> str:
+    """An error message kept to its first line (at most 1000 characters)."""
+    return (error.strip().splitlines() or ["failed"])[0][:1000]
 
 
 def _consume_error(task: "asyncio.Task[object]") -> None:

@@ -101,7 +101,7 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
 
 OPEN_ATTEMPTS = 5
 OPEN_RETRY_DELAY = 0.2
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 """The newest migration in ``migrations/versions`` (a test keeps the two in step). Knowing it lets an
 up-to-date catalog open without importing Alembic, which is most of a cold start's import time."""
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     JSON,
     MetaData,
@@ -35,6 +36,7 @@ NAMING_CONVENTION = {
 STATES = ("pending", "complete")
 DOWNLOAD_STATUSES = ("running", "complete", "failed")
 JOB_STATUSES = ("queued", "running", "done", "failed")
+CONVERT_STATUSES = ("running", "complete", "failed")
 
 
 def utcnow() -> datetime:
@@ -223,3 +225,23 @@ class DerivedArtifact(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mreg_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConvertJob(Base):
+    """A conversion the daemon was asked for (``POST /v1/convert``): running, complete or failed."""
+
+    __tablename__ = "convert_jobs"
+    __table_args__ = (CheckConstraint(_in("status", CONVERT_STATUSES), name="status"),
+                      Index(None, "repo", "commit", "quant"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    commit: Mapped[str] = mapped_column(String(40))
+    quant: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -113,3 +113,22 @@ class DerivedRecord:
     size: int
     mreg_version: str
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConvertJob:
+    """A conversion of ``repo`` at ``commit`` to ``quant`` asked of the daemon.
+
+    ``status`` is ``running``, ``complete`` (``name``, ``sha256`` and ``size`` say what it made) or
+    ``failed`` (``error`` says why, one line).
+    """
+
+    id: str
+    repo: RepoRef
+    commit: str
+    quant: str
+    status: str
+    name: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    error: str | None = None

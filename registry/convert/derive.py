@@ -62,7 +62,8 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
                         client=client, store=store, catalog=catalog, progress=pull_progress)
     name = gguf_name(repo, mix)
     known = await catalog.find_derived(repo, pulled.commit, mix.label)
-    if known is not None and store.has_blob(known.sha256, known.size):
+    stored = None if known is None else await store.blobs.stat(known.sha256)
+    if known is not None and stored is not None and stored.size == known.size:
         sha256, size, reused = known.sha256, known.size, True
         with store.pulling():
             path = store.link_derived(repo, pulled.commit, known.name, sha256)
@@ -87,7 +88,7 @@ async def _convert(repo: RepoRef, commit: str, folder: Path, mix: Mix, name: str
         sha256 = await asyncio.to_thread(_sha256, tmp)
         size = tmp.stat().st_size
         with store.pulling():
-            store.publish_blob(tmp, sha256)
+            await store.blobs.publish(sha256, tmp)
             path = store.link_derived(repo, commit, name, sha256)
     finally:
         tmp.unlink(missing_ok=True)
