@@ -111,6 +111,21 @@ def greedy_tokens(path: Path, prompt: str, n: int = 12) -> list[int]:
         llm.close()
 
 
+KEY_DIFFERENCES = {
+    "general.quantized_by": "mreg names itself as the quantizer; llama.cpp's converter and llama-quantize write none",
+}
+"""The keys of mreg's GGUF allowed to differ from llama.cpp's pipeline's, and why."""
+
+
+def key_differences(ours: Path, theirs: Path) -> list[str]:
+    """The keys (besides KEY_DIFFERENCES) that one GGUF has and the other lacks, or with another type or value."""
+    a, b = GGUFReader(ours).fields, GGUFReader(theirs).fields
+    return sorted(key for key in set(a) | set(b) - set(KEY_DIFFERENCES)
+                  if key not in KEY_DIFFERENCES and not key.startswith("GGUF.")
+                  and (key not in a or key not in b or a[key].types != b[key].types
+                       or a[key].contents() != b[key].contents()))
+
+
 # -- writing model folders ----------------------------------------------------------------------
 
 _DTYPES = {"F32": np.float32, "F16": np.float16}
@@ -247,6 +262,15 @@ _VOCABS = {  # flavour -> (vocab file, bos, eos, add_bos)
     "qwen2": ("ggml-vocab-qwen2.gguf", None, "<|endoftext|>", False),
     "gpt-2": ("ggml-vocab-gpt-2.gguf", "<|endoftext|>", "<|endoftext|>", False),
 }
+
+
+def gpt2_tokenizer(folder: Path, *, chat_template: str) -> int:
+    """GPT-2's byte-level BPE tokenizer (from llama.cpp's vocab file) in ``folder``; its size."""
+    name, bos, eos, add_bos = _VOCABS["gpt-2"]
+    tokens, types, merges = _vocab(GGUFReader(llama_cpp_sources() / "models" / name))
+    write_tokenizer(folder, tokens, types, merges, "gpt-2", bos=bos, eos=eos, add_bos=add_bos,
+                    chat_template=chat_template)
+    return len(tokens)
 
 
 def train_sentencepiece(folder: Path, vocab_size: int = 400, *, ids: tuple[int, int, int, int] = (0, 1, 2, -1),

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tests import chat_templates
-from tests.convert_fixtures import train_sentencepiece
+from tests.convert_fixtures import gpt2_tokenizer, train_sentencepiece
 
 SPM_SIZE = 400
 _GEMMA_SPECIAL = ("<start_of_turn>", "<end_of_turn>", "<mask>", "[@BOS@]", "<unused0>", "<unused1>", "\u2581\u2581")
@@ -57,6 +57,25 @@ def gemma_repo(folder: Path, version: int, *, layers: int = 4, dtype: str = "F16
               "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": decoder,
               "chat_template": template.source}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
+    return folder
+
+
+def phi4_repo(folder: Path, *, layers: int = 2, seed: int = 0) -> Path:
+    """Phi-4's shape of Phi3ForCausalLM: no sliding window, a GPT-2 tokenizer (GPT-2's vocabulary here)
+    and Phi-4's chat template."""
+    import torch
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n_vocab = gpt2_tokenizer(folder, chat_template=chat_templates.PHI4.source)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
+    torch.manual_seed(seed)
+    model = Phi3ForCausalLM(Phi3Config(
+        vocab_size=n_vocab, hidden_size=256, intermediate_size=768, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, original_max_position_embeddings=4096,
+        sliding_window=None, bos_token_id=n_vocab - 1, eos_token_id=n_vocab - 1, pad_token_id=n_vocab - 1))
+    _save(model, folder, "F16", seed)
     return folder
 
 
