@@ -33,6 +33,8 @@ PROMPT = "The capital of France is"
 LABELS = ("F16", "Q8_0", "Q4_K_M")
 # Q3_K_M and Q2_K: add them to LABELS once branch `kquants` (their quantizers) is merged.
 GREEDY_LABEL = "Q8_0"
+needs_torch = pytest.mark.slow
+"""Building models with transformers' classes needs torch, which CI installs for the slow step only."""
 
 
 def _fields(path: Path) -> dict:
@@ -79,6 +81,7 @@ def test_size_label_counts_experts_once() -> None:
 
 # -- converting, fast ---------------------------------------------------------------------------
 
+@needs_torch
 def test_phi3_keeps_fused_weights_and_runs(tmp_path: Path) -> None:
     folder = ff.phi3_repo(tmp_path / "Phi-3-mini-4k-instruct", longrope=False, layers=2)
     out = convert_folder(folder, MIXES["Q8_0"], tmp_path / "phi3.gguf", name=folder.name)
@@ -95,6 +98,7 @@ def test_phi3_keeps_fused_weights_and_runs(tmp_path: Path) -> None:
     assert len(fx.greedy_tokens(out, PROMPT, n=3)) == 3
 
 
+@needs_torch
 def test_phi4_has_no_sliding_window_and_a_bpe_tokenizer(tmp_path: Path) -> None:
     folder = ff.phi4_repo(tmp_path / "phi-4")
     fields = _fields(convert_folder(folder, MIXES["Q8_0"], tmp_path / "phi4.gguf", name="phi-4"))
@@ -102,6 +106,7 @@ def test_phi4_has_no_sliding_window_and_a_bpe_tokenizer(tmp_path: Path) -> None:
     assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "gpt-2"
 
 
+@needs_torch
 def test_gemma_needs_its_sentencepiece_model(tmp_path: Path) -> None:
     folder = ff.gemma_repo(tmp_path / "gemma", 2, layers=1)
     (folder / "tokenizer.model").unlink()
@@ -109,6 +114,7 @@ def test_gemma_needs_its_sentencepiece_model(tmp_path: Path) -> None:
         convert_folder(folder, MIXES["F16"], tmp_path / "g.gguf", name="gemma")
 
 
+@needs_torch
 @pytest.mark.parametrize(("version", "template"), [(2, chat_templates.GEMMA), (3, chat_templates.GEMMA3)])
 def test_gemma_converts_runs_and_its_modelfile_renders_the_template(tmp_path: Path, version: int,
                                                                     template: chat_templates.JinjaTemplate) -> None:
@@ -132,6 +138,7 @@ def test_gemma_converts_runs_and_its_modelfile_renders_the_template(tmp_path: Pa
         assert render_go(modelfile.template, ollama_messages(messages, None)) == jinja
 
 
+@needs_torch
 def test_phi3_modelfile_renders_the_template(tmp_path: Path) -> None:
     folder = ff.phi3_repo(tmp_path / "phi3", longrope=False, layers=1)
     out = convert_folder(folder, MIXES["F16"], tmp_path / "phi3.gguf", name="phi3")
