@@ -111,6 +111,21 @@ def greedy_tokens(path: Path, prompt: str, n: int = 12) -> list[int]:
         llm.close()
 
 
+KEY_DIFFERENCES = {
+    "general.quantized_by": "mreg names itself as the quantizer; llama.cpp's converter and llama-quantize write none",
+}
+"""The keys of mreg's GGUF allowed to differ from llama.cpp's pipeline's, and why."""
+
+
+def key_differences(ours: Path, theirs: Path) -> list[str]:
+    """The keys (besides KEY_DIFFERENCES) that one GGUF has and the other lacks, or with another type or value."""
+    a, b = GGUFReader(ours).fields, GGUFReader(theirs).fields
+    return sorted(key for key in set(a) | set(b) - set(KEY_DIFFERENCES)
+                  if key not in KEY_DIFFERENCES and not key.startswith("GGUF.")
+                  and (key not in a or key not in b or a[key].types != b[key].types
+                       or a[key].contents() != b[key].contents()))
+
+
 # -- writing model folders ----------------------------------------------------------------------
 
 _DTYPES = {"F32": np.float32, "F16": np.float16}
@@ -249,19 +264,36 @@ _VOCABS = {  # flavour -> (vocab file, bos, eos, add_bos)
 }
 
 
-def write_sentencepiece(folder: Path, vocab_size: int = 400) -> None:
-    """A small SentencePiece BPE model (byte fallback) trained on mreg's README, as tokenizer.model."""
+def gpt2_tokenizer(folder: Path, *, chat_template: str) -> int:
+    """GPT-2's byte-level BPE tokenizer (from llama.cpp's vocab file) in ``folder``; its size."""
+    name, bos, eos, add_bos = _VOCABS["gpt-2"]
+    tokens, types, merges = _vocab(GGUFReader(llama_cpp_sources() / "models" / name))
+    write_tokenizer(folder, tokens, types, merges, "gpt-2", bos=bos, eos=eos, add_bos=add_bos,
+                    chat_template=chat_template)
+    return len(tokens)
+
+
+def train_sentencepiece(folder: Path, vocab_size: int = 400, *, ids: tuple[int, int, int, int] = (0, 1, 2, -1),
+                        user_defined: tuple[str, ...] = ()) -> None:
+    """A small SentencePiece BPE model (byte fallback) trained on mreg's README, as tokenizer.model;
+    ``ids``: the unk, bos, eos and pad ids (-1: none); ``user_defined``: pieces kept whole."""
     import sentencepiece
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     lines = folder / "train.txt"
     lines.write_text("\n".join(line for line in text.splitlines() if line.strip()), encoding="utf-8")
+    unk, bos, eos, pad = ids
     sentencepiece.SentencePieceTrainer.train(
         input=str(lines), model_prefix=str(folder / "tokenizer"), vocab_size=vocab_size, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        minloglevel=2)
+        byte_fallback=True, character_coverage=1.0, unk_id=unk, bos_id=bos, eos_id=eos, pad_id=pad,
+        user_defined_symbols=list(user_defined), minloglevel=2)
     lines.unlink()
     (folder / "tokenizer.vocab").unlink()
+
+
+def write_sentencepiece(folder: Path, vocab_size: int = 400) -> None:
+    """`train_sentencepiece` with Llama's ids, and a tokenizer_config.json with a ChatML template."""
+    train_sentencepiece(folder, vocab_size)
     config = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
               "add_bos_token": True, "add_eos_token": False, "chat_template": CHAT_TEMPLATE}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))

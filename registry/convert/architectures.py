@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gguf
 import numpy as np
 from gguf import GGUFWriter, MODEL_ARCH
 
 from mreg.registry.errors import FormatError
+
+if TYPE_CHECKING:
+    from mreg.registry.convert.family import Family
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Architecture:
     """A `tokenizer.model` wins over `tokenizer.json`."""
     llama_keys: bool
     """Write `vocab_size` and `rope.dimension_count` (llama.cpp's Llama converter does)."""
+    family: Family | None = None
+    """The family's own keys, tokenizer and tensor changes (None: Llama's, as above)."""
 
     @property
     def name(self) -> str:
@@ -45,14 +50,28 @@ ARCHITECTURES = {
 _SKIPPED = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
 
 
+def family_architectures() -> dict[str, Architecture]:
+    """Gemma 2, Gemma 3 and Phi-3, which convert through their own `Family` hooks (imported when
+    asked for: their modules use this one's helpers)."""
+    from mreg.registry.convert.gemma import Gemma
+    from mreg.registry.convert.phi3 import Phi3
+
+    return {
+        "Gemma2ForCausalLM": Architecture(MODEL_ARCH.GEMMA2, False, True, False, Gemma(2)),
+        "Gemma3ForCausalLM": Architecture(MODEL_ARCH.GEMMA3, False, True, False, Gemma(3)),
+        "Phi3ForCausalLM": Architecture(MODEL_ARCH.PHI3, False, False, False, Phi3()),
+    }
+
+
 def architecture_of(config: Mapping[str, Any]) -> tuple[str, Architecture]:
     """The config's architecture (its first `architectures` entry) if mreg converts it."""
     names = config.get("architectures") or []
     name = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
-    if name not in ARCHITECTURES:
+    known = ARCHITECTURES | family_architectures()
+    if name not in known:
         raise FormatError(f"cannot convert architecture {name or '(none in config.json)'}: mreg converts "
-                          f"{', '.join(ARCHITECTURES)}")
-    return name, ARCHITECTURES[name]
+                          f"{', '.join(known)}")
+    return name, known[name]
 
 
 def config_value(config: Mapping[str, Any], key: str) -> Any:
@@ -166,3 +185,4 @@ def llama3_rope_factors(config: Mapping[str, Any]) -> np.ndarray | None:
             smooth = (old_context / wavelen - low) / (high - low)
             factors.append(1 / ((1 - smooth) / factor + smooth))
     return np.array(factors, dtype=np.float32)
+

@@ -83,7 +83,7 @@ async def _convert(repo: RepoRef, commit: str, folder: Path, mix: Mix, name: str
     """Convert into the store's tmp folder, then publish the blob and link it: (sha256, size, link)."""
     tmp = store.tmp_dir / f"convert-{secrets.token_hex(8)}.gguf"
     try:
-        await asyncio.to_thread(convert_folder, folder, mix, tmp, name=name.removesuffix(".gguf"),
+        await asyncio.to_thread(convert_folder, folder, mix, tmp, name=repo.repo_id.rpartition("/")[2],
                                 repo_url=repo_url, progress=progress)
         sha256 = await asyncio.to_thread(_sha256, tmp)
         size = tmp.stat().st_size

@@ -24,6 +24,7 @@ from mreg.registry.convert.architectures import (
     qk_heads,
     qk_row_order,
 )
+from mreg.registry.convert.metadata import add_general, parameter_counts
 from mreg.registry.convert.mixes import Mix, llama_order, tensor_types
 from mreg.registry.convert.source import SourceTensor, list_tensors, read_json
 from mreg.registry.convert.vocab import add_vocab
@@ -42,6 +43,8 @@ class PlannedTensor:
     """Source row of each row (Q/K permutation), None for the source order."""
     values: np.ndarray | None = None
     """The float32 values of a tensor the converter makes (`rope_freqs`), else None."""
+    shift: float = 0.0
+    """Added to every value, in the source's float type (Gemma's norms)."""
 
     @property
     def rows(self) -> int:
@@ -72,20 +75,27 @@ class Plan:
 
 
 def plan_conversion(folder: Path, mix: Mix, name: str, repo_url: str | None = None) -> Plan:
-    """Plan converting the model in ``folder`` to ``mix``; FormatError if it cannot be converted."""
+    """Plan converting the model in ``folder`` (named ``name``: its repo's name) to ``mix``;
+    FormatError if it cannot be converted."""
     config = read_json(folder / "config.json")
     hf_arch, spec = architecture_of(config)
     tensors = _tensors(folder, config, spec, mix)
     writer = GGUFWriter(None, spec.name)
     writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
+    add_general(writer, folder, name, parameter_counts((t.name, t.shape) for t in tensors))
     if repo_url is not None:
         writer.add_source_repo_url(repo_url)
     writer.add_quantized_by(f"mreg {__version__}")
-    add_hparams(writer, config, spec)
+    if spec.family is not None:
+        spec.family.add_hparams(writer, config)
+    else:
+        add_hparams(writer, config, spec)
     writer.add_file_type(mix.ftype)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    add_vocab(writer, folder, config.get("vocab_size"), sentencepiece_first=spec.sentencepiece_first)
+    if spec.family is not None:
+        spec.family.add_vocab(writer, folder, config)
+    else:
+        add_vocab(writer, folder, config.get("vocab_size"), sentencepiece_first=spec.sentencepiece_first)
     if spec.arch == gguf.MODEL_ARCH.LLAMA and config.get("vocab_size") == 49152:
         _replace(writer, gguf.Keys.Tokenizer.ADD_BOS, False, gguf.GGUFValueType.BOOL)
     return Plan(hf_arch, mix, writer, tensors)
@@ -102,8 +112,11 @@ def _replace(writer: GGUFWriter, key: str, value: Any, vtype: gguf.GGUFValueType
 def _tensors(folder: Path, config: Mapping[str, Any], spec: Architecture, mix: Mix) -> list[PlannedTensor]:
     n_layer = config_value(config, "num_hidden_layers")
     names = gguf.get_tensor_name_map(spec.arch, n_layer)
+    family = spec.family
     found: dict[str, tuple[SourceTensor | None, np.ndarray | None, np.ndarray | None]] = {}
     for hf_name, source in list_tensors(folder).items():
+        if family is not None and family.skips(hf_name):
+            continue
         name = gguf_name(hf_name, names)
         if name is None:
             continue
@@ -112,9 +125,12 @@ def _tensors(folder: Path, config: Mapping[str, Any], spec: Architecture, mix: M
         found[name] = (source, order, None)
     if (factors := llama3_rope_factors(config)) is not None:
         found[gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"] = (None, None, factors)
+    if family is not None:
+        found |= {name: (None, None, values) for name, values in family.extra_tensors(config).items()}
     shapes = {name: (source.shape if source is not None else values.shape)  # type: ignore[union-attr]
               for name, (source, _, values) in found.items()}
     types = tensor_types([(name, tuple(reversed(shape))) for name, shape in shapes.items()], mix, n_layer,
                          is_70b(config, spec))
-    return [PlannedTensor(name, tuple(shapes[name]), types[name], *found[name])
+    return [PlannedTensor(name, tuple(shapes[name]), types[name], *found[name],
+                          shift=family.norm_shift(name) if family is not None else 0.0)
             for name in sorted(found, key=llama_order)]

@@ -111,8 +111,13 @@ class TensorReader:
             self._map(tensor.file).madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
-def to_float32(block: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored values (F32, F16, or BF16 as uint16) as float32."""
+def to_float32(block: np.ndarray, dtype: str, shift: float = 0.0) -> np.ndarray:
+    """Stored values (F32, F16, or BF16 as uint16) as float32, plus ``shift`` added as llama.cpp's
+    converter adds it: in float16 for F16 values, in float32 for the others."""
     if dtype == "BF16":
-        return (block.astype(np.uint32) << 16).view(np.float32)
-    return block.astype(np.float32)
+        values = (block.astype(np.uint32) << 16).view(np.float32)
+    elif dtype == "F16" and shift:
+        return (block + np.float16(shift)).astype(np.float32)
+    else:
+        values = block.astype(np.float32)
+    return values + np.float32(shift) if shift else values

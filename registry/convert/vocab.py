@@ -55,15 +55,16 @@ def pre_tokenizer_name(token_ids: list[int]) -> str | None:
 def add_vocab(writer: GGUFWriter, folder: Path, vocab_size: int | None, *, sentencepiece_first: bool) -> None:
     """Add the tokenizer keys of the model in ``folder`` to ``writer``."""
     if sentencepiece_first and (folder / "tokenizer.model").is_file():
-        _add_sentencepiece(writer, folder, vocab_size)
+        add_sentencepiece(writer, folder, vocab_size)
     elif (folder / "tokenizer.json").is_file():
-        _add_bpe(writer, folder, vocab_size)
+        add_bpe(writer, folder, vocab_size)
     else:
         raise FormatError(f"{folder.name} has neither tokenizer.json nor tokenizer.model; cannot convert its "
                           f"tokenizer")
 
 
-def _add_bpe(writer: GGUFWriter, folder: Path, vocab_size: int | None) -> None:
+def add_bpe(writer: GGUFWriter, folder: Path, vocab_size: int | None) -> None:
+    """A byte-level BPE `tokenizer.json` (model `gpt2`; a byte-fallback one as llama.cpp's LlamaHfVocab)."""
     from tokenizers import Tokenizer
 
     spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
@@ -107,7 +108,7 @@ def _add_bpe(writer: GGUFWriter, folder: Path, vocab_size: int | None) -> None:
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    gguf.SpecialVocab(folder, load_merges=True).add_to_gguf(writer, quiet=True)
+    _add_special(writer, folder, gguf.SpecialVocab(folder, load_merges=True))
 
 
 def _add_llama_hf(writer: GGUFWriter, folder: Path) -> None:
@@ -119,7 +120,8 @@ def _add_llama_hf(writer: GGUFWriter, folder: Path) -> None:
     _add_scored(writer, folder, list(tokens), list(scores), list(types))
 
 
-def _add_sentencepiece(writer: GGUFWriter, folder: Path, vocab_size: int | None) -> None:
+def _load_sentencepiece(folder: Path, vocab_size: int | None) -> tuple[list, list[float], list]:
+    """The pieces, scores and types of `tokenizer.model`, padded with `[PAD<i>]` to ``vocab_size``."""
     from sentencepiece import SentencePieceProcessor
 
     processor = SentencePieceProcessor()
@@ -142,19 +144,47 @@ def _add_sentencepiece(writer: GGUFWriter, folder: Path, vocab_size: int | None)
         for text, i in json.loads(extra.read_text(encoding="utf-8")).items():
             if 0 <= i < size:
                 tokens[i], scores[i], types[i] = text.encode(), -1000.0, TokenType.USER_DEFINED
+    return tokens, scores, types
+
+
+def _added_tokens_decoder(folder: Path) -> dict[int, dict]:
+    """tokenizer_config.json's `added_tokens_decoder` by token id."""
     config = folder / "tokenizer_config.json"
-    if config.is_file():
-        decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
-        for key, data in decoder.items():
-            i, text = int(key), data["content"]
-            if not 0 <= i < size:
-                continue
-            if data.get("special") or looks_special(text):
-                types[i] = TokenType.CONTROL
-            else:
-                text = text.replace(_SPIECE_SPACE, " ")
-                types[i] = TokenType.USER_DEFINED
-            tokens[i], scores[i] = text.encode(), -1000.0
+    if not config.is_file():
+        return {}
+    decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
+    return {int(key): data for key, data in decoder.items()}
+
+
+def add_sentencepiece(writer: GGUFWriter, folder: Path, vocab_size: int | None) -> None:
+    """A SentencePiece `tokenizer.model` (model `llama`), added tokens typed as llama.cpp types them."""
+    tokens, scores, types = _load_sentencepiece(folder, vocab_size)
+    for i, data in _added_tokens_decoder(folder).items():
+        text = data["content"]
+        if not 0 <= i < len(tokens):
+            continue
+        if data.get("special") or looks_special(text):
+            types[i] = TokenType.CONTROL
+        else:
+            text = text.replace(_SPIECE_SPACE, " ")
+            types[i] = TokenType.USER_DEFINED
+        tokens[i], scores[i] = text.encode(), -1000.0
+    _add_scored(writer, folder, tokens, scores, types)
+
+
+def add_phi3_sentencepiece(writer: GGUFWriter, folder: Path, vocab_size: int | None) -> None:
+    """Phi-3's SentencePiece vocabulary: the added tokens of tokenizer_config.json and then of
+    tokenizer.json are user-defined, or control when marked special (no guessing, text unchanged)."""
+    tokens, scores, types = _load_sentencepiece(folder, vocab_size)
+    added = list(_added_tokens_decoder(folder).items())
+    if (folder / "tokenizer.json").is_file():
+        spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        added += [(int(data["id"]), data) for data in spec.get("added_tokens") or []]
+    for i, data in added:
+        if not 0 <= i < len(tokens):
+            raise FormatError(f"added token {data['content']!r} has id {i}, beyond the vocabulary of {len(tokens)}")
+        tokens[i], scores[i] = data["content"].encode(), -1000.0
+        types[i] = TokenType.CONTROL if data.get("special") else TokenType.USER_DEFINED
     _add_scored(writer, folder, tokens, scores, types)
 
 
@@ -164,4 +194,43 @@ def _add_scored(writer: GGUFWriter, folder: Path, tokens: list, scores: list[flo
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
-    gguf.SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
+    _add_special(writer, folder, gguf.SpecialVocab(folder, n_vocab=len(tokens)))
+
+
+def _add_special(writer: GGUFWriter, folder: Path, special: gguf.SpecialVocab) -> None:
+    """The special token ids, merges and chat template, with add_bos/add_eos as llama.cpp decides them
+    now: what the tokenizer.json post-processor says wins over tokenizer_config.json."""
+    special.add_special_token.update(post_processor_flags(folder))
+    special.add_to_gguf(writer, quiet=True)
+
+
+def post_processor_flags(folder: Path) -> dict[str, bool]:
+    """add_bos/add_eos as the tokenizer.json post-processor implies them (llama.cpp's rule): a
+    byte-level one adds neither; a template one adds the special token opening its single-sequence
+    template as BOS (unless tokenizer_config.json names other BOS and CLS tokens), and one closing it
+    as EOS."""
+    path, config_path = folder / "tokenizer.json", folder / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    post = json.loads(path.read_text(encoding="utf-8")).get("post_processor") or {}
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    bos, cls = _token_text(config.get("bos_token")), _token_text(config.get("cls_token"))
+    flags: dict[str, bool] = {}
+    for processor in post.get("processors", [post]):
+        kind = processor.get("type")
+        if kind == "ByteLevel":
+            flags.setdefault("bos", False)
+            flags.setdefault("eos", False)
+        elif kind == "TemplateProcessing" and len(single := processor.get("single") or []) > 1:
+            if first := single[0].get("SpecialToken", {}).get("id"):
+                flags["bos"] = first in (bos, cls) or not bos or not cls
+            if single[-1].get("SpecialToken", {}).get("id"):
+                flags["eos"] = True
+    return flags
+
+
+def _token_text(entry: object) -> str | None:
+    """A tokenizer_config.json token entry's text (a string, or an object with `content`)."""
+    if isinstance(entry, dict):
+        entry = entry.get("content")
+    return entry if isinstance(entry, str) else None

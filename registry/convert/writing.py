@@ -83,6 +83,6 @@ def _slabs(t: PlannedTensor, reader: TensorReader, threads: int) -> Iterator[mem
             picked = t.row_order[first:last]
             block = source[picked]
             span = (int(picked.min()), int(picked.max()) + 1)
-        yield memoryview(quantize(to_float32(block, t.source.info.dtype), t.qtype, threads=threads)).cast("B")
+        yield memoryview(quantize(to_float32(block, t.source.info.dtype, t.shift), t.qtype, threads=threads)).cast("B")
         reader.release(t.source, *span)
 
