@@ -50,7 +50,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             upstream = kind(session, config.upstream, config.offline, config.upstream_down_for)
             metrics = Metrics()
             commits = Commits(store, catalog, upstream, config.commit_cache)
-            transfers = Transfers(store, commits, config.tuning, config.connections, metrics)
+            transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
+                                  config.failed_transfer_memory)
             mirroring = Mirroring(config, store, catalog, upstream, commits, resolve_token(None))
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,

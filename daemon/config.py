@@ -25,6 +25,9 @@ class ServeConfig:
     """Seconds upstream's answer to "may this token read this gated/private repo" is trusted."""
     upstream_down_for: float = 10.0
     """Seconds the daemon answers from its store alone after upstream could not be reached."""
+    failed_transfer_memory: float = 3600.0
+    """Seconds after a transfer failed during which a range request for its content that does not start at
+    0 gets the whole file (200): it may continue bytes of the failed transfer."""
     connections: int = 64
     """Upstream connections shared by every transfer into the store."""
     tuning: Tuning = field(default_factory=Tuning)

@@ -15,6 +15,7 @@ class Metrics:
     cache_hits: int = 0
     cache_misses: int = 0
     active_transfers: int = 0
+    restarted_ranges: int = 0
     requests: Counter[str] = field(default_factory=Counter)
 
     def render(self) -> str:
@@ -29,6 +30,8 @@ class Metrics:
             *_metric("mreg_cache_hit_ratio", "gauge", "Hits over hits plus misses.", round(ratio, 6)),
             *_metric("mreg_active_transfers", "gauge", "Upstream transfers running (downloads into the store "
                      "and relayed ranges).", self.active_transfers),
+            *_metric("mreg_restarted_ranges_total", "counter", "Range requests answered with the whole file: they "
+                     "could have continued bytes of a transfer that failed.", self.restarted_ranges),
             "# HELP mreg_requests_total Requests by route.",
             "# TYPE mreg_requests_total counter",
             *(f'mreg_requests_total{{route="{route}"}} {n}' for route, n in sorted(self.requests.items())),

@@ -334,3 +334,33 @@ def test_sigterm_mid_transfer_exits_cleanly_and_keeps_the_partial_download(test_
     assert daemon.stop() == 0
     conn.close()
     assert (daemon.home / "partial" / f"{blob.sha256}.state.json").exists()  # the next transfer resumes it
+
+
+def test_no_client_assembles_a_file_from_a_transfer_that_failed(daemon: Daemon, test_hub: TestHub,
+                                                                tmp_path: Path) -> None:
+    """#14.1: a client cut off by a transfer that failed verification resumes with a Range request; the
+    daemon answers it with the whole file (200), so huggingface_hub starts over and curl refuses to resume:
+    nobody is left with bytes of the failed transfer under the right name."""
+    big = generated_file(tmp_path / "data" / "big.bin", 24_000_000, seed=11)  # huggingface_hub writes 10 MiB pieces
+    test_hub.add_repo(small_repo("testorg/flaky", {"big.bin": big, "other.bin": big.read_bytes()[::-1]}))
+    expected = hashlib.sha256(big.read_bytes()).hexdigest()
+    test_hub.faults.corrupt("big.bin", count=1, route="cdn")  # one transfer of it carries a flipped byte
+    path = hf_hub_download("testorg/flaky", "big.bin", cache_dir=tmp_path / "hf", endpoint=daemon.url, token=False)
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == expected
+    assert daemon.metrics()["mreg_restarted_ranges_total"] >= 1  # the client did resume, and got the whole file
+
+    # curl -C - : the daemon answers its resume with a 200, which curl refuses to splice in (exit 33)
+    test_hub.faults.corrupt("other.bin", count=1, route="cdn")
+    test_hub.faults.throttle = 20_000_000
+    partial = tmp_path / "other.bin"
+    url = f"{daemon.url}/testorg/flaky/resolve/main/other.bin"
+    first = subprocess.run(["curl", "-sS", "-o", str(partial), url], capture_output=True, timeout=120)
+    assert first.returncode != 0 and 0 < partial.stat().st_size < 24_000_000  # cut off by the failed transfer
+    test_hub.faults.throttle = None
+    cut_at = partial.stat().st_size
+    resumed = subprocess.run(["curl", "-sS", "-C", "-", "-o", str(partial), url], capture_output=True, timeout=120)
+    assert resumed.returncode == 33, resumed.stderr  # "server doesn't seem to support byte ranges"
+    assert partial.stat().st_size == cut_at  # nothing spliced onto the failed transfer's bytes
+    # a range from 0 (a fresh download, or a header read) is served as asked
+    status, headers, body = raw("GET", url, {"Range": "bytes=0-9"})
+    assert status == 206 and body == big.read_bytes()[::-1][:10]

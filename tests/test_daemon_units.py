@@ -149,3 +149,19 @@ def test_logs_are_json_lines() -> None:
     [line] = stream.getvalue().splitlines()
     entry = json.loads(line)
     assert entry["level"] == "info" and entry["logger"] == "mreg.daemon" and entry["message"] == "mirroring http://hub"
+
+
+def test_failed_content_is_remembered_for_a_while_and_bounded() -> None:
+    from mreg.daemon.serving.transfers import FailedContent
+
+    now = [100.0]
+    failed = FailedContent(memory=60.0, kept=2, clock=lambda: now[0])
+    failed.remember("a")
+    assert failed.recent("a") and not failed.recent("b")
+    now[0] += 59.9
+    assert failed.recent("a")
+    now[0] += 0.2
+    assert not failed.recent("a")  # forgotten after `memory` seconds
+    for key in ("a", "b", "c"):
+        failed.remember(key)
+    assert not failed.recent("a") and failed.recent("b") and failed.recent("c")  # at most `kept`, oldest out

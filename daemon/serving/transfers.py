@@ -6,12 +6,21 @@ transfer tells its readers how long the contiguous written prefix is; they strea
 partial file as it grows, but the last byte only once the content is verified, so a body that fails
 verification is never complete. A verified blob is linked into the snapshot of every commit whose
 clients asked for it while it ran.
+
+A client cut off by a failed transfer holds bytes that may be wrong, one byte short of the whole. It
+resumes with a Range request from where it was cut; served the tail of a good copy, it would assemble a
+corrupt file under the right name. So the content of a transfer that failed after sending bytes is
+remembered (``FailedContent``) and, for a while, a range that does not start at 0 gets the whole file
+with a 200 instead: huggingface_hub then starts its file over, curl refuses to resume.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,13 +97,36 @@ class Transfer:
         self._changed = asyncio.Event()
 
 
+class FailedContent:
+    """The content keys whose transfer failed after clients may have got some of its bytes, each kept for
+    ``memory`` seconds (at most ``kept`` keys, the oldest forgotten first)."""
+
+    def __init__(self, memory: float, kept: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self._memory, self._kept, self._clock = memory, kept, clock
+        self._failed: OrderedDict[str, float] = OrderedDict()
+
+    def remember(self, key: str) -> None:
+        self._failed[key] = self._clock()
+        self._failed.move_to_end(key)
+        while len(self._failed) > self._kept:
+            self._failed.popitem(last=False)
+
+    def recent(self, key: str) -> bool:
+        """Whether a transfer of ``key`` failed within the last ``memory`` seconds."""
+        when = self._failed.get(key)
+        return when is not None and self._clock() - when < self._memory
+
+
 class Transfers:
     """The running transfers, one per content key; they outlive the requests that started them."""
 
-    def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics) -> None:
+    def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
+                 failed_memory: float) -> None:
         self._store, self._commits, self._tuning, self._metrics = store, commits, tuning, metrics
         self._slots = asyncio.Semaphore(connections)
         self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
+        self.failed = FailedContent(failed_memory)
+        """Contents a range request must not continue (see the module's docstring)."""
 
     def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
         """The running transfer of ``spec``'s content, started (with ``client``) if there is none."""
@@ -130,6 +162,8 @@ class Transfers:
         except Exception as exc:  # noqa: BLE001 (any failure must reach the readers, who cut their clients off)
             reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
             log.warning("transfer of %s failed: %s", transfer.spec.path, reason)
+            if transfer.prefix > 0:  # readers may hold bytes of it
+                self.failed.remember(transfer.spec.key)
             transfer.fail(reason)
         finally:
             self._forget(transfer)
