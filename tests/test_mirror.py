@@ -46,18 +46,18 @@ def call(daemon: Daemon, method: str, path: str, body: Any = None, token: str | 
         conn.close()
 
 
-def jobs(daemon: Daemon) -> dict[str, dict[str, Any]]:
-    status, listed = call(daemon, "GET", "/v1/jobs")
+def jobs(daemon: Daemon, token: str | None = None) -> dict[str, dict[str, Any]]:
+    status, listed = call(daemon, "GET", "/v1/jobs", token=token)
     assert status == 200, listed
     return {job["repo"]: job for job in listed}
 
 
-def wait_job(daemon: Daemon, repo: str, deadline: float, **expected: Any) -> dict[str, Any]:
-    """Wait until `repo`'s job has every field of `expected`; return it."""
+def wait_job(daemon: Daemon, repo: str, deadline: float, token: str | None = None, **expected: Any) -> dict[str, Any]:
+    """Wait until `repo`'s job, as a caller with ``token`` sees it, has every field of `expected`; return it."""
     found: dict[str, Any] = {}
 
     def matches() -> bool:
-        found.update(jobs(daemon).get(repo, {}))
+        found.update(jobs(daemon, token).get(repo, {}))
         return all(found.get(k) == v for k, v in expected.items())
 
     wait_for(matches, deadline, f"{repo}'s job to reach {expected} (last seen: {found})")
@@ -358,7 +358,8 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
         assert runner.invoke(main, ["mirror", "rm", "testorg/rows"], env=env).exit_code == 2  # not the model
         assert runner.invoke(main, ["mirror", "rm", *dataset], env=env).exit_code == 0
         assert runner.invoke(main, ["mirror", "add", "testorg/no-such-repo"], env=env).exit_code == 0
-        failed = wait_job(daemon, "testorg/no-such-repo", 30, status="failed")
+        failed = wait_job(daemon, "testorg/no-such-repo", 30, token=token, status="failed")
+        assert "testorg/no-such-repo" not in jobs(daemon)  # like a private repo's: only the admin sees it
         assert failed["error"] and "\n" not in failed["error"] and failed["next_sync"] is None
     finally:
         stop(daemon)
