@@ -133,7 +133,8 @@ class FileJob:
         self.runs = [_Run(source) for source in sources]
         self.hasher = PrefixHasher(fd, spec.size, git_sha1=spec.sha256 is None)
         self.scheduler = Scheduler(state.parts, (source.name for source in sources), tuning.min_split)
-        self._workers: dict[Fetch, asyncio.Task[None]] = {}
+        self._fetching: dict[Fetch, asyncio.Task[object]] = {}
+        """The worker task fetching each fetch (to stop it when another source took all it had left)."""
         self._changed = asyncio.Condition()
         self._reported_prefix = 0
         self._progress = asyncio.Event()
@@ -194,6 +195,9 @@ class FileJob:
     # -- workers ---------------------------------------------------------------------------
 
     async def _worker(self, run: _Run) -> None:
+        """One connection of ``run``: ask the scheduler, fetch what it hands out, until it says stop."""
+        worker = asyncio.current_task()
+        assert worker is not None, "workers run as tasks"
         name, waited = run.source.name, False
         while (step := self.scheduler.next(name, time.monotonic(), waited)) is not Next.STOP:
             waited = step is Next.WAIT
@@ -205,9 +209,9 @@ class FileJob:
                 if claim is None:
                     continue
                 if claim.stop is not None:  # it took all that was left of a fetch that may be stalled
-                    self._workers[claim.stop].cancel()
+                    self._fetching[claim.stop].cancel()
                 fetch = claim.fetch
-                self._workers[fetch] = asyncio.current_task()  # type: ignore[assignment]
+                self._fetching[fetch] = worker
                 try:
                     await self._fetch(run, fetch)
                 except (UpstreamError, IntegrityError) as exc:
@@ -224,7 +228,7 @@ class FileJob:
                 pass
 
     async def _release(self, fetch: Fetch) -> None:
-        del self._workers[fetch]
+        del self._fetching[fetch]
         self.scheduler.release(fetch)
         async with self._changed:
             self._changed.notify_all()
