@@ -7,8 +7,12 @@ or dying source does not hold the file. End-to-end counterparts run in tests/tes
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+from mreg.registry.download import scheduler as scheduler_module
 from mreg.registry.download.scheduler import LIVE_RATE_AFTER, Next, Scheduler
 from mreg.registry.download.state import Part, TransferState
 from tests.pulling import FAST_TUNING
@@ -26,6 +30,14 @@ def tiled(parts: list[Part], size: int) -> bool:
     """The parts cover ``[0, size)`` in order, without gaps or overlaps."""
     ends = [p.offset + p.size for p in parts]
     return [p.offset for p in parts] == [0, *ends[:-1]] and ends[-1] == size
+
+
+def test_the_scheduler_knows_no_sockets_files_or_clock() -> None:
+    tree = ast.parse(Path(scheduler_module.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in imported} <= {"__future__", "collections", "dataclasses", "enum", "mreg"}
+    assert {name for name in imported if name.startswith("mreg")} == {"mreg.registry.download.state"}
 
 
 def test_parts_go_out_in_order_and_an_unfinished_one_comes_back_first() -> None:
