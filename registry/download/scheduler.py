@@ -5,7 +5,8 @@ clock; it tells the scheduler what happened and asks what to do, passing ``now``
 with every question that depends on time.
 
     step = scheduler.next(source, now, waited)   # a connection without a part: CLAIM, WAIT or STOP
-    claim = scheduler.claim(source, now)         # (holding a slot of the source) a Fetch of [start, end), or None
+    claim = scheduler.claim(source, now)         # (holding a slot of the source) claim.fetch: bytes [start, end)
+                                                 # of a part; claim.stop: a fetch left with nothing; or None
     scheduler.wrote(fetch, n)                    # n bytes were written at fetch.start
     scheduler.observe(source, nbytes, seconds)   # one response of the source ended normally
     scheduler.release(fetch)                     # the connection is done with it (complete or not)
