@@ -1,4 +1,8 @@
-"""Multi-source files: two test hubs holding the same bytes, each behind its own capped link."""
+"""Multi-source files end to end: two test hubs holding the same bytes, each behind its own capped link.
+
+How parts are shared and split is tested without sockets in tests/test_scheduler.py; these tests show
+the real downloader carrying those decisions out (cut responses, stopped stalls, dropped sources).
+"""
 
 from __future__ import annotations
 
@@ -52,30 +56,18 @@ def stored_sha256(result: PullResult) -> str:
     return hashlib.sha256((result.path / NAME).read_bytes()).hexdigest()
 
 
-async def test_both_sources_serve_in_proportion_to_their_speed(hubs: tuple[TestHub, TestHub], blob: Blob,
-                                                                tmp_path: Path) -> None:
-    fast, slow = hubs
-    fast.faults.bandwidth, slow.faults.bandwidth = 8 * MB, 4 * MB
-    result = await pull_from(tmp_path, fast, slow)
-    assert stored_sha256(result) == blob.sha256 and result.dropped == {}
-    fast_bytes, slow_bytes = fast.stats.bytes_by_sha256[blob.sha256], slow.stats.bytes_by_sha256[blob.sha256]
-    assert result.by_source[fast.endpoint] >= blob.size * 0.5
-    assert 0.5 <= fast_bytes / (fast_bytes + slow_bytes) <= 0.8  # 2:1 links: about 0.67
-    assert fast_bytes + slow_bytes <= blob.size * 1.1
-    assert result.by_source == {fast.endpoint: result.by_source[fast.endpoint],
-                                slow.endpoint: result.by_source[slow.endpoint]}
-    assert result.by_source[slow.endpoint] <= slow_bytes
-
-
 async def test_a_fast_source_takes_over_the_tail_of_a_slow_one(hubs: tuple[TestHub, TestHub], blob: Blob,
                                                                tmp_path: Path) -> None:
     fast, slow = hubs
     fast.faults.bandwidth, slow.faults.bandwidth = 16 * MB, 1 * MB
     result = await pull_from(tmp_path, slow, fast)
-    assert stored_sha256(result) == blob.sha256
+    assert stored_sha256(result) == blob.sha256  # the slow source's responses were cut where the tails begin
     # The slow source's 8 connections start on 8 of the 31 parts; without taking over their ends it
     # would serve 26 % of the file. At 1:16 its fair share is 6 %.
     assert result.by_source[slow.endpoint] < blob.size * 0.16
+    served = {hub.endpoint: hub.stats.bytes_by_sha256[blob.sha256] for hub in hubs}
+    assert result.dropped == {} and set(result.by_source) == set(served)
+    assert sum(served.values()) <= blob.size * 1.1  # cut responses waste little
     assert any(r.range and not r.range.startswith("bytes=0-") for r in fast.stats.find(host="cdn"))
 
 

@@ -1,10 +1,9 @@
-"""The workers of one file's download: every source's connections take parts from one shared queue.
+"""The I/O shell of one file's download: workers, ranged GETs, ``pwrite``, throttling, state saves.
 
-Each source has its own workers (bounded by its own semaphore), so a faster source takes more parts:
-shares follow speed. When the queue is empty, an idle worker may split the part another source is
-still fetching and take its untouched end, sized so that both finish together (the tail is not held
-by the slower source). A source that keeps failing is dropped from the file and its parts go back to
-the queue; the file fails only when every source has failed. With one source there is no splitting.
+Which bytes each worker fetches is decided by ``scheduler.Scheduler`` (parts, splits, rates); this
+module asks it and does the fetching. Each source has its own workers (bounded by its own semaphore).
+A source that keeps failing is dropped from the file and its parts go back to the queue; the file fails
+only when every source has failed.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import asyncio
 import errno
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +30,10 @@ from mreg.registry.errors import (
 )
 from mreg.registry.upstream.hub.client import FileLocation
 from mreg.registry.download.hasher import PrefixHasher
-from mreg.registry.download.state import Part, TransferState
+from mreg.registry.download.scheduler import RECHECK, Fetch, Next, Scheduler
+from mreg.registry.download.state import TransferState
 
 MiB = 1024 * 1024
-RECHECK = 0.25
-"""Seconds an idle worker waits before looking again for a part to split."""
-LIVE_RATE_AFTER = 1.0
-"""Seconds of a running fetch before its own speed is trusted over its source's average."""
 
 
 @dataclass(frozen=True)
@@ -122,35 +117,10 @@ class _Run:
 
     source: Source
     fetched: int = 0
-    rate: float = 0.0
-    """Bytes per second of one connection (moving average of finished fetches; 0 = not known yet)."""
     error: MregError | None = None
     location: FileLocation | None = None
     locate_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def observe(self, nbytes: int, seconds: float) -> None:
-        if nbytes > 0 and seconds > 0:
-            sample = nbytes / seconds
-            self.rate = sample if not self.rate else 0.7 * self.rate + 0.3 * sample
-
-
-@dataclass(eq=False)
-class _Claim:
-    """A part being fetched by one worker of ``run``."""
-
-    part: Part
-    run: _Run
-    worker: asyncio.Task[None] | None
-    started: float
-    done_at_start: int
-
-    def speed(self, now: float) -> float | None:
-        """Bytes per second this fetch is making (its source's average early on; None if unknown)."""
-        elapsed = now - self.started
-        if elapsed < LIVE_RATE_AFTER:
-            return self.run.rate or None
-        return (self.part.done - self.done_at_start) / elapsed
 
 
 class FileJob:
@@ -162,8 +132,9 @@ class FileJob:
         self.tuning, self.advance, self._on_prefix = tuning, advance, on_prefix
         self.runs = [_Run(source) for source in sources]
         self.hasher = PrefixHasher(fd, spec.size, git_sha1=spec.sha256 is None)
-        self._pending = deque(p for p in state.parts if not p.complete)
-        self._claims: list[_Claim] = []
+        self.scheduler = Scheduler(state.parts, (source.name for source in sources), tuning.min_split)
+        self._fetching: dict[Fetch, asyncio.Task[object]] = {}
+        """The worker task fetching each fetch (to stop it when another source took all it had left)."""
         self._changed = asyncio.Condition()
         self._reported_prefix = 0
         self._progress = asyncio.Event()
@@ -185,7 +156,7 @@ class FileJob:
         """Fetch every missing part; raise when a part cannot be had from any source."""
         hasher = asyncio.create_task(self._hash_loop())
         try:
-            workers = min(self.tuning.connections, len(self._pending))
+            workers = min(self.tuning.connections, self.scheduler.queued)
             try:
                 async with asyncio.TaskGroup() as group:
                     for run in self.runs:
@@ -224,22 +195,30 @@ class FileJob:
     # -- workers ---------------------------------------------------------------------------
 
     async def _worker(self, run: _Run) -> None:
-        while self._pending or self._claims:
-            if not self._pending:
+        """One connection of ``run``: ask the scheduler, fetch what it hands out, until it says stop."""
+        worker = asyncio.current_task()
+        assert worker is not None, "workers run as tasks"
+        name, waited = run.source.name, False
+        while (step := self.scheduler.next(name, time.monotonic(), waited)) is not Next.STOP:
+            waited = step is Next.WAIT
+            if waited:
                 await self._wait_for_change()
-                if not self._pending and not self._splittable(run):
-                    continue
+                continue
             async with run.source.slots:
-                claim = self._claim(run)
+                claim = self.scheduler.claim(name, time.monotonic())
                 if claim is None:
                     continue
+                if claim.stop is not None:  # it took all that was left of a fetch that may be stalled
+                    self._fetching[claim.stop].cancel()
+                fetch = claim.fetch
+                self._fetching[fetch] = worker
                 try:
-                    await self._fetch_part(claim)
+                    await self._fetch(run, fetch)
                 except (UpstreamError, IntegrityError) as exc:
                     self._drop(run, exc)
                     return
                 finally:
-                    await self._release(claim)
+                    await self._release(fetch)
 
     async def _wait_for_change(self) -> None:
         async with self._changed:
@@ -248,73 +227,20 @@ class FileJob:
             except TimeoutError:
                 pass
 
-    def _claim(self, run: _Run) -> _Claim | None:
-        """The next part for a worker of ``run``: from the queue, else the end of another source's part."""
-        if self._pending:
-            part: Part | None = self._pending.popleft()
-        else:
-            part = self._split(run)
-        if part is None:
-            return None
-        claim = _Claim(part, run, asyncio.current_task(), time.monotonic(), part.done)
-        self._claims.append(claim)
-        return claim
-
-    async def _release(self, claim: _Claim) -> None:
-        self._claims.remove(claim)
-        if not claim.part.complete:
-            self._pending.appendleft(claim.part)
+    async def _release(self, fetch: Fetch) -> None:
+        del self._fetching[fetch]
+        self.scheduler.release(fetch)
         async with self._changed:
             self._changed.notify_all()
 
     def _drop(self, run: _Run, exc: MregError) -> None:
         """Stop using ``run`` for this file; its other workers give their parts back to the queue."""
         run.error = exc
+        self.scheduler.fail(run.source.name)
         current = asyncio.current_task()
         for task in run.tasks:
             if task is not current:
                 task.cancel()
-
-    def _splittable(self, run: _Run) -> bool:
-        return self._best_split(run) is not None
-
-    def _best_split(self, run: _Run) -> tuple[_Claim, int] | None:
-        """The other source's claim that would end last, and how many of its bytes ``run`` should take
-        so both end together; None when no such share is worth a request."""
-        now, best, best_end = time.monotonic(), None, 0.0
-        for claim in self._claims:
-            if claim.run is run:
-                continue
-            remaining = claim.part.size - claim.part.done
-            theirs = claim.speed(now)
-            mine = run.rate or theirs or 1.0
-            theirs = mine if theirs is None else theirs
-            take = remaining if theirs <= 0 else int(remaining * mine / (mine + theirs))
-            if take < self.tuning.min_split and not (theirs <= 0 < take):
-                continue
-            ends = remaining / theirs if theirs > 0 else float("inf")
-            if best is None or ends > best_end:
-                best, best_end = (claim, take), ends
-        return best
-
-    def _split(self, run: _Run) -> Part | None:
-        """Cut the end off the part that would end last and return it as a new part (saved in the state).
-
-        Taking all that is left of a stalled fetch also stops its worker, which may be waiting out
-        its source's retries (the part is complete: nothing goes back to the queue)."""
-        found = self._best_split(run)
-        if found is None:
-            return None
-        claim, take = found
-        part = claim.part
-        cut = part.offset + part.size - take
-        tail = Part(cut, take)
-        part.size = cut - part.offset
-        index = next(i for i, p in enumerate(self.state.parts) if p is part)
-        self.state.parts.insert(index + 1, tail)
-        if part.complete and claim.worker is not None:
-            claim.worker.cancel()
-        return tail
 
     async def _location(self, run: _Run) -> FileLocation:
         async with run.locate_lock:
@@ -322,23 +248,23 @@ class FileJob:
                 run.location = await run.source.locate()
             return run.location
 
-    async def _fetch_part(self, claim: _Claim) -> None:
-        part, run = claim.part, claim.run
+    async def _fetch(self, run: _Run, fetch: Fetch) -> None:
+        """Fetch the rest of ``fetch``'s part from ``run``, retrying cut or stalled responses."""
         failures, reason = 0, ""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.tuning.stall_timeout,
                                         sock_read=self.tuning.stall_timeout)
-        while not part.complete:
-            before, started = part.done, time.monotonic()
+        while fetch.remaining:
+            before, started = fetch.start, time.monotonic()
             try:
                 location = await self._location(run)
-                end = part.offset + part.size
-                resp = await run.source.client.open_range(location, part.offset + part.done, end, timeout)
+                end = fetch.end
+                resp = await run.source.client.open_range(location, fetch.start, end, timeout)
                 try:
-                    await self._receive(resp, run, part, end)
+                    await self._receive(resp, run, fetch, end)
                 finally:
                     resp.release()
-                run.observe(part.done - before, time.monotonic() - started)
-                if not part.complete:
+                self.scheduler.observe(run.source.name, fetch.start - before, time.monotonic() - started)
+                if fetch.remaining:
                     raise _Truncated()
             except LocationExpiredError:
                 reason = "the signed URL expired"
@@ -349,26 +275,25 @@ class FileJob:
                 reason = "stalled" if isinstance(exc, asyncio.TimeoutError) else "connection cut mid-body"
             else:
                 return
-            failures = 0 if part.done > before else failures + 1
+            failures = 0 if fetch.start > before else failures + 1
             if failures >= self.tuning.attempts_without_progress:
                 raise UpstreamUnavailableError(f"{self.spec.path}: download failed {failures} times in a row ({reason})")
             if failures:
                 await asyncio.sleep(min(self.tuning.backoff * 2 ** (failures - 1), 20.0))
 
-    async def _receive(self, resp: aiohttp.ClientResponse, run: _Run, part: Part, asked_end: int) -> None:
-        """Write the body at the part's offset; stop early when another source took the part's end."""
+    async def _receive(self, resp: aiohttp.ClientResponse, run: _Run, fetch: Fetch, asked_end: int) -> None:
+        """Write the body at the fetch's position; stop early when another source took the part's end."""
         async for chunk in resp.content.iter_any():
-            position = part.offset + part.done
-            if len(chunk) > asked_end - position:
+            if len(chunk) > asked_end - fetch.start:
                 raise UpstreamError(f"{self.spec.path}: upstream sent more bytes than the range asked for")
-            view = memoryview(chunk)[: part.size - part.done]
+            view = memoryview(chunk)[: fetch.remaining]
             wanted = len(view)
             while view:
                 try:
-                    written = os.pwrite(self.fd, view, part.offset + part.done)
+                    written = os.pwrite(self.fd, view, fetch.start)
                 except OSError as exc:
                     raise store_error(self.spec, exc) from exc
-                part.done += written
+                self.scheduler.wrote(fetch, written)
                 view = view[written:]
             run.fetched += len(chunk)
             self.advance(wanted)
@@ -377,7 +302,7 @@ class FileJob:
             self._progress.set()
             if time.monotonic() - self._last_save >= self.tuning.state_interval:
                 self._save()
-            if part.complete:
+            if not fetch.remaining:
                 return
 
     def _save(self) -> None:
