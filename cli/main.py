@@ -104,11 +104,14 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
                 announce=lambda text: click.echo(f"mreg: {text}", err=True))
     for name, reason in result.dropped.items():
         click.echo(f"mreg: warning: {name} failed and was left out: {reason}", err=True)
+    for path in result.refetched:
+        click.echo(f"mreg: warning: {path} failed verification and was fetched again", err=True)
     if result.source == "local" and not settings.offline:
         click.echo(f"mreg: warning: {upstream.url} is unreachable; using the local copy", err=True)
     if as_json:
         data: dict[str, object] = {"repo": result.repo.repo_id, "commit": result.commit, "path": str(result.path),
-                                   "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name}
+                                   "files": [dataclasses.asdict(f) for f in result.files], "upstream": upstream.name,
+                                   "refetched": list(result.refetched)}
         if also_from or len(chosen) > 1:
             data["fetched_from"] = result.by_source
         if choice is not None:

@@ -90,6 +90,8 @@ class PullResult:
     dropped: dict[str, str] = field(default_factory=dict)
     """Mirrors left out (they could not list the repo, or failed during a file the others finished),
     with the last reason of each."""
+    refetched: tuple[str, ...] = ()
+    """Files whose first fetch failed verification and that were fetched again, whole."""
 
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store: Store, catalog: Catalog,
@@ -136,7 +138,8 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
         await catalog.mark_revision_complete(repo, commit)
     await index_snapshot(store, catalog, repo, commit)
     result = _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
-    return dataclasses.replace(result, by_source=dict(tally.by_source), dropped=tally.dropped)
+    return dataclasses.replace(result, by_source=dict(tally.by_source), dropped=tally.dropped,
+                               refetched=tuple(sorted(tally.refetched)))
 
 
 def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
@@ -190,6 +193,7 @@ class _Tally:
     fetched: int = 0
     by_source: Counter[str] = field(default_factory=Counter)
     dropped: dict[str, str] = field(default_factory=dict)
+    refetched: list[str] = field(default_factory=list)
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
@@ -216,8 +220,11 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
             spec = FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
             sources = [Source(client.endpoint, client, locate, slots)]
             sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
-            done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n))
+            done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n),
+                                       refetch_once=True)
             tally.fetched += done.fetched
+            if done.refetched:
+                tally.refetched.append(f.path)
             tally.by_source.update(done.by_source)
             tally.dropped.update(done.dropped)
             store.link_file(repo, commit, f.path, done.sha256)

@@ -152,6 +152,19 @@ async def test_wrong_sha256_is_never_published(test_hub: TestHub, tmp_path: Path
     assert tree_bytes(result.path) == expected_tree(test_hub, MINILM)
 
 
+async def test_a_transfer_corrupted_once_is_fetched_again(test_hub: TestHub, tmp_path: Path) -> None:
+    """#14.9: one corrupt transfer costs one more fetch of that file, not the pull; twice fails as before."""
+    blob = test_hub.repo(MINILM).head.files["model.safetensors"].blob
+    test_hub.faults.corrupt("model.safetensors", count=1)
+    result = await pull_repo(test_hub.endpoint, tmp_path, MINILM)
+    assert tree_bytes(result.path) == expected_tree(test_hub, MINILM)
+    assert result.refetched == ("model.safetensors",)
+    assert test_hub.stats.bytes_by_sha256[blob.sha256] == 2 * blob.size  # the file again, nothing else
+    test_hub.faults.corrupt("config.json", count=2)
+    with pytest.raises(IntegrityError, match=r"config.json: git sha1 mismatch .*\(fetched twice\)"):
+        await pull_repo(test_hub.endpoint, tmp_path / "again", MINILM, include=("config.json",))
+
+
 async def test_wrong_git_sha1_is_never_published(test_hub: TestHub, tmp_path: Path) -> None:
     test_hub.faults.corrupt("config.json")
     with pytest.raises(IntegrityError, match="config.json: git sha1 mismatch"):

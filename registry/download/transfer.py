@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -38,6 +39,8 @@ class Downloaded:
     dropped: Mapping[str, str] = field(default_factory=dict)
     """Sources left out of this file, with why: they failed mid-way (the others finished it), or their
     bytes failed verification together with the first source's (which then served it alone)."""
+    refetched: bool = False
+    """The first fetch failed verification and the file was fetched again, whole."""
 
 
 async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
@@ -48,7 +51,8 @@ async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, sto
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
-                        advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None) -> Downloaded:
+                        advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
+                        refetch_once: bool = False) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -59,7 +63,10 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     already had). ``on_prefix`` is told the length of the partial file's contiguous written prefix
     whenever it grows: a reader may stream those bytes from the partial file
     (``Store.partial_paths(spec.key)[0]``, the same inode as the published blob), but they are
-    verified only once this function returns.
+    verified only once this function returns. With ``refetch_once``, bytes from one source that fail
+    verification are fetched once more from scratch before the file fails (a transfer corrupted on the
+    way rarely is twice); callers that stream the partial file to readers leave it off, since a refetch
+    would start the same partial over under them.
     """
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
@@ -68,15 +75,25 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     except _Mismatch as mismatch:
         first, suspects = sources[0].name, [s.name for s in sources[1:] if mismatch.by_source.get(s.name)]
         if not suspects:
-            raise
+            if not refetch_once:
+                raise
+            try:
+                again = await _download(sources, spec, store, tuning, advance, on_prefix)
+            except _Mismatch as twice:
+                raise IntegrityError(f"{twice} (fetched twice)") from None
+            return dataclasses.replace(again, fetched=mismatch.fetched + again.fetched, refetched=True,
+                                       by_source=_added(mismatch.by_source, again.by_source))
         try:
             again = await _download(sources[:1], spec, store, tuning, advance, on_prefix)
         except _Mismatch as alone:
             raise IntegrityError(f"{alone}, from {first} alone as well as from several sources") from None
         why = f"its bytes and {first}'s failed verification together; fetched again from {first} alone"
-        by_source = {name: n + again.by_source.get(name, 0) for name, n in mismatch.by_source.items()}
-        return Downloaded(again.sha256, mismatch.fetched + again.fetched, by_source,
+        return Downloaded(again.sha256, mismatch.fetched + again.fetched, _added(mismatch.by_source, again.by_source),
                           {**mismatch.dropped, **dict.fromkeys(suspects, why)})
+
+
+def _added(first: Mapping[str, int], second: Mapping[str, int]) -> dict[str, int]:
+    return {name: first.get(name, 0) + second.get(name, 0) for name in {*first, *second}}
 
 
 class _Mismatch(IntegrityError):
