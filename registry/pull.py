@@ -17,7 +17,7 @@ from typing import Protocol
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
 from mreg.registry.errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
-from mreg.registry.upstream.hub import FileLocation, RemoteFile
+from mreg.registry.upstream.client import FileLocation, RemoteFile
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.inspect.repo import index_snapshot
 from mreg.registry.upstream.extra_sources import MirrorListing, list_mirrors

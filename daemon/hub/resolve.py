@@ -16,8 +16,7 @@ from aiohttp import web
 from mreg.registry.download import FileSpec
 from mreg.registry.download.transfer import Locate
 from mreg.registry.errors import IntegrityError, UpstreamError, UpstreamUnavailableError
-from mreg.registry.upstream.hub import FileLocation
-from mreg.registry.upstream.client import RepoClient
+from mreg.registry.upstream.client import FileLocation, RepoClient
 
 from mreg.daemon.hub.answers import hub_error
 from mreg.daemon.serving.bodies import (

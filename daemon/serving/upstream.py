@@ -20,7 +20,8 @@ from aiohttp import web
 from yarl import URL
 
 from mreg.registry.errors import UpstreamUnavailableError
-from mreg.registry.upstream.hub import HubClient, RetryPolicy
+from mreg.registry.upstream.http import RetryPolicy
+from mreg.registry.upstream.hub import HubClient
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 CONNECT_ATTEMPTS = 2

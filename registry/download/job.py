@@ -29,7 +29,8 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     first_error,
 )
-from mreg.registry.upstream.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.upstream.client import FileLocation
+from mreg.registry.upstream.http import LocationExpiredError
 from mreg.registry.download.hasher import PrefixHasher
 from mreg.registry.download.state import Part, TransferState
 

@@ -18,7 +18,8 @@ from mreg.registry.errors import FormatError, MregError, StoreError, UpstreamUna
 from mreg.registry.formats.events import HeaderParsed, NeedBytes
 from mreg.registry.formats.gguf import GGUFHeaderParser
 from mreg.registry.formats.safetensors import SafetensorsHeaderParser
-from mreg.registry.upstream.hub.client import FileLocation, LocationExpiredError
+from mreg.registry.upstream.client import FileLocation
+from mreg.registry.upstream.http import LocationExpiredError
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.upstream.hub.urls import redacted
 from mreg.registry.repo import RepoRef

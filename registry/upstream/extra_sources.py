@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from mreg.registry.download import Source
 from mreg.registry.errors import IntegrityError, UpstreamError
-from mreg.registry.upstream.hub import FileLocation, RemoteFile
+from mreg.registry.upstream.client import FileLocation, RemoteFile
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.repo import RepoRef
 

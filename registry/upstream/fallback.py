@@ -24,7 +24,8 @@ import aiohttp
 from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UpstreamUnavailableError, UsageError
 from mreg.registry.gguf.pull import GGUFChoice, pull_model
-from mreg.registry.upstream.hub import HubClient, RetryPolicy
+from mreg.registry.upstream.http import RetryPolicy
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.upstream.modelscope import ModelScopeClient
 from mreg.registry.pull import NullProgress, PullOptions, PullProgress, PullResult
 from mreg.registry.repo import RepoRef

@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.upstream.client import FileLocation
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
@@ -44,16 +45,6 @@ class RetryPolicy:
             except ValueError:
                 pass
         return min(self.backoff * (2**attempt), self.max_backoff)
-
-
-@dataclass(frozen=True)
-class FileLocation:
-    """Where a file's bytes can be fetched with Range requests (after any resolve redirect)."""
-
-    url: str
-    size: int
-    etag: str
-    commit: str
 
 
 def same_origin(a: str, b: str) -> bool:
