@@ -59,6 +59,16 @@ def test_a_malformed_repo_id_is_a_usage_error() -> None:
         parse_hub_path("/api/models/org/..bad/revision/main")
 
 
+@pytest.mark.parametrize("raw", [
+    "/api/models/org/name/revision/a%0Ab", "/api/models/org/name/revision/a..b", "/api/models/org/name/tree/%20x",
+    "/api/models/org/name/tree/x~1/sub", "/api/models/org/name/paths-info/%00", "/org/name/resolve/a%3Ab/f.txt",
+    "/org/name/resolve/%2Fmain/f.txt", "/org/name/resolve/x.lock/f.txt", "/api/models/org/name/revision/" + "a" * 256,
+])
+def test_a_revision_git_could_not_name_is_a_usage_error(raw: str) -> None:
+    with pytest.raises(UsageError, match="invalid revision"):
+        parse_hub_path(raw)
+
+
 def test_xet_hashes_and_links_are_stripped_and_pages_point_at_the_mirror() -> None:
     entries = [{"type": "file", "path": "w.bin", "xetHash": "ab" * 32, "lfs": {"oid": "c" * 64}}, "odd"]
     assert without_xet(entries) == [{"type": "file", "path": "w.bin", "lfs": {"oid": "c" * 64}}, "odd"]

@@ -78,7 +78,7 @@ class ModelScopeUpstream(Upstream):
         try:
             return await self._answer(hub, hub.repo, query, token, body)
         except UpstreamUnavailableError:
-            self.mark_down()
+            await self.outages.request_failed()
             raise
         except (RepoNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
             return _not_found(exc)

@@ -1,10 +1,12 @@
 """Talking to the upstream hub on a client's behalf, with the client's own token.
 
-``Upstream.call`` sends one request to the upstream endpoint and returns its answer whole (metadata
-is small); it never follows redirects. A connection failure is retried once, then upstream counts as
-down for ``down_for`` seconds: every call fails at once with ``UpstreamUnavailableError`` and the
-daemon answers from its store. ``--offline`` keeps it down for good. Answers of 5xx count as
-unavailable too (the store may still answer); 4xx answers are the caller's to see (``UpstreamRefused``).
+``Upstream.call`` sends one request to the upstream endpoint through registry's HTTP core and returns
+its answer whole (metadata is small); it never follows redirects. A connection failure is retried once
+on a fresh connection (`PASS_THROUGH`), then this request fails with ``UpstreamUnavailableError`` (the
+daemon answers it from its store) and the daemon checks upstream's health (``registry.upstream.health``):
+only that check marks upstream down, for ``down_for`` seconds, during which every call fails at once.
+``--offline`` keeps it down for good. Answers of 5xx count as unavailable too (the store may still
+answer); 4xx answers are the caller's to see (``UpstreamRefused``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from mreg.registry.errors import UpstreamUnavailableError
-from mreg.registry.upstream.http import RetryPolicy
+from mreg.registry.upstream.health import Health, Outages, check
+from mreg.registry.upstream.http import RetryPolicy, UpstreamHTTP, read_body
 from mreg.registry.upstream.hub import HubClient
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
-CONNECT_ATTEMPTS = 2
+PASS_THROUGH = RetryPolicy(attempts=2, backoff=0.0, statuses=frozenset())
+"""A caller's request: tried again once on a fresh connection (a pooled one may have died); every
+answer, 429 and 5xx included, is the caller's."""
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 DOWNLOAD_RETRY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=5.0, max_retry_after=30.0)
 FORWARDED = ("Content-Type", "X-Error-Code", "X-Error-Message", "X-Repo-Commit", "Retry-After", "RateLimit",
@@ -86,13 +90,14 @@ class Upstream:
         self.session = session
         self.endpoint = endpoint.rstrip("/")
         self.offline = offline
-        self._down_for = down_for
-        self._down_until = 0.0
+        health = Health(None, clock=time.monotonic, down_for=down_for)
+        self.outages = Outages(health, self.endpoint,
+                               lambda: check(UpstreamHTTP(session, self.endpoint, None, PASS_THROUGH)))
 
     @property
     def available(self) -> bool:
         """False when offline, or while upstream is considered down."""
-        return not self.offline and time.monotonic() >= self._down_until
+        return not self.offline and self.outages.down() is None
 
     def client(self, token: str | None) -> HubClient:
         """A Hub client speaking for one caller (their token; downloads retry a little)."""
@@ -106,46 +111,26 @@ class Upstream:
         if not self.available:
             raise UpstreamUnavailableError(self.unavailable_reason)
 
-    def mark_down(self) -> None:
-        """Answer from the store alone for the next ``down_for`` seconds."""
-        self._down_until = time.monotonic() + self._down_for
-
     async def call(self, method: str, path: str, token: str | None, body: bytes | None = None,
                    content_type: str | None = None) -> Answer:
         """Send ``method path`` (path and query, as raw as the client sent them) to upstream."""
         self._check()
-        headers = {"Accept-Encoding": "identity", "User-Agent": "mreg-serve"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if content_type:
-            headers["Content-Type"] = content_type
-        url = URL(self.endpoint + path, encoded=True)
-        failure = ""
-        for _ in range(CONNECT_ATTEMPTS):  # a pooled connection may have died: try a fresh one
+        http = HubClient(self.session, self.endpoint, token, PASS_THROUGH)
+        headers = {"Content-Type": content_type} if content_type else None
+        try:
+            resp = await http.send(method, self.endpoint + path, headers, timeout=TIMEOUT, data=body)
             try:
-                answer = await self._send(method, url, headers, body)
-                break
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                failure = type(exc).__name__
-        else:
-            self.mark_down()
-            raise UpstreamUnavailableError(f"{self.endpoint} is unreachable ({failure})")
+                answer = Answer(resp.status, {k: resp.headers[k] for k in FORWARDED if k in resp.headers},
+                                resp.headers.get("Link"), await read_body(resp, MAX_ANSWER_BYTES))
+            finally:
+                resp.release()
+        except (UpstreamUnavailableError, TimeoutError, aiohttp.ClientError) as exc:
+            await self.outages.request_failed()
+            failure = "" if isinstance(exc, UpstreamUnavailableError) else f" ({type(exc).__name__})"
+            raise UpstreamUnavailableError(f"{self.endpoint} is unreachable{failure}") from None
+        if len(answer.body) > MAX_ANSWER_BYTES:
+            raise UpstreamUnavailableError(f"{self.endpoint} answered more than {MAX_ANSWER_BYTES} bytes")
         if answer.status >= 500:
             raise UpstreamUnavailableError(f"{self.endpoint} answered HTTP {answer.status}")
         return answer
 
-    async def _send(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Answer:
-        async with self.session.request(method, url, headers=headers, data=body, allow_redirects=False,
-                                        timeout=TIMEOUT) as resp:
-            forwarded = {k: resp.headers[k] for k in FORWARDED if k in resp.headers}
-            return Answer(resp.status, forwarded, resp.headers.get("Link"), await _read(resp))
-
-
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise aiohttp.ClientPayloadError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
