@@ -19,6 +19,7 @@ from typing import Any
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.errors import UnsafePathError, UpstreamError
+from mreg.registry.files import link_blob, present_blobs
 from mreg.registry.upstream.hub.client import parse_tree_entry
 from mreg.registry.upstream.hub import urls
 from mreg.registry.inspect.reading import is_model_file
@@ -189,17 +190,15 @@ class Commits:
         sha = meta.stored.get(path)
         if sha is not None and self._store.has_blob(sha, spec.size):
             return sha
-        sha = spec.sha256 or (await self._catalog.contents_of([spec.git_oid])).get(spec.git_oid)
-        if sha is None or not self._store.has_blob(sha, spec.size):
+        sha = (await present_blobs(self._store, self._catalog, [spec])).get(path)
+        if sha is None:
             return None
         await self.mark_stored(meta, path, sha)
         return sha
 
     async def mark_stored(self, meta: CommitMeta, path: str, sha256: str) -> None:
         """Link the verified blob into the snapshot and record the file (and maybe the commit) complete."""
-        spec = meta.files[path]
-        self._store.link_file(meta.repo, meta.commit, path, sha256)
-        await self._catalog.mark_file_complete(meta.repo, meta.commit, path, sha256, spec.size)
+        await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256)
         meta.stored[path] = sha256
         if len(meta.stored) == len(meta.files):
             await self._catalog.mark_revision_complete(meta.repo, meta.commit)
