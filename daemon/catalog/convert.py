@@ -111,9 +111,7 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(job.answer())
 
 
-def add_routes(app: web.Application) -> None:
-    """The conversion routes and the job table they share."""
+def add_jobs(app: web.Application) -> None:
+    """The job table the conversion routes share (closed on shutdown)."""
     app[JOBS] = Jobs()
     app.on_shutdown.append(app[JOBS].close)
-    app.router.add_post("/v1/convert", start)
-    app.router.add_get("/v1/convert/{id}", status, allow_head=False)
