@@ -6,13 +6,16 @@ on a fresh connection (`PASS_THROUGH`), then this request fails with ``UpstreamU
 daemon answers it from its store) and the daemon checks upstream's health (``registry.upstream.health``):
 only that check marks upstream down, for ``down_for`` seconds, during which every call fails at once.
 ``--offline`` keeps it down for good. Answers of 5xx count as unavailable too (the store may still
-answer); 4xx answers are the caller's to see (``UpstreamRefused``).
+answer); 4xx answers are the caller's to see (``UpstreamRefused``). What the daemon asks for itself has
+its own methods (``pin``, ``commit_listing``, ``access_probe``), which another kind of upstream answers
+its own way (``daemon.modelscope.upstream``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +23,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from mreg.registry.errors import UpstreamUnavailableError
+from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
+from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.health import Health, Outages, check
 from mreg.registry.upstream.http import RetryPolicy, UpstreamHTTP, read_body
-from mreg.registry.upstream.hub import HubClient
+from mreg.registry.upstream.hub import HubClient, urls
+
+from mreg.daemon.hub.shapes import info_without_xet, next_page, without_xet
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
+MAX_TREE_PAGES = 10_000
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
 PASS_THROUGH = RetryPolicy(attempts=2, backoff=0.0, statuses=frozenset())
 """A caller's request: tried again once on a fresh connection (a pooled one may have died); every
 answer, 429 and 5xx included, is the caller's."""
@@ -36,14 +44,21 @@ FORWARDED = ("Content-Type", "X-Error-Code", "X-Error-Message", "X-Repo-Commit",
 """The upstream headers a client sees on passed-through answers (never X-Xet-*, never Set-Cookie)."""
 
 
+NOT_PARSED: Any = object()
+"""`Answer.data` of an answer that arrived as bytes."""
+
+
 @dataclass(frozen=True)
 class Answer:
-    """An upstream answer: status, the forwarded headers, the raw Link header and the body."""
+    """An upstream answer: status, the forwarded headers, the raw Link header and the body, or the body's
+    data when the answer was built as data (a ModelScope upstream answering as the Hub), never serialised
+    until a client gets it."""
 
     status: int
     headers: dict[str, str]
     link: str | None
     body: bytes
+    data: Any = NOT_PARSED
 
     @property
     def ok(self) -> bool:
@@ -51,12 +66,16 @@ class Answer:
 
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not."""
-        return json.loads(self.body)
+        return json.loads(self.body) if self.data is NOT_PARSED else self.data
 
     def response(self, head: bool = False) -> web.Response:
         """This answer for the client (an empty error body, as a HEAD gets, says the error in JSON)."""
         if head:
             return web.Response(status=self.status, headers=self.headers)
+        if self.data is not NOT_PARSED:
+            body = json.dumps(self.data, separators=(",", ":")).encode()
+            return web.Response(status=self.status, headers={**self.headers, "Content-Type": "application/json"},
+                                body=body)
         if not self.body and "X-Error-Message" in self.headers:
             body = json.dumps({"error": self.headers["X-Error-Message"]}).encode()
             return web.Response(status=self.status, headers={**self.headers, "Content-Type": "application/json"},
@@ -111,6 +130,40 @@ class Upstream:
         if not self.available:
             raise UpstreamUnavailableError(self.unavailable_reason)
 
+    async def pin(self, repo: RepoRef, revision: str, token: str | None) -> str:
+        """The commit ``revision`` is at, as upstream tells ``token`` (UpstreamRefused: upstream's answer)."""
+        answer = await self.call("GET", f"{urls.repo_info_url('', repo, revision)}?expand=sha", token)
+        if not answer.ok:
+            raise UpstreamRefused(answer)
+        try:
+            commit = answer.json().get("sha")
+        except (ValueError, AttributeError):
+            commit = None
+        return checked_commit(commit, repo, revision)
+
+    async def commit_listing(self, repo: RepoRef, commit: str, token: str | None) -> tuple[Any, list[Any]]:
+        """The repo info (its ``blobs=true`` form) and the recursive tree of ``commit``, as upstream shows
+        them to ``token``, without xet fields (UpstreamRefused: upstream's answer)."""
+        info = info_without_xet(_json(await self.call("GET", f"{urls.repo_info_url('', repo, commit)}?blobs=true",
+                                                       token), "repo info"))
+        entries: list[Any] = []
+        page: str | None = urls.tree_url("", repo, commit)
+        for _ in range(MAX_TREE_PAGES):
+            if page is None:
+                return info, entries
+            answer = await self.call("GET", page, token)
+            listing = _json(answer, "a tree listing")
+            if not isinstance(listing, list):
+                raise UpstreamError(f"the tree listing of {repo}@{commit} is not a list")
+            entries.extend(without_xet(listing))
+            page = next_page(answer.link, self.endpoint)
+        raise UpstreamError(f"the tree listing of {repo}@{commit} has more than {MAX_TREE_PAGES} pages")
+
+    async def access_probe(self, repo: RepoRef, commit: str, path: str, token: str | None) -> Answer:
+        """Upstream's answer to ``token`` reading ``path`` of ``commit`` (a HEAD on its resolve URL, which is
+        where the Hub enforces gates)."""
+        return await self.call("HEAD", urls.resolve_url("", repo, commit, path), token)
+
     async def call(self, method: str, path: str, token: str | None, body: bytes | None = None,
                    content_type: str | None = None) -> Answer:
         """Send ``method path`` (path and query, as raw as the client sent them) to upstream."""
@@ -134,3 +187,18 @@ class Upstream:
             raise UpstreamUnavailableError(f"{self.endpoint} answered HTTP {answer.status}")
         return answer
 
+
+def checked_commit(commit: object, repo: RepoRef, revision: str) -> str:
+    """``commit`` when it is a commit id (what upstream pinned ``revision`` to), else UpstreamError."""
+    if not isinstance(commit, str) or not COMMIT.match(commit):
+        raise UpstreamError(f"upstream's answer for {repo}@{revision} has no valid commit sha")
+    return commit
+
+
+def _json(answer: Answer, what: str) -> Any:
+    if not answer.ok:
+        raise UpstreamRefused(answer)
+    try:
+        return answer.json()
+    except ValueError:
+        raise UpstreamError(f"upstream did not answer {what} with JSON") from None
