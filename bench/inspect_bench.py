@@ -48,7 +48,8 @@ from huggingface_hub.hf_api import SafetensorsRepoMetadata  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
 from mreg.registry.formats import HeaderParsed  # noqa: E402
-from mreg.registry.upstream.hub import HubClient, RetryPolicy  # noqa: E402
+from mreg.registry.upstream.http import RetryPolicy  # noqa: E402
+from mreg.registry.upstream.hub import HubClient  # noqa: E402
 from mreg.registry.inspect.reading import (  # noqa: E402
     CONCURRENCY,
     FIRST_READ,

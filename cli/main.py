@@ -24,7 +24,8 @@ from mreg.registry.jobs.mirror import parse_interval, parse_rate
 from mreg.registry.pull import PullOptions
 from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.search import FORMATS, Query, hit_json, search
-from mreg.registry.upstream.fallback import HEALTH_FILE, Health, client_for, pull_from
+from mreg.registry.upstream.fallback import client_for, pull_from
+from mreg.registry.upstream.health import HEALTH_FILE, Health
 from mreg.registry.upstream import configured as upstreams
 from mreg.registry.units import human_size
 from mreg.registry.upstream.configured import SOURCES, parse_serve_upstream, split_source

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 from mreg.registry.errors import UpstreamUnavailableError
-from mreg.registry.upstream.hub import urls
 
 from mreg.daemon.serving.commits import CommitMeta
 from mreg.daemon.serving.upstream import Answer, Upstream, token_key
@@ -41,7 +40,7 @@ class Access:
             return verdict.refusal
         probe = path if path in meta.files else next(iter(meta.files), path)
         try:
-            answer = await self._upstream.call("HEAD", urls.resolve_url("", meta.repo, meta.commit, probe), token)
+            answer = await self._upstream.access_probe(meta.repo, meta.commit, probe, token)
         except UpstreamUnavailableError as exc:
             if verdict is not None:
                 return verdict.refusal

@@ -1,37 +1,29 @@
 """Every route of the daemon, in one table, and the one place errors become answers.
 
-aiohttp routes the daemon's own paths (``add_routes``: operators' ``/healthz`` and ``/metrics``, the
-catalog API under ``/v1`` with ``/openapi.json``, the catalog page ``/`` and ``/-/repos/...``);
-``/api/v1/…`` goes to ``dispatch_modelscope``, which routes ModelScope paths (``mspath``) through
-``MODELSCOPE_ROUTES``; everything else goes to ``dispatch``, which routes Hub paths by their literal
-markers (``hubpath``) through ``HUB_ROUTES``. Pages live under ``/-/``: no Hub path starts with ``-``
-(repo ids start with a letter or digit), so they can never shadow one.
+aiohttp routes the daemon's own paths (``OWN_ROUTES``: operators' ``/healthz`` and ``/metrics``, the
+catalog API under ``/v1`` with ``/openapi.json``, which documents exactly those (a test holds them
+together), the catalog page ``/`` and ``/-/repos/...``); ``/api/v1/…`` goes to ``dispatch_modelscope``,
+which routes ModelScope paths (``mspath``) through ``MODELSCOPE_ROUTES``; everything else goes to
+``dispatch``, which routes Hub paths by their literal markers (``hubpath``) through ``HUB_ROUTES``.
+Pages live under ``/-/``: no Hub path starts with ``-`` (repo ids start with a letter or digit), so they
+can never shadow one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from mreg.registry.errors import MregError, UsageError
 
-from mreg.daemon.hub import metadata as api
-
-from mreg.daemon.catalog import pages
-
-from mreg.daemon.catalog import convert
-
-from mreg.daemon.catalog import openapi
-
-from mreg.daemon.hub import resolve
-
-from mreg.daemon.catalog import modelfiles
-
 from mreg.daemon.catalog import api as catalog_api
-
+from mreg.daemon.catalog import convert, modelfiles, openapi, pages
+from mreg.daemon.catalog import jobs
+from mreg.daemon.hub import metadata as api
+from mreg.daemon.hub import resolve
 from mreg.daemon.modelscope import routes as modelscope_api
-from mreg.daemon.catalog.jobs import add_job_routes
 from mreg.daemon.hub.answers import for_error, hub_error
 from mreg.daemon.hub.paths import HubPath, parse_hub_path
 from mreg.daemon.modelscope.paths import PREFIX as MODELSCOPE_PREFIX
@@ -116,21 +108,44 @@ async def dispatch_modelscope(request: web.Request) -> web.StreamResponse:
         return modelscope_api.for_error(exc)
 
 
+@dataclass(frozen=True)
+class Route:
+    """One of the daemon's own routes."""
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+OWN_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", healthz),
+    Route("GET", "/metrics", metrics),
+    Route("GET", "/openapi.json", openapi.document),
+    Route("GET", "/v1/repos", catalog_api.repos),
+    # /v1/repos/{repo} last: a one-segment repo id followed by /files would match it too.
+    Route("GET", f"/v1/repos/{REPO}/files", catalog_api.files),
+    Route("GET", f"/v1/repos/{REPO}/tensors", catalog_api.tensors),
+    Route("GET", f"/v1/repos/{REPO}/modelfile", modelfiles.modelfile),
+    Route("GET", f"/v1/repos/{REPO}", catalog_api.repo),
+    Route("GET", "/v1/search", catalog_api.search_route),
+    Route("GET", "/v1/jobs", jobs.guarded(jobs.list_jobs, mutation=False)),
+    Route("POST", "/v1/jobs", jobs.guarded(jobs.add_job, mutation=True)),
+    Route("POST", "/v1/jobs/sync", jobs.guarded(jobs.sync_all, mutation=True)),
+    Route("POST", f"/v1/jobs/{REPO}/sync", jobs.guarded(jobs.sync_job, mutation=True)),
+    Route("GET", f"/v1/jobs/{REPO}", jobs.guarded(jobs.show_job, mutation=False)),
+    Route("DELETE", f"/v1/jobs/{REPO}", jobs.guarded(jobs.remove_job, mutation=True)),
+    Route("POST", "/v1/convert", convert.start),
+    Route("GET", "/v1/convert/{id}", convert.status),
+    Route("GET", "/", pages.index),
+    Route("GET", f"/-/repos/{REPO}", pages.repo),
+)
+"""The daemon's own routes, in matching order (GETs answer GET only), before the protocols' catch-alls."""
+
+
 def add_routes(app: web.Application) -> None:
     """Install the daemon's routes on ``app``."""
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/metrics", metrics, allow_head=False)
-    app.router.add_get("/openapi.json", openapi.document, allow_head=False)
-    app.router.add_get("/v1/repos", catalog_api.repos, allow_head=False)
-    # /v1/repos/{repo} last: a one-segment repo id followed by /files would match it too.
-    app.router.add_get(f"/v1/repos/{REPO}/files", catalog_api.files, allow_head=False)
-    app.router.add_get(f"/v1/repos/{REPO}/tensors", catalog_api.tensors, allow_head=False)
-    app.router.add_get(f"/v1/repos/{REPO}/modelfile", modelfiles.modelfile, allow_head=False)
-    app.router.add_get(f"/v1/repos/{REPO}", catalog_api.repo, allow_head=False)
-    app.router.add_get("/v1/search", catalog_api.search_route, allow_head=False)
-    app.router.add_get("/", pages.index, allow_head=False)
-    app.router.add_get(f"/-/repos/{REPO}", pages.repo, allow_head=False)
-    add_job_routes(app)
-    convert.add_routes(app)
+    convert.add_jobs(app)
+    for route in OWN_ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
     app.router.add_route("*", MODELSCOPE_PREFIX + "{tail:.*}", dispatch_modelscope)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -16,9 +16,9 @@ from typing import Protocol
 
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
-from mreg.registry.errors import IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
-from mreg.registry.upstream.hub import FileLocation, RemoteFile
-from mreg.registry.upstream.client import RepoClient
+from mreg.registry.errors import MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
+from mreg.registry.files import checked_locator, link_blob, present_blobs
+from mreg.registry.upstream.client import RemoteFile, RepoClient
 from mreg.registry.inspect.repo import index_snapshot
 from mreg.registry.upstream.extra_sources import MirrorListing, list_mirrors
 from mreg.registry.paths import safe_relpath
@@ -156,21 +156,18 @@ async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], st
     """Link the files whose content is already in the store (from any repo or revision) into the
     snapshot, moving no bytes; return the files still to download."""
     known = {r.path: r for r in await catalog.revision_files(repo, commit)}
-    contents = await catalog.contents_of([f.git_oid for f in wanted if not f.is_lfs])
+    found = await present_blobs(store, catalog, [_spec(f) for f in wanted])
     store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
     linked = store.snapshot_files(repo, commit)
     todo = []
     for f in wanted:
-        sha = f.lfs_sha256 or contents.get(f.git_oid)
-        info = None if sha is None else await store.blobs.stat(sha)
-        if sha is None or info is None or info.size != f.size:
+        sha = found.get(f.path)
+        if sha is None:
             todo.append(f)
             continue
-        if linked.get(f.path) != sha:
-            store.link_file(repo, commit, f.path, sha)
         record = known.get(f.path)
-        if record is None or record.state != "complete":
-            await catalog.mark_file_complete(repo, commit, f.path, sha, f.size)
+        if linked.get(f.path) != sha or record is None or record.state != "complete":
+            await link_blob(store, catalog, repo, commit, _spec(f), sha)
         progress.advance(f.path, f.size)
         progress.file_done(f.path, 0)
     return todo
@@ -182,6 +179,10 @@ def _check_space(store: Store, files: list[RemoteFile]) -> None:
     free = shutil.disk_usage(store.home).free if store.home.exists() else None
     if free is not None and need > free:
         raise StoreError(f"not enough disk space in {store.home}: the pull needs {need:,} bytes, {free:,} are free")
+
+
+def _spec(f: RemoteFile) -> FileSpec:
+    return FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
 
 
 def _record(f: RemoteFile) -> FileRecord:
@@ -210,15 +211,8 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
 
     async def one(f: RemoteFile) -> None:
         async with file_slots:
-            async def locate() -> FileLocation:
-                location = await client.locate(repo, commit, f.path)
-                if location.size != f.size:
-                    raise IntegrityError(f"{f.path}: the hub announces {location.size} bytes, "
-                                         f"the tree listing {f.size}")
-                return location
-
-            spec = FileSpec(path=f.path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
-            sources = [Source(client.endpoint, client, locate, slots)]
+            spec = _spec(f)
+            sources = [Source(client.endpoint, client, checked_locator(client, repo, commit, spec), slots)]
             sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
             done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n),
                                        refetch_once=True)
@@ -227,8 +221,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
                 tally.refetched.append(f.path)
             tally.by_source.update(done.by_source)
             tally.dropped.update(done.dropped)
-            store.link_file(repo, commit, f.path, done.sha256)
-            await catalog.mark_file_complete(repo, commit, f.path, done.sha256, f.size)
+            await link_blob(store, catalog, repo, commit, spec, done.sha256)
             progress.file_done(f.path, done.fetched)
 
     try:

@@ -9,6 +9,17 @@ from mreg.registry.errors import UsageError
 
 REPO_TYPES = ("model", "dataset")
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+_BAD_REVISION = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|(?:^|/)\.|\.lock(?:/|$)|\.$|^@$")
+"""What git never allows in a ref name (``git check-ref-format``): control characters, spaces, ``~^:?*[\\``,
+``..``, ``@{``, empty or dot-led components, a trailing ``.`` or ``.lock``, ``@`` alone."""
+MAX_REVISION = 255
+
+
+def check_revision(revision: str) -> str:
+    """``revision`` when it can name a branch, tag or commit; UsageError (before it goes anywhere) otherwise."""
+    if not revision or len(revision) > MAX_REVISION or _BAD_REVISION.search(revision):
+        raise UsageError(f"invalid revision {revision[:MAX_REVISION]!r}: not a branch, tag or commit name")
+    return revision
 
 
 @dataclass(frozen=True, order=True)

@@ -10,7 +10,8 @@ import aiohttp
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
-from mreg.registry.upstream.hub import HubClient, RetryPolicy
+from mreg.registry.upstream.http import RetryPolicy
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.store import Store
 
 READ_BUFFER = 512 * 1024

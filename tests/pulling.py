@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mreg.registry.config import Settings
 from mreg.registry.download import Tuning
-from mreg.registry.upstream.hub import RetryPolicy
+from mreg.registry.upstream.http import RetryPolicy
 from mreg.registry.pull import PullOptions, PullResult, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.workspace import open_workspace

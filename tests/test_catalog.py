@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import shutil
 import sqlite3
-import subprocess
-import sys
-import tomllib
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +15,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mreg import migrations
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.catalog.db import alembic_config
 from mreg.registry.catalog.models import Base

@@ -123,6 +123,25 @@ def test_serving_from_the_store_after_the_hub_stops(daemon: Daemon, test_hub: Te
         snapshot_download("testorg/never-seen", cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
 
 
+def test_one_request_upstream_drops_does_not_cut_the_mirror_off(daemon: Daemon, test_hub: TestHub) -> None:
+    """#14: a request whose own upstream call fails at the connection level fails alone; the daemon's
+    health check finds upstream up, so other callers are still served from it."""
+    test_hub.faults.drop(path_contains="/revision/poisoned", count=None)
+    status, headers, _ = daemon.get(f"/api/models/{MINILM}/revision/poisoned")
+    assert status == 504 and "is not in the mirror" in headers["X-Error-Message"]
+    assert daemon.health()["upstream_available"] is True
+    assert HfApi(endpoint=daemon.url, token=False).model_info(MINILM).sha == test_hub.repo(MINILM).head.sha
+
+
+def test_a_malformed_revision_gets_a_400_before_anything_goes_upstream(daemon: Daemon, test_hub: TestHub) -> None:
+    for path in (f"/api/models/{MINILM}/revision/a%09b", f"/api/models/{MINILM}/tree/a..b",
+                 f"/{MINILM}/resolve/a%20b/config.json", f"/api/v1/models/{MINILM}/repo/files?Revision=a%00b"):
+        status, headers, body = daemon.get(path)
+        assert status == 400 and "invalid revision" in body.decode(), (path, body)
+    assert test_hub.stats.find(host="hub") == []
+    assert daemon.health()["upstream_available"] is True
+
+
 def test_offline_flag_serves_the_store_and_never_calls_upstream(daemon: Daemon, test_hub: TestHub,
                                                                 tmp_path: Path) -> None:
     snapshot_download(MINILM, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mreg.daemon.catalog.openapi import PATHS
+from mreg.daemon.routes import OWN_ROUTES, REPO
 from mreg.daemon.serving.bodies import ByteRange, parse_range
 from mreg.daemon.hub.shapes import (
     info_view,
@@ -57,6 +59,25 @@ def test_hub_paths_route_by_their_markers(raw: str, expected: HubPath | None) ->
 def test_a_malformed_repo_id_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         parse_hub_path("/api/models/org/..bad/revision/main")
+
+
+@pytest.mark.parametrize("raw", [
+    "/api/models/org/name/revision/a%0Ab", "/api/models/org/name/revision/a..b", "/api/models/org/name/tree/%20x",
+    "/api/models/org/name/tree/x~1/sub", "/api/models/org/name/paths-info/%00", "/org/name/resolve/a%3Ab/f.txt",
+    "/org/name/resolve/%2Fmain/f.txt", "/org/name/resolve/x.lock/f.txt", "/api/models/org/name/revision/" + "a" * 256,
+])
+def test_a_revision_git_could_not_name_is_a_usage_error(raw: str) -> None:
+    with pytest.raises(UsageError, match="invalid revision"):
+        parse_hub_path(raw)
+
+
+def test_the_openapi_document_describes_exactly_the_api_routes_of_the_table() -> None:
+    """Every route of the daemon's own table but its pages and the document itself is documented, and the
+    document names no route the daemon does not serve."""
+    served = {(route.method.lower(), route.path.replace(REPO, "{org}/{name}")) for route in OWN_ROUTES
+              if route.path not in ("/", "/openapi.json") and not route.path.startswith("/-/")}
+    documented = {(method, path) for path, operations in PATHS.items() for method in operations}
+    assert served == documented
 
 
 def test_xet_hashes_and_links_are_stripped_and_pages_point_at_the_mirror() -> None:

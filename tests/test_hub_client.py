@@ -131,7 +131,7 @@ async def test_server_ignoring_range_is_an_error(serve) -> None:
 
     server = await serve(cdn)
     client, session = await client_for(str(server.make_url("")).rstrip("/"))
-    from mreg.registry.upstream.hub import FileLocation
+    from mreg.registry.upstream.client import FileLocation
 
     loc = FileLocation(url=str(server.make_url("/f")), size=100, etag="", commit=COMMIT)
     async with session:

@@ -25,7 +25,8 @@ from mreg.registry.upstream.modelscope import ModelScopeClient
 from mreg.registry.upstream.modelscope.client import parse_file_entry
 from mreg.registry.pull import PullOptions, pull
 from mreg.registry.repo import RepoRef
-from mreg.registry.upstream.fallback import HEALTH_FILE, Health, pull_from
+from mreg.registry.upstream.fallback import pull_from
+from mreg.registry.upstream.health import HEALTH_FILE, Health
 from mreg.registry.upstream.configured import Upstream, load, parse_upstreams, split_source
 from mreg.registry.workspace import open_workspace
 from tests.pulling import FAST_RETRY, FAST_TUNING, settings_for, tree_bytes

@@ -120,10 +120,9 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def add_routes(app: web.Application) -> None:
-    """The conversion routes and the running conversions they share."""
+def add_jobs(app: web.Application) -> None:
+    """The running conversions the conversion routes share (stopped on shutdown), and the start-up report of
+    jobs a stopped daemon left running."""
     app[TASKS] = Tasks()
     app.cleanup_ctx.append(_jobs_context)
     app.on_shutdown.append(app[TASKS].close)
-    app.router.add_post("/v1/convert", start)
-    app.router.add_get("/v1/convert/{id}", status, allow_head=False)

@@ -30,7 +30,6 @@ from mreg.daemon.hub.answers import for_error, hub_error, json_answer
 from mreg.daemon.serving.upstream import bearer_token
 from mreg.daemon.state import MIRROR
 
-REPO_PATTERN = "{repo:[^/]+(?:/[^/]+)?}"
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
@@ -45,7 +44,7 @@ def job_json(job: MirrorJob) -> dict[str, Any]:
     }
 
 
-def _guarded(handler: Handler, mutation: bool) -> Handler:
+def guarded(handler: Handler, mutation: bool) -> Handler:
     """``handler`` behind the admin policy, with mreg's errors turned into JSON answers."""
 
     async def guarded(request: web.Request) -> web.Response:
@@ -160,13 +159,3 @@ async def sync_all(request: web.Request) -> web.Response:
 
 def _no_job(request: web.Request) -> web.Response:
     return hub_error(404, None, f"no mirror job for {request.match_info['repo']}")
-
-
-def add_job_routes(app: web.Application) -> None:
-    """Install the ``/v1/jobs`` routes (before the catch-all Hub route)."""
-    app.router.add_get("/v1/jobs", _guarded(list_jobs, mutation=False), allow_head=False)
-    app.router.add_post("/v1/jobs", _guarded(add_job, mutation=True))
-    app.router.add_post("/v1/jobs/sync", _guarded(sync_all, mutation=True))
-    app.router.add_post(f"/v1/jobs/{REPO_PATTERN}/sync", _guarded(sync_job, mutation=True))
-    app.router.add_get(f"/v1/jobs/{REPO_PATTERN}", _guarded(show_job, mutation=False), allow_head=False)
-    app.router.add_delete(f"/v1/jobs/{REPO_PATTERN}", _guarded(remove_job, mutation=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from mreg.registry.repo import RepoRef
+from mreg.registry.repo import RepoRef, check_revision
 
 API_TYPES = {"models": "model", "datasets": "dataset"}
 API_MARKERS = ("revision", "tree", "paths-info", "refs")
@@ -40,7 +40,8 @@ def _split_repo(segments: list[str], markers: tuple[str, ...]) -> tuple[str, str
 
 
 def parse_hub_path(raw_path: str) -> HubPath | None:
-    """The Hub route ``raw_path`` (query allowed) names, or None. Raises UsageError for a bad repo id."""
+    """The Hub route ``raw_path`` (query allowed) names, or None. Raises UsageError for a bad repo id or
+    revision (the caller's 400: nothing malformed is sent upstream)."""
     segments = raw_path.partition("?")[0].split("/")[1:]
     if segments == ["api", "whoami-v2"]:
         return HubPath("whoami")
@@ -55,7 +56,8 @@ def parse_hub_path(raw_path: str) -> HubPath | None:
     if split is None or len(split[2]) < 2 or not split[2][-1]:
         return None
     repo_id, _, tail = split
-    return HubPath("resolve", RepoRef.parse(repo_id, repo_type), unquote(tail[0]), unquote("/".join(tail[1:])))
+    repo = RepoRef.parse(repo_id, repo_type)
+    return HubPath("resolve", repo, check_revision(unquote(tail[0])), unquote("/".join(tail[1:])))
 
 
 def _parse_api(type_segment: str, rest: list[str]) -> HubPath | None:
@@ -74,6 +76,6 @@ def _parse_api(type_segment: str, rest: list[str]) -> HubPath | None:
     if not tail or not tail[0]:
         return None
     if marker == "tree":
-        return HubPath("tree", repo, unquote(tail[0]), unquote("/".join(tail[1:])).strip("/"))
+        return HubPath("tree", repo, check_revision(unquote(tail[0])), unquote("/".join(tail[1:])).strip("/"))
     kind = "info" if marker == "revision" else marker
-    return HubPath(kind, repo, unquote("/".join(tail)))
+    return HubPath(kind, repo, check_revision(unquote("/".join(tail))))

@@ -14,10 +14,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from mreg.registry.download import FileSpec
-from mreg.registry.download.transfer import Locate
-from mreg.registry.errors import IntegrityError, RangeNotSatisfiableError, UpstreamUnavailableError
-from mreg.registry.upstream.hub import FileLocation
-from mreg.registry.upstream.client import RepoClient
+from mreg.registry.errors import RangeNotSatisfiableError, UpstreamUnavailableError
+from mreg.registry.files import checked_locator
 
 from mreg.daemon.hub.answers import for_error, hub_error
 from mreg.daemon.serving.bodies import (
@@ -95,19 +93,7 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
 def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
     """The shared transfer bringing ``spec`` of ``meta`` into the store (started with the caller's token)."""
     client = mirror.upstream.client(token)
-    return mirror.transfers.join(spec, Target(meta, spec.path), client, _locator(client, meta, spec))
-
-
-def _locator(client: RepoClient, meta: CommitMeta, spec: FileSpec) -> Locate:
-    """Where upstream serves the file, checked against the size its tree announced."""
-
-    async def locate() -> FileLocation:
-        location = await client.locate(meta.repo, meta.commit, spec.path)
-        if location.size != spec.size:
-            raise IntegrityError(f"{spec.path}: upstream announces {location.size} bytes, its tree {spec.size}")
-        return location
-
-    return locate
+    return mirror.transfers.join(spec, Target(meta, spec.path), client, checked_locator(client, meta.repo, meta.commit, spec))
 
 
 async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirror, meta: CommitMeta,
@@ -126,7 +112,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         client = mirror.upstream.client(token)
         mirror.metrics.active_transfers += 1
         try:
-            upstream = await client.open_range(await _locator(client, meta, spec)(), rng.start, rng.end, TIMEOUT)
+            upstream = await client.open_range(await checked_locator(client, meta.repo, meta.commit, spec)(), rng.start, rng.end, TIMEOUT)
             try:
                 await response.prepare(request)
                 await send_relayed(request, response, upstream, rng.end - rng.start, mirror.metrics)

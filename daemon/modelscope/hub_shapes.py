@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from mreg.registry.upstream.hub.client import RemoteFile
+from mreg.registry.upstream.client import RemoteFile
 from mreg.registry.repo import RepoRef
 
 

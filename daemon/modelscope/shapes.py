@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from mreg.registry.repo import check_revision
+
 from mreg.daemon.serving.commits import CommitMeta
 
 MS_DEFAULT_BRANCH = "master"
@@ -23,8 +25,9 @@ NOT_FOUND_CODES = frozenset({"RepoNotFound", "RevisionNotFound", "EntryNotFound"
 
 
 def hub_revision(revision: str | None) -> str:
-    """The Hub revision a ModelScope ``Revision`` names (none or ``master``: the default branch)."""
-    return HUB_DEFAULT_BRANCH if revision in (None, "", MS_DEFAULT_BRANCH) else revision
+    """The Hub revision a ModelScope ``Revision`` names (none or ``master``: the default branch); UsageError
+    for a malformed one."""
+    return HUB_DEFAULT_BRANCH if revision in (None, "", MS_DEFAULT_BRANCH) else check_revision(revision)
 
 
 def ms_branch(name: str) -> str:

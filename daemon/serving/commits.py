@@ -19,8 +19,8 @@ from typing import Any
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.errors import UnsafePathError, UpstreamError
+from mreg.registry.files import link_blob, present_blobs
 from mreg.registry.upstream.hub.client import parse_tree_entry
-from mreg.registry.upstream.hub import urls
 from mreg.registry.inspect.reading import is_model_file
 from mreg.registry.inspect.repo import CONFIG, index_snapshot
 from mreg.registry.paths import safe_relpath
@@ -28,10 +28,8 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
 from mreg.daemon.serving import kept
-from mreg.daemon.hub.shapes import info_without_xet, next_page, without_xet
-from mreg.daemon.serving.upstream import Answer, Upstream, token_key
+from mreg.daemon.serving.upstream import Upstream, token_key
 
-MAX_TREE_PAGES = 10_000
 log = logging.getLogger("mreg.daemon")
 
 
@@ -77,15 +75,6 @@ def _meta(repo: RepoRef, commit: str, info: Any, entries: Any) -> CommitMeta:
     specs = (file_spec(e, repo) for e in entries if e.get("type") == "file")
     files = {spec.path: spec for spec in specs if spec is not None}
     return CommitMeta(repo, commit, info, entries, files)
-
-
-def _json(answer: Answer, what: str) -> Any:
-    if not answer.ok:
-        raise answer.refused()
-    try:
-        return answer.json()
-    except ValueError:
-        raise UpstreamError(f"upstream did not answer {what} with JSON") from None
 
 
 class Commits:
@@ -139,21 +128,7 @@ class Commits:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
-        info_path = f"{urls.repo_info_url('', repo, commit)}?blobs=true"
-        info = info_without_xet(_json(await self._upstream.call("GET", info_path, token), "repo info"))
-        entries: list[Any] = []
-        page: str | None = urls.tree_url("", repo, commit)
-        for _ in range(MAX_TREE_PAGES):
-            if page is None:
-                break
-            answer = await self._upstream.call("GET", page, token)
-            listing = _json(answer, "a tree listing")
-            if not isinstance(listing, list):
-                raise UpstreamError(f"the tree listing of {repo}@{commit} is not a list")
-            entries.extend(without_xet(listing))
-            page = next_page(answer.link, self._upstream.endpoint)
-        else:
-            raise UpstreamError(f"the tree listing of {repo}@{commit} has more than {MAX_TREE_PAGES} pages")
+        info, entries = await self._upstream.commit_listing(repo, commit, token)
         meta = _meta(repo, commit, info, entries)
         self._store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
         kept.save(kept.commit_file(self._store, repo, commit, "info.json"), info)
@@ -189,17 +164,15 @@ class Commits:
         sha = meta.stored.get(path)
         if sha is not None and self._store.has_blob(sha, spec.size):
             return sha
-        sha = spec.sha256 or (await self._catalog.contents_of([spec.git_oid])).get(spec.git_oid)
-        if sha is None or not self._store.has_blob(sha, spec.size):
+        sha = (await present_blobs(self._store, self._catalog, [spec])).get(path)
+        if sha is None:
             return None
         await self.mark_stored(meta, path, sha)
         return sha
 
     async def mark_stored(self, meta: CommitMeta, path: str, sha256: str) -> None:
         """Link the verified blob into the snapshot and record the file (and maybe the commit) complete."""
-        spec = meta.files[path]
-        self._store.link_file(meta.repo, meta.commit, path, sha256)
-        await self._catalog.mark_file_complete(meta.repo, meta.commit, path, sha256, spec.size)
+        await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256)
         meta.stored[path] = sha256
         if len(meta.stored) == len(meta.files):
             await self._catalog.mark_revision_complete(meta.repo, meta.commit)

@@ -5,22 +5,18 @@ upstream cannot be reached.
 
 from __future__ import annotations
 
-import re
 import time
 
 from mreg.registry.catalog import Catalog
-from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
-from mreg.registry.upstream.hub import urls
+from mreg.registry.errors import UpstreamUnavailableError
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
-from mreg.daemon.serving.upstream import Upstream
-
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+from mreg.daemon.serving.upstream import COMMIT, Upstream
 
 
 def is_commit(revision: str) -> bool:
-    return bool(_COMMIT.match(revision))
+    return bool(COMMIT.match(revision))
 
 
 class Refs:
@@ -42,20 +38,12 @@ class Refs:
         if known is not None and time.monotonic() - known[1] < self._ttl:
             return known[0]
         try:
-            answer = await self._upstream.call("GET", f"{urls.repo_info_url('', repo, revision)}?expand=sha", token)
+            commit = await self._upstream.pin(repo, revision, token)
         except UpstreamUnavailableError as exc:
             commit = await self.local(repo, revision)
             if commit is None:
                 raise UpstreamUnavailableError(f"{exc}, and {repo}@{revision} is not in the mirror") from None
             return commit
-        if not answer.ok:
-            raise answer.refused()
-        try:
-            commit = answer.json().get("sha")
-        except (ValueError, AttributeError):
-            commit = None
-        if not isinstance(commit, str) or not is_commit(commit):
-            raise UpstreamError(f"upstream's answer for {repo}@{revision} has no valid commit sha")
         await self.remember(repo, revision, commit)
         return commit
 

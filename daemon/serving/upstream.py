@@ -1,10 +1,14 @@
 """Talking to the upstream hub on a client's behalf, with the client's own token.
 
-``Upstream.call`` sends one request to the upstream endpoint and returns its answer whole (metadata
-is small); it never follows redirects. A connection failure is retried once, then upstream counts as
-down for ``down_for`` seconds: every call fails at once with ``UpstreamUnavailableError`` and the
-daemon answers from its store. ``--offline`` keeps it down for good. Answers of 5xx count as
-unavailable too (the store may still answer); 4xx answers are the caller's to see (``Answer.refused``).
+``Upstream.call`` sends one request to the upstream endpoint through registry's HTTP core and returns
+its answer whole (metadata is small); it never follows redirects. A connection failure is retried once
+on a fresh connection (`PASS_THROUGH`), then this request fails with ``UpstreamUnavailableError`` (the
+daemon answers it from its store) and the daemon checks upstream's health (``registry.upstream.health``):
+only that check marks upstream down, for ``down_for`` seconds, during which every call fails at once.
+``--offline`` keeps it down for good. Answers of 5xx count as unavailable too (the store may still
+answer); 4xx answers are the caller's to see (``Answer.refused``: an ``UpstreamRefusedError``). What the daemon asks for itself has
+its own methods (``pin``, ``commit_listing``, ``access_probe``), which another kind of upstream answers
+its own way (``daemon.modelscope.upstream``).
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
-from mreg.registry.errors import UpstreamRefusedError, UpstreamUnavailableError
-from mreg.registry.upstream.hub import HubClient, RetryPolicy
+from mreg.registry.errors import UpstreamError, UpstreamRefusedError, UpstreamUnavailableError
+from mreg.registry.repo import RepoRef
+from mreg.registry.upstream.health import Health, Outages, check
+from mreg.registry.upstream.http import RetryPolicy, UpstreamHTTP, read_body
+from mreg.registry.upstream.hub import HubClient, urls
+
+from mreg.daemon.hub.shapes import info_without_xet, next_page, without_xet
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
-CONNECT_ATTEMPTS = 2
+MAX_TREE_PAGES = 10_000
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+PASS_THROUGH = RetryPolicy(attempts=2, backoff=0.0, statuses=frozenset())
+"""A caller's request: tried again once on a fresh connection (a pooled one may have died); every
+answer, 429 and 5xx included, is the caller's."""
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 DOWNLOAD_RETRY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=5.0, max_retry_after=30.0)
 FORWARDED = ("Content-Type", "X-Error-Code", "X-Error-Message", "X-Repo-Commit", "Retry-After", "RateLimit",
@@ -32,6 +44,8 @@ FORWARDED = ("Content-Type", "X-Error-Code", "X-Error-Message", "X-Repo-Commit",
 """The upstream headers a client sees on passed-through answers (never X-Xet-*, never Set-Cookie)."""
 
 
+NOT_PARSED: Any = object()
+"""`Answer.data` of an answer that arrived as bytes."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -42,12 +56,15 @@ def header_text(value: str) -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """An upstream answer: status, the forwarded headers, the raw Link header and the body."""
+    """An upstream answer: status, the forwarded headers, the raw Link header and the body, or the body's
+    data when the answer was built as data (a ModelScope upstream answering as the Hub), never serialised
+    until a client gets it."""
 
     status: int
     headers: dict[str, str]
     link: str | None
     body: bytes
+    data: Any = NOT_PARSED
 
     @property
     def ok(self) -> bool:
@@ -55,13 +72,20 @@ class Answer:
 
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not."""
-        return json.loads(self.body)
+        return json.loads(self.body) if self.data is NOT_PARSED else self.data
+
+    def raw_body(self) -> bytes:
+        """The body as bytes (an answer built as data, serialised)."""
+        return self.body if self.data is NOT_PARSED else json.dumps(self.data, separators=(",", ":")).encode()
 
     def response(self, head: bool = False) -> web.Response:
         """This answer for the client (an empty error body, as a HEAD gets, says the error in JSON)."""
         headers = {name: header_text(value) for name, value in self.headers.items()}
         if head:
             return web.Response(status=self.status, headers=headers)
+        if self.data is not NOT_PARSED:
+            return web.Response(status=self.status, headers={**headers, "Content-Type": "application/json"},
+                                body=self.raw_body())
         if not self.body and "X-Error-Message" in self.headers:
             body = json.dumps({"error": self.headers["X-Error-Message"]}).encode()
             return web.Response(status=self.status, headers={**headers, "Content-Type": "application/json"},
@@ -70,7 +94,8 @@ class Answer:
 
     def refused(self) -> UpstreamRefusedError:
         """This refusal (4xx) as the error that passes it on to the client unchanged."""
-        return UpstreamRefusedError(self.status, self.headers, self.body)
+        headers = self.headers if self.data is NOT_PARSED else {**self.headers, "Content-Type": "application/json"}
+        return UpstreamRefusedError(self.status, headers, self.raw_body())
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -91,13 +116,14 @@ class Upstream:
         self.session = session
         self.endpoint = endpoint.rstrip("/")
         self.offline = offline
-        self._down_for = down_for
-        self._down_until = 0.0
+        health = Health(None, clock=time.monotonic, down_for=down_for)
+        self.outages = Outages(health, self.endpoint,
+                               lambda: check(UpstreamHTTP(session, self.endpoint, None, PASS_THROUGH)))
 
     @property
     def available(self) -> bool:
         """False when offline, or while upstream is considered down."""
-        return not self.offline and time.monotonic() >= self._down_until
+        return not self.offline and self.outages.down() is None
 
     def client(self, token: str | None) -> HubClient:
         """A Hub client speaking for one caller (their token; downloads retry a little)."""
@@ -111,46 +137,75 @@ class Upstream:
         if not self.available:
             raise UpstreamUnavailableError(self.unavailable_reason)
 
-    def mark_down(self) -> None:
-        """Answer from the store alone for the next ``down_for`` seconds."""
-        self._down_until = time.monotonic() + self._down_for
+    async def pin(self, repo: RepoRef, revision: str, token: str | None) -> str:
+        """The commit ``revision`` is at, as upstream tells ``token`` (UpstreamRefusedError: upstream's answer)."""
+        answer = await self.call("GET", f"{urls.repo_info_url('', repo, revision)}?expand=sha", token)
+        if not answer.ok:
+            raise answer.refused()
+        try:
+            commit = answer.json().get("sha")
+        except (ValueError, AttributeError):
+            commit = None
+        return checked_commit(commit, repo, revision)
+
+    async def commit_listing(self, repo: RepoRef, commit: str, token: str | None) -> tuple[Any, list[Any]]:
+        """The repo info (its ``blobs=true`` form) and the recursive tree of ``commit``, as upstream shows
+        them to ``token``, without xet fields (UpstreamRefusedError: upstream's answer)."""
+        info = info_without_xet(_json(await self.call("GET", f"{urls.repo_info_url('', repo, commit)}?blobs=true",
+                                                       token), "repo info"))
+        entries: list[Any] = []
+        page: str | None = urls.tree_url("", repo, commit)
+        for _ in range(MAX_TREE_PAGES):
+            if page is None:
+                return info, entries
+            answer = await self.call("GET", page, token)
+            listing = _json(answer, "a tree listing")
+            if not isinstance(listing, list):
+                raise UpstreamError(f"the tree listing of {repo}@{commit} is not a list")
+            entries.extend(without_xet(listing))
+            page = next_page(answer.link, self.endpoint)
+        raise UpstreamError(f"the tree listing of {repo}@{commit} has more than {MAX_TREE_PAGES} pages")
+
+    async def access_probe(self, repo: RepoRef, commit: str, path: str, token: str | None) -> Answer:
+        """Upstream's answer to ``token`` reading ``path`` of ``commit`` (a HEAD on its resolve URL, which is
+        where the Hub enforces gates)."""
+        return await self.call("HEAD", urls.resolve_url("", repo, commit, path), token)
 
     async def call(self, method: str, path: str, token: str | None, body: bytes | None = None,
                    content_type: str | None = None) -> Answer:
         """Send ``method path`` (path and query, as raw as the client sent them) to upstream."""
         self._check()
-        headers = {"Accept-Encoding": "identity", "User-Agent": "mreg-serve"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if content_type:
-            headers["Content-Type"] = content_type
-        url = URL(self.endpoint + path, encoded=True)
-        failure = ""
-        for _ in range(CONNECT_ATTEMPTS):  # a pooled connection may have died: try a fresh one
+        http = HubClient(self.session, self.endpoint, token, PASS_THROUGH)
+        headers = {"Content-Type": content_type} if content_type else None
+        try:
+            resp = await http.send(method, self.endpoint + path, headers, timeout=TIMEOUT, data=body)
             try:
-                answer = await self._send(method, url, headers, body)
-                break
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                failure = type(exc).__name__
-        else:
-            self.mark_down()
-            raise UpstreamUnavailableError(f"{self.endpoint} is unreachable ({failure})")
+                answer = Answer(resp.status, {k: resp.headers[k] for k in FORWARDED if k in resp.headers},
+                                resp.headers.get("Link"), await read_body(resp, MAX_ANSWER_BYTES))
+            finally:
+                resp.release()
+        except (UpstreamUnavailableError, TimeoutError, aiohttp.ClientError) as exc:
+            await self.outages.request_failed()
+            failure = "" if isinstance(exc, UpstreamUnavailableError) else f" ({type(exc).__name__})"
+            raise UpstreamUnavailableError(f"{self.endpoint} is unreachable{failure}") from None
+        if len(answer.body) > MAX_ANSWER_BYTES:
+            raise UpstreamUnavailableError(f"{self.endpoint} answered more than {MAX_ANSWER_BYTES} bytes")
         if answer.status >= 500:
             raise UpstreamUnavailableError(f"{self.endpoint} answered HTTP {answer.status}")
         return answer
 
-    async def _send(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Answer:
-        async with self.session.request(method, url, headers=headers, data=body, allow_redirects=False,
-                                        timeout=TIMEOUT) as resp:
-            forwarded = {k: resp.headers[k] for k in FORWARDED if k in resp.headers}
-            return Answer(resp.status, forwarded, resp.headers.get("Link"), await _read(resp))
+
+def checked_commit(commit: object, repo: RepoRef, revision: str) -> str:
+    """``commit`` when it is a commit id (what upstream pinned ``revision`` to), else UpstreamError."""
+    if not isinstance(commit, str) or not COMMIT.match(commit):
+        raise UpstreamError(f"upstream's answer for {repo}@{revision} has no valid commit sha")
+    return commit
 
 
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise aiohttp.ClientPayloadError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _json(answer: Answer, what: str) -> Any:
+    if not answer.ok:
+        raise answer.refused()
+    try:
+        return answer.json()
+    except ValueError:
+        raise UpstreamError(f"upstream did not answer {what} with JSON") from None

@@ -28,7 +28,7 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     first_error,
 )
-from mreg.registry.upstream.hub.client import FileLocation
+from mreg.registry.upstream.client import FileLocation
 from mreg.registry.download.hasher import PrefixHasher
 from mreg.registry.download.scheduler import RECHECK, Fetch, Next, Scheduler
 from mreg.registry.download.state import TransferState

@@ -17,7 +17,8 @@ from mreg.registry.catalog import Catalog
 from mreg.registry.gguf.discovery import discover
 from mreg.registry.errors import NoGGUFError, QuantNotFoundError, UpstreamError, UpstreamUnavailableError, UsageError
 from mreg.registry.formats.summary import gguf_info
-from mreg.registry.upstream.hub import HubClient, RemoteFile
+from mreg.registry.upstream.client import RemoteFile
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.inspect.reading import parse_local
 from mreg.registry.pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult, pull

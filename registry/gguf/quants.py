@@ -18,7 +18,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from mreg.registry.errors import FormatError, QuantNotFoundError, UsageError
+from mreg.registry.errors import FormatError, UsageError
 from mreg.registry.formats.summary import gguf_info, quant_label_from_filename
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.inspect.reading import parse_remote

@@ -18,7 +18,7 @@ from mreg.registry.errors import FormatError, LocationExpiredError, MregError, S
 from mreg.registry.formats.events import HeaderParsed, NeedBytes
 from mreg.registry.formats.gguf import GGUFHeaderParser
 from mreg.registry.formats.safetensors import SafetensorsHeaderParser
-from mreg.registry.upstream.hub.client import FileLocation
+from mreg.registry.upstream.client import FileLocation
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.upstream.hub.urls import redacted
 from mreg.registry.repo import RepoRef

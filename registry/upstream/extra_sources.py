@@ -12,9 +12,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mreg.registry.download import Source
-from mreg.registry.errors import IntegrityError, UpstreamError
-from mreg.registry.upstream.hub import FileLocation, RemoteFile
+from mreg.registry.download import FileSpec, Source
+from mreg.registry.errors import UpstreamError
+from mreg.registry.files import checked_locator
+from mreg.registry.upstream.client import RemoteFile
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.repo import RepoRef
 
@@ -37,14 +38,9 @@ class MirrorListing:
         if path is None:
             return None
 
-        async def locate() -> FileLocation:
-            location = await self.client.locate(repo, self.commit, path)
-            if location.size != f.size:
-                raise IntegrityError(f"{f.path}: {self.client.endpoint} announces {location.size} bytes, "
-                                     f"the upstream {f.size}")
-            return location
-
-        return Source(self.client.endpoint, self.client, locate, self.slots)
+        spec = FileSpec(path=path, size=f.size, git_oid=f.git_oid, sha256=f.lfs_sha256)
+        return Source(self.client.endpoint, self.client, checked_locator(self.client, repo, self.commit, spec),
+                      self.slots)
 
 
 async def list_mirrors(mirrors: Sequence[RepoClient], repo: RepoRef, revision: str,

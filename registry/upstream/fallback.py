@@ -2,8 +2,7 @@
 
 With several upstreams (``--source auto``) each is asked for the repo in turn; one that cannot be
 reached, times out, answers 5xx after its retries, or does not answer within the start timeout is
-passed over for the next, and remembered as down (`Health`, a small JSON file in the store) for
-`DOWN_FOR` seconds, during which it is tried last. A repo or revision an upstream does not have is
+passed over for the next, and remembered as down (``registry.upstream.health``) for a while, during which it is tried last. A repo or revision an upstream does not have is
 an answer, not an outage: that error ends the pull. The upstreams not remembered as down also serve
 as mirror sources of the pull (``registry.upstream.extra_sources``): a large file one of them lists with the same
 sha256 is fetched from the chosen upstream and from it at once, in proportion to their speeds.
@@ -12,80 +11,29 @@ sha256 is fetched from the chosen upstream and from it at once, in proportion to
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import aiohttp
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UpstreamUnavailableError, UsageError
 from mreg.registry.gguf.pull import GGUFChoice, pull_model
-from mreg.registry.upstream.hub import HubClient, RetryPolicy
+from mreg.registry.upstream.http import RetryPolicy
+from mreg.registry.upstream.hub import HubClient
 from mreg.registry.upstream.modelscope import ModelScopeClient
 from mreg.registry.pull import NullProgress, PullOptions, PullProgress, PullResult
 from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 from mreg.registry.upstream.configured import Upstream
-
-HEALTH_FILE = "upstream-health.json"
-DOWN_FOR = 300.0
-"""Seconds an upstream that failed stays at the back of the queue."""
+from mreg.registry.upstream.health import Health
 
 
 def client_for(session: aiohttp.ClientSession, upstream: Upstream, retry: RetryPolicy = RetryPolicy()) -> RepoClient:
     """The client speaking ``upstream``'s protocol with its token."""
     cls = ModelScopeClient if upstream.kind == "modelscope" else HubClient
     return cls(session, upstream.url, upstream.token, retry)
-
-
-class Health:
-    """Which upstreams failed recently: ``{name: {"down_until": epoch, "reason": text}}`` in a JSON file."""
-
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path, self._clock = path, clock
-
-    def _read(self) -> dict[str, dict[str, object]]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
-    def _write(self, data: dict[str, dict[str, object]]) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            tmp.replace(self.path)
-        except OSError:
-            pass  # health memory is a hint: a read-only store just forgets
-
-    def down(self, name: str) -> str | None:
-        """Why ``name`` is remembered as down, or None if it is not (or no longer)."""
-        entry = self._read().get(name, {})
-        until = entry.get("down_until")
-        if isinstance(until, (int, float)) and until > self._clock():
-            return str(entry.get("reason", "failed"))
-        return None
-
-    def mark_down(self, name: str, reason: str) -> None:
-        data = self._read()
-        data[name] = {"down_until": self._clock() + DOWN_FOR, "reason": reason}
-        self._write(data)
-
-    def mark_up(self, name: str) -> None:
-        data = self._read()
-        if data.pop(name, None) is not None:
-            self._write(data)
-
-    def order(self, upstreams: Sequence[Upstream]) -> list[Upstream]:
-        """The upstreams, the ones remembered as down moved to the back (order kept otherwise)."""
-        return sorted(upstreams, key=lambda u: self.down(u.name) is not None)
 
 
 def _reason(exc: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 `UpstreamHTTP` sends requests to one endpoint with one optional token, which it attaches only to
 requests for the endpoint's own origin (subclasses say how, in `_auth_headers`). 408/429/5xx answers
-and connection failures are retried with exponential backoff, honouring ``Retry-After``.
+and connection failures are retried with exponential backoff (`RetryPolicy`), honouring ``Retry-After``.
 `open_range` is the contract `registry.download.download_file` relies on: bytes ``[start, end)`` of
 a `FileLocation`, checked to be exactly the range asked for.
 """
@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from mreg.registry.errors import LocationExpiredError, UpstreamError, UpstreamUnavailableError
+from mreg.registry.upstream.client import FileLocation
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
@@ -32,6 +33,8 @@ class RetryPolicy:
     backoff: float = 0.5
     max_backoff: float = 20.0
     max_retry_after: float = 120.0
+    statuses: frozenset[int] = RETRYABLE_STATUS
+    """The answers retried (connection failures always are)."""
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         if retry_after is not None:
@@ -40,16 +43,6 @@ class RetryPolicy:
             except ValueError:
                 pass
         return min(self.backoff * (2**attempt), self.max_backoff)
-
-
-@dataclass(frozen=True)
-class FileLocation:
-    """Where a file's bytes can be fetched with Range requests (after any resolve redirect)."""
-
-    url: str
-    size: int
-    etag: str
-    commit: str
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -108,8 +101,9 @@ class UpstreamHTTP:
         return headers
 
     async def send(self, method: str, url: str, headers: dict[str, str] | None = None,
-                   timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
-        """One request, retried on 408/429/5xx and connection failures; redirects are not followed.
+                   timeout: aiohttp.ClientTimeout | None = None, data: bytes | None = None) -> aiohttp.ClientResponse:
+        """One request, retried on connection failures and the policy's statuses (408/429/5xx unless told
+        otherwise); redirects are not followed.
 
         The caller owns the returned response and must release it.
         """
@@ -119,12 +113,12 @@ class UpstreamHTTP:
             try:
                 resp = await self._session.request(
                     method, URL(url, encoded=True), headers=self._headers(url, headers),
-                    allow_redirects=False, timeout=timeout or DEFAULT_TIMEOUT,
+                    allow_redirects=False, timeout=timeout or DEFAULT_TIMEOUT, data=data,
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
             else:
-                if resp.status not in RETRYABLE_STATUS:
+                if resp.status not in self.retry.statuses:
                     return resp
                 last = f"HTTP {resp.status}"
                 retry_after = resp.headers.get("Retry-After")

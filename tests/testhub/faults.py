@@ -50,6 +50,11 @@ class CorruptRule(_Rule):
     target: str | None  # a blob sha256 or a repo path; None = every body
 
 
+@dataclass
+class DropRule(_Rule):
+    path_contains: str  # only requests whose raw path contains this ("" = every one)
+
+
 class Faults:
     """What the hub does wrong. Rules fire on the next matching requests, `count` times each."""
 
@@ -98,6 +103,11 @@ class Faults:
         """Flip bytes in served bodies: all of them, or only that blob (by sha256 or by a repo path)."""
         self._add(CorruptRule(route, count, sha256_or_path))
 
+    def drop(self, path_contains: str = "", count: int | None = 1, route: str = "any") -> None:
+        """The next `count` matching hub requests (whose raw path contains `path_contains`) get no answer:
+        their connection is closed, as a server does with a request it cannot parse."""
+        self._add(DropRule(route, count, path_contains))
+
     def link_delay(self, n: int) -> float:
         """Reserve the link for `n` body bytes; the seconds to wait before sending them under `bandwidth`."""
         with self._lock:
@@ -110,13 +120,16 @@ class Faults:
     def take(self, cls: type[_Rule], kind: str, names: Collection[str] = ()) -> _Rule | None:
         """Consume one use of the first rule of type `cls` matching a request of route `kind`.
 
-        `names` are what a body is known by (sha256, repo paths); they only matter to CorruptRule.
+        `names` are what a body is known by (sha256, repo paths; the raw path of a request for DropRule);
+        they only matter to CorruptRule and DropRule.
         """
         with self._lock:
             for rule in self._rules:
                 if type(rule) is not cls or not route_matches(rule.route, kind):
                     continue
                 if isinstance(rule, CorruptRule) and rule.target is not None and rule.target not in names:
+                    continue
+                if isinstance(rule, DropRule) and not any(rule.path_contains in name for name in names):
                     continue
                 if rule.count is not None:
                     rule.count -= 1

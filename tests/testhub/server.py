@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import api
 from .content import Blob
-from .faults import FailRule, Faults, Record, Stats
+from .faults import DropRule, FailRule, Faults, Record, Stats
 from .repos import HubRepo
 from .serving import serve_cdn, xml_error
 from .threaded import ServerThread, bind
@@ -167,6 +167,10 @@ class TestHub:
         if self.faults.latency > 0:
             await asyncio.sleep(self.faults.latency)
         kind, call = self._route(request)
+        if self.faults.take(DropRule, kind, (request.raw_path,)) is not None:
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # the connection is gone: no answer
         rule = self.faults.take(FailRule, kind)
         if isinstance(rule, FailRule):
             return _fail_response(rule, cdn=False)

@@ -1,5 +1,5 @@
 """The Hugging Face Hub protocol, client side."""
 
-from mreg.registry.upstream.hub.client import FileLocation, HubClient, ModelHit, RemoteFile, RepoInfo, RetryPolicy
+from mreg.registry.upstream.hub.client import HubClient, ModelHit
 
-__all__ = ["FileLocation", "HubClient", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
+__all__ = ["HubClient", "ModelHit"]

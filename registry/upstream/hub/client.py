@@ -28,10 +28,11 @@ from mreg.registry.errors import (
     UsageError,
 )
 from mreg.registry.repo import RepoRef
-from mreg.registry.upstream.http import MAX_REDIRECTS, FileLocation, RetryPolicy, UpstreamHTTP, read_body
+from mreg.registry.upstream.client import FileLocation, RemoteFile, RepoInfo
+from mreg.registry.upstream.http import MAX_REDIRECTS, UpstreamHTTP, read_body
 from mreg.registry.upstream.hub import urls
 
-__all__ = ["FileLocation", "HubClient", "ModelHit", "RemoteFile", "RepoInfo", "RetryPolicy"]
+__all__ = ["HubClient", "ModelHit"]
 
 MAX_TREE_PAGES = 10_000
 MAX_JSON_BYTES = 256 * 1024 * 1024
@@ -39,28 +40,6 @@ SEARCH_PAGE_SIZE = 100
 """Models asked per page of `search_models` (the Hub serves at most 1000)."""
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class RepoInfo:
-    repo: RepoRef
-    commit: str
-    gated: bool | str
-    private: bool
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file of a repo at a commit, as the tree listing announces it."""
-
-    path: str
-    size: int
-    git_oid: str
-    lfs_sha256: str | None
-
-    @property
-    def is_lfs(self) -> bool:
-        return self.lfs_sha256 is not None
 
 
 @dataclass(frozen=True)

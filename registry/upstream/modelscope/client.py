@@ -28,9 +28,9 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     UsageError,
 )
-from mreg.registry.upstream.hub.client import RemoteFile, RepoInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.upstream.http import FileLocation, UpstreamHTTP, read_body, redacted
+from mreg.registry.upstream.client import FileLocation, RemoteFile, RepoInfo
+from mreg.registry.upstream.http import UpstreamHTTP, read_body, redacted
 from mreg.registry.upstream.modelscope import urls
 
 MAX_JSON_BYTES = 256 * 1024 * 1024

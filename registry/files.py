@@ -1,0 +1,47 @@
+"""What a pull and the daemon share about one commit's files: content the store already holds (from any
+repo or revision), linked in without moving a byte, and where upstream serves a file, checked against the
+size its file listing announced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mreg.registry.catalog import Catalog
+from mreg.registry.download import FileSpec
+from mreg.registry.download.transfer import Locate
+from mreg.registry.errors import IntegrityError
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from mreg.registry.upstream.client import FileLocation, RepoClient
+
+
+async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec]) -> dict[str, str]:
+    """path → sha256 of those of ``files`` whose content is in the store (a non-LFS file's content is
+    known by its git oid once it was downloaded anywhere)."""
+    contents = await catalog.contents_of([f.git_oid for f in files if f.sha256 is None])
+    found: dict[str, str] = {}
+    for f in files:
+        sha = f.sha256 or contents.get(f.git_oid)
+        info = None if sha is None else await store.blobs.stat(sha)
+        if sha is not None and info is not None and info.size == f.size:
+            found[f.path] = sha
+    return found
+
+
+async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, spec: FileSpec, sha256: str) -> None:
+    """Link the stored blob ``sha256`` into the commit's snapshot as ``spec.path``; record the file complete."""
+    store.link_file(repo, commit, spec.path, sha256)
+    await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
+
+
+def checked_locator(client: RepoClient, repo: RepoRef, commit: str, spec: FileSpec) -> Locate:
+    """Where ``client``'s upstream serves ``spec``, checked against the size the file listing announced."""
+
+    async def locate() -> FileLocation:
+        location = await client.locate(repo, commit, spec.path)
+        if location.size != spec.size:
+            raise IntegrityError(f"{spec.path}: {client.endpoint} announces {location.size} bytes, "
+                                 f"its file listing {spec.size}")
+        return location
+
+    return locate
