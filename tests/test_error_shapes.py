@@ -10,6 +10,8 @@ shapes arising from real failures.
 
 from __future__ import annotations
 
+import dataclasses
+
 import html
 import importlib
 import inspect
@@ -206,8 +208,10 @@ async def daemon(hub: TestHub, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         patch.setitem(routes.HUB_ROUTES, ("whoami", "GET"), raising)
         patch.setitem(routes.HUB_ROUTES, ("whoami", "HEAD"), raising)
         patch.setitem(routes.MODELSCOPE_ROUTES, ("acceleration", "GET"), raising)
-        patch.setattr(catalog_api, "repos", catalog_api.json_errors(raising))
-        patch.setattr(pages, "index", pages.html_errors(raising))
+        raising_own = {"/v1/repos": catalog_api.json_errors(raising), "/": pages.html_errors(raising)}
+        patch.setattr(routes, "OWN_ROUTES", tuple(
+            dataclasses.replace(r, handler=raising_own[r.path]) if r.method == "GET" and r.path in raising_own else r
+            for r in routes.OWN_ROUTES))
         settings = Settings(home=home, database_url=f"sqlite+aiosqlite:///{home / 'catalog.db'}",
                             endpoint=hub.endpoint, offline=False)
         server = TestServer(build_app(ServeConfig(upstream=hub.endpoint, port=0), settings), host="127.0.0.1")
