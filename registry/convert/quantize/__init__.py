@@ -46,6 +46,9 @@ _BLOCKS: dict[GGMLQuantizationType, Callable[[np.ndarray], np.ndarray]] = {
     GGMLQuantizationType.Q6_K: quantize_q6_k,
 }
 """Each type's function of (blocks, block size) float32 → (blocks, type size) uint8."""
+_CHUNK_SCALE = {GGMLQuantizationType.Q3_K: 4}
+"""Types quantized ``CHUNK_WEIGHTS`` × this many weights at a time: Q3_K's level refinement runs a dozen
+short rounds per chunk, whose Python overhead a larger chunk shares out."""
 _FLOAT_TYPES = frozenset({GGMLQuantizationType.F16, GGMLQuantizationType.BF16})
 SUPPORTED = frozenset({GGMLQuantizationType.F32, *_BLOCKS})
 """The types ``quantize`` writes."""
@@ -75,7 +78,7 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType, *, threads: int = 1)
         return np.ascontiguousarray(data, dtype=np.float32).view(np.uint8).reshape(out_shape)
     blocks = data.reshape(-1, block_size)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
-    step = CHUNK_WEIGHTS // block_size
+    step = CHUNK_WEIGHTS * _CHUNK_SCALE.get(qtype, 1) // block_size
     check_finite = qtype not in _FLOAT_TYPES
 
     def quantize_chunk(start: int) -> None:

@@ -192,10 +192,13 @@ def _refine(x: np.ndarray, levels: np.ndarray, sums: np.ndarray, active: np.ndar
     ggml visits levels one at a time, but moves few: each round here tries every remaining position of
     the current pass at once against the group's current sums, and takes the first that ggml would
     take (the ones before it saw the same sums and did not move). A group's pass ends when no later
-    position moves; the group is done after a pass without a move or after ``tries`` passes.
+    position moves; the group is done after a pass without a move or after ``tries`` passes. Only the
+    few positions whose rounded level changes are carried through the rest of the test.
     """
     n = x.shape[0]
     x = np.take(x, active, axis=1)
+    weights = x * x
+    wx = weights * x
     level = np.take(levels, active, axis=1)
     sum_lx, sum_l2 = sums[0, active], sums[1, active]
     rows = np.arange(n)[:, None]
@@ -203,24 +206,30 @@ def _refine(x: np.ndarray, levels: np.ndarray, sums: np.ndarray, active: np.ndar
     passes = np.zeros(active.size, dtype=np.intp)
     moved = np.zeros(active.size, dtype=bool)
     while active.size:
-        weights = x * x
-        wx = weights * x
         others_lx = sum_lx - wx * level
         others_l2 = sum_l2 - weights * level * level
         rounded = nearest_int(x * others_l2 / others_lx)
         new = np.clip(rounded, -nmax, nmax - 1, out=rounded).astype(_F32)
-        new_lx = others_lx + wx * new
-        new_l2 = others_l2 + weights * new * new
-        better = ((others_lx > 0) & (new != level) & (new_l2 > 0) & (rows >= position)
-                  & (new_lx * new_lx * sum_l2 > sum_lx * sum_lx * new_l2))
-        found, first = _first_true_row(better)
-        cols = np.flatnonzero(found)
-        at = first[cols]
-        level[at, cols] = new[at, cols]
-        sum_lx[cols], sum_l2[cols] = new_lx[at, cols], new_l2[at, cols]
-        levels[at, active[cols]] = level[at, cols]
-        sums[0, active[cols]], sums[1, active[cols]] = sum_lx[cols], sum_l2[cols]
-        moved[cols] = True
+        candidate = (others_lx > 0) & (new != level)
+        if position.any():
+            candidate &= rows >= position
+        flat = np.flatnonzero(candidate)  # row-major: each column's first candidate comes first
+        at, cols = np.divmod(flat, active.size)
+        new, others_lx, others_l2 = new.ravel()[flat], others_lx.ravel()[flat], others_l2.ravel()[flat]
+        new_lx = others_lx + wx.ravel()[flat] * new
+        new_l2 = others_l2 + weights.ravel()[flat] * new * new
+        old_lx, old_l2 = sum_lx[cols], sum_l2[cols]
+        better = np.flatnonzero((new_l2 > 0) & (new_lx * new_lx * old_l2 > old_lx * old_lx * new_l2))
+        cols, first = np.unique(cols[better], return_index=True)
+        taken = better[first]
+        at = at[taken]
+        level[at, cols] = new[taken]
+        sum_lx[cols], sum_l2[cols] = new_lx[taken], new_l2[taken]
+        levels[at, active[cols]] = new[taken]
+        sums[0, active[cols]], sums[1, active[cols]] = new_lx[taken], new_l2[taken]
+        found = np.zeros(active.size, dtype=bool)
+        found[cols] = True
+        moved |= found
         position[cols] = at + 1
         pass_over = ~found | (position == n)
         done = pass_over & (~moved | (passes + 1 >= tries))
@@ -231,7 +240,7 @@ def _refine(x: np.ndarray, levels: np.ndarray, sums: np.ndarray, active: np.ndar
         keep = np.flatnonzero(~done)
         if keep.size < active.size:
             active, position, passes, moved = active[keep], position[keep], passes[keep], moved[keep]
-            x, level = np.take(x, keep, axis=1), np.take(level, keep, axis=1)
+            x, weights, wx, level = (np.take(a, keep, axis=1) for a in (x, weights, wx, level))
             sum_lx, sum_l2 = sum_lx[keep], sum_l2[keep]
 
 
