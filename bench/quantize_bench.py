@@ -1,6 +1,6 @@
 """Benchmark mreg's numpy quantizers against ggml's own, on one float32 matrix, in one process.
 
-    python bench/quantize_bench.py [--rows 4096] [--cols 4096] [--types Q8_0,Q4_K,Q5_K,Q6_K] [--runs 3]
+    python bench/quantize_bench.py [--rows 4096] [--cols 4096] [--types Q8_0,Q4_K,Q5_K,Q6_K]  (also Q2_K, Q3_K, …) [--runs 3]
                                    [--json out.json]
 
 For each type, ``registry.convert.quantize.quantize`` and ggml's ``ggml_quantize_chunk`` (llama-cpp-python's

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # the converter imports numpy and gguf: only when a conversio
     from mreg.registry.convert.derive import Converted
     from mreg.registry.convert.mixes import Mix
 
-QUANTS = "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k"
+QUANTS = ("f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_m"
+          ", q4_k_s, q5_k_m, q5_k_s, q6_k")
 
 
 class RichConvertProgress:
@@ -74,7 +75,7 @@ class PlainConvertProgress:
 @click.argument("repo_id")
 @revision_option
 @click.option("--quant", required=True, metavar="QUANT",
-              help=f"Output quant, any case: {QUANTS} (q4_k = q4_k_m, q5_k = q5_k_m).")
+              help=f"Output quant, any case: {QUANTS} (q3_k = q3_k_m, q4_k = q4_k_m, q5_k = q5_k_m).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the GGUF to FILE (a plain file).")
 @click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")

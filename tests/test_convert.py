@@ -31,6 +31,7 @@ from tests.testhub.repos import HubRepo
 pytest_plugins = ("tests.mreg_env",)
 
 K_MIXES = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K")
+LOW_BIT_MIXES = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L")
 PROMPT = "The capital of France is"
 
 
@@ -81,8 +82,50 @@ def test_q4_k_s_and_row_length_fallbacks() -> None:
     assert tensor_types(_layered(8, row=80), MIXES["Q4_K_M"], 8)["blk.2.attn_q.weight"] == T.F16
 
 
+def test_q3_k_mixes_move_attn_v_ffn_down_and_attn_output_up() -> None:
+    m = tensor_types(_layered(32), MIXES["Q3_K_M"], 32)
+    assert [m[f"blk.{i}.attn_v.weight"] for i in range(4)] == [T.Q5_K, T.Q5_K, T.Q4_K, T.Q4_K]
+    assert [m[f"blk.{i}.ffn_down.weight"] for i in range(4)] == [T.Q5_K, T.Q5_K, T.Q4_K, T.Q4_K]  # 32 // 16 = 2
+    assert m["blk.31.ffn_down.weight"] == T.Q4_K and m["blk.5.attn_output.weight"] == T.Q4_K
+    assert m["blk.5.attn_q.weight"] == m["blk.5.ffn_up.weight"] == m["blk.5.attn_k.weight"] == T.Q3_K
+    assert m["token_embd.weight"] == T.Q6_K and m["output_norm.weight"] == T.F32
+    large = tensor_types(_layered(32), MIXES["Q3_K_L"], 32)
+    assert {large[f"blk.{i}.{kind}.weight"] for i in range(32) for kind in ("attn_v", "ffn_down", "attn_output")} \
+        == {T.Q5_K}
+    assert large["blk.7.ffn_gate.weight"] == T.Q3_K
+    small = tensor_types(_layered(32), MIXES["Q3_K_S"], 32)
+    assert {small[f"blk.{i}.{kind}.weight"] for i in range(32) for kind in ("attn_v", "ffn_down", "attn_output")} \
+        == {T.Q3_K}
+    assert tensor_types(_layered(8), MIXES["Q3_K_S"], 8, is_70b=True)["blk.0.attn_v.weight"] == T.Q5_K
+
+
+def test_q2_k_mix_and_its_attn_v_by_grouped_query_heads() -> None:
+    types = tensor_types(_layered(8), MIXES["Q2_K"], 8)
+    assert {types[f"blk.{i}.attn_v.weight"] for i in range(8)} == {T.Q3_K}
+    assert types["blk.3.ffn_down.weight"] == types["blk.3.attn_output.weight"] == T.Q3_K
+    assert types["blk.3.attn_q.weight"] == types["blk.3.ffn_gate.weight"] == T.Q2_K
+    assert types["token_embd.weight"] == T.Q6_K
+    assert tensor_types(_layered(8), MIXES["Q2_K"], 8, n_gqa=4)["blk.0.attn_v.weight"] == T.Q4_K
+    assert tensor_types(_layered(8), MIXES["Q2_K"], 8, n_gqa=3)["blk.0.attn_v.weight"] == T.Q3_K
+    assert tensor_types(_layered(8), MIXES["Q2_K"], 8, is_70b=True, n_gqa=8)["blk.0.attn_v.weight"] == T.Q5_K
+    untied = _layered(8) + [("output.weight", (256, 1000))]
+    assert tensor_types(untied, MIXES["Q2_K"], 8)["output.weight"] == T.Q6_K
+    assert tensor_types(untied, MIXES["Q2_K"], 8)["token_embd.weight"] == T.Q2_K
+
+
+def test_low_bit_row_length_fallbacks() -> None:
+    odd = tensor_types(_layered(8, row=576), MIXES["Q3_K_M"], 8)  # 576 is not a multiple of 256
+    assert odd["blk.2.attn_q.weight"] == T.Q4_0 and odd["blk.0.attn_v.weight"] == T.Q5_1
+    assert odd["blk.2.attn_v.weight"] == T.Q5_0 and odd["blk.2.attn_output.weight"] == T.Q5_0
+    assert odd["token_embd.weight"] == T.Q8_0
+    q2 = tensor_types(_layered(8, row=576), MIXES["Q2_K"], 8)
+    assert q2["blk.2.attn_q.weight"] == q2["blk.2.ffn_down.weight"] == T.Q4_0
+    assert tensor_types(_layered(8, row=80), MIXES["Q2_K"], 8)["blk.2.attn_q.weight"] == T.F16
+
+
 def test_quant_names() -> None:
     assert parse_mix("q4_k").label == "Q4_K_M" and parse_mix("Q5_K").label == "Q5_K_M"
+    assert parse_mix("q3_k").label == "Q3_K_M" and parse_mix("Q2_k").ftype == 10
     assert parse_mix("bf16").ftype == 32
     from mreg.cli.convert_command import QUANTS
 
@@ -236,11 +279,11 @@ def _reference_quant(f32: Path, label: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # llama.cpp's conversion and eight llama-quantize runs, on 2 CPUs
+@pytest.mark.timeout(1200)  # llama.cpp's conversion and twelve llama-quantize runs, on 2 CPUs
 @pytest.mark.parametrize("model", list(MODELS))
 def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
     folder, f32 = reference(model)
-    for label in ("F16", "Q8_0", "Q4_0", "Q5_1", *K_MIXES):
+    for label in ("F16", "Q8_0", "Q4_0", "Q5_1", *K_MIXES, *LOW_BIT_MIXES):
         expected = {t.name: t.tensor_type for t in GGUFReader(_reference_quant(f32, label)).tensors}
         planned = plan_conversion(folder, MIXES[label], model)
         assert [t.name for t in planned.tensors] == list(expected), label
@@ -250,7 +293,7 @@ def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("model", list(MODELS))
-@pytest.mark.parametrize("label", ["F16", "Q8_0", "Q4_1", "Q4_K_M", "Q5_K_S"])
+@pytest.mark.parametrize("label", ["F16", "Q8_0", "Q4_1", "Q4_K_M", "Q5_K_S", "Q3_K_M", "Q2_K"])
 def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_path: Path) -> None:
     from mreg.registry.convert.convert import convert_folder
 

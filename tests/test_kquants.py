@@ -25,7 +25,7 @@ from mreg.registry.inspect.reading import parse_local
 from .ggml_reference import ggml_quantize
 
 T = GGMLQuantizationType
-TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q4_K, T.Q5_K, T.Q6_K]
+TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 QUANTIZED = TYPES[3:]
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -151,13 +151,26 @@ def test_any_finite_rows_match_ggml(qtype: GGMLQuantizationType, rows: int, bloc
     _assert_same_as_ggml(x, qtype)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
+@given(qtype=st.sampled_from([T.Q2_K, T.Q3_K]), rows=st.integers(1, 4), data=st.data())
+def test_low_bit_k_quants_match_ggml_on_few_distinct_values(qtype: GGMLQuantizationType, rows: int,
+                                                             data: st.DataObject) -> None:
+    """Rows drawn from a handful of values (ties, repeated maxima of both signs, zeros, negative maxima):
+    the cases where Q3_K's level refinement and Q2_K's absolute-error search take their rare branches."""
+    values = data.draw(st.lists(st.floats(-4.0, 4.0, width=32), min_size=1, max_size=6))
+    scale = data.draw(st.sampled_from([1.0, 0.01, 1e-12, 3e35]))
+    picks = data.draw(arrays(np.int64, (rows, 256), elements=st.integers(0, len(values) - 1)))
+    x = (np.float32(values)[picks] * np.float32(scale)).astype(np.float32)
+    _assert_same_as_ggml(x, qtype)
+
+
 @pytest.mark.parametrize("qtype", QUANTIZED, ids=lambda t: t.name)
 def test_dequantized_weights_are_close(qtype: GGMLQuantizationType) -> None:
     """A sanity check of the layout through gguf's dequantizer: relative RMS error as expected of each type."""
     data = SYNTHETIC["normal-64x4096"]
     restored = gguf.quants.dequantize(quantize(data, qtype), qtype)
     error = np.sqrt(np.mean((restored - data) ** 2)) / np.sqrt(np.mean(data ** 2))
-    bits = {"Q8_0": 8, "Q6_K": 6, "Q5_0": 5, "Q5_1": 5, "Q5_K": 5}.get(qtype.name, 4)
+    bits = {"Q8_0": 8, "Q6_K": 6, "Q5_0": 5, "Q5_1": 5, "Q5_K": 5, "Q3_K": 3, "Q2_K": 2}.get(qtype.name, 4)
     assert error < 2.0 ** (2 - bits)
     assert error > 2.0 ** (-2 - bits)
 
@@ -173,9 +186,9 @@ def test_row_length_not_a_multiple_of_the_block_is_refused(qtype: GGMLQuantizati
 def test_scalars_and_unsupported_types_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot quantize a scalar"):
         quantize(np.float32(1.0), T.F16)
-    assert T.Q2_K not in SUPPORTED
-    with pytest.raises(ValueError, match="cannot quantize to Q2_K"):
-        quantize(np.ones((1, 256), dtype=np.float32), T.Q2_K)
+    assert T.IQ2_XXS not in SUPPORTED
+    with pytest.raises(ValueError, match="cannot quantize to IQ2_XXS"):
+        quantize(np.ones((1, 256), dtype=np.float32), T.IQ2_XXS)
 
 
 @pytest.mark.parametrize("qtype", QUANTIZED, ids=lambda t: t.name)
@@ -190,7 +203,7 @@ def test_block_types_refuse_non_finite_weights(qtype: GGMLQuantizationType, bad:
 
 def test_threads_write_the_same_bytes() -> None:
     data = SYNTHETIC["uneven-chunks-37x4352"]
-    for qtype in (T.Q4_K, T.Q6_K, T.BF16):
+    for qtype in (T.Q3_K, T.Q4_K, T.Q6_K, T.BF16):
         assert np.array_equal(quantize(data, qtype, threads=3), ggml_quantize(data, qtype))
 
 

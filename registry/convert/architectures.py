@@ -135,6 +135,12 @@ def is_70b(config: Mapping[str, Any], spec: Architecture) -> bool:
     return spec.arch == MODEL_ARCH.LLAMA and heads != (config.get("num_key_value_heads") or heads)
 
 
+def query_heads_per_kv_head(config: Mapping[str, Any]) -> int:
+    """llama.cpp's ``n_gqa()``: attention heads // KV heads (Q2_K gives attn_v more bits from 4 up)."""
+    heads = config_value(config, "num_attention_heads")
+    return heads // (config.get("num_key_value_heads") or heads)
+
+
 def gguf_name(hf_name: str, names: gguf.TensorNameMap) -> str | None:
     """The GGUF name of a Hugging Face tensor (None for buffers llama.cpp drops); FormatError if unknown."""
     if hf_name.endswith(_SKIPPED):

@@ -3,9 +3,11 @@ in src/llama-quant.cpp) for the quants mreg converts to.
 
 A *mix* names a file type (`general.file_type`) and its default tensor type; the rules then move a
 few tensors up: the output (and, with tied embeddings, the token embedding) to Q6_K, `attn_v` and
-`ffn_down` of some layers (`use_more_bits`) to Q6_K or Q5_K. Tensors llama.cpp never quantizes
-(1-D ones, norms, names not ending in `weight`) stay F32, and a type whose block does not divide the
-row length falls back (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16).
+`ffn_down` of some layers (`use_more_bits`) to Q6_K or Q5_K; the Q2_K and Q3_K mixes also move
+`attn_v`, `ffn_down` and `attn_output` up (Q2_K's `attn_v` to Q4_K when four or more query heads
+share a KV head). Tensors llama.cpp never quantizes (1-D ones, norms, names not ending in `weight`)
+stay F32, and a type whose block does not divide the row length falls back (Q2_K, Q3_K → Q4_0,
+Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16).
 
 Everything here is pure: it sees tensor names and shapes in ggml order (row length first).
 """
@@ -34,24 +36,28 @@ class Mix:
 MIXES = {m.label: m for m in (
     Mix("F32", F.ALL_F32, T.F32), Mix("F16", F.MOSTLY_F16, T.F16), Mix("BF16", F.MOSTLY_BF16, T.BF16),
     Mix("Q8_0", F.MOSTLY_Q8_0, T.Q8_0), Mix("Q4_0", F.MOSTLY_Q4_0, T.Q4_0), Mix("Q4_1", F.MOSTLY_Q4_1, T.Q4_1),
-    Mix("Q5_0", F.MOSTLY_Q5_0, T.Q5_0), Mix("Q5_1", F.MOSTLY_Q5_1, T.Q5_1),
+    Mix("Q5_0", F.MOSTLY_Q5_0, T.Q5_0), Mix("Q5_1", F.MOSTLY_Q5_1, T.Q5_1), Mix("Q2_K", F.MOSTLY_Q2_K, T.Q2_K),
+    Mix("Q3_K_S", F.MOSTLY_Q3_K_S, T.Q3_K), Mix("Q3_K_M", F.MOSTLY_Q3_K_M, T.Q3_K),
+    Mix("Q3_K_L", F.MOSTLY_Q3_K_L, T.Q3_K),
     Mix("Q4_K_M", F.MOSTLY_Q4_K_M, T.Q4_K), Mix("Q4_K_S", F.MOSTLY_Q4_K_S, T.Q4_K),
     Mix("Q5_K_M", F.MOSTLY_Q5_K_M, T.Q5_K), Mix("Q5_K_S", F.MOSTLY_Q5_K_S, T.Q5_K),
     Mix("Q6_K", F.MOSTLY_Q6_K, T.Q6_K),
 )}
-_ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
+_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
 _FLOATS = (T.F32, T.F16, T.BF16)
-_FALLBACK = {T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+_ATTN_OUTPUT = {F.MOSTLY_Q2_K: T.Q3_K, F.MOSTLY_Q3_K_M: T.Q4_K, F.MOSTLY_Q3_K_L: T.Q5_K}
+"""The attention output's type in the mixes that move it up (llama.cpp's rule for models without 8 experts)."""
 _LAYER = re.compile(r"blk\.(\d+)\.")
 
 
 def parse_mix(text: str) -> Mix:
-    """The mix for a requested quant (any case; q4_k means Q4_K_M, q5_k Q5_K_M); UsageError otherwise."""
+    """The mix for a requested quant (any case; q3_k, q4_k and q5_k mean their _M mixes); UsageError otherwise."""
     label = normalize_quant(text)
     label = _ALIASES.get(label, label)
     if label not in MIXES:
         raise UsageError(f"cannot convert to {text!r}: choose one of {', '.join(m.lower() for m in MIXES)} "
-                         f"(q4_k = q4_k_m, q5_k = q5_k_m)")
+                         f"(q3_k = q3_k_m, q4_k = q4_k_m, q5_k = q5_k_m)")
     return MIXES[label]
 
 
@@ -97,10 +103,11 @@ def llama_order(name: str) -> tuple[int, str]:
 
 
 def tensor_types(tensors: Sequence[tuple[str, Sequence[int]]], mix: Mix, n_layer: int,
-                 is_70b: bool = False) -> dict[str, T]:
+                 is_70b: bool = False, n_gqa: int = 1) -> dict[str, T]:
     """The ggml type of every ``(name, ggml shape)`` tensor for ``mix``, as llama-quantize chooses it
     from an F32 GGUF of the same model (tensors are taken in llama.cpp's order, which the layer
-    counters depend on). ``is_70b``: llama.cpp classes the model as 70B (more bits for attn_v)."""
+    counters depend on). ``is_70b``: llama.cpp classes the model as 70B (more bits for attn_v);
+    ``n_gqa``: query heads per KV head (llama.cpp's ``n_gqa()``, heads // KV heads)."""
     ordered = sorted(tensors, key=lambda t: llama_order(t[0]))
     tied = not any(name == "output.weight" for name, _ in ordered)
     n_attn_v = sum(1 for name, _ in ordered if _category(name) == "attn_v")
@@ -112,12 +119,13 @@ def tensor_types(tensors: Sequence[tuple[str, Sequence[int]]], mix: Mix, n_layer
         elif mix.default in _FLOATS:
             types[name] = mix.default
         else:
-            types[name] = _fallback(shape[0], _mixed(name, shape, mix, tied, n_attn_v, n_layer, is_70b, counters))
+            chosen = _mixed(name, shape, mix, tied, n_attn_v, n_layer, is_70b, n_gqa, counters)
+            types[name] = _fallback(shape[0], chosen)
     return types
 
 
 def _mixed(name: str, shape: Sequence[int], mix: Mix, tied: bool, n_attn_v: int, n_layer: int, is_70b: bool,
-           counters: dict[str, int]) -> T:
+           n_gqa: int, counters: dict[str, int]) -> T:
     """llama.cpp's rule for one quantizable tensor (before the row-length fallback)."""
     category = _category(name)
     qtype = mix.default
@@ -128,14 +136,26 @@ def _mixed(name: str, shape: Sequence[int], mix: Mix, tied: bool, n_attn_v: int,
     if category == "attn_v":
         i = counters["attn_v"]
         counters["attn_v"] += 1
-        if mix.ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _more_bits(i, n_attn_v):
+        if mix.ftype == F.MOSTLY_Q2_K:
+            qtype = T.Q4_K if n_gqa >= 4 else T.Q3_K
+        elif mix.ftype == F.MOSTLY_Q3_K_M:
+            qtype = T.Q5_K if i < 2 else T.Q4_K
+        elif mix.ftype == F.MOSTLY_Q3_K_L:
+            qtype = T.Q5_K
+        elif mix.ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _more_bits(i, n_attn_v):
             qtype = T.Q6_K
         elif mix.ftype == F.MOSTLY_Q4_K_S and i < 4:
             qtype = T.Q5_K
-        return T.Q5_K if is_70b and qtype == T.Q4_K else qtype
+        return T.Q5_K if is_70b and qtype in (T.Q3_K, T.Q4_K) else qtype
     if category == "ffn_down":
         i = counters["ffn_down"]
         counters["ffn_down"] += 1
+        if mix.ftype == F.MOSTLY_Q2_K:
+            return T.Q3_K
+        if mix.ftype == F.MOSTLY_Q3_K_M:
+            return T.Q5_K if i < n_layer // 16 else T.Q4_K
+        if mix.ftype == F.MOSTLY_Q3_K_L:
+            return T.Q5_K
         if mix.ftype == F.MOSTLY_Q4_K_M and _more_bits(i, n_layer):
             return T.Q6_K
         if mix.ftype == F.MOSTLY_Q5_K_M and _more_bits(i, n_layer):
@@ -143,4 +163,6 @@ def _mixed(name: str, shape: Sequence[int], mix: Mix, tied: bool, n_attn_v: int,
         if mix.ftype == F.MOSTLY_Q4_K_S and i < n_layer // 8:
             return T.Q5_K
         return qtype
+    if category == "attn_output":
+        return _ATTN_OUTPUT.get(mix.ftype, qtype)
     return qtype

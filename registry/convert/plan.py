@@ -23,6 +23,7 @@ from mreg.registry.convert.architectures import (
     llama3_rope_factors,
     qk_heads,
     qk_row_order,
+    query_heads_per_kv_head,
 )
 from mreg.registry.convert.metadata import add_general, parameter_counts
 from mreg.registry.convert.mixes import Mix, llama_order, tensor_types
@@ -130,7 +131,7 @@ def _tensors(folder: Path, config: Mapping[str, Any], spec: Architecture, mix: M
     shapes = {name: (source.shape if source is not None else values.shape)  # type: ignore[union-attr]
               for name, (source, _, values) in found.items()}
     types = tensor_types([(name, tuple(reversed(shape))) for name, shape in shapes.items()], mix, n_layer,
-                         is_70b(config, spec))
+                         is_70b(config, spec), query_heads_per_kv_head(config))
     return [PlannedTensor(name, tuple(shapes[name]), types[name], *found[name],
                           shift=family.norm_shift(name) if family is not None else 0.0)
             for name in sorted(found, key=llama_order)]

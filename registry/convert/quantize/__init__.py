@@ -1,8 +1,8 @@
 """Tensors quantized exactly as ggml's ``ggml_quantize_chunk`` does with no importance matrix.
 
 ``quantize(data, qtype)`` is the one entry point: float32 rows in, the GGUF tensor bytes out. F32, F16
-and BF16 are conversions (``floats``); Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are in ``legacy``, Q4_K, Q5_K
-and Q6_K in ``kquants``. Work is vectorised over all blocks, ``CHUNK_WEIGHTS`` weights at a time.
+and BF16 are conversions (``floats``); Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are in ``legacy``, Q2_K, Q3_K,
+Q4_K, Q5_K and Q6_K in ``kquants``. Work is vectorised over all blocks, ``CHUNK_WEIGHTS`` weights at a time.
 
 Byte identity holds for every finite float32 weight (subnormals and ±float32 max included) and, for
 F32/F16/BF16, for NaN and ±inf too. The block types refuse NaN and ±inf with a ValueError, as
@@ -18,7 +18,13 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from mreg.registry.convert.quantize.floats import bf16_bits, fp16_bits
-from mreg.registry.convert.quantize.kquants import quantize_q4_k, quantize_q5_k, quantize_q6_k
+from mreg.registry.convert.quantize.kquants import (
+    quantize_q2_k,
+    quantize_q3_k,
+    quantize_q4_k,
+    quantize_q5_k,
+    quantize_q6_k,
+)
 from mreg.registry.convert.quantize.legacy import quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_q8_0
 
 CHUNK_WEIGHTS = 512 * 256
@@ -33,11 +39,16 @@ _BLOCKS: dict[GGMLQuantizationType, Callable[[np.ndarray], np.ndarray]] = {
     GGMLQuantizationType.Q4_1: quantize_q4_1,
     GGMLQuantizationType.Q5_0: quantize_q5_0,
     GGMLQuantizationType.Q5_1: quantize_q5_1,
+    GGMLQuantizationType.Q2_K: quantize_q2_k,
+    GGMLQuantizationType.Q3_K: quantize_q3_k,
     GGMLQuantizationType.Q4_K: quantize_q4_k,
     GGMLQuantizationType.Q5_K: quantize_q5_k,
     GGMLQuantizationType.Q6_K: quantize_q6_k,
 }
 """Each type's function of (blocks, block size) float32 → (blocks, type size) uint8."""
+_CHUNK_SCALE = {GGMLQuantizationType.Q3_K: 4}
+"""Types quantized ``CHUNK_WEIGHTS`` × this many weights at a time: Q3_K's level refinement runs a dozen
+short rounds per chunk, whose Python overhead a larger chunk shares out."""
 _FLOAT_TYPES = frozenset({GGMLQuantizationType.F16, GGMLQuantizationType.BF16})
 SUPPORTED = frozenset({GGMLQuantizationType.F32, *_BLOCKS})
 """The types ``quantize`` writes."""
@@ -67,7 +78,7 @@ def quantize(data: np.ndarray, qtype: GGMLQuantizationType, *, threads: int = 1)
         return np.ascontiguousarray(data, dtype=np.float32).view(np.uint8).reshape(out_shape)
     blocks = data.reshape(-1, block_size)
     out = np.empty((blocks.shape[0], type_size), dtype=np.uint8)
-    step = CHUNK_WEIGHTS // block_size
+    step = CHUNK_WEIGHTS * _CHUNK_SCALE.get(qtype, 1) // block_size
     check_finite = qtype not in _FLOAT_TYPES
 
     def quantize_chunk(start: int) -> None:

@@ -1,6 +1,9 @@
-"""Q4_K, Q5_K and Q6_K super-blocks of 256 weights, as ggml's ``quantize_row_q{4,5,6}_K_ref`` write them.
+"""K-quant super-blocks of 256 weights, as ggml's ``quantize_row_q{2,3,4,5,6}_K_ref`` write them.
 
-Each function takes (blocks, 256) float32 and returns (blocks, bytes) uint8. Q4_K and Q5_K fit a scale and
+Each function takes (blocks, 256) float32 and returns (blocks, bytes) uint8. Q2_K fits a scale and a min to
+each group of 16 (weighted by |x|, absolute error) and stores them as 4-bit multiples of two fp16
+super-scales; Q3_K fits a signed scale to each group of 16 (``make_q3_quants``) and stores it as a 6-bit
+multiple of one fp16 super-scale. Q4_K and Q5_K fit a scale and
 a min to each group of 32 (weighted by the group's rms plus |x|), store them as 6-bit multiples of two fp16
 super-scales, then requantize every weight against the stored values; Q6_K fits a signed scale to each
 group of 16 and stores it as an int8 multiple of one fp16 super-scale. A group whose stored scale is 0
@@ -12,10 +15,70 @@ from __future__ import annotations
 import numpy as np
 
 from mreg.registry.convert.quantize.floats import fp16_bits, fp16_value, nearest_int
-from mreg.registry.convert.quantize.search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric
+from mreg.registry.convert.quantize.search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric, fit_symmetric_refined
 
 QK_K = 256
 _F32 = np.float32
+
+
+def quantize_q2_k(blocks: np.ndarray) -> np.ndarray:
+    """Q2_K: 16 bytes of 4-bit scales and mins, 64 bytes of 2-bit levels, fp16 d, fp16 dmin."""
+    count = blocks.shape[0]
+    groups = np.ascontiguousarray(blocks.reshape(count * 16, 16).T)
+    fitted, fitted_mins, fit_levels = fit_scale_min(groups, np.abs(groups), 3, -0.5, 0.1, 15, absolute=True)
+    scales = fitted.reshape(count, 16)
+    mins = fitted_mins.reshape(count, 16)
+    max_scale = _positive_max(scales)
+    max_min = _positive_max(mins)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv_scale = np.where(max_scale > 0, _F32(15) / max_scale, _F32(0))
+        inv_min = np.where(max_min > 0, _F32(15) / max_min, _F32(0))
+        ls = np.where((max_scale > 0)[:, None], nearest_int(inv_scale[:, None] * scales) & 0xFF, 0)
+        lm = np.where((max_min > 0)[:, None], (nearest_int(inv_min[:, None] * mins) << 4) & 0xFF, 0)
+        packed = (ls | lm).astype(np.uint8)
+        d_bits = fp16_bits(max_scale / _F32(15))
+        dmin_bits = fp16_bits(max_min / _F32(15))
+        d = fp16_value(d_bits)[:, None] * (packed & np.uint8(0x0F)).astype(_F32)
+        dm = fp16_value(dmin_bits)[:, None] * (packed >> 4).astype(_F32)
+        x = blocks.reshape(count, 16, 16)
+        requant = np.clip(nearest_int((x + dm[:, :, None]) / d[:, :, None]), 0, 3)
+    fit_levels = fit_levels.T.reshape(count, 16, 16).astype(np.int32)
+    levels = np.where((d != 0)[:, :, None], requant, fit_levels).astype(np.uint8)
+    return np.concatenate([packed, _two_bit_levels(levels), d_bits.view(np.uint8).reshape(count, 2),
+                           dmin_bits.view(np.uint8).reshape(count, 2)], axis=1)
+
+
+def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
+    """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
+    count = blocks.shape[0]
+    groups = np.ascontiguousarray(blocks.reshape(count * 16, 16).T)
+    fitted, fit_levels = fit_symmetric_refined(groups, nmax=4)
+    scales = fitted.reshape(count, 16)
+    magnitude = np.abs(scales)
+    magnitude[np.isnan(magnitude)] = 0
+    rows = np.arange(count)
+    first = np.argmax(magnitude, axis=1)
+    max_scale = np.where(magnitude[rows, first] > 0, scales[rows, first], _F32(0))
+    stored = max_scale != 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = _F32(-32) / max_scale
+        wrapped = nearest_int(iscale[:, None] * scales).astype(np.int8).astype(np.int32)
+        six_bit = np.where(stored[:, None], np.clip(wrapped, -32, 31) + 32, 0).astype(np.uint8)
+        d_bits = np.where(stored, fp16_bits(_F32(1) / iscale), np.uint16(0))
+        d = fp16_value(d_bits)[:, None] * (six_bit.astype(_F32) - _F32(32))
+        rounded = nearest_int(blocks.reshape(count * 16, 16) / d.reshape(-1, 1))
+    levels = (np.clip(rounded, -4, 3, out=rounded) + 4).astype(np.uint8)
+    kept = np.flatnonzero(d.ravel() == 0)  # a group whose stored scale is 0 keeps its fitted levels
+    levels[kept] = fit_levels[:, kept].T
+    levels = levels.reshape(count, QK_K)
+    high = _bit_planes(levels.reshape(count, 8, 32) >> 2, width=1)
+    low = levels & np.uint8(3)
+    packed_scales = np.concatenate([
+        (six_bit[:, :8] & np.uint8(0x0F)) | ((six_bit[:, 8:] & np.uint8(0x0F)) << 4),
+        _bit_planes((six_bit >> 4).reshape(count, 4, 4), width=2),
+    ], axis=1)
+    return np.concatenate([high, _two_bit_levels(low), packed_scales, d_bits.view(np.uint8).reshape(count, 2)],
+                          axis=1)
 
 
 def quantize_q4_k(blocks: np.ndarray) -> np.ndarray:
@@ -109,6 +172,12 @@ def _positive_max(values: np.ndarray) -> np.ndarray:
     """Largest value of each row if positive, else +0 (ggml's running ``if (v > best) best = v`` from 0)."""
     best = np.fmax.reduce(values, axis=1)
     return np.where(best > 0, best, _F32(0))
+
+
+def _two_bit_levels(levels: np.ndarray) -> np.ndarray:
+    """(blocks, 256) levels 0..3 → (blocks, 64) bytes: in each half, byte ``l`` holds levels l, l+32, l+64, l+96."""
+    count = levels.shape[0]
+    return _bit_planes(levels.reshape(count * 2, 4, 32), width=2).reshape(count, 64)
 
 
 def _bit_planes(parts: np.ndarray, width: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mreg.registry.convert.quantize.floats import nearest_int
+
 GROUP_MAX_EPS = np.float32(1e-15)
 _F32 = np.float32
 
@@ -43,9 +45,11 @@ def _ordered_sum(a: np.ndarray) -> np.ndarray:
     return total
 
 
-def fit_scale_min(x: np.ndarray, weights: np.ndarray, nmax: int, rmin: float, rdelta: float,
-                  nstep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ggml's ``make_qkx2_quants`` (squared error) for every group: (scale, -min, levels 0..nmax as float32)."""
+def fit_scale_min(x: np.ndarray, weights: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int,
+                  absolute: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ggml's ``make_qkx2_quants`` for every group: (scale, -min, levels 0..nmax as float32).
+
+    The error is squared, or absolute with ``absolute`` (ggml's ``use_mad``, as Q2_K asks)."""
     rounder = _Rounder(x.shape, 0, nmax)
     trial = np.empty_like(x)
     wl = np.empty_like(x)
@@ -62,7 +66,7 @@ def fit_scale_min(x: np.ndarray, weights: np.ndarray, nmax: int, rmin: float, rd
         best_iscale = _finite(iscale)
         best_offset = low
         rounder(np.multiply(np.subtract(x, low, out=trial), best_iscale, out=trial))
-        best_error = _error(scale, low, trial, x, weights, scratch)
+        best_error = _error(scale, low, trial, x, weights, scratch, absolute)
 
         for step in range(nstep + 1):
             factor = (_F32(rmin) + _F32(rdelta) * _F32(step)) + _F32(nmax)
@@ -78,7 +82,7 @@ def fit_scale_min(x: np.ndarray, weights: np.ndarray, nmax: int, rmin: float, rd
             clamp = this_min > 0
             this_min[clamp] = 0
             this_scale = np.where(clamp, sum_xl / sum_l2, this_scale)
-            error = _error(this_scale, this_min, trial, x, weights, scratch)
+            error = _error(this_scale, this_min, trial, x, weights, scratch, absolute)
             better = (det > 0) & (error < best_error)
             best_iscale = np.where(better, iscale, best_iscale)
             best_offset = np.where(better, low, best_offset)
@@ -98,12 +102,15 @@ def _finite(iscale: np.ndarray) -> np.ndarray:
 
 
 def _error(scale: np.ndarray, low: np.ndarray, levels: np.ndarray, x: np.ndarray, weights: np.ndarray,
-           scratch: np.ndarray) -> np.ndarray:
-    """Σ w·(scale·level + low − x)² per group, in ggml's order."""
+           scratch: np.ndarray, absolute: bool) -> np.ndarray:
+    """Σ w·(scale·level + low − x)² (or Σ w·|…| if ``absolute``) per group, in ggml's order."""
     diff = np.multiply(levels, scale, out=scratch)
     diff += low
     diff -= x
-    diff *= diff
+    if absolute:
+        np.abs(diff, out=diff)
+    else:
+        diff *= diff
     diff *= weights
     return _ordered_sum(diff)
 
@@ -147,3 +154,105 @@ def _symmetric_sums(levels: np.ndarray, weights: np.ndarray, wx: np.ndarray,
     np.multiply(weights, levels, out=scratch)
     scratch *= levels
     return sum_lx, _ordered_sum(scratch)
+
+
+def fit_symmetric_refined(x: np.ndarray, nmax: int, tries: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's ``make_q3_quants`` with ``do_rmse`` for every group: (scale, levels 0..2·nmax-1 as float32).
+
+    Levels start at ``nearest_int(-nmax / signed max · x)``; then, in up to ``tries`` passes over the
+    group, each level in turn moves to the one that best fits the others' least-squares scale (weights
+    x²) if that raises (Σ w·x·l)² / Σ w·l², which ggml tries only while the others' Σ w·x·l is positive.
+    A group stops after a pass that changed nothing. See ``_refine`` for how that runs vectorised.
+    """
+    groups = np.arange(x.shape[1])
+    first = _first_max_row(np.abs(x))
+    signed_max = x[first, groups]
+    zero = np.abs(signed_max) < GROUP_MAX_EPS
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        levels = _Rounder(x.shape, -nmax, nmax - 1)(x * (_F32(-nmax) / signed_max))
+        weights = x * x
+        wx = weights * x
+        sums = np.stack([_ordered_sum(wx * levels), _ordered_sum(weights * levels * levels)])
+        # With a positive signed max every level has the sign opposite to its weight: no partial
+        # Σ w·x·l is ever positive, and the group keeps its start.
+        _refine(x, levels, sums, np.flatnonzero((signed_max < 0) & ~zero), nmax, tries)
+        sum_lx, sum_l2 = sums
+        scale = np.where(sum_l2 > 0, sum_lx / sum_l2, _F32(0))
+    levels += _F32(nmax)
+    scale[zero] = 0
+    levels[:, zero] = 0
+    return scale, levels
+
+
+def _refine(x: np.ndarray, levels: np.ndarray, sums: np.ndarray, active: np.ndarray, nmax: int,
+            tries: int) -> None:
+    """``make_q3_quants``'s passes for the ``active`` groups, updating ``levels`` and ``sums`` (Σ w·x·l,
+    Σ w·l²) in place.
+
+    ggml visits levels one at a time, but moves few: each round here tries every remaining position of
+    the current pass at once against the group's current sums, and takes the first that ggml would
+    take (the ones before it saw the same sums and did not move). A group's pass ends when no later
+    position moves; the group is done after a pass without a move or after ``tries`` passes. Only the
+    few positions whose rounded level changes are carried through the rest of the test.
+    """
+    n = x.shape[0]
+    x = np.take(x, active, axis=1)
+    weights = x * x
+    wx = weights * x
+    level = np.take(levels, active, axis=1)
+    sum_lx, sum_l2 = sums[0, active], sums[1, active]
+    rows = np.arange(n)[:, None]
+    position = np.zeros(active.size, dtype=np.intp)
+    passes = np.zeros(active.size, dtype=np.intp)
+    moved = np.zeros(active.size, dtype=bool)
+    while active.size:
+        others_lx = sum_lx - wx * level
+        others_l2 = sum_l2 - weights * level * level
+        rounded = nearest_int(x * others_l2 / others_lx)
+        new = np.clip(rounded, -nmax, nmax - 1, out=rounded).astype(_F32)
+        candidate = (others_lx > 0) & (new != level)
+        if position.any():
+            candidate &= rows >= position
+        flat = np.flatnonzero(candidate)  # row-major: each column's first candidate comes first
+        at, cols = np.divmod(flat, active.size)
+        new, others_lx, others_l2 = new.ravel()[flat], others_lx.ravel()[flat], others_l2.ravel()[flat]
+        new_lx = others_lx + wx.ravel()[flat] * new
+        new_l2 = others_l2 + weights.ravel()[flat] * new * new
+        old_lx, old_l2 = sum_lx[cols], sum_l2[cols]
+        better = np.flatnonzero((new_l2 > 0) & (new_lx * new_lx * old_l2 > old_lx * old_lx * new_l2))
+        cols, first = np.unique(cols[better], return_index=True)
+        taken = better[first]
+        at = at[taken]
+        level[at, cols] = new[taken]
+        sum_lx[cols], sum_l2[cols] = new_lx[taken], new_l2[taken]
+        levels[at, active[cols]] = new[taken]
+        sums[0, active[cols]], sums[1, active[cols]] = new_lx[taken], new_l2[taken]
+        found = np.zeros(active.size, dtype=bool)
+        found[cols] = True
+        moved |= found
+        position[cols] = at + 1
+        pass_over = ~found | (position == n)
+        done = pass_over & (~moved | (passes + 1 >= tries))
+        again = pass_over & ~done
+        passes[again] += 1
+        position[again] = 0
+        moved[again] = False
+        keep = np.flatnonzero(~done)
+        if keep.size < active.size:
+            active, position, passes, moved = active[keep], position[keep], passes[keep], moved[keep]
+            x, weights, wx, level = (np.take(a, keep, axis=1) for a in (x, weights, wx, level))
+            sum_lx, sum_l2 = sum_lx[keep], sum_l2[keep]
+
+
+def _first_true_row(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of an (n ≤ 255, groups) bool array: whether any row is true, and the first true row."""
+    n = mask.shape[0]
+    codes = np.arange(n, 0, -1, dtype=np.uint8)[:, None]
+    best = np.maximum.reduce(mask.view(np.uint8) * codes, axis=0)
+    return best > 0, n - best.astype(np.intp)
+
+
+def _first_max_row(values: np.ndarray) -> np.ndarray:
+    """Per column of an (n ≤ 255, groups) array, the first row holding the column's max (``np.argmax``
+    over axis 0, which numpy computes several times slower)."""
+    return _first_true_row(values == np.maximum.reduce(values, axis=0))[1]
