@@ -7,6 +7,10 @@ few tensors up: the output (and, with tied embeddings, the token embedding) to Q
 (1-D ones, norms, names not ending in `weight`) stay F32, and a type whose block does not divide the
 row length falls back (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16).
 
+Mixture-of-experts models: the router (`ffn_gate_inp`) stays F32; the stacked expert tensors
+(`ffn_*_exps`) follow the rules of their kind, `ffn_down_exps` taking its layer from its name; with
+8 experts (Mixtral 8x7B), attn_k and attn_v become Q8_0 and attn_output Q5_K in the K-quant mixes.
+
 Everything here is pure: it sees tensor names and shapes in ggml order (row length first).
 """
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T, LlamaFileType as F
 
-from mreg.registry.errors import UsageError
+from mreg.registry.errors import FormatError, UsageError
 from mreg.registry.gguf.quants import normalize_quant
 
 
@@ -97,13 +101,14 @@ def llama_order(name: str) -> tuple[int, str]:
 
 
 def tensor_types(tensors: Sequence[tuple[str, Sequence[int]]], mix: Mix, n_layer: int,
-                 is_70b: bool = False) -> dict[str, T]:
+                 is_70b: bool = False, n_expert: int = 0) -> dict[str, T]:
     """The ggml type of every ``(name, ggml shape)`` tensor for ``mix``, as llama-quantize chooses it
     from an F32 GGUF of the same model (tensors are taken in llama.cpp's order, which the layer
-    counters depend on). ``is_70b``: llama.cpp classes the model as 70B (more bits for attn_v)."""
+    counters depend on). ``is_70b``: llama.cpp classes the model as 70B (more bits for attn_v);
+    ``n_expert``: the experts per layer of a mixture-of-experts model (0 for a dense one)."""
     ordered = sorted(tensors, key=lambda t: llama_order(t[0]))
-    tied = not any(name == "output.weight" for name, _ in ordered)
-    n_attn_v = sum(1 for name, _ in ordered if _category(name) == "attn_v")
+    model = _Model(n_layer, is_70b, n_expert, tied=not any(name == "output.weight" for name, _ in ordered),
+                   n_attn_v=sum(1 for name, _ in ordered if _category(name) == "attn_v"))
     counters = {"attn_v": 0, "ffn_down": 0}
     types = {}
     for name, shape in ordered:
@@ -112,30 +117,61 @@ def tensor_types(tensors: Sequence[tuple[str, Sequence[int]]], mix: Mix, n_layer
         elif mix.default in _FLOATS:
             types[name] = mix.default
         else:
-            types[name] = _fallback(shape[0], _mixed(name, shape, mix, tied, n_attn_v, n_layer, is_70b, counters))
+            types[name] = _fallback(shape[0], _mixed(name, shape, mix, model, counters))
     return types
 
 
-def _mixed(name: str, shape: Sequence[int], mix: Mix, tied: bool, n_attn_v: int, n_layer: int, is_70b: bool,
-           counters: dict[str, int]) -> T:
+@dataclass(frozen=True)
+class _Model:
+    """What llama.cpp's rules know of the model besides the tensor at hand."""
+
+    n_layer: int
+    is_70b: bool
+    n_expert: int
+    tied: bool
+    n_attn_v: int
+
+
+_EIGHT_EXPERTS_ATTN_OUTPUT_Q5_K = (F.MOSTLY_Q2_K, F.MOSTLY_Q3_K_S, F.MOSTLY_Q3_K_M, F.MOSTLY_Q4_K_S, F.MOSTLY_Q4_K_M)
+"""The K-quant mixes whose attn_output llama.cpp raises to Q5_K in an 8-expert model (its list also has
+IQ mixes, which mreg does not make)."""
+
+
+def _layer_of(name: str) -> int:
+    match = _LAYER.match(name)
+    if match is None:
+        raise FormatError(f"cannot tell the layer of tensor {name}")
+    return int(match[1])
+
+
+def _mixed(name: str, shape: Sequence[int], mix: Mix, model: _Model, counters: dict[str, int]) -> T:
     """llama.cpp's rule for one quantizable tensor (before the row-length fallback)."""
     category = _category(name)
     qtype = mix.default
-    if category == "output" or (tied and category == "token_embd"):
+    if category == "output" or (model.tied and category == "token_embd"):
         if shape[0] % _block(qtype) != 0:
             return T.Q8_0
         return qtype if qtype == T.Q8_0 else T.Q6_K
     if category == "attn_v":
         i = counters["attn_v"]
         counters["attn_v"] += 1
-        if mix.ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _more_bits(i, n_attn_v):
+        if mix.ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _more_bits(i, model.n_attn_v):
             qtype = T.Q6_K
         elif mix.ftype == F.MOSTLY_Q4_K_S and i < 4:
             qtype = T.Q5_K
-        return T.Q5_K if is_70b and qtype == T.Q4_K else qtype
+        # (the Q3_K_M / Q2_K rules for attn_v go here, before the 70B and 8-expert overrides)
+        if model.is_70b and qtype == T.Q4_K:
+            qtype = T.Q5_K
+        return T.Q8_0 if model.n_expert == 8 else qtype
+    if category == "attn_k" and model.n_expert == 8:
+        return T.Q8_0
+    if category == "attn_output" and model.n_expert == 8:
+        return T.Q5_K if mix.ftype in _EIGHT_EXPERTS_ATTN_OUTPUT_Q5_K else qtype
     if category == "ffn_down":
-        i = counters["ffn_down"]
+        # llama.cpp counts ffn_down tensors of dense models; an MoE model's layer comes from the name
+        i = _layer_of(name) if model.n_expert > 1 else counters["ffn_down"]
         counters["ffn_down"] += 1
+        n_layer = model.n_layer
         if mix.ftype == F.MOSTLY_Q4_K_M and _more_bits(i, n_layer):
             return T.Q6_K
         if mix.ftype == F.MOSTLY_Q5_K_M and _more_bits(i, n_layer):
