@@ -320,17 +320,25 @@ def write_vocab(folder: Path, vocab: str) -> tuple[int, dict]:
     return len(tokens), {}
 
 
-def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: bool = True, dtype: str = "F16",
-                seed: int = 0) -> Path:
-    """A small random-weight model (hidden 256, ffn 768, head_dim 64) with a real vocabulary.
+_MOE_LAYOUTS = {  # arch -> (FFN block, gate/up/down names, config key of the expert count)
+    "MixtralForCausalLM": ("block_sparse_moe", ("w1", "w3", "w2"), "num_local_experts"),
+    "Qwen3MoeForCausalLM": ("mlp", ("gate_proj", "up_proj", "down_proj"), "num_experts"),
+}
 
-    ``arch``: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM;
+
+def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: bool = True, dtype: str = "F16",
+                seed: int = 0, experts: int = 4) -> Path:
+    """A small random-weight model (hidden 256, ffn 768, head_dim 64) with a real vocabulary, written
+    without torch (the fast tests' models; `moe_repo` makes MoE ones with transformers' classes).
+
+    ``arch``: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, or the MoE
+    MixtralForCausalLM and Qwen3MoeForCausalLM (``experts`` experts of FFN width 256, 2 used per token);
     ``vocab``: smollm (from the SmolLM2 GGUF), llama-bpe, qwen2 or gpt-2 (llama.cpp's vocab files), or
     spm (a small SentencePiece model trained here).
     """
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size, vocab_config = write_vocab(folder, vocab)
-    hidden, ffn, n_head, n_kv, head_dim = 256, 768, 4, 2, 64
+    hidden, ffn, n_head, n_kv, head_dim, expert_ffn = 256, 768, 4, 2, 64, 256
     rng = np.random.default_rng(seed)
 
     def weight(*shape: int) -> np.ndarray:
@@ -348,13 +356,22 @@ def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: b
             p + "self_attn.k_proj.weight": weight(n_kv * head_dim, hidden),
             p + "self_attn.v_proj.weight": weight(n_kv * head_dim, hidden),
             p + "self_attn.o_proj.weight": weight(hidden, n_head * head_dim),
-            p + "mlp.gate_proj.weight": weight(ffn, hidden), p + "mlp.up_proj.weight": weight(ffn, hidden),
-            p + "mlp.down_proj.weight": weight(hidden, ffn),
         }
+        if arch in _MOE_LAYOUTS:
+            block, (gate, up, down), _ = _MOE_LAYOUTS[arch]
+            tensors[f"{p}{block}.gate.weight"] = weight(experts, hidden)
+            for e in range(experts):
+                q = f"{p}{block}.experts.{e}."
+                tensors |= {q + f"{gate}.weight": weight(expert_ffn, hidden),
+                            q + f"{up}.weight": weight(expert_ffn, hidden),
+                            q + f"{down}.weight": weight(hidden, expert_ffn)}
+        else:
+            tensors |= {p + "mlp.gate_proj.weight": weight(ffn, hidden), p + "mlp.up_proj.weight": weight(ffn, hidden),
+                        p + "mlp.down_proj.weight": weight(hidden, ffn)}
         if arch == "Qwen2ForCausalLM":
             for kind, rows in (("q", n_head), ("k", n_kv), ("v", n_kv)):
                 tensors[f"{p}self_attn.{kind}_proj.bias"] = weight(rows * head_dim)
-        if arch == "Qwen3ForCausalLM":
+        if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
             tensors[p + "self_attn.q_norm.weight"] = norm(head_dim)
             tensors[p + "self_attn.k_norm.weight"] = norm(head_dim)
     tensors["model.norm.weight"] = norm(hidden)
@@ -368,8 +385,11 @@ def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: b
         "rope_theta": 10000.0, "vocab_size": vocab_size, "tie_word_embeddings": tied, "hidden_act": "silu",
         "torch_dtype": _TORCH_DTYPES[dtype], **vocab_config,
     }
-    if arch == "Qwen3ForCausalLM":
+    if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
         config["head_dim"] = head_dim
+    if arch in _MOE_LAYOUTS:
+        width = "moe_intermediate_size" if arch == "Qwen3MoeForCausalLM" else "intermediate_size"
+        config |= {_MOE_LAYOUTS[arch][2]: experts, "num_experts_per_tok": 2, width: expert_ffn}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return folder
 
