@@ -23,7 +23,9 @@ from mreg.registry.convert.plan import plan_conversion
 from mreg.registry.convert.vocab import CHECK_TEXT, pre_tokenizer_name
 from mreg.registry.errors import UsageError
 from mreg.registry.repo import RepoRef
+from tests import chat_templates
 from tests import convert_fixtures as fx
+from tests.modelfile_parser import load
 from tests.mreg_cli import mreg
 from tests.testhub import TestHub
 from tests.testhub.repos import HubRepo
@@ -415,3 +417,23 @@ def test_pull_and_modelfile_convert_when_no_gguf_exists(test_hub: TestHub, mreg_
     assert "converting its safetensors to Q8_0 locally" in err and json.loads(out)["quant"] == "Q8_0"
     code, _, err = mreg("pull", "org/tiny", "--quant", "iq4_xs")
     assert code == 3 and "IQ4_XS is not a quant mreg converts to" in err
+
+
+@pytest.mark.parametrize(("arch", "template"), [("MixtralForCausalLM", chat_templates.MIXTRAL),
+                                                ("Qwen3MoeForCausalLM", chat_templates.QWEN3)])
+def test_modelfiles_of_converted_moe_models_use_their_chat_templates(
+        arch: str, template: chat_templates.JinjaTemplate, test_hub: TestHub, mreg_env: dict[str, str],
+        tmp_path: Path) -> None:
+    from mreg.registry.ollama.modelfile import FAMILIES
+
+    folder = fx.random_repo(tmp_path / "moe", arch, "spm", layers=2)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template.source}))
+    test_hub.add_repo(_hub_repo("org/moe", folder))
+    code, out, err = mreg("modelfile", "org/moe", "--quant", "q8_0", "--json")
+    assert code == 0 and "converting its safetensors to Q8_0 locally" in err, err
+    data = json.loads(out)
+    family = next(f for f in FAMILIES if f.name == template.family)
+    parsed = load(data["modelfile"])
+    assert data["family"] == template.family and parsed.template == family.template
+    assert parsed.parameters["stop"] == list(family.stop)
