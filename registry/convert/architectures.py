@@ -130,7 +130,9 @@ def add_hparams(writer: GGUFWriter, config: Mapping[str, Any], spec: Architectur
         writer.add_rope_freq_base(rope["rope_theta"])
     writer.add_layer_norm_rms_eps(config_value(config, "rms_norm_eps"))
     add_expert_keys(writer, config, spec.experts)
-    if spec.arch != MODEL_ARCH.QWEN2 or config.get("head_dim") is not None:
+    # llama.cpp writes the head size when transformers' config class has one: Llama's and Qwen3's derive
+    # it, Qwen2's and the MoE families' (Mixtral, Qwen3-MoE) only have the config.json's
+    if (spec.arch != MODEL_ARCH.QWEN2 and spec.experts is None) or config.get("head_dim") is not None:
         writer.add_key_length(head_dim(config))
         writer.add_value_length(head_dim(config))
     if spec.llama_keys:
