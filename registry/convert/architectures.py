@@ -1,8 +1,9 @@
 """The model architectures mreg converts: their GGUF keys (with the types llama.cpp's loader reads)
 and how their Hugging Face tensors become GGUF tensors.
 
-Names come from `gguf.TensorNameMap`; Llama and Mistral get llama.cpp's Q/K row permutation (rows
-of each head interleaved for its RoPE); Llama 3's `rope_scaling` becomes a `rope_freqs` tensor.
+Names come from `gguf.TensorNameMap` (stacked expert tensors: experts.py); Llama, Mistral and
+Mixtral get llama.cpp's Q/K row permutation (rows of each head interleaved for its RoPE); Llama 3's
+`rope_scaling` becomes a `rope_freqs` tensor.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import gguf
 import numpy as np
 from gguf import GGUFWriter, MODEL_ARCH
 
+from mreg.registry.convert.experts import (
+    MIXTRAL_EXPERTS,
+    QWEN_MOE_EXPERTS,
+    ExpertLayout,
+    add_expert_keys,
+    expert_count,
+)
 from mreg.registry.errors import FormatError
 
 if TYPE_CHECKING:
@@ -35,6 +43,8 @@ class Architecture:
     """Write `vocab_size` and `rope.dimension_count` (llama.cpp's Llama converter does)."""
     family: Family | None = None
     """The family's own keys, tokenizer and tensor changes (None: Llama's, as above)."""
+    experts: ExpertLayout | None = None
+    """Where a mixture-of-experts family keeps its experts (None: a dense model)."""
 
     @property
     def name(self) -> str:
@@ -46,6 +56,8 @@ ARCHITECTURES = {
     "MistralForCausalLM": Architecture(MODEL_ARCH.LLAMA, True, True, True),
     "Qwen2ForCausalLM": Architecture(MODEL_ARCH.QWEN2, False, True, False),
     "Qwen3ForCausalLM": Architecture(MODEL_ARCH.QWEN3, False, True, False),
+    "MixtralForCausalLM": Architecture(MODEL_ARCH.LLAMA, True, True, True, experts=MIXTRAL_EXPERTS),
+    "Qwen3MoeForCausalLM": Architecture(MODEL_ARCH.QWEN3MOE, False, True, False, experts=QWEN_MOE_EXPERTS),
 }
 _SKIPPED = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
 
@@ -117,7 +129,10 @@ def add_hparams(writer: GGUFWriter, config: Mapping[str, Any], spec: Architectur
     if rope.get("rope_theta") is not None:
         writer.add_rope_freq_base(rope["rope_theta"])
     writer.add_layer_norm_rms_eps(config_value(config, "rms_norm_eps"))
-    if spec.arch != MODEL_ARCH.QWEN2 or config.get("head_dim") is not None:
+    add_expert_keys(writer, config, spec.experts)
+    # llama.cpp writes the head size when transformers' config class has one: Llama's and Qwen3's derive
+    # it, Qwen2's and the MoE families' (Mixtral, Qwen3-MoE) only have the config.json's
+    if (spec.arch != MODEL_ARCH.QWEN2 and spec.experts is None) or config.get("head_dim") is not None:
         writer.add_key_length(head_dim(config))
         writer.add_value_length(head_dim(config))
     if spec.llama_keys:
@@ -126,8 +141,9 @@ def add_hparams(writer: GGUFWriter, config: Mapping[str, Any], spec: Architectur
 
 
 def is_70b(config: Mapping[str, Any], spec: Architecture) -> bool:
-    """Whether llama.cpp classes the model as 70B, which gives its attn_v more bits."""
-    if config.get("num_hidden_layers") != 80:
+    """Whether llama.cpp classes the model as 70B, which gives its attn_v more bits (never with 8
+    experts: llama.cpp's Llama with 8 experts is an 8x7B or 8x22B)."""
+    if config.get("num_hidden_layers") != 80 or expert_count(config) == 8:
         return False
     if spec.arch == MODEL_ARCH.QWEN2:
         return True

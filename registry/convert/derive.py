@@ -2,7 +2,8 @@
 keep the GGUF as a derived artifact (a blob linked under ``derived/<commit>/``, recorded in the
 catalog with its source repo, commit, quant and the mreg version that made it).
 
-A conversion already recorded for the same commit and quant is reused.
+A conversion already recorded for the same commit and quant is reused. config.json is pulled first:
+an architecture mreg does not convert is refused before any weights are downloaded.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from mreg.registry.upstream.hub import HubClient
 from mreg.registry.pull import NullProgress, PullOptions, PullProgress, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
+from mreg.registry.convert.architectures import architecture_of
 from mreg.registry.convert.convert import convert_folder
 from mreg.registry.convert.mixes import Mix
+from mreg.registry.convert.source import read_json
 from mreg.registry.convert.writing import ConvertProgress, NullConvertProgress
+from mreg.registry.errors import FormatError
 
 CONVERT_FILES = (
     "*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",
@@ -57,7 +61,13 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
                        pull_progress: PullProgress = NullProgress(),
                        progress: ConvertProgress = NullConvertProgress()) -> Converted:
     """Convert ``repo`` at ``revision`` to ``mix`` (pulling what is missing); with ``out``, also
-    write the GGUF there as a plain file."""
+    write the GGUF there as a plain file. An architecture mreg does not convert is refused (FormatError)
+    once config.json is pulled, before any weights are."""
+    head = await pull(repo, PullOptions(revision=revision, paths=frozenset({"config.json"}), offline=offline),
+                      client=client, store=store, catalog=catalog)
+    if not (head.path / "config.json").is_file():
+        raise FormatError(f"{repo}@{head.commit[:12]} has no config.json: cannot convert it")
+    architecture_of(read_json(head.path / "config.json"))
     pulled = await pull(repo, PullOptions(revision=revision, include=CONVERT_FILES, offline=offline),
                         client=client, store=store, catalog=catalog, progress=pull_progress)
     name = gguf_name(repo, mix)
@@ -75,7 +85,8 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
     if out is not None:
         store.export_file(sha256, out)
         path = out
-    return Converted(repo, pulled.commit, mix.label, path, sha256, size, reused, pulled.fetched, pulled.source)
+    return Converted(repo, pulled.commit, mix.label, path, sha256, size, reused, head.fetched + pulled.fetched,
+                     pulled.source)
 
 
 async def _convert(repo: RepoRef, commit: str, folder: Path, mix: Mix, name: str, store: Store,

@@ -9,6 +9,10 @@ share a KV head). Tensors llama.cpp never quantizes (1-D ones, norms, names not 
 stay F32, and a type whose block does not divide the row length falls back (Q2_K, Q3_K → Q4_0,
 Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16).
 
+Mixture-of-experts models: the router (`ffn_gate_inp`) stays F32; the stacked expert tensors
+(`ffn_*_exps`) follow the rules of their kind, `ffn_down_exps` taking its layer from its name; with
+8 experts (Mixtral 8x7B), attn_k and attn_v become Q8_0 and attn_output Q5_K in the K-quant mixes.
+
 Everything here is pure: it sees tensor names and shapes in ggml order (row length first).
 """
 
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T, LlamaFileType as F
 
-from mreg.registry.errors import UsageError
+from mreg.registry.errors import FormatError, UsageError
 from mreg.registry.gguf.quants import normalize_quant
 
 
@@ -103,14 +107,15 @@ def llama_order(name: str) -> tuple[int, str]:
 
 
 def tensor_types(tensors: Sequence[tuple[str, Sequence[int]]], mix: Mix, n_layer: int,
-                 is_70b: bool = False, n_gqa: int = 1) -> dict[str, T]:
+                 is_70b: bool = False, n_gqa: int = 1, n_expert: int = 0) -> dict[str, T]:
     """The ggml type of every ``(name, ggml shape)`` tensor for ``mix``, as llama-quantize chooses it
     from an F32 GGUF of the same model (tensors are taken in llama.cpp's order, which the layer
     counters depend on). ``is_70b``: llama.cpp classes the model as 70B (more bits for attn_v);
-    ``n_gqa``: query heads per KV head (llama.cpp's ``n_gqa()``, heads // KV heads)."""
+    ``n_gqa``: query heads per KV head (llama.cpp's ``n_gqa()``, heads // KV heads); ``n_expert``: the
+    experts per layer of a mixture-of-experts model (0 for a dense one)."""
     ordered = sorted(tensors, key=lambda t: llama_order(t[0]))
-    tied = not any(name == "output.weight" for name, _ in ordered)
-    n_attn_v = sum(1 for name, _ in ordered if _category(name) == "attn_v")
+    model = _Model(n_layer, is_70b, n_gqa, n_expert, tied=not any(name == "output.weight" for name, _ in ordered),
+                   n_attn_v=sum(1 for name, _ in ordered if _category(name) == "attn_v"))
     counters = {"attn_v": 0, "ffn_down": 0}
     types = {}
     for name, shape in ordered:
@@ -119,17 +124,39 @@ def tensor_types(tensors: Sequence[tuple[str, Sequence[int]]], mix: Mix, n_layer
         elif mix.default in _FLOATS:
             types[name] = mix.default
         else:
-            chosen = _mixed(name, shape, mix, tied, n_attn_v, n_layer, is_70b, n_gqa, counters)
-            types[name] = _fallback(shape[0], chosen)
+            types[name] = _fallback(shape[0], _mixed(name, shape, mix, model, counters))
     return types
 
 
-def _mixed(name: str, shape: Sequence[int], mix: Mix, tied: bool, n_attn_v: int, n_layer: int, is_70b: bool,
-           n_gqa: int, counters: dict[str, int]) -> T:
+@dataclass(frozen=True)
+class _Model:
+    """What llama.cpp's rules know of the model besides the tensor at hand."""
+
+    n_layer: int
+    is_70b: bool
+    n_gqa: int
+    n_expert: int
+    tied: bool
+    n_attn_v: int
+
+
+_EIGHT_EXPERTS_ATTN_OUTPUT_Q5_K = (F.MOSTLY_Q2_K, F.MOSTLY_Q3_K_S, F.MOSTLY_Q3_K_M, F.MOSTLY_Q4_K_S, F.MOSTLY_Q4_K_M)
+"""The K-quant mixes whose attn_output llama.cpp raises to Q5_K in an 8-expert model (its list also has
+IQ mixes, which mreg does not make)."""
+
+
+def _layer_of(name: str) -> int:
+    match = _LAYER.match(name)
+    if match is None:
+        raise FormatError(f"cannot tell the layer of tensor {name}")
+    return int(match[1])
+
+
+def _mixed(name: str, shape: Sequence[int], mix: Mix, model: _Model, counters: dict[str, int]) -> T:
     """llama.cpp's rule for one quantizable tensor (before the row-length fallback)."""
     category = _category(name)
     qtype = mix.default
-    if category == "output" or (tied and category == "token_embd"):
+    if category == "output" or (model.tied and category == "token_embd"):
         if shape[0] % _block(qtype) != 0:
             return T.Q8_0
         return qtype if qtype == T.Q8_0 else T.Q6_K
@@ -137,19 +164,27 @@ def _mixed(name: str, shape: Sequence[int], mix: Mix, tied: bool, n_attn_v: int,
         i = counters["attn_v"]
         counters["attn_v"] += 1
         if mix.ftype == F.MOSTLY_Q2_K:
-            qtype = T.Q4_K if n_gqa >= 4 else T.Q3_K
+            qtype = T.Q4_K if model.n_gqa >= 4 else T.Q3_K
         elif mix.ftype == F.MOSTLY_Q3_K_M:
             qtype = T.Q5_K if i < 2 else T.Q4_K
         elif mix.ftype == F.MOSTLY_Q3_K_L:
             qtype = T.Q5_K
-        elif mix.ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _more_bits(i, n_attn_v):
+        elif mix.ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _more_bits(i, model.n_attn_v):
             qtype = T.Q6_K
         elif mix.ftype == F.MOSTLY_Q4_K_S and i < 4:
             qtype = T.Q5_K
-        return T.Q5_K if is_70b and qtype in (T.Q3_K, T.Q4_K) else qtype
+        if model.is_70b and qtype in (T.Q3_K, T.Q4_K):
+            qtype = T.Q5_K
+        return T.Q8_0 if model.n_expert == 8 else qtype
+    if category == "attn_k" and model.n_expert == 8:
+        return T.Q8_0
+    if category == "attn_output" and model.n_expert == 8:
+        return T.Q5_K if mix.ftype in _EIGHT_EXPERTS_ATTN_OUTPUT_Q5_K else qtype
     if category == "ffn_down":
-        i = counters["ffn_down"]
+        # llama.cpp counts ffn_down tensors of dense models; an MoE model's layer comes from the name
+        i = _layer_of(name) if model.n_expert > 1 else counters["ffn_down"]
         counters["ffn_down"] += 1
+        n_layer = model.n_layer
         if mix.ftype == F.MOSTLY_Q2_K:
             return T.Q3_K
         if mix.ftype == F.MOSTLY_Q3_K_M:

@@ -4,7 +4,7 @@ ggml type, known before a byte of weights is read."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ from mreg.registry.convert.architectures import (
     qk_row_order,
     query_heads_per_kv_head,
 )
+from mreg.registry.convert.experts import check_experts, expert_count
 from mreg.registry.convert.metadata import add_general, parameter_counts
 from mreg.registry.convert.mixes import Mix, llama_order, tensor_types
 from mreg.registry.convert.source import SourceTensor, list_tensors, read_json
 from mreg.registry.convert.vocab import add_vocab
+from mreg.registry.errors import FormatError
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class PlannedTensor:
     """The float32 values of a tensor the converter makes (`rope_freqs`), else None."""
     shift: float = 0.0
     """Added to every value, in the source's float type (Gemma's norms)."""
+    experts: tuple[SourceTensor, ...] = ()
+    """The per-expert sources stacked, in expert order, into this 3-D tensor (source is then None)."""
 
     @property
     def rows(self) -> int:
@@ -114,24 +118,41 @@ def _tensors(folder: Path, config: Mapping[str, Any], spec: Architecture, mix: M
     n_layer = config_value(config, "num_hidden_layers")
     names = gguf.get_tensor_name_map(spec.arch, n_layer)
     family = spec.family
-    found: dict[str, tuple[SourceTensor | None, np.ndarray | None, np.ndarray | None]] = {}
+    found: dict[str, PlannedTensor] = {}
+    stacks: dict[str, dict[int, SourceTensor]] = {}
     for hf_name, source in list_tensors(folder).items():
         if family is not None and family.skips(hf_name):
+            continue
+        if spec.experts is not None and (stacked := spec.experts.stacked_name(hf_name)) is not None:
+            stacks.setdefault(stacked[0], {})[stacked[1]] = source
             continue
         name = gguf_name(hf_name, names)
         if name is None:
             continue
         heads = qk_heads(hf_name, config, spec)
         order = qk_row_order(source.shape[0], heads) if heads is not None else None
-        found[name] = (source, order, None)
+        found[name] = PlannedTensor(name, source.shape, _UNSET, source, row_order=order)
+    for name, experts in stacks.items():
+        found[name] = _stacked(name, [experts[e] for e in check_experts(name, experts, config)])
     if (factors := llama3_rope_factors(config)) is not None:
-        found[gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"] = (None, None, factors)
+        name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
+        found[name] = PlannedTensor(name, factors.shape, _UNSET, None, values=factors)
     if family is not None:
-        found |= {name: (None, None, values) for name, values in family.extra_tensors(config).items()}
-    shapes = {name: (source.shape if source is not None else values.shape)  # type: ignore[union-attr]
-              for name, (source, _, values) in found.items()}
-    types = tensor_types([(name, tuple(reversed(shape))) for name, shape in shapes.items()], mix, n_layer,
-                         is_70b(config, spec), query_heads_per_kv_head(config))
-    return [PlannedTensor(name, tuple(shapes[name]), types[name], *found[name],
-                          shift=family.norm_shift(name) if family is not None else 0.0)
+        found |= {name: PlannedTensor(name, values.shape, _UNSET, None, values=values)
+                  for name, values in family.extra_tensors(config).items()}
+    types = tensor_types([(name, tuple(reversed(t.shape))) for name, t in found.items()], mix, n_layer,
+                         is_70b(config, spec), query_heads_per_kv_head(config), expert_count(config))
+    return [replace(found[name], qtype=types[name], shift=family.norm_shift(name) if family is not None else 0.0)
             for name in sorted(found, key=llama_order)]
+
+
+_UNSET = GGMLQuantizationType.F32
+"""The type of a tensor before the quant rules have seen them all."""
+
+
+def _stacked(name: str, experts: list[SourceTensor]) -> PlannedTensor:
+    """The 3-D tensor of a layer's experts of one kind; FormatError when their shapes differ."""
+    shapes = {e.shape for e in experts}
+    if len(shapes) != 1:
+        raise FormatError(f"{name}: the experts' tensors have different shapes {sorted(shapes)}")
+    return PlannedTensor(name, (len(experts), *experts[0].shape), _UNSET, None, experts=tuple(experts))

@@ -16,7 +16,7 @@ import numpy as np
 
 from mreg.registry.convert.plan import Plan, PlannedTensor
 from mreg.registry.convert.quantize import quantize
-from mreg.registry.convert.source import TensorReader, to_float32
+from mreg.registry.convert.source import SourceTensor, TensorReader, to_float32
 
 SLAB_BYTES = 64 * 1024 * 1024
 """float32 bytes of source rows quantized at once."""
@@ -67,22 +67,27 @@ def write_gguf(plan: Plan, path: Path, progress: ConvertProgress = NullConvertPr
 
 
 def _slabs(t: PlannedTensor, reader: TensorReader, threads: int) -> Iterator[memoryview]:
-    """The tensor's bytes in slabs of whole rows."""
+    """The tensor's bytes in slabs of whole rows (a stacked tensor: each expert's rows in turn)."""
     if t.values is not None:
         yield memoryview(quantize(t.values.reshape(-1, t.shape[-1]), t.qtype, threads=threads)).cast("B")
         return
-    assert t.source is not None
-    source = reader.rows(t.source)
+    for source in t.experts or (t.source,):
+        assert source is not None
+        yield from _source_slabs(t, source, reader, threads)
+
+
+def _source_slabs(t: PlannedTensor, source: SourceTensor, reader: TensorReader, threads: int) -> Iterator[memoryview]:
+    """One source tensor's rows (in ``t.row_order`` when given), quantized to ``t.qtype`` a slab at a time."""
+    rows = reader.rows(source)
     step = max(1, SLAB_BYTES // (4 * t.shape[-1]))
-    for first in range(0, t.rows, step):
-        last = min(first + step, t.rows)
+    for first in range(0, len(rows), step):
+        last = min(first + step, len(rows))
         if t.row_order is None:
-            block = source[first:last]
+            block = rows[first:last]
             span = (first, last)
         else:
             picked = t.row_order[first:last]
-            block = source[picked]
+            block = rows[picked]
             span = (int(picked.min()), int(picked.max()) + 1)
-        yield memoryview(quantize(to_float32(block, t.source.info.dtype, t.shift), t.qtype, threads=threads)).cast("B")
-        reader.release(t.source, *span)
-
+        yield memoryview(quantize(to_float32(block, source.info.dtype, t.shift), t.qtype, threads=threads)).cast("B")
+        reader.release(source, *span)

@@ -5,7 +5,8 @@ SYSTEM becomes a leading system message when a request has none. Each family her
 template, written to render the same text as the family's Jinja template (minus the BOS token,
 which llama.cpp adds), and its stop words. A family is recognised by the special tokens its Jinja
 template spells out, most specific family first (Phi-4 and ChatML share `<|im_start|>`; Phi-3 and
-Zephyr share `<|user|>`).
+Zephyr share `<|user|>`; Mixtral and Mistral share `[INST]`). The mixture-of-experts families use their
+dense relatives' formats: Qwen3-MoE is ChatML (Qwen3's template), Mixtral 8x7B its own `mixtral-instruct`.
 
 A default system prompt is one the Jinja template writes as a literal string when the conversation
 has no system message (SmolLM2's "You are a helpful AI assistant named SmolLM…", Qwen2.5's "You
@@ -81,6 +82,16 @@ MISTRAL = ChatFamily(
     requires=("[INST]", "[/INST]"),
     system_turn=r"\[SYSTEM_PROMPT\](.+?)\[/SYSTEM_PROMPT\]",
 )
+MIXTRAL = ChatFamily(
+    name="mixtral-instruct",
+    template=(_MERGED_SYSTEM + '{{- else if eq .Role "user" }} [INST] {{ if $system }}{{ $system }}\n\n'
+              '{{ $system = "" }}{{ end }}{{ .Content }} [/INST]\n'
+              '{{- else if eq .Role "assistant" }} {{ .Content }}</s>\n{{- end }}\n{{- end }}'),
+    stop=("[INST]", "[/INST]"),
+    requires=("[INST]", "[/INST]"),
+    any_of=("' [INST] '", '" [INST] "'),
+)
+"""Mixtral 8x7B Instruct's template: Mistral's, with a space before each `[INST]` and each answer."""
 _GEMMA_TEMPLATE = (_MERGED_SYSTEM + '{{- else if eq .Role "user" }}<start_of_turn>user\n{{ if $system }}{{ $system }}\n\n'
                    '{{ $system = "" }}{{ end }}{{ .Content }}<end_of_turn>\n'
                    '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n'
@@ -128,7 +139,7 @@ DEEPSEEK = ChatFamily(
 )
 
 FAMILIES: tuple[ChatFamily, ...] = (DEEPSEEK, COMMAND_R, LLAMA3, PHI4, CHATML, GEMMA3, GEMMA, PHI3, ZEPHYR,
-                                    LLAMA2, MISTRAL)
+                                    LLAMA2, MIXTRAL, MISTRAL)
 """Tried in this order: a family whose markers another's include comes first."""
 
 _LITERAL = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""", re.S)
