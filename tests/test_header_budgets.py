@@ -16,7 +16,7 @@ from mreg.registry.inspect.repo import read_headers
 from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.hub import HubClient
 from tests.pulling import FAST_RETRY
-from tests.sharded_repos import INDEX, Layout, write_checkpoint, write_vocab_gguf
+from tests.sharded_repos import Layout, write_checkpoint, write_vocab_gguf
 from tests.testhub import HubRepo, TestHub
 
 PER_FILE = 16_000
