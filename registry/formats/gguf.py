@@ -3,10 +3,12 @@
 Contract of `GGUFHeaderParser`: its first request is for the 24-byte preamble (the driver decides
 how much more to read). It keeps the bytes it receives (dropping what it has parsed) and, when it
 runs out, asks for the next window right after them: the largest of what the current item needs,
-1 MiB, half of all it has received so far, and the estimated rest of the array or tensor infos it
-is in. So the total grows at least 1.5x a request (a 7 MB header takes at most 6 requests after a
-256 KiB first read, 4 when its bulk is token arrays) and at most max(1.5x the header, header + 1 MiB)
-is asked for, estimates aside. Nothing is allocated by an untrusted count: every count and length
+1 MiB, half of all it has received so far, and the estimated rest of the header plus an eighth.
+The estimate adds the rest of the current array, the vocabulary's companion arrays (scores, types,
+merges: one element per token) once the token count shows, and the tensor infos. So the total
+grows at least 1.5x a request (a 7 MB header takes at most 6 requests, whatever the estimates) and
+a header whose bulk is a vocabulary takes two after a 256 KiB first read; at most max(1.5x the
+header, header + 1 MiB) is asked for when the estimates hold. Nothing is allocated by an untrusted count: every count and length
 is checked against sane caps and against the bytes that can still follow (the file's size when
 known, else the 100 MB header limit) before it is used.
 
@@ -43,7 +45,18 @@ DEFAULT_ALIGNMENT = 32
 HEAD = 8
 MIN_WINDOW = 1024 * 1024
 TOKENS = "tokenizer.ggml.tokens"
-ABRIDGED_KEYS = frozenset({TOKENS, "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"})
+SCORES, TOKEN_TYPES, MERGES = "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"
+ABRIDGED_KEYS = frozenset({TOKENS, SCORES, TOKEN_TYPES, MERGES})
+VOCAB_COMPANIONS = ((SCORES, 4), (TOKEN_TYPES, 4), (MERGES, 0))
+"""Arrays llama.cpp's converter writes beside the tokens, one element per token, with their element
+size (0: a string about one byte longer than the average token, as a merge `a b` of `ab`)."""
+SCORED = frozenset({"llama", "t5"})
+"""Tokenizer models (`tokenizer.ggml.model`) whose vocabulary has scores; `gpt2` has merges instead."""
+TENSOR_INFO = 64
+"""Bytes a tensor info probably takes before one is read (`blk.12.ffn_down.weight`, 2 dims: 62)."""
+ESTIMATE_MARGIN = 8
+"""Estimates are asked for plus one part in this: tokens grow longer with their id, so the mean of
+the first ones falls short by a few percent."""
 INT64_MAX = 2**63 - 1
 
 STRING, ARRAY = 8, 9
@@ -175,19 +188,28 @@ class GGUFHeaderParser:
             raise FormatError(f"GGUF file truncated: it ends at byte {end}, inside the header")
         self._buf.discard_before(self._pos)
         floor = MIN_WINDOW if end else 0  # the driver sizes the first read
-        want = max(upto - end, end // 2, floor, self._estimate())
+        estimate = self._estimate()
+        want = max(upto - end, end // 2, floor, estimate + estimate // ESTIMATE_MARGIN)
         return NeedBytes(end, min(want, self._limit - end))
 
     def _estimate(self) -> int:
-        """Bytes the current array or the remaining tensor infos probably still take."""
+        """Bytes the rest of the header probably takes, from what is known so far: the rest of the
+        current array, the vocabulary's companion arrays not read yet, and the remaining tensor infos."""
         a = self._array
-        if a is not None:
-            per = MIN_SIZE[a.etype] if a.etype in SCALARS else (a.nbytes / a.done if a.done else 16)
-            return int((a.count - a.done) * per)
-        if self._n_kv >= 0 and self._kv_done == self._n_kv:
-            done = len(self._tensors)
-            return int((self._n_tensors - done) * (self._info_bytes / done if done else 64))
-        return 0
+        rest = int((a.count - a.done) * self._per_item(a)) if a is not None else 0
+        if self._tokens is not None:
+            tokens, model = self._tokens, self._meta.get("tokenizer.ggml.model")
+            started = {*self._meta, a.key if a is not None else ""}
+            for key, per in VOCAB_COMPANIONS:
+                if key not in started and (key != SCORES or model in SCORED) and (key != MERGES or model == "gpt2"):
+                    rest += int(tokens.count * (per or self._per_item(tokens) + 1))
+        done = len(self._tensors)
+        return rest + int((self._n_tensors - done) * (self._info_bytes / done if done else TENSOR_INFO))
+
+    @staticmethod
+    def _per_item(a: _Array) -> float:
+        """Mean bytes of an array's elements: exact for numbers, measured so far for strings."""
+        return MIN_SIZE[a.etype] if a.etype in SCALARS else (a.nbytes / a.done if a.done else 16)
 
     def _run(self) -> None:
         if self._n_kv < 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,24 +18,23 @@ from mreg.registry.errors import FormatError, LocationExpiredError, MregError, S
 from mreg.registry.formats.events import HeaderParsed, NeedBytes
 from mreg.registry.formats.gguf import GGUFHeaderParser
 from mreg.registry.formats.safetensors import SafetensorsHeaderParser
+from mreg.registry.inspect.sizing import (
+    FEW_SHARDS_READ,
+    FIRST_READ,
+    PROBE_AFTER,
+    after_probe,
+    probe_first_read,
+    unindexed_groups,
+)
 from mreg.registry.upstream.client import FileLocation
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.upstream.hub.urls import redacted
 from mreg.registry.repo import RepoRef
 
-FIRST_READ = 256 * 1024
-"""Bytes of the first ranged GET, chosen by measuring headers of real architectures (HF names and
-shapes, split as save_pretrained does): per file they are 2-75 KB for dense and DeepSeek-V3 shards,
-16-32 KB for small single-file models, ~145 KB for Qwen3-30B-A3B shards, ~380 KB for a single-file
-SD-style UNet. 256 KiB reads all but the last in one request, and beats 512 KiB and 1 MiB on
-many-shard repos, where the over-read adds up (163 DeepSeek-V3 shards: 43 MB instead of 85/171 MB).
-GGUF headers (0.05-10 MB) then grow by windows of at least 1 MiB."""
 LOCAL_READ = 1024 * 1024
 CONCURRENCY = 32
 """Files read at once: bench/inspect_bench.py on a 100-shard repo with 50 ms per request took 1.71 s
 at 8, 0.81 s at 32 and 0.69-0.71 s at 64-100 (CPU-bound past 32 on 2 cores)."""
-SHARD_PROBE_AFTER = 4
-MIN_FIRST_READ = 16 * 1024
 READ_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 
 Parser = SafetensorsHeaderParser | GGUFHeaderParser
@@ -142,8 +141,10 @@ class _RangeReader:
 
 
 async def _parse(reader: _RangeReader, first_read: int) -> HeaderParsed:
-    """Drive a parser over ranged GETs: one GET per NeedBytes, the first widened to `first_read`."""
-    location = await reader.locate()
+    """Drive a parser over ranged GETs of a located file: one GET per NeedBytes, the first widened to
+    `first_read` (never past the end of the file)."""
+    location = reader.location
+    assert location is not None, "locate() first"
     try:
         parser = parser_for(reader.path, location.size)
         event = parser.next_event()
@@ -161,42 +162,68 @@ async def parse_remote(client: RepoClient, repo: RepoRef, commit: str, path: str
                        first_read: int = FIRST_READ) -> tuple[HeaderParsed, FetchStats]:
     """Parse one remote file's header; return it with what the ranged GETs cost."""
     reader = _RangeReader(client, repo, commit, path)
+    await reader.locate()
     return await _parse(reader, first_read), reader.stats
 
 
+Window = int | asyncio.Future[int]
+"""A file's first read, or the future one that its group's probe will size."""
+
+
+def _windows(paths: list[str], first_reads: Mapping[str, int], first_read: int
+             ) -> tuple[dict[str, Window], dict[str, list[asyncio.Future[int]]]]:
+    """Each path's first read, and each probe's siblings' windows to size once it is read."""
+    windows: dict[str, Window] = {p: first_reads.get(p, first_read) for p in paths}
+    probes: dict[str, list[asyncio.Future[int]]] = {}
+    loop = asyncio.get_running_loop()
+    for group in unindexed_groups([p for p in paths if p not in first_reads]):
+        if len(group) <= PROBE_AFTER:
+            windows.update(dict.fromkeys(group, FEW_SHARDS_READ))
+            continue
+        probe = group[len(group) // 2]  # a middle shard: the first holds the embeddings, the last the head
+        windows[probe] = probe_first_read(len(group))
+        siblings = {p: loop.create_future() for p in group if p != probe}
+        windows.update(siblings)
+        probes[probe] = list(siblings.values())
+    return windows, probes
+
+
 async def parse_remote_many(client: RepoClient, repo: RepoRef, commit: str, paths: Iterable[str] | None = None,
-                            *, first_read: int = FIRST_READ, concurrency: int = CONCURRENCY) -> dict[str, FileHeader]:
-    """Parse many files' headers concurrently (at most `concurrency` at once), by path.
+                            *, first_reads: Mapping[str, int] | None = None, first_read: int = FIRST_READ,
+                            concurrency: int = CONCURRENCY) -> dict[str, FileHeader]:
+    """Parse many files' headers concurrently (at most `concurrency` requests at once), by path.
 
     `paths` defaults to every .safetensors and .gguf file of the repo at `commit`. A file that fails
     (a malformed header, a missing file, an unreachable CDN) gets its error; the others go on.
-    Shards of one model have headers of about one size: with more than `SHARD_PROBE_AFTER`
-    safetensors files, one is read first and the rest with a first read sized from its header.
+    First reads: `first_reads` where given (shards sized from their index), else for unindexed
+    .safetensors files sharing a folder `FEW_SHARDS_READ` each when they are few, else one (the
+    probe) is read first and the others sized from its header; else `first_read`. Every file is
+    located (its resolve HEAD) at once, so a probe costs one round trip, not two.
     """
     if paths is None:
         paths = [f.path for f in await client.list_files(repo, commit) if is_model_file(f.path)]
-    paths = list(paths)
+    windows, probes = _windows(list(paths), first_reads or {}, first_read)
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(path: str, window: int) -> FileHeader:
+    async def one(path: str) -> FileHeader:
         reader = _RangeReader(client, repo, commit, path)
-        async with slots:
-            try:
+        header: HeaderParsed | None = None
+        error: MregError | None = None
+        try:
+            async with slots:
+                await reader.locate()
+            window = windows[path]
+            window = await window if isinstance(window, asyncio.Future) else window
+            async with slots:
                 header = await _parse(reader, window)
-            except MregError as exc:
-                return FileHeader(path, None, reader.stats, exc)
-        return FileHeader(path, header, reader.stats, None)
+        except MregError as exc:
+            error = exc
+        finally:
+            for sibling in probes.get(path, ()):
+                sibling.set_result(after_probe(header.header_end) if header else first_read)
+        return FileHeader(path, header, reader.stats, error)
 
-    results: list[FileHeader] = []
-    shards = [p for p in paths if p.lower().endswith(".safetensors")]
-    if len(shards) > SHARD_PROBE_AFTER:
-        probe = await one(shards[0], first_read)
-        results.append(probe)
-        if probe.header is not None:
-            first_read = min(first_read, max(MIN_FIRST_READ, 2 * probe.header.header_end))
-        paths = [p for p in paths if p != shards[0]]
-    results += await asyncio.gather(*(one(path, first_read) for path in paths))
-    return {result.path: result for result in results}
+    return {result.path: result for result in await asyncio.gather(*(one(path) for path in windows))}
 
 
 async def read_remote_file(client: RepoClient, repo: RepoRef, commit: str, path: str, limit: int) -> bytes:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
 from mreg.registry.errors import MregError
 from mreg.registry.formats.events import HeaderParsed, TensorInfo
-from mreg.registry.formats.safetensors import parse_index
+from mreg.registry.formats.safetensors import ShardIndex, parse_index
 from mreg.registry.formats.summary import summarize
-from mreg.registry.upstream.client import RepoClient
-from mreg.registry.inspect.reading import is_model_file, parse_local, parse_remote_many, read_remote_file
+from mreg.registry.upstream.client import RemoteFile, RepoClient
+from mreg.registry.inspect.reading import FileHeader, is_model_file, parse_local, parse_remote_many, read_remote_file
+from mreg.registry.inspect.sizing import indexed_first_reads
 from mreg.registry.inspect.modelinfo import ModelShape, architecture_from_config, memory_estimates, parse_config, repo_parameters
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
@@ -65,9 +66,36 @@ def _format_of(path: str) -> str:
     return "gguf" if path.endswith(".gguf") else "safetensors"
 
 
-def _shards(index_path: str, data: bytes) -> list[str]:
+def _shards(index_path: str, index: ShardIndex) -> list[str]:
     folder = posixpath.dirname(index_path)
-    return [posixpath.join(folder, name) if folder else name for name in parse_index(data).shards]
+    return [posixpath.join(folder, name) if folder else name for name in index.shards]
+
+
+@dataclass(frozen=True)
+class RemoteHeaders:
+    """What reading a revision's headers found: config.json's content (b"{}" if none), the shard
+    indexes by path, every weights file's header, and what the reads cost."""
+
+    config: bytes
+    indexes: dict[str, ShardIndex]
+    headers: dict[str, FileHeader]
+    requests: int
+    bytes: int
+
+
+async def read_headers(client: RepoClient, repo: RepoRef, commit: str, remote: Sequence[RemoteFile]) -> RemoteHeaders:
+    """Read config.json and the shard indexes of a listed revision, then every weights header, shards
+    named by an index with a first read sized from it."""
+    sizes = {f.path: f.size for f in remote}
+    small = [p for p in sizes if p == CONFIG or p.endswith(SHARD_INDEX_SUFFIX)]
+    contents = dict(zip(small, await asyncio.gather(*(read_remote_file(client, repo, commit, p, SMALL_FILE_LIMIT)
+                                                      for p in small))))
+    indexes = {p: parse_index(c) for p, c in contents.items() if p != CONFIG}
+    headers = await parse_remote_many(client, repo, commit, [p for p in sizes if is_model_file(p)],
+                                      first_reads=indexed_first_reads(indexes, sizes))
+    return RemoteHeaders(contents.get(CONFIG, b"{}"), indexes, headers,
+                         len(small) + sum(h.stats.requests for h in headers.values()),
+                         sum(map(len, contents.values())) + sum(h.stats.bytes for h in headers.values()))
 
 
 async def inspect_remote(client: RepoClient, catalog: Catalog, repo: RepoRef, revision: str,
@@ -78,21 +106,16 @@ async def inspect_remote(client: RepoClient, catalog: Catalog, repo: RepoRef, re
     remote = await client.list_files(repo, commit)
     await catalog.record_revision(repo, commit, [FileRecord(f.path, f.size, f.git_oid, f.lfs_sha256) for f in remote],
                                   upstream=upstream)
+    read = await read_headers(client, repo, commit, remote)
     sizes = {f.path: f.size for f in remote}
-    small = [p for p in sizes if p == CONFIG or p.endswith(SHARD_INDEX_SUFFIX)]
-    contents = await asyncio.gather(*(read_remote_file(client, repo, commit, p, SMALL_FILE_LIMIT) for p in small))
-    requests, nbytes = len(small), sum(len(c) for c in contents)
-    config = parse_config(dict(zip(small, contents)).get(CONFIG, b"{}"))
-    indexed = [s for p, c in zip(small, contents) if p != CONFIG for s in _shards(p, c)]
-    results = await parse_remote_many(client, repo, commit, [p for p in sizes if is_model_file(p)])
+    indexed = [s for p, index in read.indexes.items() for s in _shards(p, index)]
     files = []
-    for path, result in sorted(results.items()):
+    for path, result in sorted(read.headers.items()):
         record = header_record(path, result.header, result.error, _format_of(path))
         tensors = result.header.tensors if result.header else ()
         await catalog.record_header(repo, commit, record, tensors)
         files.append(FileInspection(path, sizes[path], record, tensors))
-        requests, nbytes = requests + result.stats.requests, nbytes + result.stats.bytes
-    return await _finish(catalog, repo, commit, files, config, indexed, requests, nbytes)
+    return await _finish(catalog, repo, commit, files, parse_config(read.config), indexed, read.requests, read.bytes)
 
 
 async def index_snapshot(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> None:
@@ -117,7 +140,7 @@ async def inspect_local(catalog: Catalog, store: Store, repo: RepoRef, commit: s
     linked = store.snapshot_files(repo, commit) if store.snapshot_dir(repo, commit).is_dir() else {}
     config = parse_config(store.blob_path(linked[CONFIG]).read_bytes()) if CONFIG in linked else {}
     indexed = [s for p in linked if p.endswith(SHARD_INDEX_SUFFIX)
-               for s in _shards(p, store.blob_path(linked[p]).read_bytes())]
+               for s in _shards(p, parse_index(store.blob_path(linked[p]).read_bytes()))]
     files = []
     for revision in await catalog.indexed_revisions(repo, commit):
         for header in revision.headers:
