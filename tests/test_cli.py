@@ -41,7 +41,8 @@ def test_pull_json_then_path_ls_verify(test_hub: TestHub, mreg_env: dict[str, st
     code, out, err = mreg("pull", MINILM, "--json", "--exclude", "*.safetensors")
     assert code == 0, err
     data = json.loads(out)
-    assert set(data) == {"repo", "commit", "path", "files", "upstream"} and data["repo"] == MINILM
+    assert set(data) == {"repo", "commit", "path", "files", "upstream", "refetched"} and data["repo"] == MINILM
+    assert data["refetched"] == []
     assert data["commit"] == test_hub.repo(MINILM).head.sha
     assert {"path", "size", "sha256"} == set(data["files"][0])
     assert "1_Pooling/config.json" in {f["path"] for f in data["files"]}
