@@ -91,6 +91,12 @@ class BlobStore(Protocol):
         ...
 
 
+async def holds(blobs: BlobStore, sha256: str, size: int) -> bool:
+    """Whether ``blobs`` stores blob ``sha256`` with ``size`` bytes."""
+    info = await blobs.stat(sha256)
+    return info is not None and info.size == size
+
+
 @runtime_checkable
 class LocalBlobPaths(Protocol):
     """A ``BlobStore`` whose blobs are also files on this machine (``LocalBlobStore``): where a caller
