@@ -102,7 +102,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
     if sha256 is not None:
         mirror.metrics.cache_hits += 1
         await response.prepare(request)
-        await send_stored(request, response, mirror.store.blob_path(sha256), rng, mirror.metrics)
+        await send_stored(request, response, mirror.store.blobs, sha256, rng, mirror.metrics)
         return
     if not mirror.upstream.available:
         raise UpstreamUnavailableError(f"{mirror.upstream.unavailable_reason}, and {spec.path} of "
@@ -124,4 +124,4 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
     transfer = fetch(mirror, meta, spec, token)
     await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
     await response.prepare(request)
-    await send_growing(request, response, transfer, mirror.store.blob_path, rng, mirror.metrics)
+    await send_growing(request, response, transfer, mirror.store.blobs, rng, mirror.metrics)

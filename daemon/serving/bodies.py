@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -17,6 +16,7 @@ from typing import NoReturn
 import aiohttp
 from aiohttp import web
 
+from mreg.registry.blobs import BlobStore, LocalBlobPaths
 from mreg.registry.errors import RangeNotSatisfiableError, StoreError, TransferFailedError
 
 from mreg.daemon.metrics import Metrics
@@ -79,28 +79,51 @@ async def _pump(response: web.StreamResponse, fd: int, start: int, end: int, met
         metrics.bytes_served += len(chunk)
 
 
-async def send_stored(request: web.Request, response: web.StreamResponse, path: Path, rng: ByteRange,
-                      metrics: Metrics) -> None:
-    """Send ``rng`` of a stored blob."""
+async def send_stored(request: web.Request, response: web.StreamResponse, blobs: BlobStore, sha256: str,
+                      rng: ByteRange, metrics: Metrics) -> None:
+    """Send ``rng`` of a stored blob: straight from its file where the store keeps blobs on this machine,
+    else streamed through ``blobs.read``."""
+    try:
+        if isinstance(blobs, LocalBlobPaths):
+            await _send_file(response, blobs.path(sha256), rng, metrics)
+            return
+        pos = rng.start
+        async for chunk in blobs.read(sha256, rng.start, rng.end):
+            await response.write(chunk)
+            pos += len(chunk)
+            metrics.bytes_served += len(chunk)
+        if pos != rng.end:
+            raise StoreError(f"blob {sha256} ended at byte {pos} of {rng.end}")
+    except (StoreError, FileNotFoundError):
+        abort(request)
+
+
+async def _send_file(response: web.StreamResponse, path: Path, rng: ByteRange, metrics: Metrics) -> None:
+    """Send ``rng`` of the local file ``path``."""
     fd = os.open(path, os.O_RDONLY)
     try:
         await _pump(response, fd, rng.start, rng.end, metrics)
-    except StoreError:
-        abort(request)
     finally:
         os.close(fd)
 
 
 async def send_growing(request: web.Request, response: web.StreamResponse, transfer: Transfer,
-                       blob_path: Callable[[str], Path], rng: ByteRange, metrics: Metrics) -> None:
-    """Send ``rng`` of a file while its transfer writes it, never its last byte before it is verified."""
+                       blobs: BlobStore, rng: ByteRange, metrics: Metrics) -> None:
+    """Send ``rng`` of a file while its transfer writes it, never its last byte before it is verified.
+
+    The transfer writes a partial file on this machine; once it is open, it stays the same inode when
+    published into a local store. A transfer already verified before any byte was sent is a stored blob.
+    """
     fd: int | None = None
     pos = rng.start
     try:
         while True:
             limit = await transfer.wait_past(pos)
-            if fd is None:  # the partial file is renamed into the store once verified: same inode
-                fd = os.open(blob_path(transfer.sha256) if transfer.sha256 else transfer.data_path, os.O_RDONLY)
+            if fd is None:
+                if transfer.sha256 is not None:
+                    await send_stored(request, response, blobs, transfer.sha256, ByteRange(pos, rng.end), metrics)
+                    return
+                fd = os.open(transfer.data_path, os.O_RDONLY)
             upto = min(limit, rng.end)
             await _pump(response, fd, pos, upto, metrics)
             pos = upto

@@ -18,6 +18,7 @@ from typing import Any
 
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
+from mreg.registry.blobs import holds
 from mreg.registry.errors import UnsafePathError, UpstreamError
 from mreg.registry.files import link_blob, present_blobs
 from mreg.registry.upstream.hub.client import parse_tree_entry
@@ -151,7 +152,7 @@ class Commits:
         for record in stored:
             spec = meta.files.get(record.path)
             if (spec is not None and record.state == "complete" and record.sha256
-                    and self._store.has_blob(record.sha256, spec.size)):
+                    and await holds(self._store.blobs, record.sha256, spec.size)):
                 meta.stored[record.path] = record.sha256
         self._memory[(meta.repo, meta.commit)] = meta
         while len(self._memory) > self._cache_size:
@@ -162,7 +163,7 @@ class Commits:
         """The sha256 of the stored blob holding ``path`` (linking content the store already has), or None."""
         spec = meta.files[path]
         sha = meta.stored.get(path)
-        if sha is not None and self._store.has_blob(sha, spec.size):
+        if sha is not None and await holds(self._store.blobs, sha, spec.size):
             return sha
         sha = (await present_blobs(self._store, self._catalog, [spec])).get(path)
         if sha is None:

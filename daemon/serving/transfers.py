@@ -31,6 +31,7 @@ from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
 from mreg.daemon.serving.commits import CommitMeta, Commits
+from mreg.daemon.serving.inflight import InFlight, Lease, MemoryInFlight
 from mreg.daemon.metrics import Metrics
 
 log = logging.getLogger("mreg.daemon")
@@ -118,13 +119,18 @@ class FailedContent:
 
 
 class Transfers:
-    """The running transfers, one per content key; they outlive the requests that started them."""
+    """The running transfers, one per content key; they outlive the requests that started them.
+
+    Who fills which content, and how far it got, is kept in ``inflight`` (shared between mirrors once
+    #13 backs it with a database); the tasks and their readers' handles are this process's own.
+    """
 
     def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
-                 failed_memory: float) -> None:
+                 failed_memory: float, inflight: InFlight | None = None) -> None:
         self._store, self._commits, self._tuning, self._metrics = store, commits, tuning, metrics
         self._slots = asyncio.Semaphore(connections)
         self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
+        self.inflight: InFlight = inflight or MemoryInFlight()
         self.failed = FailedContent(failed_memory)
         """Contents a range request must not continue (see the module's docstring)."""
 
@@ -147,11 +153,16 @@ class Transfers:
 
     async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate) -> None:
         self._metrics.active_transfers += 1
+        lease: Lease | None = None
         try:
+            # A follower (another mirror leads the key) fills it too for now: publish-if-absent keeps one blob.
+            lease = await self.inflight.claim(transfer.spec.key)
+            advance = self._noting(transfer, lease)
             with self._store.pulling():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           on_prefix=transfer.advance)
+                                           on_prefix=advance)
                 self._metrics.bytes_upstream += done.fetched
+                await self.inflight.release(lease)
                 self._forget(transfer)  # from here on, a new request finds the blob in the store
                 for target in transfer.targets:
                     await self._link(target, done.sha256)
@@ -166,8 +177,17 @@ class Transfers:
                 self.failed.remember(transfer.spec.key)
             transfer.fail(reason)
         finally:
+            if lease is not None:
+                await self.inflight.release(lease)
             self._forget(transfer)
             self._metrics.active_transfers -= 1
+
+    def _noting(self, transfer: Transfer, lease: Lease) -> Callable[[int], None]:
+        """The downloader's ``on_prefix``: tell the readers and the in-flight bookkeeping."""
+        def advance(prefix: int) -> None:
+            transfer.advance(prefix)
+            self.inflight.note(lease, prefix)
+        return advance
 
     def _forget(self, transfer: Transfer) -> None:
         running = self._running.get(transfer.spec.key)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -88,4 +88,20 @@ class BlobStore(Protocol):
 
     async def open_fill(self, sha256: str, size: int) -> PartialFill:
         """The partial fill of this blob, resumed at its committed offset, or a new, empty one."""
+        ...
+
+
+async def holds(blobs: BlobStore, sha256: str, size: int) -> bool:
+    """Whether ``blobs`` stores blob ``sha256`` with ``size`` bytes."""
+    info = await blobs.stat(sha256)
+    return info is not None and info.size == size
+
+
+@runtime_checkable
+class LocalBlobPaths(Protocol):
+    """A ``BlobStore`` whose blobs are also files on this machine (``LocalBlobStore``): where a caller
+    can use one (a zero-copy send, a snapshot symlink), it asks ``isinstance(blobs, LocalBlobPaths)``."""
+
+    def path(self, sha256: str) -> Path:
+        """Where the blob lives on disk (whether or not it is stored)."""
         ...

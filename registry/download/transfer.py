@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mreg.registry.blobs import holds
 from mreg.registry.errors import IntegrityError, UsageError
 from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
@@ -108,11 +109,11 @@ class _Mismatch(IntegrityError):
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
                     advance: Advance, on_prefix: Advance) -> Downloaded:
-    if spec.sha256 and store.has_blob(spec.sha256, spec.size):
+    if spec.sha256 and await holds(store.blobs, spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
     async with _locked(data_path) as fd:
-        if spec.sha256 and store.has_blob(spec.sha256, spec.size):
+        if spec.sha256 and await holds(store.blobs, spec.sha256, spec.size):
             return Downloaded(spec.sha256, 0)
         state = TransferState.load(state_path, spec.size, spec.key)
         if state is None or os.fstat(fd).st_size != spec.size:
@@ -123,7 +124,7 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
         job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
         await job.run()
         sha256 = _verify(spec, job, data_path, state_path)
-        store.publish_blob(data_path, sha256)
+        await store.blobs.publish(sha256, data_path)
         state_path.unlink(missing_ok=True)
         return Downloaded(sha256, job.fetched, job.fetched_by_source(), job.dropped_sources())
 

@@ -80,6 +80,7 @@ def _stored_reader(store: Store, blobs: Mapping[str, str], otherwise: FileTypeRe
         sha = blobs.get(path)
         if sha is None:
             return await otherwise(path) if otherwise is not None else None
+        # The GGUF header is parsed from the blob's local file (the local store's view of it).
         parsed = await asyncio.to_thread(parse_local, store.blob_path(sha), name=path)
         return gguf_info(parsed.metadata).file_type
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from mreg.registry.catalog import Catalog, MirrorJob
 from mreg.registry.download import Tuning
+from mreg.registry.blobs import holds
 from mreg.registry.errors import UsageError
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.pull import PullOptions, pull
@@ -116,5 +117,5 @@ async def _still_complete(job: MirrorJob, commit: str, store: Store, catalog: Ca
                           options: PullOptions) -> bool:
     """Whether every selected file of the already mirrored ``commit`` is still stored."""
     files = [f for f in await catalog.revision_files(job.repo, commit) if options.wants(f.path)]
-    return bool(files) and all(f.state == "complete" and f.sha256 and store.has_blob(f.sha256, f.size)
-                               for f in files)
+    return bool(files) and all([f.state == "complete" and f.sha256 and await holds(store.blobs, f.sha256, f.size)
+                                for f in files])

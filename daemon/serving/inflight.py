@@ -1,0 +1,79 @@
+"""In-flight transfers as every mirror may see them: who is filling content X, and how far it has got.
+
+``InFlight`` is the shared bookkeeping behind ``Transfers``; ``MemoryInFlight`` keeps it in this process.
+It is shaped for a lease in a shared database (#13): ``claim`` makes the caller the leader of a key (a
+fresh, larger fencing token each time) unless a live lease is held elsewhere; the leader notes the bytes
+it has written (a database lease would send them, with its heartbeat, on its own schedule) and releases
+the key when done. A lease whose holder died expires there; here the process is the holder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claim on a content key: ``leader`` if this caller fills it; ``token`` fences older leaders."""
+
+    key: str
+    token: int
+    leader: bool
+
+
+class InFlight(Protocol):
+    """Who fills which content, and how many of its leading bytes are written."""
+
+    async def claim(self, key: str) -> Lease:
+        """Lead ``key`` if no live lease holds it (a new token), else follow the current leader's."""
+        ...
+
+    def note(self, lease: Lease, written: int) -> None:
+        """Record that the leader has written ``written`` leading bytes (ignored from a follower or a
+        fenced leader)."""
+        ...
+
+    async def written(self, key: str) -> int | None:
+        """How many leading bytes the current leader of ``key`` has written; None if nobody fills it."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """End ``lease`` (a follower's or a fenced one changes nothing)."""
+        ...
+
+
+@dataclass
+class _Held:
+    token: int
+    written: int
+
+
+class MemoryInFlight:
+    """``InFlight`` in this process's memory: the default, for one daemon."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Held] = {}
+        self._tokens = 0
+
+    async def claim(self, key: str) -> Lease:
+        held = self._held.get(key)
+        if held is not None:
+            return Lease(key, held.token, leader=False)
+        self._tokens += 1
+        self._held[key] = _Held(self._tokens, 0)
+        return Lease(key, self._tokens, leader=True)
+
+    def note(self, lease: Lease, written: int) -> None:
+        held = self._held.get(lease.key)
+        if lease.leader and held is not None and held.token == lease.token:
+            held.written = max(held.written, written)
+
+    async def written(self, key: str) -> int | None:
+        held = self._held.get(key)
+        return None if held is None else held.written
+
+    async def release(self, lease: Lease) -> None:
+        held = self._held.get(lease.key)
+        if lease.leader and held is not None and held.token == lease.token:
+            del self._held[lease.key]
