@@ -41,14 +41,6 @@ def rewrite_link(value: str, upstream: str, base: str) -> str | None:
     return ", ".join(kept) or None
 
 
-def next_page(value: str | None, upstream: str) -> str | None:
-    """The path and query (under ``upstream``) of a ``Link`` header's ``rel="next"``, or None."""
-    for url, params in _links(value or ""):
-        if re.search(r'rel\s*=\s*"?next"?', params):
-            return _relative(url, upstream)
-    return None
-
-
 def _links(value: str) -> list[tuple[str, str]]:
     return [(m[1], m[2]) for m in _LINK.finditer(value)]
 

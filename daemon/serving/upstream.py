@@ -8,7 +8,8 @@ only that check marks upstream down, for ``down_for`` seconds, during which ever
 ``--offline`` keeps it down for good. Answers of 5xx count as unavailable too (the store may still
 answer); 4xx answers are the caller's to see (``Answer.refused``: an ``UpstreamRefusedError``). What the daemon asks for itself has
 its own methods (``pin``, ``commit_listing``, ``access_probe``), which another kind of upstream answers
-its own way (``daemon.modelscope.upstream``).
+its own way (``daemon.modelscope.upstream``); ``pin`` and ``commit_listing`` are registry's raw
+``HubClient.repo_info_json`` and ``tree_json``, under the same outage policy.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -28,20 +30,18 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.health import Health, Outages, check
 from mreg.registry.upstream.http import RetryPolicy, UpstreamHTTP, read_body
 from mreg.registry.upstream.hub import HubClient, urls
+from mreg.registry.upstream.hub.client import HUB_HEADERS
 
-from mreg.daemon.hub.shapes import info_without_xet, next_page, without_xet
+from mreg.daemon.hub.shapes import info_without_xet, without_xet
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
-MAX_TREE_PAGES = 10_000
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 PASS_THROUGH = RetryPolicy(attempts=2, backoff=0.0, statuses=frozenset())
 """A caller's request: tried again once on a fresh connection (a pooled one may have died); every
 answer, 429 and 5xx included, is the caller's."""
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 DOWNLOAD_RETRY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=5.0, max_retry_after=30.0)
-FORWARDED = ("Content-Type", "X-Error-Code", "X-Error-Message", "X-Repo-Commit", "Retry-After", "RateLimit",
-             "RateLimit-Policy")
-"""The upstream headers a client sees on passed-through answers (never X-Xet-*, never Set-Cookie)."""
+T = TypeVar("T")
 
 
 NOT_PARSED: Any = object()
@@ -139,48 +139,50 @@ class Upstream:
 
     async def pin(self, repo: RepoRef, revision: str, token: str | None) -> str:
         """The commit ``revision`` is at, as upstream tells ``token`` (UpstreamRefusedError: upstream's answer)."""
-        answer = await self.call("GET", f"{urls.repo_info_url('', repo, revision)}?expand=sha", token)
-        if not answer.ok:
-            raise answer.refused()
-        try:
-            commit = answer.json().get("sha")
-        except (ValueError, AttributeError):
-            commit = None
-        return checked_commit(commit, repo, revision)
+        info = await self._hub_ask(token, lambda hub: hub.repo_info_json(repo, revision, expand=("sha",)))
+        return checked_commit(info.get("sha") if isinstance(info, dict) else None, repo, revision)
 
     async def commit_listing(self, repo: RepoRef, commit: str, token: str | None) -> tuple[Any, list[Any]]:
         """The repo info (its ``blobs=true`` form) and the recursive tree of ``commit``, as upstream shows
         them to ``token``, without xet fields (UpstreamRefusedError: upstream's answer)."""
-        info = info_without_xet(_json(await self.call("GET", f"{urls.repo_info_url('', repo, commit)}?blobs=true",
-                                                       token), "repo info"))
-        entries: list[Any] = []
-        page: str | None = urls.tree_url("", repo, commit)
-        for _ in range(MAX_TREE_PAGES):
-            if page is None:
-                return info, entries
-            answer = await self.call("GET", page, token)
-            listing = _json(answer, "a tree listing")
-            if not isinstance(listing, list):
-                raise UpstreamError(f"the tree listing of {repo}@{commit} is not a list")
-            entries.extend(without_xet(listing))
-            page = next_page(answer.link, self.endpoint)
-        raise UpstreamError(f"the tree listing of {repo}@{commit} has more than {MAX_TREE_PAGES} pages")
+        info = await self._hub_ask(token, lambda hub: hub.repo_info_json(repo, commit, blobs=True))
+        entries = await self._hub_ask(token, lambda hub: hub.tree_json(repo, commit))
+        return info_without_xet(info), without_xet(entries)
 
     async def access_probe(self, repo: RepoRef, commit: str, path: str, token: str | None) -> Answer:
         """Upstream's answer to ``token`` reading ``path`` of ``commit`` (a HEAD on its resolve URL, which is
         where the Hub enforces gates)."""
         return await self.call("HEAD", urls.resolve_url("", repo, commit, path), token)
 
+    def _speaker(self, token: str | None) -> HubClient:
+        """A Hub client sending for the daemon as ``token`` (`PASS_THROUGH`)."""
+        return HubClient(self.session, self.endpoint, token, PASS_THROUGH, TIMEOUT)
+
+    async def _hub_ask(self, token: str | None, question: Callable[[HubClient], Awaitable[T]]) -> T:
+        """``question`` put to upstream through registry's Hub client with ``token``: its 4xx answer is the
+        caller's (UpstreamRefusedError), a 5xx one or failing to reach it is UpstreamUnavailableError (the
+        latter has the daemon check upstream's health)."""
+        self._check()
+        try:
+            return await question(self._speaker(token))
+        except UpstreamRefusedError as refused:
+            if refused.http_status >= 500:
+                raise UpstreamUnavailableError(f"{self.endpoint} answered HTTP {refused.http_status}") from None
+            raise
+        except UpstreamUnavailableError:
+            await self.outages.request_failed()
+            raise UpstreamUnavailableError(f"{self.endpoint} is unreachable") from None
+
     async def call(self, method: str, path: str, token: str | None, body: bytes | None = None,
                    content_type: str | None = None) -> Answer:
         """Send ``method path`` (path and query, as raw as the client sent them) to upstream."""
         self._check()
-        http = HubClient(self.session, self.endpoint, token, PASS_THROUGH)
+        http = self._speaker(token)
         headers = {"Content-Type": content_type} if content_type else None
         try:
-            resp = await http.send(method, self.endpoint + path, headers, timeout=TIMEOUT, data=body)
+            resp = await http.send(method, self.endpoint + path, headers, data=body)
             try:
-                answer = Answer(resp.status, {k: resp.headers[k] for k in FORWARDED if k in resp.headers},
+                answer = Answer(resp.status, {k: resp.headers[k] for k in HUB_HEADERS if k in resp.headers},
                                 resp.headers.get("Link"), await read_body(resp, MAX_ANSWER_BYTES))
             finally:
                 resp.release()
@@ -201,11 +203,3 @@ def checked_commit(commit: object, repo: RepoRef, revision: str) -> str:
         raise UpstreamError(f"upstream's answer for {repo}@{revision} has no valid commit sha")
     return commit
 
-
-def _json(answer: Answer, what: str) -> Any:
-    if not answer.ok:
-        raise answer.refused()
-    try:
-        return answer.json()
-    except ValueError:
-        raise UpstreamError(f"upstream did not answer {what} with JSON") from None

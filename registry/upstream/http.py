@@ -79,11 +79,13 @@ class UpstreamHTTP:
     """An HTTP client bound to one upstream endpoint and its token."""
 
     def __init__(self, session: aiohttp.ClientSession, endpoint: str, token: str | None = None,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
+                 retry: RetryPolicy = RetryPolicy(), timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT) -> None:
         self._session = session
         self.endpoint = endpoint.rstrip("/")
         self._token = token
         self.retry = retry
+        self.timeout = timeout
+        """What a request waits for when its caller names no timeout."""
 
     @property
     def has_token(self) -> bool:
@@ -113,7 +115,7 @@ class UpstreamHTTP:
             try:
                 resp = await self._session.request(
                     method, URL(url, encoded=True), headers=self._headers(url, headers),
-                    allow_redirects=False, timeout=timeout or DEFAULT_TIMEOUT, data=data,
+                    allow_redirects=False, timeout=timeout or self.timeout, data=data,
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
