@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.gguf.discovery import discover
+from mreg.registry.blobs import holds
 from mreg.registry.errors import NoGGUFError, QuantNotFoundError, UpstreamError, UpstreamUnavailableError, UsageError
 from mreg.registry.formats.summary import gguf_info
 from mreg.registry.upstream.client import RemoteFile
@@ -96,7 +97,7 @@ async def _listing(repo: RepoRef, revision: str, client: RepoClient, store: Stor
             commit = (await client.repo_info(repo, revision)).commit
             remote = await client.list_files(repo, commit)
             stored = {f.path: f.lfs_sha256 for f in remote
-                      if f.lfs_sha256 is not None and store.has_blob(f.lfs_sha256, f.size)}
+                      if f.lfs_sha256 is not None and await holds(store.blobs, f.lfs_sha256, f.size)}
             return _Listing(repo, revision, commit, tuple((f.path, f.size) for f in remote), False,
                             _stored_reader(store, stored, remote_reader(client, repo, commit)), tuple(remote))
         except UpstreamUnavailableError:

@@ -119,7 +119,8 @@ async def inspect_remote(client: RepoClient, catalog: Catalog, repo: RepoRef, re
 
 
 async def index_snapshot(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> None:
-    """Index the headers of the weights files a pull stored (those not indexed yet)."""
+    """Index the headers of the weights files a pull stored (those not indexed yet), read from the snapshot
+    view on local disk."""
     linked = store.snapshot_files(repo, commit)
     done = {h.path for r in await catalog.indexed_revisions(repo, commit) for h in r.headers}
     for path in sorted(p for p in linked if is_model_file(p) and p not in done):
