@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.download.state import TransferState
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
 from mreg.registry.errors import MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
 from mreg.registry.files import checked_locator, link_blob, present_blobs
@@ -142,6 +143,12 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
                                refetched=tuple(sorted(tally.refetched)))
 
 
+def _partial_bytes(store: Store, spec: FileSpec) -> int:
+    """How many bytes of ``spec`` an interrupted download has already written (0 when none)."""
+    state = TransferState.load(store.partial_paths(spec.key)[1], spec.size, spec.key)
+    return state.completed if state is not None else 0
+
+
 def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
     """Validate every name before anything is written; keep the first entry of a repeated path."""
     seen: dict[str, RemoteFile] = {}
@@ -174,8 +181,9 @@ async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], st
 
 
 def _check_space(store: Store, files: list[RemoteFile]) -> None:
-    """Fail before downloading when the files cannot fit (ENOSPC mid-way is still handled)."""
-    need = sum(f.size for f in files)
+    """Fail before downloading when the files cannot fit (ENOSPC mid-way is still handled); the bytes a
+    partial download already holds are not needed again."""
+    need = sum(f.size - _partial_bytes(store, _spec(f)) for f in files)
     free = shutil.disk_usage(store.home).free if store.home.exists() else None
     if free is not None and need > free:
         raise StoreError(f"not enough disk space in {store.home}: the pull needs {need:,} bytes, {free:,} are free")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +15,13 @@ import aiohttp
 import pytest
 
 from mreg.registry.download import FileSpec, download_file
+from mreg.registry.download.state import TransferState
 from mreg.registry.errors import StoreError
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from tests.pulling import FAST_RETRY, FAST_TUNING, pull_repo
-from tests.testhub import TestHub
+from tests.testhub import TestHub, small_repo
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
@@ -53,3 +57,46 @@ async def test_disk_filling_up_mid_download_is_a_store_error(test_hub: TestHub, 
             await download_file(client, spec, lambda: client.locate(repo, head.sha, name), store,
                                 asyncio.Semaphore(4), FAST_TUNING)
     assert not store.has_blob(entry.blob.sha256)
+
+
+async def test_a_full_disk_leaves_no_traceback_and_no_half_written_state(test_hub: TestHub, small_disk: Path) -> None:
+    """#14.8: the hasher is done before the partial file's descriptor closes (no 'Task exception was never
+    retrieved … Bad file descriptor'), and a state file the full disk cut short is removed."""
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: unhandled.append(context))
+    try:
+        await test_disk_filling_up_mid_download_is_a_store_error(test_hub, small_disk)
+        gc.collect()  # an exception never retrieved is reported when its task is collected
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert unhandled == []
+    assert not [p for p in (small_disk / "partial").iterdir() if p.name.endswith(".tmp")]
+
+
+async def test_resuming_needs_room_only_for_the_missing_bytes(test_hub: TestHub, small_disk: Path,
+                                                             tmp_path: Path) -> None:
+    """#14.8: an interrupted pull holding most of a file resumes on a disk with room for the rest only."""
+    data = os.urandom(24 * 2**20)
+    test_hub.add_repo(small_repo("testorg/resume", {"big.bin": data}))
+    sha = hashlib.sha256(data).hexdigest()
+    test_hub.faults.throttle = 4 * 2**20  # per connection: the pull is still running when it is interrupted
+    pulling = asyncio.ensure_future(pull_repo(test_hub.endpoint, small_disk, "testorg/resume"))
+    state = small_disk / "partial" / f"{sha}.state.json"
+    for _ in range(2000):  # until the download has saved some progress
+        if state.exists() and TransferState.load(state, len(data), sha).completed > 8 * 2**20:
+            break
+        await asyncio.sleep(0.01)
+    pulling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pulling
+    held = TransferState.load(state, len(data), sha).completed
+    assert 8 * 2**20 < held < len(data)
+    test_hub.faults.throttle = None
+    free = shutil.disk_usage(small_disk).free
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (free - (len(data) - held) - 2 * 2**20))  # room for the rest, not the whole file
+    assert shutil.disk_usage(small_disk).free < len(data)
+    result = await pull_repo(test_hub.endpoint, small_disk, "testorg/resume")
+    assert (result.path / "big.bin").read_bytes() == data

@@ -166,8 +166,12 @@ class FileJob:
         finally:
             self._workers_done = True
             self._progress.set()
-            self._save()
-            await hasher
+            try:
+                self._save()
+            finally:  # the hasher must be done before the caller closes the descriptor it reads
+                hashed = await asyncio.gather(hasher, return_exceptions=True)
+        if isinstance(hashed[0], BaseException):
+            raise hashed[0]
         if any(not part.complete for part in self.state.parts):
             raise self._failure()
 

@@ -51,8 +51,12 @@ class TransferState:
     def save(self, path: Path) -> None:
         """Write atomically (temp name, then rename)."""
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"size": self.size, "key": self.key, "parts": [asdict(p) for p in self.parts]}))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps({"size": self.size, "key": self.key, "parts": [asdict(p) for p in self.parts]}))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written state behind
+            raise
 
     @classmethod
     def load(cls, path: Path, size: int, key: str) -> "TransferState | None":
