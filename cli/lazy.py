@@ -27,6 +27,7 @@ class LazyCommand:
         return click.Command(None, help=self.summary).get_short_help_str(limit)
 
     def load(self) -> click.Command:
+        """Import the command."""
         module, _, attribute = self.target.partition(":")
         command = getattr(importlib.import_module(module), attribute)
         if not isinstance(command, click.Command):
@@ -52,8 +53,6 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The "Commands" section click writes, from the summaries instead of the loaded commands."""
         names = self.list_commands(ctx)
-        if not names:
-            return
         limit = formatter.width - 6 - max(map(len, names))
         rows = [(name, self.lazy[name].short_help(limit)) for name in names]
         with formatter.section("Commands"):

@@ -13,6 +13,8 @@ from mreg.registry.store import Store
 
 @dataclass
 class Local:
+    """The store and the catalog of one MREG_HOME."""
+
     store: Store
     catalog: Catalog
 
