@@ -21,7 +21,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.utils._runtime import is_xet_available
 
-from tests.daemons import ROOT, Daemon, connection, running_daemon, start_daemon, start_daemon_process
+from tests.daemons import ROOT, Daemon, connection, raw, running_daemon, start_daemon, start_daemon_process
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
