@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mreg.registry.inspect.repo import FileInspection, Inspection
-from mreg.registry.catalog.search import SearchHit
 from mreg.registry.units import human_count, human_size
+
+if TYPE_CHECKING:  # types only: `mreg search` shows hits without loading the inspectors
+    from mreg.registry.catalog.search import SearchHit
+    from mreg.registry.inspect.repo import FileInspection, Inspection
 
 GGUF_FIELDS = ("architecture", "name", "context_length", "file_type", "quantization_version", "block_count",
                "embedding_length", "head_count", "head_count_kv", "tokenizer_model", "bos_token", "eos_token",

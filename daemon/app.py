@@ -2,6 +2,7 @@
 
     app = build_app(ServeConfig(upstream="https://huggingface.co"), Settings.from_env())
     await serve(app, config)        # until SIGTERM / SIGINT
+    async with listening(app, config) as addresses: ...   # as long as the block runs (tests in process)
 
 The store, catalog, HTTP session, background transfers and mirror jobs live in ``mirror_context`` (a
 ``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
@@ -10,6 +11,7 @@ The store, catalog, HTTP session, background transfers and mirror jobs live in `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -78,8 +80,10 @@ def build_app(config: ServeConfig, settings: Settings) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, config: ServeConfig) -> None:
-    """Serve ``app`` on ``config.host:port`` until SIGTERM or SIGINT, then shut down gracefully."""
+@contextlib.asynccontextmanager
+async def listening(app: web.Application, config: ServeConfig) -> AsyncIterator[list[tuple[str, int]]]:
+    """Serve ``app`` on ``config.host:port`` inside the block (yielding the addresses it listens on), then
+    shut down gracefully."""
     # aiohttp waits shutdown_timeout for running handlers, then as long again before it cancels them:
     # halves make ``config.shutdown_timeout`` the whole grace a long download gets.
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=config.shutdown_timeout / 2)
@@ -87,16 +91,23 @@ async def serve(app: web.Application, config: ServeConfig) -> None:
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
-        for host, port in (address[:2] for address in runner.addresses):
+        addresses = [(address[0], address[1]) for address in runner.addresses]
+        for host, port in addresses:
             log.info("mirroring %s+%s on http://%s:%s%s", config.upstream_kind, config.upstream, host, port, " (offline)" if config.offline else "")
         if not config.admin_token and not is_loopback(config.host):
             log.warning("listening beyond loopback without an admin token: the /v1/jobs endpoints are disabled "
                         "(set MREG_ADMIN_TOKEN)")
+        yield addresses
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+async def serve(app: web.Application, config: ServeConfig) -> None:
+    """Serve ``app`` on ``config.host:port`` until SIGTERM or SIGINT, then shut down gracefully."""
+    async with listening(app, config):
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()

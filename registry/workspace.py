@@ -10,6 +10,7 @@ import aiohttp
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
+from mreg.registry.local import open_local
 from mreg.registry.upstream.http import RetryPolicy
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.store import Store
@@ -38,10 +39,6 @@ def http_session(connections: int) -> aiohttp.ClientSession:
 async def open_workspace(settings: Settings, token: str | None, connections: int = 16,
                          retry: RetryPolicy = RetryPolicy()) -> AsyncIterator[Workspace]:
     """Yield a Workspace; everything it opened is closed on exit."""
-    catalog = await Catalog.open(settings.database_url)
-    try:
-        async with http_session(connections) as session:
-            client = HubClient(session, settings.endpoint, token, retry)
-            yield Workspace(settings, Store(settings.home), catalog, client, session)
-    finally:
-        await catalog.close()
+    async with open_local(settings) as local, http_session(connections) as session:
+        client = HubClient(session, settings.endpoint, token, retry)
+        yield Workspace(settings, local.store, local.catalog, client, session)

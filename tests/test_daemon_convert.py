@@ -13,7 +13,7 @@ from gguf import GGUFReader
 
 from tests import convert_fixtures as fx
 from tests.test_convert import _hub_repo
-from tests.test_daemon import Daemon, running_daemon, start_daemon, wait_for
+from tests.daemons import Daemon, running_daemon, start_daemon, wait_for
 from tests.testhub import TestHub
 
 

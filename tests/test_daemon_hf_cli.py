@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon import MINILM, Daemon, running_daemon
+from tests.daemons import Daemon, running_daemon
+from tests.test_daemon import MINILM
 from tests.testhub import TestHub
 
 HF = Path(sys.executable).parent / "hf"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from huggingface_hub import hf_hub_download
 
-from tests.test_daemon import ROOT, Daemon, running_daemon, wait_for
+from tests.daemons import ROOT, Daemon, running_daemon, wait_for
 from tests.testhub import TestHub
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.modelfile_parser import load
-from tests.test_daemon import Daemon, running_daemon
+from tests.daemons import Daemon, running_daemon
 from tests.testhub import TestHub, small_repo
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"

@@ -24,7 +24,8 @@ from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_do
 from modelscope_hub.config import set_default_config
 from modelscope_hub.errors import AuthenticationError, NotExistError, PermissionDeniedError
 
-from tests.test_daemon import GGUF, MINILM, SMOLLM, Daemon, package_dir, raw, running_daemon, start_daemon
+from tests.daemons import Daemon, raw, running_daemon, start_daemon
+from tests.test_daemon import GGUF, MINILM, SMOLLM, package_dir
 from tests.testhub import TestHub, TestModelScope, dataset_repo, small_repo
 from tests.testhub.fixtures import HfEnv
 

@@ -17,7 +17,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from modelscope.hub.snapshot_download import snapshot_download as ms_snapshot_download
 from modelscope_hub.config import set_default_config
 
-from tests.test_daemon import Daemon, connection, start_daemon
+from tests.daemons import Daemon, connection, start_daemon
 from tests.test_daemon_modelscope import use_mirror
 from tests.testhub import (
     HubRepo,

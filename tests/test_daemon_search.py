@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
-from tests.test_daemon import Daemon, running_daemon, start_daemon
+from tests.daemons import Daemon, running_daemon, start_daemon
 from tests.testhub import TestHub, api as testhub_api, small_repo
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"

@@ -1,5 +1,6 @@
-"""Mirror jobs: the scheduler in a real `mreg serve` process in front of the test hub, its HTTP
-endpoints and admin token, `mreg mirror`, and the pure pieces (intervals, rates, the token bucket)."""
+"""Mirror jobs: the scheduler in the daemon in front of the test hub (in this process; a real `mreg serve`
+process for kill -9 and SIGTERM), its HTTP endpoints and admin token, `mreg mirror`, and the pure pieces
+(intervals, rates, the token bucket)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from mreg.registry.jobs.mirror import is_due, parse_interval, parse_rate
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import BURST_SECONDS, TokenBucket
-from tests.test_daemon import Daemon, connection, free_port, start_daemon, wait_for
+from tests.daemons import Daemon, connection, free_port, start_daemon, start_daemon_process, wait_for
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,7 +71,7 @@ def safetensors(values: int) -> bytes:
 
 
 def stop(daemon: Daemon) -> None:
-    if daemon.process.poll() is None:
+    if daemon.running:
         assert daemon.stop() == 0, daemon.log.read_text()
 
 
@@ -137,7 +138,7 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
     sha = repo.head.files["big.bin"].blob.sha256
     test_hub.faults.throttle = 1_500_000  # per connection: the download takes several seconds
     home = tmp_path / "home"
-    daemon = start_daemon(home, test_hub.endpoint)
+    daemon = start_daemon_process(home, test_hub.endpoint)
     try:
         status, job = call(daemon, "POST", "/v1/jobs", {"repo": "testorg/big"})
         assert status == 201 and job["status"] == "queued", job
@@ -189,7 +190,7 @@ def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: T
     big = generated_file(tmp_path / "data" / "slow.bin", 8 * MB, seed=5)
     test_hub.add_repo(small_repo("testorg/slow", {"slow.bin": big}))
     test_hub.faults.throttle = 1 * MB
-    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    daemon = start_daemon_process(tmp_path / "home", test_hub.endpoint)
     catalog = daemon.home / "catalog.db"
 
     def downloads() -> list[tuple[str, str | None]]:

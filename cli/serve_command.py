@@ -1,0 +1,65 @@
+"""`mreg serve`: the daemon, configured from its options (``serve_config``, which tests running the daemon
+in process use too)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mreg.daemon.app import build_app, serve
+from mreg.daemon.config import ServeConfig
+from mreg.daemon.logs import setup_logging
+from mreg.registry.config import Settings
+from mreg.registry.jobs.mirror import parse_interval, parse_rate
+from mreg.registry.upstream.configured import parse_serve_upstream
+
+from mreg.cli.common import _run
+
+
+def serve_config(settings: Settings, host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
+                 mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
+                 admin_token: str | None) -> ServeConfig:
+    """The daemon's settings from `mreg serve`'s options (``settings`` gives the defaults the environment sets)."""
+    kind, url = parse_serve_upstream(upstream or settings.endpoint)
+    return ServeConfig(host=host, port=port, upstream=url, upstream_kind=kind,
+                       offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
+                       max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
+                       min_every=parse_interval(min_every) if min_every else ServeConfig.min_every,
+                       admin_token=admin_token.strip() if admin_token and admin_token.strip() else None)
+
+
+@click.command("serve")
+@click.option("--host", default=ServeConfig.host, show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=ServeConfig.port, show_default=True,
+              help="Port to listen on (0: any free port, logged at start).")
+@click.option("--upstream", metavar="[KIND+]URL", help="Hub to mirror (default: HF_ENDPOINT, else https://huggingface.co); "
+              "modelscope+URL mirrors a ModelScope endpoint to Hub clients.")
+@click.option("--offline", is_flag=True, help="Never contact upstream; serve what the store holds (also HF_HUB_OFFLINE=1).")
+@click.option("--ref-ttl", type=click.FloatRange(0), default=ServeConfig.ref_ttl, show_default=True, metavar="SECONDS",
+              help="How long a branch or tag is trusted to point at the same commit before upstream is asked again.")
+@click.option("--mirror-workers", type=click.IntRange(1, 64), default=ServeConfig.mirror_workers, show_default=True,
+              help="Mirror jobs that sync at the same time.")
+@click.option("--max-bandwidth", metavar="RATE", help="Bytes per second shared by all mirror jobs' downloads "
+              "(50M, 1.5G, 800K); default: no cap.")
+@click.option("--min-every", metavar="INTERVAL", help="Shortest schedule a mirror job may ask for (30s, 5m); "
+              "default: 1m.")
+@click.option("--admin-token", envvar="MREG_ADMIN_TOKEN", show_envvar=True,
+              help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
+              "where they are disabled without one, for everything). Prefer the variable: other users "
+              "can see command lines.")
+@_run
+async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
+                        mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
+                        admin_token: str | None) -> None:
+    """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
+    and run the mirror jobs (``mreg mirror``).
+
+    Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens. Mirror jobs
+    use the daemon's own token (HF_TOKEN or huggingface_hub's saved token) if there is one.
+    """
+    settings = Settings.from_env()
+    setup_logging(sys.stderr)
+    config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
+                          min_every, admin_token)
+    await serve(build_app(config, settings), config)
