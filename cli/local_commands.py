@@ -52,13 +52,16 @@ async def verify_command(repo_id: str, revision: str, repo_type: str, as_json: b
         commit = await resolve_local(local.catalog, repo, revision)
         checks = await verify(local.store, local.catalog, repo, commit)
     bad = [c for c in checks if not c.ok]
+    absent = sum(1 for c in checks if c.state == "not downloaded")
     if as_json:
         _echo_json({"repo": repo.repo_id, "commit": commit, "ok": not bad,
                     "files": [dataclasses.asdict(c) for c in checks]})
     else:
         for c in bad:
             click.echo(f"BAD {c.path}: {c.problem}", err=True)
-        click.echo(f"{repo}@{commit[:12]}: {len(checks) - len(bad)} of {len(checks)} files verified")
+        left_out = f" ({absent} not downloaded)" if absent else ""
+        click.echo(f"{repo}@{commit[:12]}: {len(checks) - len(bad) - absent} of {len(checks)} files "
+                   f"verified{left_out}")
     if bad:
         sys.exit(4)
 

@@ -16,9 +16,13 @@ BUSY_BLOB_GRACE_SECONDS = 3600
 
 @dataclass(frozen=True)
 class FileCheck:
+    """One file of a verified revision: ``verified``, ``bad`` (with the problem) or ``not downloaded`` (a
+    file the pull left out, e.g. by ``--include``: nothing to check, and nothing wrong)."""
+
     path: str
     ok: bool
     problem: str = ""
+    state: str = "verified"
 
 
 async def resolve_local(catalog: Catalog, repo: RepoRef, revision: str) -> str:
@@ -36,17 +40,17 @@ async def verify(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> 
     for record in await catalog.revision_files(repo, commit):
         sha = linked.get(record.path)
         if record.state != "complete" or sha is None:
-            checks.append(FileCheck(record.path, False, "not downloaded"))
+            checks.append(FileCheck(record.path, True, "", "not downloaded"))
             continue
         info = await store.blobs.stat(sha)
         if info is None:
-            checks.append(FileCheck(record.path, False, "blob missing from the store"))
+            checks.append(FileCheck(record.path, False, "blob missing from the store", "bad"))
             continue
         sha256, git_sha1 = await stream_digests(store.blobs.read(sha), info.size)
         expected = record.lfs_sha256 or record.git_oid
         got = sha256 if record.lfs_sha256 else git_sha1
         if got != expected or sha256 != sha:
-            checks.append(FileCheck(record.path, False, f"hash mismatch (expected {expected}, got {got})"))
+            checks.append(FileCheck(record.path, False, f"hash mismatch (expected {expected}, got {got})", "bad"))
         else:
             checks.append(FileCheck(record.path, True))
     return checks

@@ -54,8 +54,11 @@ def test_pull_json_then_path_ls_verify(test_hub: TestHub, mreg_env: dict[str, st
     listed = json.loads(out)
     assert [r["repo"] for r in listed] == [MINILM] and listed[0]["complete"] is False
 
-    code, out, err = mreg("verify", MINILM)
-    assert code == 4 and "BAD model.safetensors: not downloaded" in err
+    code, out, err = mreg("verify", MINILM)  # #14.7: a file the pull left out is not "BAD"
+    assert code == 0 and "BAD" not in err and "(1 not downloaded)" in out
+    code, out, _ = mreg("verify", MINILM, "--json")
+    states = {f["path"]: f["state"] for f in json.loads(out)["files"]}
+    assert states["model.safetensors"] == "not downloaded" and states["config.json"] == "verified"
 
 
 def test_plain_pull_prints_the_snapshot_path_last(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
