@@ -61,6 +61,21 @@ def test_pull_json_then_path_ls_verify(test_hub: TestHub, mreg_env: dict[str, st
     assert states["model.safetensors"] == "not downloaded" and states["config.json"] == "verified"
 
 
+def test_pull_fetches_again_a_blob_of_the_wrong_size(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+    """#14.7: a stored blob that fails the cheap check (its size) is fetched again and replaced."""
+    code, out, err = mreg("pull", MINILM, "--include", "config.json", "--include", "tokenizer.json")
+    assert code == 0, err
+    blob = (Path(out.strip().splitlines()[-1]) / "tokenizer.json").resolve()
+    good = blob.read_bytes()
+    blob.chmod(0o644)
+    blob.write_bytes(good[: len(good) // 2])  # a stray write cut it short
+    code, out, err = mreg("pull", MINILM, "--include", "config.json", "--include", "tokenizer.json")
+    assert code == 0, err
+    assert blob.read_bytes() == good
+    code, out, _ = mreg("verify", MINILM)
+    assert code == 0 and "BAD" not in out
+
+
 def test_plain_pull_prints_the_snapshot_path_last(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
     code, out, err = mreg("pull", MINILM)
     assert code == 0

@@ -141,7 +141,8 @@ class LocalBlobStore:
         dest = self.path(sha256)
         with os_errors(f"blob {sha256}", dest.parent):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
+            damaged = dest.exists() and dest.stat().st_size != source.stat().st_size
+            if dest.exists() and not damaged:
                 source.unlink(missing_ok=True)
                 return False
             fd = os.open(source, os.O_RDONLY)
@@ -150,7 +151,11 @@ class LocalBlobStore:
                 os.fchmod(fd, 0o444)
             finally:
                 os.close(fd)
-            created = self._create(source, dest)
+            if damaged:  # a blob of the wrong size is not a good object: the verified bytes replace it
+                os.replace(source, dest)
+                created = True
+            else:
+                created = self._create(source, dest)
             fsync_dir(dest.parent)
         return created
 
