@@ -4,7 +4,8 @@ For each (caller, repo) the daemon asks upstream once per ``ttl`` with the calle
 HEAD on a resolve URL, which is where the Hub enforces gates) and keeps the verdict in a ``Verdicts``
 cache (this process's memory unless given another), keyed by a sha256 of the token. A refusal is upstream's answer itself, so anonymous callers get exactly
 the GatedRepo / RepoNotFound errors the Hub gives. While upstream is away, the last verdict stands;
-a caller never checked gets no gated or private content.
+a caller never checked gets no gated or private content, metadata included: an anonymous caller gets
+the Hub's own refusal, one with a token an error saying access cannot be checked.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from mreg.daemon.verdicts import MemoryVerdicts, Verdict, Verdicts
 REFUSING_CODES = frozenset({"GatedRepo", "RepoNotFound"})
 
 
+def anonymous_refusal(meta: CommitMeta) -> Answer:
+    """The Hub's answer to an anonymous caller of a private (RepoNotFound) or gated (GatedRepo) repo."""
+    if meta.private:
+        code, message = "RepoNotFound", f"Repository not found: {meta.repo}"
+    else:
+        code, message = "GatedRepo", f"Access to {meta.repo} is restricted: please log in with a token"
+    return Answer(401, {"X-Error-Code": code, "X-Error-Message": message}, None, b"")
+
+
 class Access:
     """Upstream's recent verdicts on (token hash, repo)."""
 
@@ -27,12 +37,10 @@ class Access:
         self._upstream, self._ttl = upstream, ttl
         self._verdicts = verdicts if verdicts is not None else MemoryVerdicts(ttl)
 
-    async def refusal(self, meta: CommitMeta, path: str, token: str | None, files: bool = True) -> Answer | None:
-        """Upstream's refusal for this caller, or None when they may read ``meta``'s repo.
-
-        ``files=False`` checks only what repo metadata needs (private repos; gates guard files only).
-        """
-        if not (meta.restricted if files else meta.private):
+    async def refusal(self, meta: CommitMeta, path: str, token: str | None) -> Answer | None:
+        """Upstream's refusal for this caller, or None when they may read ``meta``'s repo (its files and,
+        for a gated or private repo, its metadata)."""
+        if not meta.restricted:
             return None
         key = (token_key(token), meta.repo.repo_type, meta.repo.repo_id)
         verdict = await self._verdicts.get(key)
@@ -44,6 +52,8 @@ class Access:
         except UpstreamUnavailableError as exc:
             if verdict is not None:
                 return verdict.refusal
+            if token is None:  # no need to ask: an anonymous caller reads no gated or private repo
+                return anonymous_refusal(meta)
             raise UpstreamUnavailableError(f"{exc}: cannot check access to {meta.repo}, which is gated or "
                                            f"private") from None
         refused = answer.status in (401, 403) or answer.headers.get("X-Error-Code") in REFUSING_CODES

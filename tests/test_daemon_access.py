@@ -117,6 +117,39 @@ def test_serving_from_the_store_after_the_hub_stops(daemon: Daemon, test_hub: Te
         snapshot_download("testorg/never-seen", cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
 
 
+def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemon, test_hub: TestHub,
+                                                                    tmp_path: Path) -> None:
+    """#14.3: once upstream cannot be asked (stopped, or --offline), a gated repo's metadata (repo info,
+    revision, tree, paths-info, ModelScope info and revisions) goes to callers upstream accepted before, and
+    to no one else: anonymous callers get the Hub's GatedRepo, unchecked tokens a 504."""
+    test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
+    snapshot_download(GATED, cache_dir=tmp_path / "alice", endpoint=daemon.url, token=ALICE)
+    # online, a ModelScope-route request shows an anonymous caller nothing of it (no commit, no tags)
+    for path in (f"/api/v1/models/{GATED}", f"/api/v1/models/{GATED}/revisions"):
+        status, _, body = daemon.get(path)
+        assert status == 401 and test_hub.repo(GATED).head.sha.encode() not in body, path
+        assert daemon.get(path, bearer(ALICE))[0] == 200, path  # (and the mirror keeps its refs)
+    test_hub.stop()
+    commit = test_hub.repo(GATED).head.sha
+    routes = [f"/api/models/{GATED}", f"/api/models/{GATED}/revision/main", f"/api/models/{GATED}/tree/main",
+              f"/api/v1/models/{GATED}", f"/api/v1/models/{GATED}/revisions"]
+    for path in routes:
+        status, headers, body = daemon.get(path)
+        assert status == 401 and commit.encode() not in body, (path, status, body[:200])
+        status, _, body = daemon.get(path, bearer(BOB))
+        assert status == 504 and commit.encode() not in body, (path, status, body[:200])
+        status, _, body = daemon.get(path, bearer(ALICE))
+        assert status == 200, (path, status, body[:200])
+    assert HfApi(endpoint=daemon.url, token=ALICE).model_info(GATED).sha == commit
+    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
+    try:  # the same store seen by a daemon that never asked upstream: nobody's access is known
+        for path in routes:
+            assert offline.get(path)[0] == 401, path
+            assert offline.get(path, bearer(ALICE))[0] == 504, path
+    finally:
+        assert offline.stop() == 0
+
+
 def test_one_request_upstream_drops_does_not_cut_the_mirror_off(daemon: Daemon, test_hub: TestHub) -> None:
     """#14: a request whose own upstream call fails at the connection level fails alone; the daemon's
     health check finds upstream up, so other callers are still served from it."""

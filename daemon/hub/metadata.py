@@ -73,12 +73,13 @@ async def _forward(request: web.Request, body: bytes | None = None) -> Answer:
 
 async def _kept_meta(mirror: Mirror, repo: RepoRef, revision: str, token: str | None,
                      cause: Exception) -> CommitMeta:
-    """The commit ``revision`` was last seen at, as kept in the store, if the caller may see it."""
+    """The commit ``revision`` was last seen at, as kept in the store, if the caller may see it: a gated or
+    private repo's metadata only to callers whose access is known (upstream cannot be asked)."""
     commit = await mirror.refs.local(repo, revision)
     meta = await mirror.commits.local(repo, commit) if commit is not None else None
     if meta is None:
         raise UpstreamUnavailableError(f"{cause}, and {repo}@{revision} is not in the mirror")
-    refusal = await mirror.access.refusal(meta, "", token, files=False)
+    refusal = await mirror.access.refusal(meta, "", token)  # gated too: offline, nobody unchecked sees it
     if refusal is not None:
         raise refusal.refused()
     return meta

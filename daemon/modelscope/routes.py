@@ -84,8 +84,8 @@ async def _meta(mirror: Mirror, request: web.Request, ms: MsPath, token: str | N
     return await mirror.commits.get(ms.repo, commit, token)
 
 
-async def _check(mirror: Mirror, meta: CommitMeta, path: str, token: str | None, files: bool = True) -> None:
-    refusal = await mirror.access.refusal(meta, path, token, files)
+async def _check(mirror: Mirror, meta: CommitMeta, path: str, token: str | None) -> None:
+    refusal = await mirror.access.refusal(meta, path, token)
     if refusal is not None:
         raise refusal.refused()
 
@@ -99,7 +99,7 @@ async def info(request: web.Request, ms: MsPath) -> web.Response:
     """The model at its default branch (private models only for callers upstream shows them to)."""
     mirror, token = request.app[MIRROR], ms_token(request)
     meta = await _meta(mirror, request, ms, token)
-    await _check(mirror, meta, "", token, files=False)
+    await _check(mirror, meta, "", token)  # gated too: its commit and files are the repo's
     return ms_answer(model_view(meta))
 
 
@@ -112,6 +112,7 @@ async def revisions(request: web.Request, ms: MsPath) -> web.Response:
     if end_time is not None and not end_time.isdigit():
         return ms_error(400, f"invalid EndTime {end_time!r}: expected seconds since the epoch")
     mirror, token = request.app[MIRROR], ms_token(request)
+    await _check(mirror, await _meta(mirror, request, ms, token), "", token)  # no tags of a repo it may not read
     targets = ref_targets(await refs_data(mirror, repo, token))
     slots = asyncio.Semaphore(DATE_LOOKUPS)
 
