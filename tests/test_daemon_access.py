@@ -150,6 +150,24 @@ def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemo
         assert offline.stop() == 0
 
 
+def test_a_listing_naming_another_repos_hash_gets_no_bytes_from_the_store(daemon: Daemon, test_hub: TestHub,
+                                                                            tmp_path: Path) -> None:
+    """#14.4: content stored for a gated repo is served for another repo only after that repo's own upstream
+    sent (and the mirror verified) it: a listing that names the gated file's hash gets nothing from the store."""
+    gated = test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
+    weights = gated.head.files["weights.bin"].blob
+    hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "alice", endpoint=daemon.url, token=ALICE)
+    test_hub.add_repo(small_repo("testorg/copycat", files={"weights.bin": weights}))
+    test_hub.stats.reset()
+    path = hf_hub_download("testorg/copycat", "weights.bin", cache_dir=tmp_path / "anon", endpoint=daemon.url,
+                           token=False)
+    assert Path(path).read_bytes() == weights.read()
+    assert test_hub.stats.bytes_by_sha256[weights.sha256] == weights.size  # through copycat's own upstream
+    test_hub.stats.reset()
+    hf_hub_download("testorg/copycat", "weights.bin", cache_dir=tmp_path / "anon2", endpoint=daemon.url, token=False)
+    assert test_hub.stats.bytes_by_sha256[weights.sha256] == 0  # from then on, stored for copycat too
+
+
 def test_one_request_upstream_drops_does_not_cut_the_mirror_off(daemon: Daemon, test_hub: TestHub) -> None:
     """#14: a request whose own upstream call fails at the connection level fails alone; the daemon's
     health check finds upstream up, so other callers are still served from it."""

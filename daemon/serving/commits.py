@@ -165,7 +165,9 @@ class Commits:
         sha = meta.stored.get(path)
         if sha is not None and await holds(self._store.blobs, sha, spec.size):
             return sha
-        sha = (await present_blobs(self._store, self._catalog, [spec])).get(path)
+        # only content the catalog records for this repo: a listing naming another (maybe gated) repo's hash
+        # gets that content fetched and verified through this repo's upstream, never served from the store
+        sha = (await present_blobs(self._store, self._catalog, [spec], only_of=meta.repo)).get(path)
         if sha is None:
             return None
         await self.mark_stored(meta, path, sha)

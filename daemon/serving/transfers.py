@@ -55,6 +55,8 @@ class Transfer:
         self.sha256: str | None = None
         self.error: str | None = None
         self.targets: list[Target] = []
+        self.running_key = spec.key
+        """What ``Transfers`` files it under (the repo and the content key)."""
         self._changed = asyncio.Event()
 
     def sendable(self) -> int:
@@ -136,11 +138,13 @@ class Transfers:
 
     def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
         """The running transfer of ``spec``'s content, started (with ``client``) if there is none."""
-        running = self._running.get(spec.key)
+        key = f"{target.meta.repo}:{spec.key}"  # per repo: content is shared only after each repo's own fetch
+        running = self._running.get(key)
         if running is None:
             transfer = Transfer(spec, self._store.partial_paths(spec.key)[0])
+            transfer.running_key = key
             running = (transfer, asyncio.create_task(self._run(transfer, client, locate)))
-            self._running[spec.key] = running
+            self._running[key] = running
         running[0].targets.append(target)
         return running[0]
 
@@ -160,6 +164,7 @@ class Transfers:
             advance = self._noting(transfer, lease)
             with self._store.pulling():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
+                                           fetch_stored=True,
                                            on_prefix=advance)
                 self._metrics.bytes_upstream += done.fetched
                 await self.inflight.release(lease)
@@ -190,9 +195,9 @@ class Transfers:
         return advance
 
     def _forget(self, transfer: Transfer) -> None:
-        running = self._running.get(transfer.spec.key)
+        running = self._running.get(transfer.running_key)
         if running is not None and running[0] is transfer:
-            del self._running[transfer.spec.key]
+            del self._running[transfer.running_key]
 
     async def _link(self, target: Target, sha256: str) -> None:
         try:

@@ -216,6 +216,10 @@ class Catalog:
         """For the given git oids of non-LFS files, the content sha256 where one was downloaded before."""
         return await self._read(lambda conn: q.contents_of(conn, list(git_oids)))
 
+    async def stored_for_repo(self, repo: RepoRef, sha256s: Sequence[str]) -> set[str]:
+        """Those of ``sha256s`` already recorded as the content of one of ``repo``'s files."""
+        return await self._read(lambda conn: q.stored_for_repo(conn, repo, list(sha256s)))
+
     async def record_header(self, repo: RepoRef, commit: str, header: HeaderRecord,
                             tensors: Sequence[TensorInfo] = ()) -> None:
         """Store what a file's header says (replacing an earlier record of it)."""

@@ -249,6 +249,20 @@ async def contents_of(conn: AsyncConnection, git_oids: Sequence[str]) -> dict[st
     return found
 
 
+async def stored_for_repo(conn: AsyncConnection, repo: RepoRef, sha256s: Sequence[str]) -> set[str]:
+    """Those of ``sha256s`` recorded as the stored content of a file of ``repo`` (any revision)."""
+    pk = await repo_pk(conn, repo)
+    if pk is None or not sha256s:
+        return set()
+    found: set[str] = set()
+    for start in range(0, len(sha256s), 500):
+        rows = await conn.execute(
+            select(File.sha256).join(Revision, File.revision == Revision.id).where(
+                Revision.repo == pk, File.state == "complete", File.sha256.in_(sha256s[start : start + 500])))
+        found.update(sha for (sha,) in rows.all())
+    return found
+
+
 async def start_download(conn: AsyncConnection, repo: RepoRef, commit: str, bytes_total: int) -> int:
     """Insert a running download and return its id."""
     repo_id = await ensure_repo(conn, repo)

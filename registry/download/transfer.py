@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,14 +47,16 @@ class Downloaded:
 
 async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
-                        advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None) -> Downloaded:
+                        advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
+                        fetch_stored: bool = False) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
-    return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix)
+    return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
+                               fetch_stored=fetch_stored)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        refetch_once: bool = False) -> Downloaded:
+                        refetch_once: bool = False, fetch_stored: bool = False) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -67,25 +70,28 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     verified only once this function returns. With ``refetch_once``, bytes from one source that fail
     verification are fetched once more from scratch before the file fails (a transfer corrupted on the
     way rarely is twice); callers that stream the partial file to readers leave it off, since a refetch
-    would start the same partial over under them.
+    would start the same partial over under them. With ``fetch_stored`` the bytes are fetched and verified
+    even when the store holds that content already (for a repo whose listing names content the store
+    has only for other repos: the bytes must come through this repo's upstream).
     """
+    fetch = functools.partial(_download, fetch_stored=fetch_stored)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
-        return await _download(sources, spec, store, tuning, advance, on_prefix)
+        return await fetch(sources, spec, store, tuning, advance, on_prefix)
     except _Mismatch as mismatch:
         first, suspects = sources[0].name, [s.name for s in sources[1:] if mismatch.by_source.get(s.name)]
         if not suspects:
             if not refetch_once:
                 raise
             try:
-                again = await _download(sources, spec, store, tuning, advance, on_prefix)
+                again = await fetch(sources, spec, store, tuning, advance, on_prefix)
             except _Mismatch as twice:
                 raise IntegrityError(f"{twice} (fetched twice)") from None
             return dataclasses.replace(again, fetched=mismatch.fetched + again.fetched, refetched=True,
                                        by_source=_added(mismatch.by_source, again.by_source))
         try:
-            again = await _download(sources[:1], spec, store, tuning, advance, on_prefix)
+            again = await fetch(sources[:1], spec, store, tuning, advance, on_prefix)
         except _Mismatch as alone:
             raise IntegrityError(f"{alone}, from {first} alone as well as from several sources") from None
         why = f"its bytes and {first}'s failed verification together; fetched again from {first} alone"
@@ -108,12 +114,12 @@ class _Mismatch(IntegrityError):
 
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
-                    advance: Advance, on_prefix: Advance) -> Downloaded:
-    if spec.sha256 and await holds(store.blobs, spec.sha256, spec.size):
+                    advance: Advance, on_prefix: Advance, fetch_stored: bool = False) -> Downloaded:
+    if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
     async with _locked(data_path) as fd:
-        if spec.sha256 and await holds(store.blobs, spec.sha256, spec.size):
+        if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
             return Downloaded(spec.sha256, 0)
         state = TransferState.load(state_path, spec.size, spec.key)
         if state is None or os.fstat(fd).st_size != spec.size:
