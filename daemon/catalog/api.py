@@ -26,7 +26,6 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.search import Query, hit_json, search
 
 from mreg.daemon import visibility
-
 from mreg.daemon.catalog import shapes as catalog_json
 from mreg.daemon.hub.answers import json_answer
 from mreg.daemon.state import MIRROR

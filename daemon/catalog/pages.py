@@ -29,9 +29,7 @@ from mreg.registry.errors import MregError
 from mreg.registry.units import human_count, human_size
 
 from mreg.daemon import admin
-
 from mreg.daemon.catalog import api as catalog_api
-
 from mreg.daemon.catalog import shapes as catalog_json
 from mreg.daemon.catalog.api import Handler, base_url
 from mreg.daemon.catalog.jobs import job_json, readable_jobs
