@@ -23,8 +23,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def own_origin(request: web.Request) -> str:
-    """The origin a page served by this daemon has, as the client reached it."""
-    return f"{request.scheme}://{request.host}".lower()
+    """The daemon's origin as the client reached it (``scheme://host[:port]``): what its pages' links
+    start with, and the ``Origin`` its own pages send."""
+    return f"{request.scheme}://{request.host}"
 
 
 @web.middleware
@@ -33,7 +34,7 @@ async def refuse_cross_site(request: web.Request, handler: Handler) -> web.Strea
     if request.method in SAFE_METHODS:
         return await handler(request)
     origin = request.headers.get("Origin")
-    if origin is not None and origin.strip().lower() != own_origin(request):
+    if origin is not None and origin.strip().lower() != own_origin(request).lower():
         return hub_error(403, None, "cross-site requests are refused: this request came from another origin")
     if request.method == "POST" and request.path.startswith(OWN_API) and request.content_type != "application/json":
         return hub_error(415, None, "send the request body as JSON (Content-Type: application/json)")

@@ -26,6 +26,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.search import Query, hit_json, search
 
 from mreg.daemon import visibility
+from mreg.daemon.cross_site import own_origin
 from mreg.daemon.catalog import shapes as catalog_json
 from mreg.daemon.hub.answers import json_answer
 from mreg.daemon.state import MIRROR
@@ -66,11 +67,6 @@ def params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
     if repeated:
         raise UsageError(f"parameter {repeated[0]!r} given more than once")
     return dict(request.query)
-
-
-def base_url(request: web.Request) -> str:
-    """The mirror's origin as the client addressed it."""
-    return f"{request.scheme}://{request.host}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +127,7 @@ async def repos(request: web.Request) -> web.Response:
 async def repo(request: web.Request) -> web.Response:
     detail = await detail_of(request)
     job = await request.app[MIRROR].catalog.job(detail.overview.summary.repo)
-    return json_answer(catalog_json.detail_json(detail, job, base_url(request)))
+    return json_answer(catalog_json.detail_json(detail, job, own_origin(request)))
 
 
 @json_errors

@@ -31,7 +31,8 @@ from mreg.registry.units import human_count, human_size
 from mreg.daemon import admin
 from mreg.daemon.catalog import api as catalog_api
 from mreg.daemon.catalog import shapes as catalog_json
-from mreg.daemon.catalog.api import Handler, base_url
+from mreg.daemon.catalog.api import Handler
+from mreg.daemon.cross_site import own_origin
 from mreg.daemon.catalog.jobs import job_json, readable_jobs
 from mreg.daemon.state import MIRROR
 
@@ -70,7 +71,7 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
     upstream = request.app[MIRROR].upstream
     nonce = secrets.token_urlsafe(16)
     html = ENVIRONMENT.get_template(template).render(nonce=nonce, upstream=upstream.endpoint,
-                                                     online=upstream.available, base_url=base_url(request), **values)
+                                                     online=upstream.available, base_url=own_origin(request), **values)
     policy = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
@@ -107,7 +108,7 @@ async def index(request: web.Request) -> web.Response:
 async def repo(request: web.Request) -> web.Response:
     detail = await catalog_api.detail_of(request)
     job = await request.app[MIRROR].catalog.job(detail.overview.summary.repo)
-    data = catalog_json.detail_json(detail, job, base_url(request))
+    data = catalog_json.detail_json(detail, job, own_origin(request))
     files = catalog_json.files_json(detail.overview.summary.repo, data["commit"], detail.files, detail.headers)
     query = urlencode({"revision": data["commit"], **({"repo_type": data["repo_type"]}
                                                       if data["repo_type"] != "model" else {})})

@@ -37,5 +37,5 @@ def for_error(exc: MregError, head: bool = False, commit: str | None = None) -> 
     """The Hub-shaped answer to an error raised before any body was sent: upstream's own refusal passed
     on unchanged, else the error's status and code (``registry.errors``) and its message."""
     if isinstance(exc, UpstreamRefusedError):
-        return Answer(exc.http_status, exc.headers, None, exc.body).response(head)
+        return Answer.passed_on(exc).response(head)
     return hub_error(exc.http_status, exc.code, error_message(exc), commit)

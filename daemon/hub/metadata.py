@@ -21,6 +21,7 @@ from mreg.registry.errors import UpstreamError, UpstreamUnavailableError
 from mreg.registry.upstream.hub import urls
 from mreg.registry.repo import RepoRef
 
+from mreg.daemon.cross_site import own_origin
 from mreg.daemon.serving import kept
 from mreg.daemon.hub.answers import hub_error, json_answer
 from mreg.daemon.serving.commits import CommitMeta
@@ -43,11 +44,6 @@ KEPT_TREE_PAGE = 1000
 
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true")
-
-
-def _base(request: web.Request) -> str:
-    """The mirror's origin as the client addressed it."""
-    return f"{request.scheme}://{request.host}"
 
 
 def _data(answer: Answer) -> Any:
@@ -109,7 +105,7 @@ async def search(request: web.Request, hub: HubPath) -> web.Response:
     answer = await _forward(request)
     if not answer.ok:
         return answer.response()
-    link = rewrite_link(answer.link, request.app[MIRROR].upstream.endpoint, _base(request)) if answer.link else None
+    link = rewrite_link(answer.link, request.app[MIRROR].upstream.endpoint, own_origin(request)) if answer.link else None
     return _reshaped(answer, _data(answer), link)
 
 
@@ -142,7 +138,7 @@ async def tree(request: web.Request, hub: HubPath) -> web.Response:
         return await _kept_tree(request, hub, meta)
     if not answer.ok:
         return answer.response()
-    link = rewrite_link(answer.link, mirror.upstream.endpoint, _base(request)) if answer.link else None
+    link = rewrite_link(answer.link, mirror.upstream.endpoint, own_origin(request)) if answer.link else None
     return _reshaped(answer, without_xet(_data(answer)), link)
 
 
@@ -158,7 +154,7 @@ async def _kept_tree(request: web.Request, hub: HubPath, meta: CommitMeta) -> we
     headers = {}
     if offset + len(page) < len(entries):
         query = [(k, v) for k, v in request.query.items() if k != "cursor"] + [("cursor", str(offset + len(page)))]
-        url = f"{_base(request)}{request.raw_path.partition('?')[0]}?{urlencode(query)}"
+        url = f"{own_origin(request)}{request.raw_path.partition('?')[0]}?{urlencode(query)}"
         headers["Link"] = f'<{url}>; rel="next"'
     return json_answer(page, headers=headers)
 

@@ -48,10 +48,6 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, [""])[-1].lower() in ("1", "true")
 
 
-def _passed_on(refused: UpstreamRefusedError) -> Answer:
-    return Answer(refused.http_status, refused.headers, None, refused.body)
-
-
 class ModelScopeUpstream(Upstream):
     """A ModelScope endpoint, answering the mirror's Hub requests (see the module docstring)."""
 
@@ -87,7 +83,7 @@ class ModelScopeUpstream(Upstream):
         try:
             info = await self._ask(token, lambda client: client.repo_info(repo, commit))
         except UpstreamRefusedError as refused:
-            return _passed_on(refused)
+            return Answer.passed_on(refused)
         return _answer({}, 200, {"X-Repo-Commit": info.commit})
 
     async def call(self, method: str, path: str, token: str | None, body: bytes | None = None,
@@ -101,7 +97,7 @@ class ModelScopeUpstream(Upstream):
         try:
             return await self._ask(token, lambda client: _route(client, hub, query, body))
         except UpstreamRefusedError as refused:
-            return _passed_on(refused)
+            return Answer.passed_on(refused)
 
 
 async def _listing(client: ModelScopeClient, repo: RepoRef, revision: str) -> tuple[dict[str, Any], list[Any]]:

@@ -48,15 +48,15 @@ class Target:
 class Transfer:
     """One running download, as its readers see it."""
 
-    def __init__(self, spec: FileSpec, data_path: Path) -> None:
+    def __init__(self, spec: FileSpec, data_path: Path, key: str | None = None) -> None:
         self.spec = spec
+        self.key = key or spec.key
+        """What ``Transfers`` files it under: the repo and the content key."""
         self.data_path = data_path
         self.prefix = 0
         self.sha256: str | None = None
         self.error: str | None = None
         self.targets: list[Target] = []
-        self.running_key = spec.key
-        """What ``Transfers`` files it under (the repo and the content key)."""
         self._changed = asyncio.Event()
 
     def sendable(self) -> int:
@@ -121,7 +121,8 @@ class FailedContent:
 
 
 class Transfers:
-    """The running transfers, one per content key; they outlive the requests that started them.
+    """The running transfers, one per repo and content key (a repo gets content through its own upstream
+    before it is shared); they outlive the requests that started them.
 
     Who fills which content, and how far it got, is kept in ``inflight`` (shared between mirrors once
     #13 backs it with a database); the tasks and their readers' handles are this process's own.
@@ -141,8 +142,7 @@ class Transfers:
         key = f"{target.meta.repo}:{spec.key}"  # per repo: content is shared only after each repo's own fetch
         running = self._running.get(key)
         if running is None:
-            transfer = Transfer(spec, self._store.partial_paths(spec.key)[0])
-            transfer.running_key = key
+            transfer = Transfer(spec, self._store.partial_paths(spec.key)[0], key)
             running = (transfer, asyncio.create_task(self._run(transfer, client, locate)))
             self._running[key] = running
         running[0].targets.append(target)
@@ -195,9 +195,9 @@ class Transfers:
         return advance
 
     def _forget(self, transfer: Transfer) -> None:
-        running = self._running.get(transfer.running_key)
+        running = self._running.get(transfer.key)
         if running is not None and running[0] is transfer:
-            del self._running[transfer.running_key]
+            del self._running[transfer.key]
 
     async def _link(self, target: Target, sha256: str) -> None:
         try:

@@ -97,6 +97,11 @@ class Answer:
         headers = self.headers if self.data is NOT_PARSED else {**self.headers, "Content-Type": "application/json"}
         return UpstreamRefusedError(self.status, headers, self.raw_body())
 
+    @classmethod
+    def passed_on(cls, refused: UpstreamRefusedError) -> "Answer":
+        """The upstream answer a refusal carries (the inverse of ``refused``)."""
+        return cls(refused.http_status, refused.headers, None, refused.body)
+
 
 def bearer_token(request: web.Request) -> str | None:
     """The client's Bearer token, or None (other schemes count as anonymous)."""
