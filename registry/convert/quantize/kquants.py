@@ -24,7 +24,7 @@ _F32 = np.float32
 def quantize_q2_k(blocks: np.ndarray) -> np.ndarray:
     """Q2_K: 16 bytes of 4-bit scales and mins, 64 bytes of 2-bit levels, fp16 d, fp16 dmin."""
     count = blocks.shape[0]
-    groups = np.ascontiguousarray(blocks.reshape(count * 16, 16).T)
+    groups = _groups_of_16(blocks)
     fitted, fitted_mins, fit_levels = fit_scale_min(groups, np.abs(groups), 3, -0.5, 0.1, 15, absolute=True)
     scales = fitted.reshape(count, 16)
     mins = fitted_mins.reshape(count, 16)
@@ -48,16 +48,25 @@ def quantize_q2_k(blocks: np.ndarray) -> np.ndarray:
                            dmin_bits.view(np.uint8).reshape(count, 2)], axis=1)
 
 
-def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
-    """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
-    count = blocks.shape[0]
-    groups = np.ascontiguousarray(blocks.reshape(count * 16, 16).T)
-    fitted, fit_levels = fit_symmetric_refined(groups, nmax=4)
+def _groups_of_16(blocks: np.ndarray) -> np.ndarray:
+    """The 16-weight groups of super-blocks, one group per column (the fits work along axis 0)."""
+    return np.ascontiguousarray(blocks.reshape(blocks.shape[0] * 16, 16).T)
+
+
+def _largest_scale(fitted: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each super-block's 16 group scales, their magnitudes (NaN as 0), the row indices and, per row, the
+    index of the first largest magnitude (ggml's ``max_scale`` search)."""
     scales = fitted.reshape(count, 16)
     magnitude = np.abs(scales)
     magnitude[np.isnan(magnitude)] = 0
-    rows = np.arange(count)
-    first = np.argmax(magnitude, axis=1)
+    return scales, magnitude, np.arange(count), np.argmax(magnitude, axis=1)
+
+
+def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
+    """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
+    count = blocks.shape[0]
+    fitted, fit_levels = fit_symmetric_refined(_groups_of_16(blocks), nmax=4)
+    scales, magnitude, rows, first = _largest_scale(fitted, count)
     max_scale = np.where(magnitude[rows, first] > 0, scales[rows, first], _F32(0))
     stored = max_scale != 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -101,13 +110,8 @@ def quantize_q5_k(blocks: np.ndarray) -> np.ndarray:
 def quantize_q6_k(blocks: np.ndarray) -> np.ndarray:
     """Q6_K: 128 bytes of low nibbles, 64 bytes of 2-bit high parts, 16 int8 scales, fp16 d."""
     count = blocks.shape[0]
-    groups = np.ascontiguousarray(blocks.reshape(count * 16, 16).T)
-    fitted, fit_levels = fit_symmetric(groups, nmax=32)
-    scales = fitted.reshape(count, 16)
-    magnitude = np.abs(scales)
-    magnitude[np.isnan(magnitude)] = 0
-    first = np.argmax(magnitude, axis=1)
-    rows = np.arange(count)
+    fitted, fit_levels = fit_symmetric(_groups_of_16(blocks), nmax=32)
+    scales, magnitude, rows, first = _largest_scale(fitted, count)
     empty = magnitude[rows, first] < GROUP_MAX_EPS
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         iscale = _F32(-128) / scales[rows, first]
