@@ -1,4 +1,4 @@
-"""`mreg ls`, `verify`, `rm`, `gc` and `search`: the local store and catalog, never upstream (no HTTP)."""
+"""`mreg verify`, `rm`, `gc` and `search`: the local store and catalog, never upstream (no HTTP)."""
 
 from __future__ import annotations
 
@@ -16,27 +16,6 @@ from mreg.registry.units import human_size
 
 from mreg.cli.common import _echo_json, _run, json_option, repo_type_option, revision_option
 from mreg.cli.views import hit_text
-
-
-@click.command("ls")
-@json_option
-@_run
-async def ls_command(as_json: bool) -> None:
-    """List the repos in the local store."""
-    async with open_local(Settings.from_env()) as local:
-        repos = await local.catalog.list_repos()
-    if as_json:
-        _echo_json([{"repo": r.repo.repo_id, "repo_type": r.repo.repo_type, "commit": r.commit,
-                     "refs": list(r.refs), "files": r.files, "size": r.size, "complete": r.complete,
-                     "updated_at": r.updated_at.isoformat(), "upstream": r.upstream} for r in repos])
-        return
-    if not repos:
-        click.echo("no repos in the store (try: mreg pull ORG/NAME)", err=True)
-    for r in repos:
-        state = "complete" if r.complete else "partial"
-        refs = ",".join(r.refs) or "-"
-        click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  "
-                   f"{state:8}  {r.upstream or '-'}")
 
 
 @click.command("verify")

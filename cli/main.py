@@ -1,6 +1,6 @@
 """The ``mreg`` command. Its commands live in their own modules, imported only when one runs (see
 ``cli.lazy``): ``mreg --version`` and ``--help`` load no command, ``mreg path`` neither the catalog's
-database layer nor HTTP, ``mreg ls`` no HTTP and nothing of the daemon."""
+database layer nor HTTP, ``mreg ls`` no HTTP, nothing of the daemon and, on the embedded catalog, not SQLAlchemy either."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ COMMANDS = {
     "gc": LazyCommand("mreg.cli.local_commands:gc_command", "Delete blobs no repo uses and stale partial downloads."),
     "inspect": LazyCommand("mreg.cli.remote_commands:inspect_command",
                            "Show what a repo's weights hold (read remotely from their headers; no weights downloaded)."),
-    "ls": LazyCommand("mreg.cli.local_commands:ls_command", "List the repos in the local store."),
+    "ls": LazyCommand("mreg.cli.ls_command:ls_command", "List the repos in the local store."),
     "mirror": LazyCommand("mreg.cli.mirror_commands:mirror_command",
                           "Keep repos mirrored by the daemon (`mreg serve`), once or on a schedule."),
     "modelfile": LazyCommand("mreg.cli.ollama_commands:modelfile_command",

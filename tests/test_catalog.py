@@ -346,7 +346,7 @@ async def test_mreg_database_url_at_a_non_default_path(tmp_path: Path, monkeypat
 
 
 def test_schema_head_constant_matches_the_migrations() -> None:
-    from mreg.registry.catalog.db import SCHEMA_HEAD
+    from mreg.migrations import SCHEMA_HEAD
 
     assert SCHEMA_HEAD == head()
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import click
 import pytest
 
+from mreg.registry.catalog import Catalog, FileRecord, RepoSummary
+from mreg.registry.catalog.listing import read_sqlite
+from mreg.registry.config import Settings
 from mreg.registry.local_refs import stored_commit
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
@@ -58,10 +61,41 @@ def test_quick_commands_import_no_http_database_numpy_or_daemon(home: Path, args
         assert done.stdout.strip() == str(home / "hub" / "models--org--a" / "snapshots" / COMMIT)
 
 
-def test_ls_loads_the_catalog_but_no_http_numpy_or_daemon(home: Path) -> None:
-    done, heavy = run_mreg(home, "ls")
+async def _catalog_with_repos(home: Path) -> list[RepoSummary]:
+    """org/a: an old complete revision and a newer partial one (ls shows the complete one), org/b: one file,
+    pending; what ``Catalog.list_repos`` says of them."""
+    catalog = await Catalog.open(Settings.from_env({"MREG_HOME": str(home)}).database_url)
+    try:
+        a, b, newer = RepoRef.parse("org/a"), RepoRef.parse("org/b"), "f" * 40
+        await catalog.record_revision(a, COMMIT, [FileRecord("x.bin", 3, "1" * 40), FileRecord("y.bin", 5, "2" * 40)])
+        await catalog.mark_file_complete(a, COMMIT, "x.bin", "a" * 64, 3)
+        await catalog.mark_revision_complete(a, COMMIT)
+        await catalog.record_revision(a, newer, [FileRecord("x.bin", 4, "3" * 40)])
+        await catalog.set_ref(a, "main", newer)
+        await catalog.set_ref(a, "v1", COMMIT)
+        await catalog.record_revision(b, COMMIT, [FileRecord("z.bin", 7, "4" * 40)])
+        return await catalog.list_repos()
+    finally:
+        await catalog.close()
+
+
+async def test_ls_reads_the_embedded_catalog_without_sqlalchemy_and_says_what_the_catalog_says(home: Path) -> None:
+    expected = await _catalog_with_repos(home)
+    done, heavy = run_mreg(home, "ls", "--json")
     assert done.returncode == 0, done.stderr
+    assert heavy == set()
+    shown = json.loads(done.stdout)
+    assert [(r["repo"], r["commit"], r["refs"], r["files"], r["size"], r["complete"], r["updated_at"]) for r in shown] == [
+        (s.repo.repo_id, s.commit, list(s.refs), s.files, s.size, s.complete, s.updated_at.isoformat()) for s in expected]
+    assert [(s.repo.repo_id, s.commit, s.refs, s.files, s.stored_files, s.complete) for s in expected] == [
+        ("org/a", COMMIT, ("v1",), 2, 1, True), ("org/b", COMMIT, (), 1, 0, False)]
+
+
+def test_ls_opens_the_catalog_when_it_is_not_at_the_schema_head(home: Path) -> None:
+    done, heavy = run_mreg(home, "ls")  # no catalog yet: the Catalog creates and migrates it
+    assert done.returncode == 0 and "no repos in the store" in done.stderr
     assert heavy == {"sqlalchemy"}
+    assert read_sqlite(home / "catalog.db") == []
 
 
 def test_path_asks_the_catalog_what_the_store_cannot_tell(home: Path) -> None:

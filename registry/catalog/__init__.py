@@ -3,10 +3,25 @@
 ``MREG_DATABASE_URL`` selects the database (SQLite is only the embedded default); the schema is
 owned by the Alembic migrations in the top-level ``migrations`` package and applied by
 ``Catalog.open``. Database errors surface as ``CatalogError``.
+
+``Catalog`` is imported on first use (it brings SQLAlchemy), so ``mreg ls`` can read the embedded
+catalog through ``catalog.listing`` alone.
 """
 
-from mreg.registry.catalog.catalog import Catalog
+from typing import TYPE_CHECKING, Any
+
 from mreg.registry.catalog.records import ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
 
 __all__ = ["Catalog", "ConvertJob", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "RepoSummary",
            "TensorPage"]
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog.catalog import Catalog
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Catalog":
+        from mreg.registry.catalog.catalog import Catalog
+
+        return Catalog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import convert_jobs, derived, index, jobs
+from mreg.registry.catalog import convert_jobs, derived, index, jobs, listing
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
@@ -170,25 +170,20 @@ class Catalog:
     async def list_repos(self) -> list[RepoSummary]:
         """One summary per repo with a revision, ordered by repo: its newest complete revision, or
         its newest one if none is complete."""
-        newest: dict[RepoRef, tuple[q.RevisionRow, RepoSummary]] = {}
-        for rev, summary in await self._summaries(None):
-            if rev.repo not in newest or _rank(rev) > _rank(newest[rev.repo][0]):
-                newest[rev.repo] = (rev, summary)
-        return [summary for _, (_, summary) in sorted(newest.items())]
+        return listing.newest_per_repo(await self._listing(None))
 
     async def revisions(self, repo: RepoRef) -> list[RepoSummary]:
         """Every revision of ``repo``: complete ones first, newest first (the first is what ``list_repos`` shows)."""
-        ranked = sorted(await self._summaries(repo), key=lambda pair: _rank(pair[0]), reverse=True)
-        return [summary for _, summary in ranked]
+        return await self._listing(repo)
 
-    async def _summaries(self, repo: RepoRef | None) -> list[tuple[q.RevisionRow, RepoSummary]]:
-        async def run(conn: AsyncConnection) -> tuple[list[q.RevisionRow], dict[int, q.FileTotals], q.RefIndex]:
-            revisions = await q.all_revisions(conn, repo)
-            ids = None if repo is None else [rev.id for rev in revisions]
-            return revisions, await q.file_totals(conn, ids), await q.all_refs(conn, repo)
+    async def _listing(self, repo: RepoRef | None) -> list[RepoSummary]:
+        revisions, totals, refs, params = listing.statements(repo)
 
-        revisions, totals, refs = await self._read(run)
-        return [(rev, _summary(rev, totals.get(rev.id, q.FileTotals(0, 0, 0, 0)), refs)) for rev in revisions]
+        async def run(conn: AsyncConnection) -> list[RepoSummary]:
+            rows = [(await conn.execute(text(sql), params)).all() for sql in (revisions, totals, refs)]
+            return listing.summaries(*rows)
+
+        return await self._read(run)
 
     async def remove_repo(self, repo: RepoRef) -> bool:
         """Forget ``repo`` with its revisions, refs, files and downloads; False if it was unknown."""
@@ -342,15 +337,3 @@ def _consume_error(task: "asyncio.Task[object]") -> None:
     """Mark a shielded write's error as seen when its caller was cancelled and will not look."""
     if not task.cancelled():
         task.exception()
-
-
-def _summary(rev: q.RevisionRow, totals: q.FileTotals, refs: q.RefIndex) -> RepoSummary:
-    return RepoSummary(repo=rev.repo, commit=rev.commit, refs=tuple(refs.get((rev.repo, rev.commit), ())),
-                       files=totals.files, size=totals.size, complete=rev.state == "complete",
-                       updated_at=rev.completed_at or rev.created_at, stored_files=totals.stored_files,
-                       stored_size=totals.stored_size, upstream=rev.upstream)
-
-
-def _rank(rev: q.RevisionRow) -> tuple[bool, datetime, int]:
-    """Sort key for "newest revision, complete ones first"."""
-    return (rev.state == "complete", rev.created_at, rev.id)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg import migrations
+from mreg.migrations import SCHEMA_HEAD
 from sqlalchemy import URL, Connection, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -101,9 +102,6 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
 
 OPEN_ATTEMPTS = 5
 OPEN_RETRY_DELAY = 0.2
-SCHEMA_HEAD = "0006"
-"""The newest migration in ``migrations/versions`` (a test keeps the two in step). Knowing it lets an
-up-to-date catalog open without importing Alembic, which is most of a cold start's import time."""
 
 
 def alembic_config() -> "Config":

@@ -7,32 +7,14 @@ caller's write transaction makes safe (``BEGIN IMMEDIATE`` on SQLite, a retry el
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mreg.registry.errors import CatalogError
 from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.models import Blob, Download, File, Ref, Repo, Revision, utcnow
 from mreg.registry.catalog.records import FileRecord
-
-RefIndex = dict[tuple[RepoRef, str], list[str]]
-"""``(repo, commit) -> sorted names of the refs pointing at it``."""
-
-
-@dataclass(frozen=True)
-class RevisionRow:
-    """The columns of a revision that ``list_repos`` needs."""
-
-    id: int
-    repo: RepoRef
-    commit: str
-    state: str
-    created_at: datetime
-    completed_at: datetime | None
-    upstream: str | None
 
 
 def _is(repo: RepoRef) -> ColumnElement[bool]:
@@ -178,52 +160,6 @@ async def revision_files(conn: AsyncConnection, repo: RepoRef, commit: str) -> l
         .order_by(File.path)
     )
     return [FileRecord(*row) for row in rows]
-
-
-async def all_revisions(conn: AsyncConnection, repo: RepoRef | None = None) -> list[RevisionRow]:
-    """Every revision of every repo (of ``repo`` alone if given)."""
-    statement = select(
-        Revision.id, Repo.repo_type, Repo.repo_id, Revision.commit, Revision.state,
-        Revision.created_at, Revision.completed_at, Revision.upstream,
-    ).join(Repo, Revision.repo == Repo.id)
-    rows = await conn.execute(statement if repo is None else statement.where(_is(repo)))
-    return [
-        RevisionRow(r.id, RepoRef(r.repo_type, r.repo_id), r.commit, r.state, r.created_at, r.completed_at,
-                    r.upstream)
-        for r in rows
-    ]
-
-
-@dataclass(frozen=True)
-class FileTotals:
-    """File count and bytes of a revision, in all and of the files stored."""
-
-    files: int
-    size: int
-    stored_files: int
-    stored_size: int
-
-
-async def file_totals(conn: AsyncConnection, revision_ids: Sequence[int] | None = None) -> dict[int, FileTotals]:
-    """``revision id -> totals`` (of every revision, or of those given)."""
-    stored = File.state == "complete"
-    statement = select(
-        File.revision, func.count(), func.coalesce(func.sum(File.size), 0),
-        func.count(case((stored, 1))), func.coalesce(func.sum(case((stored, File.size), else_=0)), 0),
-    ).group_by(File.revision)
-    if revision_ids is not None:
-        statement = statement.where(File.revision.in_(revision_ids))
-    return {rev: FileTotals(*(int(n) for n in counts)) for rev, *counts in await conn.execute(statement)}
-
-
-async def all_refs(conn: AsyncConnection, repo: RepoRef | None = None) -> RefIndex:
-    """Which refs point at each commit of each repo (of ``repo`` alone if given)."""
-    statement = select(Repo.repo_type, Repo.repo_id, Ref.commit, Ref.name).join(Repo, Ref.repo == Repo.id)
-    rows = await conn.execute((statement if repo is None else statement.where(_is(repo))).order_by(Ref.name))
-    found: RefIndex = {}
-    for repo_type, repo_id, commit, name in rows:
-        found.setdefault((RepoRef(repo_type, repo_id), commit), []).append(name)
-    return found
 
 
 async def remove_repo(conn: AsyncConnection, repo: RepoRef) -> bool:
