@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UsageError
 from mreg.registry.hashing import stream_digests
+from mreg.registry.removals import note_removal
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import GcResult, Store
 
@@ -56,21 +57,27 @@ async def verify(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> 
     return checks
 
 
-async def collect_garbage(store: Store, catalog: Catalog) -> GcResult:
-    """Delete blobs no snapshot or catalog entry uses, and partial downloads untouched for a week.
+async def collect_garbage(store: Store, catalog: Catalog, abandoned_partials: bool = True) -> GcResult:
+    """Delete blobs no snapshot or catalog entry uses, partial downloads untouched for a week and, with
+    ``abandoned_partials``, those no running pull or daemon is writing (``Store.gc``).
 
-    While a pull runs, blobs published in the last hour are spared (it may be about to link them).
+    While a pull or a daemon's transfer runs, blobs published or linked in the last hour are spared (it
+    may be about to link them); a daemon linking stored content holds ``Store.linking`` as a pull does.
     """
     keep = await catalog.referenced_blobs()
     with store.quiet() as no_pulls:
         return await store.gc(keep=keep, partial_older_than=STALE_PARTIAL_SECONDS,
-                              min_blob_age=0 if no_pulls else BUSY_BLOB_GRACE_SECONDS)
+                              min_blob_age=0 if no_pulls else BUSY_BLOB_GRACE_SECONDS,
+                              unowned_partials=abandoned_partials)
 
 
 async def remove(store: Store, catalog: Catalog, repo: RepoRef) -> GcResult:
-    """Forget a repo (every revision) and free the blobs nothing else uses."""
+    """Forget a repo (every revision) and free the blobs nothing else uses (an interrupted pull's partial
+    downloads stay, to be resumed). Daemons on the store are told (``removals``): they forget what they
+    cached and record the repo again as they serve it."""
     in_catalog = await catalog.remove_repo(repo)
     on_disk = store.remove_repo(repo)
     if not (in_catalog or on_disk):
         raise UsageError(f"{repo} is not in the local store")
-    return await collect_garbage(store, catalog)
+    note_removal(store.home)
+    return await collect_garbage(store, catalog, abandoned_partials=False)

@@ -15,18 +15,19 @@ through its ``BlobStore`` interface; snapshots, derived folders and exports are 
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator, Set
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Set
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mreg.registry.blobs.local import STATE_SUFFIX, LocalBlobStore, fsync_dir, os_errors, write_durably
+from mreg.registry.blobs.local import FILL_PREFIX, STATE_SUFFIX, LocalBlobStore, fsync_dir, os_errors, write_durably
 from mreg.registry.errors import StoreError, UnsafePathError, UsageError
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
@@ -34,6 +35,8 @@ from mreg.registry.repo import RepoRef
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+LOCK_POLL = 0.05
+"""How often a daemon waiting for a running gc tries the store lock again (seconds)."""
 _FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone of a whole file
 
 
@@ -75,6 +78,18 @@ class Store:
         """Held (shared) by every pull while it publishes and links blobs; see ``quiet``."""
         with self._lock_file() as fd:
             fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+
+    @asynccontextmanager
+    async def pulling_async(self) -> AsyncIterator[None]:
+        """``pulling`` for code on an event loop (the daemon): waits for a running gc without blocking it."""
+        with self._lock_file() as fd:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(LOCK_POLL)
             yield
 
     @contextmanager
@@ -251,9 +266,11 @@ class Store:
         keep: Set[str] = frozenset(),
         partial_older_than: float | None = None,
         min_blob_age: float = 0.0,
+        unowned_partials: bool = False,
     ) -> GcResult:
-        """Remove blobs no snapshot links to, except ``keep``, and, if ``partial_older_than`` is
-        given, partial downloads untouched for that many seconds.
+        """Remove blobs no snapshot links to, except ``keep``; with ``unowned_partials``, the partial
+        downloads no process is writing (``_remove_unowned``); and, if ``partial_older_than`` is given,
+        partial downloads untouched for that many seconds.
 
         Safe next to another gc: blobs vanishing underneath are skipped. A download running at the
         same time may have published a blob it has not linked yet; a gc that can overlap downloads
@@ -268,9 +285,9 @@ class Store:
                 continue
             if await self.blobs.delete(blob.sha256):
                 removed, freed = removed + 1, freed + blob.size
-        partials = 0
+        partials = _remove_unowned(self.partial_dir) if unowned_partials else 0
         if partial_older_than is not None:
-            partials = self._remove_old(self.partial_dir, now - partial_older_than, partial=True)
+            partials += self._remove_old(self.partial_dir, now - partial_older_than, partial=True)
             self._remove_old(self.tmp_dir, now - partial_older_than, partial=False)
         return GcResult(removed_blobs=removed, freed_bytes=freed, removed_partials=partials)
 
@@ -337,6 +354,54 @@ class Store:
                         entry.unlink(missing_ok=True)
             removed += 1
         return removed
+
+
+def _remove_unowned(folder: Path) -> int:
+    """Remove the partial downloads of ``folder`` that no process is writing; return how many.
+
+    The downloader (``download.transfer``) holds an exclusive ``flock`` on a partial's data file for as
+    long as it writes it or its state: a data file whose lock can be taken belongs to nobody (a pull that
+    was killed, a transfer that failed). It is removed with its state while the lock is held; a writer
+    opening it meanwhile notices that the name now leads to another file and starts a new one. A state
+    file without a data file is a leftover. Partial fills (``fill-*``, the BlobStore's) have no owner
+    lock and are left to the age rule.
+    """
+    if not folder.is_dir():
+        return 0
+    groups: dict[str, list[Path]] = {}
+    for entry in folder.iterdir():
+        if entry.name.startswith(FILL_PREFIX):
+            continue
+        key = entry.name.removesuffix(".tmp").removesuffix(STATE_SUFFIX)
+        groups.setdefault(key, []).append(entry)
+    removed = 0
+    for key, entries in groups.items():
+        with os_errors("partial downloads", folder):
+            try:
+                fd = os.open(folder / key, os.O_RDWR | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                fd = None  # a state without its data: nobody is writing it
+            except OSError:
+                continue  # not a partial download's data file: left to the age rule
+            try:
+                if fd is not None and not _lock_if_live(fd, folder / key):
+                    continue  # being written
+                for entry in sorted(entries, key=lambda e: e.name == key):  # the data file last
+                    entry.unlink(missing_ok=True)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        removed += 1
+    return removed
+
+
+def _lock_if_live(fd: int, path: Path) -> bool:
+    """Take the exclusive flock of ``fd`` without waiting; True if taken and ``path`` still names that file."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except (BlockingIOError, FileNotFoundError):
+        return False
 
 
 def _clone_or_copy(src: Path, dst: Path) -> None:

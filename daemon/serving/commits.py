@@ -6,6 +6,16 @@ answers (``kept``) and held in memory for the most recent commits. Files become 
 verified blob is linked into the commit's snapshot and marked complete in the catalog; a stored
 weights file (or config) has the snapshot's headers indexed in the background, as ``mreg pull``
 does, so ``mreg search`` and ``mreg inspect`` see what the mirror holds.
+
+The store and catalog are shared with the CLI and other daemons, so memory is only a cache of them:
+
+- After a ``mreg rm`` (``registry.removals``) the memory is dropped: the commit is listed upstream again,
+  recorded again, and its files are stored again as they are asked for.
+- A file is served from the store only while its blob is there (checked on every request; a blob gone
+  is fetched again), and linking content the store already holds happens under the store's pull lock
+  (``Store.pulling_async``), which makes a concurrent gc spare it or finish first.
+- A file that lands for a revision the catalog no longer has (removed while it was fetched) records the
+  revision again first: the catalog agrees with what is linked on disk.
 """
 
 from __future__ import annotations
@@ -19,12 +29,13 @@ from typing import Any
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.blobs import holds
-from mreg.registry.errors import UnsafePathError, UpstreamError
+from mreg.registry.errors import CatalogError, StoreError, UnsafePathError, UpstreamError
 from mreg.registry.files import link_blob, present_blobs
 from mreg.registry.upstream.hub.client import parse_tree_entry
 from mreg.registry.inspect.reading import is_model_file
 from mreg.registry.inspect.repo import CONFIG, index_snapshot
 from mreg.registry.paths import safe_relpath
+from mreg.registry.removals import RemovalWatch
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
@@ -78,6 +89,11 @@ def _meta(repo: RepoRef, commit: str, info: Any, entries: Any) -> CommitMeta:
     return CommitMeta(repo, commit, info, entries, files)
 
 
+def _records(meta: CommitMeta) -> list[FileRecord]:
+    """The catalog's (pending) records of the commit's files."""
+    return [FileRecord(path=s.path, size=s.size, git_oid=s.git_oid, lfs_sha256=s.sha256) for s in meta.files.values()]
+
+
 class Commits:
     """Commit metadata by (repo, commit): memory, then the store, then upstream (once per caller)."""
 
@@ -89,6 +105,7 @@ class Commits:
         self._indexing: dict[tuple[RepoRef, str], asyncio.Task[None]] = {}
         self._reindex: set[tuple[RepoRef, str]] = set()
         """Commits whose snapshot gained a file while their indexing ran: indexed once more."""
+        self._removals = RemovalWatch(store.home)
 
     async def get(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
         """The commit's metadata; fetched with ``token`` when the mirror has none (UpstreamRefusedError if refused)."""
@@ -111,6 +128,8 @@ class Commits:
 
     async def local(self, repo: RepoRef, commit: str) -> CommitMeta | None:
         """The commit's metadata from memory or the store, or None."""
+        if self._removals.changed():
+            self._memory.clear()
         meta = self._memory.get((repo, commit))
         if meta is not None:
             self._memory.move_to_end((repo, commit))
@@ -131,10 +150,14 @@ class Commits:
     async def _fetch(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
         info, entries = await self._upstream.commit_listing(repo, commit, token)
         meta = _meta(repo, commit, info, entries)
-        self._store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
-        kept.save(kept.commit_file(self._store, repo, commit, "info.json"), info)
-        kept.save(kept.commit_file(self._store, repo, commit, "tree.json"), entries)
+        self._keep(meta)
         return await self._adopt(meta)
+
+    def _keep(self, meta: CommitMeta) -> None:
+        """Keep the commit's repo info and tree in the store, for offline answers and restarts."""
+        self._store.snapshot_dir(meta.repo, meta.commit).mkdir(parents=True, exist_ok=True)
+        kept.save(kept.commit_file(self._store, meta.repo, meta.commit, "info.json"), meta.info)
+        kept.save(kept.commit_file(self._store, meta.repo, meta.commit, "tree.json"), meta.entries)
 
     async def _adopt(self, meta: CommitMeta) -> CommitMeta:
         """Record the commit in the catalog, learn which files are stored, keep it in memory.
@@ -142,9 +165,7 @@ class Commits:
         If another request adopted the same commit meanwhile, that object is returned: there is one
         CommitMeta per commit in memory, so its ``stored`` sees every file that lands.
         """
-        records = [FileRecord(path=s.path, size=s.size, git_oid=s.git_oid, lfs_sha256=s.sha256)
-                   for s in meta.files.values()]
-        await self._catalog.record_revision(meta.repo, meta.commit, records)
+        await self._catalog.record_revision(meta.repo, meta.commit, _records(meta))
         stored = await self._catalog.revision_files(meta.repo, meta.commit)
         adopted = self._memory.get((meta.repo, meta.commit))
         if adopted is not None:
@@ -170,12 +191,29 @@ class Commits:
         sha = (await present_blobs(self._store, self._catalog, [spec], only_of=meta.repo)).get(path)
         if sha is None:
             return None
-        await self.mark_stored(meta, path, sha)
+        async with self._store.pulling_async():  # a gc running now finishes first; one starting spares it
+            try:
+                await self.mark_stored(meta, path, sha)
+            except StoreError:
+                if await holds(self._store.blobs, sha, spec.size):
+                    raise
+                return None  # a gc removed it meanwhile: fetched again
         return sha
 
     async def mark_stored(self, meta: CommitMeta, path: str, sha256: str) -> None:
-        """Link the verified blob into the snapshot and record the file (and maybe the commit) complete."""
-        await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256)
+        """Link the verified blob into the snapshot and record the file (and maybe the commit) complete;
+        a revision removed from the catalog meanwhile (``mreg rm``) is recorded again first."""
+        spec = meta.files[path]
+        try:
+            await link_blob(self._store, self._catalog, meta.repo, meta.commit, spec, sha256)
+        except CatalogError:
+            if await self._catalog.revision_state(meta.repo, meta.commit) is not None:
+                raise
+            log.info("%s@%s was removed from the store meanwhile: recording it again", meta.repo, meta.commit[:12])
+            meta.stored.clear()
+            self._keep(meta)
+            await self._catalog.record_revision(meta.repo, meta.commit, _records(meta))
+            await link_blob(self._store, self._catalog, meta.repo, meta.commit, spec, sha256)
         meta.stored[path] = sha256
         if len(meta.stored) == len(meta.files):
             await self._catalog.mark_revision_complete(meta.repo, meta.commit)

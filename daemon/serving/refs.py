@@ -1,6 +1,7 @@
 """Revision → commit: a commit stands for itself; a branch or tag is asked upstream, then trusted for
 ``ttl`` seconds. Answers are written to the store's refs and the catalog, which answer when
-upstream cannot be reached.
+upstream cannot be reached. After a ``mreg rm`` on the store (``registry.removals``) everything remembered
+is forgotten, so the next answer from upstream is written again.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import time
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UpstreamUnavailableError
+from mreg.registry.removals import RemovalWatch
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
@@ -25,6 +27,7 @@ class Refs:
     def __init__(self, store: Store, catalog: Catalog, upstream: Upstream, ttl: float) -> None:
         self._store, self._catalog, self._upstream, self._ttl = store, catalog, upstream, ttl
         self._known: dict[tuple[RepoRef, str], tuple[str, float]] = {}
+        self._removals = RemovalWatch(store.home)
 
     async def resolve(self, repo: RepoRef, revision: str, token: str | None) -> str:
         """The commit ``revision`` names, asking upstream with ``token`` when the answer is stale.
@@ -34,7 +37,7 @@ class Refs:
         """
         if is_commit(revision):
             return revision
-        known = self._known.get((repo, revision))
+        known = self._remembered(repo, revision)
         if known is not None and time.monotonic() - known[1] < self._ttl:
             return known[0]
         try:
@@ -51,8 +54,14 @@ class Refs:
         """The commit the mirror last saw ``revision`` at (no upstream call), or None."""
         if is_commit(revision):
             return revision
-        known = self._known.get((repo, revision))
+        known = self._remembered(repo, revision)
         return known[0] if known is not None else await self._catalog.resolve_revision(repo, revision)
+
+    def _remembered(self, repo: RepoRef, revision: str) -> tuple[str, float] | None:
+        """What is remembered of ``revision`` (nothing once a repo was removed from the store since)."""
+        if self._removals.changed():
+            self._known.clear()
+        return self._known.get((repo, revision))
 
     async def remember(self, repo: RepoRef, revision: str, commit: str) -> None:
         """Upstream just said ``revision`` is at ``commit``: trust it for ``ttl`` and record it."""

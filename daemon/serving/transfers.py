@@ -7,6 +7,12 @@ partial file as it grows, but the last byte only once the content is verified, s
 verification is never complete. A verified blob is linked into the snapshot of every commit whose
 clients asked for it while it ran.
 
+Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
+shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
+(this one, until it is linked), and the downloader's flock on its partial file keeps gc off it. A
+transfer that fails removes its partial (a full disk gets its space back, the next miss starts cleanly);
+one stopped by shutdown keeps it, to be resumed.
+
 A client cut off by a failed transfer holds bytes that may be wrong, one byte short of the whole. It
 resumes with a Range request from where it was cut; served the tail of a good copy, it would assemble a
 corrupt file under the right name. So the content of a transfer that failed after sending bytes is
@@ -162,9 +168,9 @@ class Transfers:
             # A follower (another mirror leads the key) fills it too for now: publish-if-absent keeps one blob.
             lease = await self.inflight.claim(transfer.spec.key)
             advance = self._noting(transfer, lease)
-            with self._store.pulling():
+            async with self._store.pulling_async():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           fetch_stored=True,
+                                           fetch_stored=True, discard_failed=True,
                                            on_prefix=advance)
                 self._metrics.bytes_upstream += done.fetched
                 await self.inflight.release(lease)

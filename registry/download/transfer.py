@@ -48,15 +48,16 @@ class Downloaded:
 async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        fetch_stored: bool = False) -> Downloaded:
+                        fetch_stored: bool = False, discard_failed: bool = False) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               fetch_stored=fetch_stored)
+                               fetch_stored=fetch_stored, discard_failed=discard_failed)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        refetch_once: bool = False, fetch_stored: bool = False) -> Downloaded:
+                        refetch_once: bool = False, fetch_stored: bool = False,
+                        discard_failed: bool = False) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -72,9 +73,11 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     way rarely is twice); callers that stream the partial file to readers leave it off, since a refetch
     would start the same partial over under them. With ``fetch_stored`` the bytes are fetched and verified
     even when the store holds that content already (for a repo whose listing names content the store
-    has only for other repos: the bytes must come through this repo's upstream).
+    has only for other repos: the bytes must come through this repo's upstream). With ``discard_failed``
+    a download that fails (not one that is cancelled) removes its partial file instead of keeping it to
+    resume: the daemon's next miss starts cleanly, and a full disk gets its space back.
     """
-    fetch = functools.partial(_download, fetch_stored=fetch_stored)
+    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard_failed=discard_failed)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -114,22 +117,29 @@ class _Mismatch(IntegrityError):
 
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
-                    advance: Advance, on_prefix: Advance, fetch_stored: bool = False) -> Downloaded:
+                    advance: Advance, on_prefix: Advance, fetch_stored: bool = False,
+                    discard_failed: bool = False) -> Downloaded:
     if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
     async with _locked(data_path) as fd:
         if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
             return Downloaded(spec.sha256, 0)
-        state = TransferState.load(state_path, spec.size, spec.key)
-        if state is None or os.fstat(fd).st_size != spec.size:
-            state = TransferState.plan(spec.size, spec.key, tuning.part_size(spec.size, len(sources)))
-            file_op(spec, os.ftruncate, fd, 0)
-            file_op(spec, os.ftruncate, fd, spec.size)
-        advance(state.completed)
-        job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
-        await job.run()
-        sha256 = _verify(spec, job, data_path, state_path)
+        try:
+            state = TransferState.load(state_path, spec.size, spec.key)
+            if state is None or os.fstat(fd).st_size != spec.size:
+                state = TransferState.plan(spec.size, spec.key, tuning.part_size(spec.size, len(sources)))
+                file_op(spec, os.ftruncate, fd, 0)
+                file_op(spec, os.ftruncate, fd, spec.size)
+            advance(state.completed)
+            job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
+            await job.run()
+            sha256 = _verify(spec, job, data_path, state_path)
+        except Exception:
+            if discard_failed:  # still under the lock: nobody else writes it
+                state_path.unlink(missing_ok=True)
+                data_path.unlink(missing_ok=True)
+            raise
         await store.blobs.publish(sha256, data_path)
         state_path.unlink(missing_ok=True)
         return Downloaded(sha256, job.fetched, job.fetched_by_source(), job.dropped_sources())
