@@ -1,15 +1,19 @@
-"""`mreg rm` and `mreg gc` next to a running `mreg serve` on the same store (#14.6)."""
+"""`mreg rm` and `mreg gc` next to running mirrors on the same store (#14.6, #14.8): the real CLI, real
+daemons and the real huggingface_hub client."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
-from tests.daemons import Daemon, running_daemon
+from tests.daemons import Daemon, running_daemon, start_daemon, wait_for
 from tests.mreg_cli import mreg
 from tests.testhub import TestHub, small_repo
 
@@ -17,6 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 pytest_plugins = ("tests.mreg_env",)
 
 REPO = "testorg/tiny-model"
+CACHE = "models--testorg--tiny-model"
 
 
 @pytest.fixture
@@ -26,18 +31,87 @@ def daemon(test_hub: TestHub, tmp_path: Path, mreg_env: dict[str, str]) -> Itera
 
 
 def listed() -> list[tuple[str, bool]]:
+    """`mreg ls`: (repo, complete) of every repo."""
     code, out, err = mreg("ls", "--json")
     assert code == 0, err
     return [(r["repo"], r["complete"]) for r in json.loads(out)]
 
 
+def on_disk(home: Path) -> dict[str, bytes]:
+    """Every file linked into a snapshot of REPO, read through its link (relpath below snapshots/ → bytes)."""
+    snapshots = home / "hub" / CACHE / "snapshots"
+    return {p.relative_to(snapshots).as_posix(): p.read_bytes() for p in sorted(snapshots.rglob("*"))
+            if p.is_symlink()} if snapshots.is_dir() else {}
+
+
+def verified(repo: str, revision: str = "main") -> None:
+    code, out, err = mreg("verify", repo, "--revision", revision)
+    assert code == 0, out + err
+
+
 def test_rm_then_the_daemon_fetches_stores_and_catalogs_the_repo_again(daemon: Daemon, test_hub: TestHub,
                                                                        tmp_path: Path) -> None:
     test_hub.add_repo(small_repo(REPO))
-    snapshot_download(REPO, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    first = Path(snapshot_download(REPO, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False))
     assert listed() == [(REPO, True)]
-    code, out, err = mreg("rm", REPO)
+    weights = test_hub.repo(REPO).head.files["weights.bin"].blob
+    assert test_hub.stats.cdn_bytes == weights.size
+    code, _, err = mreg("rm", REPO)
     assert code == 0, err
-    assert listed() == []
-    folder = Path(snapshot_download(REPO, cache_dir=tmp_path / "c2", endpoint=daemon.url, token=False))
+    assert listed() == [] and on_disk(daemon.home) == {}
+
+    again = Path(snapshot_download(REPO, cache_dir=tmp_path / "c2", endpoint=daemon.url, token=False))
+    assert {p.name: p.read_bytes() for p in again.rglob("*") if p.is_file()} == \
+        {p.name: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    assert test_hub.stats.cdn_bytes == 2 * weights.size  # fetched through again, not trusted from memory
     assert listed() == [(REPO, True)]
+    verified(REPO)
+    commit = test_hub.repo(REPO).head.sha
+    assert sorted(on_disk(daemon.home)) == sorted(f"{commit}/{p}" for p in test_hub.repo(REPO).head.files)
+    assert (daemon.home / "hub" / CACHE / "refs" / "main").read_text() == commit
+    assert '"ERROR"' not in daemon.log.read_text()
+
+
+def test_rm_and_gc_while_the_daemon_fetches_the_repo(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    """rm while a transfer runs: the transfer's partial survives `mreg gc`; the file that lands records the
+    revision again, so `mreg ls` agrees with the snapshot on disk."""
+    data = os.urandom(24 * 2**20)
+    sha = hashlib.sha256(data).hexdigest()
+    test_hub.add_repo(small_repo(REPO, {"big.bin": data}))
+    test_hub.faults.throttle = 2 * 2**20  # per connection: the transfer runs for a few seconds
+    got: list[str] = []
+    client = threading.Thread(target=lambda: got.append(
+        hf_hub_download(REPO, "big.bin", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)))
+    client.start()
+    state = daemon.home / "partial" / f"{sha}.state.json"
+    wait_for(state.exists, 30, "the daemon's transfer to start")
+    assert mreg("rm", REPO)[0] == 0
+    code, out, err = mreg("gc", "--json")
+    assert code == 0 and json.loads(out)["removed_partials"] == 0, err
+    assert (daemon.home / "partial" / sha).exists()  # the daemon is writing it
+    test_hub.faults.throttle = None
+    client.join(60)
+    assert got and Path(got[0]).read_bytes() == data
+    wait_for(lambda: listed() == [(REPO, True)], 10, "the file to be recorded")
+    commit = test_hub.repo(REPO).head.sha
+    assert on_disk(daemon.home) == {f"{commit}/big.bin": data}
+    verified(REPO, commit)  # (no ref: rm removed it, and no client has asked for main since)
+    assert test_hub.stats.cdn_bytes == len(data)  # one transfer, never restarted
+
+
+def test_two_daemons_on_one_store_serve_a_repo_rm_removed(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    test_hub.add_repo(small_repo(REPO))
+    other = start_daemon(daemon.home, test_hub.endpoint)
+    try:
+        for n, mirror in enumerate((daemon, other)):
+            snapshot_download(REPO, cache_dir=tmp_path / f"a{n}", endpoint=mirror.url, token=False)
+        assert listed() == [(REPO, True)]
+        assert mreg("rm", REPO)[0] == 0
+        for n, mirror in enumerate((other, daemon)):
+            folder = Path(snapshot_download(REPO, cache_dir=tmp_path / f"b{n}", endpoint=mirror.url, token=False))
+            assert (folder / "weights.bin").read_bytes() == bytes(range(256)) * 64
+            assert listed() == [(REPO, True)]
+        verified(REPO)
+    finally:
+        assert other.stop() == 0
+    assert '"ERROR"' not in daemon.log.read_text()

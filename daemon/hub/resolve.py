@@ -11,6 +11,8 @@ fetch files.
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
 
 from mreg.registry.download import FileSpec
@@ -20,6 +22,7 @@ from mreg.registry.files import checked_locator
 from mreg.daemon.hub.answers import for_error, hub_error
 from mreg.daemon.serving.bodies import (
     ByteRange,
+    open_stored,
     parse_range,
     send_growing,
     send_relayed,
@@ -100,9 +103,18 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
                 spec: FileSpec, rng: ByteRange, token: str | None, relay_bounded: bool) -> None:
     sha256 = await mirror.commits.stored_blob(meta, spec.path)
     if sha256 is not None:
+        try:
+            fd = open_stored(mirror.store.blobs, sha256)
+        except FileNotFoundError:  # removed by a gc since it was found: fetched again
+            sha256 = None
+    if sha256 is not None:
         mirror.metrics.cache_hits += 1
-        await response.prepare(request)
-        await send_stored(request, response, mirror.store.blobs, sha256, rng, mirror.metrics)
+        try:
+            await response.prepare(request)
+            await send_stored(request, response, mirror.store.blobs, sha256, rng, mirror.metrics, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
         return
     if not mirror.upstream.available:
         raise UpstreamUnavailableError(f"{mirror.upstream.unavailable_reason}, and {spec.path} of "

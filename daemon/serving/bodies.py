@@ -79,11 +79,21 @@ async def _pump(response: web.StreamResponse, fd: int, start: int, end: int, met
         metrics.bytes_served += len(chunk)
 
 
+def open_stored(blobs: BlobStore, sha256: str) -> int | None:
+    """A descriptor of a stored blob the store keeps on this machine, opened before its answer starts: it
+    stays readable if a gc removes the blob meanwhile. None for blobs that are not local files;
+    FileNotFoundError if the blob is gone."""
+    return os.open(blobs.path(sha256), os.O_RDONLY) if isinstance(blobs, LocalBlobPaths) else None
+
+
 async def send_stored(request: web.Request, response: web.StreamResponse, blobs: BlobStore, sha256: str,
-                      rng: ByteRange, metrics: Metrics) -> None:
-    """Send ``rng`` of a stored blob: straight from its file where the store keeps blobs on this machine,
-    else streamed through ``blobs.read``."""
+                      rng: ByteRange, metrics: Metrics, fd: int | None = None) -> None:
+    """Send ``rng`` of a stored blob: from ``fd`` (``open_stored``'s), straight from its file where the store
+    keeps blobs on this machine, else streamed through ``blobs.read``."""
     try:
+        if fd is not None:
+            await _pump(response, fd, rng.start, rng.end, metrics)
+            return
         if isinstance(blobs, LocalBlobPaths):
             await _send_file(response, blobs.path(sha256), rng, metrics)
             return

@@ -67,7 +67,7 @@ class Refs:
         """Upstream just said ``revision`` is at ``commit``: trust it for ``ttl`` and record it."""
         if is_commit(revision):
             return
-        previous = self._known.get((repo, revision))
+        previous = self._remembered(repo, revision)
         self._known[(repo, revision)] = (commit, time.monotonic())
         if previous is None or previous[0] != commit:
             self._store.write_ref(repo, revision, commit)
