@@ -268,9 +268,9 @@ class Store:
         min_blob_age: float = 0.0,
         unowned_partials: bool = False,
     ) -> GcResult:
-        """Remove blobs no snapshot links to, except ``keep``; with ``unowned_partials``, the partial
-        downloads no process is writing (``_remove_unowned``); and, if ``partial_older_than`` is given,
-        partial downloads untouched for that many seconds.
+        """Remove blobs no snapshot links to, except ``keep``; and partial downloads no process is writing
+        (``_remove_partials``): with ``unowned_partials`` all of them, else, if ``partial_older_than`` is
+        given, those untouched for that many seconds (and leftovers in tmp/ as old).
 
         Safe next to another gc: blobs vanishing underneath are skipped. A download running at the
         same time may have published a blob it has not linked yet; a gc that can overlap downloads
@@ -285,10 +285,10 @@ class Store:
                 continue
             if await self.blobs.delete(blob.sha256):
                 removed, freed = removed + 1, freed + blob.size
-        partials = _remove_unowned(self.partial_dir) if unowned_partials else 0
-        if partial_older_than is not None:
-            partials += self._remove_old(self.partial_dir, now - partial_older_than, partial=True)
-            self._remove_old(self.tmp_dir, now - partial_older_than, partial=False)
+        cutoff = None if partial_older_than is None else now - partial_older_than
+        partials = _remove_partials(self.partial_dir, cutoff, unowned_partials)
+        if cutoff is not None:
+            _remove_old(self.tmp_dir, cutoff)
         return GcResult(removed_blobs=removed, freed_bytes=freed, removed_partials=partials)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -328,61 +328,35 @@ class Store:
                 if _SHA256.match(sha):
                     yield path.relative_to(snap).as_posix(), sha
 
-    @staticmethod
-    def _remove_old(folder: Path, cutoff: float, partial: bool) -> int:
-        """Remove entries of ``folder`` last modified before ``cutoff``; a partial download counts
-        once, dated by its state file when it has one. Return how many were removed."""
-        if not folder.is_dir():
-            return 0
-        groups: dict[str, list[Path]] = {}
-        for entry in folder.iterdir():
-            key = entry.name.removesuffix(STATE_SUFFIX) if partial else entry.name
-            groups.setdefault(key, []).append(entry)
-        removed = 0
-        for key, entries in groups.items():
-            dated = folder / (key + STATE_SUFFIX) if partial and len(entries) > 1 else entries[0]
-            try:
-                if dated.lstat().st_mtime >= cutoff:
-                    continue
-            except FileNotFoundError:
-                continue
-            with os_errors("partial downloads", folder):
-                for entry in entries:
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(entry, ignore_errors=True)
-                    else:
-                        entry.unlink(missing_ok=True)
-            removed += 1
-        return removed
 
-
-def _remove_unowned(folder: Path) -> int:
-    """Remove the partial downloads of ``folder`` that no process is writing; return how many.
+def _remove_partials(folder: Path, cutoff: float | None, unowned: bool) -> int:
+    """Remove partial downloads of ``folder`` no process is writing: all of them if ``unowned``, else those
+    last touched before ``cutoff`` (if given; dated by the state file when there is one). Return how many.
 
     The downloader (``download.transfer``) holds an exclusive ``flock`` on a partial's data file for as
-    long as it writes it or its state: a data file whose lock can be taken belongs to nobody (a pull that
-    was killed, a transfer that failed). It is removed with its state while the lock is held; a writer
-    opening it meanwhile notices that the name now leads to another file and starts a new one. A state
-    file without a data file is a leftover. Partial fills (``fill-*``, the BlobStore's) have no owner
-    lock and are left to the age rule.
+    long as it writes it or its state, so a data file whose lock can be taken belongs to nobody (a pull
+    that was killed, a transfer that failed); it is removed with its state while the lock is held, and a
+    writer opening it meanwhile notices that the name now leads to another file and starts a new one. A
+    state without its data file is a leftover. Partial fills (``fill-*``, the BlobStore's) have no owner
+    lock: only the age rule removes them.
     """
     if not folder.is_dir():
         return 0
     groups: dict[str, list[Path]] = {}
     for entry in folder.iterdir():
-        if entry.name.startswith(FILL_PREFIX):
-            continue
-        key = entry.name.removesuffix(".tmp").removesuffix(STATE_SUFFIX)
-        groups.setdefault(key, []).append(entry)
+        groups.setdefault(entry.name.removesuffix(".tmp").removesuffix(STATE_SUFFIX), []).append(entry)
     removed = 0
     for key, entries in groups.items():
+        locked = not key.startswith(FILL_PREFIX)
+        if not (unowned and locked) and not (cutoff is not None and _touched(folder, key, entries) < cutoff):
+            continue
         with os_errors("partial downloads", folder):
             try:
-                fd = os.open(folder / key, os.O_RDWR | os.O_NOFOLLOW)
+                fd = os.open(folder / key, os.O_RDWR | os.O_NOFOLLOW) if locked else None
             except FileNotFoundError:
                 fd = None  # a state without its data: nobody is writing it
             except OSError:
-                continue  # not a partial download's data file: left to the age rule
+                continue  # not a data file (a folder, a symlink): left alone
             try:
                 if fd is not None and not _lock_if_live(fd, folder / key):
                     continue  # being written
@@ -393,6 +367,34 @@ def _remove_unowned(folder: Path) -> int:
                     os.close(fd)
         removed += 1
     return removed
+
+
+def _touched(folder: Path, key: str, entries: list[Path]) -> float:
+    """When the partial download ``key`` was last written: its state file's mtime, else its first entry's."""
+    state = folder / (key + STATE_SUFFIX)
+    for path in (state, *entries) if state in entries else entries:
+        try:
+            return path.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+    return time.time()
+
+
+def _remove_old(folder: Path, cutoff: float) -> None:
+    """Remove the entries of ``folder`` (temp names) last modified before ``cutoff``."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        try:
+            if entry.lstat().st_mtime >= cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        with os_errors("temp files", folder):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _lock_if_live(fd: int, path: Path) -> bool:

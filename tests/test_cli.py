@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -200,3 +201,30 @@ def test_a_plain_pull_lists_the_repo_once(test_hub: TestHub, mreg_env: dict[str,
     assert code == 0, err
     assert len(test_hub.stats.find(path_contains="/revision/")) == 1
     assert len(test_hub.stats.find(path_contains="/tree/")) == 1
+
+
+def test_gc_frees_an_abandoned_partial_at_once_but_not_a_running_pulls(test_hub: TestHub,
+                                                                      mreg_env: dict[str, str]) -> None:
+    """#14.8: a partial download whose owner lock nobody holds (its pull was killed) is freed by the next gc,
+    however fresh; one a running pull writes is not."""
+    data = os.urandom(24 * 2**20)
+    sha = hashlib.sha256(data).hexdigest()
+    test_hub.add_repo(small_repo("org/big", {"big.bin": data}))
+    test_hub.faults.throttle = 2_000_000
+    command = [sys.executable, "-m", "mreg.cli.main", "pull", "org/big", "--connections", "2"]
+    proc = subprocess.Popen(command, env={**os.environ, **mreg_env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    partial = Path(mreg_env["MREG_HOME"]) / "partial"
+    deadline = time.monotonic() + 60
+    while _state_done(Path(mreg_env["MREG_HOME"]))[0] == 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "the pull ended before it wrote anything"
+        time.sleep(0.02)
+    code, out, _ = mreg("gc", "--json")
+    assert code == 0 and json.loads(out)["removed_partials"] == 0
+    written = sorted(p.name for p in partial.iterdir() if not p.name.endswith(".tmp"))
+    assert proc.poll() is None and written == [sha, f"{sha}.state.json"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    code, out, _ = mreg("gc", "--json")
+    assert code == 0 and json.loads(out)["removed_partials"] == 1
+    assert list(partial.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from mreg.registry.errors import StoreError
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
+from tests.daemons import start_daemon
 from tests.pulling import FAST_RETRY, FAST_TUNING, pull_repo
 from tests.testhub import TestHub, small_repo
 
@@ -100,3 +102,29 @@ async def test_resuming_needs_room_only_for_the_missing_bytes(test_hub: TestHub,
     assert shutil.disk_usage(small_disk).free < len(data)
     result = await pull_repo(test_hub.endpoint, small_disk, "testorg/resume")
     assert (result.path / "big.bin").read_bytes() == data
+
+
+def test_the_daemon_frees_the_partial_of_a_transfer_the_full_disk_failed(test_hub: TestHub, small_disk: Path) -> None:
+    """#14.8: a mirror's transfer cut by a full disk removes its partial at once (the space comes back, the next
+    miss starts cleanly), and the same request succeeds once there is room."""
+    data = os.urandom(24 * 2**20)
+    sha = hashlib.sha256(data).hexdigest()
+    test_hub.add_repo(small_repo("testorg/full", {"big.bin": data}))
+    home = small_disk / "home"
+    daemon = start_daemon(home, test_hub.endpoint)
+    try:
+        url = "/testorg/full/resolve/main/big.bin"
+        assert daemon.head(url)[0] == 200  # the metadata is in the store and catalog before the disk fills
+        filler = small_disk / "filler"
+        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 8 * 2**20))  # a third of the file fits
+        before = shutil.disk_usage(small_disk).free
+        with pytest.raises(http.client.IncompleteRead):
+            daemon.get(url)
+        assert not (home / "partial" / sha).exists() and not (home / "partial" / f"{sha}.state.json").exists()
+        assert shutil.disk_usage(small_disk).free >= before
+        filler.unlink()
+        status, _, body = daemon.get(url)
+        assert status == 200 and body == data
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -264,6 +265,32 @@ async def test_gc_removes_old_partials_only(store: Store) -> None:
     result = await store.gc(partial_older_than=3600)
     assert result.removed_partials == 2
     assert sorted(p.name for p in (store.home / "partial").iterdir()) == ["new", "new.state.json"]
+
+
+async def test_gc_frees_the_partials_nobody_holds_the_lock_of(store: Store) -> None:
+    """A partial whose data file is flocked (as the downloader holds it while it writes) stays, however old;
+    one nobody holds goes, however fresh; so does a state file without its data; a BlobStore fill
+    (no owner lock) is left to the age rule."""
+    busy_data, busy_state = store.partial_paths("busy")
+    idle_data, idle_state = store.partial_paths("idle")
+    _, lone_state = store.partial_paths("lone")
+    fill = await store.blobs.open_fill("0" * 64, 10)
+    for path in (busy_data, busy_state, idle_data, idle_state, lone_state):
+        path.write_text("x")
+    age(busy_state, 30 * 24 * 3600)
+    age(busy_data, 30 * 24 * 3600)
+    fd = os.open(busy_data, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert (await store.gc(partial_older_than=3600)).removed_partials == 0  # nothing old but the held one
+        result = await store.gc(partial_older_than=3600, unowned_partials=True)
+        assert result.removed_partials == 2
+        assert sorted(p.name for p in store.partial_dir.iterdir()) == sorted(
+            ["busy", "busy.state.json", fill.data_path.name, fill.state_path.name])
+    finally:
+        os.close(fd)
+    assert (await store.gc(unowned_partials=True)).removed_partials == 1  # its writer is gone
+    assert sorted(p.name for p in store.partial_dir.iterdir()) == sorted([fill.data_path.name, fill.state_path.name])
 
 
 async def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
