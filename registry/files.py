@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mreg.registry.catalog import Catalog
+from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.download.transfer import Locate
-from mreg.registry.errors import IntegrityError
+from mreg.registry.errors import CatalogError, IntegrityError
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.upstream.client import FileLocation, RepoClient
@@ -33,10 +33,24 @@ async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec
     return found
 
 
-async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, spec: FileSpec, sha256: str) -> None:
-    """Link the stored blob ``sha256`` into the commit's snapshot as ``spec.path``; record the file complete."""
+async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, spec: FileSpec, sha256: str,
+                    revision: Sequence[FileRecord]) -> bool:
+    """Link the stored blob ``sha256`` into the commit's snapshot as ``spec.path``; record the file complete.
+
+    If the revision was removed from the catalog meanwhile (``mreg rm`` next to a pull or a daemon), it is
+    recorded again first, with the files of ``revision`` (pending): the catalog then agrees with the snapshot
+    the link brought back. True if it was recorded again.
+    """
     store.link_file(repo, commit, spec.path, sha256)
+    try:
+        await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
+        return False
+    except CatalogError:
+        if await catalog.revision_state(repo, commit) is not None:
+            raise
+    await catalog.record_revision(repo, commit, revision)
     await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
+    return True
 
 
 def checked_locator(client: RepoClient, repo: RepoRef, commit: str, spec: FileSpec) -> Locate:

@@ -116,16 +116,17 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
     else:
         commit, files = listed
     remote = _unique(list(files))
-    await catalog.record_revision(repo, commit, [_record(f) for f in remote], upstream=options.upstream)
+    records = [_record(f) for f in remote]
+    await catalog.record_revision(repo, commit, records, upstream=options.upstream)
     wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
     with store.pulling():
-        todo = await _link_present(repo, commit, wanted, store, catalog, progress)
+        todo = await _link_present(repo, commit, wanted, records, store, catalog, progress)
         _check_space(store, todo)
         download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
         tally = _Tally()
         try:
-            await _download_all(repo, commit, todo, options, client, store, catalog, progress, tally)
+            await _download_all(repo, commit, todo, records, options, client, store, catalog, progress, tally)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
             await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
@@ -158,10 +159,11 @@ def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
     return list(seen.values())
 
 
-async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], store: Store, catalog: Catalog,
-                        progress: PullProgress) -> list[RemoteFile]:
+async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], records: list[FileRecord],
+                        store: Store, catalog: Catalog, progress: PullProgress) -> list[RemoteFile]:
     """Link the files whose content is already in the store (from any repo or revision) into the
-    snapshot, moving no bytes; return the files still to download."""
+    snapshot, moving no bytes; return the files still to download. ``records``: every file of the
+    revision (see ``link_blob``)."""
     known = {r.path: r for r in await catalog.revision_files(repo, commit)}
     found = await present_blobs(store, catalog, [_spec(f) for f in wanted])
     store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,7 @@ async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], st
             continue
         record = known.get(f.path)
         if linked.get(f.path) != sha or record is None or record.state != "complete":
-            await link_blob(store, catalog, repo, commit, _spec(f), sha)
+            await link_blob(store, catalog, repo, commit, _spec(f), sha, records)
         progress.advance(f.path, f.size)
         progress.file_done(f.path, 0)
     return todo
@@ -205,10 +207,11 @@ class _Tally:
     refetched: list[str] = field(default_factory=list)
 
 
-async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], options: PullOptions,
-                        client: RepoClient, store: Store, catalog: Catalog,
+async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], records: list[FileRecord],
+                        options: PullOptions, client: RepoClient, store: Store, catalog: Catalog,
                         progress: PullProgress, tally: _Tally) -> None:
-    """Download, publish, link and record ``files``, several at once over shared connections."""
+    """Download, publish, link and record ``files``, several at once over shared connections (``records``:
+    every file of the revision, see ``link_blob``)."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
     mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
@@ -229,7 +232,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], opt
                 tally.refetched.append(f.path)
             tally.by_source.update(done.by_source)
             tally.dropped.update(done.dropped)
-            await link_blob(store, catalog, repo, commit, spec, done.sha256)
+            await link_blob(store, catalog, repo, commit, spec, done.sha256, records)
             progress.file_done(f.path, done.fetched)
 
     try:

@@ -29,7 +29,7 @@ from typing import Any
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.blobs import holds
-from mreg.registry.errors import CatalogError, StoreError, UnsafePathError, UpstreamError
+from mreg.registry.errors import StoreError, UnsafePathError, UpstreamError
 from mreg.registry.files import link_blob, present_blobs
 from mreg.registry.upstream.hub.client import parse_tree_entry
 from mreg.registry.inspect.reading import is_model_file
@@ -203,17 +203,10 @@ class Commits:
     async def mark_stored(self, meta: CommitMeta, path: str, sha256: str) -> None:
         """Link the verified blob into the snapshot and record the file (and maybe the commit) complete;
         a revision removed from the catalog meanwhile (``mreg rm``) is recorded again first."""
-        spec = meta.files[path]
-        try:
-            await link_blob(self._store, self._catalog, meta.repo, meta.commit, spec, sha256)
-        except CatalogError:
-            if await self._catalog.revision_state(meta.repo, meta.commit) is not None:
-                raise
-            log.info("%s@%s was removed from the store meanwhile: recording it again", meta.repo, meta.commit[:12])
+        if await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256, _records(meta)):
+            log.info("%s@%s was removed from the store meanwhile: recorded again", meta.repo, meta.commit[:12])
             meta.stored.clear()
             self._keep(meta)
-            await self._catalog.record_revision(meta.repo, meta.commit, _records(meta))
-            await link_blob(self._store, self._catalog, meta.repo, meta.commit, spec, sha256)
         meta.stored[path] = sha256
         if len(meta.stored) == len(meta.files):
             await self._catalog.mark_revision_complete(meta.repo, meta.commit)
