@@ -10,8 +10,8 @@ clients asked for it while it ran.
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
 (this one, until it is linked), and the downloader's flock on its partial file keeps gc off it. A
-transfer that fails removes its partial (a full disk gets its space back, the next miss starts cleanly);
-one stopped by shutdown keeps it, to be resumed.
+transfer that fails removes its partial (a full disk gets its space back, the next miss starts cleanly),
+unless upstream was only unreachable; one stopped by shutdown keeps it too, to be resumed.
 
 A client cut off by a failed transfer holds bytes that may be wrong, one byte short of the whole. It
 resumes with a Range request from where it was cut; served the tail of a good copy, it would assemble a
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from mreg.registry.download import FileSpec, Tuning, download_file
 from mreg.registry.download.transfer import Locate
-from mreg.registry.errors import MregError, TransferFailedError
+from mreg.registry.errors import MregError, TransferFailedError, UpstreamUnavailableError
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
@@ -126,6 +126,12 @@ class FailedContent:
         return when is not None and self._clock() - when < self._memory
 
 
+def not_resumable(error: Exception) -> bool:
+    """Whether a failed transfer's partial is removed: yes, unless upstream was only unreachable (the next
+    miss resumes it then; a gc frees it if none comes)."""
+    return not isinstance(error, UpstreamUnavailableError)
+
+
 class Transfers:
     """The running transfers, one per repo and content key (a repo gets content through its own upstream
     before it is shared); they outlive the requests that started them.
@@ -170,7 +176,7 @@ class Transfers:
             advance = self._noting(transfer, lease)
             async with self._store.pulling_async():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           fetch_stored=True, discard_failed=True,
+                                           fetch_stored=True, discard=not_resumable,
                                            on_prefix=advance)
                 self._metrics.bytes_upstream += done.fetched
                 await self.inflight.release(lease)

@@ -15,7 +15,7 @@ import dataclasses
 import fcntl
 import functools
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +25,13 @@ from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
 from mreg.registry.download.state import TransferState
 
-__all__ = ["Advance", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file", "download_from"]
+__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file", "download_from"]
 
 LOCK_POLL = 0.2
 UPSTREAM = "upstream"
 """The name of the one source of ``download_file``."""
+Discard = Callable[[Exception], bool]
+"""Whether a download that failed with this error removes its partial file (else it is kept to resume)."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,16 @@ class Downloaded:
 async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        fetch_stored: bool = False, discard_failed: bool = False) -> Downloaded:
+                        fetch_stored: bool = False, discard: Discard | None = None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               fetch_stored=fetch_stored, discard_failed=discard_failed)
+                               fetch_stored=fetch_stored, discard=discard)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         refetch_once: bool = False, fetch_stored: bool = False,
-                        discard_failed: bool = False) -> Downloaded:
+                        discard: Discard | None = None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -73,11 +75,11 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     way rarely is twice); callers that stream the partial file to readers leave it off, since a refetch
     would start the same partial over under them. With ``fetch_stored`` the bytes are fetched and verified
     even when the store holds that content already (for a repo whose listing names content the store
-    has only for other repos: the bytes must come through this repo's upstream). With ``discard_failed``
-    a download that fails (not one that is cancelled) removes its partial file instead of keeping it to
-    resume: the daemon's next miss starts cleanly, and a full disk gets its space back.
+    has only for other repos: the bytes must come through this repo's upstream). A failure ``discard``
+    says yes to (never a cancellation) removes the partial file instead of keeping it to resume: the
+    daemon's next miss starts cleanly, and a full disk gets its space back.
     """
-    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard_failed=discard_failed)
+    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard=discard)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -118,7 +120,7 @@ class _Mismatch(IntegrityError):
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
                     advance: Advance, on_prefix: Advance, fetch_stored: bool = False,
-                    discard_failed: bool = False) -> Downloaded:
+                    discard: Discard | None = None) -> Downloaded:
     if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
@@ -135,8 +137,8 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
             job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
             await job.run()
             sha256 = _verify(spec, job, data_path, state_path)
-        except Exception:
-            if discard_failed:  # still under the lock: nobody else writes it
+        except Exception as exc:
+            if discard is not None and discard(exc):  # still under the lock: nobody else writes it
                 state_path.unlink(missing_ok=True)
                 data_path.unlink(missing_ok=True)
             raise
