@@ -3,6 +3,7 @@ daemons and the real huggingface_hub client."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -10,11 +11,19 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
+from mreg.daemon.serving.transfers import not_resumable
+from mreg.registry.download import FileSpec, download_file
+from mreg.registry.errors import MregError, UpstreamUnavailableError
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from mreg.registry.upstream.hub import HubClient
 from tests.daemons import Daemon, running_daemon, start_daemon_process, wait_for
 from tests.mreg_cli import mreg
+from tests.pulling import FAST_RETRY, FAST_TUNING
 from tests.testhub import TestHub, small_repo
 
 pytestmark = pytest.mark.timeout(120)
@@ -116,3 +125,23 @@ def test_two_daemons_on_one_store_serve_a_repo_rm_removed(daemon: Daemon, test_h
     finally:
         assert other.stop() == 0
     assert '"ERROR"' not in daemon.log.read_text() + other.log.read_text()
+
+
+@pytest.mark.parametrize(("status", "kept"), [(503, True), (404, False)])
+async def test_a_failed_transfer_keeps_its_partial_only_when_upstream_was_unreachable(
+        test_hub: TestHub, tmp_path: Path, status: int, kept: bool) -> None:
+    """#14.8: the daemon's downloads (``not_resumable``) keep a partial only for a failure the next miss may resume."""
+    data = os.urandom(3 * 2**20)
+    test_hub.add_repo(small_repo(REPO, {"big.bin": data}))
+    head = test_hub.repo(REPO).head
+    entry = head.files["big.bin"]
+    store = Store(tmp_path / "home")
+    spec = FileSpec(path="big.bin", size=len(data), git_oid=entry.oid, sha256=entry.blob.sha256)
+    test_hub.faults.fail(status, count=1000, route="cdn")
+    async with aiohttp.ClientSession() as session:
+        client = HubClient(session, test_hub.endpoint, None, FAST_RETRY)
+        with pytest.raises(MregError) as failed:
+            await download_file(client, spec, lambda: client.locate(RepoRef.parse(REPO), head.sha, "big.bin"), store,
+                                asyncio.Semaphore(4), FAST_TUNING, discard=not_resumable)
+    assert isinstance(failed.value, UpstreamUnavailableError) is kept
+    assert store.partial_paths(spec.key)[0].exists() is kept
