@@ -62,7 +62,8 @@ async def collect_garbage(store: Store, catalog: Catalog, abandoned_partials: bo
     ``abandoned_partials``, those no running pull or daemon is writing (``Store.gc``).
 
     While a pull or a daemon's transfer runs, blobs published or linked in the last hour are spared (it
-    may be about to link them); a daemon linking stored content holds ``Store.linking`` as a pull does.
+    may be about to link them); a daemon linking stored content holds ``Store.pulling_async`` as a pull
+    holds ``Store.pulling``.
     """
     keep = await catalog.referenced_blobs()
     with store.quiet() as no_pulls:

@@ -26,8 +26,11 @@ def note_removal(home: Path) -> None:
     marker = Path(home) / MARKER
     tmp = marker.with_name(f".{MARKER}.{secrets.token_hex(6)}")
     with os_errors("removal marker", marker.parent):
-        tmp.write_text(secrets.token_hex(8))
-        os.replace(tmp, marker)
+        try:
+            tmp.write_text(secrets.token_hex(8))
+            os.replace(tmp, marker)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 class RemovalWatch:
