@@ -4,13 +4,21 @@
     home/hub/<cache_name>/refs/<ref>              the commit a ref points to (no newline)
     home/hub/<cache_name>/snapshots/<commit>/...  relative symlinks to blobs
     home/hub/<cache_name>/derived/<commit>/...    the same, for files mreg made (local conversions)
-    home/partial/<key>, <key>.state.json          in-progress downloads (owned by the downloader)
+    home/partial/<key>, <key>.state.json          in-progress downloads (flocked by the downloader)
     home/tmp/                                     temp names for atomic renames
+    home/pulls.lock                               shared by pulls and daemon transfers, taken by gc
+    home/removals                                 replaced by every ``mreg rm`` (``registry.removals``)
 
 ``HF_HUB_CACHE=<home>/hub HF_HUB_OFFLINE=1`` lets huggingface_hub find the snapshots. Every write
 goes through a temp name and ``os.replace``; ``OSError`` is translated into ``StoreError`` here.
 The blobs themselves are ``blobs``, a ``LocalBlobStore``: code that needs no local file reaches them
 through its ``BlobStore`` interface; snapshots, derived folders and exports are local views of them.
+
+Several processes share one store (pulls, daemons, ``rm``/``gc``). What keeps a gc off what others are
+doing: a partial download is removed only when its writer's flock is free (``_remove_partials``); a blob
+published but not linked yet is spared while any pull or transfer holds ``pulls.lock`` shared, if it was
+published or linked in the last ``min_blob_age`` seconds (``gc``); a gc that finds nobody holding it
+keeps every new holder waiting until it is done (``quiet``).
 """
 
 from __future__ import annotations
