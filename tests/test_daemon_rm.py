@@ -78,6 +78,8 @@ def test_rm_then_the_daemon_fetches_stores_and_catalogs_the_repo_again(daemon: D
     commit = test_hub.repo(REPO).head.sha
     assert sorted(on_disk(daemon.home)) == sorted(f"{commit}/{p}" for p in test_hub.repo(REPO).head.files)
     assert (daemon.home / "hub" / CACHE / "refs" / "main").read_text() == commit
+    snapshot_download(REPO, cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
+    assert test_hub.stats.cdn_bytes == 2 * weights.size  # stored again: the next client is served from the store
     assert '"ERROR"' not in daemon.log.read_text()
 
 
