@@ -62,8 +62,7 @@ async def collect_garbage(store: Store, catalog: Catalog, abandoned_partials: bo
     ``abandoned_partials``, those no running pull or daemon is writing (``Store.gc``).
 
     While a pull or a daemon's transfer runs, blobs published or linked in the last hour are spared (it
-    may be about to link them); a daemon linking stored content holds ``Store.pulling_async`` as a pull
-    holds ``Store.pulling``.
+    may be about to link them); links are never made while the gc scans and deletes (``Store.gc``).
     """
     keep = await catalog.referenced_blobs()
     with store.quiet() as no_pulls:

@@ -7,6 +7,7 @@
     home/partial/<key>, <key>.state.json          in-progress downloads (flocked by the downloader)
     home/tmp/                                     temp names for atomic renames
     home/pulls.lock                               shared by pulls and daemon transfers, taken by gc
+    home/links.lock                               shared while a link is made, exclusive while gc deletes
     home/removals                                 replaced by every ``mreg rm`` (``registry.removals``)
 
 ``HF_HUB_CACHE=<home>/hub HF_HUB_OFFLINE=1`` lets huggingface_hub find the snapshots. Every write
@@ -15,10 +16,12 @@ The blobs themselves are ``blobs``, a ``LocalBlobStore``: code that needs no loc
 through its ``BlobStore`` interface; snapshots, derived folders and exports are local views of them.
 
 Several processes share one store (pulls, daemons, ``rm``/``gc``). What keeps a gc off what others are
-doing: a partial download is removed only when its writer's flock is free (``_remove_partials``); a blob
-published but not linked yet is spared while any pull or transfer holds ``pulls.lock`` shared, if it was
-published or linked in the last ``min_blob_age`` seconds (``gc``); a gc that finds nobody holding it
-keeps every new holder waiting until it is done (``quiet``).
+doing: a partial download is removed only when its writer's flock is free (``_remove_partials``); no link
+is made between gc's scan of the snapshots and its deletes (``links.lock``: a link made before is seen, one
+made after finds the blob gone and says so); a blob published but not linked yet is spared while any pull
+or transfer holds ``pulls.lock`` shared, if it was published or linked in the last ``min_blob_age``
+seconds (``gc``); a gc that finds nobody holding that keeps every new holder waiting until it is done
+(``quiet``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 LOCK_POLL = 0.05
 """How often a daemon waiting for a running gc tries the store lock again (seconds)."""
+PULLS_LOCK = "pulls.lock"
+LINKS_LOCK = "links.lock"
 _FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone of a whole file
 
 
@@ -84,14 +89,26 @@ class Store:
     @contextmanager
     def pulling(self) -> Iterator[None]:
         """Held (shared) by every pull while it publishes and links blobs; see ``quiet``."""
-        with self._lock_file() as fd:
+        with self._lock_file(PULLS_LOCK) as fd:
             fcntl.flock(fd, fcntl.LOCK_SH)
             yield
 
     @asynccontextmanager
     async def pulling_async(self) -> AsyncIterator[None]:
         """``pulling`` for code on an event loop (the daemon): waits for a running gc without blocking it."""
-        with self._lock_file() as fd:
+        async with self._shared_async(PULLS_LOCK):
+            yield
+
+    @asynccontextmanager
+    async def linking(self) -> AsyncIterator[None]:
+        """Held around ``link_file`` calls made on an event loop: waits for a running gc without blocking
+        it (``link_file`` takes the same lock itself, which then never waits)."""
+        async with self._shared_async(LINKS_LOCK):
+            yield
+
+    @asynccontextmanager
+    async def _shared_async(self, name: str) -> AsyncIterator[None]:
+        with self._lock_file(name) as fd:
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -107,7 +124,7 @@ class Store:
         A gc that gets True may remove any unlinked blob; one that gets False must spare recent
         blobs, which a running pull may be about to link.
         """
-        with self._lock_file() as fd:
+        with self._lock_file(PULLS_LOCK) as fd:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -116,10 +133,17 @@ class Store:
                 yield True
 
     @contextmanager
-    def _lock_file(self) -> Iterator[int]:
+    def _locked(self, name: str, mode: int) -> Iterator[None]:
+        """Hold the lock file ``name`` in ``mode`` (``fcntl.LOCK_SH`` or ``LOCK_EX``), waiting for it."""
+        with self._lock_file(name) as fd:
+            fcntl.flock(fd, mode)
+            yield
+
+    @contextmanager
+    def _lock_file(self, name: str) -> Iterator[int]:
         with os_errors("store lock", self.home):
             self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.home / "pulls.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.home / name, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             yield fd
         finally:
@@ -183,7 +207,7 @@ class Store:
     def _link(self, root: Path, relpath: str, sha256: str, what: str) -> Path:
         rel = safe_relpath(relpath)
         blob = self.blob_path(sha256)
-        with os_errors(f"{what} file {relpath}", root):
+        with self._locked(LINKS_LOCK, fcntl.LOCK_SH), os_errors(f"{what} file {relpath}", root):
             try:
                 os.utime(blob)  # a fresh ctime makes a gc with ``min_blob_age`` spare it
             except FileNotFoundError:
@@ -196,7 +220,7 @@ class Store:
         if not _inside(dest.parent, root):
             dest.unlink(missing_ok=True)
             raise UnsafePathError(f"unsafe file name from upstream: {relpath!r} leaves its {what} folder")
-        if not blob.exists():  # a concurrent gc removed it before the link existed
+        if not blob.exists():  # removed meanwhile by something that does not take links.lock
             dest.unlink(missing_ok=True)
             raise StoreError(f"cannot link {relpath}: blob {sha256} was removed by a concurrent gc")
         return dest
@@ -285,14 +309,15 @@ class Store:
         (a daemon's periodic one) should pass ``min_blob_age`` (e.g. 3600) to spare blobs published
         or linked that recently (``link_file`` refuses to link a blob gc removed meanwhile).
         """
-        live = self.referenced_blobs() | set(keep)
-        now = time.time()
-        removed = freed = 0
-        async for blob in self.blobs.list():
-            if blob.sha256 in live or now - blob.touched < min_blob_age:
-                continue
-            if await self.blobs.delete(blob.sha256):
-                removed, freed = removed + 1, freed + blob.size
+        with self._locked(LINKS_LOCK, fcntl.LOCK_EX):  # no link is made between the scan and the deletes
+            live = self.referenced_blobs() | set(keep)
+            now = time.time()
+            removed = freed = 0
+            async for blob in self.blobs.list():
+                if blob.sha256 in live or now - blob.touched < min_blob_age:
+                    continue
+                if await self.blobs.delete(blob.sha256):
+                    removed, freed = removed + 1, freed + blob.size
         cutoff = None if partial_older_than is None else now - partial_older_than
         partials = _remove_partials(self.partial_dir, cutoff, unowned_partials)
         if cutoff is not None:

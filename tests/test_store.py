@@ -10,7 +10,9 @@ import multiprocessing
 import os
 import subprocess
 import stat
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -291,6 +293,30 @@ async def test_gc_frees_the_partials_nobody_holds_the_lock_of(store: Store) -> N
         os.close(fd)
     assert (await store.gc(unowned_partials=True)).removed_partials == 1  # its writer is gone
     assert sorted(p.name for p in store.partial_dir.iterdir()) == sorted([fill.data_path.name, fill.state_path.name])
+
+
+def test_no_link_is_made_while_a_gc_scans_and_deletes(store: Store) -> None:
+    """A link waits for a gc holding links.lock; made after the gc deleted its blob, it says so and leaves nothing."""
+    sha = put(store, b"unlinked")
+    fd = os.open(store.home / "links.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a gc does between its scan and its deletes
+    outcome: list[BaseException | Path] = []
+    linker = threading.Thread(target=lambda: outcome.append(_outcome(lambda: store.link_file(REPO, C1, "f", sha))))
+    linker.start()
+    linker.join(0.5)
+    assert linker.is_alive() and outcome == []  # waiting for the gc
+    store.blob_path(sha).unlink()  # the gc deletes the blob it found unlinked
+    os.close(fd)
+    linker.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], StoreError) and "not in the store" in str(outcome[0])
+    assert not (store.snapshot_dir(REPO, C1) / "f").is_symlink()
+
+
+def _outcome(call: Callable[[], Path]) -> BaseException | Path:
+    try:
+        return call()
+    except BaseException as exc:  # noqa: BLE001 (handed to the test thread)
+        return exc
 
 
 async def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:

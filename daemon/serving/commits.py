@@ -11,9 +11,9 @@ The store and catalog are shared with the CLI and other daemons, so memory is on
 
 - After a ``mreg rm`` (``registry.removals``) the memory is dropped: the commit is listed upstream again,
   recorded again, and its files are stored again as they are asked for.
-- A file is served from the store only while its blob is there (checked on every request; a blob gone
-  is fetched again), and linking content the store already holds happens under the store's pull lock
-  (``Store.pulling_async``), which makes a concurrent gc spare it or finish first.
+- A file is served from the store only while its blob is there (checked on every request, and the blob
+  is opened before its answer starts; a blob gone is fetched again). Links are made under the store's
+  link lock (``Store.linking``): a gc sees a link made before it, and one made after finds the blob gone.
 - A file that lands for a revision the catalog no longer has (removed while it was fetched) records the
   revision again first: the catalog agrees with what is linked on disk.
 """
@@ -191,19 +191,21 @@ class Commits:
         sha = (await present_blobs(self._store, self._catalog, [spec], only_of=meta.repo)).get(path)
         if sha is None:
             return None
-        async with self._store.pulling_async():  # a gc running now finishes first; one starting spares it
-            try:
-                await self.mark_stored(meta, path, sha)
-            except StoreError:
-                if await holds(self._store.blobs, sha, spec.size):
-                    raise
-                return None  # a gc removed it meanwhile: fetched again
+        try:
+            await self.mark_stored(meta, path, sha)
+        except StoreError:
+            if await holds(self._store.blobs, sha, spec.size):
+                raise
+            return None  # a gc removed it meanwhile: fetched again
         return sha
 
     async def mark_stored(self, meta: CommitMeta, path: str, sha256: str) -> None:
         """Link the verified blob into the snapshot and record the file (and maybe the commit) complete;
         a revision removed from the catalog meanwhile (``mreg rm``) is recorded again first."""
-        if await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256, _records(meta)):
+        async with self._store.linking():  # a gc running now finishes first, without blocking the loop
+            again = await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256,
+                                    _records(meta))
+        if again:
             log.info("%s@%s was removed from the store meanwhile: recorded again", meta.repo, meta.commit[:12])
             meta.stored.clear()
             self._keep(meta)
