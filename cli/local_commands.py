@@ -1,48 +1,20 @@
-"""`mreg verify`, `rm`, `gc` and `search`: the local store and catalog, never upstream (no HTTP)."""
+"""`mreg rm`, `gc` and `search`: the local store and catalog, never upstream (no HTTP)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import click
 
 from mreg.registry.catalog.search import FORMATS, Query, hit_json, search
 from mreg.registry.config import Settings
 from mreg.registry.local import open_local
-from mreg.registry.maintenance import collect_garbage, remove, resolve_local, verify
+from mreg.registry.maintenance import collect_garbage, remove
 from mreg.registry.repo import RepoRef
 from mreg.registry.units import human_size
 
-from mreg.cli.common import _echo_json, _run, json_option, repo_type_option, revision_option
+from mreg.cli.common import _echo_json, _run, json_option, repo_type_option
 from mreg.cli.views import hit_text
-
-
-@click.command("verify")
-@click.argument("repo_id")
-@revision_option
-@repo_type_option
-@json_option
-@_run
-async def verify_command(repo_id: str, revision: str, repo_type: str, as_json: bool) -> None:
-    """Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch."""
-    repo = RepoRef.parse(repo_id, repo_type)
-    async with open_local(Settings.from_env()) as local:
-        commit = await resolve_local(local.catalog, repo, revision)
-        checks = await verify(local.store, local.catalog, repo, commit)
-    bad = [c for c in checks if not c.ok]
-    absent = sum(1 for c in checks if c.state == "not downloaded")
-    if as_json:
-        _echo_json({"repo": repo.repo_id, "commit": commit, "ok": not bad,
-                    "files": [dataclasses.asdict(c) for c in checks]})
-    else:
-        for c in bad:
-            click.echo(f"BAD {c.path}: {c.problem}", err=True)
-        left_out = f" ({absent} not downloaded)" if absent else ""
-        click.echo(f"{repo}@{commit[:12]}: {len(checks) - len(bad) - absent} of {len(checks)} files "
-                   f"verified{left_out}")
-    if bad:
-        sys.exit(4)
 
 
 @click.command("rm")

@@ -35,8 +35,9 @@ COMMANDS = {
     "serve": LazyCommand("mreg.cli.serve_command:serve_command",
                          "Serve the store as a Hugging Face Hub mirror that pulls missing files through (until "
                          "SIGTERM), and run the mirror jobs (``mreg mirror``)."),
-    "verify": LazyCommand("mreg.cli.local_commands:verify_command",
-                          "Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch."),
+    "verify": LazyCommand("mreg.cli.verify_command:verify_command",
+                          "Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch (with "
+                          "--repair: on any file it could not fetch again)."),
 }
 
 

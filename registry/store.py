@@ -6,6 +6,7 @@
     home/hub/<cache_name>/derived/<commit>/...    the same, for files mreg made (local conversions)
     home/partial/<key>, <key>.state.json          in-progress downloads (owned by the downloader)
     home/tmp/                                     temp names for atomic renames
+    home/quarantine/<hex>                         blobs found damaged, set aside (``LocalBlobStore``)
 
 ``HF_HUB_CACHE=<home>/hub HF_HUB_OFFLINE=1`` lets huggingface_hub find the snapshots. Every write
 goes through a temp name and ``os.replace``; ``OSError`` is translated into ``StoreError`` here.
@@ -253,7 +254,7 @@ class Store:
         min_blob_age: float = 0.0,
     ) -> GcResult:
         """Remove blobs no snapshot links to, except ``keep``, and, if ``partial_older_than`` is
-        given, partial downloads untouched for that many seconds.
+        given, partial downloads (and damaged blobs set aside) untouched for that many seconds.
 
         Safe next to another gc: blobs vanishing underneath are skipped. A download running at the
         same time may have published a blob it has not linked yet; a gc that can overlap downloads
@@ -272,6 +273,7 @@ class Store:
         if partial_older_than is not None:
             partials = self._remove_old(self.partial_dir, now - partial_older_than, partial=True)
             self._remove_old(self.tmp_dir, now - partial_older_than, partial=False)
+            self._remove_old(self.blobs.quarantine_dir, now - partial_older_than, partial=False)
         return GcResult(removed_blobs=removed, freed_bytes=freed, removed_partials=partials)
 
     # -- helpers -------------------------------------------------------------------------------
