@@ -38,10 +38,10 @@ MAX_EVERY = 366 * 86400.0
 """The longest schedule: a year."""
 
 
-def check_every(seconds: float, minimum: float = MIN_EVERY) -> float:
-    """``seconds`` if it is a schedule mreg keeps (``minimum`` … a year); UsageError otherwise."""
+def check_every(seconds: float, minimum: float = MIN_EVERY, what: str = "'every'") -> float:
+    """``seconds`` if it is a schedule mreg keeps (``minimum`` … a year); UsageError (naming ``what``) otherwise."""
     if not math.isfinite(seconds) or not minimum <= seconds <= MAX_EVERY:
-        raise UsageError(f"'every' must be between {_duration(minimum)} and a year, not {seconds:g} seconds")
+        raise UsageError(f"{what} must be between {_duration(minimum)} and a year, not {seconds:g} seconds")
     return seconds
 
 
