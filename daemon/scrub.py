@@ -19,7 +19,8 @@ log = logging.getLogger("mreg.daemon")
 
 
 class Scrubber:
-    """The scrub's background task: one pass every ``every`` seconds (the first one ``every`` after start)."""
+    """The scrub's background task: a pass over the store ``every`` seconds after start, then ``every`` seconds
+    after each pass ends (passes never overlap, however long one takes at its rate)."""
 
     def __init__(self, blobs: BlobStore, every: float, rate: float, metrics: Metrics) -> None:
         self._blobs, self._every, self._rate, self._metrics = blobs, every, rate, metrics

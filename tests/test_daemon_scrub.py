@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download
 
+from mreg.cli.serve_command import serve_command, serve_config
 from mreg.registry.blobs import LocalBlobStore
+from mreg.registry.config import Settings
+from mreg.registry.errors import UsageError
 from tests.daemons import Daemon, start_daemon, wait_for
 from tests.test_repair import flip_a_byte
 from tests.testhub import TestHub, small_repo
@@ -53,3 +56,22 @@ def test_the_scrub_quarantines_a_damaged_blob_and_the_client_gets_the_right_byte
     assert daemon.metrics()["mreg_cache_misses_total"] == misses + 1  # fetched again from upstream
     assert blob.read_bytes() == good
     assert daemon.metrics()["mreg_scrub_quarantined_blobs_total"] == 1  # the good copy is not quarantined again
+
+
+def test_scrub_options_have_the_bounds_of_a_schedule(tmp_path: Path) -> None:
+    def config(*args: str) -> tuple[float | None, float]:
+        options = serve_command.make_context("serve", list(args)).params
+        made = serve_config(Settings.from_env({"MREG_HOME": str(tmp_path)}), **options)
+        return made.scrub_every, made.scrub_rate
+
+    assert config() == (None, 50e6)  # off by default
+    assert config("--scrub-every", "6h", "--scrub-rate", "800K") == (6 * 3600, 800e3)
+    assert config("--min-every", "1s", "--scrub-every", "1.5s") == (1.5, 50e6)
+    with pytest.raises(UsageError, match="--scrub-every must be between 1m and a year, not 10 seconds"):
+        config("--scrub-every", "10s")
+    with pytest.raises(UsageError, match="between 1m and a year"):
+        config("--scrub-every", "53w")
+    with pytest.raises(UsageError, match="invalid interval '2y'"):
+        config("--scrub-every", "2y")
+    with pytest.raises(UsageError, match="invalid bandwidth 'fast'"):
+        config("--scrub-every", "1h", "--scrub-rate", "fast")
