@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from mreg.registry.blobs import holds
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download.state import TransferState
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
@@ -253,7 +254,8 @@ async def _local(repo: RepoRef, options: PullOptions, store: Store, catalog: Cat
         raise UsageError(f"offline, and {repo}@{options.revision} is not in the local store")
     records = [r for r in await catalog.revision_files(repo, commit)
                if options.wants(r.path)]
-    missing = [r.path for r in records if r.state != "complete"]
+    missing = [r.path for r in records if r.state != "complete" or r.sha256 is None
+               or not await holds(store.blobs, r.sha256, r.size)]  # e.g. quarantined as damaged
     if missing:
         raise StoreError(f"offline, and {len(missing)} selected file(s) of {repo}@{commit[:12]} are not in the "
                          f"local store (first: {missing[0]})")

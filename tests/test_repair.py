@@ -85,6 +85,17 @@ def test_pull_fetches_a_quarantined_file_again(pulled: Path, test_hub: TestHub, 
     assert mreg("verify", REPO)[0] == 0
 
 
+def test_an_offline_pull_does_not_pass_off_a_quarantined_file(pulled: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              mreg_env: dict[str, str]) -> None:
+    flip_a_byte((pulled / "weights.bin").resolve())
+    assert mreg("verify", REPO)[0] == 4
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = mreg("pull", REPO, "--exclude", "README.md")
+    assert code != 0 and "1 selected file(s)" in err and "(first: weights.bin)" in err
+    code, out, err = mreg("verify", REPO, "--repair")
+    assert code == 4 and "fetching it again failed: offline" in err
+
+
 def test_repair_that_cannot_fetch_exits_4(pulled: Path, test_hub: TestHub, mreg_env: dict[str, str]) -> None:
     flip_a_byte((pulled / "weights.bin").resolve())
     del test_hub.repos[("model", REPO)]  # upstream lost it: nothing to fetch again
