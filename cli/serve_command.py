@@ -11,7 +11,8 @@ from mreg.daemon.app import build_app, serve
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.logs import setup_logging
 from mreg.registry.config import Settings
-from mreg.registry.jobs.mirror import check_every, parse_interval, parse_rate
+from mreg.registry.jobs.mirror import check_every
+from mreg.registry.units import parse_interval, parse_rate
 from mreg.registry.upstream.configured import parse_serve_upstream
 
 from mreg.cli.common import _run

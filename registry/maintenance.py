@@ -40,9 +40,10 @@ async def verify(store: Store, catalog: Catalog, repo: RepoRef, commit: str,
     """Re-hash every file of a local revision (or those of ``paths``) against the hashes upstream announced.
 
     A blob whose bytes no longer hash to its name is quarantined, so the next pull (or daemon request)
-    fetches the file again.
+    fetches the file again. A revision whose snapshot is gone (as an interrupted eviction can leave
+    it) has every file "not downloaded".
     """
-    linked = store.snapshot_files(repo, commit)
+    linked = store.snapshot_files(repo, commit) if store.snapshot_dir(repo, commit).is_dir() else {}
     checks = []
     for record in await catalog.revision_files(repo, commit):
         if paths is not None and record.path not in paths:

@@ -11,6 +11,7 @@ import shutil
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -138,6 +139,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
         await catalog.set_ref(repo, options.revision, commit)
     if len(wanted) == len(remote):
         await catalog.mark_revision_complete(repo, commit)
+    await catalog.record_use({(repo, commit): datetime.now(timezone.utc)})
     await index_snapshot(store, catalog, repo, commit)
     result = _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
     return dataclasses.replace(result, by_source=dict(tally.by_source), dropped=tally.dropped,

@@ -240,6 +240,31 @@ class Store:
             shutil.rmtree(doomed, ignore_errors=True)  # leftovers in tmp/ go at the next gc
         return True
 
+    def remove_revision(self, repo: RepoRef, commit: str) -> bool:
+        """Remove one revision's refs, snapshot and derived folder (not its blobs); False if none was stored.
+
+        The refs pointing at ``commit`` go first, then each folder is renamed away in one step, so a
+        reader never finds a snapshot with some of its links gone.
+        """
+        _check_commit(commit)
+        refs = self.repo_dir(repo) / "refs"
+        found = False
+        with os_errors(f"repo {repo}", self.repo_dir(repo)):
+            for ref in [p for p in refs.rglob("*") if p.is_file() and not p.is_symlink()] if refs.is_dir() else []:
+                if ref.read_text().strip() == commit:
+                    ref.unlink(missing_ok=True)
+                    found = True
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            for folder in (self.snapshot_dir(repo, commit), self.derived_dir(repo, commit)):
+                doomed = self.tmp_dir / f"removed-{secrets.token_hex(8)}"
+                try:
+                    os.replace(folder, doomed)
+                except FileNotFoundError:
+                    continue
+                found = True
+                shutil.rmtree(doomed, ignore_errors=True)  # leftovers in tmp/ go at the next gc
+        return found
+
     def referenced_blobs(self) -> set[str]:
         """The sha256 of every blob some snapshot (or derived folder) links to."""
         found: set[str] = set()

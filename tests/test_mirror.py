@@ -22,7 +22,8 @@ from mreg.daemon.admin import Verdict, is_loopback, policy
 from mreg.daemon.mirror_jobs import sleep_for
 from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import UsageError
-from mreg.registry.jobs.mirror import is_due, parse_interval, parse_rate
+from mreg.registry.jobs.mirror import is_due
+from mreg.registry.units import parse_interval, parse_rate
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import BURST_SECONDS, TokenBucket
