@@ -1,48 +1,24 @@
-"""`mreg verify`, `rm`, `gc` and `search`: the local store and catalog, never upstream (no HTTP)."""
+"""`mreg rm`, `gc`, `pin`/`unpin` and `search`: the local store and catalog, never upstream (no HTTP)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import click
 
+from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.search import FORMATS, Query, hit_json, search
 from mreg.registry.config import Settings
+from mreg.registry.errors import UsageError
+from mreg.registry.eviction.evict import evict
+from mreg.registry.eviction.policy import ORDERS, Budget
 from mreg.registry.local import open_local
-from mreg.registry.maintenance import collect_garbage, remove, resolve_local, verify
+from mreg.registry.maintenance import collect_garbage, remove, resolve_local
 from mreg.registry.repo import RepoRef
 from mreg.registry.units import human_size
 
-from mreg.cli.common import _echo_json, _run, json_option, repo_type_option, revision_option
+from mreg.cli.common import _echo_json, _run, json_option, repo_type_option
 from mreg.cli.views import hit_text
-
-
-@click.command("verify")
-@click.argument("repo_id")
-@revision_option
-@repo_type_option
-@json_option
-@_run
-async def verify_command(repo_id: str, revision: str, repo_type: str, as_json: bool) -> None:
-    """Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch."""
-    repo = RepoRef.parse(repo_id, repo_type)
-    async with open_local(Settings.from_env()) as local:
-        commit = await resolve_local(local.catalog, repo, revision)
-        checks = await verify(local.store, local.catalog, repo, commit)
-    bad = [c for c in checks if not c.ok]
-    absent = sum(1 for c in checks if c.state == "not downloaded")
-    if as_json:
-        _echo_json({"repo": repo.repo_id, "commit": commit, "ok": not bad,
-                    "files": [dataclasses.asdict(c) for c in checks]})
-    else:
-        for c in bad:
-            click.echo(f"BAD {c.path}: {c.problem}", err=True)
-        left_out = f" ({absent} not downloaded)" if absent else ""
-        click.echo(f"{repo}@{commit[:12]}: {len(checks) - len(bad) - absent} of {len(checks)} files "
-                   f"verified{left_out}")
-    if bad:
-        sys.exit(4)
 
 
 @click.command("rm")
@@ -58,17 +34,95 @@ async def rm_command(repo_id: str, repo_type: str) -> None:
 
 
 @click.command("gc")
+@click.option("--max-size", envvar="MREG_MAX_SIZE", metavar="SIZE",
+              help="Size budget (500G, 300MB): past --high % of it, evict revisions down to --low %.")
+@click.option("--high", type=click.FloatRange(0, 100, min_open=True), default=95.0, show_default=True,
+              help="High watermark, in % of --max-size.")
+@click.option("--low", type=click.FloatRange(0, 100, min_open=True), default=85.0, show_default=True,
+              help="Low watermark, in % of --max-size.")
+@click.option("--min-free", envvar="MREG_MIN_FREE", metavar="SIZE", help="Also evict while the disk has less free.")
+@click.option("--evict", "order", type=click.Choice(ORDERS), default="lru", show_default=True, envvar="MREG_EVICT",
+              help="What goes first: least recently used, largest, or (age) whatever is unused for --evict-after.")
+@click.option("--evict-after", default="30d", show_default=True, metavar="AGE",
+              help="With --evict age: evict revisions unused this long.")
+@click.option("--dry-run", is_flag=True, help="Only say what eviction would remove.")
 @json_option
 @_run
-async def gc_command(as_json: bool) -> None:
-    """Delete blobs no repo uses and stale partial downloads."""
+async def gc_command(max_size: str | None, high: float, low: float, min_free: str | None, order: str,
+                     evict_after: str, dry_run: bool, as_json: bool) -> None:
+    """Delete blobs no repo uses and stale partial downloads; with a budget, evict revisions too."""
+    budget = Budget.parse(max_size, high, low, min_free, order, evict_after)
     async with open_local(Settings.from_env()) as local:
-        result = await collect_garbage(local.store, local.catalog)
+        if not budget.active:
+            result = await collect_garbage(local.store, local.catalog)
+            if as_json:
+                _echo_json(dataclasses.asdict(result))
+            else:
+                click.echo(f"removed {result.removed_blobs} blobs and {result.removed_partials} partial downloads; "
+                           f"freed {human_size(result.freed_bytes)}")
+            return
+        report = await evict(local.store, local.catalog, budget, dry_run=dry_run)
     if as_json:
-        _echo_json(dataclasses.asdict(result))
+        _echo_json({**dataclasses.asdict(report), "max_size": budget.max_size, "min_free": budget.min_free})
+        return
+    verb = "would evict" if dry_run else "evicted"
+    for e in report.evicted:
+        click.echo(f"{verb} {e.repo}@{e.revision[:12]} ({human_size(e.bytes)}, {e.why})")
+    limit = f" (budget {human_size(budget.max_size)})" if budget.max_size else ""
+    click.echo(f"store {human_size(report.stored_before)} → {human_size(report.stored_after)}{limit}; "
+               f"{len(report.evicted)} revisions {verb}")
+    if report.short:
+        click.echo(f"mreg: warning: {human_size(report.short)} more would have to go, but pinned, mirrored or "
+                   f"in-use revisions hold {human_size(report.kept_bytes)}", err=True)
+
+
+@click.command("pin")
+@click.argument("target", required=False, metavar="[REPO[@REV]]")
+@repo_type_option
+@json_option
+@_run
+async def pin_command(target: str | None, repo_type: str, as_json: bool) -> None:
+    """Keep a repo (or one revision) from eviction; without REPO, list the pins."""
+    async with open_local(Settings.from_env()) as local:
+        if target is None:
+            pins = await local.catalog.pins()
+            if as_json:
+                _echo_json([{"repo": p.repo.repo_id, "repo_type": p.repo.repo_type, "revision": p.commit,
+                             "pinned_at": p.created_at.isoformat()} for p in pins])
+            for p in [] if as_json else pins:
+                click.echo(f"{p.repo}@{p.commit}" if p.commit else str(p.repo))
+            return
+        repo, commit = await _pin_target(local.catalog, target, repo_type)
+        added = await local.catalog.pin(repo, commit)
+    _said("pinned" if added else "already pinned", repo, commit, as_json)
+
+
+@click.command("unpin")
+@click.argument("target", metavar="REPO[@REV]")
+@repo_type_option
+@json_option
+@_run
+async def unpin_command(target: str, repo_type: str, as_json: bool) -> None:
+    """Let eviction remove a pinned repo (or revision) again."""
+    async with open_local(Settings.from_env()) as local:
+        repo, commit = await _pin_target(local.catalog, target, repo_type)
+        if not await local.catalog.unpin(repo, commit):
+            raise UsageError(f"{target} is not pinned (see: mreg pin)")
+    _said("unpinned", repo, commit, as_json)
+
+
+async def _pin_target(catalog: Catalog, target: str, repo_type: str) -> tuple[RepoRef, str | None]:
+    """REPO → (repo, None); REPO@REV → (repo, the local commit REV stands for)."""
+    repo_id, _, revision = target.partition("@")
+    repo = RepoRef.parse(repo_id, repo_type)
+    return repo, (await resolve_local(catalog, repo, revision) if revision else None)
+
+
+def _said(what: str, repo: RepoRef, commit: str | None, as_json: bool) -> None:
+    if as_json:
+        _echo_json({"repo": repo.repo_id, "repo_type": repo.repo_type, "revision": commit, "result": what})
     else:
-        click.echo(f"removed {result.removed_blobs} blobs and {result.removed_partials} partial downloads; "
-                   f"freed {human_size(result.freed_bytes)}")
+        click.echo(f"{what} {repo}" + (f"@{commit[:12]}" if commit else ""))
 
 
 @click.command("search")

@@ -29,15 +29,19 @@ def ls_command(as_json: bool) -> None:
     if as_json:
         _echo_json([{"repo": r.repo.repo_id, "repo_type": r.repo.repo_type, "commit": r.commit,
                      "refs": list(r.refs), "files": r.files, "size": r.size, "complete": r.complete,
-                     "updated_at": r.updated_at.isoformat(), "upstream": r.upstream} for r in repos])
+                     "updated_at": r.updated_at.isoformat(), "upstream": r.upstream,
+                     "last_used": r.last_used.isoformat() if r.last_used else None, "pinned": r.pinned,
+                     "mirrored": r.mirrored} for r in repos])
         return
     if not repos:
         click.echo("no repos in the store (try: mreg pull ORG/NAME)", err=True)
     for r in repos:
         state = "complete" if r.complete else "partial"
         refs = ",".join(r.refs) or "-"
+        kept = "pinned" if r.pinned else "mirrored" if r.mirrored else "-"
+        used = r.last_used.strftime("%Y-%m-%d %H:%M") if r.last_used else "-"
         click.echo(f"{str(r.repo):50} {r.commit[:12]}  {refs:12} {r.files:5d} files  {human_size(r.size):>10}  "
-                   f"{state:8}  {r.upstream or '-'}")
+                   f"{state:8}  {used:16}  {kept:8}  {r.upstream or '-'}")
 
 
 async def _list_through_catalog(settings: Settings) -> list[RepoSummary]:

@@ -14,7 +14,8 @@ COMMANDS = {
     "convert": LazyCommand("mreg.cli.convert_command:convert_command",
                            "Convert REPO_ID's safetensors to a GGUF as llama.cpp would (pulling what is missing); "
                            "keep it in the store and print its path last."),
-    "gc": LazyCommand("mreg.cli.local_commands:gc_command", "Delete blobs no repo uses and stale partial downloads."),
+    "gc": LazyCommand("mreg.cli.local_commands:gc_command",
+                      "Delete blobs no repo uses and stale partial downloads; with a budget, evict revisions too."),
     "inspect": LazyCommand("mreg.cli.remote_commands:inspect_command",
                            "Show what a repo's weights hold (read remotely from their headers; no weights downloaded)."),
     "ls": LazyCommand("mreg.cli.ls_command:ls_command", "List the repos in the local store."),
@@ -26,6 +27,8 @@ COMMANDS = {
                           "Make REPO_ID's GGUF an Ollama model: `ollama create` when ollama is installed, else (or "
                           "with --direct) written straight into Ollama's store."),
     "path": LazyCommand("mreg.cli.path_command:path_command", "Print the snapshot folder of a local repo."),
+    "pin": LazyCommand("mreg.cli.local_commands:pin_command",
+                       "Keep a repo (or one revision) from eviction; without REPO, list the pins."),
     "pull": LazyCommand("mreg.cli.remote_commands:pull_command",
                         "Download REPO_ID at a revision into the store; print the snapshot folder last."),
     "rm": LazyCommand("mreg.cli.local_commands:rm_command",
@@ -35,8 +38,10 @@ COMMANDS = {
     "serve": LazyCommand("mreg.cli.serve_command:serve_command",
                          "Serve the store as a Hugging Face Hub mirror that pulls missing files through (until "
                          "SIGTERM), and run the mirror jobs (``mreg mirror``)."),
-    "verify": LazyCommand("mreg.cli.local_commands:verify_command",
-                          "Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch."),
+    "unpin": LazyCommand("mreg.cli.local_commands:unpin_command", "Let eviction remove a pinned repo (or revision) again."),
+    "verify": LazyCommand("mreg.cli.verify_command:verify_command",
+                          "Re-hash a local repo's files against upstream's hashes; exit 4 on any mismatch (with "
+                          "--repair: on any file it could not fetch again)."),
 }
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mreg.registry.errors import UpstreamError, UpstreamUnavailableError, UsageError
-from mreg.registry.jobs.mirror import parse_interval
+from mreg.registry.units import parse_interval
 from mreg.registry.repo import RepoRef
 
 from mreg.cli.common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option

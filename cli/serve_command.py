@@ -11,7 +11,8 @@ from mreg.daemon.app import build_app, serve
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.logs import setup_logging
 from mreg.registry.config import Settings
-from mreg.registry.jobs.mirror import parse_interval, parse_rate
+from mreg.registry.jobs.mirror import check_every
+from mreg.registry.units import parse_interval, parse_rate
 from mreg.registry.upstream.configured import parse_serve_upstream
 
 from mreg.cli.common import _run
@@ -19,14 +20,18 @@ from mreg.cli.common import _run
 
 def serve_config(settings: Settings, host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
                  mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
-                 admin_token: str | None) -> ServeConfig:
+                 admin_token: str | None, scrub_every: str | None, scrub_rate: str | None) -> ServeConfig:
     """The daemon's settings from `mreg serve`'s options (``settings`` gives the defaults the environment sets)."""
     kind, url = parse_serve_upstream(upstream or settings.endpoint)
+    shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
     return ServeConfig(host=host, port=port, upstream=url, upstream_kind=kind,
                        offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
                        max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
-                       min_every=parse_interval(min_every) if min_every else ServeConfig.min_every,
-                       admin_token=admin_token.strip() if admin_token and admin_token.strip() else None)
+                       min_every=shortest,
+                       admin_token=admin_token.strip() if admin_token and admin_token.strip() else None,
+                       scrub_every=check_every(parse_interval(scrub_every), shortest, "--scrub-every")
+                       if scrub_every else None,
+                       scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate)
 
 
 @click.command("serve")
@@ -48,10 +53,15 @@ def serve_config(settings: Settings, host: str, port: int, upstream: str | None,
               help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
               "where they are disabled without one, for everything). Prefer the variable: other users "
               "can see command lines.")
+@click.option("--scrub-every", metavar="INTERVAL", help="Re-hash every stored blob at this interval (6h, 1d; "
+              "from --min-every to a year) and quarantine the damaged ones, which the next request fetches "
+              "again from upstream; default: no scrub.")
+@click.option("--scrub-rate", metavar="RATE", help="Bytes per second a scrub reads at most (50M, 1.5G, 800K); "
+              "default: 50M.")
 @_run
 async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
-                        admin_token: str | None) -> None:
+                        admin_token: str | None, scrub_every: str | None, scrub_rate: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
@@ -61,5 +71,5 @@ async def serve_command(host: str, port: int, upstream: str | None, offline: boo
     settings = Settings.from_env()
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
-                          min_every, admin_token)
+                          min_every, admin_token, scrub_every, scrub_rate)
     await serve(build_app(config, settings), config)

@@ -4,7 +4,7 @@
     await serve(app, config)        # until SIGTERM / SIGINT
     async with listening(app, config) as addresses: ...   # as long as the block runs (tests in process)
 
-The store, catalog, HTTP session, background transfers and mirror jobs live in ``mirror_context`` (a
+The store, catalog, HTTP session, background transfers, mirror jobs and the scrub live in ``mirror_context`` (a
 ``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
 """
 
@@ -33,6 +33,7 @@ from mreg.daemon.mirror_jobs import Mirroring
 from mreg.daemon.modelscope.upstream import ModelScopeUpstream
 from mreg.daemon.serving.refs import Refs
 from mreg.daemon.routes import add_routes
+from mreg.daemon.scrub import Scrubber
 from mreg.daemon.state import CONFIG, MIRROR, Mirror
 from mreg.daemon.serving.transfers import Transfers
 from mreg.daemon.serving.upstream import Upstream
@@ -59,10 +60,16 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
                                  access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,
                                  mirroring=mirroring)
+            scrubber = None if config.scrub_every is None else Scrubber(store.blobs, config.scrub_every,
+                                                                         config.scrub_rate, metrics)
             await mirroring.start()
+            if scrubber is not None:
+                scrubber.start()
             try:
                 yield
             finally:
+                if scrubber is not None:
+                    await scrubber.close()
                 await mirroring.close()
                 await transfers.close()
                 await commits.close()

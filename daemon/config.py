@@ -8,6 +8,8 @@ from mreg.registry.config import DEFAULT_ENDPOINT
 from mreg.registry.download import Tuning
 from mreg.registry.jobs.mirror import MIN_EVERY
 
+SCRUB_RATE = 50e6
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -48,3 +50,7 @@ class ServeConfig:
     """The shortest schedule (``every``, seconds) a mirror job may ask for."""
     job_poll: float = 60.0
     """Longest the scheduler sleeps before it looks at the jobs table again (an API call wakes it sooner)."""
+    scrub_every: float | None = None
+    """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
+    scrub_rate: float = SCRUB_RATE
+    """Bytes per second a scrub reads at most."""

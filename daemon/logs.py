@@ -1,4 +1,5 @@
-"""The daemon's logs: one JSON object per line (time, level, logger, message), for log shippers.
+"""The daemon's logs: one JSON object per line (time, level, logger, message, and a line's own fields), for
+log shippers.
 
 Nothing logged carries a token: handlers log repos, paths and reasons, never request headers.
 """
@@ -14,6 +15,8 @@ class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
                  "logger": record.name, "message": record.getMessage()}
+        for key, value in getattr(record, "fields", {}).items():  # a line's own fields: ``extra={"fields": {...}}``
+            entry.setdefault(key, value)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
         return json.dumps(entry, ensure_ascii=False)

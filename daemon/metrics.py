@@ -16,6 +16,9 @@ class Metrics:
     cache_misses: int = 0
     active_transfers: int = 0
     restarted_ranges: int = 0
+    scrubbed_bytes: int = 0
+    quarantined_blobs: int = 0
+    scrub_passes: int = 0
     requests: Counter[str] = field(default_factory=Counter)
 
     def render(self) -> str:
@@ -32,6 +35,11 @@ class Metrics:
                      "and relayed ranges).", self.active_transfers),
             *_metric("mreg_restarted_ranges_total", "counter", "Range requests answered with the whole file: they "
                      "could have continued bytes of a transfer that failed.", self.restarted_ranges),
+            *_metric("mreg_scrub_bytes_total", "counter", "Stored bytes the scrub re-hashed.", self.scrubbed_bytes),
+            *_metric("mreg_scrub_quarantined_blobs_total", "counter", "Damaged blobs the scrub found and "
+                     "quarantined (fetched again from upstream when next asked for).", self.quarantined_blobs),
+            *_metric("mreg_scrub_passes_total", "counter", "Scrub passes over the whole store completed.",
+                     self.scrub_passes),
             "# HELP mreg_requests_total Requests by route.",
             "# TYPE mreg_requests_total counter",
             *(f'mreg_requests_total{{route="{route}"}} {n}' for route, n in sorted(self.requests.items())),

@@ -11,9 +11,11 @@ import shutil
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from mreg.registry.blobs import holds
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download.state import TransferState
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
@@ -138,6 +140,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
         await catalog.set_ref(repo, options.revision, commit)
     if len(wanted) == len(remote):
         await catalog.mark_revision_complete(repo, commit)
+    await catalog.record_use({(repo, commit): datetime.now(timezone.utc)})
     await index_snapshot(store, catalog, repo, commit)
     result = _finish(repo, commit, options, store, await _pulled(repo, commit, catalog, options), fetched, "upstream")
     return dataclasses.replace(result, by_source=dict(tally.by_source), dropped=tally.dropped,
@@ -256,7 +259,8 @@ async def _local(repo: RepoRef, options: PullOptions, store: Store, catalog: Cat
         raise UsageError(f"offline, and {repo}@{options.revision} is not in the local store")
     records = [r for r in await catalog.revision_files(repo, commit)
                if options.wants(r.path)]
-    missing = [r.path for r in records if r.state != "complete"]
+    missing = [r.path for r in records if r.state != "complete" or r.sha256 is None
+               or not await holds(store.blobs, r.sha256, r.size)]  # e.g. quarantined as damaged
     if missing:
         raise StoreError(f"offline, and {len(missing)} selected file(s) of {repo}@{commit[:12]} are not in the "
                          f"local store (first: {missing[0]})")

@@ -9,6 +9,7 @@
     home/pulls.lock                               shared by pulls and daemon transfers, taken by gc
     home/links.lock                               shared while a link is made, exclusive while gc deletes
     home/removals                                 replaced by every ``mreg rm`` (``registry.removals``)
+    home/quarantine/<hex>                         blobs found damaged, set aside (``LocalBlobStore``)
 
 ``HF_HUB_CACHE=<home>/hub HF_HUB_OFFLINE=1`` lets huggingface_hub find the snapshots. Every write
 goes through a temp name and ``os.replace``; ``OSError`` is translated into ``StoreError`` here.
@@ -286,6 +287,31 @@ class Store:
             shutil.rmtree(doomed, ignore_errors=True)  # leftovers in tmp/ go at the next gc
         return True
 
+    def remove_revision(self, repo: RepoRef, commit: str) -> bool:
+        """Remove one revision's refs, snapshot and derived folder (not its blobs); False if none was stored.
+
+        The refs pointing at ``commit`` go first, then each folder is renamed away in one step, so a
+        reader never finds a snapshot with some of its links gone.
+        """
+        _check_commit(commit)
+        refs = self.repo_dir(repo) / "refs"
+        found = False
+        with os_errors(f"repo {repo}", self.repo_dir(repo)):
+            for ref in [p for p in refs.rglob("*") if p.is_file() and not p.is_symlink()] if refs.is_dir() else []:
+                if ref.read_text().strip() == commit:
+                    ref.unlink(missing_ok=True)
+                    found = True
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            for folder in (self.snapshot_dir(repo, commit), self.derived_dir(repo, commit)):
+                doomed = self.tmp_dir / f"removed-{secrets.token_hex(8)}"
+                try:
+                    os.replace(folder, doomed)
+                except FileNotFoundError:
+                    continue
+                found = True
+                shutil.rmtree(doomed, ignore_errors=True)  # leftovers in tmp/ go at the next gc
+        return found
+
     def referenced_blobs(self) -> set[str]:
         """The sha256 of every blob some snapshot (or derived folder) links to."""
         found: set[str] = set()
@@ -302,7 +328,8 @@ class Store:
     ) -> GcResult:
         """Remove blobs no snapshot links to, except ``keep``; and partial downloads no process is writing
         (``_remove_partials``): with ``unowned_partials`` all of them, else, if ``partial_older_than`` is
-        given, those untouched for that many seconds (and leftovers in tmp/ as old).
+        given, those untouched for that many seconds (and leftovers in tmp/ and damaged blobs set aside
+        as old).
 
         Safe next to another gc: blobs vanishing underneath are skipped. A download running at the
         same time may have published a blob it has not linked yet; a gc that can overlap downloads
@@ -322,6 +349,7 @@ class Store:
         partials = _remove_partials(self.partial_dir, cutoff, unowned_partials)
         if cutoff is not None:
             _remove_old(self.tmp_dir, cutoff)
+            _remove_old(self.blobs.quarantine_dir, cutoff)
         return GcResult(removed_blobs=removed, freed_bytes=freed, removed_partials=partials)
 
     # -- helpers -------------------------------------------------------------------------------

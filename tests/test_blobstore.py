@@ -74,6 +74,21 @@ async def test_list_and_delete(blobs: LocalBlobStore) -> None:
     assert [i async for i in LocalBlobStore(blobs.home / "empty").list()] == []
 
 
+async def test_a_quarantined_blob_is_absent_until_a_good_copy_is_published(blobs: LocalBlobStore) -> None:
+    await blobs.publish(SHA, source(blobs, DATA))
+    path, aside = blobs.path(SHA), blobs.quarantine_dir / SHA
+    path.chmod(0o644)
+    path.write_bytes(DATA[:-1] + b"!")  # bit rot: same size, other bytes
+    assert await blobs.quarantine(SHA, len(DATA) + 1) is False  # not the bytes that were found damaged
+    assert path.exists() and not aside.exists()
+    assert await blobs.quarantine(SHA, len(DATA)) is True
+    assert await blobs.stat(SHA) is None and aside.read_bytes() == DATA[:-1] + b"!"
+    assert [i async for i in blobs.list()] == []
+    assert await blobs.quarantine(SHA, len(DATA)) is False
+    assert await blobs.publish(SHA, source(blobs, DATA)) is True
+    assert await read_all(blobs, SHA) == DATA and not aside.exists()
+
+
 async def test_malformed_digests_are_usage_errors(blobs: LocalBlobStore) -> None:
     for bad in ("abc", SHA.upper(), "../" + SHA[3:]):
         with pytest.raises(UsageError):

@@ -22,7 +22,8 @@ from mreg.daemon.admin import Verdict, is_loopback, policy
 from mreg.daemon.mirror_jobs import sleep_for
 from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import UsageError
-from mreg.registry.jobs.mirror import is_due, parse_interval, parse_rate
+from mreg.registry.jobs.mirror import is_due
+from mreg.registry.units import parse_interval, parse_rate
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import BURST_SECONDS, TokenBucket
@@ -85,7 +86,7 @@ def test_intervals_and_rates_as_people_write_them() -> None:
     for bad in ("", "0", "-5m", "6 hours", "h", "1e3"):
         with pytest.raises(UsageError):
             parse_interval(bad)
-    for bad in ("", "0", "fast", "5T", "-1M"):
+    for bad in ("", "0", "fast", "5X", "-1M"):
         with pytest.raises(UsageError):
             parse_rate(bad)
 

@@ -319,6 +319,17 @@ def _outcome(call: Callable[[], Path]) -> BaseException | Path:
         return exc
 
 
+async def test_gc_drops_quarantined_blobs_set_aside_long_ago(store: Store) -> None:
+    old, recent = put(store, b"rotted long ago"), put(store, b"rotted today")
+    for sha in (old, recent):
+        age(store.blobs.path(sha), 7200)  # written long ago: set aside is what dates it
+        assert store.blobs.quarantine_now(sha, store.blobs.path(sha).stat().st_size) is True
+    age(store.blobs.quarantine_dir / old, 7200)
+    assert sorted(p.name for p in store.blobs.quarantine_dir.iterdir()) == sorted([old, recent])
+    await store.gc(partial_older_than=3600)
+    assert [p.name for p in store.blobs.quarantine_dir.iterdir()] == [recent]
+
+
 async def test_remove_repo_keeps_blobs_used_by_others(store: Store) -> None:
     shared, own = put(store, b"shared"), put(store, b"own")
     store.link_file(REPO, C1, "shared", shared)

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import MregError, UsageError
-from mreg.registry.jobs.mirror import check_every, parse_interval
+from mreg.registry.jobs.mirror import check_every
+from mreg.registry.units import parse_interval
 from mreg.registry.repo import RepoRef
 
 from mreg.daemon import admin, visibility

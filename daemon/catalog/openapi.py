@@ -49,6 +49,9 @@ REVISION_FIELDS: dict[str, Schema] = {
     "files": INT, "size": {**INT, "description": "bytes of every file of the revision"},
     "stored_files": INT, "stored_size": {**INT, "description": "bytes of the files stored"},
     "updated_at": {"type": "string", "format": "date-time"},
+    "last_used": nullable({"type": "string", "format": "date-time", "description": "last use by a pull or a client"}),
+    "pinned": {"type": "boolean", "description": "pinned (`mreg pin`): never evicted"},
+    "mirrored": {"type": "boolean", "description": "the repo has a mirror job: never evicted"},
 }
 REPO_FIELDS: dict[str, Schema] = {
     **REVISION_FIELDS,

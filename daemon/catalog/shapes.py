@@ -38,7 +38,9 @@ def revision_json(summary: RepoSummary) -> dict[str, Any]:
     return {"repo": summary.repo.repo_id, "repo_type": summary.repo.repo_type, "commit": summary.commit,
             "refs": list(summary.refs), "complete": summary.complete, "files": summary.files, "size": summary.size,
             "stored_files": summary.stored_files, "stored_size": summary.stored_size,
-            "updated_at": summary.updated_at.isoformat()}
+            "updated_at": summary.updated_at.isoformat(),
+            "last_used": summary.last_used.isoformat() if summary.last_used else None, "pinned": summary.pinned,
+            "mirrored": summary.mirrored}
 
 
 def header_json(header: HeaderRecord) -> dict[str, Any]:

@@ -82,6 +82,12 @@ class BlobStore(Protocol):
         """Remove the blob; False if it was not there."""
         ...
 
+    async def quarantine(self, sha256: str, size: int) -> bool:
+        """Set the blob aside, out of the store, if it still has ``size`` bytes (the bytes found damaged): no
+        one serves it any more, and the next fetch of its content publishes a good copy (which drops the
+        one set aside). False if it was not there, or was replaced by a copy of another size meanwhile."""
+        ...
+
     def list(self) -> AsyncIterator[BlobInfo]:
         """Every stored blob, in no particular order."""
         ...

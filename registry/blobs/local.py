@@ -3,9 +3,16 @@
     <home>/blobs/sha256/<hex[:2]>/<hex>                       each blob once, read-only (0o444)
     <home>/partial/fill-<hex>, fill-<hex>.state.json           partial fills and their committed offset
     <home>/tmp/                                               temp names for atomic renames
+    <home>/quarantine/<hex>                                   blobs found damaged, set aside (see below)
 
 A blob appears by a hard link (create-if-absent) or, where the filesystem has none, a rename; both
 after an fsync. ``path`` is the local view the snapshot symlinks and the daemon's sendfile use.
+
+A blob whose bytes no longer hash to its name (bit rot, a stray write) is renamed into quarantine/: it
+is then simply absent, for pulls, the daemon and snapshot readers alike, so the next fetch of its
+content publishes a good copy, and that drops the damaged one. A readable folder beside the store,
+not a mark in the catalog, because every reader already asks the store whether a blob is there and
+none has to learn to ask the catalog too (the daemon streams from the file it finds).
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class LocalBlobStore:
         self.blobs_dir = self.home / "blobs" / "sha256"
         self.partial_dir = self.home / "partial"
         self.tmp_dir = self.home / "tmp"
+        self.quarantine_dir = self.home / "quarantine"
 
     def path(self, sha256: str) -> Path:
         """Where the blob lives on disk (whether or not it is stored)."""
@@ -123,6 +131,9 @@ class LocalBlobStore:
             for info in await asyncio.to_thread(self._infos, folder):
                 yield info
 
+    async def quarantine(self, sha256: str, size: int) -> bool:
+        return await asyncio.to_thread(self.quarantine_now, sha256, size)
+
     async def open_fill(self, sha256: str, size: int) -> "LocalFill":
         return await asyncio.to_thread(LocalFill.open, self, check_sha256(sha256), size)
 
@@ -157,6 +168,7 @@ class LocalBlobStore:
             else:
                 created = self._create(source, dest)
             fsync_dir(dest.parent)
+            (self.quarantine_dir / sha256).unlink(missing_ok=True)  # the damaged copy is no longer needed
         return created
 
     @staticmethod
@@ -173,6 +185,22 @@ class LocalBlobStore:
             os.replace(source, dest)
             return True
         source.unlink(missing_ok=True)
+        return True
+
+    def quarantine_now(self, sha256: str, size: int) -> bool:
+        """``quarantine`` without awaiting."""
+        path, aside = self.path(sha256), self.quarantine_dir / sha256
+        with os_errors(f"blob {sha256}", path.parent):
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:
+                return False
+            if aside.stat().st_size != size:  # a good copy replaced the damaged one meanwhile: put it back
+                self._create(aside, path)
+                return False
+            os.utime(aside)  # dated by when it was set aside (a gc drops week-old ones)
+            fsync_dir(path.parent)
         return True
 
     def _infos(self, folder: Path) -> list[BlobInfo]:

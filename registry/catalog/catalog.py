@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import text
@@ -18,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import convert_jobs, derived, index, jobs, listing
+from mreg.registry.catalog import convert_jobs, derived, index, jobs, listing, usage
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
-from mreg.registry.catalog.records import ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, RepoSummary, TensorPage
+from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, PinRecord,
+                                           RepoSummary, RevisionUse, TensorPage)
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -188,6 +190,41 @@ class Catalog:
     async def remove_repo(self, repo: RepoRef) -> bool:
         """Forget ``repo`` with its revisions, refs, files and downloads; False if it was unknown."""
         return await self._write(lambda conn: q.remove_repo(conn, repo))
+
+    async def remove_revision(self, repo: RepoRef, commit: str) -> bool:
+        """Forget one revision of ``repo`` with its files, the refs pointing at it and the GGUFs converted
+        from it; False if it was unknown."""
+        _check_commit(commit)
+        return await self._write(lambda conn: usage.remove_revision(conn, repo, commit))
+
+    async def record_use(self, uses: Mapping[tuple[RepoRef, str], datetime]) -> None:
+        """Move each ``(repo, commit)``'s last use forward to the time given (one transaction)."""
+        for _, commit in uses:
+            _check_commit(commit)
+
+        async def run(conn: AsyncConnection) -> None:
+            for (repo, commit), when in uses.items():
+                await usage.record_use(conn, repo, commit, when)
+
+        await self._write(run)
+
+    async def pin(self, repo: RepoRef, commit: str | None = None) -> bool:
+        """Keep ``repo`` (every revision, ``commit`` None) or one revision from eviction; False if already pinned."""
+        if commit is not None:
+            _check_commit(commit)
+        return await self._write(lambda conn: usage.pin(conn, repo, commit))
+
+    async def unpin(self, repo: RepoRef, commit: str | None = None) -> bool:
+        """Remove that pin; False if there was none."""
+        return await self._write(lambda conn: usage.unpin(conn, repo, commit))
+
+    async def pins(self) -> list[PinRecord]:
+        """Every pin."""
+        return await self._read(usage.pins)
+
+    async def revision_uses(self) -> list[RevisionUse]:
+        """Every revision as the size budget sees it (last use, pinned, mirrored, blobs)."""
+        return await self._read(usage.revision_uses)
 
     async def referenced_blobs(self) -> set[str]:
         """The content sha256 of every file row that has one, and of every derived artifact."""

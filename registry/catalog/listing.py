@@ -24,9 +24,13 @@ from mreg.registry.repo import RepoRef
 _OF_REPO = " AND repos.repo_type = :repo_type AND repos.repo_id = :repo_id"
 
 REVISIONS = ('SELECT revisions.id, repos.repo_type, repos.repo_id, revisions."commit", revisions.state, '
-             "revisions.created_at, revisions.completed_at, revisions.upstream "
+             "revisions.created_at, revisions.completed_at, revisions.upstream, revisions.last_used_at, "
+             'EXISTS (SELECT 1 FROM pins WHERE pins.repo = repos.id AND (pins."commit" IS NULL '
+             'OR pins."commit" = revisions."commit")), '
+             "EXISTS (SELECT 1 FROM mirror_jobs WHERE mirror_jobs.repo = repos.id) "
              "FROM revisions JOIN repos ON revisions.repo = repos.id WHERE 1 = 1")
-"""One row per revision: id, repo type, repo id, commit, state, created, completed, upstream."""
+"""One row per revision: id, repo type, repo id, commit, state, created, completed, upstream, last used,
+pinned, mirrored."""
 
 TOTALS = ("SELECT files.revision, COUNT(*), COALESCE(SUM(files.size), 0), "
           "COUNT(CASE WHEN files.state = 'complete' THEN 1 END), "
@@ -58,14 +62,16 @@ def summaries(revisions: Iterable[Row], totals: Iterable[Row], refs: Iterable[Ro
     for repo_type, repo_id, commit, name in refs:
         ref_names.setdefault((RepoRef(repo_type, repo_id), commit), []).append(name)
     ranked = []
-    for rev_id, repo_type, repo_id, commit, state, created, completed, upstream in revisions:
+    for rev_id, repo_type, repo_id, commit, state, created, completed, upstream, used, pinned, mirrored in revisions:
         repo = RepoRef(repo_type, repo_id)
         files, size, stored_files, stored_size = by_revision.get(int(rev_id), (0, 0, 0, 0))
         created_at = _utc(created)
+        updated_at = _utc(completed) if completed is not None else created_at
         summary = RepoSummary(repo=repo, commit=commit, refs=tuple(ref_names.get((repo, commit), ())), files=files,
-                              size=size, complete=state == "complete",
-                              updated_at=_utc(completed) if completed is not None else created_at,
-                              stored_files=stored_files, stored_size=stored_size, upstream=upstream)
+                              size=size, complete=state == "complete", updated_at=updated_at,
+                              stored_files=stored_files, stored_size=stored_size, upstream=upstream,
+                              last_used=_utc(used) if used is not None else updated_at, pinned=bool(pinned),
+                              mirrored=bool(mirrored))
         ranked.append(((state == "complete", created_at, int(rev_id)), summary))
     ranked.sort(key=lambda pair: pair[0], reverse=True)
     return [summary for _, summary in ranked]

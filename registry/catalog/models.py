@@ -98,6 +98,8 @@ class Revision(Base):
     architecture: Mapped[str | None] = mapped_column(String(128))
     upstream: Mapped[str | None] = mapped_column(String(64))
     """The configured name of the upstream the revision was listed from (None: not recorded)."""
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When a pull or a client last used it (recorded at most every few minutes; None: not since stored)."""
 
 
 class Ref(Base):
@@ -245,3 +247,14 @@ class ConvertJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Pin(Base):
+    """A repo (``commit`` None: every revision) or one revision that eviction must never remove."""
+
+    __tablename__ = "pins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    commit: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -41,6 +41,11 @@ class RepoSummary:
     stored_size: int = 0
     upstream: str | None = None
     """The configured name of the upstream the revision came from (None: not recorded)."""
+    last_used: datetime | None = None
+    """The last recorded use by a pull or a client (else ``updated_at``)."""
+    pinned: bool = False
+    mirrored: bool = False
+    """Pinned (``mreg pin``) or with a mirror job: eviction never removes it."""
 
 
 @dataclass(frozen=True)
@@ -132,3 +137,26 @@ class ConvertJob:
     sha256: str | None = None
     size: int | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class PinRecord:
+    """A pinned repo (``commit`` None: every revision of it) or one pinned revision."""
+
+    repo: RepoRef
+    commit: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RevisionUse:
+    """One revision as the size budget sees it: when it was last used, whether it must stay, and the
+    blobs it holds (its stored files and the GGUFs converted from it), ``sha256 -> size``."""
+
+    repo: RepoRef
+    commit: str
+    last_used: datetime
+    """The last recorded use, else when it was completed, else when it was first recorded."""
+    pinned: bool
+    mirrored: bool
+    blobs: Mapping[str, int]

@@ -5,7 +5,6 @@ and one sync of a job (``mreg pull``'s code, told to report progress and the fil
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,29 +18,16 @@ from mreg.registry.pull import PullOptions, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_BYTES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "KI": 2**10, "MI": 2**20, "GI": 2**30}
-
-
-def parse_interval(text: str) -> float:
-    """Seconds from ``90``, ``45s``, ``30m``, ``6h``, ``1d`` or ``2w`` (decimals allowed: ``1.5h``)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    seconds = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
-    if seconds <= 0:
-        raise UsageError(f"invalid interval {text!r}: use a positive number with s, m, h, d or w, like 6h")
-    return seconds
-
-
 MIN_EVERY = 60.0
 """The shortest schedule a job may ask for by default (``mreg serve --min-every`` changes it)."""
 MAX_EVERY = 366 * 86400.0
 """The longest schedule: a year."""
 
 
-def check_every(seconds: float, minimum: float = MIN_EVERY) -> float:
-    """``seconds`` if it is a schedule mreg keeps (``minimum`` … a year); UsageError otherwise."""
+def check_every(seconds: float, minimum: float = MIN_EVERY, what: str = "'every'") -> float:
+    """``seconds`` if it is a schedule mreg keeps (``minimum`` … a year); UsageError (naming ``what``) otherwise."""
     if not math.isfinite(seconds) or not minimum <= seconds <= MAX_EVERY:
-        raise UsageError(f"'every' must be between {_duration(minimum)} and a year, not {seconds:g} seconds")
+        raise UsageError(f"{what} must be between {_duration(minimum)} and a year, not {seconds:g} seconds")
     return seconds
 
 
@@ -50,15 +36,6 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
-
-
-def parse_rate(text: str) -> float:
-    """Bytes per second from ``50M``, ``1.5G``, ``800K``, ``64Mi`` or ``1000000`` (an optional ``/s`` or ``B``)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?(?:/s)?\s*", text.lower())
-    rate = float(match[1]) * _BYTES[(match[2] or "").upper()] if match else 0.0
-    if rate <= 0:
-        raise UsageError(f"invalid bandwidth {text!r}: use bytes per second like 50M, 1.5G or 800K")
-    return rate
 
 
 def is_due(job: MirrorJob, now: datetime) -> bool:

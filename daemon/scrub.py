@@ -1,0 +1,60 @@
+"""The daemon's scrub (``mreg serve --scrub-every``): at that interval, every stored blob is re-hashed in the
+background, read no faster than ``--scrub-rate`` (hashing runs in worker threads: requests are served
+meanwhile). A blob whose bytes no longer hash to its name is quarantined, logged as one JSON line and
+counted in /metrics; the next request for a file of it is then a miss, fetched again from upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mreg.registry.blobs import BlobStore
+from mreg.registry.download.throttle import TokenBucket
+from mreg.registry.integrity import scrub
+
+from mreg.daemon.metrics import Metrics
+
+log = logging.getLogger("mreg.daemon")
+
+
+class Scrubber:
+    """The scrub's background task: a pass over the store ``every`` seconds after start, then ``every`` seconds
+    after each pass ends (passes never overlap, however long one takes at its rate)."""
+
+    def __init__(self, blobs: BlobStore, every: float, rate: float, metrics: Metrics) -> None:
+        self._blobs, self._every, self._rate, self._metrics = blobs, every, rate, metrics
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop the scrub (a pass stops between two chunks)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)  # the schedule itself, not a wait for a condition
+            try:
+                await self._pass()
+            except Exception as exc:  # noqa: BLE001 (a failed pass is logged; the next one runs on schedule)
+                log.error("scrub pass failed: %s: %s", type(exc).__name__, exc)
+
+    async def _pass(self) -> None:
+        """Re-hash every stored blob once, quarantining the damaged ones."""
+        checked = damaged = 0
+        async for check in scrub(self._blobs, TokenBucket(self._rate)):
+            checked += 1
+            self._metrics.scrubbed_bytes += check.info.size
+            if check.damaged:
+                damaged += 1
+                self._metrics.quarantined_blobs += 1
+                log.warning("quarantined damaged blob %s: its bytes hash to %s; the next request fetches it again",
+                            check.info.sha256, check.found,
+                            extra={"fields": {"event": "blob_quarantined", "sha256": check.info.sha256,
+                                              "found": check.found, "size": check.info.size}})
+        self._metrics.scrub_passes += 1
+        log.info("scrub pass done: %d blobs checked, %d quarantined", checked, damaged)

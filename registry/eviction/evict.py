@@ -1,0 +1,95 @@
+"""One eviction round over a store and its catalog: measure, plan (``policy``), remove, collect.
+
+Each evicted revision is removed from the store first (its refs, then its snapshot and derived folders,
+each renamed away in one step), then from the catalog; blobs are deleted last, by the garbage
+collection, and only those no snapshot and no catalog row still holds. So a crash (kill -9) at any point
+leaves no snapshot pointing at a missing blob, and the next round finishes what this one started.
+Each eviction is logged as one JSON line on the ``mreg.eviction`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Set
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from mreg.registry.catalog import Catalog
+from mreg.registry.eviction.policy import Budget, Plan, plan
+from mreg.registry.maintenance import collect_garbage
+from mreg.registry.removals import note_removal
+from mreg.registry.store import GcResult, Store
+
+log = logging.getLogger("mreg.eviction")
+
+
+@dataclass(frozen=True)
+class Evicted:
+    """One revision evicted: which, how many bytes that freed, why."""
+
+    repo: str
+    repo_type: str
+    revision: str
+    bytes: int
+    why: str
+
+
+@dataclass(frozen=True)
+class EvictionReport:
+    """What a round found and did. ``short`` > 0: the budget could not be met without evicting
+    revisions that must stay (``kept_bytes`` of them: pinned, mirrored or in use)."""
+
+    stored_before: int
+    stored_after: int
+    free_after: int | None
+    needed: int
+    evicted: tuple[Evicted, ...]
+    kept_bytes: int
+    short: int
+    removed_blobs: int
+    dry_run: bool = False
+
+
+async def stored_bytes(store: Store) -> int:
+    """The bytes of every blob in the store."""
+    return sum([blob.size async for blob in store.blobs.list()])
+
+
+def free_bytes(store: Store) -> int | None:
+    """Free bytes on the store's disk (None if it cannot be read)."""
+    try:
+        return shutil.disk_usage(store.home).free
+    except OSError:
+        return None
+
+
+async def evict(store: Store, catalog: Catalog, budget: Budget, in_use: Set[str] = frozenset(),
+                now: datetime | None = None, dry_run: bool = False) -> EvictionReport:
+    """Run one round: free what the budget asks for (see ``policy``); with ``dry_run``, only say what would go."""
+    first = GcResult(0, 0, 0) if dry_run else await collect_garbage(store, catalog)
+    stored, free = await stored_bytes(store), free_bytes(store)
+    needed = budget.bytes_to_free(stored, free)
+    chosen = Plan((), needed, 0)
+    if needed > 0 or budget.order == "age":
+        chosen = plan(await catalog.revision_uses(), needed, budget, now or datetime.now(timezone.utc), in_use)
+    evicted = []
+    for eviction in chosen.evictions:
+        revision = eviction.revision
+        done = Evicted(revision.repo.repo_id, revision.repo.repo_type, revision.commit, eviction.freed, eviction.why)
+        if not dry_run:
+            store.remove_revision(revision.repo, revision.commit)
+            await catalog.remove_revision(revision.repo, revision.commit)
+            log.info(json.dumps({"event": "evicted", **done.__dict__}))
+        evicted.append(done)
+    if evicted and not dry_run:
+        note_removal(store.home)  # running daemons forget what they cached of the evicted revisions
+    last = GcResult(0, 0, 0) if dry_run or not evicted else await collect_garbage(store, catalog)
+    if chosen.short:
+        log.warning(json.dumps({"event": "over budget", "short": chosen.short, "kept_bytes": chosen.kept_bytes,
+                                "max_size": budget.max_size, "min_free": budget.min_free}))
+    after = stored - chosen.freed if dry_run else await stored_bytes(store)
+    return EvictionReport(stored_before=stored, stored_after=after, free_after=free_bytes(store), needed=needed,
+                          evicted=tuple(evicted), kept_bytes=chosen.kept_bytes, short=chosen.short,
+                          removed_blobs=first.removed_blobs + last.removed_blobs, dry_run=dry_run)
