@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from mreg.registry.config import DEFAULT_ENDPOINT
 from mreg.registry.download import Tuning
 from mreg.registry.jobs.mirror import MIN_EVERY
+from mreg.registry.upstream.configured import Upstream
 
 SCRUB_RATE = 50e6
 
@@ -20,6 +21,9 @@ class ServeConfig:
     upstream: str = DEFAULT_ENDPOINT
     upstream_kind: str = "hf"
     """What ``upstream`` speaks: ``hf`` (a Hub) or ``modelscope`` (answered to Hub clients as a Hub)."""
+    upstreams: tuple[Upstream, ...] = ()
+    """Every upstream in priority order, with its own token (``mreg serve`` fills it from
+    ``configured.serve_upstreams``); empty: ``upstream`` alone, without a token."""
     offline: bool = False
     ref_ttl: float = 60.0
     """Seconds a branch or tag → commit answer is trusted before it is asked again (commits never expire)."""
@@ -54,3 +58,8 @@ class ServeConfig:
     """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
     scrub_rate: float = SCRUB_RATE
     """Bytes per second a scrub reads at most."""
+
+    @property
+    def upstream_list(self) -> tuple[Upstream, ...]:
+        """The upstreams the mirror uses, in priority order."""
+        return self.upstreams or (Upstream(self.upstream_kind, self.upstream_kind, self.upstream.rstrip("/")),)

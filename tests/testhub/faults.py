@@ -148,6 +148,8 @@ class Record:
     path: str
     status: int
     range: str | None
+    authorization: str | None = None
+    """The Authorization header it came with."""
 
 
 class Stats:
