@@ -169,6 +169,7 @@ class TestHub:
             await asyncio.sleep(self.faults.latency)
         kind, call = self._route(request)
         if self.faults.take(DropRule, kind, (request.raw_path,)) is not None:
+            self.stats.drop(request.method, request.raw_path)
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # the connection is gone: no answer
