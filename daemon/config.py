@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mreg.registry.config import DEFAULT_ENDPOINT
+from mreg.registry.config import DEFAULT_ENDPOINT, resolve_token
 from mreg.registry.download import Tuning
 from mreg.registry.jobs.mirror import MIN_EVERY
 from mreg.registry.upstream.configured import Upstream
@@ -23,7 +23,7 @@ class ServeConfig:
     """What ``upstream`` speaks: ``hf`` (a Hub) or ``modelscope`` (answered to Hub clients as a Hub)."""
     upstreams: tuple[Upstream, ...] = ()
     """Every upstream in priority order, with its own token (``mreg serve`` fills it from
-    ``configured.serve_upstreams``); empty: ``upstream`` alone, without a token."""
+    ``configured.serve_upstreams``); empty: ``upstream`` alone, a Hub with the daemon's own Hub token."""
     offline: bool = False
     ref_ttl: float = 60.0
     """Seconds a branch or tag → commit answer is trusted before it is asked again (commits never expire)."""
@@ -62,4 +62,7 @@ class ServeConfig:
     @property
     def upstream_list(self) -> tuple[Upstream, ...]:
         """The upstreams the mirror uses, in priority order."""
-        return self.upstreams or (Upstream(self.upstream_kind, self.upstream_kind, self.upstream.rstrip("/")),)
+        if self.upstreams:
+            return self.upstreams
+        token = resolve_token(None) if self.upstream_kind == "hf" else None
+        return (Upstream(self.upstream_kind, self.upstream_kind, self.upstream.rstrip("/"), token),)
