@@ -14,7 +14,7 @@ from mreg.daemon.logs import setup_logging
 from mreg.registry.config import Settings
 from mreg.registry.jobs.mirror import check_every
 from mreg.registry.units import parse_interval, parse_rate
-from mreg.registry.upstream.configured import serve_upstreams
+from mreg.registry.upstream.configured import load, serve_upstreams
 
 from mreg.cli.common import _run
 
@@ -28,7 +28,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
     upstreams = serve_upstreams(upstream, env)
     shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
     return ServeConfig(host=host, port=port, upstream=upstreams[0].url, upstream_kind=upstreams[0].kind,
-                       upstreams=upstreams,
+                       upstreams=upstreams, start_timeout=load(env).start_timeout,
                        offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
                        max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
                        min_every=shortest,

@@ -51,7 +51,7 @@ def upstreams(session: aiohttp.ClientSession, config: ServeConfig) -> Upstreams:
     health = Health(None, clock=time.monotonic, down_for=config.upstream_down_for)
     return Upstreams([(ModelScopeUpstream if u.kind == "modelscope" else Upstream)(
         session, u.url, config.offline, config.upstream_down_for, name=u.name, token=u.token, health=health)
-        for u in config.upstream_list], config.offline)
+        for u in config.upstream_list], config.offline, config.start_timeout)
 
 
 async def mirror_context(app: web.Application) -> AsyncIterator[None]:
@@ -84,6 +84,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                 await mirroring.close()
                 await transfers.close()
                 await commits.close()
+                await upstream.close()
     finally:
         await catalog.close()
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from mreg.registry.config import DEFAULT_ENDPOINT, resolve_token
 from mreg.registry.download import Tuning
 from mreg.registry.jobs.mirror import MIN_EVERY
-from mreg.registry.upstream.configured import Upstream
+from mreg.registry.upstream.configured import DEFAULT_START_TIMEOUT, Upstream
 
 SCRUB_RATE = 50e6
 
@@ -24,6 +24,8 @@ class ServeConfig:
     upstreams: tuple[Upstream, ...] = ()
     """Every upstream in priority order, with its own token (``mreg serve`` fills it from
     ``configured.serve_upstreams``); empty: ``upstream`` alone, a Hub with the daemon's own Hub token."""
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    """Seconds an upstream but the last may take to answer a question before the next one is asked."""
     offline: bool = False
     ref_ttl: float = 60.0
     """Seconds a branch or tag → commit answer is trusted before it is asked again (commits never expire)."""

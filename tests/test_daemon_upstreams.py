@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,19 @@ def test_a_hub_that_is_down_is_passed_over_until_its_health_check_says_up(
     assert test_hub.stats.find(method="GET", path_contains="/api/models/testorg/on-hub")
 
 
+def test_a_hub_too_slow_to_answer_is_passed_over_after_the_start_timeout(
+        test_hub: TestHub, modelscope: TestModelScope, stopping: list[Daemon], tmp_path: Path) -> None:
+    config = tmp_path / "xdg-config" / "mreg" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("start_timeout = 0.5\n")
+    test_hub.faults.latency = 30.0  # it would answer "no such repo", in 30 s
+    daemon = mirror(tmp_path, stopping, f"hub=hf+{test_hub.endpoint},ms=modelscope+{modelscope.endpoint}")
+    began = time.monotonic()
+    path = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    assert Path(path).read_bytes() == served(modelscope.repo(REPO))["weights.bin"]
+    assert time.monotonic() - began < 20
+
+
 def write_config(tmp_path: Path, hub: TestHub, ms: TestModelScope) -> None:
     """The daemon's config file (its XDG_CONFIG_HOME is next to its home): the Hub, then ModelScope, each
     with the daemon's own token."""
@@ -191,7 +205,7 @@ def test_a_token_is_sent_only_to_the_upstream_it_belongs_to() -> None:
         async with aiohttp.ClientSession() as session:
             hub, other, ms = (Upstream(session, f"https://{name}.example", False, 10, name=name, token=token)
                               for name, token in (("hub", "hf_daemon"), ("mirror", None), ("ms", "ms_daemon")))
-            upstreams = Upstreams([hub, other, ms], offline=False)
+            upstreams = Upstreams([hub, other, ms], offline=False, start_timeout=10)
             return [[upstreams.token_for(m, token) for m in upstreams.members]
                     for token in ("hf_caller", "hf_daemon", "ms_daemon", None)]
 

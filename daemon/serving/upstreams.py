@@ -1,9 +1,10 @@
 """The mirror's upstreams in priority order, answering as one: each question goes to the first upstream
 that can answer it, with the fallback rules of ``mreg pull --source auto`` (``registry.upstream.fallback``).
 
-An upstream that cannot be reached (or answers 5xx) is passed over, and is passed over at once while the
-daemon's own health check holds it down (``registry.upstream.health``: one memory for all of them). An
-upstream saying the repo does not exist is passed over for the next. Every other answer is final: a
+An upstream that cannot be reached, answers 5xx, or (but for the last) does not answer within the
+start timeout is passed over, and is passed over at once while the daemon's own health check holds it
+down (``registry.upstream.health``: one memory for all of them; a failure, or an upstream too slow to
+answer, has the check run). An upstream saying the repo does not exist is passed over for the next. Every other answer is final: a
 gated or private repo one upstream refuses is refused, never fetched from the next. When an upstream
 that may hold the repo could not be asked, "not found" from the others is no answer: the question fails
 as unreachable (the store may still answer it).
@@ -18,6 +19,7 @@ Every other upstream is asked anonymously, so it serves a caller only what it se
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -41,14 +43,22 @@ HOMES_KEPT = 4096
 class Upstreams:
     """The configured upstreams, first to last (see the module docstring)."""
 
-    def __init__(self, members: Sequence[Upstream], offline: bool) -> None:
+    def __init__(self, members: Sequence[Upstream], offline: bool, start_timeout: float) -> None:
         if not members:
             raise UsageError("no upstream is configured")
         self.members = tuple(members)
         self.primary = self.members[0]
         self.offline = offline
+        self._start_timeout = start_timeout
         self._by_name = {member.name: member for member in self.members}
         self._homes: OrderedDict[tuple[RepoRef, str], Upstream] = OrderedDict()
+        self._checks: set[asyncio.Future[None]] = set()
+
+    async def close(self) -> None:
+        """Stop the health checks still running for upstreams that were too slow."""
+        for check in self._checks:
+            check.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
 
     @property
     def endpoint(self) -> str:
@@ -88,8 +98,14 @@ class Upstreams:
         unreachable: list[str] = []
         missing: UpstreamRefusedError | None = None
         for member in self.members:
+            answer = ask(member, self.token_for(member, token))
             try:
-                return await ask(member, self.token_for(member, token)), member
+                if member is self.members[-1]:
+                    return await answer, member
+                return await asyncio.wait_for(answer, self._start_timeout), member
+            except TimeoutError:
+                unreachable.append(f"{member.endpoint} did not answer within {self._start_timeout:g} s")
+                self._check_later(member)
             except UpstreamUnavailableError as exc:
                 unreachable.append(str(exc))
             except UpstreamRefusedError as refused:
@@ -99,6 +115,12 @@ class Upstreams:
         if missing is None or unreachable:
             raise UpstreamUnavailableError("; ".join(dict.fromkeys(unreachable)))
         raise missing
+
+    def _check_later(self, member: Upstream) -> None:
+        """Have ``member``'s health checked without waiting for the verdict."""
+        check = asyncio.ensure_future(member.outages.request_failed())
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
 
     def remember(self, repo: RepoRef, commit: str, member: Upstream) -> None:
         """``member`` pinned ``commit`` of ``repo``: its listing is asked of ``member``."""
