@@ -193,7 +193,8 @@ def test_the_daemon_s_upstreams_and_their_tokens() -> None:
     assert [(u.name, u.kind, u.url, u.token) for u in given] == [
         ("hf", "hf", "https://hub.example", "hf_env"), ("modelscope", "modelscope", "https://ms.example", "ms_env"),
         ("hf-2", "hf", "https://mirror.example", None)]
-    listed = serve_upstreams([], {**env, "MREG_UPSTREAMS": "m=hf+https://mirror.example,ms=modelscope+https://ms.example"})
+    listed = serve_upstreams([], {**env,
+                                  "MREG_UPSTREAMS": "m=hf+https://mirror.example,ms=modelscope+https://ms.example"})
     assert [(u.name, u.token) for u in listed] == [("m", None), ("ms", "ms_env")]
     assert [(u.name, u.url, u.token) for u in serve_upstreams([], env)] == [("hf", "https://hub.example", "hf_env")]
     with pytest.raises(UsageError, match="--upstream"):

@@ -4,10 +4,10 @@ that can answer it, with the fallback rules of ``mreg pull --source auto`` (``re
 An upstream that cannot be reached, answers 5xx, or (but for the last) does not answer within the
 start timeout is passed over, and is passed over at once while the daemon's own health check holds it
 down (``registry.upstream.health``: one memory for all of them; a failure, or an upstream too slow to
-answer, has the check run). An upstream saying the repo does not exist is passed over for the next. Every other answer is final: a
-gated or private repo one upstream refuses is refused, never fetched from the next. When an upstream
-that may hold the repo could not be asked, "not found" from the others is no answer: the question fails
-as unreachable (the store may still answer it).
+answer, has the check run). An upstream saying the repo does not exist is passed over for the next.
+Every other answer is final: a gated or private repo one upstream refuses is refused, never fetched
+from the next. When an upstream that may hold the repo could not be asked, "not found" from the others
+is no answer: the question fails as unreachable (the store may still answer it).
 
 A commit belongs to the upstream that listed it (``CommitMeta.upstream``, recorded in the catalog): its
 files and its callers' access are asked of that upstream alone.
