@@ -23,7 +23,7 @@ from mreg.daemon.serving.upstream import Upstream
 from mreg.daemon.serving.upstreams import Upstreams
 from mreg.registry.errors import UsageError
 from mreg.registry.upstream.configured import serve_upstreams
-from tests.daemons import Daemon, free_port, start_daemon, wait_for
+from tests.daemons import Daemon, free_port, start_daemon, start_daemon_process, wait_for
 from tests.test_daemon_ms_upstream import served, tree_bytes
 from tests.test_mirror import call, wait_job
 from tests.testhub import TestHub, TestModelScope, small_repo
@@ -84,6 +84,20 @@ def test_a_hub_that_is_down_falls_back_to_modelscope(modelscope: TestModelScope,
     assert health["ms"] == {"name": "ms", "kind": "modelscope", "url": modelscope.endpoint, "available": True,
                             "down": None}
     assert daemon.health()["upstream_available"] is True
+    # "not found" on ModelScope is no answer while the Hub, which may have the repo, cannot be asked
+    status, headers, _ = daemon.get("/api/models/msorg/missing")
+    assert status == 504 and "127.0.0.1" in headers["X-Error-Message"]
+
+
+def test_mreg_serve_reads_the_upstreams_from_its_environment(modelscope: TestModelScope, stopping: list[Daemon],
+                                                            tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    daemon = start_daemon_process(tmp_path / "home", closed,
+                                  env={"MREG_UPSTREAMS": f"hub=hf+{closed},ms=modelscope+{modelscope.endpoint}"})
+    stopping.append(daemon)
+    path = hf_hub_download(REPO, "config.json", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+    assert Path(path).read_bytes() == served(modelscope.repo(REPO))["config.json"]
+    assert [(u["name"], u["available"]) for u in daemon.health()["upstreams"]] == [("hub", False), ("ms", True)]
 
 
 def test_a_hub_that_is_down_is_passed_over_until_its_health_check_says_up(
