@@ -122,8 +122,9 @@ class Mirroring:
         log.info("mirror job %s: at %s (%d bytes fetched)", job.repo, synced.commit[:12], synced.fetched)
 
     async def _sync(self, job: MirrorJob, progress: JobProgress) -> tuple[Synced, Upstream]:
-        """Sync ``job`` from the first upstream that has the repo, as a pull falls back: one that is down or
-        cannot be reached, or does not have the repo, is passed over. Each is sent its own token only."""
+        """Sync ``job`` from the first upstream that has the repo, as a pull falls back: one that is down,
+        cannot be reached, (but for the last) does not answer within the start timeout, or does not have the
+        repo, is passed over. Each is sent its own token only."""
         if self._upstream.offline:
             raise UpstreamUnavailableError("the mirror is offline")
         unreachable: list[str] = []
@@ -132,13 +133,15 @@ class Mirroring:
             if not member.available:
                 unreachable.append(member.unavailable_reason)
                 continue
+            client = member.client(member.token)
             try:
-                synced = await sync_job(job, client=member.client(member.token), store=self._store,
-                                        catalog=self._catalog, tuning=self._tuning, progress=progress,
-                                        upstream=member.name)
-            except UpstreamUnavailableError as exc:
+                if member is not self._upstream.members[-1]:
+                    await asyncio.wait_for(client.repo_info(job.repo, job.revision), self._config.start_timeout)
+                synced = await sync_job(job, client=client, store=self._store, catalog=self._catalog,
+                                        tuning=self._tuning, progress=progress, upstream=member.name)
+            except (TimeoutError, UpstreamUnavailableError) as exc:
                 await member.outages.request_failed()
-                unreachable.append(str(exc))
+                unreachable.append(str(exc) or f"{member.endpoint} did not answer in time")
                 continue
             except RepoNotFoundError as exc:
                 missing = missing or exc

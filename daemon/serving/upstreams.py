@@ -120,7 +120,13 @@ class Upstreams:
         """Have ``member``'s health checked without waiting for the verdict."""
         check = asyncio.ensure_future(member.outages.request_failed())
         self._checks.add(check)
-        check.add_done_callback(self._checks.discard)
+
+        def forget(done: asyncio.Future[None]) -> None:
+            self._checks.discard(done)
+            if not done.cancelled():
+                done.exception()  # retrieved: nobody waits for it
+
+        check.add_done_callback(forget)
 
     def remember(self, repo: RepoRef, commit: str, member: Upstream) -> None:
         """``member`` pinned ``commit`` of ``repo``: its listing is asked of ``member``."""
