@@ -4,6 +4,7 @@ in process use too)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 
 import click
 
@@ -13,18 +14,21 @@ from mreg.daemon.logs import setup_logging
 from mreg.registry.config import Settings
 from mreg.registry.jobs.mirror import check_every
 from mreg.registry.units import parse_interval, parse_rate
-from mreg.registry.upstream.configured import parse_serve_upstream
+from mreg.registry.upstream.configured import load, serve_upstreams
 
 from mreg.cli.common import _run
 
 
-def serve_config(settings: Settings, host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
+def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[str], offline: bool, ref_ttl: float,
                  mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
-                 admin_token: str | None, scrub_every: str | None, scrub_rate: str | None) -> ServeConfig:
-    """The daemon's settings from `mreg serve`'s options (``settings`` gives the defaults the environment sets)."""
-    kind, url = parse_serve_upstream(upstream or settings.endpoint)
+                 admin_token: str | None, scrub_every: str | None, scrub_rate: str | None,
+                 env: Mapping[str, str] | None = None) -> ServeConfig:
+    """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
+    environment, give the defaults the environment sets)."""
+    upstreams = serve_upstreams(upstream, env)
     shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
-    return ServeConfig(host=host, port=port, upstream=url, upstream_kind=kind,
+    return ServeConfig(host=host, port=port, upstream=upstreams[0].url, upstream_kind=upstreams[0].kind,
+                       upstreams=upstreams, start_timeout=load(env).start_timeout,
                        offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
                        max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
                        min_every=shortest,
@@ -38,8 +42,10 @@ def serve_config(settings: Settings, host: str, port: int, upstream: str | None,
 @click.option("--host", default=ServeConfig.host, show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=ServeConfig.port, show_default=True,
               help="Port to listen on (0: any free port, logged at start).")
-@click.option("--upstream", metavar="[KIND+]URL", help="Hub to mirror (default: HF_ENDPOINT, else https://huggingface.co); "
-              "modelscope+URL mirrors a ModelScope endpoint to Hub clients.")
+@click.option("--upstream", metavar="[KIND+]URL", multiple=True,
+              help="Hub to mirror (default: MREG_UPSTREAMS, the config file's upstreams, else HF_ENDPOINT, else "
+              "https://huggingface.co); modelscope+URL mirrors a ModelScope endpoint to Hub clients. Repeat it "
+              "for fallbacks, tried in order.")
 @click.option("--offline", is_flag=True, help="Never contact upstream; serve what the store holds (also HF_HUB_OFFLINE=1).")
 @click.option("--ref-ttl", type=click.FloatRange(0), default=ServeConfig.ref_ttl, show_default=True, metavar="SECONDS",
               help="How long a branch or tag is trusted to point at the same commit before upstream is asked again.")
@@ -59,7 +65,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: str | None,
 @click.option("--scrub-rate", metavar="RATE", help="Bytes per second a scrub reads at most (50M, 1.5G, 800K); "
               "default: 50M.")
 @_run
-async def serve_command(host: str, port: int, upstream: str | None, offline: bool, ref_ttl: float,
+async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
                         admin_token: str | None, scrub_every: str | None, scrub_rate: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),

@@ -15,7 +15,8 @@ import time
 from mreg.registry.errors import UpstreamUnavailableError
 
 from mreg.daemon.serving.commits import CommitMeta
-from mreg.daemon.serving.upstream import Answer, Upstream, token_key
+from mreg.daemon.serving.upstream import Answer, token_key
+from mreg.daemon.serving.upstreams import Upstreams
 from mreg.daemon.verdicts import MemoryVerdicts, Verdict, Verdicts
 
 REFUSING_CODES = frozenset({"GatedRepo", "RepoNotFound"})
@@ -33,7 +34,7 @@ def anonymous_refusal(meta: CommitMeta) -> Answer:
 class Access:
     """Upstream's recent verdicts on (token hash, repo)."""
 
-    def __init__(self, upstream: Upstream, ttl: float, verdicts: Verdicts | None = None) -> None:
+    def __init__(self, upstream: Upstreams, ttl: float, verdicts: Verdicts | None = None) -> None:
         self._upstream, self._ttl = upstream, ttl
         self._verdicts = verdicts if verdicts is not None else MemoryVerdicts(ttl)
 
@@ -42,13 +43,15 @@ class Access:
         for a gated or private repo, its metadata)."""
         if not meta.restricted:
             return None
-        key = (token_key(token), meta.repo.repo_type, meta.repo.repo_id)
+        member = self._upstream.member(meta.upstream)
+        caller = token_key(token) if member is self._upstream.primary else f"{member.name}:{token_key(token)}"
+        key = (caller, meta.repo.repo_type, meta.repo.repo_id)  # each upstream's verdicts its own
         verdict = await self._verdicts.get(key)
         if verdict is not None and 0 <= time.time() - verdict.at < self._ttl:
             return verdict.refusal
         probe = path if path in meta.files else next(iter(meta.files), path)
         try:
-            answer = await self._upstream.access_probe(meta.repo, meta.commit, probe, token)
+            answer = await self._upstream.access_probe(meta.repo, meta.commit, probe, token, meta.upstream)
         except UpstreamUnavailableError as exc:
             if verdict is not None:
                 return verdict.refusal

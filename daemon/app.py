@@ -14,12 +14,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from mreg.registry.catalog import Catalog
-from mreg.registry.config import Settings, resolve_token
+from mreg.registry.config import Settings
+from mreg.registry.upstream.health import Health
 from mreg.registry.store import Store
 from mreg.registry.workspace import http_session
 
@@ -37,9 +40,18 @@ from mreg.daemon.scrub import Scrubber
 from mreg.daemon.state import CONFIG, MIRROR, Mirror
 from mreg.daemon.serving.transfers import Transfers
 from mreg.daemon.serving.upstream import Upstream
+from mreg.daemon.serving.upstreams import Upstreams
 
 SETTINGS = web.AppKey("settings", Settings)
 log = logging.getLogger("mreg.daemon")
+
+
+def upstreams(session: aiohttp.ClientSession, config: ServeConfig) -> Upstreams:
+    """The configured upstreams, each speaking its kind's protocol, sharing one health memory."""
+    health = Health(None, clock=time.monotonic, down_for=config.upstream_down_for)
+    return Upstreams([(ModelScopeUpstream if u.kind == "modelscope" else Upstream)(
+        session, u.url, config.offline, config.upstream_down_for, name=u.name, token=u.token, health=health)
+        for u in config.upstream_list], config.offline, config.start_timeout)
 
 
 async def mirror_context(app: web.Application) -> AsyncIterator[None]:
@@ -49,13 +61,12 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
     try:
         async with http_session(config.connections) as session:
             store = Store(settings.home)
-            kind = ModelScopeUpstream if config.upstream_kind == "modelscope" else Upstream
-            upstream = kind(session, config.upstream, config.offline, config.upstream_down_for)
+            upstream = upstreams(session, config)
             metrics = Metrics()
             commits = Commits(store, catalog, upstream, config.commit_cache)
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
                                   config.failed_transfer_memory)
-            mirroring = Mirroring(config, store, catalog, upstream, commits, resolve_token(None))
+            mirroring = Mirroring(config, store, catalog, upstream, commits)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
                                  access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,
@@ -73,6 +84,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                 await mirroring.close()
                 await transfers.close()
                 await commits.close()
+                await upstream.close()
     finally:
         await catalog.close()
 
@@ -99,8 +111,9 @@ async def listening(app: web.Application, config: ServeConfig) -> AsyncIterator[
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         addresses = [(address[0], address[1]) for address in runner.addresses]
+        mirrored = ", ".join(f"{u.kind}+{u.url}" for u in config.upstream_list)
         for host, port in addresses:
-            log.info("mirroring %s+%s on http://%s:%s%s", config.upstream_kind, config.upstream, host, port, " (offline)" if config.offline else "")
+            log.info("mirroring %s on http://%s:%s%s", mirrored, host, port, " (offline)" if config.offline else "")
         if not config.admin_token and not is_loopback(config.host):
             log.warning("listening beyond loopback without an admin token: the /v1/jobs endpoints are disabled "
                         "(set MREG_ADMIN_TOKEN)")

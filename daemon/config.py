@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mreg.registry.config import DEFAULT_ENDPOINT
+from mreg.registry.config import DEFAULT_ENDPOINT, resolve_token
 from mreg.registry.download import Tuning
 from mreg.registry.jobs.mirror import MIN_EVERY
+from mreg.registry.upstream.configured import DEFAULT_START_TIMEOUT, Upstream
 
 SCRUB_RATE = 50e6
 
@@ -20,6 +21,11 @@ class ServeConfig:
     upstream: str = DEFAULT_ENDPOINT
     upstream_kind: str = "hf"
     """What ``upstream`` speaks: ``hf`` (a Hub) or ``modelscope`` (answered to Hub clients as a Hub)."""
+    upstreams: tuple[Upstream, ...] = ()
+    """Every upstream in priority order, with its own token (``mreg serve`` fills it from
+    ``configured.serve_upstreams``); empty: ``upstream`` alone, a Hub with the daemon's own Hub token."""
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    """Seconds an upstream but the last may take to answer a question before the next one is asked."""
     offline: bool = False
     ref_ttl: float = 60.0
     """Seconds a branch or tag → commit answer is trusted before it is asked again (commits never expire)."""
@@ -54,3 +60,11 @@ class ServeConfig:
     """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
     scrub_rate: float = SCRUB_RATE
     """Bytes per second a scrub reads at most."""
+
+    @property
+    def upstream_list(self) -> tuple[Upstream, ...]:
+        """The upstreams the mirror uses, in priority order."""
+        if self.upstreams:
+            return self.upstreams
+        token = resolve_token(None) if self.upstream_kind == "hf" else None
+        return (Upstream(self.upstream_kind, self.upstream_kind, self.upstream.rstrip("/"), token),)

@@ -18,16 +18,17 @@ from datetime import datetime, timedelta, timezone
 
 from mreg.registry.catalog import Catalog, MirrorJob
 from mreg.registry.catalog.models import utcnow
-from mreg.registry.errors import MregError, UpstreamRefusedError, UpstreamUnavailableError
+from mreg.registry.errors import MregError, RepoNotFoundError, UpstreamRefusedError, UpstreamUnavailableError
 from mreg.registry.inspect.reading import is_model_file
 from mreg.registry.inspect.repo import CONFIG
-from mreg.registry.jobs.mirror import JobProgress, is_due, sync_job
+from mreg.registry.jobs.mirror import JobProgress, Synced, is_due, sync_job
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import TokenBucket
 
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.serving.upstream import Upstream
+from mreg.daemon.serving.upstreams import Upstreams
 
 log = logging.getLogger("mreg.daemon")
 
@@ -35,10 +36,10 @@ log = logging.getLogger("mreg.daemon")
 class Mirroring:
     """The scheduler task and the running jobs' tasks; ``wake`` makes it look at the jobs now."""
 
-    def __init__(self, config: ServeConfig, store: Store, catalog: Catalog, upstream: Upstream, commits: Commits,
-                 token: str | None) -> None:
+    def __init__(self, config: ServeConfig, store: Store, catalog: Catalog, upstream: Upstreams,
+                 commits: Commits) -> None:
         self._config, self._store, self._catalog, self._upstream = config, store, catalog, upstream
-        self._commits, self._token = commits, token
+        self._commits = commits
         bucket = TokenBucket(config.max_bandwidth) if config.max_bandwidth else None
         self._tuning = dataclasses.replace(config.tuning, throttle=bucket.take if bucket else None)
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -104,10 +105,7 @@ class Mirroring:
         progress = JobProgress(lambda commit, path: self._landed(job, commit, path))
         reporter = asyncio.create_task(self._report(job.id, progress))
         try:
-            if self._upstream.offline:
-                raise UpstreamUnavailableError("the mirror is offline")
-            synced = await sync_job(job, client=self._upstream.client(self._token), store=self._store,
-                                    catalog=self._catalog, tuning=self._tuning, progress=progress)
+            synced, source = await self._sync(job, progress)
         except MregError as exc:
             log.warning("mirror job %s failed: %s", job.repo, exc)
             await self._catalog.fail_job(job.id, str(exc))
@@ -118,16 +116,47 @@ class Mirroring:
             return
         finally:
             reporter.cancel()
-        await self._keep_metadata(job, synced.commit)
+        await self._keep_metadata(job, synced.commit, source)
         await self._catalog.set_job_progress(job.id, progress.bytes_done, progress.bytes_total)
         await self._catalog.finish_job(job.id, synced.commit)
         log.info("mirror job %s: at %s (%d bytes fetched)", job.repo, synced.commit[:12], synced.fetched)
 
-    async def _keep_metadata(self, job: MirrorJob, commit: str) -> None:
+    async def _sync(self, job: MirrorJob, progress: JobProgress) -> tuple[Synced, Upstream]:
+        """Sync ``job`` from the first upstream that has the repo, as a pull falls back: one that is down,
+        cannot be reached, (but for the last) does not answer within the start timeout, or does not have the
+        repo, is passed over. Each is sent its own token only."""
+        if self._upstream.offline:
+            raise UpstreamUnavailableError("the mirror is offline")
+        unreachable: list[str] = []
+        missing: RepoNotFoundError | None = None
+        for member in self._upstream.members:
+            if not member.available:
+                unreachable.append(member.unavailable_reason)
+                continue
+            client = member.client(member.token)
+            try:
+                if member is not self._upstream.members[-1]:
+                    await asyncio.wait_for(client.repo_info(job.repo, job.revision), self._config.start_timeout)
+                synced = await sync_job(job, client=client, store=self._store, catalog=self._catalog,
+                                        tuning=self._tuning, progress=progress, upstream=member.name)
+            except (TimeoutError, UpstreamUnavailableError) as exc:
+                await member.outages.request_failed()
+                unreachable.append(str(exc) or f"{member.endpoint} did not answer in time")
+                continue
+            except RepoNotFoundError as exc:
+                missing = missing or exc
+                continue
+            self._upstream.remember(job.repo, synced.commit, member)
+            return synced, member
+        if missing is not None and not unreachable:
+            raise missing
+        raise UpstreamUnavailableError("; ".join(unreachable))
+
+    async def _keep_metadata(self, job: MirrorJob, commit: str, source: Upstream) -> None:
         """Keep the commit's repo info and file listing, so Hub clients and the catalog are answered
         for the mirrored repo while upstream is away (best effort: the files are mirrored either way)."""
         try:
-            await self._commits.get(job.repo, commit, self._token)
+            await self._commits.get(job.repo, commit, source.token)
         except MregError as exc:
             why = f"upstream answered HTTP {exc.http_status}" if isinstance(exc, UpstreamRefusedError) else str(exc)
             log.warning("mirror job %s: cannot keep the repo info of %s for offline use: %s", job.repo,

@@ -62,10 +62,12 @@ NOT_FOUND = "Sorry, we can't find the page you are looking for."
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness, and whether upstream is currently reachable."""
+    """Liveness, and whether each upstream is currently reachable."""
     upstream = request.app[MIRROR].upstream
+    members = [{"name": m.name, "kind": m.kind, "url": m.endpoint, "available": m.available,
+                "down": m.outages.down()} for m in upstream.members]
     return web.json_response({"status": "ok", "upstream": upstream.endpoint, "upstream_available": upstream.available,
-                              "offline": upstream.offline})
+                              "offline": upstream.offline, "upstreams": members})
 
 
 async def metrics(request: web.Request) -> web.Response:

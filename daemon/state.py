@@ -16,7 +16,7 @@ from mreg.daemon.metrics import Metrics
 from mreg.daemon.mirror_jobs import Mirroring
 from mreg.daemon.serving.refs import Refs
 from mreg.daemon.serving.transfers import Transfers
-from mreg.daemon.serving.upstream import Upstream
+from mreg.daemon.serving.upstreams import Upstreams
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Mirror:
     config: ServeConfig
     store: Store
     catalog: Catalog
-    upstream: Upstream
+    upstream: Upstreams
     refs: Refs
     commits: Commits
     access: Access

@@ -34,12 +34,12 @@ async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec
 
 
 async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, spec: FileSpec, sha256: str,
-                    revision: Sequence[FileRecord]) -> bool:
+                    revision: Sequence[FileRecord], upstream: str | None = None) -> bool:
     """Link the stored blob ``sha256`` into the commit's snapshot as ``spec.path``; record the file complete.
 
     If the revision was removed from the catalog meanwhile (``mreg rm`` next to a pull or a daemon), it is
-    recorded again first, with the files of ``revision`` (pending): the catalog then agrees with the snapshot
-    the link brought back. True if it was recorded again.
+    recorded again first, with the files of ``revision`` (pending) and its ``upstream``: the catalog then
+    agrees with the snapshot the link brought back. True if it was recorded again.
     """
     store.link_file(repo, commit, spec.path, sha256)
     try:
@@ -48,7 +48,7 @@ async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, 
     except CatalogError:
         if await catalog.revision_state(repo, commit) is not None:
             raise
-    await catalog.record_revision(repo, commit, revision)
+    await catalog.record_revision(repo, commit, revision, upstream=upstream)
     await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
     return True
 

@@ -123,7 +123,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
     wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
     with store.pulling():
-        todo = await _link_present(repo, commit, wanted, records, store, catalog, progress)
+        todo = await _link_present(repo, commit, wanted, records, options.upstream, store, catalog, progress)
         _check_space(store, todo)
         download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
         tally = _Tally()
@@ -163,10 +163,11 @@ def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
 
 
 async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], records: list[FileRecord],
-                        store: Store, catalog: Catalog, progress: PullProgress) -> list[RemoteFile]:
+                        upstream: str | None, store: Store, catalog: Catalog,
+                        progress: PullProgress) -> list[RemoteFile]:
     """Link the files whose content is already in the store (from any repo or revision) into the
     snapshot, moving no bytes; return the files still to download. ``records``: every file of the
-    revision (see ``link_blob``)."""
+    revision, ``upstream`` where it came from (see ``link_blob``)."""
     known = {r.path: r for r in await catalog.revision_files(repo, commit)}
     found = await present_blobs(store, catalog, [_spec(f) for f in wanted])
     store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
@@ -179,7 +180,7 @@ async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], re
             continue
         record = known.get(f.path)
         if linked.get(f.path) != sha or record is None or record.state != "complete":
-            await link_blob(store, catalog, repo, commit, _spec(f), sha, records)
+            await link_blob(store, catalog, repo, commit, _spec(f), sha, records, upstream)
         progress.advance(f.path, f.size)
         progress.file_done(f.path, 0)
     return todo
@@ -235,7 +236,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
                 tally.refetched.append(f.path)
             tally.by_source.update(done.by_source)
             tally.dropped.update(done.dropped)
-            await link_blob(store, catalog, repo, commit, spec, done.sha256, records)
+            await link_blob(store, catalog, repo, commit, spec, done.sha256, records, options.upstream)
             progress.file_done(f.path, done.fetched)
 
     try:

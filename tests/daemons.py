@@ -69,10 +69,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def daemon_env(home: Path, upstream: str) -> dict[str, str]:
-    """The environment a test daemon sees: this one without HF_*/MREG_* settings, plus its home and upstream."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE", "MREG_"))}
-    env.update(MREG_HOME=str(home), HF_ENDPOINT=upstream)
+def daemon_env(home: Path, upstream: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a test daemon sees: this one without HF_*/MREG_* settings, plus its home, upstream,
+    a config folder of its own (next to its home) and ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "HUGGING_FACE", "MREG_", "MODELSCOPE_"))}
+    env.update(MREG_HOME=str(home), HF_ENDPOINT=upstream, XDG_CONFIG_HOME=str(home.parent / "xdg-config"),
+               **(extra or {}))
     home.mkdir(parents=True, exist_ok=True)
     return env
 
@@ -110,11 +113,11 @@ class DaemonThread(Daemon):
     """The mirror served in this process by a background thread's event loop, stopped like SIGTERM stops
     `mreg serve` (daemon.app.listening's exit). Its log holds what every daemon running meanwhile logged."""
 
-    def __init__(self, home: Path, upstream: str, *args: str) -> None:
-        env = daemon_env(home, upstream)
+    def __init__(self, home: Path, upstream: str, *args: str, env: dict[str, str] | None = None) -> None:
+        environment = daemon_env(home, upstream, env)
         options = serve_command.make_context("serve", ["--port", "0", *args]).params
-        settings = Settings.from_env(env)
-        self._config = serve_config(settings, **options)
+        settings = Settings.from_env(environment)
+        self._config = serve_config(settings, **options, env=environment)
         self._app = build_app(self._config, settings)
         self._started = threading.Event()
         self._stopping: asyncio.Event | None = None
@@ -165,9 +168,9 @@ class DaemonThread(Daemon):
 class DaemonProcess(Daemon):
     """A real `mreg serve` process."""
 
-    def __init__(self, home: Path, upstream: str, *args: str) -> None:
+    def __init__(self, home: Path, upstream: str, *args: str, env: dict[str, str] | None = None) -> None:
         port = free_port()
-        env = daemon_env(home, upstream)
+        env = daemon_env(home, upstream, env)
         log = home.parent / f"daemon-{port}.log"
         with log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -194,14 +197,16 @@ class DaemonProcess(Daemon):
         return self.process.wait(timeout=30)
 
 
-def start_daemon(home: Path, upstream: str, *args: str) -> Daemon:
-    """The mirror in this process with MREG_HOME=home and `mreg serve` options ARGS; returns once it listens."""
-    return DaemonThread(home, upstream, *args)
+def start_daemon(home: Path, upstream: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
+    """The mirror in this process with MREG_HOME=home, `mreg serve` options ARGS and the variables ``env``;
+    returns once it listens."""
+    return DaemonThread(home, upstream, *args, env=env)
 
 
-def start_daemon_process(home: Path, upstream: str, *args: str) -> DaemonProcess:
-    """`python -m mreg.cli.main serve ARGS` on a free port with MREG_HOME=home; returns once /healthz answers."""
-    return DaemonProcess(home, upstream, *args)
+def start_daemon_process(home: Path, upstream: str, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    """`python -m mreg.cli.main serve ARGS` on a free port with MREG_HOME=home and the variables ``env``;
+    returns once /healthz answers."""
+    return DaemonProcess(home, upstream, *args, env=env)
 
 
 def running_daemon(test_hub: TestHub, tmp_path: Path,

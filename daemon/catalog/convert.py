@@ -37,14 +37,16 @@ class Tasks:
     def __init__(self) -> None:
         self.running: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, mirror: Mirror, job: ConvertJob, mix: Mix, token: str | None) -> None:
-        """Run ``job`` in the background, recording how it ends in the catalog."""
+    def start(self, mirror: Mirror, job: ConvertJob, mix: Mix, token: str | None, upstream: str | None) -> None:
+        """Run ``job`` in the background (fetching from the upstream named ``upstream``), recording how it
+        ends in the catalog."""
 
         async def run() -> None:
             try:
-                result = await convert_repo(job.repo, mix, revision=job.commit, client=mirror.upstream.client(token),
+                result = await convert_repo(job.repo, mix, revision=job.commit,
+                                            client=mirror.upstream.client(token, upstream),
                                             store=mirror.store, catalog=mirror.catalog,
-                                            offline=not mirror.upstream.available)
+                                            offline=not mirror.upstream.member(upstream).available)
                 await mirror.catalog.finish_convert_job(job.id, result.path.name, result.sha256, result.size)
             except MregError as exc:
                 await mirror.catalog.fail_convert_job(job.id, str(exc))
@@ -89,7 +91,8 @@ async def start(request: web.Request) -> web.Response:
         mix = parse_mix(body["quant"])
         repo = RepoRef.parse(body["repo"])
         commit = await mirror.refs.resolve(repo, str(body.get("revision") or "main"), token)
-        refusal = await mirror.access.refusal(await mirror.commits.get(repo, commit, token), "", token)
+        meta = await mirror.commits.get(repo, commit, token)
+        refusal = await mirror.access.refusal(meta, "", token)
         if refusal is not None:
             return refusal.response()
     except MregError as exc:
@@ -99,7 +102,7 @@ async def start(request: web.Request) -> web.Response:
     except MregError as exc:
         return for_error(exc)
     if new:
-        request.app[TASKS].start(mirror, job, mix, token)
+        request.app[TASKS].start(mirror, job, mix, token, meta.upstream)
     return web.json_response(answer(mirror, job), status=200 if job.status == "complete" else 202)
 
 

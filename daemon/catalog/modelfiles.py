@@ -38,9 +38,9 @@ async def modelfile(request: web.Request) -> web.Response:
         refusal = await mirror.access.refusal(meta, "", token)
         if refusal is not None:
             return refusal.response()
-        options = PullOptions(revision=commit, offline=not mirror.upstream.available)
+        options = PullOptions(revision=commit, offline=not mirror.upstream.member(meta.upstream).available)
         prepared = await prepare_modelfile(repo, request.query.get("quant") or None, options,
-                                           client=mirror.upstream.client(token), store=mirror.store,
+                                           client=mirror.upstream.client(token, meta.upstream), store=mirror.store,
                                            catalog=mirror.catalog)
         relative = replace(prepared.modelfile, model=f"./{prepared.choice.quant.files[0]}")
         text = render(relative)  # rendering can fail too (a system prompt or licence no Modelfile can quote)

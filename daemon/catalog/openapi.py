@@ -75,8 +75,14 @@ SCHEMAS: dict[str, Schema] = {
                   "code": {**STRING, "description": "the error's kind: its class's code in registry/errors.py",
                            "examples": ["BadRequest", "RepoNotFound", "RevisionNotFound", "EntryNotFound",
                                         "GatedRepo", "UpstreamError", "UpstreamUnavailable", "InternalError"]}}),
-    "Health": obj({"status": {"const": "ok"}, "upstream": STRING, "upstream_available": {"type": "boolean"},
-                   "offline": {"type": "boolean"}}),
+    "Health": obj({"status": {"const": "ok"}, "upstream": {**STRING, "description": "the first upstream's URL"},
+                   "upstream_available": {"type": "boolean", "description": "whether any upstream may be asked"},
+                   "offline": {"type": "boolean"},
+                   "upstreams": {"type": "array", "description": "every upstream, in the order they are asked",
+                                 "items": obj({"name": STRING, "kind": {"enum": ["hf", "modelscope"]},
+                                               "url": STRING, "available": {"type": "boolean"},
+                                               "down": {**nullable(STRING),
+                                                        "description": "why it counts as down, or null"}})}}),
     "HubError": obj({"error": STRING}),
     "Revision": obj(REVISION_FIELDS),
     "MirrorStatus": obj(JOB_FIELDS),
@@ -177,7 +183,7 @@ def operation(summary: str, responses: dict[str, Schema], parameters: list[Schem
 
 
 PATHS: dict[str, Schema] = {
-    "/healthz": {"get": operation("Liveness, and whether upstream is reachable",
+    "/healthz": {"get": operation("Liveness, and whether each upstream is reachable",
                                   {"200": json_response("the daemon is up", ref("Health"))})},
     "/metrics": {"get": operation("Counters in the Prometheus text format", {"200": {
         "description": "Prometheus text exposition", "content": {"text/plain": {"schema": STRING}}}})},

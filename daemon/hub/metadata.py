@@ -105,7 +105,8 @@ async def search(request: web.Request, hub: HubPath) -> web.Response:
     answer = await _forward(request)
     if not answer.ok:
         return answer.response()
-    link = rewrite_link(answer.link, request.app[MIRROR].upstream.endpoint, own_origin(request)) if answer.link else None
+    origin = answer.origin or request.app[MIRROR].upstream.endpoint
+    link = rewrite_link(answer.link, origin, own_origin(request)) if answer.link else None
     return _reshaped(answer, _data(answer), link)
 
 
@@ -138,7 +139,8 @@ async def tree(request: web.Request, hub: HubPath) -> web.Response:
         return await _kept_tree(request, hub, meta)
     if not answer.ok:
         return answer.response()
-    link = rewrite_link(answer.link, mirror.upstream.endpoint, own_origin(request)) if answer.link else None
+    origin = answer.origin or mirror.upstream.endpoint
+    link = rewrite_link(answer.link, origin, own_origin(request)) if answer.link else None
     return _reshaped(answer, without_xet(_data(answer)), link)
 
 

@@ -95,7 +95,7 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
 
 def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
     """The shared transfer bringing ``spec`` of ``meta`` into the store (started with the caller's token)."""
-    client = mirror.upstream.client(token)
+    client = mirror.upstream.client(token, meta.upstream)
     return mirror.transfers.join(spec, Target(meta, spec.path), client, checked_locator(client, meta.repo, meta.commit, spec))
 
 
@@ -116,12 +116,13 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
             if fd is not None:
                 os.close(fd)
         return
-    if not mirror.upstream.available:
-        raise UpstreamUnavailableError(f"{mirror.upstream.unavailable_reason}, and {spec.path} of "
+    source = mirror.upstream.member(meta.upstream)
+    if not source.available:
+        raise UpstreamUnavailableError(f"{source.unavailable_reason}, and {spec.path} of "
                                        f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
     mirror.metrics.cache_misses += 1
     if relay_bounded and rng.end < spec.size:  # a bounded range (a header read): relay it, do not fetch the whole file
-        client = mirror.upstream.client(token)
+        client = mirror.upstream.client(token, meta.upstream)
         mirror.metrics.active_transfers += 1
         try:
             upstream = await client.open_range(await checked_locator(client, meta.repo, meta.commit, spec)(), rng.start, rng.end, TIMEOUT)

@@ -152,7 +152,7 @@ async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: st
     stored = dict(zip(plain, await asyncio.gather(*(mirror.commits.stored_blob(meta, p) for p in plain))))
     missing = sorted((p for p in plain if stored[p] is None), key=lambda p: meta.files[p].size)
     chosen, budget = [], SHA256_BYTES_PER_LISTING
-    for path in missing[:SHA256_FILES_PER_LISTING] if mirror.upstream.available else []:
+    for path in missing[:SHA256_FILES_PER_LISTING] if mirror.upstream.member(meta.upstream).available else []:
         if meta.files[path].size > budget:
             break
         chosen.append(path)

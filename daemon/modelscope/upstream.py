@@ -24,6 +24,7 @@ from mreg.registry.errors import (
     UpstreamRefusedError,
     UpstreamUnavailableError,
 )
+from mreg.registry.upstream.health import Health
 from mreg.registry.upstream.modelscope import Listings, ModelScopeClient
 from mreg.registry.repo import RepoRef
 
@@ -51,8 +52,11 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
 class ModelScopeUpstream(Upstream):
     """A ModelScope endpoint, answering the mirror's Hub requests (see the module docstring)."""
 
-    def __init__(self, session: aiohttp.ClientSession, endpoint: str, offline: bool, down_for: float) -> None:
-        super().__init__(session, endpoint, offline, down_for)
+    kind = "modelscope"
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, offline: bool, down_for: float, *,
+                 name: str | None = None, token: str | None = None, health: Health | None = None) -> None:
+        super().__init__(session, endpoint, offline, down_for, name=name, token=token, health=health)
         self._listings = Listings()
 
     def client(self, token: str | None) -> ModelScopeClient:  # type: ignore[override]

@@ -40,7 +40,8 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
 from mreg.daemon.serving import kept
-from mreg.daemon.serving.upstream import Upstream, token_key
+from mreg.daemon.serving.upstream import token_key
+from mreg.daemon.serving.upstreams import Upstreams
 
 log = logging.getLogger("mreg.daemon")
 
@@ -56,6 +57,8 @@ class CommitMeta:
     files: dict[str, FileSpec]
     stored: dict[str, str] = field(default_factory=dict)
     """path → sha256 of the files whose blob is linked into the snapshot."""
+    upstream: str | None = None
+    """The name of the upstream that listed the commit (None: not known, the first one)."""
 
     @property
     def restricted(self) -> bool:
@@ -79,14 +82,14 @@ def file_spec(entry: dict[str, Any], repo: RepoRef) -> FileSpec | None:
     return FileSpec(path=path, size=size, git_oid=oid, sha256=lfs_sha)
 
 
-def _meta(repo: RepoRef, commit: str, info: Any, entries: Any) -> CommitMeta:
+def _meta(repo: RepoRef, commit: str, info: Any, entries: Any, upstream: str | None) -> CommitMeta:
     if not isinstance(info, dict) or info.get("sha") != commit:
         raise UpstreamError(f"the repo info of {repo}@{commit} does not name that commit")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise UpstreamError(f"the tree listing of {repo}@{commit} is not a list of entries")
     specs = (file_spec(e, repo) for e in entries if e.get("type") == "file")
     files = {spec.path: spec for spec in specs if spec is not None}
-    return CommitMeta(repo, commit, info, entries, files)
+    return CommitMeta(repo, commit, info, entries, files, upstream=upstream)
 
 
 def _records(meta: CommitMeta) -> list[FileRecord]:
@@ -97,7 +100,7 @@ def _records(meta: CommitMeta) -> list[FileRecord]:
 class Commits:
     """Commit metadata by (repo, commit): memory, then the store, then upstream (once per caller)."""
 
-    def __init__(self, store: Store, catalog: Catalog, upstream: Upstream, cache_size: int) -> None:
+    def __init__(self, store: Store, catalog: Catalog, upstream: Upstreams, cache_size: int) -> None:
         self._store, self._catalog, self._upstream = store, catalog, upstream
         self._memory: OrderedDict[tuple[RepoRef, str], CommitMeta] = OrderedDict()
         self._cache_size = cache_size
@@ -138,7 +141,8 @@ class Commits:
         entries = kept.load(kept.commit_file(self._store, repo, commit, "tree.json"))
         if info is None or entries is None:
             return None
-        return await self._adopt(_meta(repo, commit, info, entries))
+        upstream = next((r.upstream for r in await self._catalog.revisions(repo) if r.commit == commit), None)
+        return await self._adopt(_meta(repo, commit, info, entries, upstream))
 
     async def close(self) -> None:
         """Cancel the fetches and indexing still running."""
@@ -148,8 +152,8 @@ class Commits:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
-        info, entries = await self._upstream.commit_listing(repo, commit, token)
-        meta = _meta(repo, commit, info, entries)
+        info, entries, upstream = await self._upstream.commit_listing(repo, commit, token)
+        meta = _meta(repo, commit, info, entries, upstream)
         self._keep(meta)
         return await self._adopt(meta)
 
@@ -165,7 +169,7 @@ class Commits:
         If another request adopted the same commit meanwhile, that object is returned: there is one
         CommitMeta per commit in memory, so its ``stored`` sees every file that lands.
         """
-        await self._catalog.record_revision(meta.repo, meta.commit, _records(meta))
+        await self._catalog.record_revision(meta.repo, meta.commit, _records(meta), upstream=meta.upstream)
         stored = await self._catalog.revision_files(meta.repo, meta.commit)
         adopted = self._memory.get((meta.repo, meta.commit))
         if adopted is not None:
@@ -204,7 +208,7 @@ class Commits:
         a revision removed from the catalog meanwhile (``mreg rm``) is recorded again first."""
         async with self._store.linking():  # a gc running now finishes first, without blocking the loop
             again = await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256,
-                                    _records(meta))
+                                    _records(meta), meta.upstream)
         if again:
             log.info("%s@%s was removed from the store meanwhile: recorded again", meta.repo, meta.commit[:12])
             meta.stored.clear()

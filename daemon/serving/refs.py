@@ -14,7 +14,8 @@ from mreg.registry.removals import RemovalWatch
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
-from mreg.daemon.serving.upstream import COMMIT, Upstream
+from mreg.daemon.serving.upstream import COMMIT
+from mreg.daemon.serving.upstreams import Upstreams
 
 
 def is_commit(revision: str) -> bool:
@@ -24,7 +25,7 @@ def is_commit(revision: str) -> bool:
 class Refs:
     """Where each (repo, branch or tag) pointed when upstream was last asked."""
 
-    def __init__(self, store: Store, catalog: Catalog, upstream: Upstream, ttl: float) -> None:
+    def __init__(self, store: Store, catalog: Catalog, upstream: Upstreams, ttl: float) -> None:
         self._store, self._catalog, self._upstream, self._ttl = store, catalog, upstream, ttl
         self._known: dict[tuple[RepoRef, str], tuple[str, float]] = {}
         self._removals = RemovalWatch(store.home)

@@ -65,6 +65,8 @@ class Answer:
     link: str | None
     body: bytes
     data: Any = NOT_PARSED
+    origin: str | None = None
+    """The endpoint that gave it (its ``link`` points there), when it came from one."""
 
     @property
     def ok(self) -> bool:
@@ -115,14 +117,23 @@ def token_key(token: str | None) -> str:
 
 
 class Upstream:
-    """The upstream endpoint, its liveness, and the HTTP session the daemon shares."""
+    """An upstream endpoint, its liveness, and the HTTP session the daemon shares.
 
-    def __init__(self, session: aiohttp.ClientSession, endpoint: str, offline: bool, down_for: float) -> None:
+    ``name`` is its configured name (the catalog records it, health memory is kept under it); ``token``
+    the daemon's own token for it (mirror jobs), never a caller's. Several upstreams share one ``health``.
+    """
+
+    kind = "hf"
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, offline: bool, down_for: float, *,
+                 name: str | None = None, token: str | None = None, health: Health | None = None) -> None:
         self.session = session
         self.endpoint = endpoint.rstrip("/")
         self.offline = offline
-        health = Health(None, clock=time.monotonic, down_for=down_for)
-        self.outages = Outages(health, self.endpoint,
+        self.name = name or self.endpoint
+        self.token = token
+        health = health if health is not None else Health(None, clock=time.monotonic, down_for=down_for)
+        self.outages = Outages(health, self.name,
                                lambda: check(UpstreamHTTP(session, self.endpoint, None, PASS_THROUGH)))
 
     @property
@@ -188,7 +199,8 @@ class Upstream:
             resp = await http.send(method, self.endpoint + path, headers, data=body)
             try:
                 answer = Answer(resp.status, {k: resp.headers[k] for k in HUB_HEADERS if k in resp.headers},
-                                resp.headers.get("Link"), await read_body(resp, MAX_ANSWER_BYTES))
+                                resp.headers.get("Link"), await read_body(resp, MAX_ANSWER_BYTES),
+                                origin=self.endpoint)
             finally:
                 resp.release()
         except (UpstreamUnavailableError, TimeoutError, aiohttp.ClientError) as exc:

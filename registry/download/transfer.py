@@ -25,7 +25,8 @@ from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
 from mreg.registry.download.state import TransferState
 
-__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file", "download_from"]
+__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file",
+           "download_from"]
 
 LOCK_POLL = 0.2
 UPSTREAM = "upstream"

@@ -13,7 +13,7 @@ from mreg.registry.catalog import Catalog, MirrorJob
 from mreg.registry.download import Tuning
 from mreg.registry.blobs import holds
 from mreg.registry.errors import UsageError
-from mreg.registry.upstream.hub import HubClient
+from mreg.registry.upstream.client import RepoClient
 from mreg.registry.pull import PullOptions, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
@@ -72,15 +72,17 @@ class Synced:
     """Bytes downloaded from upstream by this sync."""
 
 
-async def sync_job(job: MirrorJob, *, client: HubClient, store: Store, catalog: Catalog, tuning: Tuning,
-                   progress: JobProgress) -> Synced:
-    """Bring ``job.repo`` to the commit ``job.revision`` names upstream, with ``pull``.
+async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog: Catalog, tuning: Tuning,
+                   progress: JobProgress, upstream: str | None = None) -> Synced:
+    """Bring ``job.repo`` to the commit ``job.revision`` names upstream (``upstream``: its name, recorded in
+    the catalog), with ``pull``.
 
     Only new and changed files move (the store is content-addressed); the ref flips to the new
     commit once all of them are stored, so the previous snapshot is what readers see until then.
     An unreachable upstream is a failure here (``UpstreamUnavailableError``), not the local copy.
     """
-    options = PullOptions(revision=job.revision, include=job.include, exclude=job.exclude, tuning=tuning)
+    options = PullOptions(revision=job.revision, include=job.include, exclude=job.exclude, tuning=tuning,
+                          upstream=upstream)
     commit = (await client.repo_info(job.repo, job.revision)).commit
     if commit == job.commit and await _still_complete(job, commit, store, catalog, options):
         progress.bytes_total = progress.bytes_done = job.bytes_total

@@ -156,18 +156,27 @@ def _with_env_token(upstream: Upstream, env: Env, hf_endpoint: str, ms_endpoint:
     return upstream
 
 
+def _endpoints(env: Env) -> tuple[str, str]:
+    """The usual endpoints: ``HF_ENDPOINT``'s and ``MODELSCOPE_ENDPOINT``'s (or their defaults)."""
+    return (_check_url(env.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT, "HF_ENDPOINT"),
+            _check_url(env.get("MODELSCOPE_ENDPOINT") or MS_DEFAULT_ENDPOINT, "MODELSCOPE_ENDPOINT"))
+
+
+def _listed(env: Env, data: dict[str, Any], path: Path) -> tuple[Upstream, ...]:
+    """The upstreams ``MREG_UPSTREAMS`` lists, else the config file's (none: an empty tuple)."""
+    if env.get("MREG_UPSTREAMS", "").strip():
+        return parse_upstreams(env["MREG_UPSTREAMS"])
+    return _config_upstreams(data, str(path))
+
+
 def load(env: Env | None = None) -> UpstreamConfig:
     """The upstream configuration from the environment and the config file."""
     env = os.environ if env is None else env
     path = config_path(env)
     data = _read_config(path)
-    hf_endpoint = _check_url(env.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT, "HF_ENDPOINT")
-    ms_endpoint = _check_url(env.get("MODELSCOPE_ENDPOINT") or MS_DEFAULT_ENDPOINT, "MODELSCOPE_ENDPOINT")
-    if env.get("MREG_UPSTREAMS", "").strip():
-        upstreams = parse_upstreams(env["MREG_UPSTREAMS"])
-    else:
-        upstreams = _config_upstreams(data, str(path)) or (
-            Upstream("hf", "hf", hf_endpoint), Upstream("modelscope", "modelscope", ms_endpoint))
+    hf_endpoint, ms_endpoint = _endpoints(env)
+    upstreams = _listed(env, data, path) or (
+        Upstream("hf", "hf", hf_endpoint), Upstream("modelscope", "modelscope", ms_endpoint))
     source = env.get("MREG_SOURCE") or data.get("source", "hf")
     if source not in SOURCES:
         raise UsageError(f"{path}: source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -176,6 +185,23 @@ def load(env: Env | None = None) -> UpstreamConfig:
         raise UsageError(f"{path}: start_timeout must be a positive number of seconds")
     upstreams = tuple(_with_env_token(u, env, hf_endpoint, ms_endpoint) for u in upstreams)
     return UpstreamConfig(upstreams, source, float(start_timeout))
+
+
+def serve_upstreams(options: Sequence[str], env: Env | None = None) -> tuple[Upstream, ...]:
+    """The daemon's upstreams in priority order: its ``--upstream [KIND+]URL`` options (named by kind:
+    ``hf``, ``hf-2``…), else ``MREG_UPSTREAMS``, else the config file's, else the Hub at ``HF_ENDPOINT``
+    alone. Tokens as for pulls: ``HF_TOKEN`` / ``MODELSCOPE_API_TOKEN`` only to that kind's usual endpoint."""
+    env = os.environ if env is None else env
+    hf_endpoint, ms_endpoint = _endpoints(env)
+    if options:
+        given = [parse_serve_upstream(option) for option in options]
+        kinds = [kind for kind, _ in given]
+        upstreams = _unique([Upstream(kind if kinds[:i].count(kind) == 0 else f"{kind}-{kinds[:i].count(kind) + 1}",
+                                      kind, url) for i, (kind, url) in enumerate(given)], "--upstream")
+    else:
+        path = config_path(env)
+        upstreams = _listed(env, _read_config(path), path) or (Upstream("hf", "hf", hf_endpoint),)
+    return tuple(_with_env_token(u, env, hf_endpoint, ms_endpoint) for u in upstreams)
 
 
 def split_source(repo_id: str) -> tuple[str | None, str]:

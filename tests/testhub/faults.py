@@ -148,6 +148,8 @@ class Record:
     path: str
     status: int
     range: str | None
+    authorization: str | None = None
+    """The Authorization header it came with."""
 
 
 class Stats:
@@ -166,6 +168,8 @@ class Stats:
             self.bytes_by_sha256: Counter[str] = Counter()
             self.cdn_authorization_seen: list[str] = []
             self.records: deque[Record] = deque(maxlen=RECORDS_KEPT)
+            self.dropped: list[str] = []
+            """``METHOD path`` of each request a drop fault left unanswered (not in ``records``)."""
 
     def request(self, kind: str, record: Record, authorization: bool) -> None:
         """Count a finished request of route kind `kind`."""
@@ -174,6 +178,11 @@ class Stats:
             self.records.append(record)
             if kind == "cdn" and authorization:
                 self.cdn_authorization_seen.append(f"{record.method} {record.path}")
+
+    def drop(self, method: str, path: str) -> None:
+        """Count a request left unanswered."""
+        with self._lock:
+            self.dropped.append(f"{method} {path}")
 
     def body_bytes(self, kind: str, sha256: str, n: int) -> None:
         """Count `n` body bytes of blob `sha256` handed to the transport."""

@@ -178,11 +178,13 @@ class TestModelScope:
     # -- requests --------------------------------------------------------------------------
 
     async def _record(self, request: web.Request, response: web.StreamResponse) -> None:
-        record = Record("hub", request.method, request.raw_path, response.status, request.headers.get("Range"))
+        record = Record("hub", request.method, request.raw_path, response.status, request.headers.get("Range"),
+                        request.headers.get("Authorization"))
         self.stats.request(self._route(request)[0], record, "Authorization" in request.headers)
 
     async def _record_cdn(self, request: web.Request, response: web.StreamResponse) -> None:
-        record = Record("cdn", request.method, request.raw_path, response.status, request.headers.get("Range"))
+        record = Record("cdn", request.method, request.raw_path, response.status, request.headers.get("Range"),
+                        request.headers.get("Authorization"))
         token_sent = "Authorization" in request.headers or "m_session_id" in request.cookies
         self.stats.request("cdn", record, token_sent)
 

@@ -146,7 +146,8 @@ class TestHub:
     def _record(self, kind: str, request: web.Request, response: web.StreamResponse) -> None:
         """Count a request as its answer starts (before the client can see any of it)."""
         host = "cdn" if kind == "cdn" else "hub"
-        record = Record(host, request.method, request.raw_path, response.status, request.headers.get("Range"))
+        record = Record(host, request.method, request.raw_path, response.status, request.headers.get("Range"),
+                        request.headers.get("Authorization"))
         self.stats.request(kind, record, "Authorization" in request.headers)
 
     async def _record_hub(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -168,6 +169,7 @@ class TestHub:
             await asyncio.sleep(self.faults.latency)
         kind, call = self._route(request)
         if self.faults.take(DropRule, kind, (request.raw_path,)) is not None:
+            self.stats.drop(request.method, request.raw_path)
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # the connection is gone: no answer
