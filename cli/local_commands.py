@@ -11,12 +11,13 @@ from mreg.registry.catalog.search import FORMATS, Query, hit_json, search
 from mreg.registry.config import Settings
 from mreg.registry.errors import UsageError
 from mreg.registry.eviction.evict import evict
-from mreg.registry.eviction.policy import ORDERS, Budget
+from mreg.registry.eviction.policy import Budget
 from mreg.registry.local import open_local
 from mreg.registry.maintenance import collect_garbage, remove, resolve_local
 from mreg.registry.repo import RepoRef
 from mreg.registry.units import human_size
 
+from mreg.cli.budget_options import budget_options
 from mreg.cli.common import _echo_json, _run, json_option, repo_type_option
 from mreg.cli.views import hit_text
 
@@ -34,17 +35,7 @@ async def rm_command(repo_id: str, repo_type: str) -> None:
 
 
 @click.command("gc")
-@click.option("--max-size", envvar="MREG_MAX_SIZE", metavar="SIZE",
-              help="Size budget (500G, 300MB): past --high % of it, evict revisions down to --low %.")
-@click.option("--high", type=click.FloatRange(0, 100, min_open=True), default=95.0, show_default=True,
-              help="High watermark, in % of --max-size.")
-@click.option("--low", type=click.FloatRange(0, 100, min_open=True), default=85.0, show_default=True,
-              help="Low watermark, in % of --max-size.")
-@click.option("--min-free", envvar="MREG_MIN_FREE", metavar="SIZE", help="Also evict while the disk has less free.")
-@click.option("--evict", "order", type=click.Choice(ORDERS), default="lru", show_default=True, envvar="MREG_EVICT",
-              help="What goes first: least recently used, largest, or (age) whatever is unused for --evict-after.")
-@click.option("--evict-after", default="30d", show_default=True, metavar="AGE",
-              help="With --evict age: evict revisions unused this long.")
+@budget_options
 @click.option("--dry-run", is_flag=True, help="Only say what eviction would remove.")
 @json_option
 @_run

@@ -12,16 +12,20 @@ from mreg.daemon.app import build_app, serve
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.logs import setup_logging
 from mreg.registry.config import Settings
+from mreg.registry.eviction.policy import Budget
 from mreg.registry.jobs.mirror import check_every
 from mreg.registry.units import parse_interval, parse_rate
 from mreg.registry.upstream.configured import load, serve_upstreams
 
+from mreg.cli.budget_options import budget_options
 from mreg.cli.common import _run
 
 
 def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[str], offline: bool, ref_ttl: float,
                  mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
                  admin_token: str | None, scrub_every: str | None, scrub_rate: str | None,
+                 max_size: str | None = None, high: float = 95.0, low: float = 85.0, min_free: str | None = None,
+                 order: str = "lru", evict_after: str = "30d", evict_every: str | None = None,
                  env: Mapping[str, str] | None = None) -> ServeConfig:
     """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
     environment, give the defaults the environment sets)."""
@@ -35,7 +39,9 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                        admin_token=admin_token.strip() if admin_token and admin_token.strip() else None,
                        scrub_every=check_every(parse_interval(scrub_every), shortest, "--scrub-every")
                        if scrub_every else None,
-                       scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate)
+                       scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate,
+                       budget=Budget.parse(max_size, high, low, min_free, order, evict_after),
+                       evict_every=parse_interval(evict_every) if evict_every else ServeConfig.evict_every)
 
 
 @click.command("serve")
@@ -64,10 +70,15 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
               "again from upstream; default: no scrub.")
 @click.option("--scrub-rate", metavar="RATE", help="Bytes per second a scrub reads at most (50M, 1.5G, 800K); "
               "default: 50M.")
+@budget_options
+@click.option("--evict-every", metavar="INTERVAL", help="How often the budget is checked (and last uses written to "
+              "the catalog); default: 1m.")
 @_run
 async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
-                        admin_token: str | None, scrub_every: str | None, scrub_rate: str | None) -> None:
+                        admin_token: str | None, scrub_every: str | None, scrub_rate: str | None,
+                        max_size: str | None, high: float, low: float, min_free: str | None, order: str,
+                        evict_after: str, evict_every: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
@@ -77,5 +88,6 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
     settings = Settings.from_env()
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
-                          min_every, admin_token, scrub_every, scrub_rate)
+                          min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,
+                          evict_after, evict_every)
     await serve(build_app(config, settings), config)

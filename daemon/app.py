@@ -4,7 +4,7 @@
     await serve(app, config)        # until SIGTERM / SIGINT
     async with listening(app, config) as addresses: ...   # as long as the block runs (tests in process)
 
-The store, catalog, HTTP session, background transfers, mirror jobs and the scrub live in ``mirror_context`` (a
+The store, catalog, HTTP session, background transfers, mirror jobs, the scrub and the size budget live in ``mirror_context`` (a
 ``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
 """
 
@@ -28,6 +28,7 @@ from mreg.registry.workspace import http_session
 
 from mreg.daemon.access import Access
 from mreg.daemon.admin import is_loopback
+from mreg.daemon.budget import StoreBudget
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.cross_site import refuse_cross_site
@@ -67,13 +68,15 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
                                   config.failed_transfer_memory)
             mirroring = Mirroring(config, store, catalog, upstream, commits)
+            budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
                                  access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,
-                                 mirroring=mirroring)
+                                 mirroring=mirroring, budget=budget)
             scrubber = None if config.scrub_every is None else Scrubber(store.blobs, config.scrub_every,
                                                                          config.scrub_rate, metrics)
             await mirroring.start()
+            budget.start()
             if scrubber is not None:
                 scrubber.start()
             try:
@@ -83,6 +86,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                     await scrubber.close()
                 await mirroring.close()
                 await transfers.close()
+                await budget.close()
                 await commits.close()
                 await upstream.close()
     finally:

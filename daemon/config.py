@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mreg.registry.config import DEFAULT_ENDPOINT, resolve_token
 from mreg.registry.download import Tuning
+from mreg.registry.eviction.policy import Budget
 from mreg.registry.jobs.mirror import MIN_EVERY
 from mreg.registry.upstream.configured import DEFAULT_START_TIMEOUT, Upstream
 
@@ -60,6 +61,12 @@ class ServeConfig:
     """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
     scrub_rate: float = SCRUB_RATE
     """Bytes per second a scrub reads at most."""
+    budget: Budget = field(default_factory=Budget)
+    """The store's size budget (none by default: nothing is evicted)."""
+    evict_every: float = 60.0
+    """Seconds between two budget rounds (uses written to the catalog, then eviction if over budget)."""
+    use_flush_every: float = 300.0
+    """Longest a noted use waits before it is written to the catalog (a budget round writes it sooner)."""
 
     @property
     def upstream_list(self) -> tuple[Upstream, ...]:

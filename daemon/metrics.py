@@ -19,6 +19,13 @@ class Metrics:
     scrubbed_bytes: int = 0
     quarantined_blobs: int = 0
     scrub_passes: int = 0
+    store_bytes: int = 0
+    budget_bytes: int = 0
+    kept_bytes: int = 0
+    budget_short_bytes: int = 0
+    evictions: int = 0
+    evicted_bytes: int = 0
+    eviction_rounds: int = 0
     requests: Counter[str] = field(default_factory=Counter)
 
     def render(self) -> str:
@@ -40,6 +47,17 @@ class Metrics:
                      "quarantined (fetched again from upstream when next asked for).", self.quarantined_blobs),
             *_metric("mreg_scrub_passes_total", "counter", "Scrub passes over the whole store completed.",
                      self.scrub_passes),
+            *_metric("mreg_store_bytes", "gauge", "Bytes of the blobs in the store (as of the last budget round).",
+                     self.store_bytes),
+            *_metric("mreg_store_budget_bytes", "gauge", "The store's size budget (0: none).", self.budget_bytes),
+            *_metric("mreg_store_kept_bytes", "gauge", "Bytes held by revisions eviction may not remove (pinned, "
+                     "mirrored or in use), as of the last round.", self.kept_bytes),
+            *_metric("mreg_store_over_budget_bytes", "gauge", "Bytes the last round could not free because only "
+                     "pinned, mirrored or in-use revisions were left (0: within budget).", self.budget_short_bytes),
+            *_metric("mreg_evictions_total", "counter", "Revisions evicted to keep the store within its budget.",
+                     self.evictions),
+            *_metric("mreg_evicted_bytes_total", "counter", "Bytes freed by evictions.", self.evicted_bytes),
+            *_metric("mreg_eviction_rounds_total", "counter", "Budget rounds run.", self.eviction_rounds),
             "# HELP mreg_requests_total Requests by route.",
             "# TYPE mreg_requests_total counter",
             *(f'mreg_requests_total{{route="{route}"}} {n}' for route, n in sorted(self.requests.items())),

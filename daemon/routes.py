@@ -20,7 +20,7 @@ from mreg.registry.errors import MregError, UsageError
 
 from mreg.daemon.catalog import api as catalog_api
 from mreg.daemon.catalog import convert, modelfiles, openapi, pages
-from mreg.daemon.catalog import jobs
+from mreg.daemon.catalog import jobs, pins
 from mreg.daemon.hub import metadata as api
 from mreg.daemon.hub import resolve
 from mreg.daemon.modelscope import routes as modelscope_api
@@ -136,6 +136,9 @@ OWN_ROUTES: tuple[Route, ...] = (
     Route("POST", f"/v1/jobs/{REPO}/sync", jobs.guarded(jobs.sync_job, mutation=True)),
     Route("GET", f"/v1/jobs/{REPO}", jobs.guarded(jobs.show_job, mutation=False)),
     Route("DELETE", f"/v1/jobs/{REPO}", jobs.guarded(jobs.remove_job, mutation=True)),
+    Route("GET", "/v1/pins", jobs.guarded(pins.list_pins, mutation=False)),
+    Route("POST", "/v1/pins", jobs.guarded(pins.add_pin, mutation=True)),
+    Route("DELETE", "/v1/pins", jobs.guarded(pins.remove_pin, mutation=True)),
     Route("POST", "/v1/convert", convert.start),
     Route("GET", "/v1/convert/{id}", convert.status),
     Route("GET", "/", pages.index),

@@ -10,6 +10,7 @@ from mreg.registry.catalog import Catalog
 from mreg.registry.store import Store
 
 from mreg.daemon.access import Access
+from mreg.daemon.budget import StoreBudget
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.metrics import Metrics
@@ -33,6 +34,7 @@ class Mirror:
     transfers: Transfers
     metrics: Metrics
     mirroring: Mirroring
+    budget: StoreBudget
 
 
 CONFIG = web.AppKey("config", ServeConfig)

@@ -63,7 +63,7 @@ def test_lru_evicts_the_least_recently_used_until_enough_is_freed_and_keeps_shar
 def test_pinned_mirrored_and_in_use_revisions_never_go_and_a_short_budget_says_so() -> None:
     revisions = [rev("a", 9, {"a1": 100}, pinned=True), rev("b", 8, {"b1": 100}, mirrored=True),
                  rev("c", 7, {"c1": 100}), rev("d", 1, {"d1": 100, "a1": 100})]
-    chosen = plan(revisions, 10**6, Budget(max_size=1), NOW, in_use={"c1"})
+    chosen = plan(revisions, 10**6, Budget(max_size=1), NOW, busy={(RepoRef.parse("org/c"), "c" * 40)})
     assert [(e.revision.commit[0], e.freed) for e in chosen.evictions] == [("d", 100)]  # a1 stays with pinned a
     assert chosen.kept_bytes == 300 and chosen.short == 10**6 - 100
 

@@ -133,6 +133,11 @@ SCHEMAS: dict[str, Schema] = {
     "TensorPage": obj({"repo": STRING, "repo_type": {"enum": ["model", "dataset"]}, "commit": COMMIT,
                        "path": nullable(STRING), "total": INT, "offset": INT, "limit": INT,
                        "next_offset": nullable(INT), "tensors": {"type": "array", "items": ref("Tensor")}}),
+    "NewPin": obj({"repo": STRING, "repo_type": {"enum": ["model", "dataset"]},
+                   "revision": nullable({**COMMIT, "description": "the pinned commit (null: the whole repo)"})}),
+    "Pin": obj({"repo": STRING, "repo_type": {"enum": ["model", "dataset"]},
+                "revision": nullable({**COMMIT, "description": "the pinned commit (null: the whole repo)"}),
+                "pinned_at": {"type": "string", "format": "date-time"}}),
     "SearchHit": obj({"repo": STRING, "repo_type": {"enum": ["model", "dataset"]}, "commit": COMMIT,
                       "architecture": nullable(STRING), "parameters": INT,
                       "formats": {"type": "array", "items": {"enum": list(FORMATS)}},
@@ -245,8 +250,8 @@ JOB_REPO_PARAMS = [*REPO_PARAMS[:2], REPO_PARAMS[3]]
 
 def hub_errors(*statuses: int) -> dict[str, Schema]:
     meaning = {400: "a malformed body, repo id or setting", 401: "the admin token is needed",
-               403: "jobs are disabled: the daemon listens beyond loopback without an admin token",
-               404: "no job for that repo"}
+               403: "jobs and pins are disabled: the daemon listens beyond loopback without an admin token",
+               404: "no job (or pin) for that repo"}
     return {str(s): json_response(meaning[s], ref("HubError")) for s in statuses}
 
 
@@ -276,6 +281,27 @@ PATHS.update({
     "/v1/jobs/{org}/{name}/sync": {"post": operation("Sync one repo's job now", {
         "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404)},
         JOB_REPO_PARAMS, JOB_NOTE, ADMIN)},
+})
+
+PIN_REPO = [query("repo", "`org/name` (or `name`)"),
+            query("revision", "a branch, tag, commit or 7+ digit prefix the catalog knows (default: the whole repo)"),
+            query("repo_type", "`model` (default) or `dataset`", {"enum": ["model", "dataset"]})]
+PIN_NOTE = ("Pinned repos (every revision) and revisions are never evicted by the size budget "
+            "(`mreg serve --max-size`). " + JOB_NOTE)
+PATHS.update({
+    "/v1/pins": {
+        "get": operation("Every pin", {
+            "200": json_response("the pins", {"type": "array", "items": ref("Pin")}), **hub_errors(401, 403)},
+            description=PIN_NOTE, security=ADMIN_READ),
+        "post": {**operation("Pin a repo or one revision", {
+            "201": json_response("the pin", ref("NewPin")), "200": json_response("already pinned", ref("NewPin")),
+            **hub_errors(400, 401, 403)}, description=PIN_NOTE, security=ADMIN),
+            "requestBody": {"required": True, "content": {JSON: {"schema": obj(
+                {"repo": STRING}, {"revision": nullable(STRING), "repo_type": {"enum": ["model", "dataset"]}})}}}},
+        "delete": operation("Unpin a repo or one revision", {
+            "200": json_response("the pin removed", ref("NewPin")), **hub_errors(400, 401, 403, 404)},
+            PIN_REPO, PIN_NOTE, ADMIN),
+    },
 })
 
 CONVERT_ERRORS = {400: "a malformed body, repo id or quant",

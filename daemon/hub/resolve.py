@@ -89,7 +89,8 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     if rng is not None:
         response.headers["Content-Range"] = f"bytes {rng.start}-{rng.end - 1}/{spec.size}"
     response.content_length = whole.end - whole.start
-    await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
+    with mirror.budget.using(meta.repo, meta.commit):
+        await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
     return response
 
 

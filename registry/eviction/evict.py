@@ -4,20 +4,19 @@ Each evicted revision is removed from the store first (its refs, then its snapsh
 each renamed away in one step), then from the catalog; blobs are deleted last, by the garbage
 collection, and only those no snapshot and no catalog row still holds. So a crash (kill -9) at any point
 leaves no snapshot pointing at a missing blob, and the next round finishes what this one started.
-Each eviction is logged as one JSON line on the ``mreg.eviction`` logger.
+Each eviction is logged on the ``mreg.eviction`` logger with its fields (one JSON line in the daemon's log).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import shutil
-from collections.abc import Set
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from mreg.registry.catalog import Catalog
-from mreg.registry.eviction.policy import Budget, Plan, plan
+from mreg.registry.eviction.policy import Budget, Busy, Plan, plan
 from mreg.registry.maintenance import collect_garbage
 from mreg.registry.removals import note_removal
 from mreg.registry.store import GcResult, Store
@@ -65,7 +64,7 @@ def free_bytes(store: Store) -> int | None:
         return None
 
 
-async def evict(store: Store, catalog: Catalog, budget: Budget, in_use: Set[str] = frozenset(),
+async def evict(store: Store, catalog: Catalog, budget: Budget, busy: Busy = frozenset(),
                 now: datetime | None = None, dry_run: bool = False) -> EvictionReport:
     """Run one round: free what the budget asks for (see ``policy``); with ``dry_run``, only say what would go."""
     first = GcResult(0, 0, 0) if dry_run else await collect_garbage(store, catalog)
@@ -73,7 +72,7 @@ async def evict(store: Store, catalog: Catalog, budget: Budget, in_use: Set[str]
     needed = budget.bytes_to_free(stored, free)
     chosen = Plan((), needed, 0)
     if needed > 0 or budget.order == "age":
-        chosen = plan(await catalog.revision_uses(), needed, budget, now or datetime.now(timezone.utc), in_use)
+        chosen = plan(await catalog.revision_uses(), needed, budget, now or datetime.now(timezone.utc), busy)
     evicted = []
     for eviction in chosen.evictions:
         revision = eviction.revision
@@ -81,14 +80,17 @@ async def evict(store: Store, catalog: Catalog, budget: Budget, in_use: Set[str]
         if not dry_run:
             store.remove_revision(revision.repo, revision.commit)
             await catalog.remove_revision(revision.repo, revision.commit)
-            log.info(json.dumps({"event": "evicted", **done.__dict__}))
+            log.info("evicted %s@%s (%d bytes, %s)", done.repo, done.revision[:12], done.bytes, done.why,
+                     extra={"fields": {"event": "evicted", **dataclasses.asdict(done)}})
         evicted.append(done)
     if evicted and not dry_run:
         note_removal(store.home)  # running daemons forget what they cached of the evicted revisions
     last = GcResult(0, 0, 0) if dry_run or not evicted else await collect_garbage(store, catalog)
     if chosen.short:
-        log.warning(json.dumps({"event": "over budget", "short": chosen.short, "kept_bytes": chosen.kept_bytes,
-                                "max_size": budget.max_size, "min_free": budget.min_free}))
+        log.warning("over budget: %d more bytes would have to go, but pinned, mirrored or in-use revisions hold %d",
+                    chosen.short, chosen.kept_bytes,
+                    extra={"fields": {"event": "over_budget", "short": chosen.short, "kept_bytes": chosen.kept_bytes,
+                                      "max_size": budget.max_size, "min_free": budget.min_free}})
     after = stored - chosen.freed if dry_run else await stored_bytes(store)
     return EvictionReport(stored_before=stored, stored_after=after, free_after=free_bytes(store), needed=needed,
                           evicted=tuple(evicted), kept_bytes=chosen.kept_bytes, short=chosen.short,

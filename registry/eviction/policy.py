@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from mreg.registry.catalog.records import RevisionUse
 from mreg.registry.errors import UsageError
+from mreg.registry.repo import RepoRef
 from mreg.registry.units import parse_interval, parse_size
 
 ORDERS = ("lru", "size", "age")
@@ -100,24 +101,28 @@ class Plan:
         return max(0, self.needed - self.freed)
 
 
-def kept_because(revision: RevisionUse, in_use: Set[str]) -> str | None:
+Busy = Set[tuple[RepoRef, str]]
+"""Revisions (repo, commit) being read or filled at this moment."""
+
+
+def kept_because(revision: RevisionUse, busy: Busy) -> str | None:
     """Why ``revision`` must stay (``pinned``, ``mirrored``, ``in use``), or None."""
     if revision.pinned:
         return "pinned"
     if revision.mirrored:
         return "mirrored"
-    if in_use & revision.blobs.keys():
+    if (revision.repo, revision.commit) in busy:
         return "in use"
     return None
 
 
 def plan(revisions: Sequence[RevisionUse], needed: int, budget: Budget, now: datetime,
-         in_use: Set[str] = frozenset()) -> Plan:
+         busy: Busy = frozenset()) -> Plan:
     """The revisions to evict to free ``needed`` bytes (with ``age``: every stale one), in order."""
     holders: Counter[str] = Counter(sha for r in revisions for sha in r.blobs)
     sizes = {sha: size for r in revisions for sha, size in r.blobs.items()}
-    candidates = [r for r in revisions if kept_because(r, in_use) is None]
-    kept = {sha for r in revisions if kept_because(r, in_use) is not None for sha in r.blobs}
+    candidates = [r for r in revisions if kept_because(r, busy) is None]
+    kept = {sha for r in revisions if kept_because(r, busy) is not None for sha in r.blobs}
     kept_bytes = sum(sizes[sha] for sha in kept)
 
     def exclusive(r: RevisionUse) -> int:
