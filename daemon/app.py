@@ -68,8 +68,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
                                   config.failed_transfer_memory)
             mirroring = Mirroring(config, store, catalog, upstream, commits)
-            budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics,
-                                 commits.forget)
+            budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
                                  access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.eviction.evict import EvictionReport, evict, stored_bytes
@@ -27,13 +27,12 @@ log = logging.getLogger("mreg.daemon")
 
 
 class StoreBudget:
-    """Notes uses, knows what is in use, and runs the eviction rounds; ``forget(repo, commit)`` is told of each
-    evicted revision (the commit metadata cached in memory)."""
+    """Notes uses, knows what is in use, and runs the eviction rounds (each round that evicts tells the daemon's
+    caches through the store's removal marker, ``registry.removals``)."""
 
     def __init__(self, store: Store, catalog: Catalog, budget: Budget, every: float, flush_every: float,
-                 metrics: Metrics, forget: Callable[[RepoRef, str], None]) -> None:
+                 metrics: Metrics) -> None:
         self.budget, self._store, self._catalog, self._every, self._metrics = budget, store, catalog, every, metrics
-        self._forget = forget
         self.uses = UseRecorder(flush_every)
         self._busy: Counter[tuple[RepoRef, str]] = Counter()
         self._round_lock = asyncio.Lock()
@@ -71,8 +70,6 @@ class StoreBudget:
                 self._metrics.store_bytes = await stored_bytes(self._store)
                 return None
             report = await evict(self._store, self._catalog, self.budget, busy=frozenset(self._busy))
-            for evicted in report.evicted:
-                self._forget(RepoRef(evicted.repo_type, evicted.repo), evicted.revision)
             self._metrics.store_bytes = report.stored_after
             self._metrics.kept_bytes = report.kept_bytes
             self._metrics.budget_short_bytes = report.short

@@ -109,10 +109,17 @@ class Store:
 
     @asynccontextmanager
     async def _shared_async(self, name: str) -> AsyncIterator[None]:
+        async with self._held_async(name, fcntl.LOCK_SH):
+            yield
+
+    @asynccontextmanager
+    async def _held_async(self, name: str, mode: int) -> AsyncIterator[None]:
+        """Hold the lock file ``name`` in ``mode``, polling for it so that an event loop keeps running (a
+        blocking wait could never end if a task of the same loop holds the lock)."""
         with self._lock_file(name) as fd:
             while True:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     await asyncio.sleep(LOCK_POLL)
@@ -336,7 +343,7 @@ class Store:
         (a daemon's periodic one) should pass ``min_blob_age`` (e.g. 3600) to spare blobs published
         or linked that recently (``link_file`` refuses to link a blob gc removed meanwhile).
         """
-        with self._locked(LINKS_LOCK, fcntl.LOCK_EX):  # no link is made between the scan and the deletes
+        async with self._held_async(LINKS_LOCK, fcntl.LOCK_EX):  # no link is made between the scan and the deletes
             live = self.referenced_blobs() | set(keep)
             now = time.time()
             removed = freed = 0

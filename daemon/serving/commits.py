@@ -144,11 +144,6 @@ class Commits:
         upstream = next((r.upstream for r in await self._catalog.revisions(repo) if r.commit == commit), None)
         return await self._adopt(_meta(repo, commit, info, entries, upstream))
 
-    def forget(self, repo: RepoRef, commit: str) -> None:
-        """Drop the commit's metadata from memory (the revision was evicted): the next request lists it again
-        and records it in the catalog anew."""
-        self._memory.pop((repo, commit), None)
-
     async def close(self) -> None:
         """Cancel the fetches and indexing still running."""
         tasks = [*self._loading.values(), *self._indexing.values()]
