@@ -1,4 +1,5 @@
-"""The catalog on real SQLite files: migrations, queries, errors and several processes at once."""
+"""The catalog on real databases (a SQLite file and a PostgreSQL database: the `catalog_url` fixture):
+migrations, queries, errors and several processes at once."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, inspect
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mreg.registry.catalog import Catalog, FileRecord
-from mreg.registry.catalog.db import alembic_config
+from mreg.registry.catalog.db import alembic_config, make_engine, writer
 from mreg.registry.catalog.models import Base
 from mreg.registry.config import Settings
 from mreg.registry.errors import CatalogError, UsageError
@@ -47,20 +48,35 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+async def query(url: str, sql: str) -> list[tuple]:
+    """The rows of ``sql`` run on the database at ``url`` (either backend)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(sql))]
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
-async def catalog(tmp_path: Path):
-    cat = await Catalog.open(url_for(tmp_path / "catalog.db"))
+async def catalog(catalog_url: str):
+    cat = await Catalog.open(catalog_url)
     yield cat
     await cat.close()
 
 
-async def test_fresh_database_is_migrated_to_head(tmp_path: Path) -> None:
+async def test_a_fresh_sqlite_file_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     db = tmp_path / "new" / "folder" / "catalog.db"
     cat = await Catalog.open(url_for(db))
     await cat.close()
     assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
-    engine = create_async_engine(url_for(db))
+
+
+async def test_opened_catalog_is_at_head_and_matches_the_models(catalog_url: str) -> None:
+    await (await Catalog.open(catalog_url)).close()
+    assert await query(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    engine = create_async_engine(catalog_url)
     async with engine.connect() as conn:
         assert set(await conn.run_sync(lambda c: inspect(c).get_table_names())) == TABLES
         diff = await conn.run_sync(
@@ -70,9 +86,8 @@ async def test_fresh_database_is_migrated_to_head(tmp_path: Path) -> None:
     assert diff == []  # the ORM models match what the migrations built
 
 
-async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
-    db = tmp_path / "catalog.db"
-    cat = await Catalog.open(url_for(db))
+async def test_reopening_is_a_no_op(catalog_url: str) -> None:
+    cat = await Catalog.open(catalog_url)
     await cat.record_revision(REPO, C1, FILES, ref="main")
     await cat.close()
     statements: list[str] = []
@@ -82,13 +97,14 @@ async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
 
     event.listen(Engine, "before_cursor_execute", seen)
     try:
-        cat = await Catalog.open(url_for(db))
+        cat = await Catalog.open(catalog_url)
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
-    assert not any(s.startswith(("BEGIN IMMEDIATE", "CREATE", "INSERT", "UPDATE")) for s in statements)
+    assert statements and not any(s.lstrip().upper().startswith(("BEGIN IMMEDIATE", "SELECT PG_ADVISORY", "CREATE",
+                                                                  "INSERT", "UPDATE")) for s in statements)
     assert await cat.resolve_revision(REPO, "main") == C1
     await cat.close()
-    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await query(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
 
 
 def _open_and_write(url: str, barrier, index: int) -> None:  # type: ignore[no-untyped-def]
@@ -106,19 +122,41 @@ def _open_and_write(url: str, barrier, index: int) -> None:  # type: ignore[no-u
     asyncio.run(run())
 
 
-def test_concurrent_opens_of_a_fresh_file(tmp_path: Path) -> None:
-    db = tmp_path / "shared" / "catalog.db"
+def _run_writers(url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_open_and_write, args=(url_for(db), barrier, i)) for i in range(4)]
+    procs = [ctx.Process(target=_open_and_write, args=(url, barrier, i)) for i in range(4)]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join(120)
     assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
-    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
-    assert rows(db, "SELECT count(*) FROM revisions") == [(21,)]
-    assert rows(db, "SELECT count(*) FROM files") == [(42,)]
+
+
+async def test_concurrent_opens_and_writes(empty_url: str) -> None:
+    """Four processes open the same fresh catalog (a new SQLite file; an empty PostgreSQL database),
+    migrate it and write the same rows at once: every write lands once."""
+    catalog_url = empty_url
+    await asyncio.to_thread(_run_writers, catalog_url)
+    assert await query(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await query(catalog_url, "SELECT count(*) FROM revisions") == [(21,)]
+    assert await query(catalog_url, "SELECT count(*) FROM files") == [(42,)]
+    assert await query(catalog_url, "SELECT count(*) FROM repos") == [(5,)]
+
+
+async def test_a_writer_waits_for_another_connections_write_transaction(catalog: Catalog, catalog_url: str) -> None:
+    await catalog.record_revision(REPO, C1, FILES)
+    holder = writer(make_engine(catalog_url))
+    try:
+        async with holder.begin() as conn:
+            await conn.execute(text("SELECT 1"))  # the write lock is taken as the transaction begins
+            waiting = asyncio.ensure_future(catalog.set_ref(REPO, "main", C1))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiting), 0.5)
+        await asyncio.wait_for(waiting, 30)  # once the other transaction ends, the write goes through
+    finally:
+        await holder.dispose()
+    assert await catalog.resolve_revision(REPO, "main") == C1
 
 
 async def test_record_revision_is_idempotent(catalog: Catalog) -> None:
@@ -179,9 +217,8 @@ async def test_list_repos(catalog: Catalog) -> None:
     assert second.updated_at.tzinfo == timezone.utc
 
 
-async def test_remove_repo_cascades(tmp_path: Path) -> None:
-    db = tmp_path / "catalog.db"
-    cat = await Catalog.open(url_for(db))
+async def test_remove_repo_cascades(catalog_url: str) -> None:
+    cat = await Catalog.open(catalog_url)
     await cat.record_revision(REPO, C1, FILES, ref="main")
     await cat.mark_file_complete(REPO, C1, "config.json", SHA, 10)
     download = await cat.start_download(REPO, C1, 1010)
@@ -194,12 +231,11 @@ async def test_remove_repo_cascades(tmp_path: Path) -> None:
     assert [s.repo for s in await cat.list_repos()] == [OTHER]
     await cat.close()
     for table, left in (("repos", 1), ("revisions", 1), ("refs", 1), ("files", 1), ("downloads", 0), ("blobs", 1)):
-        assert rows(db, f"SELECT count(*) FROM {table}") == [(left,)], table
+        assert await query(catalog_url, f"SELECT count(*) FROM {table}") == [(left,)], table
 
 
-async def test_downloads(tmp_path: Path) -> None:
-    db = tmp_path / "catalog.db"
-    cat = await Catalog.open(url_for(db))
+async def test_downloads(catalog_url: str) -> None:
+    cat = await Catalog.open(catalog_url)
     first = await cat.start_download(REPO, C1, 100)  # the repo row is created if needed
     second = await cat.start_download(REPO, C1, 100)
     assert first != second
@@ -209,7 +245,7 @@ async def test_downloads(tmp_path: Path) -> None:
     with pytest.raises(CatalogError):
         await cat.finish_download(9999, "failed", 0, "boom")
     await cat.close()
-    got = rows(db, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
+    got = await query(catalog_url, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
     assert got == [("complete", 100, 100, None), ("running", 100, 0, None)]
 
 
