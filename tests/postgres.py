@@ -9,7 +9,8 @@ the tests run as root, as CI does), and the fixtures that give tests a catalog d
 - `empty_url`: an empty database's URL on either backend (no file yet; a database from ``template0``),
   for what happens before the first migration.
 
-`tests/conftest.py` imports them, so every test module can ask for them.
+`tests/conftest.py` imports them, so every test module can ask for them. `fetch_rows` and `rows_of`
+read a catalog database on either backend.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["BACKENDS", "PostgresCluster", "catalog_url", "empty_url", "pg_url", "postgres"]
+__all__ = ["BACKENDS", "PostgresCluster", "catalog_url", "empty_url", "fetch_rows", "pg_url", "postgres", "rows_of"]
 
 BACKENDS = ("sqlite", "postgresql")
 """The catalog databases the catalog suites run on (the `catalog_url` fixture's params)."""
@@ -113,6 +114,24 @@ class PostgresCluster:
 
 def _quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\\''") + "'"
+
+
+async def fetch_rows(url: str, sql: str, **params: object) -> list[tuple]:
+    """The rows of ``sql`` (with ``:name`` parameters) on the database at ``url`` (either backend)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(sql), params)]
+    finally:
+        await engine.dispose()
+
+
+def rows_of(url: str, sql: str, **params: object) -> list[tuple]:
+    """`fetch_rows` for synchronous tests (not inside a running event loop)."""
+    return asyncio.run(fetch_rows(url, sql, **params))
 
 
 async def _migrate(url: str) -> None:

@@ -22,6 +22,7 @@ from mreg.registry.catalog.models import Base
 from mreg.registry.config import Settings
 from mreg.registry.errors import CatalogError, UsageError
 from mreg.registry.repo import RepoRef
+from tests.postgres import fetch_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = RepoRef.parse("org/model")
@@ -48,16 +49,6 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-async def query(url: str, sql: str) -> list[tuple]:
-    """The rows of ``sql`` run on the database at ``url`` (either backend)."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(text(sql))]
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 async def catalog(catalog_url: str):
     cat = await Catalog.open(catalog_url)
@@ -75,7 +66,7 @@ async def test_a_fresh_sqlite_file_is_migrated_in_wal_mode(tmp_path: Path) -> No
 
 async def test_opened_catalog_is_at_head_and_matches_the_models(catalog_url: str) -> None:
     await (await Catalog.open(catalog_url)).close()
-    assert await query(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await fetch_rows(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
     engine = create_async_engine(catalog_url)
     async with engine.connect() as conn:
         assert set(await conn.run_sync(lambda c: inspect(c).get_table_names())) == TABLES
@@ -104,7 +95,7 @@ async def test_reopening_is_a_no_op(catalog_url: str) -> None:
                                                                   "INSERT", "UPDATE")) for s in statements)
     assert await cat.resolve_revision(REPO, "main") == C1
     await cat.close()
-    assert await query(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await fetch_rows(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
 
 
 def _open_and_write(url: str, barrier, index: int) -> None:  # type: ignore[no-untyped-def]
@@ -138,10 +129,10 @@ async def test_concurrent_opens_and_writes(empty_url: str) -> None:
     migrate it and write the same rows at once: every write lands once."""
     catalog_url = empty_url
     await asyncio.to_thread(_run_writers, catalog_url)
-    assert await query(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
-    assert await query(catalog_url, "SELECT count(*) FROM revisions") == [(21,)]
-    assert await query(catalog_url, "SELECT count(*) FROM files") == [(42,)]
-    assert await query(catalog_url, "SELECT count(*) FROM repos") == [(5,)]
+    assert await fetch_rows(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await fetch_rows(catalog_url, "SELECT count(*) FROM revisions") == [(21,)]
+    assert await fetch_rows(catalog_url, "SELECT count(*) FROM files") == [(42,)]
+    assert await fetch_rows(catalog_url, "SELECT count(*) FROM repos") == [(5,)]
 
 
 async def test_a_writer_waits_for_another_connections_write_transaction(catalog: Catalog, catalog_url: str) -> None:
@@ -231,7 +222,7 @@ async def test_remove_repo_cascades(catalog_url: str) -> None:
     assert [s.repo for s in await cat.list_repos()] == [OTHER]
     await cat.close()
     for table, left in (("repos", 1), ("revisions", 1), ("refs", 1), ("files", 1), ("downloads", 0), ("blobs", 1)):
-        assert await query(catalog_url, f"SELECT count(*) FROM {table}") == [(left,)], table
+        assert await fetch_rows(catalog_url, f"SELECT count(*) FROM {table}") == [(left,)], table
 
 
 async def test_downloads(catalog_url: str) -> None:
@@ -245,7 +236,7 @@ async def test_downloads(catalog_url: str) -> None:
     with pytest.raises(CatalogError):
         await cat.finish_download(9999, "failed", 0, "boom")
     await cat.close()
-    got = await query(catalog_url, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
+    got = await fetch_rows(catalog_url, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
     assert got == [("complete", 100, 100, None), ("running", 100, 0, None)]
 
 
