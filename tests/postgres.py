@@ -6,6 +6,7 @@ the tests run as root, as CI does), and the fixtures that give tests a catalog d
 - `catalog_url`: a fresh, empty catalog's URL, parametrised over ``sqlite`` and ``postgresql``; the
   PostgreSQL one is a new database made from the template (``CREATE DATABASE … TEMPLATE …``, ~0.2 s).
 - `pg_url`: the same, PostgreSQL only.
+- `module_catalog_url`: `catalog_url` for a module's shared fixtures (one database per module and backend).
 - `empty_url`: an empty database's URL on either backend (no file yet; a database from ``template0``),
   for what happens before the first migration.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["BACKENDS", "PostgresCluster", "catalog_url", "empty_url", "fetch_rows", "pg_url", "postgres", "rows_of"]
+__all__ = ["BACKENDS", "PostgresCluster", "catalog_url", "empty_url", "fetch_rows", "module_catalog_url", "pg_url", "postgres", "rows_of"]
 
 BACKENDS = ("sqlite", "postgresql")
 """The catalog databases the catalog suites run on (the `catalog_url` fixture's params)."""
@@ -164,6 +165,18 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'catalog.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_catalog_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh catalog's URL shared by a module's tests: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('catalog') / 'catalog.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)
 
 
 @pytest.fixture(params=BACKENDS)

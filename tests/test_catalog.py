@@ -346,12 +346,20 @@ async def test_bad_job_settings_are_refused(catalog: Catalog, settings: dict) ->
         lambda tmp: f"sqlite:///{tmp / 'sync-driver.db'}",  # not an async driver
         lambda tmp: "nonsense",
         lambda tmp: "nosuchdb+nodriver://host/db",
+        lambda tmp: "postgresql+nodriver://host/db",
+        lambda tmp: "postgresql+asyncpg://mreg:secret@127.0.0.1:1/catalog",  # nothing listens
     ],
 )
 async def test_unusable_urls_give_catalog_error(tmp_path: Path, make_url) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(CatalogError) as info:
         await Catalog.open(make_url(tmp_path))
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)
+
+
+async def test_a_postgresql_database_that_does_not_exist_gives_catalog_error(pg_url: str) -> None:
+    with pytest.raises(CatalogError, match="does not exist") as info:
+        await Catalog.open(pg_url.rsplit("/", 1)[0] + "/no_such_database")
     assert "\n" not in str(info.value)
 
 

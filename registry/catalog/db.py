@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mreg import migrations
 from mreg.migrations import SCHEMA_HEAD
 from sqlalchemy import URL, Connection, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mreg.registry.errors import CatalogError
@@ -75,7 +75,7 @@ def make_engine(url: str) -> AsyncEngine:
     try:
         engine = create_async_engine(parsed)
     except (SQLAlchemyError, ImportError) as exc:
-        hint = " (e.g. sqlite+aiosqlite:// or postgresql+asyncpg://)" if isinstance(exc, InvalidRequestError) else ""
+        hint = " (mreg's drivers: sqlite+aiosqlite:// or postgresql+asyncpg://)"
         raise CatalogError(f"cannot use database URL {parsed.render_as_string()}: {_one_line(exc)}{hint}") from exc
     if sqlite:
         _tune_sqlite(engine)
