@@ -95,10 +95,11 @@ class PostgresCluster:
         """The SQLAlchemy URL of ``database`` in this cluster."""
         return f"postgresql+asyncpg://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self, template: str = TEMPLATE) -> str:
-        """A new database copied from ``template`` (the migrated catalog by default); its URL."""
+    def new_database(self, template: str = TEMPLATE, options: str = "") -> str:
+        """A new database copied from ``template`` (the migrated catalog by default), with CREATE DATABASE's
+        other ``options``; its URL."""
         name = f"test_{next(self._names)}"
-        self.sql(f"CREATE DATABASE {name} TEMPLATE {template}")
+        self.sql(f"CREATE DATABASE {name} TEMPLATE {template} {options}")
         return self.url(name)
 
     def drop_database(self, url: str) -> None:

@@ -22,7 +22,7 @@ from mreg.registry.catalog.models import Base
 from mreg.registry.config import Settings
 from mreg.registry.errors import CatalogError, UsageError
 from mreg.registry.repo import RepoRef
-from tests.postgres import fetch_rows
+from tests.postgres import PostgresCluster, fetch_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = RepoRef.parse("org/model")
@@ -148,6 +148,28 @@ async def test_a_writer_waits_for_another_connections_write_transaction(catalog:
     finally:
         await holder.dispose()
     assert await catalog.resolve_revision(REPO, "main") == C1
+
+
+async def test_text_is_ordered_by_code_point_whatever_the_collation(postgres: PostgresCluster) -> None:
+    """A PostgreSQL database whose collation is a language's (ICU en-US: 'a' < 'B' < '_x') orders paths, refs
+    and repos as SQLite and Python do, by code point."""
+    url = postgres.new_database("template0", "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+    names = ["a.json", "B.json", "_x.json", "a/b.json", "a.b.json", "Z.json"]
+    cat = await Catalog.open(url)
+    try:
+        await cat.record_revision(REPO, C1, [FileRecord(name, 1, "c" * 40) for name in names])
+        for name in names:
+            await cat.set_ref(REPO, name, C1)
+        repos = ["b", "B", "a-b", "a.b", "a_b", "Z"]
+        for name in repos:
+            await cat.add_job(RepoRef.parse(f"org/{name}"))
+        assert [f.path for f in await cat.revision_files(REPO, C1)] == sorted(names)
+        [summary] = [s for s in await cat.list_repos() if s.repo == REPO]
+        assert list(summary.refs) == sorted(names)
+        assert [j.repo.repo_id for j in await cat.list_jobs()] == sorted(f"org/{name}" for name in repos)
+    finally:
+        await cat.close()
+        postgres.drop_database(url)
 
 
 async def test_record_revision_is_idempotent(catalog: Catalog) -> None:
