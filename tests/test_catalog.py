@@ -16,11 +16,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
 from mreg.registry.catalog.db import alembic_config, make_engine, writer
 from mreg.registry.catalog.models import Base
 from mreg.registry.config import Settings
 from mreg.registry.errors import CatalogError, UsageError
+from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
 from tests.postgres import PostgresCluster, fetch_rows
 
@@ -170,6 +171,22 @@ async def test_text_is_ordered_by_code_point_whatever_the_collation(postgres: Po
     finally:
         await cat.close()
         postgres.drop_database(url)
+
+
+async def test_long_text_from_upstream_is_stored_as_given(catalog: Catalog) -> None:
+    """What a hostile or odd upstream sends (a 2000-character path, 5000-character tensor name, 800-character
+    dtype, architecture and upstream name) is kept whole on both backends (SQLite does not enforce VARCHAR
+    lengths). Paths stay within what a PostgreSQL index entry holds (about 2700 bytes)."""
+    path, name, long = "d/" * 1000 + "model.gguf", "t" * 5000, "x" * 800
+    await catalog.record_revision(REPO, C1, [FileRecord(path, 10, "g" * 100, lfs_sha256="l" * 100)], upstream=long)
+    await catalog.record_header(REPO, C1, HeaderRecord(path, "gguf-" + long), [TensorInfo(name, long, (1,), 0, 4)])
+    await catalog.set_architecture(REPO, C1, long)
+    [stored] = await catalog.revision_files(REPO, C1)
+    assert (stored.path, stored.git_oid, stored.lfs_sha256) == (path, "g" * 100, "l" * 100)
+    assert await catalog.tensors(REPO, C1, path) == [TensorInfo(name, long, (1,), 0, 4)]
+    [indexed] = await catalog.indexed_revisions(REPO)
+    assert indexed.architecture == long and indexed.headers[0].format == "gguf-" + long
+    assert (await catalog.list_repos())[0].upstream == long
 
 
 async def test_record_revision_is_idempotent(catalog: Catalog) -> None:
