@@ -4,9 +4,12 @@ database layer nor HTTP, ``mreg ls`` no HTTP, nothing of the daemon and, on the 
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from mreg.registry import __version__
+from mreg.registry.config import DATABASE_URL_VARIABLE
 
 from mreg.cli.lazy import LazyCommand, LazyGroup
 
@@ -45,8 +48,29 @@ COMMANDS = {
 }
 
 
+def _use_database_url(ctx: click.Context, _param: click.Parameter, url: str | None) -> None:
+    """``--database-url``: the commands read the catalog's URL from the environment (``Settings``), so
+    set it there for this invocation (restored when it ends, for in-process callers)."""
+    if not url:
+        return
+    before = os.environ.get(DATABASE_URL_VARIABLE)
+    os.environ[DATABASE_URL_VARIABLE] = url
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(DATABASE_URL_VARIABLE, None)
+        else:
+            os.environ[DATABASE_URL_VARIABLE] = before
+
+    ctx.call_on_close(restore)
+
+
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mreg")
+@click.option("--database-url", metavar="URL", expose_value=False, is_eager=True, callback=_use_database_url,
+              help="The catalog's database for this command: sqlite+aiosqlite:///PATH or "
+              "postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (default: MREG_DATABASE_URL, else "
+              "catalog.db in MREG_HOME).")
 def main() -> None:
     """mreg: pull, verify and serve Hugging Face models from one content-addressed store."""
 

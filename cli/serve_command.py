@@ -61,6 +61,9 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
               "(50M, 1.5G, 800K); default: no cap.")
 @click.option("--min-every", metavar="INTERVAL", help="Shortest schedule a mirror job may ask for (30s, 5m); "
               "default: 1m.")
+@click.option("--database-url", metavar="URL", help="The catalog's database: sqlite+aiosqlite:///PATH or "
+              "postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (default: MREG_DATABASE_URL, else "
+              "catalog.db in MREG_HOME).")
 @click.option("--admin-token", envvar="MREG_ADMIN_TOKEN", show_envvar=True,
               help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
               "where they are disabled without one, for everything). Prefer the variable: other users "
@@ -76,16 +79,16 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
 @_run
 async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
-                        admin_token: str | None, scrub_every: str | None, scrub_rate: str | None,
-                        max_size: str | None, high: float, low: float, min_free: str | None, order: str,
-                        evict_after: str, evict_every: str | None) -> None:
+                        database_url: str | None, admin_token: str | None, scrub_every: str | None,
+                        scrub_rate: str | None, max_size: str | None, high: float, low: float, min_free: str | None,
+                        order: str, evict_after: str, evict_every: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
     Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens. Mirror jobs
     use the daemon's own token (HF_TOKEN or huggingface_hub's saved token) if there is one.
     """
-    settings = Settings.from_env()
+    settings = Settings.from_env().with_database_url(database_url)
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
                           min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,

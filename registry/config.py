@@ -7,11 +7,13 @@ token file huggingface_hub saves, ``HF_HUB_OFFLINE``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+DATABASE_URL_VARIABLE = "MREG_DATABASE_URL"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -56,7 +58,11 @@ class Settings:
     def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         home = Path(env["MREG_HOME"]).expanduser() if env.get("MREG_HOME") else _cache_root(env) / "mreg"
-        database_url = env.get("MREG_DATABASE_URL") or f"sqlite+aiosqlite:///{home / 'catalog.db'}"
+        database_url = env.get(DATABASE_URL_VARIABLE) or f"sqlite+aiosqlite:///{home / 'catalog.db'}"
         endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         offline = env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
         return cls(home=home, database_url=database_url, endpoint=endpoint, offline=offline)
+
+    def with_database_url(self, database_url: str | None) -> "Settings":
+        """These settings with the catalog at ``database_url`` instead (unchanged when it is None or empty)."""
+        return dataclasses.replace(self, database_url=database_url) if database_url else self

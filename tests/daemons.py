@@ -116,7 +116,7 @@ class DaemonThread(Daemon):
     def __init__(self, home: Path, upstream: str, *args: str, env: dict[str, str] | None = None) -> None:
         environment = daemon_env(home, upstream, env)
         options = serve_command.make_context("serve", ["--port", "0", *args]).params
-        settings = Settings.from_env(environment)
+        settings = Settings.from_env(environment).with_database_url(options.pop("database_url"))
         self._config = serve_config(settings, **options, env=environment)
         self._app = build_app(self._config, settings)
         self._started = threading.Event()
@@ -209,11 +209,12 @@ def start_daemon_process(home: Path, upstream: str, *args: str, env: dict[str, s
     return DaemonProcess(home, upstream, *args, env=env)
 
 
-def running_daemon(test_hub: TestHub, tmp_path: Path,
-                   start: Callable[[Path, str], Daemon] = start_daemon) -> Iterator[Daemon]:
-    """The body of the `daemon` fixtures: the mirror in front of `test_hub`, which must stop cleanly;
-    tokens never reach its log or its store."""
-    running = start(tmp_path / "home", test_hub.endpoint)
+def running_daemon(test_hub: TestHub, tmp_path: Path, start: Callable[..., Daemon] = start_daemon,
+                   database_url: str | None = None) -> Iterator[Daemon]:
+    """The body of the `daemon` fixtures: the mirror in front of `test_hub` (its catalog at ``database_url``
+    if given, else in its home), which must stop cleanly; tokens never reach its log or its store."""
+    args = ("--database-url", database_url) if database_url else ()
+    running = start(tmp_path / "home", test_hub.endpoint, *args)
     try:
         yield running
     finally:

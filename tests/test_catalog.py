@@ -1,4 +1,5 @@
-"""The catalog on real SQLite files: migrations, queries, errors and several processes at once."""
+"""The catalog on real databases (a SQLite file and a PostgreSQL database: the `catalog_url` fixture):
+migrations, queries, errors and several processes at once."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, inspect
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mreg.registry.catalog import Catalog, FileRecord
-from mreg.registry.catalog.db import alembic_config
+from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
+from mreg.registry.catalog.db import alembic_config, make_engine, writer
 from mreg.registry.catalog.models import Base
 from mreg.registry.config import Settings
 from mreg.registry.errors import CatalogError, UsageError
+from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
+from tests.postgres import PostgresCluster, fetch_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = RepoRef.parse("org/model")
@@ -48,19 +51,24 @@ def rows(db: Path, sql: str) -> list[tuple]:
 
 
 @pytest.fixture
-async def catalog(tmp_path: Path):
-    cat = await Catalog.open(url_for(tmp_path / "catalog.db"))
+async def catalog(catalog_url: str):
+    cat = await Catalog.open(catalog_url)
     yield cat
     await cat.close()
 
 
-async def test_fresh_database_is_migrated_to_head(tmp_path: Path) -> None:
+async def test_a_fresh_sqlite_file_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     db = tmp_path / "new" / "folder" / "catalog.db"
     cat = await Catalog.open(url_for(db))
     await cat.close()
     assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
-    engine = create_async_engine(url_for(db))
+
+
+async def test_opened_catalog_is_at_head_and_matches_the_models(catalog_url: str) -> None:
+    await (await Catalog.open(catalog_url)).close()
+    assert await fetch_rows(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    engine = create_async_engine(catalog_url)
     async with engine.connect() as conn:
         assert set(await conn.run_sync(lambda c: inspect(c).get_table_names())) == TABLES
         diff = await conn.run_sync(
@@ -70,9 +78,8 @@ async def test_fresh_database_is_migrated_to_head(tmp_path: Path) -> None:
     assert diff == []  # the ORM models match what the migrations built
 
 
-async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
-    db = tmp_path / "catalog.db"
-    cat = await Catalog.open(url_for(db))
+async def test_reopening_is_a_no_op(catalog_url: str) -> None:
+    cat = await Catalog.open(catalog_url)
     await cat.record_revision(REPO, C1, FILES, ref="main")
     await cat.close()
     statements: list[str] = []
@@ -82,13 +89,14 @@ async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
 
     event.listen(Engine, "before_cursor_execute", seen)
     try:
-        cat = await Catalog.open(url_for(db))
+        cat = await Catalog.open(catalog_url)
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
-    assert not any(s.startswith(("BEGIN IMMEDIATE", "CREATE", "INSERT", "UPDATE")) for s in statements)
+    assert statements and not any(s.lstrip().upper().startswith(("BEGIN IMMEDIATE", "SELECT PG_ADVISORY", "CREATE",
+                                                                  "INSERT", "UPDATE")) for s in statements)
     assert await cat.resolve_revision(REPO, "main") == C1
     await cat.close()
-    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await fetch_rows(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
 
 
 def _open_and_write(url: str, barrier, index: int) -> None:  # type: ignore[no-untyped-def]
@@ -106,19 +114,79 @@ def _open_and_write(url: str, barrier, index: int) -> None:  # type: ignore[no-u
     asyncio.run(run())
 
 
-def test_concurrent_opens_of_a_fresh_file(tmp_path: Path) -> None:
-    db = tmp_path / "shared" / "catalog.db"
+def _run_writers(url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_open_and_write, args=(url_for(db), barrier, i)) for i in range(4)]
+    procs = [ctx.Process(target=_open_and_write, args=(url, barrier, i)) for i in range(4)]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join(120)
     assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
-    assert rows(db, "SELECT version_num FROM alembic_version") == [(head(),)]
-    assert rows(db, "SELECT count(*) FROM revisions") == [(21,)]
-    assert rows(db, "SELECT count(*) FROM files") == [(42,)]
+
+
+async def test_concurrent_opens_and_writes(empty_url: str) -> None:
+    """Four processes open the same fresh catalog (a new SQLite file; an empty PostgreSQL database),
+    migrate it and write the same rows at once: every write lands once."""
+    catalog_url = empty_url
+    await asyncio.to_thread(_run_writers, catalog_url)
+    assert await fetch_rows(catalog_url, "SELECT version_num FROM alembic_version") == [(head(),)]
+    assert await fetch_rows(catalog_url, "SELECT count(*) FROM revisions") == [(21,)]
+    assert await fetch_rows(catalog_url, "SELECT count(*) FROM files") == [(42,)]
+    assert await fetch_rows(catalog_url, "SELECT count(*) FROM repos") == [(5,)]
+
+
+async def test_a_writer_waits_for_another_connections_write_transaction(catalog: Catalog, catalog_url: str) -> None:
+    await catalog.record_revision(REPO, C1, FILES)
+    holder = writer(make_engine(catalog_url))
+    try:
+        async with holder.begin() as conn:
+            await conn.execute(text("SELECT 1"))  # the write lock is taken as the transaction begins
+            waiting = asyncio.ensure_future(catalog.set_ref(REPO, "main", C1))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiting), 0.5)
+        await asyncio.wait_for(waiting, 30)  # once the other transaction ends, the write goes through
+    finally:
+        await holder.dispose()
+    assert await catalog.resolve_revision(REPO, "main") == C1
+
+
+async def test_text_is_ordered_by_code_point_whatever_the_collation(postgres: PostgresCluster) -> None:
+    """A PostgreSQL database whose collation is a language's (ICU en-US: 'a' < 'B' < '_x') orders paths, refs
+    and repos as SQLite and Python do, by code point."""
+    url = postgres.new_database("template0", "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+    names = ["a.json", "B.json", "_x.json", "a/b.json", "a.b.json", "Z.json"]
+    cat = await Catalog.open(url)
+    try:
+        await cat.record_revision(REPO, C1, [FileRecord(name, 1, "c" * 40) for name in names])
+        for name in names:
+            await cat.set_ref(REPO, name, C1)
+        repos = ["b", "B", "a-b", "a.b", "a_b", "Z"]
+        for name in repos:
+            await cat.add_job(RepoRef.parse(f"org/{name}"))
+        assert [f.path for f in await cat.revision_files(REPO, C1)] == sorted(names)
+        [summary] = [s for s in await cat.list_repos() if s.repo == REPO]
+        assert list(summary.refs) == sorted(names)
+        assert [j.repo.repo_id for j in await cat.list_jobs()] == sorted(f"org/{name}" for name in repos)
+    finally:
+        await cat.close()
+        postgres.drop_database(url)
+
+
+async def test_long_text_from_upstream_is_stored_as_given(catalog: Catalog) -> None:
+    """What a hostile or odd upstream sends (a 2000-character path, 5000-character tensor name, 800-character
+    dtype, architecture and upstream name) is kept whole on both backends (SQLite does not enforce VARCHAR
+    lengths). Paths stay within what a PostgreSQL index entry holds (about 2700 bytes)."""
+    path, name, long = "d/" * 1000 + "model.gguf", "t" * 5000, "x" * 800
+    await catalog.record_revision(REPO, C1, [FileRecord(path, 10, "g" * 100, lfs_sha256="l" * 100)], upstream=long)
+    await catalog.record_header(REPO, C1, HeaderRecord(path, "gguf-" + long), [TensorInfo(name, long, (1,), 0, 4)])
+    await catalog.set_architecture(REPO, C1, long)
+    [stored] = await catalog.revision_files(REPO, C1)
+    assert (stored.path, stored.git_oid, stored.lfs_sha256) == (path, "g" * 100, "l" * 100)
+    assert await catalog.tensors(REPO, C1, path) == [TensorInfo(name, long, (1,), 0, 4)]
+    [indexed] = await catalog.indexed_revisions(REPO)
+    assert indexed.architecture == long and indexed.headers[0].format == "gguf-" + long
+    assert (await catalog.list_repos())[0].upstream == long
 
 
 async def test_record_revision_is_idempotent(catalog: Catalog) -> None:
@@ -179,9 +247,8 @@ async def test_list_repos(catalog: Catalog) -> None:
     assert second.updated_at.tzinfo == timezone.utc
 
 
-async def test_remove_repo_cascades(tmp_path: Path) -> None:
-    db = tmp_path / "catalog.db"
-    cat = await Catalog.open(url_for(db))
+async def test_remove_repo_cascades(catalog_url: str) -> None:
+    cat = await Catalog.open(catalog_url)
     await cat.record_revision(REPO, C1, FILES, ref="main")
     await cat.mark_file_complete(REPO, C1, "config.json", SHA, 10)
     download = await cat.start_download(REPO, C1, 1010)
@@ -194,12 +261,11 @@ async def test_remove_repo_cascades(tmp_path: Path) -> None:
     assert [s.repo for s in await cat.list_repos()] == [OTHER]
     await cat.close()
     for table, left in (("repos", 1), ("revisions", 1), ("refs", 1), ("files", 1), ("downloads", 0), ("blobs", 1)):
-        assert rows(db, f"SELECT count(*) FROM {table}") == [(left,)], table
+        assert await fetch_rows(catalog_url, f"SELECT count(*) FROM {table}") == [(left,)], table
 
 
-async def test_downloads(tmp_path: Path) -> None:
-    db = tmp_path / "catalog.db"
-    cat = await Catalog.open(url_for(db))
+async def test_downloads(catalog_url: str) -> None:
+    cat = await Catalog.open(catalog_url)
     first = await cat.start_download(REPO, C1, 100)  # the repo row is created if needed
     second = await cat.start_download(REPO, C1, 100)
     assert first != second
@@ -209,7 +275,7 @@ async def test_downloads(tmp_path: Path) -> None:
     with pytest.raises(CatalogError):
         await cat.finish_download(9999, "failed", 0, "boom")
     await cat.close()
-    got = rows(db, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
+    got = await fetch_rows(catalog_url, "SELECT status, bytes_total, bytes_fetched, error FROM downloads ORDER BY id")
     assert got == [("complete", 100, 100, None), ("running", 100, 0, None)]
 
 
@@ -319,12 +385,20 @@ async def test_bad_job_settings_are_refused(catalog: Catalog, settings: dict) ->
         lambda tmp: f"sqlite:///{tmp / 'sync-driver.db'}",  # not an async driver
         lambda tmp: "nonsense",
         lambda tmp: "nosuchdb+nodriver://host/db",
+        lambda tmp: "postgresql+nodriver://host/db",
+        lambda tmp: "postgresql+asyncpg://mreg:secret@127.0.0.1:1/catalog",  # nothing listens
     ],
 )
 async def test_unusable_urls_give_catalog_error(tmp_path: Path, make_url) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(CatalogError) as info:
         await Catalog.open(make_url(tmp_path))
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)
+
+
+async def test_a_postgresql_database_that_does_not_exist_gives_catalog_error(pg_url: str) -> None:
+    with pytest.raises(CatalogError, match="does not exist") as info:
+        await Catalog.open(pg_url.rsplit("/", 1)[0] + "/no_such_database")
     assert "\n" not in str(info.value)
 
 

@@ -1,7 +1,7 @@
 """The catalog API of `mreg serve` on a real daemon whose catalog clients filled through it: the
 OpenAPI document validates, every operation it lists answers as it says (each body validated against
 its schema), `/v1/search` is `mreg search`, and gated/private repos are shown only to callers upstream
-lets read them."""
+lets read them. The daemon's catalog is a SQLite file, then a PostgreSQL database (`module_catalog_url`)."""
 
 from __future__ import annotations
 
@@ -53,11 +53,11 @@ def hub() -> Iterator[TestHub]:
 
 
 @pytest.fixture(scope="module")
-def daemon(hub: TestHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def daemon(hub: TestHub, tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str) -> Iterator[Daemon]:
     """The mirror, filled by real clients: MiniLM, the SmolLM2 GGUF, a dataset's CSV, a gated repo (by
     alice) and a private one (by its owner); returns once every weights file is indexed."""
     tmp = tmp_path_factory.mktemp("catalog")
-    for running in running_daemon(hub, tmp):
+    for running in running_daemon(hub, tmp, database_url=module_catalog_url):
         cache = tmp / "clients"
         snapshot_download(MINILM, cache_dir=cache, endpoint=running.url, token=False)
         hf_hub_download(SMOLLM, GGUF, cache_dir=cache, endpoint=running.url, token=False)
@@ -79,11 +79,12 @@ def get_json(daemon: Daemon, path: str, token: str | None = None) -> tuple[int, 
     return status, json.loads(body)
 
 
-def mreg_json(home: Path, *args: str) -> Any:
-    """`python -m cli.main ARGS --json` on ``home``, offline."""
+def mreg_json(home: Path, database_url: str, *args: str) -> Any:
+    """`python -m cli.main --database-url DATABASE_URL ARGS --json` on ``home``, offline."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MREG_"))}
     env.update(MREG_HOME=str(home), HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-m", "mreg.cli.main", *args, "--json"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "mreg.cli.main", "--database-url", database_url, *args, "--json"],
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -305,12 +306,12 @@ def test_tensors_come_in_pages(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("filters", [{}, {"text": "Smol", "arch": "LLAMA", "format": "gguf", "quant": "q4_1",
                                           "min_params": "100M", "max_params": "1B"}])
-def test_search_is_mreg_search(daemon: Daemon, filters: dict[str, str]) -> None:
+def test_search_is_mreg_search(daemon: Daemon, module_catalog_url: str, filters: dict[str, str]) -> None:
     """Owner sees every repo, as the local CLI does; others see what upstream lets them."""
     query = urlencode(filters)
     flags = [filters["text"]] if "text" in filters else []
     flags += [arg for name, value in filters.items() if name != "text" for arg in (f"--{name.replace('_', '-')}", value)]
-    cli = mreg_json(daemon.home, "search", *flags)
+    cli = mreg_json(daemon.home, module_catalog_url, "search", *flags)
     assert cli
     assert get_json(daemon, f"/v1/search?{query}", OWNER) == (200, cli)
     hidden = {GATED, PRIVATE}

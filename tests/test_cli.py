@@ -62,6 +62,20 @@ def test_pull_json_then_path_ls_verify(test_hub: TestHub, mreg_env: dict[str, st
     assert states["model.safetensors"] == "not downloaded" and states["config.json"] == "verified"
 
 
+def test_ls_reads_the_catalog_at_database_url(test_hub: TestHub, mreg_env: dict[str, str], catalog_url: str) -> None:
+    code, _, err = mreg("--database-url", catalog_url, "pull", MINILM, "--include", "*.json")
+    assert code == 0, err
+    assert "MREG_DATABASE_URL" not in os.environ  # the option held for that command only
+    code, out, _ = mreg("--database-url", catalog_url, "ls", "--json")
+    [listed] = json.loads(out)
+    assert (code, listed["repo"], listed["commit"]) == (0, MINILM, test_hub.repo(MINILM).head.sha)
+    code, out, _ = mreg("--database-url", catalog_url, "ls")
+    assert code == 0 and out.startswith(MINILM) and "partial" in out
+    assert mreg("ls", "--json")[1:] == ("[]\n", "")  # the default catalog (in MREG_HOME) knows nothing of it
+    code, _, err = mreg("--database-url", "postgresql+asyncpg://nobody@127.0.0.1:1/none", "ls")
+    assert code != 0 and err.startswith("mreg: error: catalog open failed") and err.count("\n") == 1
+
+
 def test_pull_fetches_again_a_blob_of_the_wrong_size(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
     """#14.7: a stored blob that fails the cheap check (its size) is fetched again and replaced."""
     code, out, err = mreg("pull", MINILM, "--include", "config.json", "--include", "tokenizer.json")

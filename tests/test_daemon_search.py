@@ -1,5 +1,6 @@
 """The daemon's `GET /api/models` search: passed upstream with the caller's query and token, its
-pages linked through the mirror, judged by the real `HfApi.list_models`."""
+pages linked through the mirror, judged by the real `HfApi.list_models`; with the daemon's catalog on
+SQLite and on PostgreSQL (the `catalog_url` fixture)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ NAMES = ("alpha", "beta", "gamma")
 
 
 @pytest.fixture
-def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
-    yield from running_daemon(test_hub, tmp_path)
+def daemon(test_hub: TestHub, tmp_path: Path, catalog_url: str) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path, database_url=catalog_url)
 
 
 def test_model_search_pages_through_the_mirror_with_the_callers_token(daemon: Daemon, test_hub: TestHub,

@@ -81,8 +81,11 @@ def test_a_broken_file_does_not_stop_the_rest(test_hub: TestHub, env: Path) -> N
     assert "trunc.gguf" in files["trunc.gguf"]["error"]
 
 
-def test_pull_indexes_and_offline_inspect_and_search(test_hub: TestHub, env: Path,
+def test_pull_indexes_and_offline_inspect_and_search(test_hub: TestHub, env: Path, catalog_url: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On either catalog database (MREG_DATABASE_URL): pulls and remote inspects index; offline, inspect
+    and search read the index."""
+    monkeypatch.setenv("MREG_DATABASE_URL", catalog_url)
     assert mreg("pull", SMOLLM)[0] == 0
     assert mreg("inspect", MINILM)[0] == 0
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,12 +1,12 @@
 """Mirror jobs: the scheduler in the daemon in front of the test hub (in this process; a real `mreg serve`
 process for kill -9 and SIGTERM), its HTTP endpoints and admin token, `mreg mirror`, and the pure pieces
-(intervals, rates, the token bucket)."""
+(intervals, rates, the token bucket). The tests that read the catalog run with it on SQLite and on
+PostgreSQL (the `catalog_url` fixture)."""
 
 from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import struct
 import time
 from datetime import datetime, timedelta, timezone
@@ -28,6 +28,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import BURST_SECONDS, TokenBucket
 from tests.daemons import Daemon, connection, free_port, start_daemon, start_daemon_process, wait_for
+from tests.postgres import rows_of
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,18 +165,18 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
     assert store.snapshot_files(ref, repo.head.sha)["big.bin"] == sha
 
 
-def test_a_mirrored_repo_is_served_by_an_offline_daemon(test_hub: TestHub, tmp_path: Path) -> None:
+def test_a_mirrored_repo_is_served_by_an_offline_daemon(test_hub: TestHub, tmp_path: Path, catalog_url: str) -> None:
     repo = test_hub.add_repo(small_repo("testorg/kept", {"model.safetensors": safetensors(1000),
                                                          "config.json": '{"model_type": "x"}'}))
     home = tmp_path / "home"
-    daemon = start_daemon(home, test_hub.endpoint)
+    daemon = start_daemon(home, test_hub.endpoint, "--database-url", catalog_url)
     try:
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/kept"})[0] == 201
         wait_job(daemon, "testorg/kept", 60, status="done")
     finally:
         stop(daemon)
     test_hub.stats.reset()
-    offline = start_daemon(home, test_hub.endpoint, "--offline")
+    offline = start_daemon(home, test_hub.endpoint, "--offline", "--database-url", catalog_url)
     try:
         folder = Path(snapshot_download("testorg/kept", cache_dir=tmp_path / "hf", endpoint=offline.url, token=False))
         status, listed = call(offline, "GET", "/v1/repos")
@@ -187,16 +188,15 @@ def test_a_mirrored_repo_is_served_by_an_offline_daemon(test_hub: TestHub, tmp_p
     assert test_hub.stats.requests.total() == 0
 
 
-def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: TestHub, tmp_path: Path) -> None:
+def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: TestHub, tmp_path: Path,
+                                                                     catalog_url: str) -> None:
     big = generated_file(tmp_path / "data" / "slow.bin", 8 * MB, seed=5)
     test_hub.add_repo(small_repo("testorg/slow", {"slow.bin": big}))
     test_hub.faults.throttle = 1 * MB
-    daemon = start_daemon_process(tmp_path / "home", test_hub.endpoint)
-    catalog = daemon.home / "catalog.db"
+    daemon = start_daemon_process(tmp_path / "home", test_hub.endpoint, "--database-url", catalog_url)
 
     def downloads() -> list[tuple[str, str | None]]:
-        with sqlite3.connect(catalog) as db:
-            return db.execute("SELECT status, error FROM downloads").fetchall()
+        return rows_of(catalog_url, "SELECT status, error FROM downloads")
 
     try:
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/slow"})[0] == 201
@@ -210,12 +210,11 @@ def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: T
         wait_job(daemon, "testorg/slow", 30, status="running")
     finally:
         stop(daemon)  # SIGTERM mid-sync
-    with sqlite3.connect(catalog) as db:
-        assert db.execute("SELECT status FROM mirror_jobs").fetchall() == [("queued",)]
+    assert rows_of(catalog_url, "SELECT status FROM mirror_jobs") == [("queued",)]
 
 
-def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(test_hub: TestHub,
-                                                                              tmp_path: Path) -> None:
+def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(test_hub: TestHub, tmp_path: Path,
+                                                                              catalog_url: str) -> None:
     files: dict[str, Any] = {
         "config.json": '{"model_type": "llama"}\n', "notes.txt": "unchanged\n",
         "model.safetensors": safetensors(1000),
@@ -224,14 +223,13 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
     }
     repo = test_hub.add_repo(small_repo("testorg/sched", files))
     first = repo.head
-    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--min-every", "1s")  # a schedule of 1 s
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--min-every", "1s",  # a schedule of 1 s
+                          "--database-url", catalog_url)
     store, ref = Store(daemon.home), RepoRef.parse("testorg/sched")
     try:
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/sched", "every": 1})[0] == 201
         wait_job(daemon, "testorg/sched", 30, status="done", commit=first.sha)
-        catalog = daemon.home / "catalog.db"
-        with sqlite3.connect(catalog) as db:  # the weights file was indexed
-            assert db.execute("SELECT tensor_count, parameters FROM file_headers").fetchall() == [(1, 1000)]
+        assert rows_of(catalog_url, "SELECT tensor_count, parameters FROM file_headers") == [(1, 1000)]  # indexed
         test_hub.stats.reset()
         test_hub.faults.throttle = 400_000
         second_sha = repo.commit({
@@ -243,9 +241,8 @@ def test_a_scheduled_job_fetches_only_what_changed_and_keeps_the_old_snapshot(te
         new_shas = {second.files[p].blob.sha256 for p in ("changed.bin", "added.bin", "notes.txt", "extra.safetensors")}
 
         def indexed(path: str) -> list[tuple[int, int]]:
-            with sqlite3.connect(catalog) as db:
-                return db.execute("SELECT h.tensor_count, h.parameters FROM file_headers h"
-                                  " JOIN files f ON h.file = f.id WHERE f.path = ?", (path,)).fetchall()
+            return rows_of(catalog_url, "SELECT h.tensor_count, h.parameters FROM file_headers h"
+                           " JOIN files f ON h.file = f.id WHERE f.path = :path", path=path)
 
         def syncing_second() -> bool:
             job = jobs(daemon)["testorg/sched"]
@@ -307,7 +304,7 @@ def test_worker_pool_and_bandwidth_cap(test_hub: TestHub, tmp_path: Path) -> Non
         assert received <= rate * (max(t - start, 0) + 0.5) + 3 * MB
 
 
-def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> None:
+def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path, catalog_url: str) -> None:
     test_hub.add_repo(small_repo("testorg/tiny"))
     test_hub.add_repo(dataset_repo("testorg/rows"))
     exposed = start_daemon(tmp_path / "open", test_hub.endpoint, "--host", "0.0.0.0")
@@ -318,7 +315,7 @@ def test_admin_token_and_the_mirror_cli(test_hub: TestHub, tmp_path: Path) -> No
     finally:
         stop(exposed)
     token = "admin-secret-3f9c"
-    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--admin-token", token)
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--admin-token", token, "--database-url", catalog_url)
     try:
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny"})[0] == 401
         assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/tiny"}, token="wrong")[0] == 401

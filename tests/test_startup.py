@@ -21,7 +21,7 @@ from mreg.registry.store import Store
 
 from mreg.cli.main import COMMANDS, main
 
-HEAVY = ("aiohttp", "sqlalchemy", "numpy", "mreg.daemon")
+HEAVY = ("aiohttp", "sqlalchemy", "numpy", "mreg.daemon", "asyncpg")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PROBE = """
 import atexit, json, os, sys

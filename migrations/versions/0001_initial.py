@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mreg.registry.catalog.columns import text_column
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -26,8 +28,8 @@ def upgrade() -> None:
     op.create_table(
         "repos",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("repo_type", sa.String(16), nullable=False),
-        sa.Column("repo_id", sa.String(255), nullable=False),
+        sa.Column("repo_type", text_column(16), nullable=False),
+        sa.Column("repo_id", text_column(255), nullable=False),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_repos")),
         sa.UniqueConstraint("repo_type", "repo_id", name=op.f("uq_repos_repo_type_repo_id")),
@@ -36,8 +38,8 @@ def upgrade() -> None:
         "revisions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repo", sa.Integer(), nullable=False),
-        sa.Column("commit", sa.String(40), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("commit", text_column(40), nullable=False),
+        sa.Column("state", text_column(16), nullable=False),
         _timestamp("created_at"),
         _timestamp("completed_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_revisions")),
@@ -49,8 +51,8 @@ def upgrade() -> None:
         "refs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repo", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("commit", sa.String(40), nullable=False),
+        sa.Column("name", text_column(255), nullable=False),
+        sa.Column("commit", text_column(40), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refs")),
         sa.ForeignKeyConstraint(["repo"], ["repos.id"], name=op.f("fk_refs_repo_repos"), ondelete="CASCADE"),
         sa.UniqueConstraint("repo", "name", name=op.f("uq_refs_repo_name")),
@@ -59,12 +61,12 @@ def upgrade() -> None:
         "files",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
-        sa.Column("path", sa.String(4096), nullable=False),
+        sa.Column("path", text_column(4096), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("git_oid", sa.String(64), nullable=False),
-        sa.Column("lfs_sha256", sa.String(64), nullable=True),
-        sa.Column("sha256", sa.String(64), nullable=True),
-        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("git_oid", text_column(64), nullable=False),
+        sa.Column("lfs_sha256", text_column(64), nullable=True),
+        sa.Column("sha256", text_column(64), nullable=True),
+        sa.Column("state", text_column(16), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_files")),
         sa.ForeignKeyConstraint(
             ["revision"], ["revisions.id"], name=op.f("fk_files_revision_revisions"), ondelete="CASCADE"
@@ -76,7 +78,7 @@ def upgrade() -> None:
     op.create_index("ix_files_git_oid", "files", ["git_oid"])
     op.create_table(
         "blobs",
-        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("sha256", text_column(64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         _timestamp("created_at"),
         sa.PrimaryKeyConstraint("sha256", name=op.f("pk_blobs")),
@@ -85,10 +87,10 @@ def upgrade() -> None:
         "downloads",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repo", sa.Integer(), nullable=False),
-        sa.Column("commit", sa.String(40), nullable=False),
+        sa.Column("commit", text_column(40), nullable=False),
         _timestamp("started_at"),
         _timestamp("finished_at", nullable=True),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", text_column(16), nullable=False),
         sa.Column("bytes_total", sa.BigInteger(), nullable=False),
         sa.Column("bytes_fetched", sa.BigInteger(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mreg.registry.catalog.columns import text_column
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -20,12 +22,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("revisions") as batch:
-        batch.add_column(sa.Column("architecture", sa.String(128), nullable=True))
+        batch.add_column(sa.Column("architecture", text_column(128), nullable=True))
     op.create_table(
         "file_headers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("file", sa.Integer(), nullable=False),
-        sa.Column("format", sa.String(16), nullable=False),
+        sa.Column("format", text_column(16), nullable=False),
         sa.Column("header_bytes", sa.BigInteger(), nullable=True),
         sa.Column("tensor_count", sa.Integer(), nullable=True),
         sa.Column("parameters", sa.BigInteger(), nullable=True),
@@ -41,8 +43,8 @@ def upgrade() -> None:
         "tensors",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("header", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(1024), nullable=False),
-        sa.Column("dtype", sa.String(32), nullable=False),
+        sa.Column("name", text_column(1024), nullable=False),
+        sa.Column("dtype", text_column(32), nullable=False),
         sa.Column("shape", sa.JSON(), nullable=False),
         sa.Column("offset", sa.BigInteger(), nullable=False),
         sa.Column("nbytes", sa.BigInteger(), nullable=False),

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mreg.registry.catalog.columns import text_column
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -23,14 +25,14 @@ def upgrade() -> None:
         "mirror_jobs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repo", sa.Integer(), nullable=False),
-        sa.Column("revision", sa.String(255), nullable=False),
+        sa.Column("revision", text_column(255), nullable=False),
         sa.Column("include", sa.JSON(), nullable=False),
         sa.Column("exclude", sa.JSON(), nullable=False),
         sa.Column("every", sa.Float(), nullable=True),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", text_column(16), nullable=False),
         sa.Column("bytes_done", sa.BigInteger(), nullable=False),
         sa.Column("bytes_total", sa.BigInteger(), nullable=False),
-        sa.Column("commit", sa.String(40), nullable=True),
+        sa.Column("commit", text_column(40), nullable=True),
         sa.Column("last_sync", sa.DateTime(timezone=True), nullable=True),
         sa.Column("next_sync", sa.DateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),

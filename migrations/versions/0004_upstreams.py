@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mreg.registry.catalog.columns import text_column
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -20,9 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("revisions") as batch:
-        batch.add_column(sa.Column("upstream", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("upstream", text_column(64), nullable=True))
     with op.batch_alter_table("files") as batch:
-        batch.add_column(sa.Column("upstream", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("upstream", text_column(64), nullable=True))
 
 
 def downgrade() -> None:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mreg.registry.catalog.columns import text_column
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -22,13 +24,13 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "convert_jobs",
-        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("id", text_column(32), nullable=False),
         sa.Column("repo", sa.Integer(), nullable=False),
-        sa.Column("commit", sa.String(40), nullable=False),
-        sa.Column("quant", sa.String(32), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("name", sa.String(255), nullable=True),
-        sa.Column("sha256", sa.String(64), nullable=True),
+        sa.Column("commit", text_column(40), nullable=False),
+        sa.Column("quant", text_column(32), nullable=False),
+        sa.Column("status", text_column(16), nullable=False),
+        sa.Column("name", text_column(255), nullable=True),
+        sa.Column("sha256", text_column(64), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

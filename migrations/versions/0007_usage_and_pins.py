@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mreg.registry.catalog.columns import text_column
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -25,7 +27,7 @@ def upgrade() -> None:
         "pins",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("repo", sa.Integer(), nullable=False),
-        sa.Column("commit", sa.String(40), nullable=True),
+        sa.Column("commit", text_column(40), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pins")),
         sa.ForeignKeyConstraint(["repo"], ["repos.id"], name=op.f("fk_pins_repo_repos"), ondelete="CASCADE"),

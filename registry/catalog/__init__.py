@@ -1,6 +1,6 @@
 """The catalog: which repos, revisions, refs, files, downloads, mirror and convert jobs mreg knows, in a SQL database.
 
-``MREG_DATABASE_URL`` selects the database (SQLite is only the embedded default); the schema is
+``MREG_DATABASE_URL`` selects the database (SQLite, the embedded default, or PostgreSQL); the schema is
 owned by the Alembic migrations in the top-level ``migrations`` package and applied by
 ``Catalog.open``. Database errors surface as ``CatalogError``.
 

@@ -1,7 +1,8 @@
 """``Catalog``: the async API over the catalog database.
 
 Every call is one short transaction. Writes go through one writer per process (an asyncio lock)
-and, on SQLite, take the database write lock up front, so several processes can share one file.
+and take the catalog's write lock up front (``db``: SQLite's, or an advisory lock on PostgreSQL), so
+several processes can share one catalog.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class Catalog:
 
         The transaction runs in its own task: if the caller is cancelled (a pull interrupted, a
         sibling download failing), it still commits or rolls back and gives the write lock back;
-        otherwise SQLite would hold the lock for a connection nobody finishes.
+        otherwise the database would hold the lock for a connection nobody finishes.
         """
         task = asyncio.ensure_future(self._locked_write(fn))
         self._pending.add(task)

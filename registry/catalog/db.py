@@ -1,9 +1,12 @@
-"""The catalog's engine: one async engine per database URL, SQLite tuning, and migrations to head.
+"""The catalog's engine: one async engine per database URL, its write lock, and migrations to head.
 
-Nothing here assumes SQLite. When the dialect is SQLite (the embedded default) a connect hook sets
-WAL, a busy timeout and ``foreign_keys=ON``, and transactions are begun by us: ``BEGIN IMMEDIATE``
-for writes (so two processes queue on the write lock instead of failing mid-transaction) and a
-plain ``BEGIN`` for reads. The schema belongs to the Alembic scripts in the ``migrations`` package.
+SQLite (the embedded default) and PostgreSQL (``postgresql+asyncpg://``) are supported. On both,
+write transactions take one database-wide write lock first, so that writers in several processes
+queue instead of failing mid-transaction and get-or-create stays a plain select then insert. On
+SQLite a connect hook sets WAL, a busy timeout and ``foreign_keys=ON``, and transactions are begun
+by us: ``BEGIN IMMEDIATE`` for writes and a plain ``BEGIN`` for reads. On PostgreSQL the lock is a
+transaction-level advisory lock (``pg_advisory_xact_lock``), released at commit or rollback. The
+schema belongs to the Alembic scripts in the ``migrations`` package.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mreg import migrations
 from mreg.migrations import SCHEMA_HEAD
 from sqlalchemy import URL, Connection, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mreg.registry.errors import CatalogError
@@ -30,7 +33,9 @@ BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite connection waits for another process's write lock before failing."""
 
 WRITE_OPTION = "mreg_write"
-"""Execution option marking a writer connection (begun with ``BEGIN IMMEDIATE`` on SQLite)."""
+"""Execution option marking a writer connection (its transactions take the write lock first)."""
+WRITE_LOCK_KEY = 0x6D726567  # "mreg"
+"""The PostgreSQL advisory lock key that stands for the catalog's write lock."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -70,10 +75,12 @@ def make_engine(url: str) -> AsyncEngine:
     try:
         engine = create_async_engine(parsed)
     except (SQLAlchemyError, ImportError) as exc:
-        hint = " (e.g. sqlite+aiosqlite:// or postgresql+asyncpg://)" if isinstance(exc, InvalidRequestError) else ""
+        hint = " (mreg's drivers: sqlite+aiosqlite:// or postgresql+asyncpg://)"
         raise CatalogError(f"cannot use database URL {parsed.render_as_string()}: {_one_line(exc)}{hint}") from exc
     if sqlite:
         _tune_sqlite(engine)
+    elif engine.dialect.name == "postgresql":
+        _lock_postgresql_writes(engine)
     return engine
 
 
@@ -93,6 +100,15 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _lock_postgresql_writes(engine: AsyncEngine) -> None:
+    """Make a writer's transactions begin by taking the catalog's advisory write lock."""
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(WRITE_OPTION, False):
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:

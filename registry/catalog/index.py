@@ -13,6 +13,7 @@ from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.models import File, FileHeader, Repo, Revision, Tensor, utcnow
+from mreg.registry.catalog.portable import by_code_point
 from mreg.registry.catalog.records import HeaderRecord, IndexedRevision, TensorPage
 
 TENSOR_BATCH = 1000
@@ -63,7 +64,7 @@ async def headers(conn: AsyncConnection, revision_ids: Sequence[int]) -> dict[in
                         FileHeader.tensor_count, FileHeader.parameters, FileHeader.dtypes, FileHeader.gguf,
                         FileHeader.error)
                  .join(FileHeader, FileHeader.file == File.id)
-                 .where(File.revision.in_(revision_ids)).order_by(File.path))
+                 .where(File.revision.in_(revision_ids)).order_by(by_code_point(File.path)))
     for row in (await conn.execute(statement)).all():
         found[row.revision].append(_record(row))
     return found
@@ -107,7 +108,7 @@ async def tensor_page(conn: AsyncConnection, repo: RepoRef, commit: str, path: s
               .join(FileHeader, FileHeader.id == Tensor.header).join(File, File.id == FileHeader.file)
               .where(selected))
     total = await conn.scalar(select(func.count()).select_from(joined.subquery()))
-    rows = await conn.execute(joined.order_by(File.path, Tensor.offset, Tensor.id).offset(offset).limit(limit))
+    rows = await conn.execute(joined.order_by(by_code_point(File.path), Tensor.offset, Tensor.id).offset(offset).limit(limit))
     tensors = tuple((r.path, TensorInfo(r.name, r.dtype, tuple(r.shape), r.offset, r.nbytes)) for r in rows)
     return TensorPage(int(total or 0), tensors)
 
@@ -118,5 +119,5 @@ async def tensor_counts(conn: AsyncConnection, repo: RepoRef, commit: str) -> di
     rows = await conn.execute(
         select(Tensor.dtype, func.count()).join(FileHeader, FileHeader.id == Tensor.header)
         .join(File, File.id == FileHeader.file).where(File.revision == revision).group_by(Tensor.dtype)
-        .order_by(Tensor.dtype))
+        .order_by(by_code_point(Tensor.dtype)))
     return {dtype: int(n) for dtype, n in rows}

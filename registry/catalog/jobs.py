@@ -17,6 +17,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.models import MirrorJob as Job
 from mreg.registry.catalog.models import Repo, utcnow
+from mreg.registry.catalog.portable import by_code_point
 from mreg.registry.catalog.records import MirrorJob
 
 _COLUMNS = (
@@ -44,7 +45,8 @@ def _after(every: float | None, now: datetime) -> datetime | None:
 
 async def list_jobs(conn: AsyncConnection, repo: RepoRef | None = None) -> list[MirrorJob]:
     """Every job (or ``repo``'s), ordered by repo."""
-    query = select(*_COLUMNS).join(Repo, Job.repo == Repo.id).order_by(Repo.repo_type, Repo.repo_id)
+    query = (select(*_COLUMNS).join(Repo, Job.repo == Repo.id)
+             .order_by(by_code_point(Repo.repo_type), by_code_point(Repo.repo_id)))
     if repo is not None:
         query = query.where(_is(repo))
     return [_record(row) for row in await conn.execute(query)]

@@ -41,10 +41,10 @@ TOTALS = ("SELECT files.revision, COUNT(*), COALESCE(SUM(files.size), 0), "
 
 REFS = ('SELECT repos.repo_type, repos.repo_id, refs."commit", refs.name '
         "FROM refs JOIN repos ON refs.repo = repos.id WHERE 1 = 1")
-"""One row per ref: repo type, repo id, commit, ref name."""
+"""One row per ref: repo type, repo id, commit, ref name (sorted here, by code point: a database's
+collation may order text by a language's rules)."""
 
 GROUP_TOTALS = " GROUP BY files.revision"
-ORDER_REFS = " ORDER BY refs.name"
 
 Row = Sequence[Any]
 
@@ -52,7 +52,7 @@ Row = Sequence[Any]
 def statements(repo: RepoRef | None) -> tuple[str, str, str, dict[str, str]]:
     """The revisions, totals and refs queries (of every repo, or of ``repo``) and their parameters."""
     where, params = ("", {}) if repo is None else (_OF_REPO, {"repo_type": repo.repo_type, "repo_id": repo.repo_id})
-    return REVISIONS + where, TOTALS + where + GROUP_TOTALS, REFS + where + ORDER_REFS, params
+    return REVISIONS + where, TOTALS + where + GROUP_TOTALS, REFS + where, params
 
 
 def summaries(revisions: Iterable[Row], totals: Iterable[Row], refs: Iterable[Row]) -> list[RepoSummary]:
@@ -67,8 +67,8 @@ def summaries(revisions: Iterable[Row], totals: Iterable[Row], refs: Iterable[Ro
         files, size, stored_files, stored_size = by_revision.get(int(rev_id), (0, 0, 0, 0))
         created_at = _utc(created)
         updated_at = _utc(completed) if completed is not None else created_at
-        summary = RepoSummary(repo=repo, commit=commit, refs=tuple(ref_names.get((repo, commit), ())), files=files,
-                              size=size, complete=state == "complete", updated_at=updated_at,
+        summary = RepoSummary(repo=repo, commit=commit, refs=tuple(sorted(ref_names.get((repo, commit), ()))),
+                              files=files, size=size, complete=state == "complete", updated_at=updated_at,
                               stored_files=stored_files, stored_size=stored_size, upstream=upstream,
                               last_used=_utc(used) if used is not None else updated_at, pinned=bool(pinned),
                               mirrored=bool(mirrored))

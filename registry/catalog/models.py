@@ -1,7 +1,8 @@
 """The catalog's tables as SQLAlchemy ORM models, in portable types.
 
 The schema itself is owned by the Alembic migrations in ``migrations/versions``; these models must
-match them (``tests/test_catalog.py`` compares the two). Timestamps are timezone-aware UTC.
+match them (``tests/test_migrations.py`` compares the two on SQLite and PostgreSQL). Timestamps are
+timezone-aware UTC; strings are ``text_column``s (unbounded on PostgreSQL, as SQLite keeps them).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from sqlalchemy import (
     Integer,
     JSON,
     MetaData,
-    String,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mreg.registry.catalog.columns import text_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -78,8 +80,8 @@ class Repo(Base):
     __table_args__ = (UniqueConstraint("repo_type", "repo_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    repo_type: Mapped[str] = mapped_column(String(16))
-    repo_id: Mapped[str] = mapped_column(String(255))
+    repo_type: Mapped[str] = mapped_column(text_column(16))
+    repo_id: Mapped[str] = mapped_column(text_column(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -91,12 +93,12 @@ class Revision(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
-    commit: Mapped[str] = mapped_column(String(40))
-    state: Mapped[str] = mapped_column(String(16))
+    commit: Mapped[str] = mapped_column(text_column(40))
+    state: Mapped[str] = mapped_column(text_column(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    architecture: Mapped[str | None] = mapped_column(String(128))
-    upstream: Mapped[str | None] = mapped_column(String(64))
+    architecture: Mapped[str | None] = mapped_column(text_column(128))
+    upstream: Mapped[str | None] = mapped_column(text_column(64))
     """The configured name of the upstream the revision was listed from (None: not recorded)."""
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """When a pull or a client last used it (recorded at most every few minutes; None: not since stored)."""
@@ -110,8 +112,8 @@ class Ref(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(255))
-    commit: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(text_column(255))
+    commit: Mapped[str] = mapped_column(text_column(40))
 
 
 class File(Base):
@@ -122,13 +124,13 @@ class File(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revision: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
-    path: Mapped[str] = mapped_column(String(4096))
+    path: Mapped[str] = mapped_column(text_column(4096))
     size: Mapped[int] = mapped_column(BigInteger)
-    git_oid: Mapped[str] = mapped_column(String(64), index=True)
-    lfs_sha256: Mapped[str | None] = mapped_column(String(64))
-    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
-    state: Mapped[str] = mapped_column(String(16))
-    upstream: Mapped[str | None] = mapped_column(String(64))
+    git_oid: Mapped[str] = mapped_column(text_column(64), index=True)
+    lfs_sha256: Mapped[str | None] = mapped_column(text_column(64))
+    sha256: Mapped[str | None] = mapped_column(text_column(64), index=True)
+    state: Mapped[str] = mapped_column(text_column(16))
+    upstream: Mapped[str | None] = mapped_column(text_column(64))
     """The configured name of the upstream the file was listed from (None: not recorded)."""
 
 
@@ -137,7 +139,7 @@ class Blob(Base):
 
     __tablename__ = "blobs"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(text_column(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -150,10 +152,10 @@ class Download(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
-    commit: Mapped[str] = mapped_column(String(40))
+    commit: Mapped[str] = mapped_column(text_column(40))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(text_column(16))
     bytes_total: Mapped[int] = mapped_column(BigInteger)
     bytes_fetched: Mapped[int] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
@@ -166,7 +168,7 @@ class FileHeader(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), unique=True)
-    format: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(text_column(16))
     header_bytes: Mapped[int | None] = mapped_column(BigInteger)
     tensor_count: Mapped[int | None] = mapped_column(Integer)
     parameters: Mapped[int | None] = mapped_column(BigInteger)
@@ -183,8 +185,8 @@ class Tensor(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     header: Mapped[int] = mapped_column(ForeignKey("file_headers.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(1024))
-    dtype: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(text_column(1024))
+    dtype: Mapped[str] = mapped_column(text_column(32))
     shape: Mapped[list] = mapped_column(JSON)
     offset: Mapped[int] = mapped_column(BigInteger)
     nbytes: Mapped[int] = mapped_column(BigInteger)
@@ -198,14 +200,14 @@ class MirrorJob(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), unique=True)
-    revision: Mapped[str] = mapped_column(String(255))
+    revision: Mapped[str] = mapped_column(text_column(255))
     include: Mapped[list] = mapped_column(JSON)
     exclude: Mapped[list] = mapped_column(JSON)
     every: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(text_column(16))
     bytes_done: Mapped[int] = mapped_column(BigInteger)
     bytes_total: Mapped[int] = mapped_column(BigInteger)
-    commit: Mapped[str | None] = mapped_column(String(40))
+    commit: Mapped[str | None] = mapped_column(text_column(40))
     last_sync: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_sync: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
@@ -220,12 +222,12 @@ class DerivedArtifact(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
-    commit: Mapped[str] = mapped_column(String(40))
-    quant: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(255))
-    sha256: Mapped[str] = mapped_column(String(64))
+    commit: Mapped[str] = mapped_column(text_column(40))
+    quant: Mapped[str] = mapped_column(text_column(32))
+    name: Mapped[str] = mapped_column(text_column(255))
+    sha256: Mapped[str] = mapped_column(text_column(64))
     size: Mapped[int] = mapped_column(BigInteger)
-    mreg_version: Mapped[str] = mapped_column(String(32))
+    mreg_version: Mapped[str] = mapped_column(text_column(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -236,13 +238,13 @@ class ConvertJob(Base):
     __table_args__ = (CheckConstraint(_in("status", CONVERT_STATUSES), name="status"),
                       Index(None, "repo", "commit", "quant"))
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(text_column(32), primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
-    commit: Mapped[str] = mapped_column(String(40))
-    quant: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str | None] = mapped_column(String(255))
-    sha256: Mapped[str | None] = mapped_column(String(64))
+    commit: Mapped[str] = mapped_column(text_column(40))
+    quant: Mapped[str] = mapped_column(text_column(32))
+    status: Mapped[str] = mapped_column(text_column(16))
+    name: Mapped[str | None] = mapped_column(text_column(255))
+    sha256: Mapped[str | None] = mapped_column(text_column(64))
     size: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -256,5 +258,5 @@ class Pin(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
-    commit: Mapped[str | None] = mapped_column(String(40))
+    commit: Mapped[str | None] = mapped_column(text_column(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,7 +1,8 @@
 """The catalog's statements, one small function each, run inside a transaction the caller owns.
 
-Only portable SQL (no upserts by dialect): get-or-create is a select then an insert, which the
-caller's write transaction makes safe (``BEGIN IMMEDIATE`` on SQLite, a retry elsewhere).
+Only portable SQL (no upserts by dialect; text ordered with ``portable.by_code_point``): get-or-create
+is a select then an insert, which the caller's write transaction makes safe (it holds the catalog's
+write lock: ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL; see ``db``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mreg.registry.errors import CatalogError
 from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.models import Blob, Download, File, Ref, Repo, Revision, utcnow
+from mreg.registry.catalog.portable import by_code_point
 from mreg.registry.catalog.records import FileRecord
 
 
@@ -157,7 +159,7 @@ async def revision_files(conn: AsyncConnection, repo: RepoRef, commit: str) -> l
         .join(Revision, File.revision == Revision.id)
         .join(Repo, Revision.repo == Repo.id)
         .where(_is(repo), Revision.commit == commit)
-        .order_by(File.path)
+        .order_by(by_code_point(File.path))
     )
     return [FileRecord(*row) for row in rows]
 

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mreg.registry.catalog.models import DerivedArtifact, File, MirrorJob, Pin, Ref, Repo, Revision, utcnow
+from mreg.registry.catalog.portable import by_code_point
 from mreg.registry.catalog.queries import ensure_repo, repo_pk
 from mreg.registry.catalog.records import PinRecord, RevisionUse
 from mreg.registry.repo import RepoRef
@@ -48,7 +49,8 @@ async def unpin(conn: AsyncConnection, repo: RepoRef, commit: str | None) -> boo
 async def pins(conn: AsyncConnection) -> list[PinRecord]:
     """Every pin, by repo then commit (repo-wide pins first)."""
     rows = await conn.execute(select(Repo.repo_type, Repo.repo_id, Pin.commit, Pin.created_at).join(Repo)
-                              .order_by(Repo.repo_type, Repo.repo_id, Pin.commit.is_not(None), Pin.commit))
+                              .order_by(by_code_point(Repo.repo_type), by_code_point(Repo.repo_id),
+                                        Pin.commit.is_not(None), Pin.commit))
     return [PinRecord(RepoRef(t, i), commit, created) for t, i, commit, created in rows]
 
 
