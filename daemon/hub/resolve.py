@@ -3,8 +3,9 @@
 The revision is pinned to a commit, the caller's access checked (gated/private repos), then the
 answer carries the Hub's headers (X-Repo-Commit; ETag = git sha1, or the sha256 with
 X-Linked-Etag/X-Linked-Size for LFS files) and the bytes come from the store (a hit), from the
-shared transfer filling the store (a miss), or, for a bounded Range of a file not stored, relayed
-from upstream without fetching the whole file. Never a redirect, never an xet header.
+shared transfer filling the store (a miss; a Range too, however many split the file between them),
+or, for a header read (a small bounded Range) of a file no transfer fills, relayed from upstream
+without fetching the whole file. Never a redirect, never an xet header.
 ``serve_file`` and ``fetch`` are also how the ModelScope routes (``modelscope_api``) send and
 fetch files.
 """
@@ -33,6 +34,12 @@ from mreg.daemon.hub.paths import HubPath
 from mreg.daemon.state import MIRROR, Mirror
 from mreg.daemon.serving.transfers import Target, Transfer
 from mreg.daemon.serving.upstream import TIMEOUT, bearer_token
+
+HEADER_READ_MAX = 8 * 1024 * 1024
+"""The longest range relayed as a header read (a GGUF header with a 262k-token vocabulary is about 6 MB;
+hf_transfer asks for 10 MiB pieces)."""
+HEADER_READ_SHARE = 16
+"""A header read is shorter than this fraction of the file (a download split 16 ways is not)."""
 
 
 def file_headers(spec: FileSpec, commit: str) -> dict[str, str]:
@@ -71,8 +78,8 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
                      headers: dict[str, str], relay_bounded: bool = True) -> web.StreamResponse:
     """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
 
-    A bounded range of a file not stored is relayed from upstream when ``relay_bounded`` (a header
-    read), else served from the transfer filling the store. Raises RangeNotSatisfiableError (nothing sent)
+    A header read (``header_read``) of a file not stored and not being fetched is relayed from upstream
+    when ``relay_bounded``; any other range is served from the transfer filling the store. Raises RangeNotSatisfiableError (nothing sent)
     for a range past the end.
     """
     if request.method == "HEAD":
@@ -91,6 +98,14 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     response.content_length = whole.end - whole.start
     await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
     return response
+
+
+def header_read(rng: ByteRange, size: int) -> bool:
+    """Whether ``rng`` looks like a read of a file's header, not a piece of a download split between
+    connections: it ends before the file does, and is shorter than both ``HEADER_READ_MAX`` and
+    1/``HEADER_READ_SHARE`` of the file."""
+    length = rng.end - rng.start
+    return rng.end < size and length <= HEADER_READ_MAX and length * HEADER_READ_SHARE < size
 
 
 def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
@@ -121,7 +136,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         raise UpstreamUnavailableError(f"{source.unavailable_reason}, and {spec.path} of "
                                        f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
     mirror.metrics.cache_misses += 1
-    if relay_bounded and rng.end < spec.size:  # a bounded range (a header read): relay it, do not fetch the whole file
+    if relay_bounded and header_read(rng, spec.size) and mirror.transfers.running(meta.repo, spec) is None:
         client = mirror.upstream.client(token, meta.upstream)
         mirror.metrics.active_transfers += 1
         try:
@@ -135,6 +150,6 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
             mirror.metrics.active_transfers -= 1
         return
     transfer = fetch(mirror, meta, spec, token)
-    await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
+    await transfer.wait_past(rng.start, rng.end)  # the answer starts with the first byte (or says why there is none)
     await response.prepare(request)
     await send_growing(request, response, transfer, mirror.store.blobs, rng, mirror.metrics)

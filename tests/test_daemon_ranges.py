@@ -1,0 +1,144 @@
+"""Range readers of a file the mirror does not store yet join the one transfer filling it (#14 item 14):
+parallel readers that split the file (as hf_transfer and aria2c -x do), a suffix range and an open
+range. Upstream sends the file about once (the test hub counts its body bytes), every reader gets exact
+bytes, its first ones quickly, and the file is then stored and served warm."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.daemons import Daemon, connection, raw, running_daemon
+from tests.testhub import TestHub, generated_file, small_repo
+
+pytestmark = pytest.mark.timeout(120)
+
+SIZE = 16_000_000
+LINK = 4_000_000
+"""Bytes per second the test hub's link sends (every response together): the fill takes about 4 s."""
+FIRST_BYTE = 1.5
+"""Seconds a reader may wait for its first byte (the fill takes 4; huggingface_hub gives up after 10)."""
+
+
+@pytest.fixture
+def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path)
+
+
+@dataclass
+class Read:
+    status: int = 0
+    content_range: str | None = None
+    body: bytes = b""
+    first_byte: float | None = None
+    """Seconds from the request to the first body byte."""
+
+
+def read_range(url: str, header: str, into: Read) -> None:
+    """GET ``url`` with ``Range: header`` into ``into``, noting when the first body byte came."""
+    path = url.split("/", 3)[3]
+    conn = connection(url)
+    try:
+        started = time.monotonic()
+        conn.request("GET", f"/{path}", headers={"Range": header})
+        response = conn.getresponse()
+        into.status, into.content_range = response.status, response.getheader("Content-Range")
+        chunks = [response.read(1)]
+        into.first_byte = time.monotonic() - started
+        chunks.append(response.read())
+        into.body = b"".join(chunks)
+    finally:
+        conn.close()
+
+
+def read_in_parallel(url: str, headers: list[str]) -> list[Read]:
+    reads = [Read() for _ in headers]
+    threads = [threading.Thread(target=read_range, args=(url, h, r)) for h, r in zip(headers, reads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return reads
+
+
+def served_once(test_hub: TestHub, data: bytes) -> float:
+    """How many times over upstream has sent ``data``'s bytes."""
+    return test_hub.stats.bytes_by_sha256[hashlib.sha256(data).hexdigest()] / len(data)
+
+
+def add_file(test_hub: TestHub, tmp_path: Path, repo: str, seed: int) -> bytes:
+    path = generated_file(tmp_path / "data" / f"{seed}.bin", SIZE, seed=seed)
+    test_hub.add_repo(small_repo(repo, {"big.bin": path}))
+    return path.read_bytes()
+
+
+def assert_stored_and_warm(daemon: Daemon, test_hub: TestHub, url_path: str, data: bytes) -> None:
+    test_hub.stats.reset()
+    status, _, body = daemon.get(url_path, {"Range": "bytes=1000-1999"})
+    assert status == 206 and body == data[1000:2000]
+    status, _, body = daemon.get(url_path)
+    assert status == 200 and body == data
+    assert test_hub.stats.bytes_by_sha256[hashlib.sha256(data).hexdigest()] == 0  # from the store
+
+
+@pytest.mark.parametrize("readers", [4, 8])
+def test_parallel_range_readers_share_one_transfer(daemon: Daemon, test_hub: TestHub, tmp_path: Path,
+                                                  readers: int) -> None:
+    data = add_file(test_hub, tmp_path, "testorg/split", seed=21)
+    test_hub.faults.bandwidth = LINK
+    url_path = "/testorg/split/resolve/main/big.bin"
+    piece = -(-SIZE // readers)
+    bounds = [(start, min(start + piece, SIZE) - 1) for start in range(0, SIZE, piece)]
+    reads = read_in_parallel(daemon.url + url_path, [f"bytes={a}-{b}" for a, b in bounds])
+    for (start, last), read in zip(bounds, reads):
+        assert read.status == 206 and read.content_range == f"bytes {start}-{last}/{SIZE}"
+        assert read.body == data[start:last + 1]
+        assert read.first_byte is not None and read.first_byte < FIRST_BYTE
+    assert served_once(test_hub, data) <= 1.1
+    assert daemon.metrics()["mreg_restarted_ranges_total"] == 0
+    assert_stored_and_warm(daemon, test_hub, url_path, data)
+
+
+def test_a_suffix_range_and_an_open_range_share_one_transfer(daemon: Daemon, test_hub: TestHub,
+                                                             tmp_path: Path) -> None:
+    data = add_file(test_hub, tmp_path, "testorg/ends", seed=22)
+    test_hub.faults.bandwidth = LINK
+    url_path = "/testorg/ends/resolve/main/big.bin"
+    suffix, opened = read_in_parallel(daemon.url + url_path, ["bytes=-3000000", "bytes=5000000-"])
+    assert suffix.status == 206 and suffix.content_range == f"bytes {SIZE - 3_000_000}-{SIZE - 1}/{SIZE}"
+    assert suffix.body == data[-3_000_000:]
+    assert opened.status == 206 and opened.content_range == f"bytes 5000000-{SIZE - 1}/{SIZE}"
+    assert opened.body == data[5_000_000:]
+    assert all(r.first_byte is not None and r.first_byte < FIRST_BYTE for r in (suffix, opened))
+    assert served_once(test_hub, data) <= 1.1  # the range before byte 5,000,000 too: the file is stored whole
+    assert_stored_and_warm(daemon, test_hub, url_path, data)
+
+
+def test_a_header_read_of_a_file_nobody_fetches_is_relayed(daemon: Daemon, test_hub: TestHub,
+                                                           tmp_path: Path) -> None:
+    data = add_file(test_hub, tmp_path, "testorg/header", seed=23)
+    status, _, body = daemon.get("/testorg/header/resolve/main/big.bin", {"Range": "bytes=0-99999"})
+    assert status == 206 and body == data[:100_000]
+    assert [r.range for r in test_hub.stats.find(host="cdn")] == ["bytes=0-99999"]  # not the whole file
+
+
+@pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c is not installed (apt-get install aria2)")
+def test_aria2c_split_four_ways_fetches_the_file_once(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    data = add_file(test_hub, tmp_path, "testorg/aria", seed=24)
+    test_hub.faults.bandwidth = LINK
+    out = tmp_path / "aria"
+    done = subprocess.run(["aria2c", "-x4", "-s4", "-k1M", "--file-allocation=none", "--summary-interval=0",
+                           "--console-log-level=warn", "--max-tries=1", "-d", str(out), "-o", "big.bin",
+                           f"{daemon.url}/testorg/aria/resolve/main/big.bin"], capture_output=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "big.bin").read_bytes() == data
+    assert served_once(test_hub, data) <= 1.1
+    assert_stored_and_warm(daemon, test_hub, "/testorg/aria/resolve/main/big.bin", data)
