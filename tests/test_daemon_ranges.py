@@ -6,6 +6,7 @@ bytes, its first ones quickly, and the file is then stored and served warm."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import subprocess
 import threading
@@ -38,6 +39,8 @@ class Read:
     status: int = 0
     content_range: str | None = None
     body: bytes = b""
+    whole: bool = False
+    """The body came whole (as long as announced)."""
     first_byte: float | None = None
     """Seconds from the request to the first body byte."""
 
@@ -51,10 +54,12 @@ def read_range(url: str, header: str, into: Read) -> None:
         conn.request("GET", f"/{path}", headers={"Range": header})
         response = conn.getresponse()
         into.status, into.content_range = response.status, response.getheader("Content-Range")
-        chunks = [response.read(1)]
+        first = response.read(1)
         into.first_byte = time.monotonic() - started
-        chunks.append(response.read())
-        into.body = b"".join(chunks)
+        try:
+            into.body, into.whole = first + response.read(), True
+        except http.client.IncompleteRead as cut:
+            into.body = first + cut.partial
     finally:
         conn.close()
 
@@ -100,7 +105,7 @@ def test_parallel_range_readers_share_one_transfer(daemon: Daemon, test_hub: Tes
     reads = read_in_parallel(daemon.url + url_path, [f"bytes={a}-{b}" for a, b in bounds])
     for (start, last), read in zip(bounds, reads):
         assert read.status == 206 and read.content_range == f"bytes {start}-{last}/{SIZE}"
-        assert read.body == data[start:last + 1]
+        assert read.whole and read.body == data[start:last + 1]
         assert read.first_byte is not None and read.first_byte < FIRST_BYTE
     assert served_once(test_hub, data) <= 1.1
     assert daemon.metrics()["mreg_restarted_ranges_total"] == 0
@@ -120,6 +125,26 @@ def test_a_suffix_range_and_an_open_range_share_one_transfer(daemon: Daemon, tes
     assert all(r.first_byte is not None and r.first_byte < FIRST_BYTE for r in (suffix, opened))
     assert served_once(test_hub, data) <= 1.1  # the range before byte 5,000,000 too: the file is stored whole
     assert_stored_and_warm(daemon, test_hub, url_path, data)
+
+
+def test_no_reader_of_a_transfer_that_fails_verification_gets_a_whole_range(daemon: Daemon, test_hub: TestHub,
+                                                                             tmp_path: Path) -> None:
+    """#14.1 with ranges: every range's last byte waits for the verification, so each reader of a transfer
+    that fails it is cut off; a range continuing one of them gets the whole file (200), never a tail."""
+    data = add_file(test_hub, tmp_path, "testorg/corrupt", seed=25)
+    test_hub.faults.bandwidth = LINK
+    test_hub.faults.corrupt("big.bin", count=1, route="cdn")  # one response of the transfer carries a flipped byte
+    url_path = "/testorg/corrupt/resolve/main/big.bin"
+    quarter = SIZE // 4
+    reads = read_in_parallel(daemon.url + url_path, [f"bytes={a}-{a + quarter - 1}" for a in range(0, SIZE, quarter)])
+    assert all(r.status == 206 and not r.whole and len(r.body) < quarter for r in reads)
+    test_hub.faults.bandwidth = None
+    cut_at = quarter + len(reads[1].body)
+    status, headers, body = daemon.get(url_path, {"Range": f"bytes={cut_at}-{2 * quarter - 1}"})
+    assert status == 200 and "Content-Range" not in headers and body == data  # the whole file, fetched again
+    assert daemon.metrics()["mreg_restarted_ranges_total"] == 1
+    status, _, body = daemon.get(url_path, {"Range": "bytes=0-99"})  # a range from 0 is served as asked
+    assert status == 206 and body == data[:100]
 
 
 def test_a_header_read_of_a_file_nobody_fetches_is_relayed(daemon: Daemon, test_hub: TestHub,

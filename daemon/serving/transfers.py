@@ -81,7 +81,7 @@ class Transfer:
 
         Raises TransferFailedError when the download failed or did not verify.
         """
-        end = self.spec.size if end is None else end
+        end, asked = self.spec.size if end is None else end, False
         while True:
             if self.error is not None:
                 raise TransferFailedError(self.error)
@@ -90,8 +90,9 @@ class Transfer:
                 self.handed_out = self.handed_out or limit > pos
                 return limit
             changed = self._changed
-            if self.readers.written_from(pos) == pos:
+            if not asked and self.readers.written_from(pos) == pos:
                 self.readers.want(pos)
+                asked = True
             await changed.wait()
 
     async def verified(self) -> str:

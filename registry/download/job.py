@@ -232,9 +232,9 @@ class FileJob:
                     await self._release(fetch)
 
     def _want(self, pos: int) -> None:
-        """A reader waits for byte ``pos``: its part goes first, and a source below its connections gets a
-        worker more to fetch it."""
-        if self._group is None or not self.scheduler.prefer(pos):
+        """A reader waits for byte ``pos``: its part goes first and, while the workers run, a source below its
+        connections gets a worker more to fetch it."""
+        if not self.scheduler.prefer(pos) or self._group is None:
             return
         for run in self.runs:
             if run.error is None and sum(not task.done() for task in run.tasks) < self.tuning.connections:

@@ -20,11 +20,16 @@ class Readers:
     def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
         self._on_change = on_change
         self._parts: list[Part] = []
-        self._want: Callable[[int], None] = lambda pos: None
+        self._want: Callable[[int], None] | None = None
+        self._early: list[int] = []
+        """Where readers waited before the download bound them (it fetches those first)."""
 
     def bind(self, parts: list[Part], want: Callable[[int], None]) -> None:
         """Follow ``parts`` (the download's own list, kept in file order); ``want`` fetches from a position first."""
         self._parts, self._want = parts, want
+        for pos in self._early:
+            want(pos)
+        self._early.clear()
         self.changed()
 
     def changed(self) -> None:
@@ -45,5 +50,8 @@ class Readers:
         return end
 
     def want(self, pos: int) -> None:
-        """A reader waits for byte ``pos``: have the download fetch it next."""
-        self._want(pos)
+        """A reader waits for byte ``pos``: have the download fetch it next (once it runs)."""
+        if self._want is None:
+            self._early.append(pos)
+        else:
+            self._want(pos)
