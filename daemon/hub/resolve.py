@@ -60,7 +60,7 @@ async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
     token = bearer_token(request)
     commit = await mirror.refs.resolve(hub.repo, hub.revision, token)
     meta = await mirror.commits.get(hub.repo, commit, token)
-    refusal = await mirror.access.refusal(meta, hub.path, token)
+    refusal = await mirror.access.refusal(meta, hub.path, token, hub.revision)
     if refusal is not None:
         return refusal.response(head=request.method == "HEAD")
     spec = meta.files.get(hub.path)
@@ -79,8 +79,8 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
 
     A header read (``header_read``) of a file not stored and not being fetched is relayed from upstream
-    when ``relay_bounded``; any other range is served from the transfer filling the store. Raises RangeNotSatisfiableError (nothing sent)
-    for a range past the end.
+    when ``relay_bounded``; any other range is served from the transfer filling the store. Raises
+    RangeNotSatisfiableError (nothing sent) for a range past the end.
     """
     if request.method == "HEAD":
         response = web.StreamResponse(status=200, headers=headers)

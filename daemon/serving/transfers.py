@@ -5,8 +5,8 @@ into the store's partial file, hashed as it grows, published as a blob only when
 transfer tells its readers which bytes are written (``Readers``), and fetches first the bytes a reader
 waits for; readers stream them from the partial file as it grows, a whole file or any range of it, but
 the last byte of what they send only once the content is verified, so no body is complete before its
-content is verified (a range of bytes that failed verification never is). A verified blob is linked into the snapshot of every commit whose
-clients asked for it while it ran.
+content is verified. A verified blob is linked into the snapshot of every commit whose clients asked
+for it while it ran.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -14,7 +14,7 @@ shared pull lock (``Store.pulling_async``), so a gc spares blobs published or li
 transfer that fails removes its partial (a full disk gets its space back, the next miss starts cleanly),
 unless upstream was only unreachable; one stopped by shutdown keeps it too, to be resumed.
 
-A client cut off by a failed transfer holds bytes that may be wrong, one byte short of the whole. It
+A client cut off by a failed transfer holds bytes that may be wrong, one byte short of its range. It
 resumes with a Range request from where it was cut; served the tail of a good copy, it would assemble a
 corrupt file under the right name. So the content of a transfer that failed after sending bytes is
 remembered (``FailedContent``) and, for a while, a range that does not start at 0 gets the whole file
