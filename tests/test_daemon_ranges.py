@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemons import Daemon, connection, raw, running_daemon
+from tests.daemons import Daemon, connection, running_daemon
 from tests.testhub import TestHub, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
