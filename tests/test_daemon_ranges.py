@@ -94,12 +94,15 @@ def assert_stored_and_warm(daemon: Daemon, test_hub: TestHub, url_path: str, dat
     assert test_hub.stats.bytes_by_sha256[hashlib.sha256(data).hexdigest()] == 0  # from the store
 
 
-@pytest.mark.parametrize("readers", [4, 8])
+ROUTES = {"hub": "/testorg/split/resolve/main/big.bin", "modelscope": "/api/v1/models/testorg/split/repo?FilePath=big.bin"}
+
+
+@pytest.mark.parametrize(("readers", "route"), [(4, "hub"), (8, "hub"), (4, "modelscope")])
 def test_parallel_range_readers_share_one_transfer(daemon: Daemon, test_hub: TestHub, tmp_path: Path,
-                                                  readers: int) -> None:
+                                                  readers: int, route: str) -> None:
     data = add_file(test_hub, tmp_path, "testorg/split", seed=21)
     test_hub.faults.bandwidth = LINK
-    url_path = "/testorg/split/resolve/main/big.bin"
+    url_path = ROUTES[route]
     piece = -(-SIZE // readers)
     bounds = [(start, min(start + piece, SIZE) - 1) for start in range(0, SIZE, piece)]
     reads = read_in_parallel(daemon.url + url_path, [f"bytes={a}-{b}" for a, b in bounds])

@@ -238,7 +238,10 @@ class FileJob:
             return
         for run in self.runs:
             if run.error is None and sum(not task.done() for task in run.tasks) < self.tuning.connections:
-                run.tasks.append(self._group.create_task(self._worker(run)))
+                try:
+                    run.tasks.append(self._group.create_task(self._worker(run)))
+                except RuntimeError:  # the group is shutting down: the download is failing
+                    return
 
     async def _wait_for_change(self) -> None:
         async with self._changed:
