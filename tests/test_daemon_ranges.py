@@ -115,18 +115,22 @@ def test_parallel_range_readers_share_one_transfer(daemon: Daemon, test_hub: Tes
     assert_stored_and_warm(daemon, test_hub, url_path, data)
 
 
-def test_a_suffix_range_and_an_open_range_share_one_transfer(daemon: Daemon, test_hub: TestHub,
-                                                             tmp_path: Path) -> None:
+ENDS = {"bytes=-3000000": (SIZE - 3_000_000, SIZE), "bytes=5000000-": (5_000_000, SIZE)}
+
+
+@pytest.mark.parametrize("headers", [["bytes=-3000000"], ["bytes=5000000-"], ["bytes=-3000000", "bytes=5000000-"]],
+                         ids=["suffix", "open", "both"])
+def test_a_suffix_range_and_an_open_range_fill_the_store(daemon: Daemon, test_hub: TestHub, tmp_path: Path,
+                                                         headers: list[str]) -> None:
     data = add_file(test_hub, tmp_path, "testorg/ends", seed=22)
     test_hub.faults.bandwidth = LINK
     url_path = "/testorg/ends/resolve/main/big.bin"
-    suffix, opened = read_in_parallel(daemon.url + url_path, ["bytes=-3000000", "bytes=5000000-"])
-    assert suffix.status == 206 and suffix.content_range == f"bytes {SIZE - 3_000_000}-{SIZE - 1}/{SIZE}"
-    assert suffix.body == data[-3_000_000:]
-    assert opened.status == 206 and opened.content_range == f"bytes 5000000-{SIZE - 1}/{SIZE}"
-    assert opened.body == data[5_000_000:]
-    assert all(r.first_byte is not None and r.first_byte < FIRST_BYTE for r in (suffix, opened))
-    assert served_once(test_hub, data) <= 1.1  # the range before byte 5,000,000 too: the file is stored whole
+    for header, read in zip(headers, read_in_parallel(daemon.url + url_path, headers)):
+        start, end = ENDS[header]
+        assert read.status == 206 and read.content_range == f"bytes {start}-{end - 1}/{SIZE}"
+        assert read.whole and read.body == data[start:end]
+        assert read.first_byte is not None and read.first_byte < FIRST_BYTE
+    assert served_once(test_hub, data) <= 1.1  # the bytes before the range too: the file is stored whole
     assert_stored_and_warm(daemon, test_hub, url_path, data)
 
 
