@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemons import Daemon, connection, running_daemon
+from tests.daemons import Daemon, connection, running_daemon, wait_for
 from tests.testhub import TestHub, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
@@ -154,12 +154,28 @@ def test_no_reader_of_a_transfer_that_fails_verification_gets_a_whole_range(daem
     assert status == 206 and body == data[:100]
 
 
-def test_a_header_read_of_a_file_nobody_fetches_is_relayed(daemon: Daemon, test_hub: TestHub,
-                                                           tmp_path: Path) -> None:
+def test_a_header_read_is_relayed_without_waiting_for_a_transfer(daemon: Daemon, test_hub: TestHub,
+                                                                  tmp_path: Path) -> None:
+    """A header read (a small bounded range: a safetensors header, a 1-byte probe) does not fetch the whole
+    file, and does not wait for a transfer of it to be verified either: it is relayed."""
     data = add_file(test_hub, tmp_path, "testorg/header", seed=23)
-    status, _, body = daemon.get("/testorg/header/resolve/main/big.bin", {"Range": "bytes=0-99999"})
+    url_path = "/testorg/header/resolve/main/big.bin"
+    status, _, body = daemon.get(url_path, {"Range": "bytes=0-99999"})
     assert status == 206 and body == data[:100_000]
     assert [r.range for r in test_hub.stats.find(host="cdn")] == ["bytes=0-99999"]  # not the whole file
+    test_hub.faults.bandwidth = LINK
+    whole = Read()
+    filling = threading.Thread(target=read_range, args=(daemon.url + url_path, "bytes=0-", whole))
+    filling.start()
+    wait_for(lambda: whole.first_byte is not None, 30, "the transfer's first byte")
+    for header, expected in (("bytes=0-0", data[:1]), ("bytes=1000000-1099999", data[1_000_000:1_100_000])):
+        started = time.monotonic()
+        status, _, body = daemon.get(url_path, {"Range": header})
+        assert status == 206 and body == expected and time.monotonic() - started < FIRST_BYTE, header
+    assert filling.is_alive()  # the transfer runs on (it takes about 4 s)
+    filling.join(60)
+    assert whole.whole and whole.body == data
+    assert served_once(test_hub, data) <= 1.1
 
 
 @pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c is not installed (apt-get install aria2)")

@@ -4,8 +4,8 @@ The revision is pinned to a commit, the caller's access checked (gated/private r
 answer carries the Hub's headers (X-Repo-Commit; ETag = git sha1, or the sha256 with
 X-Linked-Etag/X-Linked-Size for LFS files) and the bytes come from the store (a hit), from the
 shared transfer filling the store (a miss; a Range too, however many split the file between them),
-or, for a header read (a small bounded Range) of a file no transfer fills, relayed from upstream
-without fetching the whole file. Never a redirect, never an xet header.
+or, for a header read (a small bounded Range), relayed from upstream: it neither fetches the whole
+file nor waits for a transfer's verification. Never a redirect, never an xet header.
 ``serve_file`` and ``fetch`` are also how the ModelScope routes (``modelscope_api``) send and
 fetch files.
 """
@@ -78,8 +78,8 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
                      headers: dict[str, str], relay_bounded: bool = True) -> web.StreamResponse:
     """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
 
-    A header read (``header_read``) of a file not stored and not being fetched is relayed from upstream
-    when ``relay_bounded``; any other range is served from the transfer filling the store. Raises
+    A header read (``header_read``) of a file not stored is relayed from upstream when ``relay_bounded``;
+    any other range is served from the transfer filling the store. Raises
     RangeNotSatisfiableError (nothing sent) for a range past the end.
     """
     if request.method == "HEAD":
@@ -101,9 +101,10 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
 
 
 def header_read(rng: ByteRange, size: int) -> bool:
-    """Whether ``rng`` looks like a read of a file's header, not a piece of a download split between
-    connections: it ends before the file does, and is shorter than both ``HEADER_READ_MAX`` and
-    1/``HEADER_READ_SHARE`` of the file."""
+    """Whether ``rng`` looks like a read of a file's header (or a 1-byte probe), not a piece of a download
+    split between connections: it ends before the file does, and is shorter than both ``HEADER_READ_MAX``
+    and 1/``HEADER_READ_SHARE`` of the file. Served from a transfer, its last byte would wait for the
+    whole file's verification (the rule for every range a transfer serves), longer than clients wait."""
     length = rng.end - rng.start
     return rng.end < size and length <= HEADER_READ_MAX and length * HEADER_READ_SHARE < size
 
@@ -136,7 +137,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         raise UpstreamUnavailableError(f"{source.unavailable_reason}, and {spec.path} of "
                                        f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
     mirror.metrics.cache_misses += 1
-    if relay_bounded and header_read(rng, spec.size) and mirror.transfers.running(meta.repo, spec) is None:
+    if relay_bounded and header_read(rng, spec.size):
         client = mirror.upstream.client(token, meta.upstream)
         mirror.metrics.active_transfers += 1
         try:

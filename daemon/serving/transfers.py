@@ -34,7 +34,6 @@ from pathlib import Path
 from mreg.registry.download import FileSpec, Readers, Tuning, download_file
 from mreg.registry.download.transfer import Locate
 from mreg.registry.errors import MregError, TransferFailedError, UpstreamUnavailableError
-from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
@@ -140,11 +139,6 @@ def not_resumable(error: Exception) -> bool:
     return not isinstance(error, UpstreamUnavailableError)
 
 
-def _key(repo: RepoRef, spec: FileSpec) -> str:
-    """What a transfer is filed under: per repo, since content is shared only after each repo's own fetch."""
-    return f"{repo}:{spec.key}"
-
-
 class Transfers:
     """The running transfers, one per repo and content key (a repo gets content through its own upstream
     before it is shared); they outlive the requests that started them.
@@ -162,14 +156,9 @@ class Transfers:
         self.failed = FailedContent(failed_memory)
         """Contents a range request must not continue (see the module's docstring)."""
 
-    def running(self, repo: RepoRef, spec: FileSpec) -> Transfer | None:
-        """The transfer of ``spec``'s content for ``repo``, if one runs."""
-        running = self._running.get(_key(repo, spec))
-        return None if running is None else running[0]
-
     def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
         """The running transfer of ``spec``'s content, started (with ``client``) if there is none."""
-        key = _key(target.meta.repo, spec)
+        key = f"{target.meta.repo}:{spec.key}"  # per repo: content is shared only after each repo's own fetch
         running = self._running.get(key)
         if running is None:
             transfer = Transfer(spec, self._store.partial_paths(spec.key)[0], key)
