@@ -1,7 +1,8 @@
 """Range readers of a file the mirror does not store yet join the one transfer filling it (#14 item 14):
-parallel readers that split the file (as hf_transfer and aria2c -x do), a suffix range and an open
-range. Upstream sends the file about once (the test hub counts its body bytes), every reader gets exact
-bytes, its first ones quickly, and the file is then stored and served warm."""
+parallel readers that split the file (as hf_transfer and aria2c -x do, on the Hub and ModelScope routes),
+a suffix range and an open range. Upstream sends the file about once (the test hub counts its body
+bytes), every reader gets exact bytes, its first ones quickly, and the file is then stored and served
+warm. No range a failing transfer serves is ever whole (#14.1), and a header read is still relayed."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
 
 @dataclass
 class Read:
+    """What one reader got."""
+
     status: int = 0
     content_range: str | None = None
     body: bytes = b""
