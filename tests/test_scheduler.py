@@ -96,6 +96,14 @@ def test_the_bytes_a_reader_waits_for_are_fetched_next() -> None:
     assert scheduler.claim("a", 0.0).fetch.start == 4 * MB  # type: ignore[union-attr]
 
 
+def test_a_file_of_one_part_is_never_cut_for_a_reader() -> None:
+    parts = plan(4 * MB, 4 * MB)
+    scheduler = Scheduler(parts, ["a"], MIN_SPLIT)
+    assert not scheduler.prefer(3 * MB)  # its server may ignore Range: only a tail may be asked for
+    claim = scheduler.claim("a", 0.0)
+    assert claim and (claim.fetch.start, claim.fetch.end) == (0, 4 * MB) and not scheduler.prefer(3 * MB)
+
+
 def test_an_idle_source_takes_the_end_that_lets_both_finish_together() -> None:
     parts = plan(8 * MB, 8 * MB)
     scheduler = Scheduler(parts, ["slow", "fast"], MIN_SPLIT)

@@ -155,7 +155,10 @@ class Scheduler:
     def prefer(self, pos: int) -> bool:
         """Have byte ``pos`` fetched next: the part holding it goes to the front of the queue, cut at ``pos``
         when that leaves at least ``min_split`` unwritten bytes before it (a part being fetched is cut
-        the same way: its connection stops at the cut). True when a part went to the front (not already there)."""
+        the same way: its connection stops at the cut). A file of one part is never cut: a server that
+        ignores Range (ModelScope's own files) answers only a request for the file's tail, and a file of
+        several parts already needs one that honours it. True when a part went to the front (not already
+        there)."""
         index = bisect_right(self.parts, pos, key=lambda p: p.offset) - 1
         if index < 0 or pos >= self.parts[index].offset + self.parts[index].size:
             return False
@@ -163,7 +166,7 @@ class Scheduler:
         unwritten = part.offset + part.done
         if pos < unwritten or not self._queue and not self._fetches:
             return False
-        if pos - unwritten >= self.min_split:
+        if pos - unwritten >= self.min_split and len(self.parts) > 1:
             tail = Part(pos, part.offset + part.size - pos)
             part.size = pos - part.offset
             self.parts.insert(index + 1, tail)
