@@ -5,7 +5,9 @@ HEAD on a resolve URL, which is where the Hub enforces gates) and keeps the verd
 cache (this process's memory unless given another), keyed by a sha256 of the token. A refusal is upstream's answer itself, so anonymous callers get exactly
 the GatedRepo / RepoNotFound errors the Hub gives. While upstream is away, the last verdict stands;
 a caller never checked gets no gated or private content, metadata included: an anonymous caller gets
-the Hub's own refusal, one with a token an error saying access cannot be checked.
+the Hub's own refusal, one with a token an error saying access cannot be checked. Offline (``mreg serve
+--offline``), a Hub or ModelScope route tells a caller it refuses exactly what it tells of a repo the
+mirror never saw (``not_in_mirror``): its answers are no oracle of which gated or private repos it keeps.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from mreg.registry.errors import UpstreamUnavailableError
 
 from mreg.daemon.serving.commits import CommitMeta
-from mreg.daemon.serving.upstream import Answer, token_key
+from mreg.daemon.serving.upstream import Answer, not_in_mirror, token_key
 from mreg.daemon.serving.upstreams import Upstreams
 from mreg.daemon.verdicts import MemoryVerdicts, Verdict, Verdicts
 
@@ -38,9 +40,22 @@ class Access:
         self._upstream, self._ttl = upstream, ttl
         self._verdicts = verdicts if verdicts is not None else MemoryVerdicts(ttl)
 
-    async def refusal(self, meta: CommitMeta, path: str, token: str | None) -> Answer | None:
+    async def refusal(self, meta: CommitMeta, path: str, token: str | None,
+                      revision: str | None = None) -> Answer | None:
         """Upstream's refusal for this caller, or None when they may read ``meta``'s repo (its files and,
-        for a gated or private repo, its metadata)."""
+        for a gated or private repo, its metadata). ``revision``: what a Hub or ModelScope route was asked
+        for; offline, a caller refused there gets ``not_in_mirror`` instead (an UpstreamUnavailableError).
+        """
+        if not self._upstream.offline or revision is None:
+            return await self._refusal(meta, path, token)
+        try:
+            if await self._refusal(meta, path, token) is None:
+                return None
+        except UpstreamUnavailableError:  # access cannot be checked: refused as well
+            pass
+        raise not_in_mirror(self._upstream.unavailable_reason, meta.repo, revision)
+
+    async def _refusal(self, meta: CommitMeta, path: str, token: str | None) -> Answer | None:
         if not meta.restricted:
             return None
         member = self._upstream.member(meta.upstream)

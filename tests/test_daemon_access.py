@@ -4,6 +4,8 @@ store when upstream is gone (the test hub stopped, or `--offline`)."""
 from __future__ import annotations
 
 import filecmp
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,7 +123,8 @@ def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemo
                                                                     tmp_path: Path) -> None:
     """#14.3: once upstream cannot be asked (stopped, or --offline), a gated repo's metadata (repo info,
     revision, tree, paths-info, ModelScope info and revisions) goes to callers upstream accepted before, and
-    to no one else: anonymous callers get the Hub's GatedRepo, unchecked tokens a 504."""
+    to no one else: anonymous callers get the Hub's GatedRepo, unchecked tokens a 504 (--offline: both get
+    what a repo the mirror never saw gets)."""
     test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
     snapshot_download(GATED, cache_dir=tmp_path / "alice", endpoint=daemon.url, token=ALICE)
     # online, a ModelScope-route request shows an anonymous caller nothing of it (no commit, no tags)
@@ -144,7 +147,7 @@ def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemo
     offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
     try:  # the same store seen by a daemon that never asked upstream: nobody's access is known
         for path in routes:
-            assert offline.get(path)[0] == 401, path
+            assert offline.get(path)[0] == 504, path  # as for a repo it never saw (test_offline_..._unknown_one)
             assert offline.get(path, bearer(ALICE))[0] == 504, path
     finally:
         assert offline.stop() == 0
@@ -200,5 +203,47 @@ def test_offline_flag_serves_the_store_and_never_calls_upstream(daemon: Daemon, 
         assert status == 504 and "offline" in headers["X-Error-Message"]
         assert offline.health()["offline"] is True
         assert sum(test_hub.stats.requests.values()) == 0
+    finally:
+        assert offline.stop() == 0
+
+
+def test_offline_a_repo_the_caller_may_not_read_answers_as_an_unknown_one(daemon: Daemon, test_hub: TestHub,
+                                                                          tmp_path: Path) -> None:
+    """#14.14: offline, every Hub and ModelScope route answers a caller it refuses a gated or private repo
+    with the status and text it gives for a repo it never saw: no oracle of what the mirror keeps."""
+    private = "testorg/private"
+    test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
+    test_hub.add_repo(small_repo(private, private=True))
+    snapshot_download(GATED, cache_dir=tmp_path / "alice", endpoint=daemon.url, token=ALICE)
+    snapshot_download(private, cache_dir=tmp_path / "owner", endpoint=daemon.url, token=OWNER)
+    test_hub.add_repo(small_repo("testorg/public"))
+    snapshot_download("testorg/public", cache_dir=tmp_path / "anon", endpoint=daemon.url, token=False)
+    HfApi(endpoint=daemon.url, token=False).list_repo_refs("testorg/public")  # kept for offline use
+    commit = test_hub.repo(GATED).head.sha
+    routes = ["/api/models/{r}", "/api/models/{r}/revision/main", "/api/models/{r}/tree/main", "/api/models/{r}/refs",
+              "/api/models/{r}/tree/" + commit, "/{r}/resolve/main/weights.bin", "/{r}/resolve/" + commit + "/weights.bin",
+              "/api/v1/models/{r}", "/api/v1/models/{r}/revisions", "/api/v1/models/{r}/repo/files",
+              "/api/v1/models/{r}/repo?FilePath=weights.bin", "/api/v1/models/{r}/repo?FilePath=weights.bin&Revision="
+              + commit]
+
+    def answer(mirror: Daemon, route: str, repo: str, token: str | None) -> tuple[int, str, str]:
+        """Status, X-Error-Code and X-Error-Message and the body (the repo named R, no request ids)."""
+        status, headers, body = mirror.get(route.format(r=repo), bearer(token) if token else None)
+        text = re.sub(r'"RequestId": *"[0-9a-f]+"', "", body.decode()).replace(repo, "R")
+        meta = json.dumps([headers.get("X-Error-Code"), headers.get("X-Error-Message")]).replace(repo, "R")
+        return status, meta, text
+
+    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
+    try:
+        for route in routes:
+            unknown = answer(offline, route, "testorg/neverseen", None)
+            assert unknown[0] == 504 and "is not in the mirror" in unknown[2], (route, unknown)
+            for repo, token in ((GATED, None), (GATED, BOB), (private, None), (private, ALICE)):
+                assert answer(offline, route, repo, token) == unknown, (route, repo, token)
+        public = test_hub.repo("testorg/public").head.sha
+        for route in routes:  # a public repo the mirror keeps is served as before
+            assert offline.get(route.format(r="testorg/public").replace(commit, public))[0] == 200, route
+        status, _, _ = offline.get(f"/{GATED}/resolve/main/weights.bin", bearer(ALICE))
+        assert status == 504  # nobody's access is known offline: not even alice's
     finally:
         assert offline.stop() == 0

@@ -159,3 +159,21 @@ def test_a_dataset_snapshot(daemon: Daemon, modelscope: TestModelScope, tmp_path
     folder = Path(snapshot_download(DATASET, repo_type="dataset", cache_dir=tmp_path / "c1", endpoint=daemon.url,
                                     token=False))
     assert tree_bytes(folder) == served(modelscope.repo(DATASET, "dataset"))
+
+
+@pytest.mark.parametrize("header", ["bytes=1000000-", "bytes=-300000", "bytes=200000-1199999"])
+def test_a_range_of_a_file_modelscope_serves_without_range_support(daemon: Daemon, modelscope: TestModelScope,
+                                                                    header: str) -> None:
+    """ModelScope serves its own files ignoring Range: the transfer a range joins fetches such a file (one
+    part) as a tail only, never cut where the range starts."""
+    modelscope.inline_ranges = False
+    weights = modelscope.repo(REPO).head.files["weights.bin"].blob
+    data = weights.read(0, weights.size)
+    status, headers, body = daemon.get(f"/{REPO}/resolve/main/weights.bin", {"Range": header})
+    first, _, last = header.removeprefix("bytes=").partition("-")
+    start = len(data) - int(last) if not first else int(first)
+    end = int(last) + 1 if first and last else len(data)
+    assert status == 206 and headers["Content-Range"] == f"bytes {start}-{end - 1}/{len(data)}"
+    assert body == data[start:end]
+    status, _, body = daemon.get(f"/{REPO}/resolve/main/weights.bin")  # stored whole
+    assert status == 200 and body == data

@@ -22,6 +22,7 @@ from mreg.daemon.hub.paths import HubPath, parse_hub_path
 from mreg.daemon.serving.transfers import Transfer
 from mreg.daemon.serving.upstream import token_key
 from mreg.registry.download import FileSpec
+from mreg.registry.download.state import Part
 from mreg.registry.errors import RangeNotSatisfiableError, TransferFailedError, UsageError
 from mreg.registry.repo import RepoRef
 
@@ -124,14 +125,23 @@ def test_tokens_are_known_only_by_their_hash() -> None:
     assert token_key("hf_secret") != token_key("hf_other") and "hf_secret" not in token_key("hf_secret")
 
 
+def written(transfer: Transfer, parts: list[Part], done: list[int]) -> None:
+    """The download of ``transfer`` has written ``done`` bytes of each of ``parts``."""
+    for part, n in zip(parts, done):
+        part.done = n
+    transfer.readers.changed()
+
+
 async def test_a_transfer_holds_back_the_last_byte_until_verified(tmp_path: Path) -> None:
     transfer = Transfer(FileSpec("w.bin", 10, "0" * 40, "a" * 64), tmp_path / "partial")
+    parts = [Part(0, 10)]
+    transfer.readers.bind(parts, lambda pos: None)
     waiter = asyncio.create_task(transfer.wait_past(0))
     await asyncio.sleep(0)
     assert not waiter.done()
-    transfer.advance(4)
+    written(transfer, parts, [4])
     assert await waiter == 4
-    transfer.advance(10)
+    written(transfer, parts, [10])
     assert await transfer.wait_past(4) == 9  # everything written, not yet verified
     last = asyncio.create_task(transfer.wait_past(9))
     await asyncio.sleep(0)
@@ -140,9 +150,30 @@ async def test_a_transfer_holds_back_the_last_byte_until_verified(tmp_path: Path
     assert await last == 10
 
 
+async def test_a_range_of_a_transfer_is_sent_as_written_but_its_last_byte_only_once_verified(tmp_path: Path) -> None:
+    transfer = Transfer(FileSpec("w.bin", 30, "0" * 40, "a" * 64), tmp_path / "partial")
+    parts, wanted = [Part(0, 10), Part(10, 10), Part(20, 10)], []
+    transfer.readers.bind(parts, wanted.append)
+    waiter = asyncio.create_task(transfer.wait_past(12, 18))
+    await asyncio.sleep(0)
+    assert not waiter.done() and wanted == [12]  # the download is asked for byte 12 first
+    written(transfer, parts, [0, 5, 0])
+    assert await waiter == 15  # bytes 12..14 are written: no need for the prefix before them
+    written(transfer, parts, [0, 10, 10])
+    assert await transfer.wait_past(15, 18) == 17  # the range's last byte waits for the verification
+    assert await transfer.wait_past(20, 30) == 29
+    last = asyncio.create_task(transfer.wait_past(17, 18))
+    await asyncio.sleep(0)
+    assert not last.done() and not transfer.readers.written_from(0)
+    transfer.succeed("a" * 64)
+    assert await last == 18
+
+
 async def test_a_failed_transfer_fails_its_readers(tmp_path: Path) -> None:
     transfer = Transfer(FileSpec("w.bin", 10, "0" * 40, "a" * 64), tmp_path / "partial")
-    transfer.advance(10)
+    parts = [Part(0, 10)]
+    transfer.readers.bind(parts, lambda pos: None)
+    written(transfer, parts, [10])
     waiter = asyncio.create_task(transfer.wait_past(9))
     await asyncio.sleep(0)
     transfer.fail("sha256 mismatch")

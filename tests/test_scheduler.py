@@ -34,7 +34,7 @@ def test_the_scheduler_knows_no_sockets_files_or_clock() -> None:
     tree = ast.parse(Path(scheduler_module.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert {name.split(".")[0] for name in imported} <= {"__future__", "collections", "dataclasses", "enum", "mreg"}
+    assert {name.split(".")[0] for name in imported} <= {"__future__", "bisect", "collections", "dataclasses", "enum", "mreg"}
     assert {name for name in imported if name.startswith("mreg")} == {"mreg.registry.download.state"}
 
 
@@ -73,6 +73,35 @@ def test_a_connection_waits_while_others_fetch_and_stops_when_all_is_done() -> N
     scheduler.wrote(claim.fetch, MB)
     scheduler.release(claim.fetch)
     assert scheduler.finished and scheduler.next("a", 5.0, waited=False) is Next.STOP
+
+
+def test_the_bytes_a_reader_waits_for_are_fetched_next() -> None:
+    parts = plan(12 * MB, 4 * MB)
+    scheduler = Scheduler(parts, ["a"], MIN_SPLIT)
+    first = scheduler.claim("a", 0.0)
+    assert first and scheduler.prefer(10 * MB)  # a reader waits in the queued third part: cut there, sent first
+    tail = scheduler.claim("a", 0.0)
+    assert tail and (tail.fetch.start, tail.fetch.end) == (10 * MB, 12 * MB) and tiled(parts, 12 * MB)
+    assert scheduler.prefer(8 * MB + KiB)  # near the start of a queued part: the whole part goes first
+    head = scheduler.claim("a", 0.0)
+    assert head and (head.fetch.start, head.fetch.end) == (8 * MB, 10 * MB)
+    assert scheduler.prefer(3 * MB)  # inside a part being fetched: its connection stops at the cut
+    assert first.fetch.end == 3 * MB and scheduler.claim("a", 0.0).fetch.start == 3 * MB  # type: ignore[union-attr]
+    scheduler.wrote(first.fetch, 3 * MB)
+    assert first.fetch.remaining == 0 and tiled(parts, 12 * MB)
+    assert not scheduler.prefer(MB)  # written already
+    assert not scheduler.prefer(3 * MB + KiB)  # too near where its fetch is: it gets there soon enough
+    assert [(p.offset, p.size) for p in parts] == [(0, 3 * MB), (3 * MB, MB), (4 * MB, 4 * MB), (8 * MB, 2 * MB),
+                                                   (10 * MB, 2 * MB)]
+    assert scheduler.claim("a", 0.0).fetch.start == 4 * MB  # type: ignore[union-attr]
+
+
+def test_a_file_of_one_part_is_never_cut_for_a_reader() -> None:
+    parts = plan(4 * MB, 4 * MB)
+    scheduler = Scheduler(parts, ["a"], MIN_SPLIT)
+    assert not scheduler.prefer(3 * MB)  # its server may ignore Range: only a tail may be asked for
+    claim = scheduler.claim("a", 0.0)
+    assert claim and (claim.fetch.start, claim.fetch.end) == (0, 4 * MB) and not scheduler.prefer(3 * MB)
 
 
 def test_an_idle_source_takes_the_end_that_lets_both_finish_together() -> None:

@@ -1,4 +1,5 @@
-"""Pure pieces: repo ids, safe paths, globs, token lookup, download state, the prefix hasher."""
+"""Pure pieces: repo ids, safe paths, globs, token lookup, download state, readers of a download, the prefix
+hasher."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from mreg.registry.config import Settings, resolve_token
 from mreg.registry.download.hasher import PrefixHasher
+from mreg.registry.download.readers import Readers
 from mreg.registry.download.state import Part, TransferState
 from mreg.registry.errors import UnsafePathError, UsageError
 from mreg.registry.hashing import git_sha1_bytes
@@ -84,6 +86,19 @@ def test_state_plan_and_prefix() -> None:
     state.parts[2].done = 30
     assert state.contiguous_prefix() == 35 and state.completed == 65
     assert TransferState.plan(0, "k", 30).parts == [Part(0, 0)]
+
+
+def test_readers_see_every_written_run_and_ask_for_bytes_once_bound() -> None:
+    changes, wanted = [], []
+    readers = Readers(lambda: changes.append(1))
+    readers.want(25)  # before the download runs: kept for it
+    assert readers.written_from(0) == 0 and wanted == []
+    parts = [Part(0, 10, 10), Part(10, 10, 3), Part(20, 10, 10), Part(30, 5, 0)]
+    readers.bind(parts, wanted.append)
+    assert wanted == [25] and changes == [1]
+    assert [readers.written_from(pos) for pos in (0, 5, 13, 15, 20, 25, 30, 34)] == [13, 13, 13, 15, 30, 30, 30, 34]
+    readers.want(31)
+    assert wanted == [25, 31]
 
 
 def test_state_roundtrip_and_rejects_foreign(tmp_path) -> None:

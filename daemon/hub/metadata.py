@@ -36,7 +36,7 @@ from mreg.daemon.hub.shapes import (
 from mreg.daemon.hub.paths import HubPath
 from mreg.daemon.serving.refs import is_commit
 from mreg.daemon.state import MIRROR, Mirror
-from mreg.daemon.serving.upstream import Answer, bearer_token
+from mreg.daemon.serving.upstream import Answer, bearer_token, not_in_mirror
 
 KEPT_TREE_PAGE = 1000
 """Entries per page of a tree listing answered from the store (the Hub's page size)."""
@@ -74,8 +74,8 @@ async def _kept_meta(mirror: Mirror, repo: RepoRef, revision: str, token: str | 
     commit = await mirror.refs.local(repo, revision)
     meta = await mirror.commits.local(repo, commit) if commit is not None else None
     if meta is None:
-        raise UpstreamUnavailableError(f"{cause}, and {repo}@{revision} is not in the mirror")
-    refusal = await mirror.access.refusal(meta, "", token)  # gated too: offline, nobody unchecked sees it
+        raise not_in_mirror(cause, repo, revision)
+    refusal = await mirror.access.refusal(meta, "", token, revision)  # gated too: nobody unchecked sees it
     if refusal is not None:
         raise refusal.refused()
     return meta

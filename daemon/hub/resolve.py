@@ -3,8 +3,9 @@
 The revision is pinned to a commit, the caller's access checked (gated/private repos), then the
 answer carries the Hub's headers (X-Repo-Commit; ETag = git sha1, or the sha256 with
 X-Linked-Etag/X-Linked-Size for LFS files) and the bytes come from the store (a hit), from the
-shared transfer filling the store (a miss), or, for a bounded Range of a file not stored, relayed
-from upstream without fetching the whole file. Never a redirect, never an xet header.
+shared transfer filling the store (a miss; a Range too, however many split the file between them),
+or, for a header read (a small bounded Range), relayed from upstream: it neither fetches the whole
+file nor waits for a transfer's verification. Never a redirect, never an xet header.
 ``serve_file`` and ``fetch`` are also how the ModelScope routes (``modelscope_api``) send and
 fetch files.
 """
@@ -34,6 +35,12 @@ from mreg.daemon.state import MIRROR, Mirror
 from mreg.daemon.serving.transfers import Target, Transfer
 from mreg.daemon.serving.upstream import TIMEOUT, bearer_token
 
+HEADER_READ_MAX = 8 * 1024 * 1024
+"""The longest range relayed as a header read (a GGUF header with a 262k-token vocabulary is about 6 MB;
+hf_transfer asks for 10 MiB pieces)."""
+HEADER_READ_SHARE = 16
+"""A header read is shorter than this fraction of the file (a download split 16 ways is not)."""
+
 
 def file_headers(spec: FileSpec, commit: str) -> dict[str, str]:
     """The headers the Hub sends with a file (its 200 form, also for LFS files)."""
@@ -53,7 +60,7 @@ async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
     token = bearer_token(request)
     commit = await mirror.refs.resolve(hub.repo, hub.revision, token)
     meta = await mirror.commits.get(hub.repo, commit, token)
-    refusal = await mirror.access.refusal(meta, hub.path, token)
+    refusal = await mirror.access.refusal(meta, hub.path, token, hub.revision)
     if refusal is not None:
         return refusal.response(head=request.method == "HEAD")
     spec = meta.files.get(hub.path)
@@ -71,9 +78,9 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
                      headers: dict[str, str], relay_bounded: bool = True) -> web.StreamResponse:
     """Answer a HEAD, or a GET (Range honoured, 206), of a file the caller may read, with ``headers``.
 
-    A bounded range of a file not stored is relayed from upstream when ``relay_bounded`` (a header
-    read), else served from the transfer filling the store. Raises RangeNotSatisfiableError (nothing sent)
-    for a range past the end.
+    A header read (``header_read``) of a file not stored is relayed from upstream when ``relay_bounded``;
+    any other range is served from the transfer filling the store. Raises
+    RangeNotSatisfiableError (nothing sent) for a range past the end.
     """
     if request.method == "HEAD":
         response = web.StreamResponse(status=200, headers=headers)
@@ -92,6 +99,15 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     with mirror.budget.using(meta.repo, meta.commit):
         await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
     return response
+
+
+def header_read(rng: ByteRange, size: int) -> bool:
+    """Whether ``rng`` looks like a read of a file's header (or a 1-byte probe), not a piece of a download
+    split between connections: it ends before the file does, and is shorter than both ``HEADER_READ_MAX``
+    and 1/``HEADER_READ_SHARE`` of the file. Served from a transfer, its last byte would wait for the
+    whole file's verification (the rule for every range a transfer serves), longer than clients wait."""
+    length = rng.end - rng.start
+    return rng.end < size and length <= HEADER_READ_MAX and length * HEADER_READ_SHARE < size
 
 
 def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
@@ -122,7 +138,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         raise UpstreamUnavailableError(f"{source.unavailable_reason}, and {spec.path} of "
                                        f"{meta.repo}@{meta.commit[:12]} is not in the mirror")
     mirror.metrics.cache_misses += 1
-    if relay_bounded and rng.end < spec.size:  # a bounded range (a header read): relay it, do not fetch the whole file
+    if relay_bounded and header_read(rng, spec.size):
         client = mirror.upstream.client(token, meta.upstream)
         mirror.metrics.active_transfers += 1
         try:
@@ -136,6 +152,6 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
             mirror.metrics.active_transfers -= 1
         return
     transfer = fetch(mirror, meta, spec, token)
-    await transfer.wait_past(rng.start)  # the answer starts with the first byte (or says why there is none)
+    await transfer.wait_past(rng.start, rng.end)  # the answer starts with the first byte (or says why there is none)
     await response.prepare(request)
     await send_growing(request, response, transfer, mirror.store.blobs, rng, mirror.metrics)

@@ -78,16 +78,17 @@ def for_error(exc: MregError) -> web.Response:
     return ms_error(exc.http_status, error_message(exc))
 
 
-async def _meta(mirror: Mirror, request: web.Request, ms: MsPath, token: str | None) -> CommitMeta:
+async def _readable(mirror: Mirror, request: web.Request, ms: MsPath, token: str | None,
+                    path: str = "") -> CommitMeta:
+    """The commit ``Revision`` names, if the caller may read it (gated too: its commit and files are the
+    repo's); else upstream's refusal (UpstreamRefusedError), or offline what a repo never seen gets."""
     assert ms.repo is not None
-    commit = await mirror.refs.resolve(ms.repo, hub_revision(request.query.get("Revision")), token)
-    return await mirror.commits.get(ms.repo, commit, token)
-
-
-async def _check(mirror: Mirror, meta: CommitMeta, path: str, token: str | None) -> None:
-    refusal = await mirror.access.refusal(meta, path, token)
+    revision = hub_revision(request.query.get("Revision"))
+    meta = await mirror.commits.get(ms.repo, await mirror.refs.resolve(ms.repo, revision, token), token)
+    refusal = await mirror.access.refusal(meta, path, token, revision)
     if refusal is not None:
         raise refusal.refused()
+    return meta
 
 
 async def acceleration(request: web.Request, ms: MsPath) -> web.Response:
@@ -98,8 +99,7 @@ async def acceleration(request: web.Request, ms: MsPath) -> web.Response:
 async def info(request: web.Request, ms: MsPath) -> web.Response:
     """The model at its default branch (private models only for callers upstream shows them to)."""
     mirror, token = request.app[MIRROR], ms_token(request)
-    meta = await _meta(mirror, request, ms, token)
-    await _check(mirror, meta, "", token)  # gated too: its commit and files are the repo's
+    meta = await _readable(mirror, request, ms, token)
     return ms_answer(model_view(meta))
 
 
@@ -112,7 +112,7 @@ async def revisions(request: web.Request, ms: MsPath) -> web.Response:
     if end_time is not None and not end_time.isdigit():
         return ms_error(400, f"invalid EndTime {end_time!r}: expected seconds since the epoch")
     mirror, token = request.app[MIRROR], ms_token(request)
-    await _check(mirror, await _meta(mirror, request, ms, token), "", token)  # no tags of a repo it may not read
+    await _readable(mirror, request, ms, token)  # no tags of a repo it may not read
     targets = ref_targets(await refs_data(mirror, repo, token))
     slots = asyncio.Semaphore(DATE_LOOKUPS)
 
@@ -130,8 +130,7 @@ async def files(request: web.Request, ms: MsPath) -> web.Response:
     """The listing of a folder (``Root``) at ``Revision``, ``Recursive`` or not, paged if asked
     (``PageNumber``, ``PageSize``), every file with its sha256."""
     mirror, token = request.app[MIRROR], ms_token(request)
-    meta = await _meta(mirror, request, ms, token)
-    await _check(mirror, meta, "", token)
+    meta = await _readable(mirror, request, ms, token)
     root = request.query.get("Root", "").strip("/")
     listed = listed_paths(meta, root, request.query.get("Recursive", "").lower() == "true")
     if listed is None:
@@ -174,8 +173,7 @@ async def file(request: web.Request, ms: MsPath) -> web.StreamResponse:
     """A file's bytes (Range → 206), from the store or from the transfer filling it."""
     mirror, token = request.app[MIRROR], ms_token(request)
     path = request.query.get("FilePath", "")
-    meta = await _meta(mirror, request, ms, token)
-    await _check(mirror, meta, path, token)
+    meta = await _readable(mirror, request, ms, token, path)
     spec = meta.files.get(path)
     if spec is None:
         return ms_error(404, f"{path} does not exist in {meta.repo}@{meta.commit[:12]}")

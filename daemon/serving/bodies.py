@@ -119,7 +119,8 @@ async def _send_file(response: web.StreamResponse, path: Path, rng: ByteRange, m
 
 async def send_growing(request: web.Request, response: web.StreamResponse, transfer: Transfer,
                        blobs: BlobStore, rng: ByteRange, metrics: Metrics) -> None:
-    """Send ``rng`` of a file while its transfer writes it, never its last byte before it is verified.
+    """Send ``rng`` of a file while its transfer writes it, never the range's last byte before the file is
+    verified.
 
     The transfer writes a partial file on this machine; once it is open, it stays the same inode when
     published into a local store. A transfer already verified before any byte was sent is a stored blob.
@@ -128,7 +129,7 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
     pos = rng.start
     try:
         while True:
-            limit = await transfer.wait_past(pos)
+            limit = await transfer.wait_past(pos, rng.end)
             if fd is None:
                 if transfer.sha256 is not None:
                     await send_stored(request, response, blobs, transfer.sha256, ByteRange(pos, rng.end), metrics)

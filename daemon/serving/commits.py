@@ -29,7 +29,7 @@ from typing import Any
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.blobs import holds
-from mreg.registry.errors import StoreError, UnsafePathError, UpstreamError
+from mreg.registry.errors import StoreError, UnsafePathError, UpstreamError, UpstreamUnavailableError
 from mreg.registry.files import link_blob, present_blobs
 from mreg.registry.upstream.hub.client import parse_tree_entry
 from mreg.registry.inspect.reading import is_model_file
@@ -40,7 +40,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
 from mreg.daemon.serving import kept
-from mreg.daemon.serving.upstream import token_key
+from mreg.daemon.serving.upstream import not_in_mirror, token_key
 from mreg.daemon.serving.upstreams import Upstreams
 
 log = logging.getLogger("mreg.daemon")
@@ -152,7 +152,10 @@ class Commits:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
-        info, entries, upstream = await self._upstream.commit_listing(repo, commit, token)
+        try:
+            info, entries, upstream = await self._upstream.commit_listing(repo, commit, token)
+        except UpstreamUnavailableError as exc:
+            raise not_in_mirror(exc, repo, commit) from None
         meta = _meta(repo, commit, info, entries, upstream)
         self._keep(meta)
         return await self._adopt(meta)

@@ -14,7 +14,7 @@ from mreg.registry.removals import RemovalWatch
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
-from mreg.daemon.serving.upstream import COMMIT
+from mreg.daemon.serving.upstream import COMMIT, not_in_mirror
 from mreg.daemon.serving.upstreams import Upstreams
 
 
@@ -46,7 +46,7 @@ class Refs:
         except UpstreamUnavailableError as exc:
             commit = await self.local(repo, revision)
             if commit is None:
-                raise UpstreamUnavailableError(f"{exc}, and {repo}@{revision} is not in the mirror") from None
+                raise not_in_mirror(exc, repo, revision) from None
             return commit
         await self.remember(repo, revision, commit)
         return commit

@@ -2,10 +2,11 @@
 
 A transfer is ``registry.download.download_file`` run as a background task: many Range connections
 into the store's partial file, hashed as it grows, published as a blob only when verified. The
-transfer tells its readers how long the contiguous written prefix is; they stream it from the
-partial file as it grows, but the last byte only once the content is verified, so a body that fails
-verification is never complete. A verified blob is linked into the snapshot of every commit whose
-clients asked for it while it ran.
+transfer tells its readers which bytes are written (``Readers``), and fetches first the bytes a reader
+waits for; readers stream them from the partial file as it grows, a whole file or any range of it, but
+the last byte of what they send only once the content is verified, so no body is complete before its
+content is verified. A verified blob is linked into the snapshot of every commit whose clients asked
+for it while it ran.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -13,7 +14,7 @@ shared pull lock (``Store.pulling_async``), so a gc spares blobs published or li
 transfer that fails removes its partial (a full disk gets its space back, the next miss starts cleanly),
 unless upstream was only unreachable; one stopped by shutdown keeps it too, to be resumed.
 
-A client cut off by a failed transfer holds bytes that may be wrong, one byte short of the whole. It
+A client cut off by a failed transfer holds bytes that may be wrong, one byte short of its range. It
 resumes with a Range request from where it was cut; served the tail of a good copy, it would assemble a
 corrupt file under the right name. So the content of a transfer that failed after sending bytes is
 remembered (``FailedContent``) and, for a while, a range that does not start at 0 gets the whole file
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mreg.registry.download import FileSpec, Tuning, download_file
+from mreg.registry.download import FileSpec, Readers, Tuning, download_file
 from mreg.registry.download.transfer import Locate
 from mreg.registry.errors import MregError, TransferFailedError, UpstreamUnavailableError
 from mreg.registry.upstream.client import RepoClient
@@ -59,28 +60,38 @@ class Transfer:
         self.key = key or spec.key
         """What ``Transfers`` files it under: the repo and the content key."""
         self.data_path = data_path
-        self.prefix = 0
+        self.readers = Readers(self._notify)
+        """The written bytes of the partial file (the download binds them to its parts)."""
+        self.handed_out = False
+        """Whether any reader got bytes of it (they may be wrong until it is verified)."""
         self.sha256: str | None = None
         self.error: str | None = None
         self.targets: list[Target] = []
         self._changed = asyncio.Event()
 
-    def sendable(self) -> int:
-        """How many bytes may go to clients: the written prefix, all but the last byte until verified."""
-        return self.spec.size if self.sha256 is not None else min(self.prefix, self.spec.size - 1)
+    def sendable(self, pos: int, end: int) -> int:
+        """Where a reader of bytes [pos, end) may send up to now: the bytes written from ``pos``, all but the
+        range's last one until the content is verified."""
+        return end if self.sha256 is not None else min(self.readers.written_from(pos), end - 1)
 
-    async def wait_past(self, pos: int) -> int:
-        """Wait until more than ``pos`` bytes are sendable, or all are verified; return ``sendable()``.
+    async def wait_past(self, pos: int, end: int | None = None) -> int:
+        """Wait until a reader of [pos, end) (``end``: the file's) may send byte ``pos``, or all is verified;
+        return ``sendable(pos, end)``. Meanwhile the download fetches byte ``pos`` first.
 
         Raises TransferFailedError when the download failed or did not verify.
         """
+        end, asked = self.spec.size if end is None else end, False
         while True:
             if self.error is not None:
                 raise TransferFailedError(self.error)
-            limit = self.sendable()
+            limit = self.sendable(pos, end)
             if limit > pos or self.sha256 is not None:
+                self.handed_out = self.handed_out or limit > pos
                 return limit
             changed = self._changed
+            if not asked and self.readers.written_from(pos) == pos:
+                self.readers.want(pos)
+                asked = True
             await changed.wait()
 
     async def verified(self) -> str:
@@ -88,10 +99,6 @@ class Transfer:
         while self.sha256 is None:
             await self.wait_past(self.spec.size)
         return self.sha256
-
-    def advance(self, prefix: int) -> None:
-        self.prefix = prefix
-        self._notify()
 
     def succeed(self, sha256: str) -> None:
         self.sha256 = sha256
@@ -172,12 +179,11 @@ class Transfers:
         lease: Lease | None = None
         try:
             # A follower (another mirror leads the key) fills it too for now: publish-if-absent keeps one blob.
-            lease = await self.inflight.claim(transfer.spec.key)
-            advance = self._noting(transfer, lease)
+            lease = held = await self.inflight.claim(transfer.spec.key)
             async with self._store.pulling_async():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           fetch_stored=True, discard=not_resumable,
-                                           on_prefix=advance)
+                                           fetch_stored=True, discard=not_resumable, readers=transfer.readers,
+                                           on_prefix=lambda prefix: self.inflight.note(held, prefix))
                 self._metrics.bytes_upstream += done.fetched
                 await self.inflight.release(lease)
                 self._forget(transfer)  # from here on, a new request finds the blob in the store
@@ -190,7 +196,7 @@ class Transfers:
         except Exception as exc:  # noqa: BLE001 (any failure must reach the readers, who cut their clients off)
             reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
             log.warning("transfer of %s failed: %s", transfer.spec.path, reason)
-            if transfer.prefix > 0:  # readers may hold bytes of it
+            if transfer.handed_out:  # readers may hold bytes of it
                 self.failed.remember(transfer.spec.key)
             transfer.fail(reason)
         finally:
@@ -198,13 +204,6 @@ class Transfers:
                 await self.inflight.release(lease)
             self._forget(transfer)
             self._metrics.active_transfers -= 1
-
-    def _noting(self, transfer: Transfer, lease: Lease) -> Callable[[int], None]:
-        """The downloader's ``on_prefix``: tell the readers and the in-flight bookkeeping."""
-        def advance(prefix: int) -> None:
-            transfer.advance(prefix)
-            self.inflight.note(lease, prefix)
-        return advance
 
     def _forget(self, transfer: Transfer) -> None:
         running = self._running.get(transfer.key)

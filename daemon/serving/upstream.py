@@ -214,6 +214,12 @@ class Upstream:
         return answer
 
 
+def not_in_mirror(cause: object, repo: RepoRef, revision: str) -> UpstreamUnavailableError:
+    """What a caller is told of ``repo`` at ``revision`` when upstream cannot be asked (``cause``) and the
+    mirror has nothing of it to show: whether it never saw it or, offline, may not show it to this caller."""
+    return UpstreamUnavailableError(f"{cause}, and {repo}@{revision} is not in the mirror")
+
+
 def checked_commit(commit: object, repo: RepoRef, revision: str) -> str:
     """``commit`` when it is a commit id (what upstream pinned ``revision`` to), else UpstreamError."""
     if not isinstance(commit, str) or not COMMIT.match(commit):

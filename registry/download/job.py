@@ -30,6 +30,7 @@ from mreg.registry.errors import (
 )
 from mreg.registry.upstream.client import FileLocation
 from mreg.registry.download.hasher import PrefixHasher
+from mreg.registry.download.readers import Readers
 from mreg.registry.download.scheduler import RECHECK, Fetch, Next, Scheduler
 from mreg.registry.download.state import TransferState
 
@@ -127,7 +128,8 @@ class FileJob:
     """The workers and the hasher of one file's download from one or more sources."""
 
     def __init__(self, sources: Sequence[Source], spec: FileSpec, fd: int, state: TransferState,
-                 state_path: Path, tuning: Tuning, advance: Advance, on_prefix: Advance) -> None:
+                 state_path: Path, tuning: Tuning, advance: Advance, on_prefix: Advance,
+                 readers: Readers | None = None) -> None:
         self.spec, self.fd, self.state, self.state_path = spec, fd, state, state_path
         self.tuning, self.advance, self._on_prefix = tuning, advance, on_prefix
         self.runs = [_Run(source) for source in sources]
@@ -140,6 +142,9 @@ class FileJob:
         self._progress = asyncio.Event()
         self._workers_done = False
         self._last_save = time.monotonic()
+        self._group: asyncio.TaskGroup | None = None
+        self.readers = readers or Readers()
+        self.readers.bind(state.parts, self._want)
 
     @property
     def fetched(self) -> int:
@@ -159,11 +164,13 @@ class FileJob:
             workers = min(self.tuning.connections, self.scheduler.queued)
             try:
                 async with asyncio.TaskGroup() as group:
+                    self._group = group
                     for run in self.runs:
                         run.tasks = [group.create_task(self._worker(run)) for _ in range(workers)]
             except BaseExceptionGroup as failed:
                 raise first_error(failed) from None
         finally:
+            self._group = None
             self._workers_done = True
             self._progress.set()
             try:
@@ -223,6 +230,18 @@ class FileJob:
                     return
                 finally:
                     await self._release(fetch)
+
+    def _want(self, pos: int) -> None:
+        """A reader waits for byte ``pos``: its part goes first and, while the workers run, a source below its
+        connections gets a worker more to fetch it."""
+        if not self.scheduler.prefer(pos) or self._group is None:
+            return
+        for run in self.runs:
+            if run.error is None and sum(not task.done() for task in run.tasks) < self.tuning.connections:
+                try:
+                    run.tasks.append(self._group.create_task(self._worker(run)))
+                except RuntimeError:  # the group is shutting down: the download is failing
+                    return
 
     async def _wait_for_change(self) -> None:
         async with self._changed:
@@ -304,6 +323,7 @@ class FileJob:
             if self.tuning.throttle is not None:
                 await self.tuning.throttle(len(chunk))
             self._progress.set()
+            self.readers.changed()
             if time.monotonic() - self._last_save >= self.tuning.state_interval:
                 self._save()
             if not fetch.remaining:

@@ -11,18 +11,21 @@ with every question that depends on time.
     scheduler.observe(source, nbytes, seconds)   # one response of the source ended normally
     scheduler.release(fetch)                     # the connection is done with it (complete or not)
     scheduler.fail(source)                       # the source is out: it gets no more parts
+    scheduler.prefer(pos)                        # a reader waits for byte pos: fetch it next
 
 Every source's connections take parts from one queue, so a faster source takes more of them: shares
 follow speed. When the queue is empty, a connection that has waited (``WAIT``: until another fetch is
 released, or ``RECHECK`` seconds) may take the untouched end of the part another source is fetching,
 sized so that both end together; when that is all that was left, the other fetch is told to stop (it
 may be stalled). A part released incomplete goes back to the front of the queue. With one source
-nothing is split.
+nothing is split, unless a reader of the partial file waits for a byte further on (``prefer``): the part
+holding it is cut there and its end goes to the front of the queue.
 """
 
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -148,6 +151,32 @@ class Scheduler:
     def fail(self, source: str) -> None:
         """``source`` is out of this file: it gets no more parts (its fetches are still released)."""
         self._failed.add(source)
+
+    def prefer(self, pos: int) -> bool:
+        """Have byte ``pos`` fetched next: the part holding it goes to the front of the queue, cut at ``pos``
+        when that leaves at least ``min_split`` unwritten bytes before it (a part being fetched is cut
+        the same way: its connection stops at the cut). A file of one part is never cut: a server that
+        ignores Range (ModelScope's own files) answers only a request for the file's tail, and a file of
+        several parts already needs one that honours it. True when a part went to the front (not already
+        there)."""
+        index = bisect_right(self.parts, pos, key=lambda p: p.offset) - 1
+        if index < 0 or pos >= self.parts[index].offset + self.parts[index].size:
+            return False
+        part = self.parts[index]
+        unwritten = part.offset + part.done
+        if pos < unwritten or not self._queue and not self._fetches:
+            return False
+        if pos - unwritten >= self.min_split and len(self.parts) > 1:
+            tail = Part(pos, part.offset + part.size - pos)
+            part.size = pos - part.offset
+            self.parts.insert(index + 1, tail)
+            self._queue.appendleft(tail)
+            return True
+        if part in self._queue and self._queue[0] is not part:
+            self._queue.remove(part)
+            self._queue.appendleft(part)
+            return True
+        return False
 
     def speed(self, fetch: Fetch, now: float) -> float | None:
         """Bytes per second ``fetch`` is making (its source's average early on; None if unknown)."""

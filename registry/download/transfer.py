@@ -23,9 +23,10 @@ from mreg.registry.blobs import holds
 from mreg.registry.errors import IntegrityError, UsageError
 from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
+from mreg.registry.download.readers import Readers
 from mreg.registry.download.state import TransferState
 
-__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Locate", "Source", "Tuning", "download_file",
+__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Locate", "Readers", "Source", "Tuning", "download_file",
            "download_from"]
 
 LOCK_POLL = 0.2
@@ -51,16 +52,17 @@ class Downloaded:
 async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        fetch_stored: bool = False, discard: Discard | None = None) -> Downloaded:
+                        fetch_stored: bool = False, discard: Discard | None = None,
+                        readers: Readers | None = None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               fetch_stored=fetch_stored, discard=discard)
+                               fetch_stored=fetch_stored, discard=discard, readers=readers)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         refetch_once: bool = False, fetch_stored: bool = False,
-                        discard: Discard | None = None) -> Downloaded:
+                        discard: Discard | None = None, readers: Readers | None = None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -71,7 +73,8 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     already had). ``on_prefix`` is told the length of the partial file's contiguous written prefix
     whenever it grows: a reader may stream those bytes from the partial file
     (``Store.partial_paths(spec.key)[0]``, the same inode as the published blob), but they are
-    verified only once this function returns. With ``refetch_once``, bytes from one source that fail
+    verified only once this function returns; ``readers`` (``readers.Readers``) see every written byte, not
+    only the prefix, and may have bytes further on fetched first. With ``refetch_once``, bytes from one source that fail
     verification are fetched once more from scratch before the file fails (a transfer corrupted on the
     way rarely is twice); callers that stream the partial file to readers leave it off, since a refetch
     would start the same partial over under them. With ``fetch_stored`` the bytes are fetched and verified
@@ -80,7 +83,7 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     says yes to (never a cancellation) removes the partial file instead of keeping it to resume: the
     daemon's next miss starts cleanly, and a full disk gets its space back.
     """
-    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard=discard)
+    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard=discard, readers=readers)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -121,7 +124,7 @@ class _Mismatch(IntegrityError):
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
                     advance: Advance, on_prefix: Advance, fetch_stored: bool = False,
-                    discard: Discard | None = None) -> Downloaded:
+                    discard: Discard | None = None, readers: Readers | None = None) -> Downloaded:
     if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
@@ -135,7 +138,7 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
                 file_op(spec, os.ftruncate, fd, 0)
                 file_op(spec, os.ftruncate, fd, spec.size)
             advance(state.completed)
-            job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix)
+            job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix, readers)
             await job.run()
             sha256 = _verify(spec, job, data_path, state_path)
         except Exception as exc:
