@@ -8,6 +8,7 @@ mirror job is added through the API in the first round and asked to sync again i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -60,6 +61,11 @@ class SoakReport:
     gc_errors: list[str] = field(default_factory=list)
     job: dict[str, Any] = field(default_factory=dict)
     log_findings: list[str] = field(default_factory=list)
+    bad_blobs: list[str] = field(default_factory=list)
+    """Blobs in the store whose bytes are not their name's sha256 (checked after the daemon stopped)."""
+    blobs_checked: int = 0
+    slowest_healthz: float = 0.0
+    """Longest a /healthz answer took during the soak (the event loop blocked, or busy, that long)."""
     exit_code: int | None = None
     log_tail: str = ""
 
@@ -75,6 +81,8 @@ class SoakReport:
             "gc_exit_codes": self.gc_runs, "gc_errors": self.gc_errors,
             "job": {k: self.job.get(k) for k in ("status", "commit", "error", "bytes_done")},
             "log_findings": self.log_findings, "daemon_exit": self.exit_code,
+            "blobs_checked": self.blobs_checked, "bad_blobs": self.bad_blobs,
+            "slowest_healthz_s": round(self.slowest_healthz, 2),
         }
 
 
@@ -146,26 +154,47 @@ def finish_gc(run: subprocess.Popen[str], report: SoakReport) -> None:
         report.gc_errors.append(f"exit {run.returncode}: {err.strip()[-500:]} {out.strip()[-200:]}")
 
 
-class FdWatch:
-    """The daemon's largest descriptor count, sampled while the soak runs (a figure, not a wait)."""
+class Watch:
+    """Figures sampled while the soak runs (not waits): the daemon's largest descriptor count, and its
+    slowest /healthz answer, one after another."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, open_fds(pid)
+    def __init__(self, daemon: DaemonProcess) -> None:
+        self.daemon, self.fds_peak, self.slowest = daemon, open_fds(daemon.process.pid), 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="soak-fds", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=target, name=f"soak-{target.__name__}", daemon=True)
+                         for target in (self._fds, self._healthz)]
+        for thread in self._threads:
+            thread.start()
 
-    def _watch(self) -> None:
+    def _fds(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                self.peak = max(self.peak, open_fds(self.pid))
+                self.fds_peak = max(self.fds_peak, open_fds(self.daemon.process.pid))
             except OSError:
                 return
 
-    def stop(self) -> int:
+    def _healthz(self) -> None:
+        while not self._stop.wait(0.05):
+            started = time.monotonic()
+            try:
+                self.daemon.health()
+            except OSError:
+                return
+            self.slowest = max(self.slowest, time.monotonic() - started)
+
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
-        return self.peak
+        for thread in self._threads:
+            thread.join()
+
+
+def check_blobs(home: Path, report: SoakReport) -> None:
+    """Re-hash every blob of the store: its bytes must be its name."""
+    for path in sorted((home / "blobs").rglob("*")):
+        if path.is_file() and len(path.name) == 64:
+            report.blobs_checked += 1
+            if hashlib.sha256(path.read_bytes()).hexdigest() != path.name:
+                report.bad_blobs.append(path.name)
 
 
 def log_findings(text: str) -> list[str]:
@@ -221,7 +250,7 @@ def run_soak(work: Path, rounds: int = 2, seconds: float = 0.0, seed: int = 14) 
             assert call(daemon, "GET", "/v1/repos")[0] == 200
             report.rss_start_kb, report.fds_start = proc_status(pid, "VmRSS"), open_fds(pid)
             start_kinds = fd_kinds(pid)
-            watch = FdWatch(pid)
+            watch = Watch(daemon)
             corrupted: frozenset[str] = frozenset()
             while report.rounds < rounds or time.monotonic() - started < seconds:
                 if report.rounds > 0:
@@ -243,7 +272,8 @@ def run_soak(work: Path, rounds: int = 2, seconds: float = 0.0, seed: int = 14) 
                 return report.job.get("status") in ("done", "failed")
 
             wait_for(job_settled, JOB_DEADLINE, "the mirror job to settle")
-            report.fds_peak = watch.stop()
+            watch.stop()
+            report.fds_peak, report.slowest_healthz = watch.fds_peak, watch.slowest
 
             def fds_back() -> bool:
                 report.fds_end = open_fds(pid)
@@ -260,5 +290,6 @@ def run_soak(work: Path, rounds: int = 2, seconds: float = 0.0, seed: int = 14) 
             text = daemon.log.read_text(errors="replace")
             report.log_findings = log_findings(text)
             report.log_tail = "\n".join(text.splitlines()[-40:])
+        check_blobs(daemon.home, report)
     report.seconds = time.monotonic() - started
     return report

@@ -73,7 +73,8 @@ class SoakOrigin:
 
     def arm(self, rng: random.Random) -> frozenset[str]:
         """Arm this round's faults, each firing on the next matching requests; round 0 also corrupts one
-        transfer of a file of its own. Returns the sha256s of the contents corrupted."""
+        transfer of an LFS file of its own, round 1 one of a file the hub serves itself. Returns the sha256s
+        of the contents corrupted."""
         faults = self.hub.faults
         faults.cut_body(rng.randrange(10_000, 400_000), count=4, route="cdn")
         faults.cut_body(rng.randrange(100, 1500), count=1, route="resolve")
@@ -84,8 +85,9 @@ class SoakOrigin:
         faults.stall(rng.randrange(1, 200_000), seconds=1.5, count=2, route="cdn")
         faults.drop("/paths-info/", count=1, route="api")
         faults.drop("/revision/", count=1, route="api")
-        if self.round != 0:
+        if self.round > 1:
             return frozenset()
-        target = self.hub.repo(REPOS[0]).head.files["weights-a.bin"].blob.sha256
-        faults.corrupt(target, count=1, route="cdn")
+        repo, path, route = (REPOS[0], "weights-a.bin", "cdn") if self.round == 0 else (REPOS[1], "config.json", "resolve")
+        target = self.hub.repo(repo).head.files[path].blob.sha256
+        faults.corrupt(target, count=1, route=route)
         return frozenset({target})

@@ -32,6 +32,7 @@ def test_fault_soak(tmp_path: Path) -> None:
     print(json.dumps(summary, indent=1))
     tally = report.tally
     assert tally.findings == [], summary
+    assert report.bad_blobs == [] and report.blobs_checked > 0, summary
     assert report.log_findings == [], report.log_tail
     assert report.exit_code == 0, report.log_tail
     assert report.gc_errors == [] and len(report.gc_runs) == 2 * report.rounds, summary
