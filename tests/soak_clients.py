@@ -125,11 +125,15 @@ class Dropped(Exception):
     """The connection broke mid-answer: the client knows its bytes are short."""
 
 
+class HungUp(Exception):
+    """The client itself left mid-answer."""
+
+
 async def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytearray,
                tally: Tally, want: Want, give_up_after: int | None = None) -> tuple[int, str, str | None] | None:
     """(status, X-Repo-Commit, Content-Range) of a GET whose body is added to ``body`` as it arrives (a 200
-    replaces it); None after an error answer (tallied). Raises Dropped when the connection breaks, or when
-    the client itself hangs up after ``give_up_after`` bytes (as a user pressing Ctrl-C)."""
+    replaces it); None after an error answer (tallied). Raises Dropped when the connection breaks, HungUp
+    when the client itself hangs up after ``give_up_after`` bytes (as a user pressing Ctrl-C)."""
     try:
         async with session.get(url, headers=headers, allow_redirects=False, timeout=TIMEOUT) as response:
             if response.status >= 400:
@@ -143,10 +147,10 @@ async def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
                 body.clear()
             async for chunk in response.content.iter_any():
                 body += chunk
-                if give_up_after is not None and len(body) >= give_up_after:
+                if give_up_after is not None and give_up_after <= len(body) < (response.content_length or 0):
                     response.close()
                     tally.saw("raw hung up")
-                    raise Dropped("the client hung up")
+                    raise HungUp
             return response.status, response.headers.get("X-Repo-Commit", ""), response.headers.get("Content-Range")
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
         raise Dropped(str(exc)) from exc
@@ -162,11 +166,11 @@ async def whole_attempt(origin: SoakOrigin, session: aiohttp.ClientSession, base
         had = len(got)
         try:
             answer = await _get(session, url, {"Range": f"bytes={had}-"} if had else {}, got, tally, want, hang_up)
+        except HungUp:
             hang_up = None
-        except Dropped as exc:
-            if hang_up is None or str(exc) != "the client hung up":
-                tally.saw("raw dropped")
-            hang_up = None
+            continue
+        except Dropped:
+            tally.saw("raw dropped")
             continue
         if answer is None:
             return False
@@ -226,16 +230,14 @@ async def raw_client(origin: SoakOrigin, base: str, wants: list[Want], rng: rand
     async with aiohttp.ClientSession() as session:
         for want in wants:
             blob = origin.blob(want.repo, want.revision, want.path)
-            bounded = blob is not None and blob.sha256 not in unverifiable and rng.random() < 0.4
-            if bounded and blob is not None:
+            span = None
+            if blob is not None and blob.sha256 not in unverifiable and rng.random() < 0.4:
                 start = rng.randrange(blob.size)
-                end = rng.randrange(start + 1, min(blob.size, start + 300_000) + 1)
-                if end == blob.size and rng.random() < 0.5:
-                    end -= 1 if end - 1 > start else 0
+                span = (start, rng.randrange(start + 1, min(blob.size, start + 300_000) + 1))
             finished = False
             for _ in range(ATTEMPTS):
-                if bounded:
-                    finished = await range_attempt(origin, session, base, want, start, end, tally)
+                if span is not None:
+                    finished = await range_attempt(origin, session, base, want, *span, tally)
                 else:
                     want_now = Want(want.repo, "main", want.path) if rng.random() < 0.2 else want
                     hang_up = rng.randrange(1, 1 << 20) if rng.random() < 0.15 else None

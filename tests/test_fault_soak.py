@@ -2,7 +2,7 @@
 answers 503 and 429, stalls and corrupts one transfer, while a mirror job runs and `mreg gc` runs: no wrong
 bytes delivered, every failure a clean one, memory and descriptors bounded, a clean log.
 
-The default is a fixed amount of work (two rounds, about two minutes on 2 loaded cores); set
+The default is a fixed amount of work (three rounds: about a minute on 2 cores at load 3); set
 MREG_SOAK_SECONDS to keep going for that long (bench/soak.py prints the same figures)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault_soak import run_soak
+from tests.fault_soak import CATALOG, run_soak
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -35,6 +35,7 @@ def test_fault_soak(tmp_path: Path) -> None:
     assert report.bad_blobs == [] and report.blobs_checked > 0, summary
     assert report.log_findings == [], report.log_tail
     assert report.exit_code == 0, report.log_tail
+    assert report.active_transfers == 0, summary
     assert report.gc_errors == [] and len(report.gc_runs) == 2 * report.rounds, summary
     assert report.job.get("status") in ("done", "failed"), summary
     if report.job["status"] == "failed":
@@ -45,5 +46,5 @@ def test_fault_soak(tmp_path: Path) -> None:
         assert fired[kind] > 0, summary
     assert tally.finished >= 0.9 * (tally.finished + tally.gave_up), summary
     assert report.rss_peak_kb < RSS_BOUND_MB * 1024, summary
-    assert all("catalog.db" in kind for kind in report.fds_left), summary  # no socket, blob or partial file left open
+    assert all(CATALOG in kind for kind in report.fds_left), summary  # no socket, blob or partial file left open
     assert report.fds_end <= report.fds_start + CATALOG_FDS, summary
