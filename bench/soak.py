@@ -1,6 +1,6 @@
 """The fault soak of tests/test_fault_soak.py, run by hand for longer, with its figures printed as JSON.
 
-    python bench/soak.py [--seconds 600] [--rounds 2] [--dir /tmp/mreg-soak] [--json FILE]
+    python bench/soak.py [--seconds 600] [--rounds 3] [--dir /tmp/mreg-soak] [--json FILE]
 
 Rounds go on until both ``--rounds`` rounds ran and ``--seconds`` passed (each round: new content on the
 origin, its faults armed, 50 clients fetching two files each while `mreg gc` runs twice). The work

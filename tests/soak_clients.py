@@ -138,7 +138,9 @@ async def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
         async with session.get(url, headers=headers, allow_redirects=False, timeout=TIMEOUT) as response:
             if response.status >= 400:
                 error = await response.read()
-                if error_shaped(response.status, error, head=False):
+                if response.status == 429 and "Retry-After" not in response.headers:
+                    tally.saw("unclean", f"raw {want}: a 429 without Retry-After")
+                elif error_shaped(response.status, error, head=False):
                     tally.saw(f"raw http {response.status}")
                 else:
                     tally.saw("unclean", f"raw {want}: HTTP {response.status} {error[:200]!r}")
