@@ -121,6 +121,16 @@ def close_hf_connections() -> None:
     close_session()
 
 
+def judge_error(response: aiohttp.ClientResponse, body: bytes, tally: Tally, label: str) -> None:
+    """Tally an error answer: clean with the Hub's JSON shape (and Retry-After on a 429), else a finding."""
+    if response.status == 429 and "Retry-After" not in response.headers:
+        tally.saw("unclean", f"{label}: a 429 without Retry-After")
+    elif error_shaped(response.status, body, head=False):
+        tally.saw(f"raw http {response.status}")
+    else:
+        tally.saw("unclean", f"{label}: HTTP {response.status} {body[:200]!r}")
+
+
 class Dropped(Exception):
     """The connection broke mid-answer: the client knows its bytes are short."""
 
@@ -137,13 +147,7 @@ async def _get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
     try:
         async with session.get(url, headers=headers, allow_redirects=False, timeout=TIMEOUT) as response:
             if response.status >= 400:
-                error = await response.read()
-                if response.status == 429 and "Retry-After" not in response.headers:
-                    tally.saw("unclean", f"raw {want}: a 429 without Retry-After")
-                elif error_shaped(response.status, error, head=False):
-                    tally.saw(f"raw http {response.status}")
-                else:
-                    tally.saw("unclean", f"raw {want}: HTTP {response.status} {error[:200]!r}")
+                judge_error(response, await response.read(), tally, f"raw {want}")
                 return None
             if response.status == 200:
                 body.clear()
@@ -222,6 +226,24 @@ async def range_attempt(origin: SoakOrigin, session: aiohttp.ClientSession, base
     return True
 
 
+async def missing_attempt(session: aiohttp.ClientSession, base: str, want: Want, tally: Tally) -> None:
+    """A file the commit does not have: the Hub's 404 (EntryNotFound, JSON), whatever upstream is going through."""
+    url = f"{base}/{want.repo}/resolve/{want.revision}/missing-{want.path}"
+    try:
+        async with session.get(url, allow_redirects=False, timeout=TIMEOUT) as response:
+            body = await response.read()
+            code = response.headers.get("X-Error-Code")
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError):
+        tally.saw("raw dropped")
+        return
+    if response.status == 404 and code == "EntryNotFound" and error_shaped(404, body, head=False):
+        tally.saw("raw missing 404")
+    elif response.status != 404:  # upstream trouble while the mirror learnt the commit's files, or a finding
+        judge_error(response, body, tally, f"raw missing {want}")
+    else:
+        tally.saw("unclean", f"raw missing {want}: 404 with X-Error-Code {code}: {body[:200]!r}")
+
+
 async def raw_client(origin: SoakOrigin, base: str, wants: list[Want], rng: random.Random, tally: Tally,
                      unverifiable: frozenset[str]) -> None:
     """An asyncio client's work: each file whole (resumed) or a range of it, until byte-exact or ATTEMPTS.
@@ -230,6 +252,8 @@ async def raw_client(origin: SoakOrigin, base: str, wants: list[Want], rng: rand
     of a file against its hash), so they are not asked of the contents in ``unverifiable`` (the sha256s of
     the one transfer the origin corrupts on purpose)."""
     async with aiohttp.ClientSession() as session:
+        if rng.random() < 0.2:
+            await missing_attempt(session, base, wants[0], tally)
         for want in wants:
             blob = origin.blob(want.repo, want.revision, want.path)
             span = None

@@ -63,7 +63,7 @@ class SoakOrigin:
         return entry.blob if entry is not None else None
 
     def wants(self, rng: random.Random, n: int) -> list[Want]:
-        """``n`` random files of this round's commits (a few by ``main``, resolved by the mirror)."""
+        """``n`` random files of this round's commits."""
         paths = [*SIZES, "config.json"]
         chosen = []
         for _ in range(n):
