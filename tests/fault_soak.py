@@ -278,7 +278,8 @@ def run_soak(work: Path, rounds: int = 3, seconds: float = 0.0, seed: int = 14) 
 
             def fds_back() -> bool:
                 """Only catalog connections (which its pool keeps) beyond the start's descriptors."""
-                report.fds_end, report.fds_left = open_fds(pid), fd_kinds(pid) - start_kinds
+                kinds = fd_kinds(pid)
+                report.fds_end, report.fds_left = sum(kinds.values()), kinds - start_kinds
                 return all(CATALOG in kind for kind in report.fds_left)
 
             try:
