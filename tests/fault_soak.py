@@ -35,6 +35,9 @@ HF_SHARE = 0.5
 FILES_PER_ROUND = 2
 """Files each client fetches per round."""
 MIRRORED = REPOS[-1]
+EVICT = ("--max-size", "30MB", "--high", "60", "--low", "40")
+"""With ``evict``, the second gc of each round also evicts revisions (LRU) past a budget smaller than two
+rounds of content."""
 JOB_DEADLINE = 120.0
 GC_DEADLINE = 120.0
 CATALOG = "catalog.db"
@@ -142,9 +145,9 @@ def call(daemon: DaemonProcess, method: str, path: str, body: Any = None) -> tup
         conn.close()
 
 
-def start_gc(home: Path, upstream: str) -> subprocess.Popen[str]:
-    """`mreg gc --json` on the daemon's store, as an operator runs it next to the daemon."""
-    return subprocess.Popen([sys.executable, "-m", "mreg.cli.main", "gc", "--json"], cwd=ROOT,
+def start_gc(home: Path, upstream: str, *options: str) -> subprocess.Popen[str]:
+    """`mreg gc --json OPTIONS` on the daemon's store, as an operator runs it next to the daemon."""
+    return subprocess.Popen([sys.executable, "-m", "mreg.cli.main", "gc", "--json", *options], cwd=ROOT,
                             env=daemon_env(home, upstream), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -215,7 +218,7 @@ def log_findings(text: str) -> list[str]:
 
 
 def run_round(origin: SoakOrigin, daemon: DaemonProcess, work: Path, rng: random.Random, report: SoakReport,
-              unverifiable: frozenset[str]) -> None:
+              unverifiable: frozenset[str], evict: bool) -> None:
     """One round: every client fetches its files while `mreg gc` runs twice."""
     hf_count = int(CLIENTS * HF_SHARE)
     plans = [origin.wants(rng, FILES_PER_ROUND) for _ in range(CLIENTS)]
@@ -231,14 +234,15 @@ def run_round(origin: SoakOrigin, daemon: DaemonProcess, work: Path, rng: random
                    for i in range(hf_count)]
         futures.append(pool.submit(asyncio.run, raw_clients()))
         finish_gc(gcs.pop(), report)
-        gcs.append(start_gc(daemon.home, origin.hub.endpoint))
+        gcs.append(start_gc(daemon.home, origin.hub.endpoint, *(EVICT if evict else ())))
         for future in futures:
             future.result()
     finish_gc(gcs.pop(), report)
 
 
-def run_soak(work: Path, rounds: int = 3, seconds: float = 0.0, seed: int = 14) -> SoakReport:
-    """Run the soak in ``work``: ``rounds`` rounds, more while fewer than ``seconds`` have passed."""
+def run_soak(work: Path, rounds: int = 3, seconds: float = 0.0, evict: bool = False, seed: int = 14) -> SoakReport:
+    """Run the soak in ``work``: ``rounds`` rounds, more while fewer than ``seconds`` have passed (``evict``:
+    see EVICT)."""
     report, rng = SoakReport(), random.Random(seed)
     started = time.monotonic()
     with TestHub() as hub:
@@ -263,7 +267,7 @@ def run_soak(work: Path, rounds: int = 3, seconds: float = 0.0, seed: int = 14) 
                 else:
                     status, job = call(daemon, "POST", f"/v1/jobs/{MIRRORED}/sync")
                     assert status in (200, 409), job
-                run_round(origin, daemon, work, rng, report, corrupted)
+                run_round(origin, daemon, work, rng, report, corrupted, evict)
                 report.rounds += 1
             hub.faults.reset()
             close_hf_connections()

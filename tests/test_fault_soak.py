@@ -3,7 +3,8 @@ answers 503 and 429, stalls and corrupts one transfer, while a mirror job runs a
 bytes delivered, every failure a clean one, memory and descriptors bounded, a clean log.
 
 The default is a fixed amount of work (three rounds: about a minute on 2 cores at load 3); set
-MREG_SOAK_SECONDS to keep going for that long (bench/soak.py prints the same figures)."""
+MREG_SOAK_SECONDS to keep going for that long (bench/soak.py prints the same figures), MREG_SOAK_EVICT=1 to
+have one gc a round evict revisions past a size budget too (tests.fault_soak.EVICT)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ holds a lock on the file (after 2 and after 5 rounds: the same 16)."""
 
 
 def test_fault_soak(tmp_path: Path) -> None:
-    report = run_soak(tmp_path, seconds=float(os.environ.get("MREG_SOAK_SECONDS", "0")))
+    report = run_soak(tmp_path, seconds=float(os.environ.get("MREG_SOAK_SECONDS", "0")),
+                      evict=os.environ.get("MREG_SOAK_EVICT") == "1")
     summary = report.summary()
     print(json.dumps(summary, indent=1))
     tally = report.tally
