@@ -8,6 +8,7 @@ mirror job is added through the API in the first round and asked to sync again i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -21,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import asyncio
 
 from tests.daemons import ROOT, DaemonProcess, connection, daemon_env, start_daemon_process, wait_for
 from tests.soak_clients import Tally, close_hf_connections, hf_client, raw_client
@@ -99,6 +98,7 @@ def proc_status(pid: int, key: str) -> int:
 
 
 def open_fds(pid: int) -> int:
+    """How many descriptors the process holds."""
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
