@@ -16,7 +16,7 @@ import pytest
 
 from tests.fault_soak import CATALOG, run_soak
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(600)
 
 RSS_BOUND_MB = 400
 """The daemon starts at about 100 MB and streams in 1 MiB chunks: 50 clients' chunks and socket buffers are
