@@ -266,3 +266,21 @@ def test_no_client_assembles_a_file_from_a_transfer_that_failed(daemon: Daemon, 
     # a range from 0 (a fresh download, or a header read) is served as asked
     status, headers, body = raw("GET", url, {"Range": "bytes=0-9"})
     assert status == 206 and body == big.read_bytes()[::-1][:10]
+
+
+def test_clients_hanging_up_mid_body_leave_no_error_in_the_log(daemon: Daemon, test_hub: TestHub,
+                                                                tmp_path: Path) -> None:
+    big = generated_file(tmp_path / "data" / "hangup.bin", 16_000_000, seed=5)
+    test_hub.add_repo(small_repo("testorg/hangup", {"big.bin": big}))
+    path = "/testorg/hangup/resolve/main/big.bin"
+    assert daemon.get(path)[0] == 200  # stored: the hang-ups below read from the store
+    for _ in range(6):
+        conn = connection(daemon.url)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200 and len(response.read(256 * 1024)) == 256 * 1024
+        conn.close()  # unread bytes: the kernel resets the connection
+    status, _, body = daemon.get(path)  # the daemon still serves
+    assert status == 200 and body == big.read_bytes()
+    log = daemon.log.read_text()
+    assert "Error handling request" not in log and "Traceback" not in log, log

@@ -314,6 +314,7 @@ def test_fail_counts_routes_and_rate_limit_headers(test_hub: TestHub) -> None:
     test_hub.faults.fail(429, route="resolve", retry_after=7)
     status, headers, _ = raw("HEAD", f"{test_hub.endpoint}/{MINILM}/resolve/main/config.json")
     assert (status, headers["Retry-After"], headers["RateLimit"]) == (429, "7", '"api";r=0;t=7')
+    assert test_hub.faults.fired == {"fail 503": 2, "fail 500": 1, "fail 429": 1}  # what fired, not what was armed
 
 
 def test_real_client_retries_through_a_503(hf_env: HfEnv) -> None:

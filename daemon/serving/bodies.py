@@ -2,7 +2,7 @@
 
 Once a body has started, a failure cannot become an error answer any more: the connection is
 aborted instead, so the client sees a short body (its Content-Length was announced) and never a
-complete wrong one.
+complete wrong one. A client that hangs up mid-body ends the sending quietly: nothing is wrong.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ async def send_stored(request: web.Request, response: web.StreamResponse, blobs:
             metrics.bytes_served += len(chunk)
         if pos != rng.end:
             raise StoreError(f"blob {sha256} ended at byte {pos} of {rng.end}")
+    except ConnectionResetError:
+        return  # the client hung up
     except (StoreError, FileNotFoundError):
         abort(request)
 
@@ -140,6 +142,8 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
             pos = upto
             if pos >= rng.end:
                 return
+    except ConnectionResetError:
+        return  # the client hung up
     except (TransferFailedError, StoreError, FileNotFoundError):
         abort(request)
     finally:

@@ -71,6 +71,8 @@ class Faults:
         self.bandwidth: int | None = None
         """Cap on the body bytes per second of every response together, as a server's link (None = unlimited)."""
         self._link_free_at = 0.0
+        self.fired: Counter[str] = Counter()
+        """How many times each kind of rule fired ("fail 503", "cut", "stall", "corrupt", "drop") since the start."""
 
     def reset(self) -> None:
         """Drop every rule; unlimited speed; default URL lifetime; no latency."""
@@ -135,8 +137,16 @@ class Faults:
                     rule.count -= 1
                     if rule.count <= 0:
                         self._rules.remove(rule)
+                self.fired[_kind(rule)] += 1
                 return rule
         return None
+
+
+def _kind(rule: _Rule) -> str:
+    """How `Faults.fired` counts a rule: "fail <status>" or the fault's verb."""
+    if isinstance(rule, FailRule):
+        return f"fail {rule.status}"
+    return type(rule).__name__.removesuffix("Rule").lower()
 
 
 @dataclass(frozen=True)
