@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mreg.registry import __version__
 from mreg.registry.catalog.search import FORMATS
+from mreg.registry.repo import NAME_PATTERN, REPO_ID_PATTERN
 
 from mreg.daemon.hub.answers import json_answer
 
@@ -39,6 +40,8 @@ INT: Schema = {"type": "integer", "minimum": 0}
 COUNTS: Schema = {"type": "object", "additionalProperties": INT}
 COMMIT: Schema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+REPO_ID: Schema = {"type": "string", "pattern": REPO_ID_PATTERN, "description": "`org/name` (or `name`)",
+                   "examples": ["HuggingFaceTB/SmolLM2-135M-Instruct"]}
 
 REVISION_FIELDS: dict[str, Schema] = {
     "repo": {**STRING, "description": "`org/name` (or `name`)"},
@@ -90,7 +93,7 @@ SCHEMAS: dict[str, Schema] = {
                 "include": {"type": "array", "items": STRING}, "exclude": {"type": "array", "items": STRING},
                 "error": nullable(STRING)}),
     "NewJob": {"type": "object", "required": ["repo"], "properties": {
-        "repo": STRING, "revision": {**STRING, "default": "main"},
+        "repo": REPO_ID, "revision": {**STRING, "default": "main"},
         "repo_type": {"enum": ["model", "dataset"], "default": "model"},
         "include": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
         "exclude": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
@@ -100,7 +103,7 @@ SCHEMAS: dict[str, Schema] = {
                        "status": {"enum": ["running", "complete", "failed"]}},
                       {"path": {**STRING, "description": "the GGUF in the mirror's store (complete jobs)"},
                        "sha256": SHA256, "size": INT, "error": {**STRING, "description": "one line (failed jobs)"}}),
-    "NewConversion": obj({"repo": STRING, "quant": {**STRING, "examples": ["q4_k_m", "q8_0", "f16"]}},
+    "NewConversion": obj({"repo": REPO_ID, "quant": {**STRING, "examples": ["q4_k_m", "q8_0", "f16"]}},
                          {"revision": {**STRING, "default": "main"}}),
     "Repo": obj(REPO_FIELDS),
     "RepoDetail": obj({
@@ -144,8 +147,8 @@ def query(name: str, description: str, schema: Schema | None = None) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or STRING}
 
 
-def path_param(name: str, description: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": STRING}
+def path_param(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema or STRING}
 
 
 def json_response(description: str, schema: Schema) -> Schema:
@@ -159,9 +162,10 @@ def errors(*statuses: int) -> dict[str, Schema]:
     return {str(s): json_response(meaning[s], ref("Error")) for s in statuses}
 
 
+NAME: Schema = {"type": "string", "pattern": NAME_PATTERN, "description": "a repo id's segment, as the Hub accepts it"}
 REPO_PARAMS = [
-    path_param("org", "the repo's owner (a one-segment repo id is given alone: `/v1/repos/{name}...`)"),
-    path_param("name", "the repo's name"),
+    path_param("org", "the repo's owner (a one-segment repo id is given alone: `/v1/repos/{name}...`)", NAME),
+    path_param("name", "the repo's name", NAME),
     query("revision", "a branch, tag, commit or 7+ digit commit prefix the catalog knows (default: the listed one)"),
     query("repo_type", "`model` (default) or `dataset`", {"enum": ["model", "dataset"]}),
 ]
@@ -250,6 +254,10 @@ def hub_errors(*statuses: int) -> dict[str, Schema]:
     return {str(s): json_response(meaning[s], ref("HubError")) for s in statuses}
 
 
+NOT_JSON = {"415": {"description": "the request does not say `Content-Type: application/json` (a web page's form "
+                                  "cannot make the mirror act)", "content": {JSON: {"schema": ref("HubError")}}}}
+NO_BODY: Schema = {"required": False, "description": "none needed, but the request must say JSON (415 otherwise)",
+                   "content": {JSON: {"schema": {"type": "object"}}}}
 JOB_NOTE = ("Admin token policy: on loopback without a configured token these are open; with a token every "
             "change needs it, and beyond loopback reading does too; beyond loopback without a token they are shut.")
 PATHS.update({
@@ -258,13 +266,13 @@ PATHS.update({
             "200": json_response("the jobs", {"type": "array", "items": ref("Job")}), **hub_errors(401, 403)},
             description=JOB_NOTE, security=ADMIN_READ),
         "post": {**operation("Mirror a repo (replacing its job's settings if it has one), due now", {
-            "201": json_response("the job", ref("Job")), **hub_errors(400, 401, 403)},
+            "201": json_response("the job", ref("Job")), **hub_errors(400, 401, 403), **NOT_JSON},
             description=JOB_NOTE, security=ADMIN),
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewJob")}}}},
     },
-    "/v1/jobs/sync": {"post": operation("Sync every job now (running ones finish first)", {
-        "200": json_response("how many jobs were queued", obj({"queued": INT})), **hub_errors(401, 403)},
-        description=JOB_NOTE, security=ADMIN)},
+    "/v1/jobs/sync": {"post": {**operation("Sync every job now (running ones finish first)", {
+        "200": json_response("how many jobs were queued", obj({"queued": INT})), **hub_errors(401, 403), **NOT_JSON},
+        description=JOB_NOTE, security=ADMIN), "requestBody": NO_BODY}},
     "/v1/jobs/{org}/{name}": {
         "get": operation("One repo's mirror job", {"200": json_response("the job", ref("Job")),
                                                    **hub_errors(400, 401, 403, 404)},
@@ -273,9 +281,9 @@ PATHS.update({
             "200": json_response("what was removed", obj({"removed": STRING})), **hub_errors(400, 401, 403, 404)},
             JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
     },
-    "/v1/jobs/{org}/{name}/sync": {"post": operation("Sync one repo's job now", {
-        "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404)},
-        JOB_REPO_PARAMS, JOB_NOTE, ADMIN)},
+    "/v1/jobs/{org}/{name}/sync": {"post": {**operation("Sync one repo's job now", {
+        "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404), **NOT_JSON},
+        JOB_REPO_PARAMS, JOB_NOTE, ADMIN), "requestBody": NO_BODY}},
 })
 
 CONVERT_ERRORS = {400: "a malformed body, repo id or quant",
@@ -287,7 +295,7 @@ PATHS.update({
             "200": json_response("the job, already complete", ref("Conversion")),
             "202": json_response("the job, running: poll `GET /v1/convert/{id}`", ref("Conversion")),
             "400": json_response(CONVERT_ERRORS[400], ref("HubError")),
-            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}},
+            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}, **NOT_JSON},
         description="The same repo, commit and quant join one job (a failed one starts again). Access is "
                     "checked as for the repo's files."),
         "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewConversion")}}}}},
