@@ -21,7 +21,7 @@ from mreg.registry.catalog import ConvertJob
 from mreg.registry.convert.derive import convert_repo
 from mreg.registry.convert.mixes import Mix, parse_mix
 from mreg.registry.errors import MregError, UsageError
-from mreg.registry.repo import RepoRef, check_revision
+from mreg.registry.repo import RepoRef
 
 from mreg.daemon.catalog.requests import json_object
 from mreg.daemon.hub.answers import for_error, hub_error
@@ -90,7 +90,7 @@ async def start(request: web.Request) -> web.Response:
         body = await _body(request)
         mix = parse_mix(body["quant"])
         repo = RepoRef.parse(body["repo"])
-        commit = await mirror.refs.resolve(repo, check_revision(str(body.get("revision") or "main")), token)
+        commit = await mirror.refs.resolve(repo, str(body.get("revision") or "main"), token)
         meta = await mirror.commits.get(repo, commit, token)
         refusal = await mirror.access.refusal(meta, "", token)
         if refusal is not None:

@@ -171,6 +171,9 @@ REPO_PARAMS = [
 ]
 UPSTREAM_REFUSAL: Schema = {"type": "object", "required": ["error"], "properties": {"error": STRING}}
 HUB_TOKEN: list[dict[str, list[str]]] = [{}, {"hubToken": []}]
+UPSTREAM_FAILURES = {
+    "502": json_response("upstream answered oddly, or bytes failed their check", ref("HubError")),
+    "504": json_response("upstream is needed and unreachable (the mirror does not hold the revision)", ref("HubError"))}
 REPO_ERRORS = errors(400, 401, 403, 404, 502, 504)
 
 
@@ -222,7 +225,8 @@ PATHS: dict[str, Schema] = {
          "403": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
          "404": json_response("no such quant, not a GGUF repo, or a repo upstream does not show this caller",
                               {"type": "object", "required": ["error"]}),
-         "422": json_response("a GGUF header or Modelfile mreg cannot read or write", ref("HubError"))},
+         "422": json_response("a GGUF header or Modelfile mreg cannot read or write", ref("HubError")),
+         **UPSTREAM_FAILURES},
         [*REPO_PARAMS[:2],
          query("quant", "GGUF quant, any case (`q4_k` = Q4_K_M); default Q4_K_M, else another Q4"),
          query("revision", "branch, tag or commit (default main)"),
@@ -295,7 +299,8 @@ PATHS.update({
             "200": json_response("the job, already complete", ref("Conversion")),
             "202": json_response("the job, running: poll `GET /v1/convert/{id}`", ref("Conversion")),
             "400": json_response(CONVERT_ERRORS[400], ref("HubError")),
-            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}, **NOT_JSON},
+            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}, **NOT_JSON,
+            **UPSTREAM_FAILURES},
         description="The same repo, commit and quant join one job (a failed one starts again). Access is "
                     "checked as for the repo's files."),
         "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewConversion")}}}}},
