@@ -123,4 +123,5 @@ def test_the_issues_examples(daemon: Daemon, method: str, path: str, allow: str)
 
 def test_a_post_a_route_takes_still_needs_json(daemon: Daemon) -> None:
     status, _, body = raw("POST", daemon.url + "/v1/jobs/sync")
-    assert (status, json.loads(body)) == (415, {"error": "send the request body as JSON (Content-Type: application/json)"})
+    message = "send the request body as JSON (Content-Type: application/json)"
+    assert (status, json.loads(body)) == (415, {"error": message})

@@ -47,7 +47,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             yield running
 
 
-def config(phases: tuple[str, ...] = PHASES, examples: int = EXAMPLES, base_url: str | None = None) -> SchemathesisConfig:
+def config(phases: tuple[str, ...] = PHASES, examples: int = EXAMPLES,
+           base_url: str | None = None) -> SchemathesisConfig:
     """A bounded, seeded run with ``CHECKS`` only, one worker."""
     return SchemathesisConfig.from_dict({
         "seed": SEED, "workers": 1, "max-failures": 50, **({"base-url": base_url} if base_url else {}),
@@ -107,5 +108,6 @@ def test_a_schema_that_lies_is_caught(daemon: Daemon) -> None:
     lying["components"]["schemas"]["Health"]["properties"]["status"] = {"const": "fine"}
     schema = schemathesis.openapi.from_dict(lying, config=config(("fuzzing",), 30, daemon.url))
     found = run(schema.include(path_regex="^/(v1/search|healthz)$"))
-    assert any(p.startswith("GET /v1/search: status_code_conformance: Undocumented status code") for p in found.problems)
+    assert any(p.startswith("GET /v1/search: status_code_conformance: Undocumented status code")
+               for p in found.problems)
     assert any(p.startswith("GET /healthz: response_schema_conformance: ") for p in found.problems)
