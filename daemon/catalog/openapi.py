@@ -318,7 +318,8 @@ DOCUMENT: Schema = {
             "The catalog API of `mreg serve`: what the mirror holds, as JSON. The daemon also speaks the "
             "Hugging Face Hub protocol (point `HF_ENDPOINT` at it); those routes are the Hub's.\n\n"
             "Gated and private repos are listed and described only to callers upstream lets download their "
-            "files: send your Hub token as `Authorization: Bearer`. Errors are `{\"error\", \"code\"}`."),
+            "files: send your Hub token as `Authorization: Bearer`. Errors are `{\"error\", \"code\"}`; a "
+            "method a path does not list is answered 405 with `Allow` (GET paths take HEAD too)."),
     },
     "paths": PATHS,
     "components": {
