@@ -29,6 +29,7 @@ from mreg.daemon.routes import HUB_ROUTES
 from mreg.registry import repo as repo_ids
 from mreg.registry.errors import FormatError, UsageError
 from mreg.registry.formats import GGUFHeaderParser, HeaderParsed, NeedBytes, SafetensorsHeaderParser
+from mreg.registry.formats import events as format_events
 from mreg.registry.formats import gguf as gguf_format
 from mreg.registry.formats import safetensors as safetensors_format
 from mreg.registry.repo import RepoRef, check_revision
@@ -75,7 +76,7 @@ def traced(files: tuple[str, ...], call: Callable[[], T]) -> tuple[T, int]:
         sys.settrace(None)
 
 
-HEADER_FILES = (gguf_format.__file__, safetensors_format.__file__, sys.modules[NeedBytes.__module__].__file__ or "")
+HEADER_FILES = (gguf_format.__file__, safetensors_format.__file__, format_events.__file__)
 PATH_FILES = (hub_paths.__file__, ms_paths.__file__, repo_ids.__file__)
 
 
