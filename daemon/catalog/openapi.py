@@ -13,7 +13,7 @@ from aiohttp import web
 
 from mreg.registry import __version__
 from mreg.registry.catalog.search import FORMATS
-from mreg.registry.repo import NAME_PATTERN, REPO_ID_PATTERN
+from mreg.registry.repo import MAX_REVISION, NAME_PATTERN, REPO_ID_PATTERN
 
 from mreg.daemon.hub.answers import json_answer
 
@@ -229,7 +229,8 @@ PATHS: dict[str, Schema] = {
          **UPSTREAM_FAILURES},
         [*REPO_PARAMS[:2],
          query("quant", "GGUF quant, any case (`q4_k` = Q4_K_M); default Q4_K_M, else another Q4"),
-         query("revision", "branch, tag or commit (default main)"),
+         query("revision", "branch, tag or commit (default main)",
+               {"type": "string", "minLength": 1, "maxLength": MAX_REVISION}),
          REPO_PARAMS[3]],
         description="Errors here are Hub-shaped (`{\"error\": message}` with `X-Error-Code`), as for file downloads.",
         security=HUB_TOKEN)},
@@ -246,8 +247,8 @@ PATHS: dict[str, Schema] = {
         security=HUB_TOKEN)},
 }
 
-ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
-ADMIN_READ: list[dict[str, list[str]]] = [{}, {"adminToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{}, {"adminToken": []}]
+"""None on loopback without a configured token (the default), else the admin token (``JOB_NOTE``)."""
 JOB_REPO_PARAMS = [*REPO_PARAMS[:2], REPO_PARAMS[3]]
 
 
@@ -260,15 +261,15 @@ def hub_errors(*statuses: int) -> dict[str, Schema]:
 
 NOT_JSON = {"415": {"description": "the request does not say `Content-Type: application/json` (a web page's form "
                                   "cannot make the mirror act)", "content": {JSON: {"schema": ref("HubError")}}}}
-NO_BODY: Schema = {"required": False, "description": "none needed, but the request must say JSON (415 otherwise)",
-                   "content": {JSON: {"schema": {"type": "object"}}}}
+NO_BODY: Schema = {"required": True, "description": "ignored (`{}` will do), but the request must say JSON "
+                                                   "(415 otherwise)", "content": {JSON: {"schema": {}}}}
 JOB_NOTE = ("Admin token policy: on loopback without a configured token these are open; with a token every "
             "change needs it, and beyond loopback reading does too; beyond loopback without a token they are shut.")
 PATHS.update({
     "/v1/jobs": {
         "get": operation("Every mirror job, ordered by repo", {
             "200": json_response("the jobs", {"type": "array", "items": ref("Job")}), **hub_errors(401, 403)},
-            description=JOB_NOTE, security=ADMIN_READ),
+            description=JOB_NOTE, security=ADMIN),
         "post": {**operation("Mirror a repo (replacing its job's settings if it has one), due now", {
             "201": json_response("the job", ref("Job")), **hub_errors(400, 401, 403), **NOT_JSON},
             description=JOB_NOTE, security=ADMIN),
@@ -280,7 +281,7 @@ PATHS.update({
     "/v1/jobs/{org}/{name}": {
         "get": operation("One repo's mirror job", {"200": json_response("the job", ref("Job")),
                                                    **hub_errors(400, 401, 403, 404)},
-                         JOB_REPO_PARAMS, JOB_NOTE, ADMIN_READ),
+                         JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
         "delete": operation("Stop mirroring a repo, cancelling a running sync (its files stay)", {
             "200": json_response("what was removed", obj({"removed": STRING})), **hub_errors(400, 401, 403, 404)},
             JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
