@@ -4,7 +4,7 @@ With no admin token on loopback (the default) the ``/v1`` routes that change thi
 so a page the operator visits could send them. Browsers name the page's origin in ``Origin`` on every
 request that changes something, and send a cross-site POST without a preflight only with a form or text
 content type. So: a state-changing request whose ``Origin`` is not the daemon's own is refused (403),
-and a POST to the daemon's own API must say ``Content-Type: application/json`` (415). Clients that are
+and a POST to a route of the daemon's own API must say ``Content-Type: application/json`` (415). Clients that are
 not browsers send no ``Origin`` and are unaffected; the Hub's routes keep their own content types.
 """
 
@@ -36,6 +36,7 @@ async def refuse_cross_site(request: web.Request, handler: Handler) -> web.Strea
     origin = request.headers.get("Origin")
     if origin is not None and origin.strip().lower() != own_origin(request).lower():
         return hub_error(403, None, "cross-site requests are refused: this request came from another origin")
-    if request.method == "POST" and request.path.startswith(OWN_API) and request.content_type != "application/json":
+    takes_post = request.match_info.route.method == "POST"  # not a 405, nor a protocol's catch-all
+    if takes_post and request.path.startswith(OWN_API) and request.content_type != "application/json":
         return hub_error(415, None, "send the request body as JSON (Content-Type: application/json)")
     return await handler(request)

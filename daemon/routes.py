@@ -5,18 +5,20 @@ catalog API under ``/v1`` with ``/openapi.json``, which documents exactly those 
 together), the catalog page ``/`` and ``/-/repos/...``); ``/api/v1/…`` goes to ``dispatch_modelscope``,
 which routes ModelScope paths (``mspath``) through ``MODELSCOPE_ROUTES``; everything else goes to
 ``dispatch``, which routes Hub paths by their literal markers (``hubpath``) through ``HUB_ROUTES``.
+A path any of them knows, asked with a method it does not take, is answered 405 with ``Allow`` (in that
+surface's error shape; the own routes' GETs take HEAD too).
 Pages live under ``/-/``: no Hub path starts with ``-`` (repo ids start with a letter or digit), so they
 can never shadow one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from mreg.registry.errors import MregError, UsageError
+from mreg.registry.errors import MethodNotAllowedError, MregError, UsageError
 
 from mreg.daemon.catalog import api as catalog_api
 from mreg.daemon.catalog import convert, modelfiles, openapi, pages
@@ -61,6 +63,18 @@ REPO = "{repo:[^/]+(?:/[^/]+)?}"
 NOT_FOUND = "Sorry, we can't find the page you are looking for."
 
 
+def refused_method(method: str, allowed: Iterable[str]) -> MethodNotAllowedError:
+    """The error for ``method`` on a route that takes only ``allowed``."""
+    methods = tuple(sorted(set(allowed)))
+    return MethodNotAllowedError(f"method {method} is not allowed here: use {', '.join(methods)}", methods)
+
+
+def with_allow(response: web.Response, exc: MethodNotAllowedError) -> web.Response:
+    """``response`` (a surface's answer to ``exc``) with the ``Allow`` header the 405 must carry."""
+    response.headers["Allow"] = ", ".join(exc.allowed)
+    return response
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness, and whether each upstream is currently reachable."""
     upstream = request.app[MIRROR].upstream
@@ -84,9 +98,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         hub = parse_hub_path(request.raw_path)
     except UsageError as exc:
         return for_error(exc)
-    handler = HUB_ROUTES.get((hub.kind, request.method)) if hub is not None else None
-    if hub is None or handler is None:
+    if hub is None:
         return hub_error(404, None, NOT_FOUND)
+    handler = HUB_ROUTES.get((hub.kind, request.method))
+    if handler is None:
+        refused = refused_method(request.method, (method for kind, method in HUB_ROUTES if kind == hub.kind))
+        return with_allow(for_error(refused), refused)
     request.app[MIRROR].metrics.requests[hub.kind] += 1
     try:
         return await handler(request, hub)
@@ -100,9 +117,12 @@ async def dispatch_modelscope(request: web.Request) -> web.StreamResponse:
         ms = parse_ms_path(request.raw_path)
     except UsageError as exc:
         return modelscope_api.for_error(exc)
-    handler = MODELSCOPE_ROUTES.get((ms.kind, request.method)) if ms is not None else None
-    if ms is None or handler is None:
+    if ms is None:
         return modelscope_api.ms_error(404, NOT_FOUND)
+    handler = MODELSCOPE_ROUTES.get((ms.kind, request.method))
+    if handler is None:
+        refused = refused_method(request.method, (method for kind, method in MODELSCOPE_ROUTES if kind == ms.kind))
+        return with_allow(modelscope_api.for_error(refused), refused)
     request.app[MIRROR].metrics.requests[f"modelscope-{ms.kind}"] += 1
     try:
         return await handler(request, ms)
@@ -144,13 +164,37 @@ OWN_ROUTES: tuple[Route, ...] = (
     Route("GET", "/", pages.index),
     Route("GET", f"/-/repos/{REPO}", pages.repo),
 )
-"""The daemon's own routes, in matching order (GETs answer GET only), before the protocols' catch-alls."""
+"""The daemon's own routes, in matching order (a GET answers HEAD too), before the protocols' catch-alls."""
+
+
+def own_methods() -> dict[str, tuple[str, ...]]:
+    """Each own path (in matching order) → the methods it takes."""
+    methods: dict[str, tuple[str, ...]] = {}
+    for route in OWN_ROUTES:
+        also = ("HEAD",) if route.method == "GET" else ()
+        methods[route.path] = (*methods.get(route.path, ()), route.method, *also)
+    return methods
+
+
+def method_not_allowed(allowed: tuple[str, ...]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler of an own path for the methods it does not take: 405 in the catalog API's error shape."""
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        refused = refused_method(request.method, allowed)
+        return with_allow(catalog_api.error_answer(refused), refused)
+
+    return refuse
 
 
 def add_routes(app: web.Application) -> None:
     """Install the daemon's routes on ``app``."""
     convert.add_jobs(app)
-    for route in OWN_ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+    for path, allowed in own_methods().items():
+        for route in OWN_ROUTES:
+            if route.path == path:
+                app.router.add_route(route.method, path, route.handler)
+                if route.method == "GET":
+                    app.router.add_route("HEAD", path, route.handler)
+        app.router.add_route("*", path, method_not_allowed(allowed))
     app.router.add_route("*", MODELSCOPE_PREFIX + "{tail:.*}", dispatch_modelscope)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -3,7 +3,8 @@
     class                          exit  HTTP  code                 meaning
     MregError                         1  500   InternalError        every error mreg reports; ``str(err)`` is one line
     ├── UsageError                    2  400   BadRequest           the caller asked for something malformed
-    │   └── RangeNotSatisfiableError  2  416   RangeNotSatisfiable  a Range header names no byte of the file
+    │   ├── RangeNotSatisfiableError  2  416   RangeNotSatisfiable  a Range header names no byte of the file
+    │   └── MethodNotAllowedError     2  405   MethodNotAllowed     a route asked with a method it does not take
     ├── UpstreamError                 3  502   UpstreamError        the hub said no, or answered oddly
     │   ├── RepoNotFoundError         3  404   RepoNotFound
     │   ├── RevisionNotFoundError     3  404   RevisionNotFound
@@ -57,6 +58,17 @@ class UsageError(MregError):
 class RangeNotSatisfiableError(UsageError):
     http_status = 416
     code = "RangeNotSatisfiable"
+
+
+class MethodNotAllowedError(UsageError):
+    """``allowed``: the methods the route takes (its answer's ``Allow`` header)."""
+
+    http_status = 405
+    code = "MethodNotAllowed"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class UpstreamError(MregError):

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from mreg.registry.errors import UsageError
 
 REPO_TYPES = ("model", "dataset")
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+_SEGMENT = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_NO_RUNS = r"(?!.*(?:--|\.\.))"
+NAME_PATTERN = f"^{_NO_RUNS}{_SEGMENT}$"
+"""One segment of a repo id, as the Hub accepts it (a regular expression that Python and JSON Schema read alike)."""
+REPO_ID_PATTERN = f"^{_NO_RUNS}{_SEGMENT}(?:/{_SEGMENT})?$"
+"""A repo id: ``name`` or ``org/name``."""
+_REPO_ID = re.compile(REPO_ID_PATTERN)
 _BAD_REVISION = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|(?:^|/)\.|\.lock(?:/|$)|\.$|^@$")
 """What git never allows in a ref name (``git check-ref-format``): control characters, spaces, ``~^:?*[\\``,
 ``..``, ``@{``, empty or dot-led components, a trailing ``.`` or ``.lock``, ``@`` alone."""
@@ -34,8 +40,7 @@ class RepoRef:
         """Validate ``repo_id`` (``name`` or ``org/name``); raise UsageError for anything else."""
         if repo_type not in REPO_TYPES:
             raise UsageError(f"unknown repo type {repo_type!r}: use one of {', '.join(REPO_TYPES)}")
-        parts = repo_id.split("/")
-        if not 1 <= len(parts) <= 2 or not all(_NAME.match(p) and "--" not in p and ".." not in p for p in parts):
+        if not _REPO_ID.fullmatch(repo_id):  # not match: "$" also matches before a final newline
             raise UsageError(f"invalid repo id {repo_id!r}: expected 'org/name' of letters, digits, '-', '_' or '.'")
         return cls(repo_type, repo_id)
 

@@ -52,6 +52,7 @@ ROWS: dict[str, tuple[int, int, str]] = {
     "MregError": (1, 500, "InternalError"),
     "UsageError": (2, 400, "BadRequest"),
     "RangeNotSatisfiableError": (2, 416, "RangeNotSatisfiable"),
+    "MethodNotAllowedError": (2, 405, "MethodNotAllowed"),
     "UpstreamError": (3, 502, "UpstreamError"),
     "RepoNotFoundError": (3, 404, "RepoNotFound"),
     "RevisionNotFoundError": (3, 404, "RevisionNotFound"),
@@ -82,6 +83,8 @@ def instance(name: str) -> MregError:
         return errors.NoGGUFError(RepoRef.parse("org/model"), message)
     if name == "UpstreamRefusedError":
         return errors.UpstreamRefusedError(404, REFUSAL_HEADERS, REFUSAL_BODY)
+    if name == "MethodNotAllowedError":
+        return errors.MethodNotAllowedError(message, ("GET", "HEAD"))
     if name == "GatedRepoError/401":
         return errors.GatedRepoError(message, 401)
     return getattr(errors, name)(message)

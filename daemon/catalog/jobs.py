@@ -23,7 +23,7 @@ from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import MregError, UsageError
 from mreg.registry.jobs.mirror import check_every
 from mreg.registry.units import parse_interval
-from mreg.registry.repo import RepoRef
+from mreg.registry.repo import RepoRef, check_revision
 
 from mreg.daemon import admin, visibility
 from mreg.daemon.catalog.requests import json_object
@@ -119,8 +119,8 @@ async def add_job(request: web.Request) -> web.Response:
     repo_id, repo_type, revision = body.get("repo"), body.get("repo_type") or "model", body.get("revision") or "main"
     if not (isinstance(repo_id, str) and isinstance(repo_type, str) and isinstance(revision, str)):
         raise UsageError("'repo' (and 'repo_type', 'revision' if given) must be strings")
-    job = await mirror.catalog.add_job(RepoRef.parse(repo_id, repo_type), revision, _globs(body, "include"),
-                                       _globs(body, "exclude"),
+    job = await mirror.catalog.add_job(RepoRef.parse(repo_id, repo_type), check_revision(revision),
+                                       _globs(body, "include"), _globs(body, "exclude"),
                                        _every(body.get("every"), mirror.config.min_every))
     mirror.mirroring.wake()
     return json_answer(job_json(job), status=201)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mreg.registry import __version__
 from mreg.registry.catalog.search import FORMATS
+from mreg.registry.repo import MAX_REVISION, NAME_PATTERN, REPO_ID_PATTERN
 
 from mreg.daemon.hub.answers import json_answer
 
@@ -39,6 +40,8 @@ INT: Schema = {"type": "integer", "minimum": 0}
 COUNTS: Schema = {"type": "object", "additionalProperties": INT}
 COMMIT: Schema = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 SHA256: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+REPO_ID: Schema = {"type": "string", "pattern": REPO_ID_PATTERN, "description": "`org/name` (or `name`)",
+                   "examples": ["HuggingFaceTB/SmolLM2-135M-Instruct"]}
 
 REVISION_FIELDS: dict[str, Schema] = {
     "repo": {**STRING, "description": "`org/name` (or `name`)"},
@@ -90,7 +93,7 @@ SCHEMAS: dict[str, Schema] = {
                 "include": {"type": "array", "items": STRING}, "exclude": {"type": "array", "items": STRING},
                 "error": nullable(STRING)}),
     "NewJob": {"type": "object", "required": ["repo"], "properties": {
-        "repo": STRING, "revision": {**STRING, "default": "main"},
+        "repo": REPO_ID, "revision": {**STRING, "default": "main"},
         "repo_type": {"enum": ["model", "dataset"], "default": "model"},
         "include": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
         "exclude": {"oneOf": [STRING, {"type": "array", "items": STRING}]},
@@ -100,7 +103,7 @@ SCHEMAS: dict[str, Schema] = {
                        "status": {"enum": ["running", "complete", "failed"]}},
                       {"path": {**STRING, "description": "the GGUF in the mirror's store (complete jobs)"},
                        "sha256": SHA256, "size": INT, "error": {**STRING, "description": "one line (failed jobs)"}}),
-    "NewConversion": obj({"repo": STRING, "quant": {**STRING, "examples": ["q4_k_m", "q8_0", "f16"]}},
+    "NewConversion": obj({"repo": REPO_ID, "quant": {**STRING, "examples": ["q4_k_m", "q8_0", "f16"]}},
                          {"revision": {**STRING, "default": "main"}}),
     "Repo": obj(REPO_FIELDS),
     "RepoDetail": obj({
@@ -149,8 +152,8 @@ def query(name: str, description: str, schema: Schema | None = None) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or STRING}
 
 
-def path_param(name: str, description: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": STRING}
+def path_param(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema or STRING}
 
 
 def json_response(description: str, schema: Schema) -> Schema:
@@ -164,14 +167,18 @@ def errors(*statuses: int) -> dict[str, Schema]:
     return {str(s): json_response(meaning[s], ref("Error")) for s in statuses}
 
 
+NAME: Schema = {"type": "string", "pattern": NAME_PATTERN, "description": "a repo id's segment, as the Hub accepts it"}
 REPO_PARAMS = [
-    path_param("org", "the repo's owner (a one-segment repo id is given alone: `/v1/repos/{name}...`)"),
-    path_param("name", "the repo's name"),
+    path_param("org", "the repo's owner (a one-segment repo id is given alone: `/v1/repos/{name}...`)", NAME),
+    path_param("name", "the repo's name", NAME),
     query("revision", "a branch, tag, commit or 7+ digit commit prefix the catalog knows (default: the listed one)"),
     query("repo_type", "`model` (default) or `dataset`", {"enum": ["model", "dataset"]}),
 ]
 UPSTREAM_REFUSAL: Schema = {"type": "object", "required": ["error"], "properties": {"error": STRING}}
 HUB_TOKEN: list[dict[str, list[str]]] = [{}, {"hubToken": []}]
+UPSTREAM_FAILURES = {
+    "502": json_response("upstream answered oddly, or bytes failed their check", ref("HubError")),
+    "504": json_response("upstream is needed and unreachable (the mirror does not hold the revision)", ref("HubError"))}
 REPO_ERRORS = errors(400, 401, 403, 404, 502, 504)
 
 
@@ -223,10 +230,12 @@ PATHS: dict[str, Schema] = {
          "403": json_response("gated: upstream's refusal, as for file downloads", UPSTREAM_REFUSAL),
          "404": json_response("no such quant, not a GGUF repo, or a repo upstream does not show this caller",
                               {"type": "object", "required": ["error"]}),
-         "422": json_response("a GGUF header or Modelfile mreg cannot read or write", ref("HubError"))},
+         "422": json_response("a GGUF header or Modelfile mreg cannot read or write", ref("HubError")),
+         **UPSTREAM_FAILURES},
         [*REPO_PARAMS[:2],
          query("quant", "GGUF quant, any case (`q4_k` = Q4_K_M); default Q4_K_M, else another Q4"),
-         query("revision", "branch, tag or commit (default main)"),
+         query("revision", "branch, tag or commit (default main)",
+               {"type": "string", "minLength": 1, "maxLength": MAX_REVISION}),
          REPO_PARAMS[3]],
         description="Errors here are Hub-shaped (`{\"error\": message}` with `X-Error-Code`), as for file downloads.",
         security=HUB_TOKEN)},
@@ -243,8 +252,8 @@ PATHS: dict[str, Schema] = {
         security=HUB_TOKEN)},
 }
 
-ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
-ADMIN_READ: list[dict[str, list[str]]] = [{}, {"adminToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{}, {"adminToken": []}]
+"""None on loopback without a configured token (the default), else the admin token (``JOB_NOTE``)."""
 JOB_REPO_PARAMS = [*REPO_PARAMS[:2], REPO_PARAMS[3]]
 
 
@@ -255,32 +264,36 @@ def hub_errors(*statuses: int) -> dict[str, Schema]:
     return {str(s): json_response(meaning[s], ref("HubError")) for s in statuses}
 
 
+NOT_JSON = {"415": {"description": "the request does not say `Content-Type: application/json` (a web page's form "
+                                  "cannot make the mirror act)", "content": {JSON: {"schema": ref("HubError")}}}}
+NO_BODY: Schema = {"required": True, "description": "ignored (`{}` will do), but the request must say JSON "
+                                                   "(415 otherwise)", "content": {JSON: {"schema": {}}}}
 JOB_NOTE = ("Admin token policy: on loopback without a configured token these are open; with a token every "
             "change needs it, and beyond loopback reading does too; beyond loopback without a token they are shut.")
 PATHS.update({
     "/v1/jobs": {
         "get": operation("Every mirror job, ordered by repo", {
             "200": json_response("the jobs", {"type": "array", "items": ref("Job")}), **hub_errors(401, 403)},
-            description=JOB_NOTE, security=ADMIN_READ),
+            description=JOB_NOTE, security=ADMIN),
         "post": {**operation("Mirror a repo (replacing its job's settings if it has one), due now", {
-            "201": json_response("the job", ref("Job")), **hub_errors(400, 401, 403)},
+            "201": json_response("the job", ref("Job")), **hub_errors(400, 401, 403), **NOT_JSON},
             description=JOB_NOTE, security=ADMIN),
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewJob")}}}},
     },
-    "/v1/jobs/sync": {"post": operation("Sync every job now (running ones finish first)", {
-        "200": json_response("how many jobs were queued", obj({"queued": INT})), **hub_errors(401, 403)},
-        description=JOB_NOTE, security=ADMIN)},
+    "/v1/jobs/sync": {"post": {**operation("Sync every job now (running ones finish first)", {
+        "200": json_response("how many jobs were queued", obj({"queued": INT})), **hub_errors(401, 403), **NOT_JSON},
+        description=JOB_NOTE, security=ADMIN), "requestBody": NO_BODY}},
     "/v1/jobs/{org}/{name}": {
         "get": operation("One repo's mirror job", {"200": json_response("the job", ref("Job")),
                                                    **hub_errors(400, 401, 403, 404)},
-                         JOB_REPO_PARAMS, JOB_NOTE, ADMIN_READ),
+                         JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
         "delete": operation("Stop mirroring a repo, cancelling a running sync (its files stay)", {
             "200": json_response("what was removed", obj({"removed": STRING})), **hub_errors(400, 401, 403, 404)},
             JOB_REPO_PARAMS, JOB_NOTE, ADMIN),
     },
-    "/v1/jobs/{org}/{name}/sync": {"post": operation("Sync one repo's job now", {
-        "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404)},
-        JOB_REPO_PARAMS, JOB_NOTE, ADMIN)},
+    "/v1/jobs/{org}/{name}/sync": {"post": {**operation("Sync one repo's job now", {
+        "200": json_response("the job", ref("Job")), **hub_errors(400, 401, 403, 404), **NOT_JSON},
+        JOB_REPO_PARAMS, JOB_NOTE, ADMIN), "requestBody": NO_BODY}},
 })
 
 PIN_REPO = [query("repo", "`org/name` (or `name`)"),
@@ -313,7 +326,8 @@ PATHS.update({
             "200": json_response("the job, already complete", ref("Conversion")),
             "202": json_response("the job, running: poll `GET /v1/convert/{id}`", ref("Conversion")),
             "400": json_response(CONVERT_ERRORS[400], ref("HubError")),
-            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}},
+            **{str(s): json_response(CONVERT_ERRORS[s], UPSTREAM_REFUSAL) for s in (401, 403, 404)}, **NOT_JSON,
+            **UPSTREAM_FAILURES},
         description="The same repo, commit and quant join one job (a failed one starts again). Access is "
                     "checked as for the repo's files."),
         "requestBody": {"required": True, "content": {JSON: {"schema": ref("NewConversion")}}}}},
@@ -331,7 +345,8 @@ DOCUMENT: Schema = {
             "The catalog API of `mreg serve`: what the mirror holds, as JSON. The daemon also speaks the "
             "Hugging Face Hub protocol (point `HF_ENDPOINT` at it); those routes are the Hub's.\n\n"
             "Gated and private repos are listed and described only to callers upstream lets download their "
-            "files: send your Hub token as `Authorization: Bearer`. Errors are `{\"error\", \"code\"}`."),
+            "files: send your Hub token as `Authorization: Bearer`. Errors are `{\"error\", \"code\"}`; a "
+            "method a path does not list is answered 405 with `Allow` (GET paths take HEAD too)."),
     },
     "paths": PATHS,
     "components": {

@@ -26,4 +26,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         raise UsageError("the request body is not JSON") from None
     if not isinstance(body, dict):
         raise UsageError("the request body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate (``"\ud800"``) is valid JSON but no text
+        raise UsageError("the request body holds a string that is not Unicode text (a lone surrogate)") from None
     return body

@@ -11,7 +11,7 @@ import time
 from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UpstreamUnavailableError
 from mreg.registry.removals import RemovalWatch
-from mreg.registry.repo import RepoRef
+from mreg.registry.repo import RepoRef, check_revision
 from mreg.registry.store import Store
 
 from mreg.daemon.serving.upstream import COMMIT, not_in_mirror
@@ -33,10 +33,10 @@ class Refs:
     async def resolve(self, repo: RepoRef, revision: str, token: str | None) -> str:
         """The commit ``revision`` names, asking upstream with ``token`` when the answer is stale.
 
-        Raises UpstreamRefusedError with upstream's answer, or UpstreamUnavailableError when upstream is
-        away and the mirror never saw the revision.
+        Raises UsageError for a malformed revision (never sent upstream), UpstreamRefusedError with upstream's
+        answer, or UpstreamUnavailableError when upstream is away and the mirror never saw the revision.
         """
-        if is_commit(revision):
+        if is_commit(check_revision(revision)):
             return revision
         known = self._remembered(repo, revision)
         if known is not None and time.monotonic() - known[1] < self._ttl:
