@@ -229,12 +229,12 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
     recomputed only where its level moves; levels are compared as ``nearest_int``'s raw bits.
     """
     n = x.shape[1]
-    code = np.take(codes, active, axis=0).reshape(-1)
     x = x.reshape(-1)
-    level = (code - np.int32(_CODE_ZERO)).astype(_F32)
+    level = (np.take(codes, active, axis=0).reshape(-1) - np.int32(_CODE_ZERO)).astype(_F32)
     weights = x * x
     wxl = weights * x * level
     wl2 = weights * level * level
+    shifted = level + _MAGIC  # equal to a rounded value + _MAGIC exactly when nearest_int gives this level
     low, high = np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1)
     sum_lx, sum_l2 = sums[0, active], sums[1, active]
     position = np.zeros(active.size, dtype=np.intp)
@@ -242,24 +242,24 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
     moved = np.zeros(active.size, dtype=bool)
     changed = np.zeros(active.size, dtype=bool)
     while active.size:
+        rounded = np.repeat(sum_l2, n)
+        rounded -= wl2
+        rounded *= x  # x · the others' Σ w·l²
         others_lx = np.repeat(sum_lx, n)
         others_lx -= wxl
-        others_l2 = np.repeat(sum_l2, n)
-        others_l2 -= wl2
-        rounded = np.multiply(x, others_l2)
         rounded /= others_lx
         rounded += _MAGIC
-        new = rounded.view(np.int32)
-        new &= _CODE_MASK
-        # Unclamped levels at every position: the few that differ from their level are checked below.
-        flat = np.flatnonzero(new != code)
+        # Every position whose rounded value may differ from its level (a superset: floats that differ
+        # can share their low bits, beyond ±2²²); the few are checked on nearest_int's clamped bits below.
+        flat = np.flatnonzero(rounded != shifted)
         group = flat // n
         at = flat - group * n
-        new_code = np.clip(new[flat], low, high)
-        others_lx, others_l2 = others_lx[flat], others_l2[flat]
-        keep = np.flatnonzero((new_code != code[flat]) & (others_lx > 0) & (at >= position[group]))
-        flat, group, at, new_code, others_lx, others_l2 = (a[keep] for a in (flat, group, at, new_code, others_lx,
-                                                                              others_l2))
+        new_code = np.clip(rounded[flat].view(np.int32) & _CODE_MASK, low, high)
+        old_code = shifted[flat].view(np.int32) & _CODE_MASK
+        others_lx = others_lx[flat]
+        keep = np.flatnonzero((new_code != old_code) & (others_lx > 0) & (at >= position[group]))
+        flat, group, at, new_code, others_lx = (a[keep] for a in (flat, group, at, new_code, others_lx))
+        others_l2 = sum_l2[group] - wl2[flat]
         new_level = (new_code - np.int32(_CODE_ZERO)).astype(_F32)
         x_at = x[flat]
         w_at = x_at * x_at
@@ -272,7 +272,7 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
         np.not_equal(group[better[1:]], group[better[:-1]], out=first[1:])
         taken = better[first]
         rows, flat, moving = group[taken], flat[taken], new_level[taken]
-        code[flat] = new_code[taken]
+        shifted[flat] = moving + _MAGIC
         wxl[flat] = wx_at[taken] * moving
         wl2[flat] = w_at[taken] * moving * moving
         sum_lx[rows], sum_l2[rows] = new_lx[taken], new_l2[taken]
@@ -290,12 +290,13 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
         if done.any():
             finished = np.flatnonzero(done & changed)
             ids = active[finished]
-            codes[ids] = code.reshape(-1, n)[finished]
+            codes[ids] = shifted.reshape(-1, n)[finished].view(np.int32) & _CODE_MASK
             sums[0, ids], sums[1, ids] = sum_lx[finished], sum_l2[finished]
             keep = np.flatnonzero(~done)
             active, position, passes, moved, changed, sum_lx, sum_l2 = (
                 a[keep] for a in (active, position, passes, moved, changed, sum_lx, sum_l2))
-            x, wxl, wl2, code = (np.take(a.reshape(-1, n), keep, axis=0).reshape(-1) for a in (x, wxl, wl2, code))
+            x, wxl, wl2, shifted = (np.take(a.reshape(-1, n), keep, axis=0).reshape(-1)
+                                    for a in (x, wxl, wl2, shifted))
 
 
 def _first_true_row(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
