@@ -173,8 +173,9 @@ def fit_symmetric_refined(groups: np.ndarray, nmax: int, tries: int = 5) -> tupl
     zero = np.abs(signed_max) < GROUP_MAX_EPS
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         iscale = _F32(-nmax) / signed_max
+        levels = _Rounder(x.shape, -nmax, nmax - 1)(x * iscale)
+        # The same levels one group per row, computed again (cheaper than a transpose of 16-long rows).
         codes = _level_codes(groups.reshape(-1) * np.repeat(iscale, x.shape[0]), nmax)
-        levels = np.ascontiguousarray((codes - np.int32(_CODE_ZERO)).astype(_F32).reshape(groups.shape).T)
         weights = x * x
         wx = weights * x
         sums = np.stack([_ordered_sum(wx * levels), _ordered_sum(weights * levels * levels)])
