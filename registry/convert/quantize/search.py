@@ -227,7 +227,8 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
     Groups are rows, worked on as flat arrays (a group's values broadcast by ``np.repeat``: numpy is
     slow to broadcast along a 16-long axis), so finished groups are dropped by cheap row takes and each
     group's candidates come out together, in ggml's order. Each position's w·x·l and w·l² are kept and
-    recomputed only where its level moves; levels are compared as ``nearest_int``'s raw bits.
+    recomputed only where its level moves. Positions that may move are found with one float comparison
+    (rounded value + 1.5·2²³ against level + 1.5·2²³); ``nearest_int``'s clamped bits decide for those few.
     """
     n = x.shape[1]
     x = x.reshape(-1)
