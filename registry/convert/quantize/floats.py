@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
+NEAREST_INT_MAGIC = np.float32(12582912.0)
+"""1.5·2²³: the low 23 bits of ``v + NEAREST_INT_MAGIC`` are ``nearest_int(v) + 2²²``."""
 
 
 def fp16_bits(x: np.ndarray) -> np.ndarray:
@@ -42,6 +43,6 @@ def bf16_bits(x: np.ndarray) -> np.ndarray:
 def nearest_int(x: np.ndarray) -> np.ndarray:
     """ggml's ``nearest_int`` of float32 values, as int32."""
     with np.errstate(invalid="ignore", over="ignore"):
-        shifted = np.asarray(x, dtype=np.float32) + _MAGIC
+        shifted = np.asarray(x, dtype=np.float32) + NEAREST_INT_MAGIC
     return (shifted.view(np.int32) & np.int32(0x007FFFFF)) - np.int32(0x00400000)
 

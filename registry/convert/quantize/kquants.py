@@ -65,7 +65,7 @@ def _largest_scale(fitted: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
 def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
     """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
     count = blocks.shape[0]
-    fitted, fit_levels = fit_symmetric_refined(_groups_of_16(blocks), nmax=4)
+    fitted, fit_levels = fit_symmetric_refined(blocks.reshape(count * 16, 16), nmax=4)
     scales, magnitude, rows, first = _largest_scale(fitted, count)
     max_scale = np.where(magnitude[rows, first] > 0, scales[rows, first], _F32(0))
     stored = max_scale != 0
@@ -75,10 +75,12 @@ def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
         six_bit = np.where(stored[:, None], np.clip(wrapped, -32, 31) + 32, 0).astype(np.uint8)
         d_bits = np.where(stored, fp16_bits(_F32(1) / iscale), np.uint16(0))
         d = fp16_value(d_bits)[:, None] * (six_bit.astype(_F32) - _F32(32))
-        rounded = nearest_int(blocks.reshape(count * 16, 16) / d.reshape(-1, 1))
-    levels = (np.clip(rounded, -4, 3, out=rounded) + 4).astype(np.uint8)
+        # Each group's d repeated, not broadcast: numpy is slow to broadcast along a 16-long axis.
+        rounded = nearest_int(blocks.reshape(-1) / np.repeat(d.reshape(-1), 16)).reshape(count * 16, 16)
+    levels = np.clip(rounded, -4, 3, out=rounded).astype(np.uint8)
+    levels += np.uint8(4)  # -4..3 wrapped to bytes, plus 4: 0..7
     kept = np.flatnonzero(d.ravel() == 0)  # a group whose stored scale is 0 keeps its fitted levels
-    levels[kept] = fit_levels[:, kept].T
+    levels[kept] = fit_levels[kept]
     levels = levels.reshape(count, QK_K)
     high = _bit_planes(levels.reshape(count, 8, 32) >> 2, width=1)
     low = levels & np.uint8(3)

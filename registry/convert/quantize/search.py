@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mreg.registry.convert.quantize.floats import nearest_int
+from mreg.registry.convert.quantize.floats import NEAREST_INT_MAGIC as _MAGIC
 
 GROUP_MAX_EPS = np.float32(1e-15)
 _F32 = np.float32
+_CODE_MASK = np.int32(0x007FFFFF)
+_CODE_ZERO = 0x00400000
+"""The low 23 bits of ``v + _MAGIC`` are ``nearest_int(v) + _CODE_ZERO``."""
 
 
 class _Rounder:
@@ -156,92 +159,146 @@ def _symmetric_sums(levels: np.ndarray, weights: np.ndarray, wx: np.ndarray,
     return sum_lx, _ordered_sum(scratch)
 
 
-def fit_symmetric_refined(x: np.ndarray, nmax: int, tries: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """ggml's ``make_q3_quants`` with ``do_rmse`` for every group: (scale, levels 0..2·nmax-1 as float32).
+def fit_symmetric_refined(groups: np.ndarray, nmax: int, tries: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's ``make_q3_quants`` with ``do_rmse`` for every row of a (groups, n) float32 array:
+    (scale per group, levels 0..2·nmax-1 as float32, one group per row).
 
     Levels start at ``nearest_int(-nmax / signed max · x)``; then, in up to ``tries`` passes over the
     group, each level in turn moves to the one that best fits the others' least-squares scale (weights
     x²) if that raises (Σ w·x·l)² / Σ w·l², which ggml tries only while the others' Σ w·x·l is positive.
     A group stops after a pass that changed nothing. See ``_refine`` for how that runs vectorised.
     """
-    groups = np.arange(x.shape[1])
-    first = _first_max_row(np.abs(x))
-    signed_max = x[first, groups]
+    x = np.ascontiguousarray(groups.T)  # groups as columns for the searches and in-order sums
+    signed_max = _signed_max(x)
     zero = np.abs(signed_max) < GROUP_MAX_EPS
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        levels = _Rounder(x.shape, -nmax, nmax - 1)(x * (_F32(-nmax) / signed_max))
+        iscale = _F32(-nmax) / signed_max
+        levels = _Rounder(x.shape, -nmax, nmax - 1)(x * iscale)
+        # The same levels one group per row, computed again (cheaper than a transpose of 16-long rows).
+        codes = _level_codes(groups.reshape(-1) * np.repeat(iscale, x.shape[0]), nmax)
         weights = x * x
         wx = weights * x
         sums = np.stack([_ordered_sum(wx * levels), _ordered_sum(weights * levels * levels)])
         # With a positive signed max every level has the sign opposite to its weight: no partial
         # Σ w·x·l is ever positive, and the group keeps its start.
-        _refine(x, levels, sums, np.flatnonzero((signed_max < 0) & ~zero), nmax, tries)
+        active = np.flatnonzero((signed_max < 0) & ~zero)
+        _refine(np.take(groups, active, axis=0), codes.reshape(groups.shape), sums, active, nmax, tries)
         sum_lx, sum_l2 = sums
         scale = np.where(sum_l2 > 0, sum_lx / sum_l2, _F32(0))
-    levels += _F32(nmax)
+    rows = (codes - np.int32(_CODE_ZERO - nmax)).astype(_F32).reshape(groups.shape)
     scale[zero] = 0
-    levels[:, zero] = 0
-    return scale, levels
+    rows[zero] = 0
+    return scale, rows
 
 
-def _refine(x: np.ndarray, levels: np.ndarray, sums: np.ndarray, active: np.ndarray, nmax: int,
-            tries: int) -> None:
-    """``make_q3_quants``'s passes for the ``active`` groups, updating ``levels`` and ``sums`` (Σ w·x·l,
-    Σ w·l²) in place.
+def _signed_max(x: np.ndarray) -> np.ndarray:
+    """Per column of an (n ≤ 255, groups) array, the first value of largest magnitude (ggml's
+    ``if (ax > amax) { amax = ax; max = x[i]; }``): the column's max or min, whichever is larger in
+    magnitude, looked up in order only where they tie."""
+    high = np.maximum.reduce(x, axis=0)
+    low = np.minimum.reduce(x, axis=0)
+    signed = np.where(high >= -low, high, low)
+    tied = np.flatnonzero(high == -low)
+    if tied.size:
+        column = np.abs(x[:, tied])
+        signed[tied] = x[_first_max_row(column), tied]
+    return signed
+
+
+def _level_codes(values: np.ndarray, nmax: int) -> np.ndarray:
+    """``_CODE_ZERO`` + clamp(nearest_int(v), -nmax, nmax - 1) of float32 values (overwritten), as int32."""
+    values += _MAGIC
+    codes = values.view(np.int32)
+    codes &= _CODE_MASK
+    return np.clip(codes, np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1), out=codes)
+
+
+def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarray, nmax: int, tries: int) -> None:
+    """``make_q3_quants``'s passes for the ``active`` groups (``x``: their weights, one group per row),
+    updating ``codes`` (every group's levels as ``_CODE_ZERO`` + level, one group per row) and ``sums``
+    (Σ w·x·l, Σ w·l²) in place.
 
     ggml visits levels one at a time, but moves few: each round here tries every remaining position of
     the current pass at once against the group's current sums, and takes the first that ggml would
     take (the ones before it saw the same sums and did not move). A group's pass ends when no later
     position moves; the group is done after a pass without a move or after ``tries`` passes. Only the
     few positions whose rounded level changes are carried through the rest of the test.
+
+    Groups are rows, worked on as flat arrays (a group's values broadcast by ``np.repeat``: numpy is
+    slow to broadcast along a 16-long axis), so finished groups are dropped by cheap row takes and each
+    group's candidates come out together, in ggml's order. Each position's w·x·l and w·l² are kept and
+    recomputed only where its level moves. Positions that may move are found with one float comparison
+    (rounded value + 1.5·2²³ against level + 1.5·2²³); ``nearest_int``'s clamped bits decide for those few.
     """
-    n = x.shape[0]
-    x = np.take(x, active, axis=1)
+    n = x.shape[1]
+    x = x.reshape(-1)
+    level = (np.take(codes, active, axis=0).reshape(-1) - np.int32(_CODE_ZERO)).astype(_F32)
     weights = x * x
-    wx = weights * x
-    level = np.take(levels, active, axis=1)
+    wxl = weights * x * level
+    wl2 = weights * level * level
+    shifted = level + _MAGIC  # equal to a rounded value + _MAGIC exactly when nearest_int gives this level
+    low, high = np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1)
     sum_lx, sum_l2 = sums[0, active], sums[1, active]
-    rows = np.arange(n)[:, None]
     position = np.zeros(active.size, dtype=np.intp)
     passes = np.zeros(active.size, dtype=np.intp)
     moved = np.zeros(active.size, dtype=bool)
+    changed = np.zeros(active.size, dtype=bool)
     while active.size:
-        others_lx = sum_lx - wx * level
-        others_l2 = sum_l2 - weights * level * level
-        rounded = nearest_int(x * others_l2 / others_lx)
-        new = np.clip(rounded, -nmax, nmax - 1, out=rounded).astype(_F32)
-        candidate = (others_lx > 0) & (new != level)
-        if position.any():
-            candidate &= rows >= position
-        flat = np.flatnonzero(candidate)  # row-major: each column's first candidate comes first
-        at, cols = np.divmod(flat, active.size)
-        new, others_lx, others_l2 = new.ravel()[flat], others_lx.ravel()[flat], others_l2.ravel()[flat]
-        new_lx = others_lx + wx.ravel()[flat] * new
-        new_l2 = others_l2 + weights.ravel()[flat] * new * new
-        old_lx, old_l2 = sum_lx[cols], sum_l2[cols]
+        rounded = np.repeat(sum_l2, n)
+        rounded -= wl2
+        rounded *= x  # x · the others' Σ w·l²
+        others_lx = np.repeat(sum_lx, n)
+        others_lx -= wxl
+        rounded /= others_lx
+        rounded += _MAGIC
+        # Every position whose rounded value may differ from its level (a superset: floats that differ
+        # can share their low bits, beyond ±2²²); the few are checked on nearest_int's clamped bits below.
+        flat = np.flatnonzero(rounded != shifted)
+        group = flat // n
+        at = flat - group * n
+        new_code = np.clip(rounded[flat].view(np.int32) & _CODE_MASK, low, high)
+        old_code = shifted[flat].view(np.int32) & _CODE_MASK
+        others_lx = others_lx[flat]
+        keep = np.flatnonzero((new_code != old_code) & (others_lx > 0) & (at >= position[group]))
+        flat, group, at, new_code, others_lx = (a[keep] for a in (flat, group, at, new_code, others_lx))
+        others_l2 = sum_l2[group] - wl2[flat]
+        new_level = (new_code - np.int32(_CODE_ZERO)).astype(_F32)
+        x_at = x[flat]
+        w_at = x_at * x_at
+        wx_at = w_at * x_at
+        new_lx = others_lx + wx_at * new_level
+        new_l2 = others_l2 + w_at * new_level * new_level
+        old_lx, old_l2 = sum_lx[group], sum_l2[group]
         better = np.flatnonzero((new_l2 > 0) & (new_lx * new_lx * old_l2 > old_lx * old_lx * new_l2))
-        cols, first = np.unique(cols[better], return_index=True)
+        first = np.ones(better.size, dtype=bool)
+        np.not_equal(group[better[1:]], group[better[:-1]], out=first[1:])
         taken = better[first]
-        at = at[taken]
-        level[at, cols] = new[taken]
-        sum_lx[cols], sum_l2[cols] = new_lx[taken], new_l2[taken]
-        levels[at, active[cols]] = new[taken]
-        sums[0, active[cols]], sums[1, active[cols]] = new_lx[taken], new_l2[taken]
+        rows, flat, moving = group[taken], flat[taken], new_level[taken]
+        shifted[flat] = moving + _MAGIC
+        wxl[flat] = wx_at[taken] * moving
+        wl2[flat] = w_at[taken] * moving * moving
+        sum_lx[rows], sum_l2[rows] = new_lx[taken], new_l2[taken]
         found = np.zeros(active.size, dtype=bool)
-        found[cols] = True
+        found[rows] = True
         moved |= found
-        position[cols] = at + 1
+        changed |= found
+        position[rows] = at[taken] + 1
         pass_over = ~found | (position == n)
         done = pass_over & (~moved | (passes + 1 >= tries))
         again = pass_over & ~done
-        passes[again] += 1
-        position[again] = 0
-        moved[again] = False
-        keep = np.flatnonzero(~done)
-        if keep.size < active.size:
-            active, position, passes, moved = active[keep], position[keep], passes[keep], moved[keep]
-            x, weights, wx, level = (np.take(a, keep, axis=1) for a in (x, weights, wx, level))
-            sum_lx, sum_l2 = sum_lx[keep], sum_l2[keep]
+        passes += again
+        position *= ~again
+        moved &= ~again
+        if done.any():
+            finished = np.flatnonzero(done & changed)
+            ids = active[finished]
+            codes[ids] = shifted.reshape(-1, n)[finished].view(np.int32) & _CODE_MASK
+            sums[0, ids], sums[1, ids] = sum_lx[finished], sum_l2[finished]
+            keep = np.flatnonzero(~done)
+            active, position, passes, moved, changed, sum_lx, sum_l2 = (
+                a[keep] for a in (active, position, passes, moved, changed, sum_lx, sum_l2))
+            x, wxl, wl2, shifted = (np.take(a.reshape(-1, n), keep, axis=0).reshape(-1)
+                                    for a in (x, wxl, wl2, shifted))
 
 
 def _first_true_row(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
