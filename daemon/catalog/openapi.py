@@ -296,7 +296,7 @@ PATHS.update({
         JOB_REPO_PARAMS, JOB_NOTE, ADMIN), "requestBody": NO_BODY}},
 })
 
-PIN_REPO = [query("repo", "`org/name` (or `name`)"),
+PIN_REPO = [{**query("repo", "`org/name` (or `name`)", REPO_ID), "required": True},
             query("revision", "a branch, tag, commit or 7+ digit prefix the catalog knows (default: the whole repo)"),
             query("repo_type", "`model` (default) or `dataset`", {"enum": ["model", "dataset"]})]
 PIN_NOTE = ("Pinned repos (every revision) and revisions are never evicted by the size budget "
@@ -305,12 +305,12 @@ PATHS.update({
     "/v1/pins": {
         "get": operation("Every pin", {
             "200": json_response("the pins", {"type": "array", "items": ref("Pin")}), **hub_errors(401, 403)},
-            description=PIN_NOTE, security=ADMIN_READ),
+            description=PIN_NOTE, security=ADMIN),
         "post": {**operation("Pin a repo or one revision", {
             "201": json_response("the pin", ref("NewPin")), "200": json_response("already pinned", ref("NewPin")),
-            **hub_errors(400, 401, 403)}, description=PIN_NOTE, security=ADMIN),
+            **hub_errors(400, 401, 403), **NOT_JSON}, description=PIN_NOTE, security=ADMIN),
             "requestBody": {"required": True, "content": {JSON: {"schema": obj(
-                {"repo": STRING}, {"revision": nullable(STRING), "repo_type": {"enum": ["model", "dataset"]}})}}}},
+                {"repo": REPO_ID}, {"revision": nullable(STRING), "repo_type": {"enum": ["model", "dataset"]}})}}}},
         "delete": operation("Unpin a repo or one revision", {
             "200": json_response("the pin removed", ref("NewPin")), **hub_errors(400, 401, 403, 404)},
             PIN_REPO, PIN_NOTE, ADMIN),
