@@ -141,3 +141,18 @@ def test_a_client_reading_while_rounds_run_gets_every_byte_and_the_revision_goes
         assert _sha256_of_download(daemon, "/org/big/resolve/main/model.bin") == expected  # a miss again
     finally:
         assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_the_catalog_page_shows_the_budget_as_a_bar(test_hub: TestHub, tmp_path: Path) -> None:
+    weights = _random_file(tmp_path / "weights.bin", 5 * MB)
+    test_hub.add_repo(HubRepo("org/small")).commit({"model.bin": Blob.from_file(weights)})
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--max-size", "20MB", "--evict-every", "0.1")
+    try:
+        assert _sha256_of_download(daemon, "/org/small/resolve/main/model.bin")
+        assert _post(daemon, "/v1/pins", {"repo": "org/small"}) == 201
+        wait_for(lambda: daemon.metrics()["mreg_store_kept_bytes"] == 5 * MB, 60, "a round counting the pin")
+        page = daemon.get("/")[2].decode()
+        assert "Size budget: 5.0 MB of 20.0 MB used, 5.0 MB of it" in page
+        assert '<rect class="kept" x="0" width="25.0%"' in page and 'class="free" x="25.0%" width="75.0%"' in page
+    finally:
+        assert daemon.stop() == 0, daemon.log.read_text()

@@ -101,7 +101,21 @@ def html_errors(handler: Handler) -> Handler:
 async def index(request: web.Request) -> web.Response:
     repos = await catalog_api.repos_listing(request)
     jobs = [job_json(job) for job in await readable_jobs(request)] if jobs_readable(request) else None
-    return render(request, "index.html", repos=repos, jobs=jobs, stored_size=sum(r["stored_size"] for r in repos))
+    return render(request, "index.html", repos=repos, jobs=jobs, stored_size=sum(r["stored_size"] for r in repos),
+                  budget=_budget(request))
+
+
+def _budget(request: web.Request) -> dict[str, float] | None:
+    """The size budget's bar, as of the last round: percents of the budget held by kept revisions (pinned,
+    mirrored, in use), by the rest, and free; None without a budget."""
+    mirror = request.app[MIRROR]
+    limit = mirror.config.budget.max_size
+    if not limit:
+        return None
+    used, kept = mirror.metrics.store_bytes, min(mirror.metrics.kept_bytes, mirror.metrics.store_bytes)
+    percent = {"kept": 100 * kept / limit, "other": 100 * (used - kept) / limit}
+    return {**{k: round(min(v, 100.0), 2) for k, v in percent.items()}, "used": used, "kept_bytes": kept,
+            "limit": limit, "free": round(max(0.0, 100.0 - percent["kept"] - percent["other"]), 2)}
 
 
 @html_errors

@@ -71,7 +71,7 @@ async def evict(store: Store, catalog: Catalog, budget: Budget, busy: Busy = fro
     stored, free = await stored_bytes(store), free_bytes(store)
     needed = budget.bytes_to_free(stored, free)
     chosen = Plan((), needed, 0)
-    if needed > 0 or budget.order == "age":
+    if budget.active:  # planned even when nothing must go: the bytes that must stay are reported
         chosen = plan(await catalog.revision_uses(), needed, budget, now or datetime.now(timezone.utc), busy)
     evicted = []
     for eviction in chosen.evictions:
