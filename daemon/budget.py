@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import Counter
 from collections.abc import Iterator
 
@@ -22,8 +21,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 
 from mreg.daemon.metrics import Metrics
-
-log = logging.getLogger("mreg.daemon")
+from mreg.daemon.periodic import Periodic
 
 
 class StoreBudget:
@@ -32,11 +30,11 @@ class StoreBudget:
 
     def __init__(self, store: Store, catalog: Catalog, budget: Budget, every: float, flush_every: float,
                  metrics: Metrics) -> None:
-        self.budget, self._store, self._catalog, self._every, self._metrics = budget, store, catalog, every, metrics
+        self.budget, self._store, self._catalog, self._metrics = budget, store, catalog, metrics
         self.uses = UseRecorder(flush_every)
         self._busy: Counter[tuple[RepoRef, str]] = Counter()
         self._round_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._schedule = Periodic(self.run_round, every, "eviction round")
         metrics.budget_bytes = budget.max_size or 0
 
     @contextlib.contextmanager
@@ -53,13 +51,11 @@ class StoreBudget:
                 del self._busy[key]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._schedule.start()
 
     async def close(self) -> None:
         """Stop the rounds and write the uses noted since the last flush."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._schedule.close()
         await self.uses.flush(self._catalog)
 
     async def run_round(self) -> EvictionReport | None:
@@ -77,11 +73,3 @@ class StoreBudget:
             self._metrics.evicted_bytes += sum(e.bytes for e in report.evicted)
             self._metrics.eviction_rounds += 1
             return report
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)  # the schedule itself, not a wait for a condition
-            try:
-                await self.run_round()
-            except Exception as exc:  # noqa: BLE001 (a failed round is logged; the next one runs on schedule)
-                log.error("eviction round failed: %s: %s", type(exc).__name__, exc)

@@ -6,7 +6,6 @@ counted in /metrics; the next request for a file of it is then a miss, fetched a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from mreg.registry.blobs import BlobStore
@@ -14,6 +13,7 @@ from mreg.registry.download.throttle import TokenBucket
 from mreg.registry.integrity import scrub
 
 from mreg.daemon.metrics import Metrics
+from mreg.daemon.periodic import Periodic
 
 log = logging.getLogger("mreg.daemon")
 
@@ -23,25 +23,15 @@ class Scrubber:
     after each pass ends (passes never overlap, however long one takes at its rate)."""
 
     def __init__(self, blobs: BlobStore, every: float, rate: float, metrics: Metrics) -> None:
-        self._blobs, self._every, self._rate, self._metrics = blobs, every, rate, metrics
-        self._task: asyncio.Task[None] | None = None
+        self._blobs, self._rate, self._metrics = blobs, rate, metrics
+        self._schedule = Periodic(self._pass, every, "scrub pass")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._schedule.start()
 
     async def close(self) -> None:
         """Stop the scrub (a pass stops between two chunks)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)  # the schedule itself, not a wait for a condition
-            try:
-                await self._pass()
-            except Exception as exc:  # noqa: BLE001 (a failed pass is logged; the next one runs on schedule)
-                log.error("scrub pass failed: %s: %s", type(exc).__name__, exc)
+        await self._schedule.close()
 
     async def _pass(self) -> None:
         """Re-hash every stored blob once, quarantining the damaged ones."""
