@@ -17,7 +17,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from tests.daemons import Daemon, running_daemon, start_daemon
+from tests.daemons import Daemon, connection, running_daemon, start_daemon, wait_for
 from tests.test_daemon import MINILM, SMOLLM, package_dir
 from tests.testhub import TestHub, small_repo
 
@@ -169,6 +169,30 @@ def test_a_listing_naming_another_repos_hash_gets_no_bytes_from_the_store(daemon
     test_hub.stats.reset()
     hf_hub_download("testorg/copycat", "weights.bin", cache_dir=tmp_path / "anon2", endpoint=daemon.url, token=False)
     assert test_hub.stats.bytes_by_sha256[weights.sha256] == 0  # from then on, stored for copycat too
+
+
+def test_a_mirror_job_fetches_through_its_own_repo_what_the_store_holds_for_another(
+        daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:
+    """#14.4 for mirror jobs: a job's repo whose listing names a gated repo's stored hash gets those bytes
+    through its own upstream (verified), not linked from the gated repo's."""
+    gated = test_hub.add_repo(small_repo(GATED, gated="manual", allowed_users={"alice"}))
+    weights = gated.head.files["weights.bin"].blob
+    hf_hub_download(GATED, "weights.bin", cache_dir=tmp_path / "alice", endpoint=daemon.url, token=ALICE)
+    test_hub.add_repo(small_repo("testorg/copycat", files={"weights.bin": weights}))
+    test_hub.stats.reset()
+    conn = connection(daemon.url)
+    try:
+        conn.request("POST", "/v1/jobs", body=json.dumps({"repo": "testorg/copycat"}),
+                     headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 201
+    finally:
+        conn.close()
+
+    def job_done() -> bool:
+        return json.loads(daemon.get("/v1/jobs/testorg/copycat")[2])["status"] == "done"
+
+    wait_for(job_done, 60, "the mirror job")
+    assert test_hub.stats.bytes_by_sha256[weights.sha256] == weights.size  # through copycat's own upstream
 
 
 def test_one_request_upstream_drops_does_not_cut_the_mirror_off(daemon: Daemon, test_hub: TestHub) -> None:
