@@ -36,8 +36,8 @@ from mreg.daemon.serving.transfers import Target, Transfer
 from mreg.daemon.serving.upstream import TIMEOUT, bearer_token
 
 HEADER_READ_MAX = 8 * 1024 * 1024
-"""The longest range relayed as a header read (a GGUF header with a 262k-token vocabulary is about 6 MB;
-hf_transfer asks for 10 MiB pieces)."""
+"""A header read lies within the file's first this many bytes (a GGUF header with a 262k-token vocabulary is
+about 6 MB; hf_transfer asks for 10 MiB pieces)."""
 HEADER_READ_SHARE = 16
 """A header read is shorter than this fraction of the file (a download split 16 ways is not)."""
 
@@ -103,11 +103,12 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
 
 def header_read(rng: ByteRange, size: int) -> bool:
     """Whether ``rng`` looks like a read of a file's header (or a 1-byte probe), not a piece of a download
-    split between connections: it ends before the file does, and is shorter than both ``HEADER_READ_MAX``
-    and 1/``HEADER_READ_SHARE`` of the file. Served from a transfer, its last byte would wait for the
-    whole file's verification (the rule for every range a transfer serves), longer than clients wait."""
-    length = rng.end - rng.start
-    return rng.end < size and length <= HEADER_READ_MAX and length * HEADER_READ_SHARE < size
+    split between connections: it ends before the file does, lies within the file's first
+    ``HEADER_READ_MAX`` bytes (where headers are), and is shorter than 1/``HEADER_READ_SHARE`` of the file.
+    Served from a transfer, its last byte would wait for the whole file's verification (the rule for every
+    range a transfer serves), longer than clients wait. A download split into pieces smaller than that
+    relays at most its pieces in the head; the others join the one transfer."""
+    return rng.end < size and rng.end <= HEADER_READ_MAX and (rng.end - rng.start) * HEADER_READ_SHARE < size
 
 
 def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
