@@ -238,9 +238,11 @@ class FileJob:
             return
         for run in self.runs:
             if run.error is None and sum(not task.done() for task in run.tasks) < self.tuning.connections:
+                worker = self._worker(run)
                 try:
-                    run.tasks.append(self._group.create_task(self._worker(run)))
+                    run.tasks.append(self._group.create_task(worker))
                 except RuntimeError:  # the group is shutting down: the download is failing
+                    worker.close()  # never started: closed, so no "coroutine was never awaited"
                     return
 
     async def _wait_for_change(self) -> None:
