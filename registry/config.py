@@ -2,15 +2,20 @@
 
 Follows ecosystem conventions: ``MREG_HOME`` (default ``$XDG_CACHE_HOME/mreg``),
 ``MREG_DATABASE_URL`` (default: SQLite inside ``MREG_HOME``), ``HF_ENDPOINT``, ``HF_TOKEN`` and the
-token file huggingface_hub saves, ``HF_HUB_OFFLINE``.
+token file huggingface_hub saves, ``HF_HUB_OFFLINE``; and where mreg's config file is (XDG_CONFIG_HOME).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from mreg.registry.errors import UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DATABASE_URL_VARIABLE = "MREG_DATABASE_URL"
@@ -20,6 +25,23 @@ _TRUE = {"1", "true", "yes", "on"}
 def _cache_root(env: os._Environ[str] | dict[str, str]) -> Path:
     xdg = env.get("XDG_CACHE_HOME")
     return Path(xdg) if xdg else Path.home() / ".cache"
+
+
+def config_path(env: Mapping[str, str]) -> Path:
+    """mreg's config file: ``$XDG_CONFIG_HOME/mreg/config.toml`` (default ``~/.config``)."""
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "mreg" / "config.toml"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The config file's tables (empty when there is none); UsageError, one line, if it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}".splitlines()[0]) from None
 
 
 def saved_hf_token_path(env: os._Environ[str] | dict[str, str] | None = None) -> Path:

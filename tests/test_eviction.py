@@ -228,3 +228,27 @@ async def _bad_files(home: Path) -> list[str]:
                 for check in await verify(store, catalog, summary.repo, summary.commit) if not check.ok]
     finally:
         await catalog.close()
+
+
+def test_the_budget_comes_from_the_option_its_variable_or_the_config_file(
+        test_hub: TestHub, mreg_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _add_repos(test_hub)
+    for i in (0, 1):
+        assert mreg("pull", f"org/r{i}")[0] == 0  # ~5 MB
+    config = tmp_path / "xdg" / "mreg" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[budget]\nmax_size = "4MB"\nlow = 50\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+    def dry_run(*args: str) -> dict:
+        code, out, err = mreg("gc", "--dry-run", "--json", *args)
+        assert code == 0, err
+        return json.loads(out)
+
+    assert (dry_run()["max_size"], [e["repo"] for e in dry_run()["evicted"]]) == (4 * MB, ["org/r0", "org/r1"])
+    monkeypatch.setenv("MREG_MAX_SIZE", "100MB")
+    assert (dry_run()["max_size"], dry_run()["evicted"]) == (100 * MB, [])
+    assert dry_run("--max-size", "4.5MB", "--low", "85")["evicted"][0]["repo"] == "org/r0"
+    config.write_text("[budget]\nmax_size = [\n")
+    code, _, err = mreg("gc")
+    assert code == 2 and "cannot read" in err and "config.toml" in err

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mreg.registry.config import DEFAULT_ENDPOINT as HF_DEFAULT_ENDPOINT
-from mreg.registry.config import resolve_token
+from mreg.registry.config import config_path, read_config_file, resolve_token
 from mreg.registry.errors import UsageError
 from mreg.registry.upstream.modelscope.urls import DEFAULT_ENDPOINT as MS_DEFAULT_ENDPOINT
 
@@ -114,22 +113,6 @@ def parse_serve_upstream(text: str) -> tuple[str, str]:
     return kind, _check_url(url, "--upstream")
 
 
-def config_path(env: Env) -> Path:
-    """mreg's config file: ``$XDG_CONFIG_HOME/mreg/config.toml`` (default ``~/.config``)."""
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base).expanduser() / "mreg" / "config.toml"
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}".splitlines()[0]) from None
-
-
 def _config_upstreams(data: dict[str, Any], where: str) -> tuple[Upstream, ...]:
     entries = data.get("upstreams", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -173,7 +156,7 @@ def load(env: Env | None = None) -> UpstreamConfig:
     """The upstream configuration from the environment and the config file."""
     env = os.environ if env is None else env
     path = config_path(env)
-    data = _read_config(path)
+    data = read_config_file(path)
     hf_endpoint, ms_endpoint = _endpoints(env)
     upstreams = _listed(env, data, path) or (
         Upstream("hf", "hf", hf_endpoint), Upstream("modelscope", "modelscope", ms_endpoint))
@@ -200,7 +183,7 @@ def serve_upstreams(options: Sequence[str], env: Env | None = None) -> tuple[Ups
                                       kind, url) for i, (kind, url) in enumerate(given)], "--upstream")
     else:
         path = config_path(env)
-        upstreams = _listed(env, _read_config(path), path) or (Upstream("hf", "hf", hf_endpoint),)
+        upstreams = _listed(env, read_config_file(path), path) or (Upstream("hf", "hf", hf_endpoint),)
     return tuple(_with_env_token(u, env, hf_endpoint, ms_endpoint) for u in upstreams)
 
 
