@@ -43,10 +43,11 @@ class Tasks:
 
         async def run() -> None:
             try:
-                result = await convert_repo(job.repo, mix, revision=job.commit,
-                                            client=mirror.upstream.client(token, upstream),
-                                            store=mirror.store, catalog=mirror.catalog,
-                                            offline=not mirror.upstream.member(upstream).available)
+                with mirror.budget.using(job.repo, job.commit):  # the size budget keeps the source meanwhile
+                    result = await convert_repo(job.repo, mix, revision=job.commit,
+                                                client=mirror.upstream.client(token, upstream),
+                                                store=mirror.store, catalog=mirror.catalog,
+                                                offline=not mirror.upstream.member(upstream).available)
                 await mirror.catalog.finish_convert_job(job.id, result.path.name, result.sha256, result.size)
             except MregError as exc:
                 await mirror.catalog.fail_convert_job(job.id, str(exc))
