@@ -105,15 +105,9 @@ Busy = Set[tuple[RepoRef, str]]
 """Revisions (repo, commit) being read or filled at this moment."""
 
 
-def kept_because(revision: RevisionUse, busy: Busy) -> str | None:
-    """Why ``revision`` must stay (``pinned``, ``mirrored``, ``in use``), or None."""
-    if revision.pinned:
-        return "pinned"
-    if revision.mirrored:
-        return "mirrored"
-    if (revision.repo, revision.commit) in busy:
-        return "in use"
-    return None
+def must_stay(revision: RevisionUse, busy: Busy) -> bool:
+    """Whether ``revision`` is pinned, mirrored or in use (``busy``): never evicted."""
+    return revision.pinned or revision.mirrored or (revision.repo, revision.commit) in busy
 
 
 def plan(revisions: Sequence[RevisionUse], needed: int, budget: Budget, now: datetime,
@@ -121,8 +115,9 @@ def plan(revisions: Sequence[RevisionUse], needed: int, budget: Budget, now: dat
     """The revisions to evict to free ``needed`` bytes (with ``age``: every stale one), in order."""
     holders: Counter[str] = Counter(sha for r in revisions for sha in r.blobs)
     sizes = {sha: size for r in revisions for sha, size in r.blobs.items()}
-    candidates = [r for r in revisions if kept_because(r, busy) is None]
-    kept = {sha for r in revisions if kept_because(r, busy) is not None for sha in r.blobs}
+    staying = [must_stay(r, busy) for r in revisions]
+    candidates = [r for r, stays in zip(revisions, staying) if not stays]
+    kept = {sha for r, stays in zip(revisions, staying) if stays for sha in r.blobs}
     kept_bytes = sum(sizes[sha] for sha in kept)
 
     def exclusive(r: RevisionUse) -> int:
