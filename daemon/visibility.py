@@ -49,7 +49,7 @@ async def refusal(mirror: Mirror, repo: RepoRef, commit: str, token: str | None)
     """None when the caller may see ``repo`` at ``commit`` (a revision the catalog has), else the error
     to answer."""
     try:
-        meta = await mirror.commits.local(repo, commit) or await mirror.commits.get(repo, commit, token)
+        meta = await mirror.commits.for_access_check(repo, commit, token)
         answer = await mirror.access.refusal(meta, "", token)
     except UpstreamRefusedError as refused:
         return _from_upstream(repo, refused)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from mreg.cli.serve_command import serve_command, serve_config
 from mreg.daemon.app import build_app, listening
 from mreg.daemon.logs import JsonLines
+from mreg.daemon.state import MIRROR, Mirror
 from mreg.registry.config import Settings
 
 from tests.testhub import TestHub
@@ -148,6 +149,15 @@ class DaemonThread(Daemon):
             logging.getLogger("mreg.daemon").error("the daemon failed: %s", "".join(traceback.format_exception(exc)))
         finally:
             self._started.set()
+
+    def call(self, step: Callable[[Mirror], Awaitable[Any]], deadline: float = 60) -> Any:
+        """Run ``step(mirror)`` on the daemon's event loop (for a test to interleave with its own work)."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            return await step(self._app[MIRROR])
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(deadline)
 
     @property
     def running(self) -> bool:

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit
 import pytest
 from huggingface_hub import hf_hub_download
 
-from tests.daemons import Daemon, connection, start_daemon, wait_for
+from mreg.daemon import visibility
+from mreg.daemon.state import Mirror
+from mreg.registry.removals import note_removal
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from tests.daemons import Daemon, DaemonThread, connection, start_daemon, wait_for
 from tests.testhub import HubRepo, TestHub
 from tests.testhub.content import Blob
 
@@ -139,6 +144,28 @@ def test_a_client_reading_while_rounds_run_gets_every_byte_and_the_revision_goes
         wait_for(lambda: "org/big" not in _repos(daemon), 60, "the revision evicted once nobody reads it")
         assert daemon.metrics()["mreg_store_bytes"] == 0
         assert _sha256_of_download(daemon, "/org/big/resolve/main/model.bin") == expected  # a miss again
+    finally:
+        assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_a_listing_racing_an_eviction_brings_nothing_back(test_hub: TestHub, tmp_path: Path) -> None:
+    """A listing reads the catalog, then checks who may see each revision. An eviction in between (store,
+    then catalog) must not have that check record the revision again (CI once saw it stay listed)."""
+    test_hub.add_repo(HubRepo("org/gone")).commit({"model.bin": b"x" * 1000})
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    assert isinstance(daemon, DaemonThread)
+    try:
+        assert _sha256_of_download(daemon, "/org/gone/resolve/main/model.bin")
+        repo, commit = RepoRef.parse("org/gone"), _repos(daemon)["org/gone"]["commit"]
+
+        async def evict_then_check(mirror: Mirror) -> object:
+            assert mirror.store.remove_revision(repo, commit) and await mirror.catalog.remove_revision(repo, commit)
+            note_removal(mirror.store.home)
+            return await visibility.refusal(mirror, repo, commit, None)
+
+        assert daemon.call(evict_then_check) is None  # a public repo: visible to anyone
+        assert "org/gone" not in _repos(daemon)
+        assert not Store(daemon.home).snapshot_dir(repo, commit).exists()
     finally:
         assert daemon.stop() == 0, daemon.log.read_text()
 

@@ -108,6 +108,8 @@ class Commits:
         self._indexing: dict[tuple[RepoRef, str], asyncio.Task[None]] = {}
         self._reindex: set[tuple[RepoRef, str]] = set()
         """Commits whose snapshot gained a file while their indexing ran: indexed once more."""
+        self._checked: OrderedDict[tuple[RepoRef, str], CommitMeta] = OrderedDict()
+        """Commits listed upstream for an access check alone (not recorded, see ``for_access_check``)."""
         self._removals = RemovalWatch(store.home)
 
     async def get(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
@@ -131,18 +133,44 @@ class Commits:
 
     async def local(self, repo: RepoRef, commit: str) -> CommitMeta | None:
         """The commit's metadata from memory or the store, or None."""
+        meta = self._remembered(repo, commit)
+        if meta is not None:
+            return meta
+        meta = await self._kept(repo, commit)
+        return None if meta is None else await self._adopt(meta)
+
+    async def for_access_check(self, repo: RepoRef, commit: str, token: str | None) -> CommitMeta:
+        """The commit's metadata to decide who may see it, recording nothing: from memory or the store, else
+        listed upstream with ``token``. A listing of the catalog checks revisions an eviction or ``mreg rm``
+        may remove meanwhile; recording one would bring it back (UpstreamRefusedError if refused)."""
+        meta = self._remembered(repo, commit) or self._checked.get((repo, commit)) or await self._kept(repo, commit)
+        if meta is not None:
+            return meta
+        try:
+            info, entries, upstream = await self._upstream.commit_listing(repo, commit, token)
+        except UpstreamUnavailableError as exc:
+            raise not_in_mirror(exc, repo, commit) from None
+        meta = self._checked[(repo, commit)] = _meta(repo, commit, info, entries, upstream)
+        while len(self._checked) > self._cache_size:
+            self._checked.popitem(last=False)
+        return meta
+
+    def _remembered(self, repo: RepoRef, commit: str) -> CommitMeta | None:
         if self._removals.changed():
             self._memory.clear()
+            self._checked.clear()
         meta = self._memory.get((repo, commit))
         if meta is not None:
             self._memory.move_to_end((repo, commit))
-            return meta
+        return meta
+
+    async def _kept(self, repo: RepoRef, commit: str) -> CommitMeta | None:
         info = kept.load(kept.commit_file(self._store, repo, commit, "info.json"))
         entries = kept.load(kept.commit_file(self._store, repo, commit, "tree.json"))
         if info is None or entries is None:
             return None
         upstream = next((r.upstream for r in await self._catalog.revisions(repo) if r.commit == commit), None)
-        return await self._adopt(_meta(repo, commit, info, entries, upstream))
+        return _meta(repo, commit, info, entries, upstream)
 
     async def close(self) -> None:
         """Cancel the fetches and indexing still running."""
