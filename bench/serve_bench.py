@@ -7,8 +7,9 @@ The file is stored in a `mreg serve` home by one cold read from the test hub (on
 (Debian's, `sendfile on`, one worker per CPU) then serves that very blob file. Each run reads the file
 with `--clients` concurrent `curl` processes from each server in turn (nginx first, then mreg; the page
 cache is warm for both) and times them until the last one finished; each server's CPU seconds (user +
-system, every process of it) are read from /proc around the run. Every run checks each client's byte
-count; one extra read per server checks the sha256. Reported: the median of the runs. See bench/README.md.
+system, every process of it) are read from /proc around the run, and its peak RSS (VmHWM; for nginx, its
+largest process) at the end. Every run checks each client's byte count; one extra read per server checks
+the sha256. Reported: the median of the runs. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def peak_rss_mib(pids: list[int]) -> float:
+    """The largest peak RSS (VmHWM) among the processes ``pids``, in MiB."""
+    peaks = [int(line.split()[1]) for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+             if line.startswith("VmHWM:")]
+    return max(peaks) / 1024
+
+
 def children(pid: int) -> list[int]:
     """The process and its children (nginx's master and workers)."""
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
@@ -119,18 +127,19 @@ def start_nginx(prefix: Path, blob: Path) -> tuple[subprocess.Popen[bytes], str]
     return process, f"http://127.0.0.1:{port}/{FILENAME}"
 
 
-def report(runs: dict[str, list[Run]], args: argparse.Namespace) -> str:
+def report(runs: dict[str, list[Run]], peaks: dict[str, float], args: argparse.Namespace) -> str:
     """The Markdown table and the command that reproduces it."""
     served = args.size * args.clients
     lines = [f"{args.size / MB:.0f} MB stored file, {args.clients} concurrent clients (curl), median of "
              f"{args.runs} runs; {describe(machine_info())}", "",
-             "| server | seconds | MB/s (sum) | server CPU s per GB | time / nginx's |", "|---|---:|---:|---:|---:|"]
+             "| server | seconds | MB/s (sum) | server CPU s per GB | time / nginx's | peak RSS MiB |",
+             "|---|---:|---:|---:|---:|---:|"]
     nginx = statistics.median(r.seconds for r in runs["nginx"])
     for name, measured in runs.items():
         seconds = statistics.median(r.seconds for r in measured)
         cpu = statistics.median(r.cpu for r in measured)
         lines.append(f"| {name} | {seconds:.2f} | {served / seconds / MB:.0f} | {cpu / (served / 1e9):.2f} "
-                     f"| {seconds / nginx:.2f} |")
+                     f"| {seconds / nginx:.2f} | {peaks[name]:.0f} |")
     lines += ["", f"Reproduce: `python bench/serve_bench.py --size {args.size} --clients {args.clients} "
               f"--runs {args.runs}`"]
     return "\n".join(lines)
@@ -167,13 +176,15 @@ def main(argv: list[str] | None = None) -> None:
                 for name, (url, pids) in servers.items():
                     runs[name].append(read_with_clients(url, args.clients, args.size, pids))
                     print(f"run {i + 1}: {name}: {runs[name][-1]}", file=sys.stderr)
+            peaks = {name: peak_rss_mib(pids) for name, (_, pids) in servers.items()}
         finally:
             if nginx is not None:
                 nginx.terminate()
                 nginx.wait()
             mreg.stop()
     shutil.rmtree(work, ignore_errors=True)
-    print(report({"nginx": runs["nginx (sendfile)"], "mreg serve": runs["mreg serve"]}, args))
+    names = {"nginx (sendfile)": "nginx", "mreg serve": "mreg serve"}
+    print(report({names[n]: r for n, r in runs.items()}, {names[n]: p for n, p in peaks.items()}, args))
 
 
 if __name__ == "__main__":
