@@ -69,16 +69,17 @@ class LocalCase:
 
 
 class S3Case:
-    """An ``S3BlobStore`` in a fresh bucket (below a prefix) of the session's SeaweedFS."""
+    """An ``S3BlobStore`` below a fresh prefix of the session's SeaweedFS bucket."""
 
     name = "s3"
 
-    def __init__(self, server: SeaweedServer, bucket: str, tmp: Path) -> None:
+    def __init__(self, server: SeaweedServer, url: str, tmp: Path) -> None:
         from mreg.registry.blobs.s3 import S3BlobStore
+        from mreg.registry.blobs.s3location import parse_s3_url
 
-        self.server, self.bucket, self.tmp = server, bucket, tmp
-        self.url = f"s3://{bucket}/some/prefix"
-        self.store = S3BlobStore(self.url)
+        self.server, self.url, self.tmp = server, url, tmp
+        self.bucket, self.prefix = parse_s3_url(url).bucket, parse_s3_url(url).prefix
+        self.store = S3BlobStore(url)
         self.raw = server.client()
         self._opened: list[Any] = [self.store]
 
@@ -99,27 +100,29 @@ class S3Case:
         return await self.open()
 
     async def elsewhere(self) -> Any:
-        return await self.open(f"s3://{self.bucket}/elsewhere")
+        return await self.open(f"{self.url}-elsewhere")
 
     def keys(self, below: str = "") -> list[str]:
-        """Every object key of the bucket below ``some/prefix/`` + ``below``."""
-        pages = self.raw.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"some/prefix/{below}")
+        """Every object key below the store's prefix + ``below``."""
+        pages = self.raw.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/{below}")
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
     def uploads(self) -> list[str]:
-        return [u["Key"] for u in self.raw.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
+        """The keys of the multipart uploads in progress below the store's prefix."""
+        found = self.raw.list_multipart_uploads(Bucket=self.bucket, Prefix=f"{self.prefix}/").get("Uploads", [])
+        return [u["Key"] for u in found]
 
     async def leftovers(self) -> list[str]:
         return self.keys("fills/") + self.uploads()
 
     async def put_junk(self) -> None:
-        self.raw.put_object(Bucket=self.bucket, Key="some/prefix/blobs/not-a-blob", Body=b"ignored")
+        self.raw.put_object(Bucket=self.bucket, Key=f"{self.prefix}/blobs/not-a-blob", Body=b"ignored")
 
     async def rot(self, sha256: str, data: bytes) -> None:
-        self.raw.put_object(Bucket=self.bucket, Key=f"some/prefix/blobs/{sha256}", Body=data)
+        self.raw.put_object(Bucket=self.bucket, Key=f"{self.prefix}/blobs/{sha256}", Body=data)
 
     async def aside(self, sha256: str) -> bytes | None:
-        key = f"some/prefix/quarantine/{sha256}"
+        key = f"{self.prefix}/quarantine/{sha256}"
         return self.raw.get_object(Bucket=self.bucket, Key=key)["Body"].read() if key in self.keys() else None
 
     async def close(self) -> None:
@@ -133,7 +136,7 @@ async def case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     if request.param == "local":
         yield LocalCase(tmp_path / "home")
         return
-    made = S3Case(request.getfixturevalue("seaweed"), request.getfixturevalue("s3_bucket"), tmp_path)
+    made = S3Case(request.getfixturevalue("seaweed"), request.getfixturevalue("s3_url"), tmp_path)
     await made.store.open()
     try:
         yield made
@@ -142,9 +145,9 @@ async def case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 @pytest_asyncio.fixture
-async def s3(seaweed: SeaweedServer, s3_bucket: str, tmp_path: Path) -> AsyncIterator[S3Case]:
+async def s3(seaweed: SeaweedServer, s3_url: str, tmp_path: Path) -> AsyncIterator[S3Case]:
     """The S3 store alone."""
-    made = S3Case(seaweed, s3_bucket, tmp_path)
+    made = S3Case(seaweed, s3_url, tmp_path)
     await made.store.open()
     try:
         yield made
