@@ -271,3 +271,148 @@ async def test_a_fill_of_other_bytes_or_size_is_refused(case: LocalCase | S3Case
     assert (await blobs.open_fill(SHA, len(DATA) + 1)).committed == 0  # another size starts anew
     await fill.discard()
     assert await case.leftovers() == []
+
+
+# -- what only the S3 store has ----------------------------------------------------------------------------------
+
+
+def test_s3_locations_parse_or_say_what_is_wrong() -> None:
+    from mreg.registry.blobs.s3location import S3Location, parse_s3_url
+
+    assert parse_s3_url("s3://models") == S3Location("models", "")
+    assert parse_s3_url("s3://my.models-1/team/mreg/") == S3Location("my.models-1", "team/mreg")
+    assert parse_s3_url("s3://b12/p").key("blobs", SHA) == f"p/blobs/{SHA}"
+    assert S3Location("b12").key("fills", "") == "fills/" and str(S3Location("b12", "p")) == "s3://b12/p"
+    for bad, said in [("models", "expected s3://"), ("https://x/y", "expected s3://"), ("s3://", "bucket"),
+                      ("s3://ab", "bucket"), ("s3://Models", "bucket"), ("s3://a..b", "bucket"),
+                      ("s3://b12/a//b", "prefix"), ("s3://b12/a/../b", "prefix"), ("s3://b12/a b", "prefix")]:
+        with pytest.raises(UsageError, match=said) as caught:
+            parse_s3_url(bad)
+        assert "\n" not in str(caught.value)
+
+
+async def test_s3_conditional_creates_never_overwrite(s3: S3Case) -> None:
+    store = await s3.open(part_size=5 * MIB)  # files over 5 MiB go as multipart uploads
+    big = os.urandom(11 * MIB)
+    big_sha = hashlib.sha256(big).hexdigest()
+    assert await store.publish(big_sha, s3.source(big)) is True
+    assert await read_all(store, big_sha) == big and s3.uploads() == []
+    key = store.blob_key(big_sha)
+    # Past the HEAD that spares the upload: the conditional create itself refuses, small or multipart.
+    assert await store.put_if_absent(key, b"other bytes") is False
+
+    async def other_parts(upload_id: str) -> AsyncIterator[str]:
+        answer = await store.client.upload_part(Bucket=s3.bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                                                Body=b"x" * (6 * MIB))
+        yield answer["ETag"]
+
+    assert await store.upload_if_absent(key, other_parts) is False
+    assert await read_all(store, big_sha) == big and s3.uploads() == []  # unchanged; the refused upload aborted
+    assert s3.keys() == [key]
+
+
+async def test_s3_fill_of_large_chunks_resumes_on_another_replica(s3: S3Case) -> None:
+    data = os.urandom(12 * MIB)
+    sha = hashlib.sha256(data).hexdigest()
+    leader = await s3.open(chunk_size=5 * MIB)
+    fill = await leader.open_fill(sha, len(data))
+    for start in range(0, 11 * MIB, MIB):  # commits by itself at 5 and 10 MiB: 11 MiB appended, 10 durable
+        await fill.append(data[start:start + MIB])
+    assert fill.committed == 10 * MIB and len(s3.keys("fills/")) == 2 and s3.keys("blobs/") == []
+    follower = await s3.open(chunk_size=5 * MIB)  # the leader "dies"; another replica takes over
+    resumed = await follower.open_fill(sha, len(data))
+    assert resumed.committed == 10 * MIB
+    await resumed.append(data[10 * MIB:])
+    assert s3.keys("blobs/") == []
+    assert await resumed.publish() is True  # two parts copied server-side, the last 2 MiB sent
+    assert await read_all(leader, sha) == data
+    assert await s3.leftovers() == []
+
+
+async def test_s3_fill_of_wrong_bytes_leaves_nothing_under_blobs(s3: S3Case) -> None:
+    data = os.urandom(6 * MIB)
+    store = await s3.open(chunk_size=5 * MIB)
+    fill = await store.open_fill(hashlib.sha256(data).hexdigest(), len(data))
+    await fill.append(data[:-1] + bytes([data[-1] ^ 1]))
+    await fill.commit()
+    with pytest.raises(StoreError, match="holds other bytes"):
+        await fill.publish()
+    assert s3.keys() == [] and s3.uploads() == []
+
+
+async def test_s3_fill_whose_chunk_changed_meanwhile_is_refused(s3: S3Case) -> None:
+    fill = await s3.store.open_fill(SHA, len(DATA))
+    await fill.append(DATA[:1000])
+    await fill.commit()
+    await fill.append(DATA[1000:])
+    s3.raw.put_object(Bucket=s3.bucket, Key=s3.keys("fills/")[0], Body=b"y" * 1000)  # not the bytes hashed
+    with pytest.raises(StoreError, match="lost its chunk at offset 0"):
+        await fill.publish()
+    assert s3.keys("blobs/") == [] and s3.uploads() == []
+
+
+async def test_s3_errors_are_one_line_store_errors(s3: S3Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mreg.registry.blobs.s3 import S3BlobStore
+
+    with pytest.raises(StoreError, match="not open"):
+        await S3BlobStore(s3.url).stat(SHA)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "tampered-secret")
+    with pytest.raises(StoreError, match="refused to open .* check the AWS credentials") as caught:
+        await s3.open()
+    assert "\n" not in str(caught.value) and "tampered-secret" not in str(caught.value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.server.env()["AWS_SECRET_ACCESS_KEY"])
+    with pytest.raises(StoreError, match="bucket of s3://no-such-bucket does not exist"):
+        await s3.open("s3://no-such-bucket")
+    bucket = s3.server.new_bucket()
+    store = await s3.open(f"s3://{bucket}")
+    s3.raw.delete_bucket(Bucket=bucket)  # gone after the store opened: each operation says so
+    for attempt in (lambda: read_all(store, SHA), lambda: store.open_fill(SHA, len(DATA)),
+                    lambda: store.sweep(older_than=0)):
+        with pytest.raises(StoreError, match="NoSuchBucket") as caught:
+            await attempt()
+        assert "\n" not in str(caught.value)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(StoreError, match="no AWS credentials .*AWS_ACCESS_KEY_ID"):
+        await s3.open()
+
+
+async def test_s3_unreachable_is_store_unavailable(s3: S3Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the standard variable: no retries
+    with pytest.raises(StoreUnavailableError, match="cannot reach the S3 store") as caught:
+        await s3.open()
+    assert "\n" not in str(caught.value)
+
+
+async def test_s3_janitor_removes_what_dead_replicas_left(s3: S3Case) -> None:
+    fill = await s3.store.open_fill(SHA, len(DATA))
+    await fill.append(DATA[:1000])
+    await fill.commit()
+    orphan = s3.raw.create_multipart_upload(Bucket=s3.bucket, Key=f"{s3.prefix}/blobs/{'1' * 64}")
+    outside = s3.raw.create_multipart_upload(Bucket=s3.bucket, Key=f"{s3.prefix}-other/blobs/{'1' * 64}")
+    assert await s3.store.sweep(older_than=3600) == (0, 0)  # all of it recent: a live fill's, maybe
+    assert len(s3.keys("fills/")) == 1 and len(s3.uploads()) == 1
+    assert await s3.store.sweep(older_than=0) == (1, 1)
+    assert await s3.leftovers() == []
+    assert (await s3.store.open_fill(SHA, len(DATA))).committed == 0
+    s3.raw.abort_multipart_upload(Bucket=s3.bucket, Key=outside["Key"], UploadId=outside["UploadId"])
+    assert orphan["Key"].startswith(s3.prefix)
+
+
+async def test_s3_lifecycle_rule_aborts_incomplete_uploads(s3: S3Case) -> None:
+    bucket = s3.server.new_bucket()  # bucket-wide settings: a bucket of its own
+    theirs = {"ID": "theirs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 30}}
+    s3.raw.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [theirs]})
+    store = await s3.open(f"s3://{bucket}/mreg")
+    await store.add_lifecycle_rule(days=2)
+    await store.add_lifecycle_rule(days=2)  # once, however often it is added
+    rules = s3.raw.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert sorted(r["ID"] for r in rules) == ["mreg-abort-incomplete-uploads", "theirs"]
+    ours = next(r for r in rules if r["ID"] != "theirs")
+    assert ours["Filter"] == {"Prefix": "mreg/"} and ours["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}

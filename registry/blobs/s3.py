@@ -37,7 +37,8 @@ READ_CHUNK = 1024 * 1024
 """The most bytes one ``read`` chunk holds."""
 PART_SIZE = 16 * 1024 * 1024
 """Part size of multipart uploads, and the largest file ``publish`` sends in one PutObject."""
-CONNECT_TIMEOUT, READ_TIMEOUT, MAX_ATTEMPTS = 10.0, 60.0, 3
+CONFIG = Config(connect_timeout=10, read_timeout=60)
+"""The client's timeouts; retries are botocore's (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``, the config file)."""
 LIFECYCLE_RULE = "mreg-abort-incomplete-uploads"
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 
@@ -65,15 +66,24 @@ class S3BlobStore:
     # -- lifetime ----------------------------------------------------------------------------------
 
     async def open(self) -> "S3BlobStore":
-        """Create the client (credentials and endpoint as botocore finds them)."""
+        """Create the client (credentials and endpoint as botocore finds them) and check that the bucket is
+        there and answers these credentials: a StoreError saying which is wrong otherwise."""
         if self._client is not None:
             return self
-        config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS})
         stack = AsyncExitStack()
-        with s3_errors(f"to open {self.location}"):
-            self._client = await stack.enter_async_context(get_session().create_client("s3", config=config))
-        self._stack = stack
+        try:
+            with s3_errors(f"to open {self.location}"):
+                client = await stack.enter_async_context(get_session().create_client("s3", config=CONFIG))
+                try:
+                    await client.head_bucket(Bucket=self.bucket)
+                except ClientError as exc:
+                    if status_of(exc) == 404:
+                        raise StoreError(f"the S3 bucket of {self.location} does not exist") from None
+                    raise
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._client = stack, client
         return self
 
     async def close(self) -> None:
@@ -129,7 +139,7 @@ class S3BlobStore:
             try:
                 answer = await self.client.get_object(Bucket=self.bucket, Key=key, **extra)
             except ClientError as exc:
-                if status_of(exc) == 404:
+                if status_of(exc) == 404 and code_of(exc) != "NoSuchBucket":
                     raise StoreError(f"blob {sha256} is not in the store {self.location}") from None
                 if status_of(exc) == 416:  # ``start`` at or past the end: no bytes
                     return
