@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import json
-import os
 import random
 import shutil
 import socket
