@@ -27,14 +27,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mreg.registry.blobs.interface import BlobInfo
-from mreg.registry.blobs.local import check_sha256, os_errors
+from mreg.registry.blobs.local import READ_CHUNK, check_sha256, os_errors
 from mreg.registry.blobs.s3errors import code_of, s3_errors, status_of
 from mreg.registry.blobs.s3fill import MIN_PART, S3Fill
 from mreg.registry.blobs.s3location import S3Location, parse_s3_url
 from mreg.registry.errors import StoreError
 
-READ_CHUNK = 1024 * 1024
-"""The most bytes one ``read`` chunk holds."""
 PART_SIZE = 16 * 1024 * 1024
 """Part size of multipart uploads, and the largest file ``publish`` sends in one PutObject."""
 CONFIG = Config(connect_timeout=10, read_timeout=60)

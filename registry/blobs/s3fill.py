@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from mreg.registry.blobs.local import READ_CHUNK
 from mreg.registry.blobs.s3errors import s3_errors, status_of
 from mreg.registry.errors import StoreError, UsageError
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 MIN_PART = 5 * 1024 * 1024
 """S3's smallest part (every part but the last)."""
-READ_CHUNK = 1024 * 1024
 _OFFSET = re.compile(r"^[0-9a-f]{16}$")
 
 
