@@ -259,10 +259,10 @@ class S3BlobStore:
                 for obj in page.get("Contents", []):
                     yield obj
 
-    async def put_if_absent(self, key: str, data: bytes, **extra: Any) -> bool:
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
         """PutObject with ``If-None-Match: *``; False if the key exists (412)."""
         try:
-            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", **extra)
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
         except ClientError as exc:
             if status_of(exc) == 412:
                 return False
