@@ -185,7 +185,8 @@ async def test_range_reads_stream_the_asked_bytes(case: LocalCase | S3Case) -> N
     blobs = case.store
     await blobs.publish(SHA, case.source(DATA))
     assert await read_all(blobs, SHA) == DATA
-    assert len([chunk async for chunk in blobs.read(SHA)]) > 1  # a stream, not one buffer
+    chunks = [len(chunk) async for chunk in blobs.read(SHA)]
+    assert len(chunks) > 1 and max(chunks) <= 1024 * 1024  # a stream of bounded chunks, not one buffer
     assert await read_all(blobs, SHA, 1000, 2000) == DATA[1000:2000]
     assert await read_all(blobs, SHA, len(DATA) - 7) == DATA[-7:]
     assert await read_all(blobs, SHA, 5, 5) == b""
@@ -327,6 +328,18 @@ async def test_s3_fill_of_large_chunks_resumes_on_another_replica(s3: S3Case) ->
     assert await resumed.publish() is True  # two parts copied server-side, the last 2 MiB sent
     assert await read_all(leader, sha) == data
     assert await s3.leftovers() == []
+
+
+async def test_s3_two_replicas_finishing_one_blob_at_once_create_it_once(s3: S3Case) -> None:
+    import asyncio
+
+    data = os.urandom(7 * MIB)
+    sha = hashlib.sha256(data).hexdigest()
+    fills = [await (await s3.open(chunk_size=5 * MIB)).open_fill(sha, len(data)) for _ in range(2)]
+    for fill in fills:
+        await fill.append(data)
+    assert sorted(await asyncio.gather(*(fill.publish() for fill in fills))) == [False, True]
+    assert await read_all(s3.store, sha) == data and s3.uploads() == []
 
 
 async def test_s3_fill_of_wrong_bytes_leaves_nothing_under_blobs(s3: S3Case) -> None:

@@ -111,7 +111,12 @@ class S3Fill:
             elif not self._chunks:  # the empty blob
                 created = await store.put_if_absent(key, b"")
             else:
-                created = await store.upload_if_absent(key, lambda upload_id: self._send_parts(key, upload_id))
+                try:
+                    created = await store.upload_if_absent(key, lambda upload_id: self._send_parts(key, upload_id))
+                except StoreError:
+                    if await store.head(key) is None:
+                        raise
+                    created = False  # another fill of the blob won, and cleaned up the chunks this one shared
         every_size = store.location.key("fills", self.sha256, "")
         await store.delete_keys([o["Key"] async for o in store.objects(every_size, f"to list {self.what}")],
                                 f"to clean up {self.what}")
