@@ -19,7 +19,8 @@
     ├── IntegrityError                4  502   IntegrityError       bytes that do not match their hash or size
     ├── UnsafePathError               4  502   UnsafePath           a file name that would escape its folder
     ├── FormatError                   4  422   FormatError          a model file that mreg cannot read or write
-    ├── StoreError                    5  500   StoreError           the local store (disk full, permissions…)
+    ├── StoreError                    5  500   StoreError           the blob store (disk full, permissions, S3 refusals…)
+    │   └── StoreUnavailableError     5  503   StoreUnavailable     an object store that cannot be reached or fails (5xx)
     └── CatalogError                  5  500   CatalogError         the catalog database
 
 Every error carries its row: ``exit_code`` (the CLI's exit status), ``http_status`` and ``code`` (what
@@ -28,8 +29,8 @@ from these three and the message: the CLI (``cli.common``), the Hub routes (``da
 the ModelScope routes, the catalog API and its pages. ``tests/test_error_shapes.py`` checks this
 table against the classes and pins each surface's answer.
 
-Lower-layer exceptions (aiohttp, OSError, SQLAlchemy) are translated into these at one boundary
-each: the upstream clients, the store and the catalog.
+Lower-layer exceptions (aiohttp, OSError, botocore, SQLAlchemy) are translated into these at one
+boundary each: the upstream clients, the stores and the catalog.
 """
 
 from __future__ import annotations
@@ -162,6 +163,13 @@ class FormatError(MregError):
 class StoreError(MregError):
     exit_code = 5
     code = "StoreError"
+
+
+class StoreUnavailableError(StoreError):
+    """The object store could not be reached, timed out or failed (5xx): worth retrying later."""
+
+    http_status = 503
+    code = "StoreUnavailable"
 
 
 class CatalogError(MregError):

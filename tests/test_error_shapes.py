@@ -68,6 +68,7 @@ ROWS: dict[str, tuple[int, int, str]] = {
     "UnsafePathError": (4, 502, "UnsafePath"),
     "FormatError": (4, 422, "FormatError"),
     "StoreError": (5, 500, "StoreError"),
+    "StoreUnavailableError": (5, 503, "StoreUnavailable"),
     "CatalogError": (5, 500, "CatalogError"),
 }
 """Each class: (CLI exit code, HTTP status, API code). Changing one changes what users see."""
