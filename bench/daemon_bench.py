@@ -59,6 +59,8 @@ class Row:
     cold: Scenario
     warm: Scenario | None
     crowd: Scenario
+    crowd_peak_rss_mib: float | None = None
+    """The mirror process's peak RSS (VmHWM) once the crowd was served (None: no mirror)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,6 +124,11 @@ class Mirror:
     def process_env(self) -> dict[str, str]:
         """The mirror process's environment."""
         return self.env
+
+    def peak_rss_mib(self) -> float:
+        """The mirror process's peak RSS so far (VmHWM), in MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 30 s."""
@@ -210,15 +217,17 @@ class Bench:
     def mirrored(self, kind: type[Mirror]) -> Row:
         """Cold then warm client on one empty mirror; then the crowd on another empty mirror."""
         scenarios = []
+        peak = 0.0
         for counts in ((1, 1), (self.args.clients,)):
             self.fresh()
             mirror = kind(self.hub, self.env, self.work / "mirror")
             try:
                 scenarios += [self.clients(mirror.url, n, direct=False) for n in counts]
+                peak = mirror.peak_rss_mib()
             finally:
                 mirror.stop()
         cold, warm, crowd = scenarios
-        return Row(f"hf_hub_download via {kind.name}", cold, warm, crowd)
+        return Row(f"hf_hub_download via {kind.name}", cold, warm, crowd, peak)
 
 
 def report(rows: list[Row], args: argparse.Namespace, olah_version: str | None) -> str:
@@ -232,13 +241,14 @@ def report(rows: list[Row], args: argparse.Namespace, olah_version: str | None) 
         + (f", olah {olah_version}" if olah_version else ""),
         "",
         f"| setup | cold s | cold MB/s | warm s | warm MB/s | {n} cold clients s | {n} clients MB/s (sum) "
-        f"| upstream bytes / size, 1 cold | upstream bytes / size, {n} cold |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| upstream bytes / size, 1 cold | upstream bytes / size, {n} cold | mirror peak RSS MiB, {n} cold |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         warm = rate(r.warm) if r.warm else "– | –"
         lines.append(f"| {r.setup} | {rate(r.cold)} | {warm} | {rate(r.crowd, n)} "
-                     f"| {r.cold.cdn_bytes / args.size:.2f} | {r.crowd.cdn_bytes / args.size:.2f} |")
+                     f"| {r.cold.cdn_bytes / args.size:.2f} | {r.crowd.cdn_bytes / args.size:.2f} "
+                     f"| {'–' if r.crowd_peak_rss_mib is None else f'{r.crowd_peak_rss_mib:.0f}'} |")
     command = f"python bench/daemon_bench.py --size {args.size} --throttle {args.throttle} --clients {n}"
     lines += ["", f"Reproduce: `{command}{f' --olah {args.olah}' if args.olah else ''}`"]
     return "\n".join(lines)

@@ -10,7 +10,8 @@ The test hub runs in this process (a background thread). Three measurements, in 
    huggingface_hub's `get_safetensors_metadata` (which needs the index).
 2. GGUFs with a 32,000- and a 262,144-token vocabulary: requests and bytes against the header size,
    next to @huggingface/gguf's documented strategy (fixed 2,000,000-byte chunks, the next one
-   fetched when fewer than 500,000 bytes are left), computed from the header's size.
+   fetched when fewer than 500,000 bytes are left), computed from the header's size; and the peak RSS
+   of `mreg inspect REPO --json` run as a fresh process (GNU time's %M).
 3. The 100-shard repo with `hub.faults.latency` on every request: wall time of both tools, mreg at
    each `--concurrency`, against one round trip per request with the shard reads in parallel.
 
@@ -28,6 +29,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -209,6 +211,8 @@ class GGUFCost:
     seconds: float
     header_bytes: int
     size: int
+    peak_rss_mib: float
+    """Of `mreg inspect REPO --json` run as a fresh process."""
 
     def hfjs(self) -> tuple[int, int]:
         """(ranged GETs, bytes) of @huggingface/gguf's strategy on this header: 2,000,000-byte chunks
@@ -242,7 +246,21 @@ def gguf_cost(hub: TestHub, args: argparse.Namespace, vocab: int, name: str) -> 
         hub.faults.latency = 0
     assert blob.path is not None and header == parse_local(blob.path)
     cost = Measured(statistics.median(m.seconds for m in fast), fast[0].requests, max(m.bytes for m in fast))
-    return GGUFCost(vocab, cost, statistics.median(slow), header.header_end, blob.size)
+    return GGUFCost(vocab, cost, statistics.median(slow), header.header_end, blob.size,
+                    inspect_peak_rss(hub, gguf_repo(vocab), args.cache_dir / "inspect-home"))
+
+
+def inspect_peak_rss(hub: TestHub, repo_id: str, home: Path) -> float:
+    """The peak RSS (MiB, GNU time's %M) of `mreg inspect REPO --json` as a fresh process on an empty home."""
+    shutil.rmtree(home, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MREG_"))}
+    env.update(HF_ENDPOINT=hub.endpoint, MREG_HOME=str(home), PYTHONPATH=str(ROOT))
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "mreg.cli.main", "inspect", repo_id,
+                           "--json"], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"mreg inspect {repo_id} exited {done.returncode}: {done.stderr[-2000:]}")
+    shutil.rmtree(home, ignore_errors=True)
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
 def ideal_seconds(cost: Measured, shards: int, parallel: int, latency: float) -> float:
@@ -320,8 +338,9 @@ def report(sharded: list[tuple[list[Row], int]], ggufs: list[GGUFCost], timed: l
         "each chunk is a GET on the resolve URL and one on the CDN)",
         "",
         f"| vocabulary | file bytes | header bytes | tool | requests | by route | bytes moved | bytes / header "
-        f"| seconds at {args.latency * 1000:g} ms | seconds without latency | bytes ≤ 1.5 × header + 1 MB |",
-        "|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|",
+        f"| seconds at {args.latency * 1000:g} ms | seconds without latency | bytes ≤ 1.5 × header + 1 MB "
+        "| peak RSS of `mreg inspect` MiB |",
+        "|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|---:|",
     ]
     for g in ggufs:
         budget = 1.5 * g.header_bytes + MB
@@ -329,10 +348,10 @@ def report(sharded: list[tuple[list[Row], int]], ggufs: list[GGUFCost], timed: l
         lines += [
             f"| {g.vocab:,} | {g.size:,} | {g.header_bytes:,} | mreg | {g.cost.total_requests} | {kinds(g.cost)} "
             f"| {g.cost.bytes:,} | {g.cost.bytes / g.header_bytes:.2f} | {g.seconds:.2f} | {g.cost.seconds:.2f} "
-            f"| {'yes' if g.cost.bytes <= budget else 'NO'} ({budget:,.0f}) |",
+            f"| {'yes' if g.cost.bytes <= budget else 'NO'} ({budget:,.0f}) | {g.peak_rss_mib:.0f} |",
             f"| {g.vocab:,} | {g.size:,} | {g.header_bytes:,} | @huggingface/gguf | {2 * chunks} "
             f"| {chunks} resolve + {chunks} cdn | {hfjs_bytes:,} | {hfjs_bytes / g.header_bytes:.2f} | | "
-            f"| {'yes' if hfjs_bytes <= budget else 'NO'} |",
+            f"| {'yes' if hfjs_bytes <= budget else 'NO'} | |",
         ]
     layout = next(x for x in LAYOUTS if x.name == timed[0].repo)
     hf_seconds = timed[-1].measured.seconds
