@@ -26,7 +26,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                  admin_token: str | None, scrub_every: str | None, scrub_rate: str | None,
                  max_size: str | None = None, high: float = 95.0, low: float = 85.0, min_free: str | None = None,
                  order: str = "lru", evict_after: str = "30d", evict_every: str | None = None,
-                 env: Mapping[str, str] | None = None) -> ServeConfig:
+                 job_lease: float = ServeConfig.job_lease, env: Mapping[str, str] | None = None) -> ServeConfig:
     """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
     environment, give the defaults the environment sets)."""
     upstreams = serve_upstreams(upstream, env)
@@ -35,7 +35,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                        upstreams=upstreams, start_timeout=load(env).start_timeout,
                        offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
                        max_bandwidth=parse_rate(max_bandwidth) if max_bandwidth else None,
-                       min_every=shortest,
+                       min_every=shortest, job_lease=job_lease,
                        admin_token=admin_token.strip() if admin_token and admin_token.strip() else None,
                        scrub_every=check_every(parse_interval(scrub_every), shortest, "--scrub-every")
                        if scrub_every else None,
@@ -61,6 +61,9 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
               "(50M, 1.5G, 800K); default: no cap.")
 @click.option("--min-every", metavar="INTERVAL", help="Shortest schedule a mirror job may ask for (30s, 5m); "
               "default: 1m.")
+@click.option("--job-lease", type=click.FloatRange(0, 86400, min_open=True), default=ServeConfig.job_lease,
+              show_default=True, metavar="SECONDS", help="How long a replica holds a mirror job without renewing "
+              "it; replicas sharing a catalog take over a dead one's jobs after this long.")
 @click.option("--database-url", metavar="URL", help="The catalog's database: sqlite+aiosqlite:///PATH or "
               "postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (default: MREG_DATABASE_URL, else "
               "catalog.db in MREG_HOME).")
@@ -78,7 +81,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
               "the catalog); default: 1m.")
 @_run
 async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
-                        mirror_workers: int, max_bandwidth: str | None, min_every: str | None,
+                        mirror_workers: int, max_bandwidth: str | None, min_every: str | None, job_lease: float,
                         database_url: str | None, admin_token: str | None, scrub_every: str | None,
                         scrub_rate: str | None, max_size: str | None, high: float, low: float, min_free: str | None,
                         order: str, evict_after: str, evict_every: str | None) -> None:
@@ -92,5 +95,5 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
                           min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,
-                          evict_after, evict_every)
+                          evict_after, evict_every, job_lease)
     await serve(build_app(config, settings), config)

@@ -34,6 +34,7 @@ from mreg.daemon.config import ServeConfig
 from mreg.daemon.cross_site import refuse_cross_site
 from mreg.daemon.metrics import Metrics
 from mreg.daemon.mirror_jobs import Mirroring
+from mreg.daemon.replica import replica_id
 from mreg.daemon.modelscope.upstream import ModelScopeUpstream
 from mreg.daemon.serving.refs import Refs
 from mreg.daemon.routes import add_routes
@@ -63,11 +64,11 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
         async with http_session(config.connections) as session:
             store = Store(settings.home)
             upstream = upstreams(session, config)
-            metrics = Metrics()
+            metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
                                   config.failed_transfer_memory)
-            mirroring = Mirroring(config, store, catalog, upstream, commits)
+            mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica)
             budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,

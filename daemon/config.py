@@ -56,7 +56,11 @@ class ServeConfig:
     min_every: float = MIN_EVERY
     """The shortest schedule (``every``, seconds) a mirror job may ask for."""
     job_poll: float = 60.0
-    """Longest the scheduler sleeps before it looks at the jobs table again (an API call wakes it sooner)."""
+    """Longest the scheduler sleeps before it looks at the jobs table again (an API call wakes it sooner;
+    it looks at least every ``job_lease`` seconds, for other replicas' jobs)."""
+    job_lease: float = 30.0
+    """Seconds a replica holds a mirror job it runs without renewing it (renewed every third of it); a
+    replica that dies loses its jobs to the others after at most this long."""
     scrub_every: float | None = None
     """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
     scrub_rate: float = SCRUB_RATE

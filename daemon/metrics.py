@@ -26,6 +26,12 @@ class Metrics:
     evictions: int = 0
     evicted_bytes: int = 0
     eviction_rounds: int = 0
+    replica: str = ""
+    """This daemon's replica id (``daemon.replica``), the label of its job counters."""
+    job_leases: int = 0
+    job_leases_lost: int = 0
+    jobs_finished: int = 0
+    jobs_failed: int = 0
     requests: Counter[str] = field(default_factory=Counter)
 
     def render(self) -> str:
@@ -58,6 +64,14 @@ class Metrics:
                      self.evictions),
             *_metric("mreg_evicted_bytes_total", "counter", "Bytes freed by evictions.", self.evicted_bytes),
             *_metric("mreg_eviction_rounds_total", "counter", "Budget rounds run.", self.eviction_rounds),
+            *_metric("mreg_job_leases_total", "counter", "Mirror jobs this replica leased (each run of a job).",
+                     self.job_leases, self._replica_label),
+            *_metric("mreg_job_leases_lost_total", "counter", "Mirror job runs this replica stopped because its lease "
+                     "was taken over (or the job removed).", self.job_leases_lost, self._replica_label),
+            *_metric("mreg_jobs_finished_total", "counter", "Mirror job runs this replica finished (done).",
+                     self.jobs_finished, self._replica_label),
+            *_metric("mreg_jobs_failed_total", "counter", "Mirror job runs this replica recorded as failed.",
+                     self.jobs_failed, self._replica_label),
             "# HELP mreg_requests_total Requests by route.",
             "# TYPE mreg_requests_total counter",
             *(f'mreg_requests_total{{route="{route}"}} {n}' for route, n in sorted(self.requests.items())),
@@ -65,5 +79,10 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _metric(name: str, kind: str, help_text: str, value: float) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+    @property
+    def _replica_label(self) -> str:
+        return f'{{replica="{self.replica}"}}' if self.replica else ""
+
+
+def _metric(name: str, kind: str, help_text: str, value: float, labels: str = "") -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{labels} {value}"]

@@ -1,7 +1,11 @@
-"""The daemon's mirror jobs: a scheduler that hands due jobs to a bounded pool of workers.
+"""The daemon's mirror jobs: a scheduler that leases due jobs for a bounded pool of workers.
 
-Jobs live in the catalog, so they outlive the daemon: at start, jobs a stopped (or killed) daemon
-left ``running`` are queued again, and their downloads resume from the partial files' saved state.
+Jobs live in the catalog, so they outlive the daemon, and several daemons (replicas) sharing one catalog
+share them: a replica takes a job with a lease of ``job_lease`` seconds (``Catalog.lease_job``), which its
+worker renews every third of it; a replica killed mid-job stops renewing, and once the lease has run
+out any replica (itself after a restart) takes the job again, its download resuming from the partial
+files' saved state where they are at hand. Every write of a job's state carries the lease's fence: a
+worker whose write is refused lost the job and stops quietly. A clean shutdown gives its leases back.
 A worker runs ``registry.jobs.mirror.sync_job`` (``mreg pull``'s code) under the shared bandwidth cap,
 writes the job's progress to the catalog every ``job_progress_interval`` seconds, has each
 weights file indexed as soon as it lands, and keeps the commit's repo info and listing (``kept``) so
@@ -14,19 +18,21 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from datetime import datetime, timedelta, timezone
+import time
+from datetime import datetime, timedelta
 
-from mreg.registry.catalog import Catalog, MirrorJob
+from mreg.registry.catalog import Catalog, JobLease, MirrorJob
 from mreg.registry.catalog.models import utcnow
 from mreg.registry.errors import MregError, RepoNotFoundError, UpstreamRefusedError, UpstreamUnavailableError
 from mreg.registry.inspect.reading import is_model_file
 from mreg.registry.inspect.repo import CONFIG
-from mreg.registry.jobs.mirror import JobProgress, Synced, is_due, sync_job
+from mreg.registry.jobs.mirror import JobProgress, Synced, sync_job
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import TokenBucket
 
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
+from mreg.daemon.metrics import Metrics
 from mreg.daemon.serving.upstream import Upstream
 from mreg.daemon.serving.upstreams import Upstreams
 
@@ -37,20 +43,19 @@ class Mirroring:
     """The scheduler task and the running jobs' tasks; ``wake`` makes it look at the jobs now."""
 
     def __init__(self, config: ServeConfig, store: Store, catalog: Catalog, upstream: Upstreams,
-                 commits: Commits) -> None:
+                 commits: Commits, metrics: Metrics, replica: str) -> None:
         self._config, self._store, self._catalog, self._upstream = config, store, catalog, upstream
-        self._commits = commits
+        self._commits, self._metrics, self._replica = commits, metrics, replica
         bucket = TokenBucket(config.max_bandwidth) if config.max_bandwidth else None
         self._tuning = dataclasses.replace(config.tuning, throttle=bucket.take if bucket else None)
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._leases: dict[int, JobLease] = {}
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Queue again the jobs a previous daemon left running, then start scheduling."""
-        requeued = await self._catalog.requeue_running_jobs()
-        if requeued:
-            log.info("resuming %d mirror job(s) left running", requeued)
+        """Start scheduling."""
+        log.info("mirror jobs: replica %s, leases of %gs", self._replica, self._config.job_lease)
         self._scheduler = asyncio.create_task(self._schedule())
 
     def wake(self) -> None:
@@ -65,61 +70,91 @@ class Mirroring:
             await asyncio.gather(task, return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop scheduling, stop the running jobs and queue them again (their partial files stay)."""
+        """Stop scheduling, stop the running jobs and give their leases back: queued again, for any
+        replica (their partial files stay)."""
+        held = list(self._leases.values())
         tasks = [t for t in (self._scheduler, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if len(tasks) > 1:
-            await self._catalog.requeue_running_jobs()
+        for lease in held:
+            try:
+                if await self._catalog.release_job(lease.job.id, lease.fence):
+                    log.info("mirror job %s: lease given back", lease.job.repo)
+            except MregError as exc:
+                log.warning("mirror job %s: cannot give its lease back (it runs out in %gs): %s", lease.job.repo,
+                            self._config.job_lease, exc)
 
     async def _schedule(self) -> None:
+        poll = min(self._config.job_poll, self._config.job_lease)  # other replicas' expired leases, new jobs
         while True:
             self._wake.clear()
             try:
+                await self._lease_due()
                 jobs = await self._catalog.list_jobs()
-                await self._start_due(jobs)
             except MregError as exc:
                 log.error("mirror scheduler: %s", exc)
                 jobs = []
             try:
-                await asyncio.wait_for(self._wake.wait(), sleep_for(jobs, utcnow(), self._config.job_poll))
+                await asyncio.wait_for(self._wake.wait(), sleep_for(jobs, utcnow(), poll))
             except asyncio.TimeoutError:
                 pass
 
-    async def _start_due(self, jobs: list[MirrorJob]) -> None:
-        now = utcnow()
-        for job in sorted((j for j in jobs if is_due(j, now) and j.id not in self._running), key=_queue_order):
-            if len(self._running) >= self._config.mirror_workers:
+    async def _lease_due(self) -> None:
+        """Lease due jobs while a worker is free."""
+        while len(self._running) < self._config.mirror_workers:
+            lease = await self._catalog.lease_job(self._replica, self._config.job_lease)
+            if lease is None:
                 return
-            if await self._catalog.start_job(job.id):
-                task = asyncio.create_task(self._work(job))
-                self._running[job.id] = task
-                task.add_done_callback(functools.partial(self._finished, job.id))
+            self._metrics.job_leases += 1
+            log.info("mirror job %s: leased (fence %d)", lease.job.repo, lease.fence)
+            task = asyncio.create_task(self._work(lease))
+            self._running[lease.job.id], self._leases[lease.job.id] = task, lease
+            task.add_done_callback(functools.partial(self._finished, lease.job.id))
 
-    def _finished(self, job_id: int, _task: "asyncio.Task[None]") -> None:
-        self._running.pop(job_id, None)
+    def _finished(self, job_id: int, task: "asyncio.Task[None]") -> None:
+        if self._running.get(job_id) is task:  # not a newer lease of the same job
+            del self._running[job_id], self._leases[job_id]
         self.wake()  # a worker is free
 
-    async def _work(self, job: MirrorJob) -> None:
+    async def _work(self, lease: JobLease) -> None:
+        job, fence = lease.job, lease.fence
         progress = JobProgress(lambda commit, path: self._landed(job, commit, path))
-        reporter = asyncio.create_task(self._report(job.id, progress))
+        sync = asyncio.create_task(self._sync(job, progress))
+        holder = asyncio.create_task(self._hold(lease, progress))
         try:
-            synced, source = await self._sync(job, progress)
+            await asyncio.wait((sync, holder), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sync, holder):
+                task.cancel()
+            await asyncio.gather(sync, holder, return_exceptions=True)
+        if not holder.cancelled():  # it returned: the lease is lost
+            return self._lost(job)
+        try:
+            synced, source = sync.result()
         except MregError as exc:
             log.warning("mirror job %s failed: %s", job.repo, exc)
-            await self._catalog.fail_job(job.id, str(exc))
-            return
+            return await self._failed(lease, str(exc))
         except Exception as exc:  # noqa: BLE001 (a job's failure must be recorded, not kill the scheduler)
             log.exception("mirror job %s failed", job.repo)
-            await self._catalog.fail_job(job.id, f"{type(exc).__name__}: {exc}")
-            return
-        finally:
-            reporter.cancel()
+            return await self._failed(lease, f"{type(exc).__name__}: {exc}")
         await self._keep_metadata(job, synced.commit, source)
-        await self._catalog.set_job_progress(job.id, progress.bytes_done, progress.bytes_total)
-        await self._catalog.finish_job(job.id, synced.commit)
+        if not (await self._catalog.set_job_progress(job.id, fence, progress.bytes_done, progress.bytes_total)
+                and await self._catalog.finish_job(job.id, fence, synced.commit)):
+            return self._lost(job)
+        self._metrics.jobs_finished += 1
         log.info("mirror job %s: at %s (%d bytes fetched)", job.repo, synced.commit[:12], synced.fetched)
+
+    async def _failed(self, lease: JobLease, error: str) -> None:
+        if not await self._catalog.fail_job(lease.job.id, lease.fence, error):
+            return self._lost(lease.job)
+        self._metrics.jobs_failed += 1
+
+    def _lost(self, job: MirrorJob) -> None:
+        """The job's lease was taken over (or the job removed): its writes were refused; this worker stops."""
+        self._metrics.job_leases_lost += 1
+        log.warning("mirror job %s: lost its lease (taken over by another replica, or the job was removed); "
+                    "this replica stops its sync", job.repo)
 
     async def _sync(self, job: MirrorJob, progress: JobProgress) -> tuple[Synced, Upstream]:
         """Sync ``job`` from the first upstream that has the repo, as a pull falls back: one that is down,
@@ -162,15 +197,26 @@ class Mirroring:
             log.warning("mirror job %s: cannot keep the repo info of %s for offline use: %s", job.repo,
                         commit[:12], why)
 
-    async def _report(self, job_id: int, progress: JobProgress) -> None:
-        """Write the job's progress to the catalog while it changes."""
-        written = (-1, -1)
+    async def _hold(self, lease: JobLease, progress: JobProgress) -> None:
+        """Write the job's progress to the catalog while it changes and renew the lease every third of it;
+        return when a write is refused (the lease is lost). A write that fails is tried again next time."""
+        job_id, fence, seconds = lease.job.id, lease.fence, self._config.job_lease
+        step = min(self._config.job_progress_interval, seconds / 3)
+        written, renewed = (-1, -1), time.monotonic()
         while True:
-            now = (progress.bytes_done, progress.bytes_total)
-            if now != written:
-                await self._catalog.set_job_progress(job_id, *now)
-                written = now
-            await asyncio.sleep(self._config.job_progress_interval)
+            try:
+                now = (progress.bytes_done, progress.bytes_total)
+                if now != written:
+                    if not await self._catalog.set_job_progress(job_id, fence, *now):
+                        return
+                    written = now
+                if time.monotonic() - renewed + step > seconds / 3:  # the next turn would be late
+                    if not await self._catalog.renew_job(job_id, fence, seconds):
+                        return
+                    renewed = time.monotonic()
+            except MregError as exc:
+                log.warning("mirror job %s: cannot write its state: %s", lease.job.repo, exc)
+            await asyncio.sleep(step)
 
     def _landed(self, job: MirrorJob, commit: str, path: str) -> None:
         if is_model_file(path) or path == CONFIG:
@@ -178,13 +224,8 @@ class Mirroring:
 
 
 def sleep_for(jobs: list[MirrorJob], now: datetime, poll: float) -> float:
-    """Seconds until the next scheduled sync, at most ``poll``. Jobs already due but waiting for a
-    worker do not count: a worker finishing wakes the scheduler."""
-    later = [j.next_sync for j in jobs if j.next_sync is not None and j.next_sync > now]
+    """Seconds until the next scheduled sync or the end of a running job's lease, at most ``poll``. Jobs
+    already due but waiting for a worker do not count: a worker finishing wakes the scheduler."""
+    later = [t for j in jobs for t in (j.next_sync, j.lease_until) if t is not None and t > now]
     until = min(later, default=now + timedelta(seconds=poll)) - now
     return min(max(until.total_seconds(), 0.01), poll)
-
-
-def _queue_order(job: MirrorJob) -> tuple[bool, datetime]:
-    """Queued jobs first (asked for now), then the longest overdue."""
-    return (job.status != "queued", job.next_sync or datetime.min.replace(tzinfo=timezone.utc))

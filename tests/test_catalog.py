@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
 from mreg.registry.catalog.db import alembic_config, make_engine, writer
-from mreg.registry.catalog.models import Base
+from mreg.registry.catalog.models import Base, utcnow
 from mreg.registry.config import Settings
 from mreg.registry.errors import CatalogError, UsageError
 from mreg.registry.formats.events import TensorInfo
@@ -305,21 +305,24 @@ async def test_mirror_jobs_lifecycle(catalog: Catalog) -> None:
     assert [j.repo for j in await catalog.list_jobs()] == [OTHER, REPO]  # datasets sort before models
     assert once.every is None and once.include == ()
 
-    assert await catalog.start_job(job.id) is True
-    assert await catalog.start_job(job.id) is False  # one worker per job
-    await catalog.set_job_progress(job.id, 40, 100)
+    lease = await catalog.lease_job("r1", 30)  # queued jobs in the order they were added
+    assert lease is not None and (lease.job.id, lease.job.status, lease.fence) == (job.id, "running", 1)
+    lease = await catalog.lease_job("r1", 30)
+    assert lease is not None and lease.job.id == once.id and lease.fence == 1
+    assert await catalog.lease_job("r2", 30) is None  # one worker per job
+    assert await catalog.set_job_progress(job.id, 1, 40, 100)
     running = await catalog.job(REPO)
     assert running is not None and (running.status, running.bytes_done, running.bytes_total) == ("running", 40, 100)
+    assert running.lease_until is not None and running.lease_until > utcnow() + timedelta(seconds=25)
     assert await catalog.queue_jobs(REPO) == 1  # a running job is left running
     assert (await catalog.job(REPO)).status == "running"  # type: ignore[union-attr]
-    await catalog.finish_job(job.id, C1)
+    assert await catalog.finish_job(job.id, 1, C1)
     done = await catalog.job(REPO)
-    assert done is not None and (done.status, done.commit, done.error) == ("done", C1, None)
+    assert done is not None and (done.status, done.commit, done.error, done.lease_until) == ("done", C1, None, None)
     assert done.last_sync is not None and done.last_sync.tzinfo is not None
     assert done.next_sync is not None and timedelta(minutes=59) < done.next_sync - done.last_sync <= timedelta(hours=1)
 
-    assert await catalog.start_job(once.id)
-    await catalog.fail_job(once.id, "connection reset\nTraceback...")
+    assert await catalog.fail_job(once.id, 1, "connection reset\nTraceback...")
     failed = await catalog.job(OTHER)
     assert failed is not None
     assert (failed.status, failed.error, failed.next_sync) == ("failed", "connection reset", None)
@@ -328,14 +331,18 @@ async def test_mirror_jobs_lifecycle(catalog: Catalog) -> None:
 
     again = await catalog.add_job(REPO, "v1", every=None)  # the same repo again: new settings, progress kept
     assert (again.id, again.revision, again.include, again.every, again.commit) == (job.id, "v1", (), None, C1)
-    assert await catalog.start_job(again.id) and await catalog.requeue_running_jobs() == 1
+    await catalog.remove_job(OTHER)
+    lease = await catalog.lease_job("r1", 30)
+    assert lease is not None and lease.fence == 2 and await catalog.release_job(again.id, 2)
     assert (await catalog.job(REPO)).status == "queued"  # type: ignore[union-attr]
+    assert not await catalog.release_job(again.id, 2)  # released already
 
     assert await catalog.remove_job(REPO) is True
     assert await catalog.remove_job(REPO) is False
     assert await catalog.job(REPO) is None
-    await catalog.set_job_progress(job.id, 1, 2)  # a worker outliving its job changes nothing
-    assert [j.repo for j in await catalog.list_jobs()] == [OTHER]
+    assert not await catalog.set_job_progress(job.id, 2, 1, 2)  # a worker outliving its job changes nothing
+    assert await catalog.list_jobs() == []
+    await catalog.add_job(OTHER)
     assert await catalog.remove_repo(OTHER) and await catalog.list_jobs() == []  # jobs go with their repo
 
 

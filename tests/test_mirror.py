@@ -22,7 +22,6 @@ from mreg.daemon.admin import Verdict, is_loopback, policy
 from mreg.daemon.mirror_jobs import sleep_for
 from mreg.registry.catalog import MirrorJob
 from mreg.registry.errors import UsageError
-from mreg.registry.jobs.mirror import is_due
 from mreg.registry.units import parse_interval, parse_rate
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
@@ -92,20 +91,18 @@ def test_intervals_and_rates_as_people_write_them() -> None:
             parse_rate(bad)
 
 
-def test_which_jobs_are_due() -> None:
+def test_the_scheduler_sleeps_until_a_sync_or_a_lease_end() -> None:
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
-    def job(status: str, next_sync: datetime | None) -> MirrorJob:
-        return MirrorJob(1, RepoRef.parse("a/b"), "main", (), (), 60.0, status, 0, 0, None, None, next_sync, None)
+    def job(status: str, next_sync: datetime | None, lease_until: datetime | None = None) -> MirrorJob:
+        return MirrorJob(1, RepoRef.parse("a/b"), "main", (), (), 60.0, status, 0, 0, None, None, next_sync, None,
+                         lease_until)
 
-    assert is_due(job("queued", None), now)
-    assert not is_due(job("running", now - timedelta(hours=1)), now)
-    assert is_due(job("done", now), now) and is_due(job("failed", now - timedelta(seconds=1)), now)
-    assert not is_due(job("done", now + timedelta(seconds=1)), now) and not is_due(job("done", None), now)
     waiting = [job("done", now - timedelta(hours=1)), job("queued", None)]  # due, all workers busy
     assert sleep_for(waiting, now, poll=60) == 60  # no busy loop: a finishing worker wakes the scheduler
     assert sleep_for([*waiting, job("done", now + timedelta(seconds=5))], now, poll=60) == 5
     assert sleep_for([job("failed", now + timedelta(hours=2))], now, poll=60) == 60
+    assert sleep_for([job("running", None, now + timedelta(seconds=2))], now, poll=60) == 2  # another replica's lease
 
 
 def test_token_bucket_keeps_the_rate_after_a_burst() -> None:

@@ -10,11 +10,11 @@ catalog through ``catalog.listing`` alone.
 
 from typing import TYPE_CHECKING, Any
 
-from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, PinRecord,
-                                           RepoSummary, RevisionUse, TensorPage)
+from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, JobLease,
+                                           MirrorJob, PinRecord, RepoSummary, RevisionUse, TensorPage)
 
-__all__ = ["Catalog", "ConvertJob", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "MirrorJob", "PinRecord",
-           "RepoSummary", "RevisionUse", "TensorPage"]
+__all__ = ["Catalog", "ConvertJob", "DerivedRecord", "FileRecord", "HeaderRecord", "IndexedRevision", "JobLease", "MirrorJob",
+           "PinRecord", "RepoSummary", "RevisionUse", "TensorPage"]
 
 if TYPE_CHECKING:
     from mreg.registry.catalog.catalog import Catalog

@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import convert_jobs, derived, index, jobs, listing, usage
+from mreg.registry.catalog import convert_jobs, derived, index, job_leases, jobs, listing, usage
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
-from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, MirrorJob, PinRecord,
-                                           RepoSummary, RevisionUse, TensorPage)
+from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, JobLease,
+                                           MirrorJob, PinRecord, RepoSummary, RevisionUse, TensorPage)
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -59,6 +59,16 @@ def _check_job_settings(revision: str, include: Sequence[str], exclude: Sequence
     number = isinstance(every, (int, float)) and not isinstance(every, bool)
     if every is not None and not (number and 0 < every < float("inf")):
         raise UsageError(f"invalid interval {every!r}: expected a positive number of seconds")
+
+
+def _check_replica(replica: str) -> None:
+    if not replica or len(replica) > 128:
+        raise UsageError(f"invalid replica id {replica[:80]!r}: expected 1 to 128 characters")
+
+
+def _check_lease(seconds: float) -> None:
+    if not (isinstance(seconds, (int, float)) and 0 < seconds <= 86400):
+        raise UsageError(f"invalid lease {seconds!r}: expected a positive number of seconds, at most a day")
 
 
 def _check_file(record: FileRecord) -> None:
@@ -321,26 +331,38 @@ class Catalog:
         """Make ``repo``'s job (or every job) due now, except running ones; how many jobs matched."""
         return await self._write(lambda conn: jobs.queue(conn, repo))
 
-    async def requeue_running_jobs(self) -> int:
-        """Put jobs left ``running`` by a daemon that stopped back in the queue; how many there were."""
-        return await self._write(jobs.requeue_running)
+    async def lease_job(self, replica: str, lease_seconds: float) -> JobLease | None:
+        """Take the most urgent due job (queued, scheduled and due, or running under a lease that ran
+        out) for ``replica``, for ``lease_seconds``, and record the run; None if none is due."""
+        _check_replica(replica)
+        _check_lease(lease_seconds)
+        return await self._write(lambda conn: job_leases.lease(conn, replica, lease_seconds))
 
-    async def start_job(self, job_id: int) -> bool:
-        """Mark a job ``running`` with no progress yet; False if it was running already or removed."""
-        return await self._write(lambda conn: jobs.start_job(conn, job_id))
+    async def renew_job(self, job_id: int, fence: int, lease_seconds: float) -> bool:
+        """Hold the job ``lease_seconds`` more from now; False if the lease with ``fence`` was lost."""
+        _check_lease(lease_seconds)
+        return await self._write(lambda conn: job_leases.renew(conn, job_id, fence, lease_seconds))
 
-    async def set_job_progress(self, job_id: int, bytes_done: int, bytes_total: int) -> None:
-        """Record how many bytes of the running sync are stored, out of ``bytes_total``."""
-        await self._write(lambda conn: jobs.set_progress(conn, job_id, bytes_done, bytes_total))
+    async def set_job_progress(self, job_id: int, fence: int, bytes_done: int, bytes_total: int) -> bool:
+        """Record how many bytes of the running sync are stored, out of ``bytes_total``; False if the
+        lease with ``fence`` was lost (nothing is written)."""
+        return await self._write(lambda conn: job_leases.set_progress(conn, job_id, fence, bytes_done, bytes_total))
 
-    async def finish_job(self, job_id: int, commit: str) -> None:
-        """Record that a running job mirrored ``commit`` completely; schedule its next sync."""
+    async def finish_job(self, job_id: int, fence: int, commit: str) -> bool:
+        """Record that a running job mirrored ``commit`` completely and schedule its next sync; False if
+        the lease with ``fence`` was lost (nothing is written)."""
         _check_commit(commit)
-        await self._write(lambda conn: jobs.finish_job(conn, job_id, commit))
+        return await self._write(lambda conn: job_leases.finish(conn, job_id, fence, commit))
 
-    async def fail_job(self, job_id: int, error: str) -> None:
-        """Record that a running job failed with ``error`` (kept to its first line)."""
-        await self._write(lambda conn: jobs.fail_job(conn, job_id, _first_line(error)))
+    async def fail_job(self, job_id: int, fence: int, error: str) -> bool:
+        """Record that a running job failed with ``error`` (kept to its first line); False if the lease
+        with ``fence`` was lost (nothing is written)."""
+        return await self._write(lambda conn: job_leases.fail(conn, job_id, fence, _first_line(error)))
+
+    async def release_job(self, job_id: int, fence: int) -> bool:
+        """Queue a running job again (its replica stops; the run ends ``stopped``); False if the lease
+        with ``fence`` was lost."""
+        return await self._write(lambda conn: job_leases.release(conn, job_id, fence))
 
     async def start_convert_job(self, repo: RepoRef, commit: str, quant: str) -> tuple[ConvertJob, bool]:
         """The running or complete conversion of ``repo`` at ``commit`` to ``quant``, else a new running

@@ -1,13 +1,12 @@
 """The catalog's statements about mirror jobs (see ``queries`` for repos, revisions and files).
 
-A job row moves ``queued → running → done | failed``; ``queue`` and ``requeue_running`` send it back.
-Updates of a job that was removed meanwhile change nothing (a worker may outlive its job's row).
+A job row moves ``queued → running → done | failed``; ``queue`` sends it back. Running is a lease
+held by one replica: taking it and every write of a running job's state are in ``job_leases``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, delete, insert, select, update
@@ -22,7 +21,7 @@ from mreg.registry.catalog.records import MirrorJob
 
 _COLUMNS = (
     Job.id, Repo.repo_type, Repo.repo_id, Job.revision, Job.include, Job.exclude, Job.every, Job.status,
-    Job.bytes_done, Job.bytes_total, Job.commit, Job.last_sync, Job.next_sync, Job.error,
+    Job.bytes_done, Job.bytes_total, Job.commit, Job.last_sync, Job.next_sync, Job.error, Job.lease_until,
 )
 
 
@@ -35,12 +34,8 @@ def _record(row: Row[Any]) -> MirrorJob:
         id=row.id, repo=RepoRef(row.repo_type, row.repo_id), revision=row.revision,
         include=tuple(row.include), exclude=tuple(row.exclude), every=row.every, status=row.status,
         bytes_done=row.bytes_done, bytes_total=row.bytes_total, commit=row.commit,
-        last_sync=row.last_sync, next_sync=row.next_sync, error=row.error,
+        last_sync=row.last_sync, next_sync=row.next_sync, error=row.error, lease_until=row.lease_until,
     )
-
-
-def _after(every: float | None, now: datetime) -> datetime | None:
-    return None if every is None else now + timedelta(seconds=every)
 
 
 async def list_jobs(conn: AsyncConnection, repo: RepoRef | None = None) -> list[MirrorJob]:
@@ -52,6 +47,12 @@ async def list_jobs(conn: AsyncConnection, repo: RepoRef | None = None) -> list[
     return [_record(row) for row in await conn.execute(query)]
 
 
+async def job_by_id(conn: AsyncConnection, job_id: int) -> MirrorJob | None:
+    """The job with this id, or None."""
+    row = (await conn.execute(select(*_COLUMNS).join(Repo, Job.repo == Repo.id).where(Job.id == job_id))).first()
+    return None if row is None else _record(row)
+
+
 async def add_job(conn: AsyncConnection, repo: RepoRef, revision: str, include: Sequence[str],
                   exclude: Sequence[str], every: float | None) -> MirrorJob:
     """Create ``repo``'s job, or replace the settings of the existing one; either way it is due now
@@ -61,7 +62,7 @@ async def add_job(conn: AsyncConnection, repo: RepoRef, revision: str, include: 
     status = await conn.scalar(select(Job.status).where(Job.repo == repo_pk))
     if status is None:
         values = {**settings, "repo": repo_pk, "status": "queued", "bytes_done": 0, "bytes_total": 0,
-                  "created_at": utcnow()}
+                  "fence": 0, "created_at": utcnow()}
         await conn.execute(insert(Job).values(values))
     else:
         queued = {} if status == "running" else {"status": "queued", "next_sync": None}
@@ -87,36 +88,3 @@ async def queue(conn: AsyncConnection, repo: RepoRef | None) -> int:
     if waiting:
         await conn.execute(update(Job).where(Job.id.in_(waiting)).values(status="queued", next_sync=None))
     return len(found)
-
-
-async def requeue_running(conn: AsyncConnection) -> int:
-    """Turn every ``running`` job back into ``queued`` (its worker is gone); how many there were."""
-    return (await conn.execute(update(Job).where(Job.status == "running").values(status="queued"))).rowcount
-
-
-async def start_job(conn: AsyncConnection, job_id: int) -> bool:
-    """Claim a queued or due job for a worker; False if it is running already or gone."""
-    result = await conn.execute(
-        update(Job).where(Job.id == job_id, Job.status != "running")
-        .values(status="running", bytes_done=0, bytes_total=0, error=None, next_sync=None))
-    return result.rowcount > 0
-
-
-async def set_progress(conn: AsyncConnection, job_id: int, bytes_done: int, bytes_total: int) -> None:
-    """Record how many of the sync's bytes are stored."""
-    await conn.execute(update(Job).where(Job.id == job_id).values(bytes_done=bytes_done, bytes_total=bytes_total))
-
-
-async def finish_job(conn: AsyncConnection, job_id: int, commit: str) -> None:
-    """Record a complete sync of ``commit`` and schedule the next one if the job repeats."""
-    every = await conn.scalar(select(Job.every).where(Job.id == job_id))
-    now = utcnow()
-    await conn.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
-        status="done", commit=commit, last_sync=now, next_sync=_after(every, now), error=None))
-
-
-async def fail_job(conn: AsyncConnection, job_id: int, error: str) -> None:
-    """Record a failed sync and schedule the next attempt if the job repeats."""
-    every = await conn.scalar(select(Job.every).where(Job.id == job_id))
-    await conn.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
-        status="failed", error=error, next_sync=_after(every, utcnow())))

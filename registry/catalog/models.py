@@ -212,6 +212,28 @@ class MirrorJob(Base):
     next_sync: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    leased_by: Mapped[str | None] = mapped_column(text_column(128))
+    """The replica running the job (while ``running``), until ``lease_until``; then any replica may take it."""
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fence: Mapped[int] = mapped_column(Integer, server_default="0")
+    """+1 at every lease: a write carrying an older fence comes from a replica that lost the job."""
+
+
+class MirrorJobRun(Base):
+    """One run of a mirror job by one replica under one fence, and how it ended (``ended_at`` None: running).
+
+    Outcomes: ``done``, ``failed``, ``stopped`` (its replica shut down cleanly) and ``expired`` (its lease
+    ran out and another replica took the job: ``ended_at`` is the lease's end)."""
+
+    __tablename__ = "mirror_job_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[int] = mapped_column(ForeignKey("mirror_jobs.id", ondelete="CASCADE"), index=True)
+    replica: Mapped[str] = mapped_column(text_column(128))
+    fence: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(text_column(16))
 
 
 class DerivedArtifact(Base):

@@ -89,6 +89,7 @@ class MirrorJob:
     ``status`` is ``queued`` (waiting for a worker), ``running``, ``done`` or ``failed``; a done or
     failed job with ``next_sync`` runs again at that time. ``commit`` is the last commit mirrored
     completely and ``last_sync`` when that sync ended (UTC); ``error`` is the last failure, one line.
+    A running job's replica holds it until ``lease_until`` (then any replica may take it over).
     """
 
     id: int
@@ -104,6 +105,17 @@ class MirrorJob:
     last_sync: datetime | None
     next_sync: datetime | None
     error: str | None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobLease:
+    """A job taken by ``replica`` until ``until``; its writes carry ``fence`` and count only while it is current."""
+
+    job: MirrorJob
+    replica: str
+    fence: int
+    until: datetime
 
 
 @dataclass(frozen=True)

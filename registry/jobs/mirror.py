@@ -1,5 +1,4 @@
-"""Mirror jobs' library side: reading intervals and rates as people write them, when a job is due,
-and one sync of a job (``mreg pull``'s code, told to report progress and the files as they land).
+"""Mirror jobs' library side: reading intervals and rates as people write them, and one sync of a job (``mreg pull``'s code, told to report progress and the files as they land).
 """
 
 from __future__ import annotations
@@ -7,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from mreg.registry.catalog import Catalog, MirrorJob
 from mreg.registry.download import Tuning
@@ -36,13 +34,6 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
-
-
-def is_due(job: MirrorJob, now: datetime) -> bool:
-    """Whether a worker should take ``job`` now: queued, or finished and past its next sync."""
-    if job.status == "queued":
-        return True
-    return job.status in ("done", "failed") and job.next_sync is not None and job.next_sync <= now
 
 
 class JobProgress:
