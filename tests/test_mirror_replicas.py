@@ -1,0 +1,126 @@
+"""Mirror jobs across replicas: three real `mreg serve` processes sharing one PostgreSQL catalog (each with
+its own MREG_HOME: a shared blob store is another part of #13), two jobs added through replica A, A
+killed with SIGKILL mid-job; B and C take the jobs over once A's leases run out and finish them, and
+``mirror_job_runs`` shows that no two runs of one job overlapped."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mreg.cli.main import main
+from mreg.registry.repo import RepoRef
+from mreg.registry.store import Store
+from tests.daemons import DaemonProcess, start_daemon_process, wait_for
+from tests.postgres import rows_of
+from tests.test_mirror import call, jobs, stop
+from tests.testhub import TestHub, generated_file, small_repo
+
+pytestmark = pytest.mark.timeout(120)
+MiB = 2**20
+SIZE = 32 * MiB
+LEASE = 2.0
+REPOS = ("testorg/left", "testorg/right")
+
+
+def replica_of(daemon: DaemonProcess) -> str:
+    """The replica id the daemon labels its job counters with."""
+    labels = [key for key in daemon.metrics() if key.startswith("mreg_job_leases_total{")]
+    assert len(labels) == 1, labels
+    return labels[0].split('replica="', 1)[1].rstrip('"}')
+
+
+def counter(daemon: DaemonProcess, name: str) -> float:
+    return next(value for key, value in daemon.metrics().items() if key.split("{")[0] == name)
+
+
+def start_all(homes: list[Path], upstream: str, *args: str) -> list[DaemonProcess]:
+    """`mreg serve` processes with these homes, started in parallel (each waits for its /healthz); all of
+    them, or none left running."""
+    made: dict[int, DaemonProcess | BaseException] = {}
+
+    def run(i: int, home: Path) -> None:
+        try:
+            made[i] = start_daemon_process(home, upstream, *args)
+        except BaseException as exc:  # noqa: BLE001 (handed to the test's thread)
+            made[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, home)) for i, home in enumerate(homes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    daemons = [d for d in made.values() if isinstance(d, DaemonProcess)]
+    errors = [e for e in made.values() if isinstance(e, BaseException)]
+    if errors:
+        for daemon in daemons:
+            stop(daemon)
+        raise errors[0]
+    return [made[i] for i in range(len(homes))]  # type: ignore[misc]
+
+
+def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub, tmp_path: Path,
+                                                               pg_url: str) -> None:
+    shas = {}
+    for i, name in enumerate(REPOS):
+        data = generated_file(tmp_path / "data" / f"{i}.bin", SIZE, seed=40 + i)
+        repo = test_hub.add_repo(small_repo(name, {"weights.bin": data, "config.json": '{"model_type": "x"}'}))
+        shas[name] = (repo.head.sha, repo.head.files["weights.bin"].blob.sha256)
+    test_hub.faults.throttle = 1_000_000  # per connection: A is mid-job for several seconds
+    a, b, c = start_all([tmp_path / name / "home" for name in "abc"], test_hub.endpoint, "--database-url", pg_url,
+                        "--job-lease", str(LEASE))
+    try:
+        killed = replica_of(a)
+        for name in REPOS:
+            assert call(a, "POST", "/v1/jobs", {"repo": name})[0] == 201
+        wait_for(lambda: len(jobs(a)) == 2 and all(j["status"] == "running" and SIZE // 4 < j["bytes_done"] < SIZE
+                                                   for j in jobs(a).values()), 60, "both jobs a quarter through")
+        holders = {who for (who,) in rows_of(pg_url, "SELECT leased_by FROM mirror_jobs")}
+        assert killed in holders
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait(timeout=10)
+        killed_at = datetime.now(timezone.utc)
+        test_hub.faults.throttle = None
+        wait_for(lambda: {j["status"] for j in jobs(c).values()} == {"done"}, 60, "the others to finish both jobs")
+        runner = CliRunner()
+        for daemon in (b, c):  # through any replica
+            listed = runner.invoke(main, ["mirror", "ls", "--json"], env={"MREG_SERVER": daemon.url})
+            assert listed.exit_code == 0, listed.output
+            assert {(j["repo"], j["status"], j["commit"]) for j in json.loads(listed.output)} == {
+                (name, "done", shas[name][0]) for name in REPOS}
+        finished = {replica_of(d): d for d in (b, c)}
+        assert sum(counter(d, "mreg_jobs_finished_total") for d in (b, c)) == 2
+        assert sum(counter(d, "mreg_job_leases_lost_total") for d in (b, c)) == 0
+    finally:
+        for daemon in (a, b, c):
+            stop(daemon)
+
+    runs = rows_of(pg_url, "SELECT r.job, j.id, r.replica, r.fence, r.started_at, r.ended_at, r.outcome, rp.repo_id"
+                           " FROM mirror_job_runs r JOIN mirror_jobs j ON r.job = j.id JOIN repos rp ON j.repo = rp.id"
+                           " ORDER BY r.job, r.fence")
+    by_repo: dict[str, list[tuple]] = {}
+    for job, _, replica, fence, start_at, end_at, outcome, repo_id in runs:
+        by_repo.setdefault(repo_id, []).append((replica, fence, start_at, end_at, outcome))
+    assert set(by_repo) == set(REPOS)
+    for repo_id, history in by_repo.items():
+        assert [fence for _, fence, *_ in history] == list(range(1, len(history) + 1))
+        assert all(end is not None for *_, end, _ in history)
+        for earlier, later in zip(history, history[1:]):
+            assert earlier[3] <= later[2], (repo_id, history)  # no two runs of one job overlapped
+        last = history[-1]
+        assert last[0] in finished and last[4] == "done"
+        for replica, _, start_at, end_at, outcome in history[:-1]:
+            assert (replica, outcome) == (killed, "expired")  # the killed run ends at its lease's end
+            assert killed_at - timedelta(seconds=LEASE) < end_at <= killed_at + timedelta(seconds=LEASE)
+        commit, sha = shas[repo_id]
+        store = Store(finished[last[0]].home)
+        assert store.snapshot_files(RepoRef.parse(repo_id), commit)["weights.bin"] == sha
+    assert any(history[0][0] == killed for history in by_repo.values())
+    sent = sum(test_hub.stats.bytes_by_sha256[sha] for _, sha in shas.values())
+    print(f"\nupstream bytes for the two weights files: {sent / (len(REPOS) * SIZE):.2f}x their size")
