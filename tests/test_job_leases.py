@@ -13,6 +13,7 @@ from datetime import datetime
 import pytest
 
 from mreg.registry.catalog import Catalog, JobLease
+from mreg.registry.catalog.job_leases import RUNS_KEPT
 from mreg.registry.catalog.models import utcnow
 from mreg.registry.errors import UsageError
 from mreg.registry.repo import RepoRef
@@ -127,3 +128,17 @@ async def test_bad_lease_arguments_are_refused(replicas: tuple[Catalog, Catalog]
     for replica, seconds in (("", 30), ("x" * 129, 30), ("a", 0), ("a", -1), ("a", float("inf"))):
         with pytest.raises(UsageError):
             await a.lease_job(replica, seconds)
+
+
+async def test_the_newest_runs_of_a_job_are_kept(catalog_url: str) -> None:
+    catalog = await Catalog.open(catalog_url)
+    try:
+        job = await catalog.add_job(RepoRef.parse("org/model"))
+        for fence in range(1, RUNS_KEPT + 3):
+            lease = await catalog.lease_job("a", 30)
+            assert lease is not None and lease.fence == fence and await catalog.release_job(job.id, fence)
+    finally:
+        await catalog.close()
+    kept = await runs(catalog_url)
+    assert [fence for _, _, fence, *_ in kept] == list(range(3, RUNS_KEPT + 3))
+    assert {outcome for *_, outcome in kept} == {"stopped"}

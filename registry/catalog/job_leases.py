@@ -2,8 +2,9 @@
 
 A replica takes one due job at a time (``lease``): queued, past its ``next_sync``, or ``running`` under a
 lease that ran out (its replica died or stalled; a row a pre-lease daemon left running has no lease).
-Taking it sets ``leased_by`` and ``lease_until``, adds 1 to ``fence`` and opens a ``mirror_job_runs`` row;
-a run the previous holder left open ends at its lease's end (``expired``). Every later write of the
+Taking it sets ``leased_by`` and ``lease_until``, adds 1 to ``fence`` and opens a ``mirror_job_runs`` row
+(the newest ``RUNS_KEPT`` of a job are kept); a run the previous holder left open ends at its lease's end
+(``expired``). Every later write of the
 job's state names the fence it holds and changes nothing once the fence moved on or the job is gone:
 False then tells the worker it lost the job.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mreg.registry.catalog.jobs import job_by_id
@@ -23,6 +24,9 @@ from mreg.registry.catalog.models import MirrorJob as Job
 from mreg.registry.catalog.models import MirrorJobRun as Run
 from mreg.registry.catalog.models import utcnow
 from mreg.registry.catalog.records import JobLease
+
+RUNS_KEPT = 100
+"""The newest runs of each job kept in ``mirror_job_runs`` (older ones are deleted as a new one starts)."""
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -52,6 +56,8 @@ async def lease(conn: AsyncConnection, replica: str, seconds: float) -> JobLease
         status="running", leased_by=replica, lease_until=until, fence=fence, bytes_done=0, bytes_total=0,
         error=None, next_sync=None))
     await conn.execute(insert(Run).values(job=row.id, replica=replica, fence=fence, started_at=now))
+    newest = select(Run.id).where(Run.job == row.id).order_by(Run.id.desc()).limit(RUNS_KEPT)
+    await conn.execute(delete(Run).where(Run.job == row.id, Run.id.not_in(newest.scalar_subquery())))
     job = await job_by_id(conn, row.id)
     assert job is not None  # the row is locked (or the database is: SQLite)
     return JobLease(job=job, replica=replica, fence=fence, until=until)
