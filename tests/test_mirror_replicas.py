@@ -1,23 +1,32 @@
 """Mirror jobs across replicas: three real `mreg serve` processes sharing one PostgreSQL catalog (each with
 its own MREG_HOME: a shared blob store is another part of #13), two jobs added through replica A, A
 killed with SIGKILL mid-job; B and C take the jobs over once A's leases run out and finish them, and
-``mirror_job_runs`` shows that no two runs of one job overlapped."""
+``mirror_job_runs`` shows that no two runs of one job overlapped. And a daemon whose lease another replica
+took over stops its sync and writes nothing more."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from sqlalchemy import update
+
 from mreg.cli.main import main
+from mreg.registry.catalog import Catalog, JobLease
+from mreg.registry.catalog.db import make_engine, writer
+from mreg.registry.catalog.models import MirrorJob as MirrorJobRow
+from mreg.registry.catalog.models import utcnow
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
-from tests.daemons import DaemonProcess, start_daemon_process, wait_for
+from tests.daemons import Daemon, DaemonProcess, start_daemon, start_daemon_process, wait_for
 from tests.postgres import rows_of
 from tests.test_mirror import call, jobs, stop
 from tests.testhub import TestHub, generated_file, small_repo
@@ -36,7 +45,7 @@ def replica_of(daemon: DaemonProcess) -> str:
     return labels[0].split('replica="', 1)[1].rstrip('"}')
 
 
-def counter(daemon: DaemonProcess, name: str) -> float:
+def counter(daemon: Daemon, name: str) -> float:
     return next(value for key, value in daemon.metrics().items() if key.split("{")[0] == name)
 
 
@@ -124,3 +133,53 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
     assert any(history[0][0] == killed for history in by_repo.values())
     sent = sum(test_hub.stats.bytes_by_sha256[sha] for _, sha in shas.values())
     print(f"\nupstream bytes for the two weights files: {sent / (len(REPOS) * SIZE):.2f}x their size")
+
+
+async def _take_over(url: str) -> JobLease:
+    """Take the one job as another replica would once the daemon's lease had run out (its lease is made
+    to end now: the daemon may renew it meanwhile, so again until the take-over wins)."""
+    engine, catalog = make_engine(url), await Catalog.open(url)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            async with writer(engine).begin() as conn:
+                await conn.execute(update(MirrorJobRow).values(lease_until=utcnow()))
+            if (lease := await catalog.lease_job("intruder", 60)) is not None:
+                return lease
+            assert time.monotonic() < end, "the take-over never won"
+    finally:
+        await catalog.close()
+        await engine.dispose()
+
+
+async def _release(url: str, lease: JobLease) -> bool:
+    catalog = await Catalog.open(url)
+    try:
+        return await catalog.release_job(lease.job.id, lease.fence)
+    finally:
+        await catalog.close()
+
+
+def test_a_worker_whose_lease_was_taken_over_stops_its_sync(test_hub: TestHub, tmp_path: Path,
+                                                            catalog_url: str) -> None:
+    test_hub.add_repo(small_repo("testorg/slow", {"slow.bin": generated_file(tmp_path / "slow.bin", 8 * MiB, seed=7)}))
+    test_hub.faults.throttle = 1_000_000
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--database-url", catalog_url, "--job-lease", "3")
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/slow"})[0] == 201
+        wait_for(lambda: jobs(daemon)["testorg/slow"]["bytes_done"] > 0, 30, "the first bytes")
+        lease = asyncio.run(_take_over(catalog_url))
+        assert lease.fence == 2
+        wait_for(lambda: counter(daemon, "mreg_job_leases_lost_total") == 1, 30, "the worker to notice")
+        job = jobs(daemon)["testorg/slow"]
+        assert (job["status"], job["bytes_done"]) == ("running", 0)  # the intruder's state, untouched
+        test_hub.faults.throttle = None
+        assert asyncio.run(_release(catalog_url, lease))  # the daemon takes it again and finishes it
+        wait_for(lambda: jobs(daemon)["testorg/slow"]["status"] == "done", 30, "the job done")
+        assert counter(daemon, "mreg_job_leases_total") == 2 and counter(daemon, "mreg_jobs_finished_total") == 1
+    finally:
+        stop(daemon)
+    assert daemon.log.read_text().count("lost its lease") == 1
+    fences = rows_of(catalog_url, "SELECT replica, fence, outcome FROM mirror_job_runs ORDER BY fence")
+    assert [(fence, outcome) for _, fence, outcome in fences] == [(1, "expired"), (2, "stopped"), (3, "done")]
+    assert fences[1][0] == "intruder" and fences[0][0] == fences[2][0]
