@@ -71,7 +71,6 @@ async def test_concurrent_replicas_never_lease_the_same_job(replicas: tuple[Cata
     await asyncio.gather(*(worker(catalog, f"{i}-{n}") for i, catalog in enumerate(replicas) for n in range(3)))
     every = [job for jobs in taken.values() for job in jobs]
     assert sorted(every) == sorted(added)  # each job leased once, none left
-    assert len({name.split("-")[0] for name in taken}) == 2  # both replicas took some
     assert {job.status for job in await first.list_jobs()} == {"running"}
     assert sorted(job for job, *_ in await runs(catalog_url)) == sorted(added)
 
