@@ -34,7 +34,7 @@ from tests.testhub import TestHub, generated_file, small_repo
 pytestmark = pytest.mark.timeout(120)
 MiB = 2**20
 SIZE = 32 * MiB
-LEASE = 2.0
+LEASE = 3.0
 REPOS = ("testorg/left", "testorg/right")
 
 
