@@ -132,7 +132,9 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
         assert store.snapshot_files(RepoRef.parse(repo_id), commit)["weights.bin"] == sha
     assert any(history[0][0] == killed for history in by_repo.values())
     sent = sum(test_hub.stats.bytes_by_sha256[sha] for _, sha in shas.values())
-    print(f"\nupstream bytes for the two weights files: {sent / (len(REPOS) * SIZE):.2f}x their size")
+    taken_over = min(history[-1][2] for history in by_repo.values()) - killed_at
+    print(f"\nupstream bytes for the two weights files: {sent / (len(REPOS) * SIZE):.2f}x their size; "
+          f"first take-over {taken_over.total_seconds():.1f}s after the kill")
 
 
 async def _take_over(url: str) -> JobLease:
