@@ -118,6 +118,7 @@ class Mirroring:
         self.wake()  # a worker is free
 
     async def _work(self, lease: JobLease) -> None:
+        """Run the leased job's sync while ``_hold`` keeps the lease; record how it ended, under the fence."""
         job, fence = lease.job, lease.fence
         progress = JobProgress(lambda commit, path: self._landed(job, commit, path))
         sync = asyncio.create_task(self._sync(job, progress))
