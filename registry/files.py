@@ -41,7 +41,8 @@ async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, 
     recorded again first, with the files of ``revision`` (pending) and its ``upstream``: the catalog then
     agrees with the snapshot the link brought back. True if it was recorded again.
     """
-    store.link_file(repo, commit, spec.path, sha256)
+    async with store.linking():  # a gc running now finishes first, without blocking the event loop
+        store.link_file(repo, commit, spec.path, sha256)
     try:
         await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
         return False

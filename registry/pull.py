@@ -125,7 +125,7 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
     await catalog.record_revision(repo, commit, records, upstream=options.upstream)
     wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
-    with store.pulling():
+    async with store.pulling_async():  # on an event loop: a blocking wait could deadlock a daemon's gc
         todo = await _link_present(repo, commit, wanted, records, options, store, catalog, progress)
         _check_space(store, todo)
         download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))

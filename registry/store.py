@@ -87,16 +87,10 @@ class Store:
 
     # -- pulls and gc ------------------------------------------------------------------------
 
-    @contextmanager
-    def pulling(self) -> Iterator[None]:
-        """Held (shared) by every pull while it publishes and links blobs; see ``quiet``."""
-        with self._lock_file(PULLS_LOCK) as fd:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
-
     @asynccontextmanager
     async def pulling_async(self) -> AsyncIterator[None]:
-        """``pulling`` for code on an event loop (the daemon): waits for a running gc without blocking it."""
+        """Held (shared) by every pull while it publishes and links blobs (see ``quiet``); waits for a running
+        gc without blocking the event loop, which may be the gc's own (a daemon's)."""
         async with self._shared_async(PULLS_LOCK):
             yield
 

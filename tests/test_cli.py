@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -194,7 +195,7 @@ def gguf_name(hub: TestHub) -> str:
     return next(p for p in hub.repo(SMOLLM).head.files if p.endswith(".gguf"))
 
 
-def test_gc_spares_fresh_blobs_while_a_pull_runs(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
+async def test_gc_spares_fresh_blobs_while_a_pull_runs(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
     from mreg.registry.store import Store
 
     store = Store(Path(mreg_env["MREG_HOME"]))
@@ -203,10 +204,10 @@ def test_gc_spares_fresh_blobs_while_a_pull_runs(test_hub: TestHub, mreg_env: di
     orphan.write_bytes(b"published, not linked yet")
     sha = "0" * 63 + "1"
     store.publish_blob(orphan, sha)
-    with store.pulling():
-        code, out, _ = mreg("gc", "--json")
+    async with store.pulling_async():
+        code, out, _ = await asyncio.to_thread(mreg, "gc", "--json")  # the CLI runs its own event loop
         assert code == 0 and json.loads(out)["removed_blobs"] == 0 and store.has_blob(sha)
-    code, out, _ = mreg("gc", "--json")
+    code, out, _ = await asyncio.to_thread(mreg, "gc", "--json")
     assert code == 0 and json.loads(out)["removed_blobs"] == 1 and not store.has_blob(sha)
 
 

@@ -237,9 +237,8 @@ class Commits:
     async def mark_stored(self, meta: CommitMeta, path: str, sha256: str) -> None:
         """Link the verified blob into the snapshot and record the file (and maybe the commit) complete;
         a revision removed from the catalog meanwhile (``mreg rm``) is recorded again first."""
-        async with self._store.linking():  # a gc running now finishes first, without blocking the loop
-            again = await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256,
-                                    _records(meta), meta.upstream)
+        again = await link_blob(self._store, self._catalog, meta.repo, meta.commit, meta.files[path], sha256,
+                                _records(meta), meta.upstream)
         if again:
             log.info("%s@%s was removed from the store meanwhile: recorded again", meta.repo, meta.commit[:12])
             meta.stored.clear()

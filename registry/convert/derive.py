@@ -75,7 +75,7 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
     stored = None if known is None else await store.blobs.stat(known.sha256)
     if known is not None and stored is not None and stored.size == known.size:
         sha256, size, reused = known.sha256, known.size, True
-        with store.pulling():
+        async with store.pulling_async(), store.linking():
             path = store.link_derived(repo, pulled.commit, known.name, sha256)
     else:
         sha256, size, path = await _convert(repo, pulled.commit, pulled.path, mix, name, store, progress,
@@ -98,9 +98,10 @@ async def _convert(repo: RepoRef, commit: str, folder: Path, mix: Mix, name: str
                                 repo_url=repo_url, progress=progress)
         sha256 = await asyncio.to_thread(_sha256, tmp)
         size = tmp.stat().st_size
-        with store.pulling():
+        async with store.pulling_async():
             await store.blobs.publish(sha256, tmp)
-            path = store.link_derived(repo, commit, name, sha256)
+            async with store.linking():
+                path = store.link_derived(repo, commit, name, sha256)
     finally:
         tmp.unlink(missing_ok=True)
     return sha256, size, path
