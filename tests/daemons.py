@@ -131,7 +131,9 @@ class DaemonThread(Daemon):
             logging.getLogger(name).addHandler(self._handler)
             logging.getLogger(name).setLevel(logging.INFO)
         super().__init__("", home, Path(self._handler.baseFilename))
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), name=f"mreg-serve-{id(self)}")
+        # a daemon thread: one whose loop hangs fails its test (``stop``) without keeping pytest from exiting
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), name=f"mreg-serve-{id(self)}",
+                                        daemon=True)
         self._thread.start()
         if not self._started.wait(START_DEADLINE) or self._error is not None:
             self.stop()
