@@ -1,6 +1,7 @@
 """Benchmark `mreg pull` against aria2c and huggingface_hub on one big LFS file from the test hub.
 
     python bench/pull_bench.py [--size 1500000000] [--throttle 25000000] [--runs 1] [--json out.json]
+                               [--connections 8,16,32] [--aria2c-connections 1,2,4,8]
 
 The test hub runs in this process (a background thread), each CDN connection capped at `--throttle`
 bytes/s. Every tool runs as a child process with a fresh home after an unmeasured warm-up; wall time
@@ -45,9 +46,14 @@ POLL = 0.02
 TIME = "/usr/bin/time"
 """GNU time (Debian package `time`): forks the tool from a ~1 MB process, so its peak RSS is the tool's own."""
 HF_SCRIPT = "import sys; from huggingface_hub import hf_hub_download; print(hf_hub_download(sys.argv[1], sys.argv[2]))"
-ARIA2C_ARGS = ["--console-log-level=error", "--file-allocation=none", "--summary-interval=0",
-               "-x16", "-s16", "-k1M", "-c"]
-"""aria2c as hfd.sh runs it (16 connections per file, 1 MiB minimum split)."""
+ARIA2C_HFD = 16
+"""aria2c's connections per file as hfd.sh runs it (with a 1 MiB minimum split)."""
+
+
+def aria2c_args(connections: int) -> list[str]:
+    """aria2c's options as hfd.sh passes them, with ``connections`` connections per file."""
+    return ["--console-log-level=error", "--file-allocation=none", "--summary-interval=0",
+            f"-x{connections}", f"-s{connections}", "-k1M", "-c"]
 
 
 @dataclass
@@ -102,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--throttle", type=int, default=25_000_000, help="bytes/s per CDN connection")
     parser.add_argument("--runs", type=int, default=1, help="runs per tool, interleaved (medians are reported)")
     parser.add_argument("--connections", default="8,16,32", help="mreg --connections values to sweep")
+    parser.add_argument("--aria2c-connections", default="", help="aria2c -x/-s values to sweep (at most 16)")
     parser.add_argument("--kill-at", type=float, default=0.4, help="resume scenario: kill at this fraction done")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench"), help="big file and work dirs")
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
@@ -209,9 +216,9 @@ class Bench:
         extra = [] if connections is None else ["--connections", str(connections)]
         return [sys.executable, "-m", "mreg.cli.main", "pull", repo_id, *extra]
 
-    def _aria2c_cmd(self, repo_id: str, out_dir: Path) -> list[str]:
+    def _aria2c_cmd(self, repo_id: str, out_dir: Path, connections: int = ARIA2C_HFD) -> list[str]:
         url = f"{self.hub.endpoint}/{repo_id}/resolve/main/{FILENAME}"
-        return ["aria2c", *ARIA2C_ARGS, "-d", str(out_dir), "-o", FILENAME, url]
+        return ["aria2c", *aria2c_args(connections), "-d", str(out_dir), "-o", FILENAME, url]
 
     @staticmethod
     def _hf_cmd(repo_id: str) -> list[str]:
@@ -236,9 +243,10 @@ class Bench:
                     work / "log", self.hub)
         return self._check(run, Path(last_line(work / "log.out")) / FILENAME, work / "log")
 
-    def aria2c(self) -> Run:
+    def aria2c(self, connections: int = ARIA2C_HFD) -> Run:
         work = self._fresh("aria2c")
-        run = spawn("aria2c -x16 -s16 -k1M", self._aria2c_cmd(REPO_ID, work / "out"), self.env, work / "log", self.hub)
+        run = spawn(f"aria2c -x{connections} -s{connections} -k1M", self._aria2c_cmd(REPO_ID, work / "out", connections),
+                    self.env, work / "log", self.hub)
         return self._check(run, work / "out" / FILENAME, work / "log")
 
     def hf(self) -> Run:
@@ -310,7 +318,8 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
         f"Fastest mreg setting: `{best.tool}` ({best.seconds:.2f} s).",
         "",
         f"Reproduce: `python bench/pull_bench.py --size {args.size} --throttle {args.throttle} --runs {args.runs} "
-        f"--connections {args.connections}`",
+        f"--connections {args.connections}"
+        + (f" --aria2c-connections {args.aria2c_connections}`" if args.aria2c_connections else "`"),
     ]
     return "\n".join(lines)
 
@@ -335,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"generating/reusing {source} ...", file=sys.stderr)
     blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
     sweep = [int(n) for n in args.connections.split(",") if n]
+    aria2c_sweep = [int(n) for n in args.aria2c_connections.split(",") if n]
     with TestHub() as hub:
         hub.faults.throttle = args.throttle
         hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob})
@@ -342,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
         bench = Bench(args, hub, blob)
         bench.warm_up()
         tools: list[Callable[[], Run]] = [bench.aria2c, lambda: bench.mreg(None)]
-        tools += [lambda n=n: bench.mreg(n) for n in sweep] + [bench.hf]
+        tools += [lambda n=n: bench.mreg(n) for n in sweep]
+        tools += [lambda n=n: bench.aria2c(n) for n in aria2c_sweep if n != ARIA2C_HFD] + [bench.hf]
         runs: list[list[Run]] = [[] for _ in tools]
         for i in range(args.runs):
             for measure, done in zip(tools, runs):
