@@ -30,6 +30,7 @@ from mreg.registry.jobs.mirror import JobProgress, Synced, sync_job
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import TokenBucket
 
+from mreg.daemon.replica import gone_from_this_host
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.metrics import Metrics
@@ -54,8 +55,12 @@ class Mirroring:
         self._scheduler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start scheduling."""
+        """End the leases of daemons that stopped on this host (a restart after kill -9 resumes their jobs at
+        once, not when the leases run out), then start scheduling."""
         log.info("mirror jobs: replica %s, leases of %gs", self._replica, self._config.job_lease)
+        gone = [r for r in await self._catalog.lease_holders() if gone_from_this_host(r, self._replica)]
+        if gone and (freed := await self._catalog.expire_leases(gone)):
+            log.info("resuming %d mirror job(s) of %s, stopped on this host", freed, ", ".join(gone))
         self._scheduler = asyncio.create_task(self._schedule())
 
     def wake(self) -> None:

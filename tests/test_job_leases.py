@@ -6,12 +6,17 @@ another replica with the next fence, and the old holder's writes then change not
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import pytest
 
+from mreg.daemon.replica import gone_from_this_host, replica_id
 from mreg.registry.catalog import Catalog, JobLease
 from mreg.registry.catalog.job_leases import RUNS_KEPT
 from mreg.registry.catalog.models import utcnow
@@ -141,3 +146,30 @@ async def test_the_newest_runs_of_a_job_are_kept(catalog_url: str) -> None:
     kept = await runs(catalog_url)
     assert [fence for _, _, fence, *_ in kept] == list(range(3, RUNS_KEPT + 3))
     assert {outcome for *_, outcome in kept} == {"stopped"}
+
+
+async def test_the_leases_of_a_replica_known_gone_end_at_once(replicas: tuple[Catalog, Catalog]) -> None:
+    first, second = replicas
+    job = await first.add_job(RepoRef.parse("org/gone"), "main")
+    held = await first.lease_job("host-1-aaaa", 600)
+    assert held is not None and held.job.id == job.id
+    assert await second.lease_job("host-2-bbbb", 600) is None  # held for ten minutes
+    assert await second.lease_holders() == ["host-1-aaaa"]
+    assert await second.expire_leases(["host-1-aaaa"]) == 1
+    taken = await second.lease_job("host-2-bbbb", 600)
+    assert taken is not None and taken.job.id == job.id and taken.fence == held.fence + 1
+    assert await second.lease_holders() == ["host-2-bbbb"]
+    assert not await first.renew_job(job.id, held.fence, 600)  # the gone replica's writes change nothing
+
+
+def test_a_replica_gone_from_this_host_is_known_by_its_process() -> None:
+    me = replica_id()
+    host = socket.gethostname()[:96]
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert gone_from_this_host(f"{host}-{ended.pid}-abcd", me)
+    assert gone_from_this_host(f"{host}-{os.getpid()}-0000", me)  # an earlier daemon that had this pid
+    assert not gone_from_this_host(f"{host}-{os.getppid()}-abcd", me)  # its process still runs
+    assert not gone_from_this_host(me, me)
+    assert not gone_from_this_host(f"another-host-{ended.pid}-abcd", me)
+    assert not gone_from_this_host("no-pid-here", me)

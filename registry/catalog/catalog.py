@@ -338,6 +338,17 @@ class Catalog:
         _check_lease(lease_seconds)
         return await self._write(lambda conn: job_leases.lease(conn, replica, lease_seconds))
 
+    async def lease_holders(self) -> list[str]:
+        """The replicas holding a running job's lease that has not run out."""
+        return await self._read(job_leases.holders)
+
+    async def expire_leases(self, replicas: Sequence[str]) -> int:
+        """End now the leases of ``replicas``, which are known to be gone (their jobs are due at once); how
+        many jobs that frees."""
+        for replica in replicas:
+            _check_replica(replica)
+        return await self._write(lambda conn: job_leases.expire(conn, replicas))
+
     async def renew_job(self, job_id: int, fence: int, lease_seconds: float) -> bool:
         """Hold the job ``lease_seconds`` more from now; False if the lease with ``fence`` was lost."""
         _check_lease(lease_seconds)

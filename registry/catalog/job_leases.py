@@ -14,6 +14,7 @@ the clause out) and needs none: its write transactions are exclusive (``BEGIN IM
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
@@ -110,3 +111,19 @@ async def _end(conn: AsyncConnection, job_id: int, fence: int, now: datetime, ou
     await conn.execute(update(Run).where(Run.job == job_id, Run.fence == fence, Run.ended_at.is_(None))
                        .values(ended_at=now, outcome=outcome))
     return True
+
+
+async def holders(conn: AsyncConnection) -> list[str]:
+    """The replicas holding the lease of a running job, a lease that has not run out."""
+    rows = await conn.scalars(select(Job.leased_by).distinct()
+                              .where(Job.status == "running", Job.leased_by.is_not(None), Job.lease_until > utcnow()))
+    return sorted(r for r in rows.all() if r is not None)
+
+
+async def expire(conn: AsyncConnection, replicas: Sequence[str]) -> int:
+    """End now the leases ``replicas`` hold (replicas known to be gone): their jobs are due at once, for any
+    replica. How many jobs that frees."""
+    now = utcnow()
+    result = await conn.execute(update(Job).where(Job.status == "running", Job.leased_by.in_(list(replicas)),
+                                                  Job.lease_until > now).values(lease_until=now))
+    return result.rowcount
