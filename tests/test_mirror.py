@@ -142,6 +142,7 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
         status, job = call(daemon, "POST", "/v1/jobs", {"repo": "testorg/big"})
         assert status == 201 and job["status"] == "queued", job
         wait_for(lambda: jobs(daemon)["testorg/big"]["bytes_done"] > size // 4, 60, "a quarter of the file")
+        assert f"-{daemon.process.pid}-" in jobs(daemon)["testorg/big"]["replica"]  # who runs it: HOST-PID-RANDOM
         daemon.process.send_signal(signal.SIGKILL)
         daemon.process.wait(timeout=10)
     finally:
@@ -154,6 +155,7 @@ def test_kill_9_mid_job_then_restart_completes_without_refetching(test_hub: Test
         done = wait_job(daemon, "testorg/big", 20, status="done")
         assert done["commit"] == repo.head.sha and done["bytes_done"] == done["bytes_total"] > size
         assert done["error"] is None and done["last_sync"] is not None and done["next_sync"] is None
+        assert done["replica"] is None
     finally:
         stop(daemon)
     assert test_hub.stats.bytes_by_sha256[sha] <= 1.2 * size  # upstream bytes for the file, both runs

@@ -42,6 +42,7 @@ def job_json(job: MirrorJob) -> dict[str, Any]:
         "bytes_done": job.bytes_done, "bytes_total": job.bytes_total, "commit": job.commit,
         "last_sync": job.last_sync.isoformat() if job.last_sync else None,
         "next_sync": job.next_sync.isoformat() if job.next_sync else None, "error": job.error,
+        "replica": job.leased_by if job.status == "running" else None,
     }
 
 

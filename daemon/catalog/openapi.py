@@ -91,7 +91,8 @@ SCHEMAS: dict[str, Schema] = {
     "MirrorStatus": obj(JOB_FIELDS),
     "Job": obj({"repo": STRING, "repo_type": {"enum": ["model", "dataset"]}, **JOB_FIELDS,
                 "include": {"type": "array", "items": STRING}, "exclude": {"type": "array", "items": STRING},
-                "error": nullable(STRING)}),
+                "error": nullable(STRING),
+                "replica": nullable({**STRING, "description": "the replica running it (from its lease); null unless running"})}),
     "NewJob": {"type": "object", "required": ["repo"], "properties": {
         "repo": REPO_ID, "revision": {**STRING, "default": "main"},
         "repo_type": {"enum": ["model", "dataset"], "default": "model"},

@@ -22,6 +22,7 @@ from mreg.registry.catalog.records import MirrorJob
 _COLUMNS = (
     Job.id, Repo.repo_type, Repo.repo_id, Job.revision, Job.include, Job.exclude, Job.every, Job.status,
     Job.bytes_done, Job.bytes_total, Job.commit, Job.last_sync, Job.next_sync, Job.error, Job.lease_until,
+    Job.leased_by,
 )
 
 
@@ -35,6 +36,7 @@ def _record(row: Row[Any]) -> MirrorJob:
         include=tuple(row.include), exclude=tuple(row.exclude), every=row.every, status=row.status,
         bytes_done=row.bytes_done, bytes_total=row.bytes_total, commit=row.commit,
         last_sync=row.last_sync, next_sync=row.next_sync, error=row.error, lease_until=row.lease_until,
+        leased_by=row.leased_by,
     )
 
 

@@ -89,7 +89,7 @@ class MirrorJob:
     ``status`` is ``queued`` (waiting for a worker), ``running``, ``done`` or ``failed``; a done or
     failed job with ``next_sync`` runs again at that time. ``commit`` is the last commit mirrored
     completely and ``last_sync`` when that sync ended (UTC); ``error`` is the last failure, one line.
-    A running job's replica holds it until ``lease_until`` (then any replica may take it over).
+    A running job's replica (``leased_by``) holds it until ``lease_until`` (then any replica may take it over).
     """
 
     id: int
@@ -106,6 +106,7 @@ class MirrorJob:
     next_sync: datetime | None
     error: str | None
     lease_until: datetime | None = None
+    leased_by: str | None = None
 
 
 @dataclass(frozen=True)
