@@ -11,7 +11,9 @@ import click
 from mreg.daemon.app import build_app, serve
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.logs import setup_logging
-from mreg.registry.config import Settings
+from mreg.registry.blobs.s3location import parse_s3_url
+from mreg.registry.config import STORE_VARIABLE, Settings
+from mreg.registry.errors import UsageError
 from mreg.registry.eviction.policy import Budget
 from mreg.registry.jobs.mirror import check_every
 from mreg.registry.units import parse_interval, parse_rate
@@ -30,6 +32,12 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
     """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
     environment, give the defaults the environment sets)."""
     upstreams = serve_upstreams(upstream, env)
+    budget = Budget.parse(max_size, high, low, min_free, order, evict_after)
+    if settings.store is not None:
+        parse_s3_url(settings.store)  # a malformed URL is a usage error before anything starts
+        if budget.active:
+            raise UsageError(f"a size budget (--max-size, --min-free, --evict age) with the store {settings.store}: "
+                             "not supported yet")
     shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
     return ServeConfig(host=host, port=port, upstream=upstreams[0].url, upstream_kind=upstreams[0].kind,
                        upstreams=upstreams, start_timeout=load(env).start_timeout,
@@ -40,7 +48,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                        scrub_every=check_every(parse_interval(scrub_every), shortest, "--scrub-every")
                        if scrub_every else None,
                        scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate,
-                       budget=Budget.parse(max_size, high, low, min_free, order, evict_after),
+                       budget=budget,
                        evict_every=parse_interval(evict_every) if evict_every else ServeConfig.evict_every)
 
 
@@ -67,6 +75,9 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
 @click.option("--database-url", metavar="URL", help="The catalog's database: sqlite+aiosqlite:///PATH or "
               "postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (default: MREG_DATABASE_URL, else "
               "catalog.db in MREG_HOME).")
+@click.option("--store", metavar="s3://BUCKET[/PREFIX]", help=f"Where blobs live: an S3 bucket (and key prefix) that "
+              "replicas share, credentials and endpoint from the standard AWS variables (default: "
+              f"{STORE_VARIABLE}, else the local store in MREG_HOME).")
 @click.option("--admin-token", envvar="MREG_ADMIN_TOKEN", show_envvar=True,
               help="Bearer token the /v1/jobs endpoints require (always for changes; beyond loopback, "
               "where they are disabled without one, for everything). Prefer the variable: other users "
@@ -82,7 +93,7 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
 @_run
 async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None, job_lease: float,
-                        database_url: str | None, admin_token: str | None, scrub_every: str | None,
+                        database_url: str | None, store: str | None, admin_token: str | None, scrub_every: str | None,
                         scrub_rate: str | None, max_size: str | None, high: float, low: float, min_free: str | None,
                         order: str, evict_after: str, evict_every: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
@@ -91,7 +102,7 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
     Point clients at it with HF_ENDPOINT=http://HOST:PORT; they keep their own tokens. Mirror jobs
     use the daemon's own token (HF_TOKEN or huggingface_hub's saved token) if there is one.
     """
-    settings = Settings.from_env().with_database_url(database_url)
+    settings = Settings.from_env().with_database_url(database_url).with_store(store)
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
                           min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,

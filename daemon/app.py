@@ -4,7 +4,7 @@
     await serve(app, config)        # until SIGTERM / SIGINT
     async with listening(app, config) as addresses: ...   # as long as the block runs (tests in process)
 
-The store, catalog, HTTP session, background transfers, mirror jobs, the scrub and the size budget live in ``mirror_context`` (a
+The store (``opened_store``: local, or S3 with ``--store``), catalog, HTTP session, background transfers, mirror jobs, the scrub and the size budget live in ``mirror_context`` (a
 ``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
 """
 
@@ -23,7 +23,7 @@ from aiohttp import web
 from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
 from mreg.registry.upstream.health import Health
-from mreg.registry.store import Store
+from mreg.registry.objectstore import opened_store
 from mreg.registry.workspace import http_session
 
 from mreg.daemon.access import Access
@@ -61,8 +61,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
     config, settings = app[CONFIG], app[SETTINGS]
     catalog = await Catalog.open(settings.database_url)
     try:
-        async with http_session(config.connections) as session:
-            store = Store(settings.home)
+        async with opened_store(settings) as store, http_session(config.connections) as session:
             upstream = upstreams(session, config)
             metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)

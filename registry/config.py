@@ -1,7 +1,8 @@
 """Where mreg keeps things and which hub it talks to, read from the environment once.
 
 Follows ecosystem conventions: ``MREG_HOME`` (default ``$XDG_CACHE_HOME/mreg``),
-``MREG_DATABASE_URL`` (default: SQLite inside ``MREG_HOME``), ``HF_ENDPOINT``, ``HF_TOKEN`` and the
+``MREG_DATABASE_URL`` (default: SQLite inside ``MREG_HOME``), ``MREG_STORE`` (the blob store: default the
+local one in ``MREG_HOME``, or ``s3://BUCKET[/PREFIX]``), ``HF_ENDPOINT``, ``HF_TOKEN`` and the
 token file huggingface_hub saves, ``HF_HUB_OFFLINE``; and where mreg's config file is (XDG_CONFIG_HOME).
 """
 
@@ -19,6 +20,7 @@ from mreg.registry.errors import UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DATABASE_URL_VARIABLE = "MREG_DATABASE_URL"
+STORE_VARIABLE = "MREG_STORE"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -75,6 +77,8 @@ class Settings:
     database_url: str
     endpoint: str
     offline: bool
+    store: str | None = None
+    """Where blobs live: None for the local store in ``home``, else ``s3://BUCKET[/PREFIX]``."""
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -83,8 +87,13 @@ class Settings:
         database_url = env.get(DATABASE_URL_VARIABLE) or f"sqlite+aiosqlite:///{home / 'catalog.db'}"
         endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         offline = env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-        return cls(home=home, database_url=database_url, endpoint=endpoint, offline=offline)
+        store = env.get(STORE_VARIABLE, "").strip() or None
+        return cls(home=home, database_url=database_url, endpoint=endpoint, offline=offline, store=store)
 
     def with_database_url(self, database_url: str | None) -> "Settings":
         """These settings with the catalog at ``database_url`` instead (unchanged when it is None or empty)."""
         return dataclasses.replace(self, database_url=database_url) if database_url else self
+
+    def with_store(self, store: str | None) -> "Settings":
+        """These settings with blobs in ``store`` instead (unchanged when it is None or empty)."""
+        return dataclasses.replace(self, store=store.strip()) if store and store.strip() else self

@@ -175,7 +175,7 @@ async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], re
     known = {r.path: r for r in await catalog.revision_files(repo, commit)}
     found = await present_blobs(store, catalog, [_spec(f) for f in wanted],
                                 only_of=None if options.reuse_other_repos else repo)
-    store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
+    store.open_snapshot(repo, commit)
     linked = store.snapshot_files(repo, commit)
     todo = []
     for f in wanted:

@@ -191,6 +191,15 @@ class Store:
         """The folder holding the files of ``repo`` at ``commit`` (40 hex digits)."""
         return self.repo_dir(repo) / "snapshots" / _check_commit(commit)
 
+    def open_snapshot(self, repo: RepoRef, commit: str) -> None:
+        """Make the (maybe empty) snapshot folder of ``repo`` at ``commit``: the revision is in the store."""
+        path = self.snapshot_dir(repo, commit)
+        with os_errors(f"snapshot of {repo}", path):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def needs_local_files(self, what: str) -> None:
+        """Refuse ``what`` (StoreError) where blobs and snapshots are not files on this machine; here they are."""
+
     def link_file(self, repo: RepoRef, commit: str, relpath: str, sha256: str) -> Path:
         """Make ``snapshots/<commit>/<relpath>`` a relative symlink to the blob; return its path.
 

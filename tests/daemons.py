@@ -117,7 +117,8 @@ class DaemonThread(Daemon):
     def __init__(self, home: Path, upstream: str, *args: str, env: dict[str, str] | None = None) -> None:
         environment = daemon_env(home, upstream, env)
         options = serve_command.make_context("serve", ["--port", "0", *args]).params
-        settings = Settings.from_env(environment).with_database_url(options.pop("database_url"))
+        settings = (Settings.from_env(environment).with_database_url(options.pop("database_url"))
+                    .with_store(options.pop("store")))
         self._config = serve_config(settings, **options, env=environment)
         self._app = build_app(self._config, settings)
         self._started = threading.Event()

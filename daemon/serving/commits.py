@@ -190,7 +190,7 @@ class Commits:
 
     def _keep(self, meta: CommitMeta) -> None:
         """Keep the commit's repo info and tree in the store, for offline answers and restarts."""
-        self._store.snapshot_dir(meta.repo, meta.commit).mkdir(parents=True, exist_ok=True)
+        self._store.open_snapshot(meta.repo, meta.commit)
         kept.save(kept.commit_file(self._store, meta.repo, meta.commit, "info.json"), meta.info)
         kept.save(kept.commit_file(self._store, meta.repo, meta.commit, "tree.json"), meta.entries)
 

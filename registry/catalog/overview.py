@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord, IndexedRevision, RepoSummary
+from mreg.registry.blobs import holds
+from mreg.registry.inspect.reading import read_blob
 from mreg.registry.inspect.repo import CONFIG
 from mreg.registry.inspect.modelinfo import ModelShape, formats, memory_estimates, parse_config, quants, repo_parameters
 from mreg.registry.gguf.quants import QuantSet, gguf_sets
@@ -86,18 +88,18 @@ async def repo_detail(catalog: Catalog, store: Store, repo: RepoRef, commit: str
     top = overview(summary, indexed)
     headers = indexed.headers if indexed is not None else ()
     gguf = next((h.gguf for h in headers if h.gguf), None)
-    shape = _config_shape(store, files) or (ModelShape.from_gguf(gguf) if gguf else None)
+    shape = await _config_shape(store, files) or (ModelShape.from_gguf(gguf) if gguf else None)
     return RepoDetail(overview=top, revisions=revisions, files=files, headers=headers,
                       tensor_counts=await catalog.tensor_counts(repo, commit),
                       quant_sets=gguf_sets((f.path, f.size) for f in files), shape=shape,
                       memory=memory_estimates(top.parameters, shape) if top.parameters else {})
 
 
-def _config_shape(store: Store, files: list[FileRecord]) -> ModelShape | None:
+async def _config_shape(store: Store, files: list[FileRecord]) -> ModelShape | None:
     """The model's shape from its stored config.json, if that is stored and small."""
     config = next((f for f in files if f.path == CONFIG and f.state == "complete"), None)
     if config is None or config.sha256 is None or config.size > CONFIG_LIMIT:
         return None
-    if not store.has_blob(config.sha256, config.size):
+    if not await holds(store.blobs, config.sha256, config.size):
         return None
-    return ModelShape.from_config(parse_config(store.blob_path(config.sha256).read_bytes()))
+    return ModelShape.from_config(parse_config(await read_blob(store.blobs, config.sha256)))

@@ -63,6 +63,7 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
     """Convert ``repo`` at ``revision`` to ``mix`` (pulling what is missing); with ``out``, also
     write the GGUF there as a plain file. An architecture mreg does not convert is refused (FormatError)
     once config.json is pulled, before any weights are."""
+    store.needs_local_files("converting to GGUF")
     head = await pull(repo, PullOptions(revision=revision, paths=frozenset({"config.json"}), offline=offline),
                       client=client, store=store, catalog=catalog)
     if not (head.path / "config.json").is_file():

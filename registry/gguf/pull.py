@@ -8,7 +8,6 @@ offline); `pull_choice` pulls what it chose; `pull_model` is what `mreg pull` ru
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,12 +15,19 @@ from dataclasses import dataclass
 from mreg.registry.catalog import Catalog
 from mreg.registry.gguf.discovery import discover
 from mreg.registry.blobs import holds
-from mreg.registry.errors import NoGGUFError, QuantNotFoundError, UpstreamError, UpstreamUnavailableError, UsageError
+from mreg.registry.errors import (
+    NoGGUFError,
+    QuantNotFoundError,
+    StoreError,
+    UpstreamError,
+    UpstreamUnavailableError,
+    UsageError,
+)
 from mreg.registry.formats.summary import gguf_info
 from mreg.registry.upstream.client import RemoteFile
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.upstream.client import RepoClient
-from mreg.registry.inspect.reading import parse_local
+from mreg.registry.inspect.reading import parse_blob
 from mreg.registry.pull import NullProgress, PulledFile, PullOptions, PullProgress, PullResult, pull
 from mreg.registry.gguf.quants import (
     DEFAULT_QUANT,
@@ -81,8 +87,10 @@ def _stored_reader(store: Store, blobs: Mapping[str, str], otherwise: FileTypeRe
         sha = blobs.get(path)
         if sha is None:
             return await otherwise(path) if otherwise is not None else None
-        # The GGUF header is parsed from the blob's local file (the local store's view of it).
-        parsed = await asyncio.to_thread(parse_local, store.blob_path(sha), name=path)
+        info = await store.blobs.stat(sha)
+        if info is None:
+            raise StoreError(f"blob {sha} of {path} is not in the store")
+        parsed = await parse_blob(store.blobs, sha, info.size, path)
         return gguf_info(parsed.metadata).file_type
 
     return read

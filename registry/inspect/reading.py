@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
+from mreg.registry.blobs import BlobStore
 from mreg.registry.errors import FormatError, LocationExpiredError, MregError, StoreError, UpstreamUnavailableError
 from mreg.registry.formats.events import HeaderParsed, NeedBytes
 from mreg.registry.formats.gguf import GGUFHeaderParser
@@ -140,22 +141,38 @@ class _RangeReader:
         return FetchStats(self.requests, self.bytes)
 
 
-async def _parse(reader: _RangeReader, first_read: int) -> HeaderParsed:
-    """Drive a parser over ranged GETs of a located file: one GET per NeedBytes, the first widened to
-    `first_read` (never past the end of the file)."""
-    location = reader.location
-    assert location is not None, "locate() first"
+async def drive(path: str, size: int, read: Callable[[int, int], Awaitable[bytes]], first_read: int) -> HeaderParsed:
+    """Drive the parser of ``path`` (``size`` bytes) with ``read(start, end)``: one read per NeedBytes, the first
+    widened to ``first_read`` (never past the end of the file)."""
     try:
-        parser = parser_for(reader.path, location.size)
+        parser = parser_for(path, size)
         event = parser.next_event()
         while isinstance(event, NeedBytes):
-            end = min(event.offset + max(event.length, first_read), location.size)
+            end = min(event.offset + max(event.length, first_read), size)
             first_read = 0
-            parser.receive_data(event.offset, await reader.read(event.offset, end) if end > event.offset else b"")
+            parser.receive_data(event.offset, await read(event.offset, end) if end > event.offset else b"")
             event = parser.next_event()
         return event
     except FormatError as exc:
-        raise FormatError(f"{reader.path}: {exc}") from None
+        raise FormatError(f"{path}: {exc}") from None
+
+
+async def _parse(reader: _RangeReader, first_read: int) -> HeaderParsed:
+    """Drive a parser over ranged GETs of a located file."""
+    location = reader.location
+    assert location is not None, "locate() first"
+    return await drive(reader.path, location.size, reader.read, first_read)
+
+
+async def read_blob(blobs: BlobStore, sha256: str, start: int = 0, end: int | None = None) -> bytes:
+    """Bytes [start, end) of a stored blob, read through its store (StoreError if it is not stored)."""
+    return b"".join([chunk async for chunk in blobs.read(sha256, start, end)])
+
+
+async def parse_blob(blobs: BlobStore, sha256: str, size: int, name: str, first_read: int = LOCAL_READ) -> HeaderParsed:
+    """Parse the header of the stored blob ``sha256`` (``size`` bytes) of the file ``name`` (which says its
+    format), reading only what the parser asks for through the blob store (local or an object store)."""
+    return await drive(name, size, lambda start, end: read_blob(blobs, sha256, start, end), first_read)
 
 
 async def parse_remote(client: RepoClient, repo: RepoRef, commit: str, path: str,

@@ -11,12 +11,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
-from mreg.registry.errors import MregError
+from mreg.registry.errors import FormatError, MregError
 from mreg.registry.formats.events import HeaderParsed, TensorInfo
 from mreg.registry.formats.safetensors import ShardIndex, parse_index
 from mreg.registry.formats.summary import summarize
 from mreg.registry.upstream.client import RemoteFile, RepoClient
-from mreg.registry.inspect.reading import FileHeader, is_model_file, parse_local, parse_remote_many, read_remote_file
+from mreg.registry.inspect.reading import (
+    FileHeader,
+    is_model_file,
+    parse_blob,
+    parse_remote_many,
+    read_blob,
+    read_remote_file,
+)
 from mreg.registry.inspect.sizing import indexed_first_reads
 from mreg.registry.inspect.modelinfo import ModelShape, architecture_from_config, memory_estimates, parse_config, repo_parameters
 from mreg.registry.repo import RepoRef
@@ -118,15 +125,27 @@ async def inspect_remote(client: RepoClient, catalog: Catalog, repo: RepoRef, re
     return await _finish(catalog, repo, commit, files, parse_config(read.config), indexed, read.requests, read.bytes)
 
 
+async def stored_files(catalog: Catalog, repo: RepoRef, commit: str) -> dict[str, FileRecord]:
+    """path → record of the revision's files the catalog records as stored (complete, with their blob)."""
+    return {r.path: r for r in await catalog.revision_files(repo, commit) if r.state == "complete" and r.sha256}
+
+
+async def _small_blob(store: Store, record: FileRecord) -> bytes:
+    """A stored small file's content (config.json, an index); FormatError past ``SMALL_FILE_LIMIT``."""
+    if record.size > SMALL_FILE_LIMIT:
+        raise FormatError(f"{record.path}: {record.size} bytes is more than the {SMALL_FILE_LIMIT} expected of it")
+    return await read_blob(store.blobs, record.sha256 or "")
+
+
 async def index_snapshot(store: Store, catalog: Catalog, repo: RepoRef, commit: str) -> None:
-    """Index the headers of the weights files a pull stored (those not indexed yet), read from the snapshot
-    view on local disk."""
-    linked = store.snapshot_files(repo, commit)
+    """Index the headers of the weights files stored for the revision (those not indexed yet), read through
+    the blob store."""
+    stored = await stored_files(catalog, repo, commit)
     done = {h.path for r in await catalog.indexed_revisions(repo, commit) for h in r.headers}
-    for path in sorted(p for p in linked if is_model_file(p) and p not in done):
-        blob = store.blob_path(linked[path])
+    for path in sorted(p for p in stored if is_model_file(p) and p not in done):
+        record = stored[path]
         try:
-            parsed: HeaderParsed | None = await asyncio.to_thread(parse_local, blob, name=path)
+            parsed: HeaderParsed | None = await parse_blob(store.blobs, record.sha256 or "", record.size, path)
             error = None
         except MregError as exc:
             parsed, error = None, exc
@@ -138,10 +157,10 @@ async def index_snapshot(store: Store, catalog: Catalog, repo: RepoRef, commit: 
 async def inspect_local(catalog: Catalog, store: Store, repo: RepoRef, commit: str, with_tensors: bool) -> Inspection:
     """What the catalog knows of a local revision (after ``mreg pull`` or an earlier inspect)."""
     records = {r.path: r for r in await catalog.revision_files(repo, commit)}
-    linked = store.snapshot_files(repo, commit) if store.snapshot_dir(repo, commit).is_dir() else {}
-    config = parse_config(store.blob_path(linked[CONFIG]).read_bytes()) if CONFIG in linked else {}
-    indexed = [s for p in linked if p.endswith(SHARD_INDEX_SUFFIX)
-               for s in _shards(p, parse_index(store.blob_path(linked[p]).read_bytes()))]
+    stored = await stored_files(catalog, repo, commit)
+    config = parse_config(await _small_blob(store, stored[CONFIG])) if CONFIG in stored else {}
+    indexed = [s for p in stored if p.endswith(SHARD_INDEX_SUFFIX)
+               for s in _shards(p, parse_index(await _small_blob(store, stored[p])))]
     files = []
     for revision in await catalog.indexed_revisions(repo, commit):
         for header in revision.headers:

@@ -76,6 +76,7 @@ async def prepare_modelfile(repo: RepoRef, quant: str | None, options: PullOptio
     ``options`` gives the revision, offline mode and transfer tuning (its globs do not apply);
     ``announce`` hears which GGUF was chosen and why before anything is downloaded.
     """
+    store.needs_local_files("writing a Modelfile")
     choice = await choose_gguf(repo, quant, options.revision, client=client, store=store, catalog=catalog,
                                offline=options.offline)
     announce(choice.reason)

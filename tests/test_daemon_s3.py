@@ -1,0 +1,151 @@
+"""`mreg serve --store s3://…`: the daemon over a real S3 server (SeaweedFS, tests/seaweed.py). A cold miss is
+fetched once, verified, published to the bucket and recorded in the catalog; warm reads (whole files and
+ranges) stream from the bucket with the Hub's headers; headers are indexed from the bucket; no replica keeps
+a blob file in its MREG_HOME; and a file one replica filled is served by another sharing the catalog
+(PostgreSQL) and the bucket without a byte from upstream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from huggingface_hub import hf_hub_download
+
+from mreg.cli.main import main
+from tests.daemons import ROOT, Daemon, daemon_env, start_daemon, wait_for
+from tests.seaweed import BUCKET, SeaweedServer
+from tests.testhub import TestHub, small_repo
+
+pytestmark = pytest.mark.timeout(120)
+REPO = "testorg/s3-model"
+WEIGHTS = bytes(range(251)) * 12_000  # 3 MB, a period no chunk size divides
+TENSOR = struct.pack("<65536f", *range(65536))
+HEADER = json.dumps({"w": {"dtype": "F32", "shape": [256, 256], "data_offsets": [0, len(TENSOR)]}}).encode()
+SAFETENSORS = struct.pack("<Q", len(HEADER)) + HEADER + TENSOR
+FILES = {"README.md": "# s3\n", "config.json": '{"model_type": "llama", "hidden_size": 8}\n',
+         "weights.bin": WEIGHTS, "model.safetensors": SAFETENSORS}
+INDEX_DEADLINE = 30.0
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def blob_files(home: Path) -> list[Path]:
+    """Every file below ``home`` holding a blob's bytes or pointing at one: blobs, partial downloads, snapshot
+    links (the kept Hub answers, the catalog, locks and logs are not blobs)."""
+    return [p for p in home.rglob("*") if p.is_symlink() or (p.is_file() and (
+        p.relative_to(home).parts[0] in ("blobs", "partial", "quarantine") or "snapshots" in p.parts))]
+
+
+def objects(seaweed: SeaweedServer, prefix: str) -> dict[str, int]:
+    """key → size of the objects below ``prefix`` in the session's bucket."""
+    answer = seaweed.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/")
+    return {o["Key"][len(prefix) + 1:]: o["Size"] for o in answer.get("Contents", [])}
+
+
+def hub_with_repo(test_hub: TestHub) -> TestHub:
+    test_hub.add_repo(small_repo(REPO, FILES))
+    return test_hub
+
+
+@pytest.fixture
+def s3_daemon(test_hub: TestHub, tmp_path: Path, s3_url: str) -> Iterator[Daemon]:
+    running = start_daemon(tmp_path / "home", hub_with_repo(test_hub).endpoint, "--store", s3_url)
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, running.log.read_text()
+
+
+def test_a_cold_miss_fills_the_bucket_and_warm_reads_stream_from_it(s3_daemon: Daemon, test_hub: TestHub,
+                                                                     seaweed: SeaweedServer, s3_url: str,
+                                                                     tmp_path: Path) -> None:
+    prefix = s3_url.split("/", 3)[3]
+    path = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "hf", endpoint=s3_daemon.url, token=False)
+    assert Path(path).read_bytes() == WEIGHTS
+    assert objects(seaweed, prefix) == {f"blobs/{sha256(WEIGHTS)}": len(WEIGHTS)}  # fills' chunks gone too
+    assert test_hub.stats.cdn_bytes == len(WEIGHTS)
+    assert blob_files(s3_daemon.home) == []
+
+    commit = test_hub.repo(REPO).head.sha
+    status, headers, body = s3_daemon.get(f"/{REPO}/resolve/main/weights.bin")
+    assert (status, body) == (200, WEIGHTS)
+    assert headers["X-Repo-Commit"] == commit and headers["X-Linked-Etag"] == f'"{sha256(WEIGHTS)}"'
+    assert headers["ETag"] == f'"{sha256(WEIGHTS)}"' and headers["X-Linked-Size"] == str(len(WEIGHTS))
+    for rng, want in {"bytes=0-0": WEIGHTS[:1], "bytes=1048570-1048585": WEIGHTS[1048570:1048586],
+                      "bytes=-7": WEIGHTS[-7:], "bytes=2000000-": WEIGHTS[2000000:]}.items():
+        status, headers, body = s3_daemon.get(f"/{REPO}/resolve/{commit}/weights.bin", {"Range": rng})
+        assert (status, body, headers["Content-Length"]) == (206, want, str(len(want))), rng
+    assert test_hub.stats.cdn_bytes == len(WEIGHTS)  # the warm reads came from the bucket
+
+
+def test_headers_are_indexed_from_the_bucket(s3_daemon: Daemon, tmp_path: Path) -> None:
+    for name in ("config.json", "model.safetensors"):
+        path = hf_hub_download(REPO, name, cache_dir=tmp_path / "hf", endpoint=s3_daemon.url, token=False)
+        want = FILES[name]
+        assert Path(path).read_bytes() == (want.encode() if isinstance(want, str) else want)
+    detail: dict = {}
+
+    def indexed() -> bool:
+        detail.update(json.loads(s3_daemon.get(f"/v1/repos/{REPO}")[2]))
+        return detail.get("parameters") == 65536
+
+    wait_for(indexed, INDEX_DEADLINE, "the safetensors header in the catalog")
+    assert detail["architecture"] == "llama"
+    assert blob_files(s3_daemon.home) == []
+
+
+def test_a_file_one_replica_filled_is_served_by_another_without_upstream_bytes(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str) -> None:
+    hub_with_repo(test_hub)
+    replicas = [start_daemon(tmp_path / name / "home", test_hub.endpoint, "--store", s3_url, "--database-url", pg_url)
+                for name in ("a", "b")]
+    try:
+        a, b = replicas
+        got = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "hf-a", endpoint=a.url, token=False)
+        assert sha256(Path(got).read_bytes()) == sha256(WEIGHTS)
+        test_hub.stats.reset()
+        got = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "hf-b", endpoint=b.url, token=False)
+        assert sha256(Path(got).read_bytes()) == sha256(WEIGHTS)
+        assert (test_hub.stats.cdn_bytes, test_hub.stats.resolve_bytes) == (0, 0)
+        assert b.metrics()["mreg_upstream_bytes_total"] == 0
+        listed = json.loads(b.get("/v1/repos")[2])
+        assert [item["repo"] for item in listed] == [REPO]
+        for replica in replicas:
+            assert blob_files(replica.home) == [], replica.home
+    finally:
+        for replica in replicas:
+            assert replica.stop() == 0, replica.log.read_text()
+
+
+def test_a_bucket_that_cannot_be_opened_stops_serve_with_one_line(test_hub: TestHub, tmp_path: Path,
+                                                                   s3_env: dict[str, str]) -> None:
+    cases = {"s3://no-such-bucket-here": ({}, "does not exist"),
+             f"s3://{BUCKET}/x": ({"AWS_SECRET_ACCESS_KEY": "wrong"}, "s3://")}
+    for url, (extra, says) in cases.items():
+        env = daemon_env(tmp_path / "home", test_hub.endpoint, {**s3_env, **extra})
+        done = subprocess.run([sys.executable, "-m", "mreg.cli.main", "serve", "--port", "0", "--store", url],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("mreg: error:")]
+        assert done.returncode == 5, done.stderr
+        assert len(errors) == 1 and says in errors[0], done.stderr
+        assert "wrong" not in done.stderr
+
+
+def test_what_needs_a_local_store_is_refused_at_start(tmp_path: Path) -> None:
+    env = {"MREG_HOME": str(tmp_path / "home"), "MREG_STORE": "s3://some-bucket/prefix"}
+    for args, says in {("--max-size", "10G"): "not supported yet", ("--min-free", "1G"): "not supported yet",
+                       ("--store", "s3://Bad_Bucket"): "invalid S3 bucket"}.items():
+        result = CliRunner().invoke(main, ["serve", "--port", "0", *args], env=env)
+        assert result.exit_code == 2, result.output
+        assert says in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not os.path.exists(tmp_path / "home" / "blobs")
