@@ -20,7 +20,8 @@
     ├── UnsafePathError               4  502   UnsafePath           a file name that would escape its folder
     ├── FormatError                   4  422   FormatError          a model file that mreg cannot read or write
     ├── StoreError                    5  500   StoreError           the blob store (disk full, permissions, S3 refusals…)
-    │   └── StoreUnavailableError     5  503   StoreUnavailable     an object store that cannot be reached or fails (5xx)
+    │   ├── StoreUnavailableError     5  503   StoreUnavailable     an object store that cannot be reached or fails (5xx)
+    │   └── StoreUnsupportedError     5  501   NotSupported         what this kind of store cannot do (yet)
     └── CatalogError                  5  500   CatalogError         the catalog database
 
 Every error carries its row: ``exit_code`` (the CLI's exit status), ``http_status`` and ``code`` (what
@@ -170,6 +171,13 @@ class StoreUnavailableError(StoreError):
 
     http_status = 503
     code = "StoreUnavailable"
+
+
+class StoreUnsupportedError(StoreError):
+    """Something that needs blobs as local files, asked of a store that keeps them elsewhere (S3)."""
+
+    http_status = 501
+    code = "NotSupported"
 
 
 class CatalogError(MregError):

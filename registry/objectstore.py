@@ -18,7 +18,7 @@ from typing import NoReturn
 from mreg.registry.blobs import BlobStore
 from mreg.registry.blobs.s3location import parse_s3_url
 from mreg.registry.config import Settings
-from mreg.registry.errors import StoreError
+from mreg.registry.errors import StoreUnsupportedError
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import GcResult, Store
@@ -33,7 +33,7 @@ class ObjectStore(Store):
         self.where = where
 
     def needs_local_files(self, what: str) -> NoReturn:
-        raise StoreError(f"{what} needs blobs as files on this machine: not supported with the store {self.where} yet")
+        raise StoreUnsupportedError(f"{what} needs blobs as files on this machine: not supported with the store {self.where} yet")
 
     # -- views: the catalog's rows are the snapshots and refs ------------------------------------------
 

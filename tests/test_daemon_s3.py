@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +150,23 @@ def test_what_needs_a_local_store_is_refused_at_start(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert says in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert not os.path.exists(tmp_path / "home" / "blobs")
+
+
+def test_conversions_and_modelfiles_are_refused_in_one_line(s3_daemon: Daemon, test_hub: TestHub) -> None:
+    status, headers, body = s3_daemon.get(f"/v1/repos/{REPO}/modelfile?quant=q4_1")
+    assert (status, headers["X-Error-Code"]) == (501, "NotSupported")
+    assert "not supported with the store s3://" in json.loads(body)["error"]
+    request = urllib.request.Request(s3_daemon.url + "/v1/convert", method="POST",
+                                     data=json.dumps({"repo": REPO, "quant": "q8_0"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        job = json.loads(response.read())
+    final: dict = {}
+
+    def ended() -> bool:
+        final.update(json.loads(s3_daemon.get(f"/v1/convert/{job['id']}")[2]))
+        return final["status"] != "running"
+
+    wait_for(ended, 30, "the conversion job")
+    assert final["status"] == "failed" and "converting to GGUF needs blobs as files" in final["error"], final
+    assert test_hub.stats.cdn_bytes == 0  # refused before anything was fetched
