@@ -11,7 +11,9 @@ import json
 import os
 import struct
 import subprocess
+import random
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from huggingface_hub import hf_hub_download
 from mreg.cli.main import main
 from tests.daemons import ROOT, Daemon, daemon_env, start_daemon, wait_for
 from tests.seaweed import BUCKET, SeaweedServer
+from tests.test_mirror import call, wait_job
 from tests.testhub import TestHub, small_repo
 
 pytestmark = pytest.mark.timeout(120)
@@ -105,7 +108,7 @@ def test_headers_are_indexed_from_the_bucket(s3_daemon: Daemon, tmp_path: Path) 
     assert blob_files(s3_daemon.home) == []
 
 
-def test_a_file_one_replica_filled_is_served_by_another_without_upstream_bytes(
+def test_what_one_replica_filled_or_mirrored_another_serves_without_upstream_bytes(
         test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str) -> None:
     hub_with_repo(test_hub)
     replicas = [start_daemon(tmp_path / name / "home", test_hub.endpoint, "--store", s3_url, "--database-url", pg_url)
@@ -121,6 +124,16 @@ def test_a_file_one_replica_filled_is_served_by_another_without_upstream_bytes(
         assert b.metrics()["mreg_upstream_bytes_total"] == 0
         listed = json.loads(b.get("/v1/repos")[2])
         assert [item["repo"] for item in listed] == [REPO]
+
+        mirrored = random.Random(7).randbytes(2 * 2**20)  # a mirror job through B, served by A from the bucket
+        test_hub.add_repo(small_repo("testorg/s3-mirrored", {"data.bin": mirrored, "README.md": "# m\n"}))
+        assert call(b, "POST", "/v1/jobs", {"repo": "testorg/s3-mirrored"})[0] in (200, 201, 202)
+        wait_job(a, "testorg/s3-mirrored", 60, status="done")
+        test_hub.stats.reset()
+        got = hf_hub_download("testorg/s3-mirrored", "data.bin", cache_dir=tmp_path / "hf-a", endpoint=a.url,
+                              token=False)
+        assert sha256(Path(got).read_bytes()) == sha256(mirrored)
+        assert (test_hub.stats.cdn_bytes, test_hub.stats.resolve_bytes) == (0, 0)
         for replica in replicas:
             assert blob_files(replica.home) == [], replica.home
     finally:
@@ -170,3 +183,49 @@ def test_conversions_and_modelfiles_are_refused_in_one_line(s3_daemon: Daemon, t
     wait_for(ended, 30, "the conversion job")
     assert final["status"] == "failed" and "converting to GGUF needs blobs as files" in final["error"], final
     assert test_hub.stats.cdn_bytes == 0  # refused before anything was fetched
+
+
+def test_clients_stream_a_fill_while_it_goes_to_the_bucket(s3_daemon: Daemon, test_hub: TestHub,
+                                                           tmp_path: Path) -> None:
+    data = random.Random(13).randbytes(12 * 2**20)
+    test_hub.add_repo(small_repo("testorg/s3-big", {"big.bin": data}))
+    test_hub.faults.bandwidth = 4_000_000  # ~3 s upstream: the clients overlap the fill
+    start = threading.Barrier(4)
+    paths: list[str] = []
+
+    def client(i: int) -> None:
+        start.wait()
+        paths.append(hf_hub_download("testorg/s3-big", "big.bin", cache_dir=tmp_path / f"c{i}",
+                                     endpoint=s3_daemon.url, token=False))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [sha256(Path(p).read_bytes()) for p in paths] == [sha256(data)] * 4
+    assert test_hub.stats.cdn_bytes <= 1.1 * len(data)
+    metrics = s3_daemon.metrics()
+    assert metrics["mreg_cache_misses_total"] >= 2  # they overlapped: one transfer served them
+    assert metrics["mreg_served_bytes_total"] == 4 * len(data)
+    assert blob_files(s3_daemon.home) == []
+
+
+def test_the_scrub_quarantines_a_damaged_object_and_the_client_gets_the_right_bytes(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, seaweed: SeaweedServer) -> None:
+    prefix = s3_url.split("/", 3)[3]
+    daemon = start_daemon(tmp_path / "home", hub_with_repo(test_hub).endpoint, "--store", s3_url,
+                          "--min-every", "0.2s", "--scrub-every", "0.2s")
+    try:
+        first = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
+        assert Path(first).read_bytes() == WEIGHTS
+        key = f"{prefix}/blobs/{sha256(WEIGHTS)}"
+        seaweed.client().put_object(Bucket=BUCKET, Key=key, Body=b"x" + WEIGHTS[1:])  # rot, behind mreg's back
+        wait_for(lambda: daemon.metrics()["mreg_scrub_quarantined_blobs_total"] == 1, 30, "the quarantine")
+        assert f"quarantine/{sha256(WEIGHTS)}" in objects(seaweed, prefix)
+        second = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "c2", endpoint=daemon.url, token=False)
+        assert Path(second).read_bytes() == WEIGHTS
+        assert test_hub.stats.cdn_bytes == 2 * len(WEIGHTS)  # fetched again from upstream, verified
+        assert objects(seaweed, prefix) == {f"blobs/{sha256(WEIGHTS)}": len(WEIGHTS)}  # the damaged copy dropped
+    finally:
+        assert daemon.stop() == 0, daemon.log.read_text()

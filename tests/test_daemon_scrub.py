@@ -61,7 +61,8 @@ def test_the_scrub_quarantines_a_damaged_blob_and_the_client_gets_the_right_byte
 def test_scrub_options_have_the_bounds_of_a_schedule(tmp_path: Path) -> None:
     def config(*args: str) -> tuple[float | None, float]:
         options = serve_command.make_context("serve", list(args)).params
-        options.pop("database_url")  # the catalog's, not the daemon's: Settings carries it
+        options.pop("database_url")  # the catalog's and the store's, not the daemon's: Settings carries them
+        options.pop("store")
         made = serve_config(Settings.from_env({"MREG_HOME": str(tmp_path)}), **options)
         return made.scrub_every, made.scrub_rate
 
