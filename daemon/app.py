@@ -66,7 +66,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
-                                  config.failed_transfer_memory)
+                                  config.failed_transfer_memory, publish_wait=config.publish_wait)
             mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica)
             budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,

@@ -37,6 +37,10 @@ class ServeConfig:
     failed_transfer_memory: float = 3600.0
     """Seconds after a transfer failed during which a range request for its content that does not start at
     0 gets the whole file (200): it may continue bytes of the failed transfer."""
+    publish_wait: float = 5.0
+    """Seconds after its verification that a file's clients wait for it to be published and recorded before
+    they get their last byte anyway (an object store uploads the whole file; huggingface_hub gives up after
+    10 s without a byte)."""
     connections: int = 64
     """Upstream connections shared by every transfer into the store."""
     tuning: Tuning = field(default_factory=Tuning)

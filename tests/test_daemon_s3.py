@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import random
+import signal
 import sys
 import threading
 import urllib.request
@@ -229,3 +230,32 @@ def test_the_scrub_quarantines_a_damaged_object_and_the_client_gets_the_right_by
         assert objects(seaweed, prefix) == {f"blobs/{sha256(WEIGHTS)}": len(WEIGHTS)}  # the damaged copy dropped
     finally:
         assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_a_client_gets_its_last_byte_while_the_bucket_is_slow_to_take_the_file(
+        s3_daemon: Daemon, test_hub: TestHub, seaweed: SeaweedServer, s3_url: str, tmp_path: Path) -> None:
+    data = random.Random(5).randbytes(48 * 2**20)  # three 16 MiB parts to upload
+    test_hub.add_repo(small_repo("testorg/s3-slow", {"big.bin": data}))
+    test_hub.faults.bandwidth = 24_000_000
+    done: dict = {}
+
+    def client() -> None:
+        done["path"] = hf_hub_download("testorg/s3-slow", "big.bin", cache_dir=tmp_path / "hf",
+                                       endpoint=s3_daemon.url, token=False)
+        done["publishing"] = s3_daemon.metrics()["mreg_active_transfers"]
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    wait_for(lambda: test_hub.stats.cdn_bytes >= len(data), 30, "upstream's last byte")
+    seaweed.process.send_signal(signal.SIGSTOP)  # the bucket stops answering: the publish hangs
+    try:
+        thread.join(30)  # huggingface_hub gives up on a body silent for 10 s
+        assert not thread.is_alive(), "the client waited for the publish"
+        assert done["publishing"] == 1  # it finished while its file was still being published
+    finally:
+        seaweed.process.send_signal(signal.SIGCONT)
+    assert sha256(Path(done["path"]).read_bytes()) == sha256(data)
+    wait_for(lambda: s3_daemon.metrics()["mreg_active_transfers"] == 0, 60, "the publish")
+    assert objects(seaweed, s3_url.split("/", 3)[3])[f"blobs/{sha256(data)}"] == len(data)
+    status, _, body = s3_daemon.get("/testorg/s3-slow/resolve/main/big.bin", {"Range": "bytes=-5"})
+    assert (status, body) == (206, data[-5:])

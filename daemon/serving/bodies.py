@@ -137,7 +137,7 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
                 if transfer.sha256 is not None:
                     await send_stored(request, response, blobs, transfer.sha256, ByteRange(pos, rng.end), metrics)
                     return
-                fd = os.open(transfer.data_path, os.O_RDONLY)
+                fd = transfer.open_data()
             upto = min(limit, rng.end)
             await _pump(request, fd, pos, upto, metrics)
             pos = upto

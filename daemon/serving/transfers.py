@@ -6,7 +6,10 @@ transfer tells its readers which bytes are written (``Readers``), and fetches fi
 waits for; readers stream them from the partial file as it grows, a whole file or any range of it, but
 the last byte of what they send only once the content is verified, so no body is complete before its
 content is verified. A verified blob is linked into the snapshot of every commit whose clients asked
-for it while it ran.
+for it while it ran. Readers finish once that is done, or ``publish_wait`` seconds after the verification,
+whichever comes first: publishing into an object store uploads the whole file, and a client waiting that
+long for its last byte would give up (huggingface_hub after 10 s). From the verification on, the transfer
+holds the verified file open, so every reader can finish from it whatever publishing does to its name.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -65,14 +69,18 @@ class Transfer:
         self.handed_out = False
         """Whether any reader got bytes of it (they may be wrong until it is verified)."""
         self.sha256: str | None = None
+        """Set once the content is verified, published and recorded."""
+        self.released = False
+        """Whether readers may send their last byte: verified, and stored or waited for long enough."""
         self.error: str | None = None
+        self._verified_fd: int | None = None
         self.targets: list[Target] = []
         self._changed = asyncio.Event()
 
     def sendable(self, pos: int, end: int) -> int:
         """Where a reader of bytes [pos, end) may send up to now: the bytes written from ``pos``, all but the
         range's last one until the content is verified."""
-        return end if self.sha256 is not None else min(self.readers.written_from(pos), end - 1)
+        return end if self.released else min(self.readers.written_from(pos), end - 1)
 
     async def wait_past(self, pos: int, end: int | None = None) -> int:
         """Wait until a reader of [pos, end) (``end``: the file's) may send byte ``pos``, or all is verified;
@@ -85,7 +93,7 @@ class Transfer:
             if self.error is not None:
                 raise TransferFailedError(self.error)
             limit = self.sendable(pos, end)
-            if limit > pos or self.sha256 is not None:
+            if limit > pos or self.released:
                 self.handed_out = self.handed_out or limit > pos
                 return limit
             changed = self._changed
@@ -95,18 +103,40 @@ class Transfer:
             await changed.wait()
 
     async def verified(self) -> str:
-        """Wait until the whole content is verified; its sha256 (TransferFailedError if it failed)."""
+        """Wait until the whole content is verified and stored; its sha256 (TransferFailedError if it failed)."""
         while self.sha256 is None:
-            await self.wait_past(self.spec.size)
+            if self.error is not None:
+                raise TransferFailedError(self.error)
+            await self._changed.wait()
         return self.sha256
+
+    def open_data(self) -> int:
+        """A descriptor of the partial file for a reader to close: the verified file the transfer holds open
+        once there is one (its name may be gone, published), else the file by its name."""
+        return os.dup(self._verified_fd) if self._verified_fd is not None else os.open(self.data_path, os.O_RDONLY)
+
+    def verify(self) -> None:
+        """The bytes are verified (the partial file still has its name): hold it open for the readers."""
+        self._verified_fd = os.open(self.data_path, os.O_RDONLY)
+
+    def release(self) -> None:
+        """Let readers send their last byte (the content is verified)."""
+        self.released = True
+        self._notify()
 
     def succeed(self, sha256: str) -> None:
         self.sha256 = sha256
-        self._notify()
+        self.release()
 
     def fail(self, error: str) -> None:
         self.error = error
         self._notify()
+
+    def close(self) -> None:
+        """Let go of the verified file (readers hold their own descriptors)."""
+        if self._verified_fd is not None:
+            os.close(self._verified_fd)
+            self._verified_fd = None
 
     def _notify(self) -> None:
         self._changed.set()
@@ -148,8 +178,9 @@ class Transfers:
     """
 
     def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
-                 failed_memory: float, inflight: InFlight | None = None) -> None:
+                 failed_memory: float, inflight: InFlight | None = None, publish_wait: float = 5.0) -> None:
         self._store, self._commits, self._tuning, self._metrics = store, commits, tuning, metrics
+        self._publish_wait = publish_wait
         self._slots = asyncio.Semaphore(connections)
         self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
         self.inflight: InFlight = inflight or MemoryInFlight()
@@ -177,13 +208,21 @@ class Transfers:
     async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate) -> None:
         self._metrics.active_transfers += 1
         lease: Lease | None = None
+        release: asyncio.TimerHandle | None = None
+
+        def verified(_: str) -> None:
+            nonlocal release
+            transfer.verify()
+            release = asyncio.get_running_loop().call_later(self._publish_wait, transfer.release)
+
         try:
             # A follower (another mirror leads the key) fills it too for now: publish-if-absent keeps one blob.
             lease = held = await self.inflight.claim(transfer.spec.key)
             async with self._store.pulling_async():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
                                            fetch_stored=True, discard=not_resumable, readers=transfer.readers,
-                                           on_prefix=lambda prefix: self.inflight.note(held, prefix))
+                                           on_prefix=lambda prefix: self.inflight.note(held, prefix),
+                                           on_verified=verified)
                 self._metrics.bytes_upstream += done.fetched
                 await self.inflight.release(lease)
                 self._forget(transfer)  # from here on, a new request finds the blob in the store
@@ -200,6 +239,9 @@ class Transfers:
                 self.failed.remember(transfer.spec.key)
             transfer.fail(reason)
         finally:
+            if release is not None:
+                release.cancel()
+            transfer.close()
             if lease is not None:
                 await self.inflight.release(lease)
             self._forget(transfer)

@@ -34,6 +34,8 @@ UPSTREAM = "upstream"
 """The name of the one source of ``download_file``."""
 Discard = Callable[[Exception], bool]
 """Whether a download that failed with this error removes its partial file (else it is kept to resume)."""
+Verified = Callable[[str], None]
+"""Told the sha256 once the partial file's bytes are verified, before they are published (the file is still there)."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,17 @@ async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, sto
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         fetch_stored: bool = False, discard: Discard | None = None,
-                        readers: Readers | None = None) -> Downloaded:
+                        readers: Readers | None = None, on_verified: Verified | None = None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               fetch_stored=fetch_stored, discard=discard, readers=readers)
+                               fetch_stored=fetch_stored, discard=discard, readers=readers, on_verified=on_verified)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         refetch_once: bool = False, fetch_stored: bool = False,
-                        discard: Discard | None = None, readers: Readers | None = None) -> Downloaded:
+                        discard: Discard | None = None, readers: Readers | None = None,
+                        on_verified: Verified | None = None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -81,9 +84,12 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     even when the store holds that content already (for a repo whose listing names content the store
     has only for other repos: the bytes must come through this repo's upstream). A failure ``discard``
     says yes to (never a cancellation) removes the partial file instead of keeping it to resume: the
-    daemon's next miss starts cleanly, and a full disk gets its space back.
+    daemon's next miss starts cleanly, and a full disk gets its space back. ``on_verified`` hears the sha256
+    as soon as the bytes are verified, while the partial file still exists (publishing may take a while:
+    an object store uploads it).
     """
-    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard=discard, readers=readers)
+    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard=discard, readers=readers,
+                              on_verified=on_verified)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -124,7 +130,8 @@ class _Mismatch(IntegrityError):
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
                     advance: Advance, on_prefix: Advance, fetch_stored: bool = False,
-                    discard: Discard | None = None, readers: Readers | None = None) -> Downloaded:
+                    discard: Discard | None = None, readers: Readers | None = None,
+                    on_verified: Verified | None = None) -> Downloaded:
     if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
         return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
@@ -146,6 +153,8 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
                 state_path.unlink(missing_ok=True)
                 data_path.unlink(missing_ok=True)
             raise
+        if on_verified is not None:
+            on_verified(sha256)
         await store.blobs.publish(sha256, data_path)
         state_path.unlink(missing_ok=True)
         return Downloaded(sha256, job.fetched, job.fetched_by_source(), job.dropped_sources())
