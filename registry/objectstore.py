@@ -33,7 +33,8 @@ class ObjectStore(Store):
         self.where = where
 
     def needs_local_files(self, what: str) -> NoReturn:
-        raise StoreUnsupportedError(f"{what} needs blobs as files on this machine: not supported with the store {self.where} yet")
+        raise StoreUnsupportedError(f"{what} needs blobs as files on this machine: "
+                                    f"not supported with the store {self.where} yet")
 
     # -- views: the catalog's rows are the snapshots and refs ------------------------------------------
 
