@@ -28,7 +28,8 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                  admin_token: str | None, scrub_every: str | None, scrub_rate: str | None,
                  max_size: str | None = None, high: float = 95.0, low: float = 85.0, min_free: str | None = None,
                  order: str = "lru", evict_after: str = "30d", evict_every: str | None = None,
-                 job_lease: float = ServeConfig.job_lease, env: Mapping[str, str] | None = None) -> ServeConfig:
+                 job_lease: float = ServeConfig.job_lease, s3_sweep_after: str | None = None,
+                 s3_lifecycle_days: int | None = None, env: Mapping[str, str] | None = None) -> ServeConfig:
     """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
     environment, give the defaults the environment sets)."""
     upstreams = serve_upstreams(upstream, env)
@@ -38,6 +39,8 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
         if budget.active:
             raise UsageError(f"a size budget (--max-size, --min-free, --evict age) with the store {settings.store}: "
                              "not supported yet")
+    elif s3_sweep_after is not None or s3_lifecycle_days is not None:
+        raise UsageError("--s3-sweep-after and --s3-lifecycle-days need an S3 store (--store s3://BUCKET[/PREFIX])")
     shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
     return ServeConfig(host=host, port=port, upstream=upstreams[0].url, upstream_kind=upstreams[0].kind,
                        upstreams=upstreams, start_timeout=load(env).start_timeout,
@@ -49,7 +52,15 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                        if scrub_every else None,
                        scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate,
                        budget=budget,
-                       evict_every=parse_interval(evict_every) if evict_every else ServeConfig.evict_every)
+                       evict_every=parse_interval(evict_every) if evict_every else ServeConfig.evict_every,
+                       s3_sweep_after=parse_sweep_after(s3_sweep_after), s3_lifecycle_days=s3_lifecycle_days)
+
+
+def parse_sweep_after(text: str | None) -> float | None:
+    """``--s3-sweep-after``: seconds, None for ``0`` or ``off`` (no sweep), the default if not given."""
+    if text is None:
+        return ServeConfig.s3_sweep_after
+    return None if text.strip().lower() in ("0", "off") else parse_interval(text)
 
 
 @click.command("serve")
@@ -90,12 +101,18 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
 @budget_options
 @click.option("--evict-every", metavar="INTERVAL", help="How often the budget is checked (and last uses written to "
               "the catalog); default: 1m.")
+@click.option("--s3-sweep-after", metavar="INTERVAL", help="With --store s3://…: abort incomplete uploads and delete "
+              "fill chunks older than this (what a killed replica left; younger ones may be a live replica's), at "
+              "start and every quarter of it (at most hourly); 0 or off: never; default: 1d.")
+@click.option("--s3-lifecycle-days", type=click.IntRange(1, 36500), metavar="DAYS", help="With --store s3://…: at "
+              "start, also set the bucket's lifecycle rule that aborts incomplete uploads DAYS days after they began.")
 @_run
 async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None, job_lease: float,
                         database_url: str | None, store: str | None, admin_token: str | None, scrub_every: str | None,
                         scrub_rate: str | None, max_size: str | None, high: float, low: float, min_free: str | None,
-                        order: str, evict_after: str, evict_every: str | None) -> None:
+                        order: str, evict_after: str, evict_every: str | None, s3_sweep_after: str | None,
+                        s3_lifecycle_days: int | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
@@ -106,5 +123,5 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
                           min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,
-                          evict_after, evict_every, job_lease)
+                          evict_after, evict_every, job_lease, s3_sweep_after, s3_lifecycle_days)
     await serve(build_app(config, settings), config)

@@ -4,7 +4,7 @@
     await serve(app, config)        # until SIGTERM / SIGINT
     async with listening(app, config) as addresses: ...   # as long as the block runs (tests in process)
 
-The store (``opened_store``: local, or S3 with ``--store``), catalog, HTTP session, background transfers, mirror jobs, the scrub and the size budget live in ``mirror_context`` (a
+The store (``opened_store``: local, or S3 with ``--store``), catalog, HTTP session, background transfers, mirror jobs, the scrub, the size budget and the S3 janitor live in ``mirror_context`` (a
 ``cleanup_ctx``): opened before the first request, closed after the last response on shutdown.
 """
 
@@ -32,6 +32,7 @@ from mreg.daemon.budget import StoreBudget
 from mreg.daemon.serving.commits import Commits
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.cross_site import refuse_cross_site
+from mreg.daemon.janitor import s3_janitor
 from mreg.daemon.metrics import Metrics
 from mreg.daemon.mirror_jobs import Mirroring
 from mreg.daemon.replica import replica_id
@@ -75,13 +76,18 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                                  mirroring=mirroring, budget=budget)
             scrubber = None if config.scrub_every is None else Scrubber(store.blobs, config.scrub_every,
                                                                          config.scrub_rate, metrics)
+            janitor = s3_janitor(store, config, metrics)
             await mirroring.start()
             budget.start()
             if scrubber is not None:
                 scrubber.start()
+            if janitor is not None:
+                await janitor.start()
             try:
                 yield
             finally:
+                if janitor is not None:
+                    await janitor.close()
                 if scrubber is not None:
                     await scrubber.close()
                 await mirroring.close()

@@ -11,6 +11,7 @@ from mreg.registry.jobs.mirror import MIN_EVERY
 from mreg.registry.upstream.configured import DEFAULT_START_TIMEOUT, Upstream
 
 SCRUB_RATE = 50e6
+S3_SWEEP_AFTER = 86400.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class ServeConfig:
     """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
     scrub_rate: float = SCRUB_RATE
     """Bytes per second a scrub reads at most."""
+    s3_sweep_after: float | None = S3_SWEEP_AFTER
+    """With an S3 store: seconds after which incomplete uploads and fill chunks count as a dead replica's and are
+    removed (``daemon.janitor``); None: never."""
+    s3_lifecycle_days: int | None = None
+    """With an S3 store: set the bucket's rule aborting incomplete uploads after this many days at start."""
     budget: Budget = field(default_factory=Budget)
     """The store's size budget (none by default: nothing is evicted)."""
     evict_every: float = 60.0

@@ -26,6 +26,9 @@ class Metrics:
     evictions: int = 0
     evicted_bytes: int = 0
     eviction_rounds: int = 0
+    s3_sweeps: int = 0
+    s3_swept_uploads: int = 0
+    s3_swept_chunks: int = 0
     replica: str = ""
     """This daemon's replica id (``daemon.replica``), the label of its job counters."""
     job_leases: int = 0
@@ -64,6 +67,12 @@ class Metrics:
                      self.evictions),
             *_metric("mreg_evicted_bytes_total", "counter", "Bytes freed by evictions.", self.evicted_bytes),
             *_metric("mreg_eviction_rounds_total", "counter", "Budget rounds run.", self.eviction_rounds),
+            *_metric("mreg_s3_sweeps_total", "counter", "Sweeps of the S3 bucket for what dead replicas left.",
+                     self.s3_sweeps),
+            *_metric("mreg_s3_swept_uploads_total", "counter", "Incomplete multipart uploads older than "
+                     "--s3-sweep-after that the sweeps aborted.", self.s3_swept_uploads),
+            *_metric("mreg_s3_swept_chunks_total", "counter", "Chunk objects of unfinished fills older than "
+                     "--s3-sweep-after that the sweeps deleted.", self.s3_swept_chunks),
             *_metric("mreg_job_leases_total", "counter", "Mirror jobs this replica leased (each run of a job).",
                      self.job_leases, self._replica_label),
             *_metric("mreg_job_leases_lost_total", "counter", "Mirror job runs this replica stopped because its lease "

@@ -34,6 +34,8 @@ import pytest
 __all__ = ["SeaweedServer", "s3_env", "s3_url", "seaweed"]
 
 ACCESS_KEY, SECRET_KEY, REGION = "mregtestkey", "mreg-test-secret-key", "us-east-1"
+READER_KEY, READER_SECRET = "mregreaderkey", "mreg-reader-secret-key"
+"""An identity that may only read and list: credentials the server refuses a lifecycle rule, for one."""
 BUCKET = "mreg-tests"
 START_TIMEOUT = 60.0
 SERVICES = ("master", "volume", "filer", "s3", "admin")
@@ -74,7 +76,8 @@ def free_base_port() -> int:
 
 
 class SeaweedServer:
-    """One ``weed mini`` on 127.0.0.1 in a temporary folder, with one identity (``ACCESS_KEY``/``SECRET_KEY``)."""
+    """One ``weed mini`` on 127.0.0.1 in a temporary folder, with an identity that may do anything
+    (``ACCESS_KEY``/``SECRET_KEY``) and one that may only read and list (``READER_KEY``/``READER_SECRET``)."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mreg-seaweed-"))
@@ -85,7 +88,9 @@ class SeaweedServer:
         config = self.root / "s3.json"
         config.write_text(json.dumps({"identities": [{
             "name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}, {
+            "name": "reader", "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+            "actions": ["Read", "List"]}]}))
         (self.root / "data").mkdir()
         ports = {f"-{name}.port": str(self.base + i) for i, name in enumerate(SERVICES)}
         command = [weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
