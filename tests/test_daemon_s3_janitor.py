@@ -68,17 +68,24 @@ def test_a_dead_replicas_upload_and_chunks_are_swept_and_a_live_upload_is_not(
         assert daemon.stop() == 0, daemon.log.read_text()
 
 
-def test_sweep_off_leaves_leftovers_alone(test_hub: TestHub, tmp_path: Path, s3_url: str,
-                                          seaweed: SeaweedServer) -> None:
+def test_the_default_sweeps_at_start_and_off_never(test_hub: TestHub, tmp_path: Path, s3_url: str,
+                                                    seaweed: SeaweedServer) -> None:
     prefix, client = s3_url.split("/", 3)[3], seaweed.client()
-    dead = client.create_multipart_upload(Bucket=BUCKET, Key=f"{prefix}/blobs/{'d' * 64}")
-    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--store", s3_url, "--s3-sweep-after", "off")
+    recent = client.create_multipart_upload(Bucket=BUCKET, Key=f"{prefix}/blobs/{'d' * 64}")
     try:
-        assert daemon.metrics()["mreg_s3_sweeps_total"] == 0
-        assert dead["UploadId"] in uploads(seaweed, prefix)
+        for args, sweeps in (((), 1), (("--s3-sweep-after", "off"), 0)):
+            daemon = start_daemon(tmp_path / f"home{sweeps}", test_hub.endpoint, "--store", s3_url, *args)
+            try:
+                if sweeps:  # the default (1d) sweeps at start; the next sweep is an hour away
+                    wait_for(lambda: daemon.metrics()["mreg_s3_sweeps_total"] == 1, 30, "the sweep at start")
+                else:
+                    assert daemon.metrics()["mreg_s3_sweeps_total"] == 0
+                assert daemon.metrics()["mreg_s3_swept_uploads_total"] == 0
+                assert recent["UploadId"] in uploads(seaweed, prefix)  # younger than a day
+            finally:
+                assert daemon.stop() == 0, daemon.log.read_text()
     finally:
-        assert daemon.stop() == 0, daemon.log.read_text()
-        client.abort_multipart_upload(Bucket=BUCKET, Key=dead["Key"], UploadId=dead["UploadId"])
+        client.abort_multipart_upload(Bucket=BUCKET, Key=recent["Key"], UploadId=recent["UploadId"])
 
 
 def test_the_lifecycle_rule_is_set_at_start(test_hub: TestHub, tmp_path: Path, seaweed: SeaweedServer,
