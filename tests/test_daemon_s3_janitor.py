@@ -18,7 +18,7 @@ from tests.seaweed import BUCKET, READER_KEY, READER_SECRET, SeaweedServer
 from tests.testhub import TestHub
 
 pytestmark = pytest.mark.timeout(120)
-BOUND = 10.0
+BOUND = 16.0
 """--s3-sweep-after in these tests (seconds): the daemon sweeps every quarter of it, so a sweep begins
 within about half of it after an upload (with room for a loaded machine)."""
 
