@@ -1,10 +1,11 @@
 """Benchmark `mreg pull` against aria2c and huggingface_hub on one big LFS file from the test hub.
 
     python bench/pull_bench.py [--size 1500000000] [--throttle 25000000] [--runs 1] [--json out.json]
-                               [--connections 8,16,32] [--aria2c-connections 1,2,4,8]
+                               [--connections 8,16,32] [--aria2c-connections 1,2,4,8] [--baseline DIR] [--no-hf]
 
 The test hub runs in this process (a background thread), each CDN connection capped at `--throttle`
-bytes/s. Every tool runs as a child process with a fresh home after an unmeasured warm-up; wall time
+bytes/s. Every tool runs as a child process with a fresh home after an unmeasured warm-up (`mreg pull` also with
+`--local-dir`, and from the source tree `--baseline` names, to compare two commits in one run); wall time
 covers the whole child (start-up included); peak RSS and CPU time are the tool process's own, as GNU
 time reports them; hub CPU is this process's CPU time during the run. Each output is checked against
 the file's sha256. A resume scenario SIGKILLs `mreg pull` once its saved state shows `--kill-at`
@@ -87,6 +88,8 @@ class Row:
     cpu_seconds: float
     hub_cpu_seconds: float
     cdn_ratio: float
+    cpu_per_gb: float
+    """Client CPU seconds (user + sys, start-up included) per GB of the file."""
 
 
 @dataclass
@@ -109,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1, help="runs per tool, interleaved (medians are reported)")
     parser.add_argument("--connections", default="8,16,32", help="mreg --connections values to sweep")
     parser.add_argument("--aria2c-connections", default="", help="aria2c -x/-s values to sweep (at most 16)")
+    parser.add_argument("--baseline", type=Path, help="also run mreg pull from the source tree at DIR (say, "
+                        "`git archive COMMIT | tar -x -C DIR`): before/after a change, in one run")
+    parser.add_argument("--no-hf", action="store_true", help="leave out hf_hub_download (the slowest by far)")
     parser.add_argument("--kill-at", type=float, default=0.4, help="resume scenario: kill at this fraction done")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench"), help="big file and work dirs")
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
@@ -212,9 +218,21 @@ class Bench:
         return run
 
     @staticmethod
-    def _mreg_cmd(repo_id: str, connections: int | None = None) -> list[str]:
+    def _mreg_cmd(repo_id: str, connections: int | None = None, local_dir: Path | None = None) -> list[str]:
         extra = [] if connections is None else ["--connections", str(connections)]
+        extra += [] if local_dir is None else ["--local-dir", str(local_dir)]
         return [sys.executable, "-m", "mreg.cli.main", "pull", repo_id, *extra]
+
+    def _baseline_env(self) -> dict[str, str]:
+        """The environment that imports ``mreg`` from ``--baseline``'s tree: its folders as the package's
+        parts (symlinks under the cache dir), found before the installed (editable) one."""
+        package = self.args.cache_dir / "baseline" / "mreg"
+        package.mkdir(parents=True, exist_ok=True)
+        for part in ("cli", "daemon", "migrations", "registry"):
+            link = package / part
+            link.unlink(missing_ok=True)
+            link.symlink_to(self.args.baseline.resolve() / part)
+        return {**self.env, "PYTHONPATH": str(package.parent)}
 
     def _aria2c_cmd(self, repo_id: str, out_dir: Path, connections: int = ARIA2C_HFD) -> list[str]:
         url = f"{self.hub.endpoint}/{repo_id}/resolve/main/{FILENAME}"
@@ -235,12 +253,18 @@ class Bench:
         commands = (self._mreg_cmd(WARM_UP_REPO), self._aria2c_cmd(WARM_UP_REPO, work), self._hf_cmd(WARM_UP_REPO))
         for cmd in commands:
             subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+        if self.args.baseline is not None:
+            subprocess.run(self._mreg_cmd(WARM_UP_REPO), env={**self._baseline_env(), "MREG_HOME": str(work / "base")},
+                           cwd=ROOT, check=True, capture_output=True)
 
-    def mreg(self, connections: int | None) -> Run:
+    def mreg(self, connections: int | None, local_dir: bool = False, baseline: bool = False) -> Run:
         tool = "mreg pull" + ("" if connections is None else f" --connections {connections}")
+        tool += " --local-dir" if local_dir else ""
+        tool += " (baseline)" if baseline else ""
         work = self._fresh("mreg")
-        run = spawn(tool, self._mreg_cmd(REPO_ID, connections), {**self.env, "MREG_HOME": str(work / "home")},
-                    work / "log", self.hub)
+        env = self._baseline_env() if baseline else self.env
+        cmd = self._mreg_cmd(REPO_ID, connections, work / "local" if local_dir else None)
+        run = spawn(tool, cmd, {**env, "MREG_HOME": str(work / "home")}, work / "log", self.hub)
         return self._check(run, Path(last_line(work / "log.out")) / FILENAME, work / "log")
 
     def aria2c(self, connections: int = ARIA2C_HFD) -> Run:
@@ -280,14 +304,15 @@ def summarize(runs: list[Run], size: int) -> Row:
     return Row(runs[0].tool, seconds, size / seconds / MB, median(lambda r: r.first_byte),
                median(lambda r: r.last_byte - r.first_byte), median(lambda r: r.seconds - r.last_byte),
                max(r.peak_rss_mb for r in runs), median(lambda r: r.cpu_seconds),
-               median(lambda r: r.hub_cpu_seconds), max(r.cdn_bytes for r in runs) / size)
+               median(lambda r: r.hub_cpu_seconds), max(r.cdn_bytes for r in runs) / size,
+               median(lambda r: r.cpu_seconds) / (size / 1e9))
 
 
 def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict[str, str]) -> str:
     """The Markdown summary: the table, the targets, the resume scenario and the command."""
     aria2 = next(r for r in rows if r.tool.startswith("aria2c"))
     mreg = next(r for r in rows if r.tool == "mreg pull")
-    hf = next(r for r in rows if r.tool == "hf_hub_download")
+    hf = next((r for r in rows if r.tool == "hf_hub_download"), None)
     mregs = [r for r in rows if r.tool.startswith("mreg")]
     best = min(mregs, key=lambda r: r.seconds)
     mreg_rss = max([r.peak_rss_mb for r in mregs] + [resume.peak_rss_mb])
@@ -297,18 +322,23 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
         f"Python {info['python']}, aria2c {info['aria2c']}, huggingface_hub {info['huggingface_hub']}",
         "",
         "| tool | seconds | MB/s | peak RSS MB | time vs aria2c | to 1st byte s | transfer s | after last byte s "
-        "| client CPU s | hub CPU s | CDN bytes / size |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| client CPU s | CPU s/GB | CPU vs aria2c | hub CPU s | CDN bytes / size |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [f"| {r.tool} | {r.seconds:.2f} | {r.mb_per_s:.0f} | {r.peak_rss_mb:.0f} "
               f"| {r.seconds / aria2.seconds:.2f} | {r.to_first_byte:.2f} | {r.transfer:.2f} | {r.after_last_byte:.2f} "
-              f"| {r.cpu_seconds:.1f} | {r.hub_cpu_seconds:.1f} | {r.cdn_ratio:.3f} |" for r in rows]
+              f"| {r.cpu_seconds:.1f} | {r.cpu_per_gb:.2f} | {r.cpu_seconds / aria2.cpu_seconds:.2f} "
+              f"| {r.hub_cpu_seconds:.1f} | {r.cdn_ratio:.3f} |" for r in rows]
     targets = [
         ("mreg / aria2c time", mreg.seconds / aria2.seconds, "<= 1.1", mreg.seconds / aria2.seconds <= 1.1),
-        ("hf_hub_download / mreg time", hf.seconds / mreg.seconds, ">= 4", hf.seconds / mreg.seconds >= 4),
+        ("mreg / aria2c CPU s", mreg.cpu_seconds / aria2.cpu_seconds, "<= 1.5",
+         mreg.cpu_seconds / aria2.cpu_seconds <= 1.5),
         ("resume: CDN bytes / size", resume.cdn_ratio, "<= 1.15", resume.cdn_ratio <= 1.15),
         ("mreg peak RSS MB (every run)", mreg_rss, "< 300", mreg_rss < 300),
     ]
+    if hf is not None:
+        targets.insert(1, ("hf_hub_download / mreg time", hf.seconds / mreg.seconds, ">= 4",
+                           hf.seconds / mreg.seconds >= 4))
     lines += ["", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     lines += [f"| {name} | {value:.2f} | {goal} | {'yes' if ok else 'NO'} |" for name, value, goal, ok in targets]
     lines += [
@@ -319,7 +349,8 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
         "",
         f"Reproduce: `python bench/pull_bench.py --size {args.size} --throttle {args.throttle} --runs {args.runs} "
         f"--connections {args.connections}"
-        + (f" --aria2c-connections {args.aria2c_connections}`" if args.aria2c_connections else "`"),
+        + (f" --aria2c-connections {args.aria2c_connections}" if args.aria2c_connections else "")
+        + (f" --baseline {args.baseline}" if args.baseline else "") + (" --no-hf`" if args.no_hf else "`"),
     ]
     return "\n".join(lines)
 
@@ -351,9 +382,12 @@ def main(argv: list[str] | None = None) -> None:
         hub.add_repo(HubRepo(WARM_UP_REPO)).commit({FILENAME: random.Random(SEED).randbytes(WARM_UP_SIZE)})
         bench = Bench(args, hub, blob)
         bench.warm_up()
-        tools: list[Callable[[], Run]] = [bench.aria2c, lambda: bench.mreg(None)]
+        tools: list[Callable[[], Run]] = [bench.aria2c, lambda: bench.mreg(None), lambda: bench.mreg(None, True)]
+        if args.baseline is not None:
+            tools += [lambda: bench.mreg(None, baseline=True), lambda: bench.mreg(None, True, baseline=True)]
         tools += [lambda n=n: bench.mreg(n) for n in sweep]
-        tools += [lambda n=n: bench.aria2c(n) for n in aria2c_sweep if n != ARIA2C_HFD] + [bench.hf]
+        tools += [lambda n=n: bench.aria2c(n) for n in aria2c_sweep if n != ARIA2C_HFD]
+        tools += [] if args.no_hf else [bench.hf]
         runs: list[list[Run]] = [[] for _ in tools]
         for i in range(args.runs):
             for measure, done in zip(tools, runs):

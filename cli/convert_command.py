@@ -77,7 +77,8 @@ class PlainConvertProgress:
 @click.option("--quant", required=True, metavar="QUANT",
               help=f"Output quant, any case: {QUANTS} (q3_k = q3_k_m, q4_k = q4_k_m, q5_k = q5_k_m).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the GGUF to FILE (a plain file).")
+              help="Also put the GGUF at FILE (a plain file: a clone or a hard link to the stored one, as "
+              "pull --local-dir does).")
 @click.option("--token", help="Hub token (default: HF_TOKEN or huggingface_hub's saved token).")
 @json_option
 @_run

@@ -6,6 +6,7 @@ neither it nor ``mreg --version`` imports any command, and ``mreg path`` imports
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +28,19 @@ class LazyCommand:
         return click.Command(None, help=self.summary).get_short_help_str(limit)
 
     def load(self) -> click.Command:
-        """Import the command."""
+        """Import the command, with the cyclic garbage collector paused, then frozen out of what it imported.
+
+        What a command's import builds (~120,000 objects for ``pull``: aiohttp, SQLAlchemy) lives until the
+        process ends; collections while importing walk it again and again, and so would later ones and the
+        one at exit (together 0.25-0.45 s of ``mreg pull``'s CPU, issue #16).
+        """
         module, _, attribute = self.target.partition(":")
-        command = getattr(importlib.import_module(module), attribute)
+        gc.disable()
+        try:
+            command = getattr(importlib.import_module(module), attribute)
+        finally:
+            gc.freeze()
+            gc.enable()
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.target} is not a click command")
         return command

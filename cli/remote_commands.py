@@ -55,7 +55,10 @@ source_option = click.option(
               "metadata files, from a GGUF repo quantized from REPO_ID if it has none. A repo of several "
               "quants pulled without --quant or globs gets the default, Q4_K_M.")
 @click.option("--local-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write the files as plain files into DIR.")
+              help="Also put the files into DIR as plain files, in one write: a copy-on-write clone, else a hard "
+              "link to the read-only stored file, else (another filesystem) a copy.")
+@click.option("--local-dir-copy", is_flag=True, help="Give --local-dir writable copies of its own even where a hard "
+              "link could be made (a second write of every byte).")
 @click.option("--connections", type=click.IntRange(1, 256), default=Tuning.connections, show_default=True,
               help="HTTP connections in parallel (split across large files).")
 @click.option("--token", help="Token for the source pulled from (default: the upstream's configured token, "
@@ -67,8 +70,9 @@ source_option = click.option(
 @json_option
 @_run
 async def pull_command(repo_id: str, revision: str, repo_type: str, include: tuple[str, ...],
-                       exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, connections: int,
-                       token: str | None, source: str | None, also_from: tuple[str, ...], as_json: bool) -> None:
+                       exclude: tuple[str, ...], quant: str | None, local_dir: Path | None, local_dir_copy: bool,
+                       connections: int, token: str | None, source: str | None, also_from: tuple[str, ...],
+                       as_json: bool) -> None:
     """Download REPO_ID at a revision into the store; print the snapshot folder last."""
     settings = Settings.from_env()
     if quant is not None and (include or exclude):
@@ -76,7 +80,10 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     config = upstreams.load()
     repo_id, chosen = _upstreams_for(config, repo_id, source, token)
     repo = RepoRef.parse(repo_id, repo_type)
+    if local_dir_copy and local_dir is None:
+        raise UsageError("--local-dir-copy needs --local-dir")
     options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
+                          local_dir_copy=local_dir_copy,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     console = Console(stderr=True)
     progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()

@@ -57,6 +57,8 @@ class PullOptions:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     local_dir: Path | None = None
+    local_dir_copy: bool = False
+    """Give ``local_dir`` copies of its own even where a hard link to the blob could be made."""
     tuning: Tuning = field(default_factory=Tuning)
     parallel_files: int = PARALLEL_FILES
     offline: bool = False
@@ -279,6 +281,6 @@ def _finish(repo: RepoRef, commit: str, options: PullOptions, store: Store, file
     path = store.snapshot_dir(repo, commit)
     if options.local_dir is not None:
         for f in files:
-            store.export_file(f.sha256, options.local_dir / safe_relpath(f.path))
+            store.export_file(f.sha256, options.local_dir / safe_relpath(f.path), copy=options.local_dir_copy)
         path = options.local_dir
     return PullResult(repo=repo, commit=commit, path=path, files=files, fetched=fetched, source=source)

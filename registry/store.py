@@ -41,6 +41,7 @@ from pathlib import Path
 
 from mreg.registry.blobs.local import FILL_PREFIX, STATE_SUFFIX, LocalBlobStore, fsync_dir, os_errors, write_durably
 from mreg.registry.errors import StoreError, UnsafePathError, UsageError
+from mreg.registry.exports import Placed, place
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
 
@@ -51,7 +52,6 @@ LOCK_POLL = 0.05
 """How often a daemon waiting for a running gc tries the store lock again (seconds)."""
 PULLS_LOCK = "pulls.lock"
 LINKS_LOCK = "links.lock"
-_FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone of a whole file
 
 
 @dataclass(frozen=True)
@@ -262,11 +262,12 @@ class Store:
             raise StoreError(f"no snapshot of {repo} at {commit} in {self.hub_dir}")
         return dict(self._walk_links(snap))
 
-    def export_file(self, sha256: str, dest: Path) -> None:
-        """Write the blob to ``dest`` as a plain, writable (0o644) file, never a symlink.
+    def export_file(self, sha256: str, dest: Path, *, copy: bool = False) -> Placed:
+        """Put the blob at ``dest`` as a plain file, never a symlink, in one write at most; say how.
 
-        Uses a copy-on-write clone where the filesystem supports one, else a copy; a hard link is
-        never used, since it would share the blob's inode and let an edit of ``dest`` corrupt it.
+        A copy-on-write clone where the filesystem has one, else a hard link to the blob (its read-only
+        inode: edits through ``dest`` are refused, and ``mreg verify`` or the scrub catch any made anyway),
+        else, across filesystems or with ``copy``, a byte copy (``exports.place``).
         """
         blob = self.blob_path(sha256)
         if not blob.exists():
@@ -274,13 +275,7 @@ class Store:
         dest = Path(dest)
         with os_errors(str(dest), dest.parent):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.mreg-tmp"
-            try:
-                _clone_or_copy(blob, tmp)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
+            return place(blob, dest, copy=copy)
 
     # -- removal -------------------------------------------------------------------------------
 
@@ -475,14 +470,3 @@ def _lock_if_live(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except (BlockingIOError, FileNotFoundError):
         return False
-
-
-def _clone_or_copy(src: Path, dst: Path) -> None:
-    """Copy ``src`` to the new file ``dst``: a copy-on-write clone if possible, else a byte copy."""
-    with src.open("rb") as fin, dst.open("xb") as fout:
-        try:
-            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
-        except OSError:
-            shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
-        fout.flush()
-        os.fsync(fout.fileno())

@@ -121,3 +121,12 @@ def test_the_help_summaries_are_the_commands_own() -> None:
         command = lazy.load()
         assert command.name == name and command.get_short_help_str(1000) == lazy.summary, name
     assert main.list_commands(click.Context(main)) == sorted(COMMANDS)
+
+
+def test_a_command_is_imported_with_the_collector_paused_then_frozen_out_of_it() -> None:
+    """What `mreg pull`'s import builds lives to the end: no collection walks it (issue #16: ~0.3 s of CPU)."""
+    probe = ("import gc; from mreg.cli.main import COMMANDS; COMMANDS['pull'].load(); "
+             "print(gc.get_freeze_count(), gc.isenabled())")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    frozen, enabled = done.stdout.split()
+    assert int(frozen) > 50_000 and enabled == "True"  # aiohttp, SQLAlchemy and the rest: ~120,000 objects

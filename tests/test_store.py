@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mreg.registry.errors import StoreError, UnsafePathError, UsageError
+from mreg.registry.exports import Placed
 from mreg.registry.repo import RepoRef
 from mreg.registry.blobs.local import os_errors
 from mreg.registry.store import GcResult, Store
@@ -204,20 +205,23 @@ def test_snapshot_files_of_a_missing_snapshot(store: Store) -> None:
         store.snapshot_files(REPO, C1)
 
 
-def test_export_file_gives_a_plain_writable_copy(store: Store, tmp_path: Path) -> None:
+def test_export_file_is_one_write_and_a_copy_only_when_asked(store: Store, tmp_path: Path) -> None:
     sha = put(store, b"tensor bytes")
+    blob = store.blob_path(sha)
     dest = tmp_path / "local" / "deep" / "model.bin"
-    store.export_file(sha, dest)
-    assert dest.is_file() and not dest.is_symlink()
-    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    how = store.export_file(sha, dest)
+    assert how in (Placed.CLONE, Placed.LINK) and dest.is_file() and not dest.is_symlink()
     assert dest.read_bytes() == b"tensor bytes"
-    dest.write_bytes(b"edited")  # editing the export never touches the store
-    assert store.blob_path(sha).read_bytes() == b"tensor bytes"
-    assert stat.S_IMODE(store.blob_path(sha).stat().st_mode) == 0o444
+    assert (dest.stat().st_ino == blob.stat().st_ino) == (how is Placed.LINK)  # a link shares the read-only inode
+    assert stat.S_IMODE(dest.stat().st_mode) == (0o444 if how is Placed.LINK else 0o644)
     dest.unlink()
-    dest.symlink_to(store.blob_path(sha))  # an old symlink export is replaced by a plain file
-    store.export_file(sha, dest)
+    dest.symlink_to(blob)  # an old symlink export is replaced by a plain file
+    assert store.export_file(sha, dest) is how
     assert dest.is_file() and not dest.is_symlink()
+    assert store.export_file(sha, dest, copy=True) in (Placed.CLONE, Placed.COPY)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644 and dest.stat().st_ino != blob.stat().st_ino
+    dest.write_bytes(b"edited")  # editing a copy never touches the store
+    assert blob.read_bytes() == b"tensor bytes" and stat.S_IMODE(blob.stat().st_mode) == 0o444
     assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin"]
 
 

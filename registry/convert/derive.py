@@ -58,11 +58,11 @@ def gguf_name(repo: RepoRef, mix: Mix) -> str:
 
 async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubClient, store: Store,
                        catalog: Catalog, offline: bool = False, out: Path | None = None,
-                       pull_progress: PullProgress = NullProgress(),
+                       out_copy: bool = False, pull_progress: PullProgress = NullProgress(),
                        progress: ConvertProgress = NullConvertProgress()) -> Converted:
-    """Convert ``repo`` at ``revision`` to ``mix`` (pulling what is missing); with ``out``, also
-    write the GGUF there as a plain file. An architecture mreg does not convert is refused (FormatError)
-    once config.json is pulled, before any weights are."""
+    """Convert ``repo`` at ``revision`` to ``mix`` (pulling what is missing); with ``out``, also put the
+    GGUF there as a plain file (``Store.export_file``; a copy of its own with ``out_copy``). An architecture
+    mreg does not convert is refused (FormatError) once config.json is pulled, before any weights are."""
     store.needs_local_files("converting to GGUF")
     head = await pull(repo, PullOptions(revision=revision, paths=frozenset({"config.json"}), offline=offline),
                       client=client, store=store, catalog=catalog)
@@ -84,7 +84,7 @@ async def convert_repo(repo: RepoRef, mix: Mix, *, revision: str, client: HubCli
         await catalog.record_derived(DerivedRecord(repo, pulled.commit, mix.label, name, sha256, size, __version__))
         reused = False
     if out is not None:
-        store.export_file(sha256, out)
+        store.export_file(sha256, out, copy=out_copy)
         path = out
     return Converted(repo, pulled.commit, mix.label, path, sha256, size, reused, head.fetched + pulled.fetched,
                      pulled.source)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -52,7 +52,8 @@ class TransferState:
         """Write atomically (temp name, then rename)."""
         tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({"size": self.size, "key": self.key, "parts": [asdict(p) for p in self.parts]}))
+            parts = [{"offset": p.offset, "size": p.size, "done": p.done} for p in self.parts]  # asdict: 5x the CPU
+            tmp.write_text(json.dumps({"size": self.size, "key": self.key, "parts": parts}))
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written state behind

@@ -218,6 +218,7 @@ async def _convert_choice(choice: GGUFChoice, options: PullOptions, client: Repo
     out = options.local_dir / choice.quant.files[0] if options.local_dir is not None else None
     done = await convert_repo(choice.repo, parse_mix(choice.quant.label), revision=choice.revision, client=client,
                               store=store, catalog=catalog, offline=options.offline, out=out,
+                              out_copy=options.local_dir_copy,
                               pull_progress=progress)
     return PullResult(repo=choice.repo, commit=done.commit, path=done.path.parent,
                       files=[PulledFile(choice.quant.files[0], done.size, done.sha256)], fetched=done.fetched,

@@ -3,23 +3,22 @@
     $OLLAMA_MODELS/blobs/sha256-<hex>                                      layers and config, by content sha256
     $OLLAMA_MODELS/manifests/registry.ollama.ai/<namespace>/<model>/<tag>  the manifest (Docker v2 schema)
 
-The GGUF layer is the blob mreg already holds, hard-linked into Ollama's blobs (copied when the two
-stores are on different filesystems) under the sha256 mreg verified when it downloaded it: nothing
-is fetched or hashed again. A hard link shares mreg's read-only inode, which is safe: Ollama only
-reads blobs, and `ollama rm` unlinks its own name. Every file goes to a temp name and is renamed into
-place, the manifest last, so Ollama never lists a model whose blobs are not all there.
+The GGUF layer is the blob mreg already holds, cloned (copy-on-write) or else hard-linked into Ollama's
+blobs (copied when the two stores are on different filesystems; ``registry.exports``) under the sha256
+mreg verified when it downloaded it: nothing is fetched or hashed again. A hard link shares mreg's
+read-only inode, which is safe: Ollama only reads blobs, and `ollama rm` unlinks its own name. Every
+file goes to a temp name and is renamed into place, the manifest last, so Ollama never lists a model
+whose blobs are not all there.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import platform
 import re
 import secrets
-import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mreg.registry.errors import StoreError, UsageError
+from mreg.registry.exports import place
 from mreg.registry.ollama.modelfile import ModelFacts, Modelfile
 from mreg.registry.repo import RepoRef
 
@@ -103,9 +103,6 @@ class _Blobs:
     def path(self, sha256: str) -> Path:
         return self.dir / f"sha256-{sha256}"
 
-    def _temp(self) -> Path:
-        return self.dir / f".mreg-{secrets.token_hex(8)}.tmp"
-
     def put_bytes(self, media_type: str, data: bytes) -> dict[str, Any]:
         sha = hashlib.sha256(data).hexdigest()
         dest = self.path(sha)
@@ -114,27 +111,15 @@ class _Blobs:
         return _layer(media_type, sha, len(data))
 
     def put_file(self, media_type: str, source: Path, sha256: str) -> dict[str, Any]:
-        """Hard-link ``source`` (whose content has this sha256) in, or copy it across filesystems.
+        """Clone or hard-link ``source`` (whose content has this sha256) in, or copy it across filesystems.
 
         A symlink (a snapshot file) is followed: Linux's link(2) would link the symlink itself."""
         source = source.resolve()
         size = source.stat().st_size
         dest = self.path(sha256)
         if not (dest.is_file() and dest.stat().st_size == size):
-            tmp = self._temp()
-            try:
-                try:
-                    os.link(source, tmp)
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                        raise
-                    shutil.copyfile(source, tmp)
-                    os.chmod(tmp, 0o644)
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
+            place(source, dest)
         return _layer(media_type, sha256, size)
-
 
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
