@@ -19,6 +19,7 @@ from mreg.registry.blobs import BlobStore
 from mreg.registry.blobs.s3location import parse_s3_url
 from mreg.registry.config import Settings
 from mreg.registry.errors import StoreUnsupportedError
+from mreg.registry.exports import Placed
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import GcResult, Store
@@ -71,7 +72,7 @@ class ObjectStore(Store):
     def link_derived(self, repo: RepoRef, commit: str, name: str, sha256: str) -> Path:
         self.needs_local_files("converting to GGUF")
 
-    def export_file(self, sha256: str, dest: Path) -> None:
+    def export_file(self, sha256: str, dest: Path, *, copy: bool = False) -> Placed:
         self.needs_local_files(f"exporting {dest}")
 
     def referenced_blobs(self) -> set[str]:
