@@ -187,8 +187,14 @@ def _two_bit_levels(levels: np.ndarray) -> np.ndarray:
 
 
 def _bit_planes(parts: np.ndarray, width: int) -> np.ndarray:
-    """(..., k, 32) small values → (..., 32) bytes with part ``i`` at bit ``i * width``."""
-    out = np.zeros(parts.shape[:-2] + parts.shape[-1:], dtype=np.uint8)
-    for i in range(parts.shape[-2]):
-        out |= parts[..., i, :] << (i * width)
-    return out
+    """(..., k, m) values below ``2**width`` (k · width ≤ 8) → (..., m) bytes with part ``i`` at bit ``i * width``.
+
+    The parts are combined as 8-byte words (4-byte when m is not a multiple of 8): no value's bits cross
+    into the next byte, so shifting a word shifts each of its bytes alike."""
+    m = parts.shape[-1]
+    word = np.uint64 if m % 8 == 0 else np.uint32
+    words = np.ascontiguousarray(parts, dtype=np.uint8).view(word)
+    out = words[..., 0, :].copy()
+    for i in range(1, parts.shape[-2]):
+        out |= words[..., i, :] << word(i * width)
+    return out.view(np.uint8)
