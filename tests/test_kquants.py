@@ -46,6 +46,10 @@ def _synthetic() -> dict[str, np.ndarray]:
     outliers[rng.random(outliers.shape) < 0.01] *= 300
     near_max = rows(256, 4)
     near_max = np.clip(near_max, -1, 1) * np.float32(F32_MAX)
+    # Every super-block's first group 1000× the rest: the others' stored scales are 0, so they keep the
+    # levels of their fit (Q3_K's refined levels, Q2_K's and Q6_K's fitted ones).
+    one_large_group = rows(1024, 8, 0.02)
+    one_large_group.reshape(-1, 256)[:, :16] *= np.float32(1000)
     ties = (rng.integers(-16, 17, (8, 512)) * 0.25).astype(np.float32)
     ties[0, :256] = np.tile(np.float32([0, 1, 2, 3]), 64)
     return {
@@ -60,6 +64,7 @@ def _synthetic() -> dict[str, np.ndarray]:
         "subnormal": rows(scale=1e-40),
         "near-float32-max": near_max,
         "outliers": outliers,
+        "one-large-group-per-block": one_large_group,
         "negative-only": -np.abs(rows(scale=0.05)),
         "positive-only": np.abs(rows(scale=0.05)),
         "few-levels": ties,

@@ -15,7 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from mreg.registry.convert.quantize.floats import fp16_bits, fp16_value, nearest_int
-from mreg.registry.convert.quantize.search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric, fit_symmetric_refined
+from mreg.registry.convert.quantize.search import (
+    GROUP_MAX_EPS,
+    fit_scale_min,
+    fit_symmetric,
+    fit_symmetric_refined,
+    refined_levels,
+)
 
 QK_K = 256
 _F32 = np.float32
@@ -65,7 +71,7 @@ def _largest_scale(fitted: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
 def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
     """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
     count = blocks.shape[0]
-    fitted, fit_levels = fit_symmetric_refined(blocks.reshape(count * 16, 16), nmax=4)
+    fitted = fit_symmetric_refined(blocks.reshape(count * 16, 16), nmax=4)
     scales, magnitude, rows, first = _largest_scale(fitted, count)
     max_scale = np.where(magnitude[rows, first] > 0, scales[rows, first], _F32(0))
     stored = max_scale != 0
@@ -80,7 +86,8 @@ def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
     levels = np.clip(rounded, -4, 3, out=rounded).astype(np.uint8)
     levels += np.uint8(4)  # -4..3 wrapped to bytes, plus 4: 0..7
     kept = np.flatnonzero(d.ravel() == 0)  # a group whose stored scale is 0 keeps its fitted levels
-    levels[kept] = fit_levels[kept]
+    if kept.size:
+        levels[kept] = refined_levels(blocks.reshape(count * 16, 16)[kept], nmax=4)
     levels = levels.reshape(count, QK_K)
     high = _bit_planes(levels.reshape(count, 8, 32) >> 2, width=1)
     low = levels & np.uint8(3)

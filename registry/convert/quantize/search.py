@@ -159,36 +159,65 @@ def _symmetric_sums(levels: np.ndarray, weights: np.ndarray, wx: np.ndarray,
     return sum_lx, _ordered_sum(scratch)
 
 
-def fit_symmetric_refined(groups: np.ndarray, nmax: int, tries: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """ggml's ``make_q3_quants`` with ``do_rmse`` for every row of a (groups, n) float32 array:
-    (scale per group, levels 0..2·nmax-1 as float32, one group per row).
+def fit_symmetric_refined(groups: np.ndarray, nmax: int, tries: int = 5) -> np.ndarray:
+    """ggml's ``make_q3_quants`` with ``do_rmse`` for every row of a (groups, n) float32 array: each group's
+    scale. (A K-quant keeps a group's fitted levels only where its stored scale is 0: ``refined_levels``
+    fits those few groups again.)
 
     Levels start at ``nearest_int(-nmax / signed max · x)``; then, in up to ``tries`` passes over the
     group, each level in turn moves to the one that best fits the others' least-squares scale (weights
     x²) if that raises (Σ w·x·l)² / Σ w·l², which ggml tries only while the others' Σ w·x·l is positive.
     A group stops after a pass that changed nothing. See ``_refine`` for how that runs vectorised.
     """
+    return _fit_refined(groups, nmax, tries, None)
+
+
+def refined_levels(groups: np.ndarray, nmax: int, tries: int = 5) -> np.ndarray:
+    """The levels ``fit_symmetric_refined`` ends with for each row of a (groups, n) float32 array, as uint8
+    0..2·nmax-1 (all 0 in a group of zeros, as ggml leaves them)."""
+    levels = np.empty(groups.shape, dtype=_F32)
+    _fit_refined(groups, nmax, tries, levels)
+    return levels.astype(np.uint8)
+
+
+def _fit_refined(groups: np.ndarray, nmax: int, tries: int, levels: np.ndarray | None) -> np.ndarray:
+    """``fit_symmetric_refined``'s scales; with ``levels`` (float32, the shape of ``groups``), its levels
+    written there too."""
+    n = groups.shape[1]
     x = np.ascontiguousarray(groups.T)  # groups as columns for the searches and in-order sums
     signed_max = _signed_max(x)
     zero = np.abs(signed_max) < GROUP_MAX_EPS
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         iscale = _F32(-nmax) / signed_max
-        levels = _Rounder(x.shape, -nmax, nmax - 1)(x * iscale)
-        # The same levels one group per row, computed again (cheaper than a transpose of 16-long rows).
-        codes = _level_codes(groups.reshape(-1) * np.repeat(iscale, x.shape[0]), nmax)
+        # |iscale · x| ≤ nmax (rounding aside) but in groups of zeros, whose levels are replaced: no NaN to
+        # clamp, so a plain clip is nearest_int's clamp.
+        start = _rounded(np.multiply(x, iscale), nmax)
         weights = x * x
-        wx = weights * x
-        sums = np.stack([_ordered_sum(wx * levels), _ordered_sum(weights * levels * levels)])
+        wx = np.multiply(weights, x, out=x)
+        sum_lx = _ordered_sum(np.multiply(wx, start, out=wx))
+        np.multiply(weights, start, out=weights)
+        sum_l2 = _ordered_sum(np.multiply(weights, start, out=weights))
+        if levels is not None:
+            levels[...] = start.T
         # With a positive signed max every level has the sign opposite to its weight: no partial
         # Σ w·x·l is ever positive, and the group keeps its start.
         active = np.flatnonzero((signed_max < 0) & ~zero)
-        _refine(np.take(groups, active, axis=0), codes.reshape(groups.shape), sums, active, nmax, tries)
-        sum_lx, sum_l2 = sums
+        rows = np.take(groups, active, axis=0)
+        # The active groups' start one group per row, computed again (cheaper than a transpose of 16-long rows).
+        level = _rounded(rows.reshape(-1) * np.repeat(iscale[active], n), nmax)
+        _refine(rows, level, sum_lx, sum_l2, active, nmax, tries, levels)
         scale = np.where(sum_l2 > 0, sum_lx / sum_l2, _F32(0))
-    rows = (codes - np.int32(_CODE_ZERO - nmax)).astype(_F32).reshape(groups.shape)
     scale[zero] = 0
-    rows[zero] = 0
-    return scale, rows
+    if levels is not None:
+        levels += _F32(nmax)
+        levels[zero] = 0
+    return scale
+
+
+def _rounded(values: np.ndarray, nmax: int) -> np.ndarray:
+    """clamp(nearest_int(v), -nmax, nmax - 1) of finite float32 values |v| < 2²², in place."""
+    np.rint(values, out=values)
+    return np.clip(values, _F32(-nmax), _F32(nmax - 1), out=values)
 
 
 def _signed_max(x: np.ndarray) -> np.ndarray:
@@ -205,18 +234,11 @@ def _signed_max(x: np.ndarray) -> np.ndarray:
     return signed
 
 
-def _level_codes(values: np.ndarray, nmax: int) -> np.ndarray:
-    """``_CODE_ZERO`` + clamp(nearest_int(v), -nmax, nmax - 1) of float32 values (overwritten), as int32."""
-    values += _MAGIC
-    codes = values.view(np.int32)
-    codes &= _CODE_MASK
-    return np.clip(codes, np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1), out=codes)
-
-
-def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarray, nmax: int, tries: int) -> None:
-    """``make_q3_quants``'s passes for the ``active`` groups (``x``: their weights, one group per row),
-    updating ``codes`` (every group's levels as ``_CODE_ZERO`` + level, one group per row) and ``sums``
-    (Σ w·x·l, Σ w·l²) in place.
+def _refine(x: np.ndarray, level: np.ndarray, sum_lx: np.ndarray, sum_l2: np.ndarray, active: np.ndarray, nmax: int,
+            tries: int, levels: np.ndarray | None) -> None:
+    """``make_q3_quants``'s passes for the ``active`` groups (``x``: their weights, one group per row;
+    ``level``: their start levels, flat), updating every group's Σ w·x·l and Σ w·l² (``sum_lx``,
+    ``sum_l2``) and, if given, ``levels`` (every group's levels, one group per row) in place.
 
     ggml visits levels one at a time, but moves few: each round here tries every remaining position of
     the current pass at once against the group's current sums, and takes the first that ggml would
@@ -232,17 +254,16 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
     """
     n = x.shape[1]
     x = x.reshape(-1)
-    level = (np.take(codes, active, axis=0).reshape(-1) - np.int32(_CODE_ZERO)).astype(_F32)
     weights = x * x
     wxl = weights * x * level
     wl2 = weights * level * level
     shifted = level + _MAGIC  # equal to a rounded value + _MAGIC exactly when nearest_int gives this level
     low, high = np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1)
-    sum_lx, sum_l2 = sums[0, active], sums[1, active]
+    all_lx, all_l2 = sum_lx, sum_l2
+    sum_lx, sum_l2 = sum_lx[active], sum_l2[active]
     position = np.zeros(active.size, dtype=np.intp)
     passes = np.zeros(active.size, dtype=np.intp)
     moved = np.zeros(active.size, dtype=bool)
-    changed = np.zeros(active.size, dtype=bool)
     while active.size:
         rounded = np.repeat(sum_l2, n)
         rounded -= wl2
@@ -281,7 +302,6 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
         found = np.zeros(active.size, dtype=bool)
         found[rows] = True
         moved |= found
-        changed |= found
         position[rows] = at[taken] + 1
         pass_over = ~found | (position == n)
         done = pass_over & (~moved | (passes + 1 >= tries))
@@ -290,13 +310,14 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
         position *= ~again
         moved &= ~again
         if done.any():
-            finished = np.flatnonzero(done & changed)
+            finished = np.flatnonzero(done)
             ids = active[finished]
-            codes[ids] = shifted.reshape(-1, n)[finished].view(np.int32) & _CODE_MASK
-            sums[0, ids], sums[1, ids] = sum_lx[finished], sum_l2[finished]
+            all_lx[ids], all_l2[ids] = sum_lx[finished], sum_l2[finished]
+            if levels is not None:
+                levels[ids] = shifted.reshape(-1, n)[finished] - _MAGIC
             keep = np.flatnonzero(~done)
-            active, position, passes, moved, changed, sum_lx, sum_l2 = (
-                a[keep] for a in (active, position, passes, moved, changed, sum_lx, sum_l2))
+            active, position, passes, moved, sum_lx, sum_l2 = (
+                a[keep] for a in (active, position, passes, moved, sum_lx, sum_l2))
             x, wxl, wl2, shifted = (np.take(a.reshape(-1, n), keep, axis=0).reshape(-1)
                                     for a in (x, wxl, wl2, shifted))
 
