@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mreg.registry.convert.quantize.floats import fp16_bits, fp16_value, nearest_int
+from mreg.registry.convert.quantize.floats import NEAREST_INT_BIAS, biased_nearest_int, fp16_bits, fp16_value, nearest_int
 from mreg.registry.convert.quantize.search import (
     GROUP_MAX_EPS,
     fit_scale_min,
@@ -82,9 +82,10 @@ def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
         d_bits = np.where(stored, fp16_bits(_F32(1) / iscale), np.uint16(0))
         d = fp16_value(d_bits)[:, None] * (six_bit.astype(_F32) - _F32(32))
         # Each group's d repeated, not broadcast: numpy is slow to broadcast along a 16-long axis.
-        rounded = nearest_int(blocks.reshape(-1) / np.repeat(d.reshape(-1), 16)).reshape(count * 16, 16)
-    levels = np.clip(rounded, -4, 3, out=rounded).astype(np.uint8)
-    levels += np.uint8(4)  # -4..3 wrapped to bytes, plus 4: 0..7
+        codes = biased_nearest_int(blocks.reshape(-1) / np.repeat(d.reshape(-1), 16))
+    np.clip(codes, NEAREST_INT_BIAS - 4, NEAREST_INT_BIAS + 3, out=codes)
+    levels = codes.astype(np.uint8).reshape(count * 16, 16)  # the low byte: -4..3 as a wrapped byte
+    levels += np.uint8(4)  # 0..7
     kept = np.flatnonzero(d.ravel() == 0)  # a group whose stored scale is 0 keeps its fitted levels
     if kept.size:
         levels[kept] = refined_levels(blocks.reshape(count * 16, 16)[kept], nmax=4)
