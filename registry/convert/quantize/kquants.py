@@ -14,9 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from mreg.registry.convert.quantize.floats import NEAREST_INT_BIAS, biased_nearest_int, fp16_bits, fp16_value, nearest_int
+from mreg.registry.convert.quantize.floats import (
+    NEAREST_INT_BIAS,
+    biased_nearest_int,
+    fp16_bits,
+    fp16_value,
+    nearest_int,
+)
 from mreg.registry.convert.quantize.search import (
     GROUP_MAX_EPS,
+    SLICE_GROUPS,
     fit_scale_min,
     fit_symmetric,
     fit_symmetric_refined,
@@ -70,8 +77,17 @@ def _largest_scale(fitted: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
 
 def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
     """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
+    fitted = fit_symmetric_refined(blocks.reshape(-1, 16), nmax=4).reshape(-1, 16)
+    out = np.empty((blocks.shape[0], 110), dtype=np.uint8)
+    step = SLICE_GROUPS // 16  # as the fit, a slice at a time, for the cache
+    for start in range(0, blocks.shape[0], step):
+        out[start:start + step] = _q3_k_blocks(blocks[start:start + step], fitted[start:start + step])
+    return out
+
+
+def _q3_k_blocks(blocks: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Q3_K's super-blocks from their weights and their groups' fitted scales (blocks, 16)."""
     count = blocks.shape[0]
-    fitted = fit_symmetric_refined(blocks.reshape(count * 16, 16), nmax=4)
     scales, magnitude, rows, first = _largest_scale(fitted, count)
     max_scale = np.where(magnitude[rows, first] > 0, scales[rows, first], _F32(0))
     stored = max_scale != 0
