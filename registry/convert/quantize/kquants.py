@@ -78,7 +78,7 @@ def _largest_scale(fitted: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
 def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
     """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
     fitted = fit_symmetric_refined(blocks.reshape(-1, 16), nmax=4).reshape(-1, 16)
-    out = np.empty((blocks.shape[0], 110), dtype=np.uint8)
+    out = np.empty((blocks.shape[0], QK_K // 8 + QK_K // 4 + 12 + 2), dtype=np.uint8)
     step = SLICE_GROUPS // 16  # as the fit, a slice at a time, for the cache
     for start in range(0, blocks.shape[0], step):
         out[start:start + step] = _q3_k_blocks(blocks[start:start + step], fitted[start:start + step])
@@ -211,7 +211,8 @@ def _two_bit_levels(levels: np.ndarray) -> np.ndarray:
 
 
 def _bit_planes(parts: np.ndarray, width: int) -> np.ndarray:
-    """(..., k, m) values below ``2**width`` (k · width ≤ 8) → (..., m) bytes with part ``i`` at bit ``i * width``.
+    """(..., k, m) values below ``2**width`` (k · width ≤ 8, m a multiple of 4) → (..., m) bytes with part
+    ``i`` at bit ``i * width``.
 
     The parts are combined as 8-byte words (4-byte when m is not a multiple of 8): no value's bits cross
     into the next byte, so shifting a word shifts each of its bytes alike."""
