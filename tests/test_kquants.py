@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mreg.registry.convert.quantize import SUPPORTED, quantize
+from mreg.registry.convert.quantize import _CHUNK_SCALE, CHUNK_WEIGHTS, SUPPORTED, quantize
+from mreg.registry.convert.quantize.search import SLICE_GROUPS
 from mreg.registry.inspect.reading import parse_local
 
 from .ggml_reference import ggml_quantize
@@ -46,6 +47,15 @@ def _synthetic() -> dict[str, np.ndarray]:
     outliers[rng.random(outliers.shape) < 0.01] *= 300
     near_max = rows(256, 4)
     near_max = np.clip(near_max, -1, 1) * np.float32(F32_MAX)
+    # Every super-block's first group 1000× the rest: the others' stored scales are 0, so they keep the
+    # levels of their fit (Q3_K's refined levels, Q2_K's and Q6_K's fitted ones).
+    one_large_group = rows(1024, 8, 0.02)
+    one_large_group.reshape(-1, 256)[:, :16] *= np.float32(1000)
+    # One small group in one super-block: the only group of its chunk whose stored scale is 0 (Q3_K fits it
+    # again, alone, for its levels); its largest weight is negative, so Q3_K refines its levels.
+    one_small_group = rows(256, 1, 0.02)
+    small = one_small_group[0, 48:64]
+    small *= np.float32(-1e-3 if small[np.argmax(np.abs(small))] > 0 else 1e-3)
     ties = (rng.integers(-16, 17, (8, 512)) * 0.25).astype(np.float32)
     ties[0, :256] = np.tile(np.float32([0, 1, 2, 3]), 64)
     return {
@@ -60,10 +70,14 @@ def _synthetic() -> dict[str, np.ndarray]:
         "subnormal": rows(scale=1e-40),
         "near-float32-max": near_max,
         "outliers": outliers,
+        "one-large-group-per-block": one_large_group,
+        "one-small-group": one_small_group,
         "negative-only": -np.abs(rows(scale=0.05)),
         "positive-only": np.abs(rows(scale=0.05)),
         "few-levels": ties,
         "3d": rows(512, 6, 0.1).reshape(2, 3, 512),
+        # 2550 super-blocks: one Q3_K chunk fitted in two slices (2048 + 502), whose refinements join.
+        "two-slices-150x4352": rows(4352, 150, 0.02),
     }
 
 
@@ -114,6 +128,12 @@ def _assert_same_as_ggml(data: np.ndarray, qtype: GGMLQuantizationType) -> None:
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
 def test_synthetic_weights_match_ggml(qtype: GGMLQuantizationType, case: str) -> None:
     _assert_same_as_ggml(SYNTHETIC[case], qtype)
+
+
+def test_two_slices_case_spans_two_q3_k_slices_of_one_chunk() -> None:
+    """The premise of the "two-slices" case: Q3_K fits it in more than one slice, within one chunk."""
+    blocks = SYNTHETIC["two-slices-150x4352"].size // 256
+    assert SLICE_GROUPS // 16 < blocks <= CHUNK_WEIGHTS * _CHUNK_SCALE[T.Q3_K] // 256
 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)

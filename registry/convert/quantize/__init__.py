@@ -46,9 +46,10 @@ _BLOCKS: dict[GGMLQuantizationType, Callable[[np.ndarray], np.ndarray]] = {
     GGMLQuantizationType.Q6_K: quantize_q6_k,
 }
 """Each type's function of (blocks, block size) float32 → (blocks, type size) uint8."""
-_CHUNK_SCALE = {GGMLQuantizationType.Q3_K: 4}
-"""Types quantized ``CHUNK_WEIGHTS`` × this many weights at a time: Q3_K's level refinement runs a dozen
-short rounds per chunk, whose Python overhead a larger chunk shares out."""
+_CHUNK_SCALE = {GGMLQuantizationType.Q3_K: 16}
+"""Types quantized ``CHUNK_WEIGHTS`` × this many weights at a time: Q3_K works through a chunk in cache-sized
+slices (``search.SLICE_GROUPS``) but runs the last, short rounds of its level refinement once for the whole
+chunk, sharing out their Python overhead."""
 _FLOAT_TYPES = frozenset({GGMLQuantizationType.F16, GGMLQuantizationType.BF16})
 SUPPORTED = frozenset({GGMLQuantizationType.F32, *_BLOCKS})
 """The types ``quantize`` writes."""

@@ -40,9 +40,20 @@ def bf16_bits(x: np.ndarray) -> np.ndarray:
     return np.where((u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000), quiet_nan, rounded).astype(np.uint16)
 
 
+NEAREST_INT_BIAS = np.int32(0x00400000)
+"""2²²: what ``biased_nearest_int`` adds to ``nearest_int`` (its low bytes are zero)."""
+
+
 def nearest_int(x: np.ndarray) -> np.ndarray:
     """ggml's ``nearest_int`` of float32 values, as int32."""
+    return biased_nearest_int(np.array(x, dtype=np.float32)) - NEAREST_INT_BIAS
+
+
+def biased_nearest_int(values: np.ndarray) -> np.ndarray:
+    """``nearest_int`` + 2²² of a float32 array, computed in its place (it is overwritten): an int32 view."""
     with np.errstate(invalid="ignore", over="ignore"):
-        shifted = np.asarray(x, dtype=np.float32) + NEAREST_INT_MAGIC
-    return (shifted.view(np.int32) & np.int32(0x007FFFFF)) - np.int32(0x00400000)
+        values += NEAREST_INT_MAGIC
+    codes = values.view(np.int32)
+    codes &= np.int32(0x007FFFFF)
+    return codes
 

@@ -14,8 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from mreg.registry.convert.quantize.floats import fp16_bits, fp16_value, nearest_int
-from mreg.registry.convert.quantize.search import GROUP_MAX_EPS, fit_scale_min, fit_symmetric, fit_symmetric_refined
+from mreg.registry.convert.quantize.floats import (
+    NEAREST_INT_BIAS,
+    biased_nearest_int,
+    fp16_bits,
+    fp16_value,
+    nearest_int,
+)
+from mreg.registry.convert.quantize.search import (
+    GROUP_MAX_EPS,
+    SLICE_GROUPS,
+    fit_scale_min,
+    fit_symmetric,
+    fit_symmetric_refined,
+    refined_levels,
+)
 
 QK_K = 256
 _F32 = np.float32
@@ -64,8 +77,17 @@ def _largest_scale(fitted: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
 
 def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
     """Q3_K: 32 bytes of high bits, 64 bytes of 2-bit low parts, 12 bytes of 6-bit scales, fp16 d."""
+    fitted = fit_symmetric_refined(blocks.reshape(-1, 16), nmax=4).reshape(-1, 16)
+    out = np.empty((blocks.shape[0], QK_K // 8 + QK_K // 4 + 12 + 2), dtype=np.uint8)
+    step = SLICE_GROUPS // 16  # as the fit, a slice at a time, for the cache
+    for start in range(0, blocks.shape[0], step):
+        out[start:start + step] = _q3_k_blocks(blocks[start:start + step], fitted[start:start + step])
+    return out
+
+
+def _q3_k_blocks(blocks: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Q3_K's super-blocks from their weights and their groups' fitted scales (blocks, 16)."""
     count = blocks.shape[0]
-    fitted, fit_levels = fit_symmetric_refined(blocks.reshape(count * 16, 16), nmax=4)
     scales, magnitude, rows, first = _largest_scale(fitted, count)
     max_scale = np.where(magnitude[rows, first] > 0, scales[rows, first], _F32(0))
     stored = max_scale != 0
@@ -76,11 +98,13 @@ def quantize_q3_k(blocks: np.ndarray) -> np.ndarray:
         d_bits = np.where(stored, fp16_bits(_F32(1) / iscale), np.uint16(0))
         d = fp16_value(d_bits)[:, None] * (six_bit.astype(_F32) - _F32(32))
         # Each group's d repeated, not broadcast: numpy is slow to broadcast along a 16-long axis.
-        rounded = nearest_int(blocks.reshape(-1) / np.repeat(d.reshape(-1), 16)).reshape(count * 16, 16)
-    levels = np.clip(rounded, -4, 3, out=rounded).astype(np.uint8)
-    levels += np.uint8(4)  # -4..3 wrapped to bytes, plus 4: 0..7
+        codes = biased_nearest_int(blocks.reshape(-1) / np.repeat(d.reshape(-1), 16))
+    np.clip(codes, NEAREST_INT_BIAS - 4, NEAREST_INT_BIAS + 3, out=codes)
+    levels = codes.astype(np.uint8).reshape(count * 16, 16)  # the low byte: -4..3 as a wrapped byte
+    levels += np.uint8(4)  # 0..7
     kept = np.flatnonzero(d.ravel() == 0)  # a group whose stored scale is 0 keeps its fitted levels
-    levels[kept] = fit_levels[kept]
+    if kept.size:
+        levels[kept] = refined_levels(blocks.reshape(count * 16, 16)[kept], nmax=4)
     levels = levels.reshape(count, QK_K)
     high = _bit_planes(levels.reshape(count, 8, 32) >> 2, width=1)
     low = levels & np.uint8(3)
@@ -187,8 +211,15 @@ def _two_bit_levels(levels: np.ndarray) -> np.ndarray:
 
 
 def _bit_planes(parts: np.ndarray, width: int) -> np.ndarray:
-    """(..., k, 32) small values → (..., 32) bytes with part ``i`` at bit ``i * width``."""
-    out = np.zeros(parts.shape[:-2] + parts.shape[-1:], dtype=np.uint8)
-    for i in range(parts.shape[-2]):
-        out |= parts[..., i, :] << (i * width)
-    return out
+    """(..., k, m) values below ``2**width`` (k · width ≤ 8, m a multiple of 4) → (..., m) bytes with part
+    ``i`` at bit ``i * width``.
+
+    The parts are combined as 8-byte words (4-byte when m is not a multiple of 8): no value's bits cross
+    into the next byte, so shifting a word shifts each of its bytes alike."""
+    m = parts.shape[-1]
+    word = np.uint64 if m % 8 == 0 else np.uint32
+    words = np.ascontiguousarray(parts, dtype=np.uint8).view(word)
+    out = words[..., 0, :].copy()
+    for i in range(1, parts.shape[-2]):
+        out |= words[..., i, :] << word(i * width)
+    return out.view(np.uint8)

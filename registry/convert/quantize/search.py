@@ -159,36 +159,92 @@ def _symmetric_sums(levels: np.ndarray, weights: np.ndarray, wx: np.ndarray,
     return sum_lx, _ordered_sum(scratch)
 
 
-def fit_symmetric_refined(groups: np.ndarray, nmax: int, tries: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """ggml's ``make_q3_quants`` with ``do_rmse`` for every row of a (groups, n) float32 array:
-    (scale per group, levels 0..2·nmax-1 as float32, one group per row).
+def fit_symmetric_refined(groups: np.ndarray, nmax: int, tries: int = 5) -> np.ndarray:
+    """ggml's ``make_q3_quants`` with ``do_rmse`` for every row of a (groups, n) float32 array: each group's
+    scale. (A K-quant keeps a group's fitted levels only where its stored scale is 0: ``refined_levels``
+    fits those few groups again.)
 
     Levels start at ``nearest_int(-nmax / signed max · x)``; then, in up to ``tries`` passes over the
     group, each level in turn moves to the one that best fits the others' least-squares scale (weights
     x²) if that raises (Σ w·x·l)² / Σ w·l², which ggml tries only while the others' Σ w·x·l is positive.
-    A group stops after a pass that changed nothing. See ``_refine`` for how that runs vectorised.
+    A group stops after a pass that changed nothing. See ``_Rounds`` for how that runs vectorised.
     """
-    x = np.ascontiguousarray(groups.T)  # groups as columns for the searches and in-order sums
-    signed_max = _signed_max(x)
-    zero = np.abs(signed_max) < GROUP_MAX_EPS
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        iscale = _F32(-nmax) / signed_max
-        levels = _Rounder(x.shape, -nmax, nmax - 1)(x * iscale)
-        # The same levels one group per row, computed again (cheaper than a transpose of 16-long rows).
-        codes = _level_codes(groups.reshape(-1) * np.repeat(iscale, x.shape[0]), nmax)
-        weights = x * x
-        wx = weights * x
-        sums = np.stack([_ordered_sum(wx * levels), _ordered_sum(weights * levels * levels)])
-        # With a positive signed max every level has the sign opposite to its weight: no partial
-        # Σ w·x·l is ever positive, and the group keeps its start.
-        active = np.flatnonzero((signed_max < 0) & ~zero)
-        _refine(np.take(groups, active, axis=0), codes.reshape(groups.shape), sums, active, nmax, tries)
-        sum_lx, sum_l2 = sums
+    return _fit_refined(groups, nmax, tries, None)
+
+
+def refined_levels(groups: np.ndarray, nmax: int, tries: int = 5) -> np.ndarray:
+    """The levels ``fit_symmetric_refined`` ends with for each row of a (groups, n) float32 array, as uint8
+    0..2·nmax-1 (all 0 in a group of zeros, as ggml leaves them)."""
+    levels = np.empty(groups.shape, dtype=_F32)
+    _fit_refined(groups, nmax, tries, levels)
+    return levels.astype(np.uint8)
+
+
+SLICE_GROUPS = 1 << 15
+"""Groups ``fit_symmetric_refined`` fits at a time: a slice's arrays stay in cache through the fit and the
+first rounds of refinement; the groups still refining in every slice then run their last, small rounds
+together, sharing those rounds' Python overhead."""
+
+
+def _fit_refined(groups: np.ndarray, nmax: int, tries: int, levels: np.ndarray | None) -> np.ndarray:
+    """``fit_symmetric_refined``'s scales; with ``levels`` (float32, the shape of ``groups``), its levels
+    written there too."""
+    count = groups.shape[0]
+    sum_lx, sum_l2 = np.empty(count, dtype=_F32), np.empty(count, dtype=_F32)
+    zero = np.empty(count, dtype=bool)
+    left = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as ggml's floats, for weights near ±max
+        for start in range(0, count, SLICE_GROUPS):
+            part = slice(start, start + SLICE_GROUPS)
+            rounds = _fit_start(groups[part], nmax, sum_lx[part], sum_l2[part], zero[part],
+                                None if levels is None else levels[part])
+            rounds.active += start
+            rounds.run(nmax, tries, sum_lx, sum_l2, levels, until=rounds.active.size // 4)
+            left.append(rounds)
+        _Rounds.joined(left).run(nmax, tries, sum_lx, sum_l2, levels, until=0)
         scale = np.where(sum_l2 > 0, sum_lx / sum_l2, _F32(0))
-    rows = (codes - np.int32(_CODE_ZERO - nmax)).astype(_F32).reshape(groups.shape)
     scale[zero] = 0
-    rows[zero] = 0
-    return scale, rows
+    if levels is not None:
+        levels += _F32(nmax)
+        levels[zero] = 0
+    return scale
+
+
+def _fit_start(groups: np.ndarray, nmax: int, sum_lx: np.ndarray, sum_l2: np.ndarray, zero: np.ndarray,
+               levels: np.ndarray | None) -> _Rounds:
+    """Every group's start levels and their Σ w·x·l and Σ w·l² (written to ``sum_lx``, ``sum_l2``, and the
+    levels to ``levels`` if given), whether it is a group of zeros (``zero``), and the refinement of the
+    groups that can move (their indices from 0 in ``active``). Float warnings are the caller's to silence."""
+    n = groups.shape[1]
+    # Groups as columns for the searches and in-order sums; a copy (one group's transpose is a view), as it
+    # is overwritten below.
+    x = groups.T.copy()
+    signed_max = _signed_max(x)
+    np.less(np.abs(signed_max), GROUP_MAX_EPS, out=zero)
+    iscale = _F32(-nmax) / signed_max
+    # |iscale · x| ≤ nmax (rounding aside) but in groups of zeros, whose levels are replaced: no NaN to
+    # clamp, so a plain clip is nearest_int's clamp.
+    start = _rounded(np.multiply(x, iscale), nmax)
+    weights = x * x
+    wx = np.multiply(weights, x, out=x)
+    sum_lx[...] = _ordered_sum(np.multiply(wx, start, out=wx))
+    np.multiply(weights, start, out=weights)
+    sum_l2[...] = _ordered_sum(np.multiply(weights, start, out=weights))
+    if levels is not None:
+        levels[...] = start.T
+    # With a positive signed max every level has the sign opposite to its weight: no partial
+    # Σ w·x·l is ever positive, and the group keeps its start.
+    active = np.flatnonzero((signed_max < 0) & ~zero)
+    rows = np.take(groups, active, axis=0)
+    # The active groups' start one group per row, computed again (cheaper than a transpose of 16-long rows).
+    level = _rounded(rows.reshape(-1) * np.repeat(iscale[active], n), nmax)
+    return _Rounds(rows, level, active, sum_lx[active], sum_l2[active])
+
+
+def _rounded(values: np.ndarray, nmax: int) -> np.ndarray:
+    """clamp(nearest_int(v), -nmax, nmax - 1) of finite float32 values |v| < 2²², in place."""
+    np.rint(values, out=values)
+    return np.clip(values, _F32(-nmax), _F32(nmax - 1), out=values)
 
 
 def _signed_max(x: np.ndarray) -> np.ndarray:
@@ -205,18 +261,10 @@ def _signed_max(x: np.ndarray) -> np.ndarray:
     return signed
 
 
-def _level_codes(values: np.ndarray, nmax: int) -> np.ndarray:
-    """``_CODE_ZERO`` + clamp(nearest_int(v), -nmax, nmax - 1) of float32 values (overwritten), as int32."""
-    values += _MAGIC
-    codes = values.view(np.int32)
-    codes &= _CODE_MASK
-    return np.clip(codes, np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1), out=codes)
-
-
-def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarray, nmax: int, tries: int) -> None:
-    """``make_q3_quants``'s passes for the ``active`` groups (``x``: their weights, one group per row),
-    updating ``codes`` (every group's levels as ``_CODE_ZERO`` + level, one group per row) and ``sums``
-    (Σ w·x·l, Σ w·l²) in place.
+class _Rounds:
+    """``make_q3_quants``'s passes for some groups, as rounds: ``x`` their weights and ``level`` their start
+    levels (one group per row, flattened), ``active`` their indices, ``sum_lx`` and ``sum_l2`` their
+    Σ w·x·l and Σ w·l².
 
     ggml visits levels one at a time, but moves few: each round here tries every remaining position of
     the current pass at once against the group's current sums, and takes the first that ggml would
@@ -230,75 +278,101 @@ def _refine(x: np.ndarray, codes: np.ndarray, sums: np.ndarray, active: np.ndarr
     recomputed only where its level moves. Positions that may move are found with one float comparison
     (rounded value + 1.5·2²³ against level + 1.5·2²³); ``nearest_int``'s clamped bits decide for those few.
     """
-    n = x.shape[1]
-    x = x.reshape(-1)
-    level = (np.take(codes, active, axis=0).reshape(-1) - np.int32(_CODE_ZERO)).astype(_F32)
-    weights = x * x
-    wxl = weights * x * level
-    wl2 = weights * level * level
-    shifted = level + _MAGIC  # equal to a rounded value + _MAGIC exactly when nearest_int gives this level
-    low, high = np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1)
-    sum_lx, sum_l2 = sums[0, active], sums[1, active]
-    position = np.zeros(active.size, dtype=np.intp)
-    passes = np.zeros(active.size, dtype=np.intp)
-    moved = np.zeros(active.size, dtype=bool)
-    changed = np.zeros(active.size, dtype=bool)
-    while active.size:
-        rounded = np.repeat(sum_l2, n)
-        rounded -= wl2
-        rounded *= x  # x · the others' Σ w·l²
-        others_lx = np.repeat(sum_lx, n)
-        others_lx -= wxl
-        rounded /= others_lx
-        rounded += _MAGIC
-        # Every position whose rounded value may differ from its level (a superset: floats that differ
-        # can share their low bits, beyond ±2²²); the few are checked on nearest_int's clamped bits below.
-        flat = np.flatnonzero(rounded != shifted)
-        group = flat // n
-        at = flat - group * n
-        new_code = np.clip(rounded[flat].view(np.int32) & _CODE_MASK, low, high)
-        old_code = shifted[flat].view(np.int32) & _CODE_MASK
-        others_lx = others_lx[flat]
-        keep = np.flatnonzero((new_code != old_code) & (others_lx > 0) & (at >= position[group]))
-        flat, group, at, new_code, others_lx = (a[keep] for a in (flat, group, at, new_code, others_lx))
-        others_l2 = sum_l2[group] - wl2[flat]
-        new_level = (new_code - np.int32(_CODE_ZERO)).astype(_F32)
-        x_at = x[flat]
-        w_at = x_at * x_at
-        wx_at = w_at * x_at
-        new_lx = others_lx + wx_at * new_level
-        new_l2 = others_l2 + w_at * new_level * new_level
-        old_lx, old_l2 = sum_lx[group], sum_l2[group]
-        better = np.flatnonzero((new_l2 > 0) & (new_lx * new_lx * old_l2 > old_lx * old_lx * new_l2))
-        first = np.ones(better.size, dtype=bool)
-        np.not_equal(group[better[1:]], group[better[:-1]], out=first[1:])
-        taken = better[first]
-        rows, flat, moving = group[taken], flat[taken], new_level[taken]
-        shifted[flat] = moving + _MAGIC
-        wxl[flat] = wx_at[taken] * moving
-        wl2[flat] = w_at[taken] * moving * moving
-        sum_lx[rows], sum_l2[rows] = new_lx[taken], new_l2[taken]
-        found = np.zeros(active.size, dtype=bool)
-        found[rows] = True
-        moved |= found
-        changed |= found
-        position[rows] = at[taken] + 1
-        pass_over = ~found | (position == n)
-        done = pass_over & (~moved | (passes + 1 >= tries))
-        again = pass_over & ~done
-        passes += again
-        position *= ~again
-        moved &= ~again
-        if done.any():
-            finished = np.flatnonzero(done & changed)
-            ids = active[finished]
-            codes[ids] = shifted.reshape(-1, n)[finished].view(np.int32) & _CODE_MASK
-            sums[0, ids], sums[1, ids] = sum_lx[finished], sum_l2[finished]
-            keep = np.flatnonzero(~done)
-            active, position, passes, moved, changed, sum_lx, sum_l2 = (
-                a[keep] for a in (active, position, passes, moved, changed, sum_lx, sum_l2))
-            x, wxl, wl2, shifted = (np.take(a.reshape(-1, n), keep, axis=0).reshape(-1)
-                                    for a in (x, wxl, wl2, shifted))
+
+    def __init__(self, x: np.ndarray, level: np.ndarray, active: np.ndarray, sum_lx: np.ndarray,
+                 sum_l2: np.ndarray) -> None:
+        self.n = x.shape[1]
+        self.x = x.reshape(-1)
+        weights = self.x * self.x
+        self.wxl = weights * self.x
+        self.wxl *= level
+        self.wl2 = np.multiply(weights, level, out=weights)
+        self.wl2 *= level
+        # Equal to a rounded value + _MAGIC exactly when nearest_int gives this level.
+        self.shifted = np.add(level, _MAGIC, out=level)
+        self.active, self.sum_lx, self.sum_l2 = active, sum_lx, sum_l2
+        self.position = np.zeros(active.size, dtype=np.intp)
+        self.passes = np.zeros(active.size, dtype=np.intp)
+        self.moved = np.zeros(active.size, dtype=bool)
+
+    _ARRAYS = ("x", "wxl", "wl2", "shifted", "active", "sum_lx", "sum_l2", "position", "passes", "moved")
+
+    @classmethod
+    def joined(cls, parts: list[_Rounds]) -> _Rounds:
+        """One state holding every part's groups."""
+        joined = cls.__new__(cls)
+        joined.n = parts[0].n
+        for name in cls._ARRAYS:
+            setattr(joined, name, np.concatenate([getattr(part, name) for part in parts]))
+        return joined
+
+    def run(self, nmax: int, tries: int, all_lx: np.ndarray, all_l2: np.ndarray, levels: np.ndarray | None,
+            until: int) -> None:
+        """Rounds until at most ``until`` groups are left; each finished group's sums are written to
+        ``all_lx`` and ``all_l2`` (and its levels to ``levels``, if given) at its index."""
+        n = self.n
+        x, wxl, wl2, shifted = self.x, self.wxl, self.wl2, self.shifted
+        active, sum_lx, sum_l2 = self.active, self.sum_lx, self.sum_l2
+        position, passes, moved = self.position, self.passes, self.moved
+        low, high = np.int32(_CODE_ZERO - nmax), np.int32(_CODE_ZERO + nmax - 1)
+        while active.size > until:
+            rounded = np.repeat(sum_l2, n)
+            rounded -= wl2
+            rounded *= x  # x · the others' Σ w·l²
+            others_lx = np.repeat(sum_lx, n)
+            others_lx -= wxl
+            rounded /= others_lx
+            rounded += _MAGIC
+            # Every position whose rounded value may differ from its level (a superset: floats that differ
+            # can share their low bits, beyond ±2²²); the few are checked on nearest_int's clamped bits below.
+            flat = np.flatnonzero(rounded != shifted)
+            group, at = np.divmod(flat, n)
+            new_code = np.clip(rounded[flat].view(np.int32) & _CODE_MASK, low, high)
+            old_code = shifted[flat].view(np.int32) & _CODE_MASK
+            others_lx = others_lx[flat]
+            keep = np.flatnonzero((new_code != old_code) & (others_lx > 0) & (at >= position[group]))
+            flat, group, at, new_code, others_lx = (a[keep] for a in (flat, group, at, new_code, others_lx))
+            others_l2 = sum_l2[group] - wl2[flat]
+            new_level = (new_code - np.int32(_CODE_ZERO)).astype(_F32)
+            x_at = x[flat]
+            w_at = x_at * x_at
+            wx_at = w_at * x_at
+            new_lx = others_lx + wx_at * new_level
+            new_l2 = others_l2 + w_at * new_level * new_level
+            old_lx, old_l2 = sum_lx[group], sum_l2[group]
+            better = np.flatnonzero((new_l2 > 0) & (new_lx * new_lx * old_l2 > old_lx * old_lx * new_l2))
+            first = np.ones(better.size, dtype=bool)
+            np.not_equal(group[better[1:]], group[better[:-1]], out=first[1:])
+            taken = better[first]
+            rows, flat, moving = group[taken], flat[taken], new_level[taken]
+            shifted[flat] = moving + _MAGIC
+            wxl[flat] = wx_at[taken] * moving
+            wl2[flat] = w_at[taken] * moving * moving
+            sum_lx[rows], sum_l2[rows] = new_lx[taken], new_l2[taken]
+            found = np.zeros(active.size, dtype=bool)
+            found[rows] = True
+            moved |= found
+            position[rows] = at[taken] + 1
+            pass_over = ~found | (position == n)
+            done = pass_over & (~moved | (passes + 1 >= tries))
+            again = pass_over & ~done
+            passes += again
+            position *= ~again
+            moved &= ~again
+            if done.any():
+                finished = np.flatnonzero(done)
+                ids = active[finished]
+                all_lx[ids], all_l2[ids] = sum_lx[finished], sum_l2[finished]
+                if levels is not None:
+                    levels[ids] = shifted.reshape(-1, n)[finished] - _MAGIC
+                keep = np.flatnonzero(~done)
+                active, position, passes, moved, sum_lx, sum_l2 = (
+                    a[keep] for a in (active, position, passes, moved, sum_lx, sum_l2))
+                x, wxl, wl2, shifted = (np.take(a.reshape(-1, n), keep, axis=0).reshape(-1)
+                                        for a in (x, wxl, wl2, shifted))
+        self.x, self.wxl, self.wl2, self.shifted = x, wxl, wl2, shifted
+        self.active, self.sum_lx, self.sum_l2 = active, sum_lx, sum_l2
+        self.position, self.passes, self.moved = position, passes, moved
 
 
 def _first_true_row(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
