@@ -26,8 +26,9 @@ pytestmark = pytest.mark.timeout(120)
 SIZE = 16_000_000
 LINK = 4_000_000
 """Bytes per second the test hub's link sends (every response together): the fill takes about 4 s."""
-FIRST_BYTE = 1.5
-"""Seconds a reader may wait for its first byte (the fill takes 4; huggingface_hub gives up after 10)."""
+FIRST_BYTE = 2.5
+"""Seconds a reader may wait for its first byte: well before the fill's end (it takes 4 s; huggingface_hub gives
+up after 10), with room for a loaded machine (2.04 s was seen at load 5 with a 1.5 s limit)."""
 
 
 @pytest.fixture
