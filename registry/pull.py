@@ -64,9 +64,6 @@ class PullOptions:
     """Exactly these files (names compared literally, so glob characters are fine); None: every file."""
     upstream: str | None = None
     """The name of the upstream pulled from, recorded in the catalog with the revision and its files."""
-    reuse_other_repos: bool = True
-    """Link content the store holds for another repo instead of fetching it (a local pull). A mirror that
-    serves others passes False: what it serves for a repo must have come through that repo's upstream."""
     mirrors: tuple[RepoClient, ...] = ()
     """Other Hub endpoints with the repo: an LFS file one of them lists with the same sha256 is
     fetched from the upstream and from it at once (each with ``tuning.connections``)."""
@@ -168,13 +165,13 @@ def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
 async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], records: list[FileRecord],
                         options: PullOptions, store: Store, catalog: Catalog,
                         progress: PullProgress) -> list[RemoteFile]:
-    """Link the files whose content is already in the store (from any repo or revision, or only from this
-    repo's, see ``PullOptions.reuse_other_repos``) into the snapshot, moving no bytes; return the files
-    still to download. ``records``: every file of the revision (see ``link_blob``)."""
+    """Link the files whose content the store holds for this repo (from any of its revisions) into the
+    snapshot, moving no bytes; return the files still to download. Content the store holds only for other
+    repos is downloaded (verified, stored once): a listing that names another repo's hash must not get its
+    bytes (#14.4). ``records``: every file of the revision (see ``link_blob``)."""
     upstream = options.upstream
     known = {r.path: r for r in await catalog.revision_files(repo, commit)}
-    found = await present_blobs(store, catalog, [_spec(f) for f in wanted],
-                                only_of=None if options.reuse_other_repos else repo)
+    found = await present_blobs(store, catalog, [_spec(f) for f in wanted], only_of=repo)
     store.snapshot_dir(repo, commit).mkdir(parents=True, exist_ok=True)
     linked = store.snapshot_files(repo, commit)
     todo = []
@@ -235,7 +232,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
             sources = [Source(client.endpoint, client, checked_locator(client, repo, commit, spec), slots)]
             sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
             done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n),
-                                       refetch_once=True, fetch_stored=not options.reuse_other_repos)
+                                       refetch_once=True)
             tally.fetched += done.fetched
             if done.refetched:
                 tally.refetched.append(f.path)

@@ -184,7 +184,7 @@ class Transfers:
             lease = held = await self.inflight.claim(transfer.spec.key)
             async with self._store.pulling_async():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           fetch_stored=True, discard=not_resumable, readers=transfer.readers,
+                                           discard=not_resumable, readers=transfer.readers,
                                            on_prefix=lambda prefix: self.inflight.note(held, prefix))
                 self._metrics.bytes_upstream += done.fetched
                 await self.inflight.release(lease)

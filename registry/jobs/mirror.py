@@ -73,7 +73,7 @@ async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog:
     An unreachable upstream is a failure here (``UpstreamUnavailableError``), not the local copy.
     """
     options = PullOptions(revision=job.revision, include=job.include, exclude=job.exclude, tuning=tuning,
-                          upstream=upstream, reuse_other_repos=False)
+                          upstream=upstream)
     commit = (await client.repo_info(job.repo, job.revision)).commit
     if commit == job.commit and await _still_complete(job, commit, store, catalog, options):
         progress.bytes_total = progress.bytes_done = job.bytes_total
