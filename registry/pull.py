@@ -19,7 +19,7 @@ from mreg.registry.blobs import holds
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download.state import TransferState
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
-from mreg.registry.errors import MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
+from mreg.registry.errors import CatalogError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
 from mreg.registry.files import checked_locator, link_blob, present_blobs
 from mreg.registry.upstream.client import RemoteFile, RepoClient
 from mreg.registry.inspect.repo import index_snapshot
@@ -131,7 +131,10 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
             await _download_all(repo, commit, todo, records, options, client, store, catalog, progress, tally)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
-            await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
+            try:
+                await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
+            except CatalogError:  # e.g. the disk that failed the download holds the catalog too: say what failed
+                pass
             raise
     fetched = tally.fetched
     await catalog.finish_download(download_id, "complete", fetched)
