@@ -61,6 +61,8 @@ class Synced:
     commit: str
     fetched: int
     """Bytes downloaded from upstream by this sync."""
+    refetched: tuple[str, ...] = ()
+    """Files whose first fetch failed verification and that were fetched again, whole (#14.9)."""
 
 
 async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog: Catalog, tuning: Tuning,
@@ -80,7 +82,7 @@ async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog:
         return Synced(commit, 0)
     result = await pull(job.repo, options, client=client, store=store, catalog=catalog, progress=progress,
                         listed=(commit, await client.list_files(job.repo, commit)))
-    return Synced(result.commit, result.fetched)
+    return Synced(result.commit, result.fetched, result.refetched)
 
 
 async def _still_complete(job: MirrorJob, commit: str, store: Store, catalog: Catalog,
