@@ -41,7 +41,7 @@ from mreg.daemon.serving.refs import Refs
 from mreg.daemon.routes import add_routes
 from mreg.daemon.scrub import Scrubber
 from mreg.daemon.state import CONFIG, MIRROR, Mirror
-from mreg.daemon.serving.transfers import Transfers
+from mreg.daemon.serving.transfers import FailedContent, Transfers
 from mreg.daemon.serving.upstream import Upstream
 from mreg.daemon.serving.upstreams import Upstreams
 
@@ -67,7 +67,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
-                                  config.failed_transfer_memory, publish_wait=config.publish_wait)
+                                  FailedContent(catalog, config.failed_transfer_memory),
+                                  publish_wait=config.publish_wait)
             mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica)
             budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,

@@ -150,6 +150,8 @@ class Mirroring:
             return self._lost(job)
         self._metrics.jobs_finished += 1
         log.info("mirror job %s: at %s (%d bytes fetched)", job.repo, synced.commit[:12], synced.fetched)
+        for path in synced.refetched:
+            log.warning("mirror job %s: %s failed verification and was fetched again", job.repo, path)
 
     async def _failed(self, lease: JobLease, error: str) -> None:
         if not await self._catalog.fail_job(lease.job.id, lease.fence, error):

@@ -15,11 +15,10 @@ from mreg.registry.store import Store
 from mreg.registry.upstream.client import FileLocation, RepoClient
 
 
-async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec],
-                        only_of: RepoRef | None = None) -> dict[str, str]:
-    """path → sha256 of those of ``files`` whose content is in the store (a non-LFS file's content is
-    known by its git oid once it was downloaded anywhere). ``only_of``: count only content the catalog
-    already records for that repo — a listing that names another repo's hash must not get its bytes."""
+async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec], only_of: RepoRef) -> dict[str, str]:
+    """path → sha256 of those of ``files`` whose content is in the store and recorded by the catalog for the
+    repo ``only_of`` (a non-LFS file's content is known by its git oid once it was downloaded anywhere): a
+    listing that names another repo's hash must not get its bytes (#14.4)."""
     contents = await catalog.contents_of([f.git_oid for f in files if f.sha256 is None])
     found: dict[str, str] = {}
     for f in files:
@@ -27,7 +26,7 @@ async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec
         info = None if sha is None else await store.blobs.stat(sha)
         if sha is not None and info is not None and info.size == f.size:
             found[f.path] = sha
-    if only_of is not None and found:
+    if found:
         own = await catalog.stored_for_repo(only_of, sorted(set(found.values())))
         found = {path: sha for path, sha in found.items() if sha in own}
     return found

@@ -19,7 +19,7 @@ from mreg.registry.blobs import holds
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download.state import TransferState
 from mreg.registry.download import FileSpec, Source, Tuning, download_from
-from mreg.registry.errors import MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
+from mreg.registry.errors import CatalogError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
 from mreg.registry.files import checked_locator, link_blob, present_blobs
 from mreg.registry.upstream.client import RemoteFile, RepoClient
 from mreg.registry.inspect.repo import index_snapshot
@@ -66,9 +66,6 @@ class PullOptions:
     """Exactly these files (names compared literally, so glob characters are fine); None: every file."""
     upstream: str | None = None
     """The name of the upstream pulled from, recorded in the catalog with the revision and its files."""
-    reuse_other_repos: bool = True
-    """Link content the store holds for another repo instead of fetching it (a local pull). A mirror that
-    serves others passes False: what it serves for a repo must have come through that repo's upstream."""
     mirrors: tuple[RepoClient, ...] = ()
     """Other Hub endpoints with the repo: an LFS file one of them lists with the same sha256 is
     fetched from the upstream and from it at once (each with ``tuning.connections``)."""
@@ -136,7 +133,10 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
             await _download_all(repo, commit, todo, records, options, client, store, catalog, progress, tally)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
-            await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
+            try:
+                await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
+            except CatalogError:  # e.g. the disk that failed the download holds the catalog too: say what failed
+                pass
             raise
     fetched = tally.fetched
     await catalog.finish_download(download_id, "complete", fetched)
@@ -170,13 +170,13 @@ def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
 async def _link_present(repo: RepoRef, commit: str, wanted: list[RemoteFile], records: list[FileRecord],
                         options: PullOptions, store: Store, catalog: Catalog,
                         progress: PullProgress) -> list[RemoteFile]:
-    """Link the files whose content is already in the store (from any repo or revision, or only from this
-    repo's, see ``PullOptions.reuse_other_repos``) into the snapshot, moving no bytes; return the files
-    still to download. ``records``: every file of the revision (see ``link_blob``)."""
+    """Link the files whose content the store holds for this repo (from any of its revisions) into the
+    snapshot, moving no bytes; return the files still to download. Content the store holds only for other
+    repos is downloaded (verified, stored once): a listing that names another repo's hash must not get its
+    bytes (#14.4). ``records``: every file of the revision (see ``link_blob``)."""
     upstream = options.upstream
     known = {r.path: r for r in await catalog.revision_files(repo, commit)}
-    found = await present_blobs(store, catalog, [_spec(f) for f in wanted],
-                                only_of=None if options.reuse_other_repos else repo)
+    found = await present_blobs(store, catalog, [_spec(f) for f in wanted], only_of=repo)
     store.open_snapshot(repo, commit)
     linked = store.snapshot_files(repo, commit)
     todo = []
@@ -237,7 +237,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
             sources = [Source(client.endpoint, client, checked_locator(client, repo, commit, spec), slots)]
             sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
             done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n),
-                                       refetch_once=True, fetch_stored=not options.reuse_other_repos)
+                                       refetch_once=True)
             tally.fetched += done.fetched
             if done.refetched:
                 tally.refetched.append(f.path)

@@ -33,7 +33,8 @@ C2 = "1234567" + "b" * 33
 C3 = "fedcba9" + "0" * 33
 SHA = "5" * 64
 TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors",
-          "mirror_jobs", "mirror_job_runs", "derived_artifacts", "convert_jobs", "pins"}
+          "mirror_jobs", "mirror_job_runs", "derived_artifacts", "convert_jobs", "pins",
+          "failed_transfers"}
 FILES = [FileRecord("config.json", 10, "c" * 40), FileRecord("model.safetensors", 1000, "d" * 40, lfs_sha256=SHA)]
 
 

@@ -92,6 +92,16 @@ def test_pull_fetches_again_a_blob_of_the_wrong_size(test_hub: TestHub, mreg_env
     assert code == 0 and "BAD" not in out
 
 
+def test_pull_names_a_file_fetched_again_after_failing_verification(test_hub: TestHub,
+                                                                    mreg_env: dict[str, str]) -> None:
+    """#14.9: the summary counts the refetch (a warning line, and --json's "refetched")."""
+    test_hub.faults.corrupt("config.json", count=1)
+    code, out, err = mreg("pull", MINILM, "--include", "config.json", "--json")
+    assert code == 0, err
+    assert json.loads(out)["refetched"] == ["config.json"]
+    assert "mreg: warning: config.json failed verification and was fetched again" in err
+
+
 def test_plain_pull_prints_the_snapshot_path_last(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
     code, out, err = mreg("pull", MINILM)
     assert code == 0

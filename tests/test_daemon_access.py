@@ -36,6 +36,19 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def paths_info(daemon: Daemon, repo_id: str, token: str | None = None) -> tuple[int, bytes]:
+    """POST paths-info (as huggingface_hub's ``get_paths_info`` sends it) for the repo's README: (status, body)."""
+    conn = connection(daemon.url)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **(bearer(token) if token else {})}
+    try:
+        conn.request("POST", f"/api/models/{repo_id}/paths-info/main", body="paths=README.md&expand=true",
+                     headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
 def upstream_checks(hub: TestHub, repo_id: str) -> list[int]:
     """Statuses of the access checks (HEAD on a resolve URL) the hub answered for ``repo_id``."""
     return [r.status for r in hub.stats.find(host="hub", method="HEAD", path_contains=f"/{repo_id}/resolve/")]
@@ -144,11 +157,16 @@ def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemo
         status, _, body = daemon.get(path, bearer(ALICE))
         assert status == 200, (path, status, body[:200])
     assert HfApi(endpoint=daemon.url, token=ALICE).model_info(GATED).sha == commit
+    readme = test_hub.repo(GATED).head.files["README.md"].oid
+    assert [paths_info(daemon, GATED, token)[0] for token in (None, BOB, ALICE)] == [401, 504, 200]
+    assert readme.encode() not in paths_info(daemon, GATED)[1] + paths_info(daemon, GATED, BOB)[1]
+    assert [i.path for i in HfApi(endpoint=daemon.url, token=ALICE).get_paths_info(GATED, ["README.md"])] == ["README.md"]
     offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
     try:  # the same store seen by a daemon that never asked upstream: nobody's access is known
         for path in routes:
             assert offline.get(path)[0] == 504, path  # as for a repo it never saw (test_offline_..._unknown_one)
             assert offline.get(path, bearer(ALICE))[0] == 504, path
+        assert [paths_info(offline, GATED, token)[0] for token in (None, ALICE)] == [504, 504]
     finally:
         assert offline.stop() == 0
 

@@ -200,17 +200,34 @@ def test_logs_are_json_lines() -> None:
     assert entry["level"] == "info" and entry["logger"] == "mreg.daemon" and entry["message"] == "mirroring http://hub"
 
 
-def test_failed_content_is_remembered_for_a_while_and_bounded() -> None:
-    from mreg.daemon.serving.transfers import FailedContent
+async def test_failed_content_is_shared_through_the_catalog_for_an_hour_and_expires(catalog_url: str) -> None:
+    """#14.1 across restarts and replicas: what one daemon's ``FailedContent`` remembers, another on the same
+    catalog knows, for ``memory`` seconds; remembering deletes what is past its memory."""
+    from datetime import timedelta
 
-    now = [100.0]
-    failed = FailedContent(memory=60.0, kept=2, clock=lambda: now[0])
-    failed.remember("a")
-    assert failed.recent("a") and not failed.recent("b")
-    now[0] += 59.9
-    assert failed.recent("a")
-    now[0] += 0.2
-    assert not failed.recent("a")  # forgotten after `memory` seconds
-    for key in ("a", "b", "c"):
-        failed.remember(key)
-    assert not failed.recent("a") and failed.recent("b") and failed.recent("c")  # at most `kept`, oldest out
+    from mreg.daemon.serving.transfers import FailedContent
+    from mreg.registry.catalog import Catalog
+    from mreg.registry.catalog.models import utcnow
+    from tests.postgres import fetch_rows
+
+    now = [utcnow()]
+    first, second = await Catalog.open(catalog_url), await Catalog.open(catalog_url)
+    try:
+        here, replica = (FailedContent(c, memory=3600.0, clock=lambda: now[0]) for c in (first, second))
+        key = "a" * 64
+        await here.remember(key)
+        assert await replica.recent(key) and await here.recent(key) and not await replica.recent("b" * 64)
+        now[0] += timedelta(seconds=3599)
+        assert await replica.recent(key)
+        now[0] += timedelta(seconds=2)
+        assert not await replica.recent(key)  # forgotten after `memory` seconds
+        await replica.remember("git-" + "c" * 40)
+        rows = await fetch_rows(catalog_url, "SELECT key FROM failed_transfers")
+        assert rows == [("git-" + "c" * 40,)]  # the expired row went as a new one was written
+        await replica.remember("git-" + "c" * 40)  # the same content failing again: one row, the newer time
+        assert len(await fetch_rows(catalog_url, "SELECT key FROM failed_transfers")) == 1
+        with pytest.raises(UsageError):
+            await first.remember_failed_transfer("../x", utcnow(), timedelta(hours=1))
+    finally:
+        await first.close()
+        await second.close()

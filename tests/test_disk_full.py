@@ -6,9 +6,11 @@ import asyncio
 import gc
 import hashlib
 import http.client
+import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from mreg.registry.errors import StoreError
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
-from tests.daemons import start_daemon
+from tests.daemons import ROOT, daemon_env, start_daemon, wait_for
 from tests.pulling import FAST_RETRY, FAST_TUNING, pull_repo
 from tests.testhub import TestHub, small_repo
 
@@ -77,6 +79,37 @@ async def test_a_full_disk_leaves_no_traceback_and_no_half_written_state(test_hu
     assert not [p for p in (small_disk / "partial").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_mreg_pull_on_a_disk_filling_up_exits_5_with_one_line_and_no_traceback(test_hub: TestHub,
+                                                                              small_disk: Path) -> None:
+    """#14.8, the real `mreg pull` process: a disk that fills up mid-download (room when the pull checked) ends
+    the pull with exit 5 and one line naming the file, nothing after it (no traceback, no 'Task exception was
+    never retrieved'), and no state file cut short. The catalog is on the full disk too: failing to record
+    the failed download must not hide why it failed."""
+    data = os.urandom(24 * 2**20)
+    test_hub.add_repo(small_repo("testorg/filling", {"big.bin": data}))
+    sha = hashlib.sha256(data).hexdigest()
+    test_hub.faults.throttle = 2 * 2**20  # per connection: the pull is still running when the disk fills
+    home = small_disk / "home"
+    env = daemon_env(home, test_hub.endpoint)
+    pull = subprocess.Popen([sys.executable, "-m", "mreg.cli.main", "pull", "testorg/filling"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        state = home / "partial" / f"{sha}.state.json"
+        wait_for(lambda: state.exists() and TransferState.load(state, len(data), sha).completed > 2**20, 60,
+                 "the pull's first saved progress")
+        filler = small_disk / "filler"
+        filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 2**20))  # the rest of the file cannot fit
+        _, err = pull.communicate(timeout=120)
+    finally:
+        if pull.poll() is None:
+            pull.kill()
+    lines = err.decode().strip().splitlines()
+    assert pull.returncode == 5, err.decode()
+    assert lines[0].startswith("pulling testorg/filling@") and len(lines) == 2, lines  # the plan, then the error
+    assert lines[1] == "mreg: error: big.bin: cannot write the partial download (disk full)", lines
+    assert not [p for p in (home / "partial").iterdir() if p.name.endswith(".tmp")]
+
+
 async def test_resuming_needs_room_only_for_the_missing_bytes(test_hub: TestHub, small_disk: Path,
                                                              tmp_path: Path) -> None:
     """#14.8: an interrupted pull holding most of a file resumes on a disk with room for the rest only."""
@@ -111,6 +144,8 @@ def test_the_daemon_frees_the_partial_of_a_transfer_the_full_disk_failed(test_hu
     sha = hashlib.sha256(data).hexdigest()
     test_hub.add_repo(small_repo("testorg/full", {"big.bin": data}))
     home = small_disk / "home"
+    unhandled = Records()  # what the daemon's event loop reports (its log holds mreg's and aiohttp's loggers)
+    logging.getLogger("asyncio").addHandler(unhandled)
     daemon = start_daemon(home, test_hub.endpoint)
     try:
         url = "/testorg/full/resolve/main/big.bin"
@@ -127,4 +162,17 @@ def test_the_daemon_frees_the_partial_of_a_transfer_the_full_disk_failed(test_hu
         assert status == 200 and body == data
     finally:
         assert daemon.stop() == 0
-    assert "Traceback" not in daemon.log.read_text()
+        gc.collect()  # an exception never retrieved is reported when its task is collected
+        logging.getLogger("asyncio").removeHandler(unhandled)
+    assert "Traceback" not in daemon.log.read_text() and unhandled.messages == []
+
+
+class Records(logging.Handler):
+    """Keeps the messages logged to it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

@@ -188,6 +188,29 @@ def test_a_mirrored_repo_is_served_by_an_offline_daemon(test_hub: TestHub, tmp_p
     assert test_hub.stats.requests.total() == 0
 
 
+def test_a_job_whose_transfer_is_corrupted_once_fetches_that_file_again(test_hub: TestHub, tmp_path: Path) -> None:
+    """#14.9 for mirror jobs: one corrupt transfer costs one more fetch of that file (logged), not the job; a
+    file corrupt on every fetch fails it as before."""
+    repo = test_hub.add_repo(small_repo("testorg/flaky-job"))
+    weights = repo.head.files["weights.bin"].blob
+    test_hub.faults.corrupt(weights.sha256, count=1)
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/flaky-job"})[0] == 201
+        wait_job(daemon, "testorg/flaky-job", 60, status="done")
+        assert test_hub.stats.bytes_by_sha256[weights.sha256] == 2 * weights.size
+        assert Store(daemon.home).blob_path(weights.sha256).read_bytes() == weights.read()
+        assert "mirror job testorg/flaky-job: weights.bin failed verification and was fetched again" in \
+            daemon.log.read_text()
+        test_hub.add_repo(small_repo("testorg/rotten"))
+        test_hub.faults.corrupt("config.json")
+        assert call(daemon, "POST", "/v1/jobs", {"repo": "testorg/rotten"})[0] == 201
+        failed = wait_job(daemon, "testorg/rotten", 60, status="failed")
+        assert "mismatch" in failed["error"] and "fetched twice" in failed["error"], failed
+    finally:
+        stop(daemon)
+
+
 def test_removing_a_job_cancels_its_sync_and_sigterm_queues_it_again(test_hub: TestHub, tmp_path: Path,
                                                                      catalog_url: str) -> None:
     big = generated_file(tmp_path / "data" / "slow.bin", 8 * MB, seed=5)

@@ -49,10 +49,13 @@ async def test_second_pull_moves_no_bytes_and_blobs_are_shared(test_hub: TestHub
     cdn_before = test_hub.stats.cdn_bytes
     second = await pull_repo(test_hub.endpoint, tmp_path, MINILM)
     assert second.fetched == 0 and test_hub.stats.cdn_bytes == cdn_before
-    # The same weights under another repo id and a new revision are stored once.
+    # The same weights under another repo id come through that repo's upstream (#14.4), and are stored once.
     test_hub.add_repo(minilm_repo("someone/minilm-copy"))
     third = await pull_repo(test_hub.endpoint, tmp_path, "someone/minilm-copy")
-    assert third.fetched == 0 and test_hub.stats.cdn_bytes == cdn_before
+    weights = test_hub.repo(MINILM).head.files["model.safetensors"].blob
+    assert third.fetched == first.fetched and test_hub.stats.cdn_bytes == cdn_before + weights.size
+    again = await pull_repo(test_hub.endpoint, tmp_path, "someone/minilm-copy")
+    assert again.fetched == 0  # stored for that repo now
     blobs = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
     assert len(blobs) == len({hashlib.sha256(p.read_bytes()).hexdigest() for p in blobs})
 
@@ -116,6 +119,27 @@ async def test_revisions_tags_and_commits(test_hub: TestHub, tmp_path: Path) -> 
         await pull_repo(test_hub.endpoint, tmp_path, "testorg/tiny-model", revision="nope")
     with pytest.raises(RepoNotFoundError, match="testorg/missing"):
         await pull_repo(test_hub.endpoint, tmp_path, "testorg/missing")
+
+
+async def test_a_listing_naming_a_gated_repos_hash_gets_its_bytes_only_through_its_own_upstream(
+        test_hub: TestHub, tmp_path: Path) -> None:
+    """#14.4 for `mreg pull`: a repo whose listing names the hash of a gated repo's stored file is not linked
+    to that blob: its bytes must come (verified) through its own upstream; if they cannot, the pull fails and
+    neither its snapshot nor the catalog (which the daemon serves from) gets the gated bytes."""
+    gated = test_hub.add_repo(small_repo("org/gated", gated="manual", allowed_users={"alice"}))
+    weights = gated.head.files["weights.bin"].blob
+    await pull_repo(test_hub.endpoint, tmp_path, "org/gated", token="hf_test_alice")
+    test_hub.add_repo(small_repo("org/copycat", files={"weights.bin": weights}))
+    test_hub.add_repo(small_repo("org/liar", files={"weights.bin": weights}))
+    test_hub.stats.reset()
+    copied = await pull_repo(test_hub.endpoint, tmp_path, "org/copycat")
+    assert copied.fetched == weights.size and test_hub.stats.bytes_by_sha256[weights.sha256] == weights.size
+    assert (copied.path / "weights.bin").read_bytes() == weights.read()
+    test_hub.faults.corrupt(weights.sha256)  # the liar's upstream cannot deliver those bytes
+    with pytest.raises(IntegrityError):
+        await pull_repo(test_hub.endpoint, tmp_path, "org/liar")
+    snapshots = tmp_path / "hub" / "models--org--liar" / "snapshots"
+    assert not any(p.name == "weights.bin" for p in snapshots.rglob("*"))
 
 
 async def test_gated_repo_needs_an_approved_token(test_hub: TestHub, tmp_path: Path) -> None:

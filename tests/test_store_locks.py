@@ -40,15 +40,15 @@ class Ticker:
                 self.reached.set()
 
 
-def recorded(home: Path, repo_id: str) -> Callable[[], bool]:
-    """Whether the catalog under ``home`` has a revision of ``repo_id`` yet."""
+def recorded(home: Path, repo_id: str, before: int = 0) -> Callable[[], bool]:
+    """Whether the catalog under ``home`` has more than ``before`` revisions of ``repo_id`` yet."""
     def check() -> bool:
         if not (home / "catalog.db").exists():
             return False
         with sqlite3.connect(home / "catalog.db") as db:
             try:
                 return db.execute("SELECT count(*) FROM revisions JOIN repos ON revisions.repo = repos.id "
-                                  "WHERE repos.repo_id = ?", (repo_id,)).fetchone()[0] > 0
+                                  "WHERE repos.repo_id = ?", (repo_id,)).fetchone()[0] > before
             except sqlite3.OperationalError:  # not migrated yet
                 return False
 
@@ -77,8 +77,9 @@ def held_by_a_thread(take: Callable[[], Iterator[object]], ticker: Ticker) -> It
         thread.join(DEADLINE)
 
 
-async def _pull_while_held(endpoint: str, home: Path, repo_id: str, take: Callable[[], Iterator[object]]) -> bool:
-    ticker = Ticker(recorded(home, repo_id))
+async def _pull_while_held(endpoint: str, home: Path, repo_id: str, take: Callable[[], Iterator[object]],
+                           before: int = 0) -> bool:
+    ticker = Ticker(recorded(home, repo_id, before))
     with held_by_a_thread(take, ticker) as released_by_ticks:
         ticking = asyncio.create_task(ticker.run())
         try:
@@ -102,10 +103,10 @@ async def test_a_pull_waits_for_a_running_gc_without_blocking_its_event_loop(tes
 
 
 async def test_linking_waits_for_a_gc_scan_without_blocking_its_event_loop(test_hub: TestHub, tmp_path: Path) -> None:
-    test_hub.add_repo(small_repo("org/a"))
-    test_hub.add_repo(small_repo("org/b"))  # the same files: its pull only links what org/a's stored
+    repo = test_hub.add_repo(small_repo("org/a"))
     home = tmp_path / "home"
     await pull_repo(test_hub.endpoint, home, "org/a")
+    repo.commit({"config.json": '{"model_type": "tiny", "hidden_size": 16}\n'})  # its other files: only linked
 
     def gc_scan() -> Iterator[object]:  # the gc's hold on the links lock while it scans and deletes (Store.gc)
         fd = os.open(home / LINKS_LOCK, os.O_RDWR)
@@ -115,9 +116,9 @@ async def test_linking_waits_for_a_gc_scan_without_blocking_its_event_loop(test_
         finally:
             os.close(fd)
 
-    assert await _pull_while_held(test_hub.endpoint, home, "org/b", gc_scan)
-    assert test_hub.stats.cdn_bytes == len(bytes(range(256)) * 64)  # org/b's weights were linked, not fetched
-    assert (Store(home).snapshot_dir(*_head(test_hub, "org/b")) / "weights.bin").is_file()
+    assert await _pull_while_held(test_hub.endpoint, home, "org/a", gc_scan, before=1)
+    assert test_hub.stats.cdn_bytes == len(bytes(range(256)) * 64)  # the new revision's weights were linked, not fetched
+    assert (Store(home).snapshot_dir(*_head(test_hub, "org/a")) / "weights.bin").is_file()
 
 
 def _head(test_hub: TestHub, repo_id: str) -> tuple[object, str]:

@@ -88,7 +88,7 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
         await response.prepare(request)
         return response
     rng = parse_range(request.headers.get("Range"), spec.size)
-    if rng is not None and rng.start > 0 and mirror.transfers.failed.recent(spec.key):
+    if rng is not None and rng.start > 0 and await mirror.transfers.failed.recent(spec.key):
         rng = None  # it may continue bytes of a transfer that failed: the whole file, from its first byte
         mirror.metrics.restarted_ranges += 1
     response = web.StreamResponse(status=200 if rng is None else 206, headers=headers)

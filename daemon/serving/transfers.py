@@ -20,8 +20,9 @@ unless upstream was only unreachable; one stopped by shutdown keeps it too, to b
 A client cut off by a failed transfer holds bytes that may be wrong, one byte short of its range. It
 resumes with a Range request from where it was cut; served the tail of a good copy, it would assemble a
 corrupt file under the right name. So the content of a transfer that failed after sending bytes is
-remembered (``FailedContent``) and, for a while, a range that does not start at 0 gets the whole file
-with a 200 instead: huggingface_hub then starts its file over, curl refuses to resume.
+remembered in the catalog (``FailedContent``) and, for an hour, a range that does not start at 0 gets the
+whole file with a 200 instead, from this daemon, from it restarted, or from any replica sharing the catalog:
+huggingface_hub then starts its file over, curl refuses to resume.
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from mreg.registry.download import FileSpec, Readers, Tuning, download_file
 from mreg.registry.download.transfer import Locate
+from mreg.registry.catalog import Catalog
+from mreg.registry.catalog.models import utcnow
 from mreg.registry.errors import MregError, TransferFailedError, UpstreamUnavailableError
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
@@ -145,22 +147,22 @@ class Transfer:
 
 class FailedContent:
     """The content keys whose transfer failed after clients may have got some of its bytes, each kept for
-    ``memory`` seconds (at most ``kept`` keys, the oldest forgotten first)."""
+    ``memory`` seconds, in the catalog: a restarted daemon and every replica sharing the catalog know them.
+    Written only when such a transfer fails; read only for a range that does not start at 0."""
 
-    def __init__(self, memory: float, kept: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
-        self._memory, self._kept, self._clock = memory, kept, clock
-        self._failed: OrderedDict[str, float] = OrderedDict()
+    def __init__(self, catalog: Catalog, memory: float, clock: Callable[[], datetime] = utcnow) -> None:
+        self._catalog, self._memory, self._clock = catalog, timedelta(seconds=memory), clock
 
-    def remember(self, key: str) -> None:
-        self._failed[key] = self._clock()
-        self._failed.move_to_end(key)
-        while len(self._failed) > self._kept:
-            self._failed.popitem(last=False)
+    async def remember(self, key: str) -> None:
+        """Record that the transfer of ``key`` failed now (a failure to record it is logged)."""
+        try:
+            await self._catalog.remember_failed_transfer(key, self._clock(), self._memory)
+        except MregError as exc:
+            log.error("cannot record the failed transfer of %s: %s", key, exc)
 
-    def recent(self, key: str) -> bool:
-        """Whether a transfer of ``key`` failed within the last ``memory`` seconds."""
-        when = self._failed.get(key)
-        return when is not None and self._clock() - when < self._memory
+    async def recent(self, key: str) -> bool:
+        """Whether a transfer of ``key`` failed within the last ``memory`` seconds, here or on a replica."""
+        return await self._catalog.transfer_failed_since(key, self._clock() - self._memory)
 
 
 def not_resumable(error: Exception) -> bool:
@@ -178,13 +180,13 @@ class Transfers:
     """
 
     def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
-                 failed_memory: float, inflight: InFlight | None = None, publish_wait: float = 5.0) -> None:
+                 failed: FailedContent, inflight: InFlight | None = None, publish_wait: float = 5.0) -> None:
         self._store, self._commits, self._tuning, self._metrics = store, commits, tuning, metrics
         self._publish_wait = publish_wait
         self._slots = asyncio.Semaphore(connections)
         self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
         self.inflight: InFlight = inflight or MemoryInFlight()
-        self.failed = FailedContent(failed_memory)
+        self.failed = failed
         """Contents a range request must not continue (see the module's docstring)."""
 
     def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
@@ -220,7 +222,7 @@ class Transfers:
             lease = held = await self.inflight.claim(transfer.spec.key)
             async with self._store.pulling_async():
                 done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           fetch_stored=True, discard=not_resumable, readers=transfer.readers,
+                                           discard=not_resumable, readers=transfer.readers,
                                            on_prefix=lambda prefix: self.inflight.note(held, prefix),
                                            on_verified=verified)
                 self._metrics.bytes_upstream += done.fetched
@@ -236,7 +238,7 @@ class Transfers:
             reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
             log.warning("transfer of %s failed: %s", transfer.spec.path, reason)
             if transfer.handed_out:  # readers may hold bytes of it
-                self.failed.remember(transfer.spec.key)
+                await self.failed.remember(transfer.spec.key)  # before the readers cut their clients off
             transfer.fail(reason)
         finally:
             if release is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import text
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import convert_jobs, derived, index, job_leases, jobs, listing, usage
+from mreg.registry.catalog import convert_jobs, derived, failed_transfers, index, job_leases, jobs, listing, usage
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
@@ -59,6 +59,11 @@ def _check_job_settings(revision: str, include: Sequence[str], exclude: Sequence
     number = isinstance(every, (int, float)) and not isinstance(every, bool)
     if every is not None and not (number and 0 < every < float("inf")):
         raise UsageError(f"invalid interval {every!r}: expected a positive number of seconds")
+
+
+def _check_content_key(key: str) -> None:
+    if not (_SHA256.match(key) or (key.startswith("git-") and len(key) <= 80)):
+        raise UsageError(f"invalid content key {key[:80]!r}: expected a sha256 or git-<oid>")
 
 
 def _check_replica(replica: str) -> None:
@@ -374,6 +379,16 @@ class Catalog:
         """Queue a running job again (its replica stops; the run ends ``stopped``); False if the lease
         with ``fence`` was lost."""
         return await self._write(lambda conn: job_leases.release(conn, job_id, fence))
+
+    async def remember_failed_transfer(self, key: str, at: datetime, memory: timedelta) -> None:
+        """Record that the transfer of content ``key`` failed at ``at`` after sending bytes (a Range request
+        must not continue it); rows older than ``memory`` are deleted meanwhile."""
+        _check_content_key(key)
+        await self._write(lambda conn: failed_transfers.remember(conn, key, at, memory))
+
+    async def transfer_failed_since(self, key: str, since: datetime) -> bool:
+        """Whether a transfer of content ``key`` failed at ``since`` or later (on any replica)."""
+        return await self._read(lambda conn: failed_transfers.failed_since(conn, key, since))
 
     async def start_convert_job(self, repo: RepoRef, commit: str, quant: str) -> tuple[ConvertJob, bool]:
         """The running or complete conversion of ``repo`` at ``commit`` to ``quant``, else a new running

@@ -282,3 +282,15 @@ class Pin(Base):
     repo: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
     commit: Mapped[str | None] = mapped_column(text_column(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FailedTransfer(Base):
+    """Content (its download key: the sha256, or ``git-<oid>``) whose transfer failed after a daemon sent some
+    of its bytes: until ``failed_at`` is an hour old (the daemon's ``failed_transfer_memory``), every replica
+    answers a Range request for it that does not start at 0 with the whole file. Older rows are deleted as
+    new ones are written."""
+
+    __tablename__ = "failed_transfers"
+
+    key: Mapped[str] = mapped_column(text_column(80), primary_key=True)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

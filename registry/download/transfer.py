@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mreg.registry.blobs import holds
 from mreg.registry.errors import IntegrityError, UsageError
 from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
@@ -54,16 +53,16 @@ class Downloaded:
 async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, store: Store,
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        fetch_stored: bool = False, discard: Discard | None = None,
-                        readers: Readers | None = None, on_verified: Verified | None = None) -> Downloaded:
+                        discard: Discard | None = None, readers: Readers | None = None,
+                        on_verified: Verified | None = None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               fetch_stored=fetch_stored, discard=discard, readers=readers, on_verified=on_verified)
+                               discard=discard, readers=readers, on_verified=on_verified)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
-                        refetch_once: bool = False, fetch_stored: bool = False,
+                        refetch_once: bool = False,
                         discard: Discard | None = None, readers: Readers | None = None,
                         on_verified: Verified | None = None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
@@ -80,16 +79,15 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     only the prefix, and may have bytes further on fetched first. With ``refetch_once``, bytes from one source that fail
     verification are fetched once more from scratch before the file fails (a transfer corrupted on the
     way rarely is twice); callers that stream the partial file to readers leave it off, since a refetch
-    would start the same partial over under them. With ``fetch_stored`` the bytes are fetched and verified
-    even when the store holds that content already (for a repo whose listing names content the store
-    has only for other repos: the bytes must come through this repo's upstream). A failure ``discard``
+    would start the same partial over under them. The bytes are fetched and verified even when the store
+    holds that content already: callers link what the catalog records as stored for the file's own repo
+    first, so content stored only for other repos must come through this repo's upstream (#14.4). A failure ``discard``
     says yes to (never a cancellation) removes the partial file instead of keeping it to resume: the
     daemon's next miss starts cleanly, and a full disk gets its space back. ``on_verified`` hears the sha256
     as soon as the bytes are verified, while the partial file still exists (publishing may take a while:
     an object store uploads it).
     """
-    fetch = functools.partial(_download, fetch_stored=fetch_stored, discard=discard, readers=readers,
-                              on_verified=on_verified)
+    fetch = functools.partial(_download, discard=discard, readers=readers, on_verified=on_verified)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -129,15 +127,11 @@ class _Mismatch(IntegrityError):
 
 
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
-                    advance: Advance, on_prefix: Advance, fetch_stored: bool = False,
+                    advance: Advance, on_prefix: Advance,
                     discard: Discard | None = None, readers: Readers | None = None,
                     on_verified: Verified | None = None) -> Downloaded:
-    if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
-        return Downloaded(spec.sha256, 0)
     data_path, state_path = store.partial_paths(spec.key)
     async with _locked(data_path) as fd:
-        if spec.sha256 and not fetch_stored and await holds(store.blobs, spec.sha256, spec.size):
-            return Downloaded(spec.sha256, 0)
         try:
             state = TransferState.load(state_path, spec.size, spec.key)
             if state is None or os.fstat(fd).st_size != spec.size:

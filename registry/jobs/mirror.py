@@ -61,6 +61,8 @@ class Synced:
     commit: str
     fetched: int
     """Bytes downloaded from upstream by this sync."""
+    refetched: tuple[str, ...] = ()
+    """Files whose first fetch failed verification and that were fetched again, whole (#14.9)."""
 
 
 async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog: Catalog, tuning: Tuning,
@@ -73,14 +75,14 @@ async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog:
     An unreachable upstream is a failure here (``UpstreamUnavailableError``), not the local copy.
     """
     options = PullOptions(revision=job.revision, include=job.include, exclude=job.exclude, tuning=tuning,
-                          upstream=upstream, reuse_other_repos=False)
+                          upstream=upstream)
     commit = (await client.repo_info(job.repo, job.revision)).commit
     if commit == job.commit and await _still_complete(job, commit, store, catalog, options):
         progress.bytes_total = progress.bytes_done = job.bytes_total
         return Synced(commit, 0)
     result = await pull(job.repo, options, client=client, store=store, catalog=catalog, progress=progress,
                         listed=(commit, await client.list_files(job.repo, commit)))
-    return Synced(result.commit, result.fetched)
+    return Synced(result.commit, result.fetched, result.refetched)
 
 
 async def _still_complete(job: MirrorJob, commit: str, store: Store, catalog: Catalog,
