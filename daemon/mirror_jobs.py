@@ -29,6 +29,7 @@ from mreg.registry.inspect.repo import CONFIG
 from mreg.registry.jobs.mirror import JobProgress, Synced, sync_job
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import TokenBucket
+from mreg.registry.waiting import wait_until_set
 
 from mreg.daemon.replica import gone_from_this_host
 from mreg.daemon.serving.commits import Commits
@@ -100,10 +101,7 @@ class Mirroring:
             except MregError as exc:
                 log.error("mirror scheduler: %s", exc)
                 jobs = []
-            try:
-                await asyncio.wait_for(self._wake.wait(), sleep_for(jobs, utcnow(), poll))
-            except asyncio.TimeoutError:
-                pass
+            await wait_until_set(self._wake, sleep_for(jobs, utcnow(), poll))
 
     async def _lease_due(self) -> None:
         """Lease due jobs while a worker is free."""

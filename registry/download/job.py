@@ -247,8 +247,9 @@ class FileJob:
 
     async def _wait_for_change(self) -> None:
         async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait(), RECHECK)
+            try:  # asyncio.timeout, not wait_for: a cancellation never lost (see registry.waiting)
+                async with asyncio.timeout(RECHECK):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
 
