@@ -29,7 +29,7 @@ from mreg.registry.inspect.repo import CONFIG
 from mreg.registry.jobs.mirror import JobProgress, Synced, sync_job
 from mreg.registry.store import Store
 from mreg.registry.download.throttle import TokenBucket
-from mreg.registry.waiting import wait_until_set
+from mreg.registry.waiting import wait_until_set, within
 
 from mreg.daemon.replica import gone_from_this_host
 from mreg.daemon.serving.commits import Commits
@@ -177,7 +177,7 @@ class Mirroring:
             client = member.client(member.token)
             try:
                 if member is not self._upstream.members[-1]:
-                    await asyncio.wait_for(client.repo_info(job.repo, job.revision), self._config.start_timeout)
+                    await within(client.repo_info(job.repo, job.revision), self._config.start_timeout)
                 synced = await sync_job(job, client=client, store=self._store, catalog=self._catalog,
                                         tuning=self._tuning, progress=progress, upstream=member.name)
             except (TimeoutError, UpstreamUnavailableError) as exc:

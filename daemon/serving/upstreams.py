@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from mreg.registry.errors import UpstreamRefusedError, UpstreamUnavailableError, UsageError
 from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.client import RepoClient
+from mreg.registry.waiting import within
 
 from mreg.daemon.hub.paths import parse_hub_path
 from mreg.daemon.serving.upstream import Answer, Upstream
@@ -102,7 +103,7 @@ class Upstreams:
             try:
                 if member is self.members[-1]:
                     return await answer, member
-                return await asyncio.wait_for(answer, self._start_timeout), member
+                return await within(answer, self._start_timeout), member
             except TimeoutError:
                 unreachable.append(f"{member.endpoint} did not answer within {self._start_timeout:g} s")
                 self._check_later(member)

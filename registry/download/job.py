@@ -33,6 +33,7 @@ from mreg.registry.download.hasher import PrefixHasher
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.scheduler import RECHECK, Fetch, Next, Scheduler
 from mreg.registry.download.state import TransferState
+from mreg.registry.waiting import within
 
 MiB = 1024 * 1024
 
@@ -247,9 +248,8 @@ class FileJob:
 
     async def _wait_for_change(self) -> None:
         async with self._changed:
-            try:  # asyncio.timeout, not wait_for: a cancellation never lost (see registry.waiting)
-                async with asyncio.timeout(RECHECK):
-                    await self._changed.wait()
+            try:
+                await within(self._changed.wait(), RECHECK)
             except TimeoutError:
                 pass
 

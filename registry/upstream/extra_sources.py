@@ -18,6 +18,7 @@ from mreg.registry.files import checked_locator
 from mreg.registry.upstream.client import RemoteFile
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.repo import RepoRef
+from mreg.registry.waiting import within
 
 LIST_TIMEOUT = 10.0
 """Seconds a mirror has to list the repo; a slower one is left out rather than holding the pull."""
@@ -53,7 +54,7 @@ async def list_mirrors(mirrors: Sequence[RepoClient], repo: RepoRef, revision: s
 
     async def one(mirror: RepoClient) -> MirrorListing | str:
         try:
-            commit, files = await asyncio.wait_for(listing(mirror), LIST_TIMEOUT)
+            commit, files = await within(listing(mirror), LIST_TIMEOUT)
         except UpstreamError as exc:
             return str(exc)
         except TimeoutError:

@@ -28,6 +28,7 @@ from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 from mreg.registry.upstream.configured import Upstream
 from mreg.registry.upstream.health import Health
+from mreg.registry.waiting import within
 
 
 def client_for(session: aiohttp.ClientSession, upstream: Upstream, retry: RetryPolicy = RetryPolicy()) -> RepoClient:
@@ -58,7 +59,7 @@ async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | N
                        if u is not upstream and health.down(u.name) is None) if remember else ()
         try:
             if not last and not options.offline:
-                await asyncio.wait_for(client.repo_info(repo, options.revision), start_timeout)
+                await within(client.repo_info(repo, options.revision), start_timeout)
             chosen = replace(options, upstream=upstream.name, mirrors=options.mirrors + others)
             result, choice = await pull_model(repo, quant, chosen, client=client, store=store, catalog=catalog,
                                               progress=progress, announce=announce)
