@@ -28,6 +28,7 @@ from mreg.daemon.logs import JsonLines
 from mreg.daemon.state import MIRROR, Mirror
 from mreg.registry.config import Settings
 
+from tests.backends import Backend
 from tests.testhub import TestHub
 from tests.testhub.fixtures import TOKENS
 
@@ -223,10 +224,12 @@ def start_daemon_process(home: Path, upstream: str, *args: str, env: dict[str, s
 
 
 def running_daemon(test_hub: TestHub, tmp_path: Path, start: Callable[..., Daemon] = start_daemon,
-                   database_url: str | None = None) -> Iterator[Daemon]:
+                   database_url: str | None = None, backend: Backend | None = None) -> Iterator[Daemon]:
     """The body of the `daemon` fixtures: the mirror in front of `test_hub` (its catalog at ``database_url``
-    if given, else in its home), which must stop cleanly; tokens never reach its log or its store."""
+    if given, else in its home; on ``backend``'s catalog and store if given), which must stop cleanly; tokens
+    never reach its log or its store."""
     args = ("--database-url", database_url) if database_url else ()
+    args += backend.args if backend else ()
     running = start(tmp_path / "home", test_hub.endpoint, *args)
     try:
         yield running

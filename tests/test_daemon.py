@@ -21,6 +21,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.utils._runtime import is_xet_available
 
+from tests.backends import Backend
 from tests.daemons import ROOT, Daemon, connection, raw, running_daemon, start_daemon, start_daemon_process
 from tests.testhub import TestHub, dataset_repo, generated_file, small_repo
 
@@ -38,9 +39,9 @@ def package_dir(name: str) -> Path:
 
 
 @pytest.fixture
-def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
+def daemon(test_hub: TestHub, tmp_path: Path, backend: Backend) -> Iterator[Daemon]:
     """The mirror in front of `test_hub`, in this process (see `tests.daemons.running_daemon`)."""
-    yield from running_daemon(test_hub, tmp_path)
+    yield from running_daemon(test_hub, tmp_path, backend=backend)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
+from tests.backends import Backend
 from tests.daemons import Daemon, connection, running_daemon, start_daemon, wait_for
 from tests.test_daemon import MINILM, SMOLLM, package_dir
 from tests.testhub import TestHub, small_repo
@@ -28,8 +29,8 @@ GATED = "testorg/gated"
 
 
 @pytest.fixture
-def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
-    yield from running_daemon(test_hub, tmp_path)
+def daemon(test_hub: TestHub, tmp_path: Path, backend: Backend) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path, backend=backend)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -132,8 +133,8 @@ def test_serving_from_the_store_after_the_hub_stops(daemon: Daemon, test_hub: Te
         snapshot_download("testorg/never-seen", cache_dir=tmp_path / "c3", endpoint=daemon.url, token=False)
 
 
-def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemon, test_hub: TestHub,
-                                                                    tmp_path: Path) -> None:
+def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemon, backend: Backend,
+                                                                    test_hub: TestHub, tmp_path: Path) -> None:
     """#14.3: once upstream cannot be asked (stopped, or --offline), a gated repo's metadata (repo info,
     revision, tree, paths-info, ModelScope info and revisions) goes to callers upstream accepted before, and
     to no one else: anonymous callers get the Hub's GatedRepo, unchecked tokens a 504 (--offline: both get
@@ -161,7 +162,7 @@ def test_gated_metadata_goes_only_to_callers_whose_access_is_known(daemon: Daemo
     assert [paths_info(daemon, GATED, token)[0] for token in (None, BOB, ALICE)] == [401, 504, 200]
     assert readme.encode() not in paths_info(daemon, GATED)[1] + paths_info(daemon, GATED, BOB)[1]
     assert [i.path for i in HfApi(endpoint=daemon.url, token=ALICE).get_paths_info(GATED, ["README.md"])] == ["README.md"]
-    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
+    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline", *backend.args)
     try:  # the same store seen by a daemon that never asked upstream: nobody's access is known
         for path in routes:
             assert offline.get(path)[0] == 504, path  # as for a repo it never saw (test_offline_..._unknown_one)
@@ -232,10 +233,10 @@ def test_a_malformed_revision_gets_a_400_before_anything_goes_upstream(daemon: D
     assert daemon.health()["upstream_available"] is True
 
 
-def test_offline_flag_serves_the_store_and_never_calls_upstream(daemon: Daemon, test_hub: TestHub,
+def test_offline_flag_serves_the_store_and_never_calls_upstream(daemon: Daemon, backend: Backend, test_hub: TestHub,
                                                                 tmp_path: Path) -> None:
     snapshot_download(MINILM, cache_dir=tmp_path / "c1", endpoint=daemon.url, token=False)
-    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
+    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline", *backend.args)
     try:
         test_hub.stats.reset()
         folder = Path(snapshot_download(MINILM, cache_dir=tmp_path / "c2", endpoint=offline.url, token=False))
@@ -249,8 +250,8 @@ def test_offline_flag_serves_the_store_and_never_calls_upstream(daemon: Daemon, 
         assert offline.stop() == 0
 
 
-def test_offline_a_repo_the_caller_may_not_read_answers_as_an_unknown_one(daemon: Daemon, test_hub: TestHub,
-                                                                          tmp_path: Path) -> None:
+def test_offline_a_repo_the_caller_may_not_read_answers_as_an_unknown_one(daemon: Daemon, backend: Backend,
+                                                                          test_hub: TestHub, tmp_path: Path) -> None:
     """#14.14: offline, every Hub and ModelScope route answers a caller it refuses a gated or private repo
     with the status and text it gives for a repo it never saw: no oracle of what the mirror keeps."""
     private = "testorg/private"
@@ -275,7 +276,7 @@ def test_offline_a_repo_the_caller_may_not_read_answers_as_an_unknown_one(daemon
         meta = json.dumps([headers.get("X-Error-Code"), headers.get("X-Error-Message")]).replace(repo, "R")
         return status, meta, text
 
-    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline")
+    offline = start_daemon(daemon.home, test_hub.endpoint, "--offline", *backend.args)
     try:
         for route in routes:
             unknown = answer(offline, route, "testorg/neverseen", None)

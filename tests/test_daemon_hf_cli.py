@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import Backend
 from tests.daemons import Daemon, running_daemon
 from tests.test_daemon import MINILM
 from tests.testhub import TestHub
@@ -18,8 +19,8 @@ HF = Path(sys.executable).parent / "hf"
 
 
 @pytest.fixture
-def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
-    yield from running_daemon(test_hub, tmp_path)
+def daemon(test_hub: TestHub, tmp_path: Path, backend: Backend) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path, backend=backend)
 
 
 def test_hf_download_through_the_mirror(daemon: Daemon, test_hub: TestHub, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import Backend
 from tests.daemons import Daemon, connection, running_daemon, wait_for
 from tests.testhub import TestHub, generated_file, small_repo
 
@@ -32,8 +33,8 @@ up after 10), with room for a loaded machine (2.04 s was seen at load 5 with a 1
 
 
 @pytest.fixture
-def daemon(test_hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
-    yield from running_daemon(test_hub, tmp_path)
+def daemon(test_hub: TestHub, tmp_path: Path, backend: Backend) -> Iterator[Daemon]:
+    yield from running_daemon(test_hub, tmp_path, backend=backend)
 
 
 @dataclass
