@@ -1,6 +1,7 @@
 """Benchmark the daemon over an S3 store against the local store: one cold and one warm `hf_hub_download` of
 one file through `mreg serve` (in process), first with the local store, then with `--store s3://…` on a
-SeaweedFS started for the run (tests/seaweed.py), the test hub on loopback as upstream.
+SeaweedFS started for the run (tests/seaweed.py), then with `--redirect-to-store` too (warm reads from the
+store itself, named ``localhost``), the test hub on loopback as upstream.
 
     python bench/s3_serve_bench.py [--size 600000000] [--runs 1]
 
@@ -49,12 +50,15 @@ def main() -> None:
     data = generated_file(root / NAME, args.size)
     seaweed = SeaweedServer()
     os.environ.update(seaweed.env())
-    results: dict[str, list[tuple[float, float]]] = {"local": [], "s3": []}
+    results: dict[str, list[tuple[float, float]]] = {"local": [], "s3": [], "s3-redirect": []}
+    public = seaweed.endpoint.replace("127.0.0.1", "localhost")
     try:
         with TestHub() as hub:
             hub.add_repo(small_repo(REPO, {NAME: data}))
             for run in range(args.runs):
-                for store, extra in (("local", ()), ("s3", ("--store", f"s3://{BUCKET}/run{run}"))):
+                for store, extra in (("local", ()), ("s3", ("--store", f"s3://{BUCKET}/run{run}")),
+                                     ("s3-redirect", ("--store", f"s3://{BUCKET}/redirect{run}", "--redirect-to-store",
+                                                      "--store-public-url", public))):
                     home = root / f"{store}-{run}"
                     daemon = start_daemon(home / "home", hub.endpoint, *extra)
                     try:
@@ -69,7 +73,7 @@ def main() -> None:
     for store, runs in results.items():
         cold = statistics.median(r[0] for r in runs)
         warm = statistics.median(r[1] for r in runs)
-        print(f"{store:5}  cold {cold:6.2f} s  warm {warm:6.2f} s")
+        print(f"{store:11}  cold {cold:6.2f} s  warm {warm:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -8,33 +8,21 @@ table (``max_size``, ``high``, ``low``, ``min_free``, ``evict``, ``evict_after``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TypeVar
 
 import click
 
-from mreg.registry.config import config_path, read_config_file
-from mreg.registry.errors import MregError
 from mreg.registry.eviction.policy import ORDERS
+
+from mreg.cli.configured import configured
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 def _configured(key: str, fallback: object = None) -> Callable[[], object]:
     """The default of an option: the config file's ``[budget]`` value for ``key``, else ``fallback``."""
-
-    def default() -> object:
-        path = config_path(os.environ)
-        try:
-            table = read_config_file(path).get("budget", {})
-        except MregError as exc:
-            raise click.UsageError(str(exc)) from None
-        if not isinstance(table, dict):
-            raise click.UsageError(f"{path}: [budget] must be a table")
-        return table.get(key, fallback)
-
-    return default
+    return configured("budget", key, fallback)
 
 
 _OPTIONS = (

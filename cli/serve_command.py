@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 import click
 
 from mreg.daemon.app import build_app, serve
-from mreg.daemon.config import ServeConfig
+from mreg.daemon.config import MAX_REDIRECT_TTL, ServeConfig
 from mreg.daemon.logs import setup_logging
-from mreg.registry.blobs.s3location import parse_s3_url
+from mreg.registry.blobs.s3location import parse_endpoint, parse_s3_url
 from mreg.registry.config import STORE_VARIABLE, Settings
 from mreg.registry.errors import UsageError
 from mreg.registry.eviction.policy import Budget
@@ -21,6 +21,7 @@ from mreg.registry.upstream.configured import load, serve_upstreams
 
 from mreg.cli.budget_options import budget_options
 from mreg.cli.common import _run
+from mreg.cli.configured import configured
 
 
 def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[str], offline: bool, ref_ttl: float,
@@ -29,7 +30,9 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                  max_size: str | None = None, high: float = 95.0, low: float = 85.0, min_free: str | None = None,
                  order: str = "lru", evict_after: str = "30d", evict_every: str | None = None,
                  job_lease: float = ServeConfig.job_lease, s3_sweep_after: str | None = None,
-                 s3_lifecycle_days: int | None = None, env: Mapping[str, str] | None = None) -> ServeConfig:
+                 s3_lifecycle_days: int | None = None, redirect_to_store: bool = False,
+                 redirect_ttl: int = ServeConfig.redirect_ttl, store_public_url: str | None = None,
+                 env: Mapping[str, str] | None = None) -> ServeConfig:
     """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
     environment, give the defaults the environment sets)."""
     upstreams = serve_upstreams(upstream, env)
@@ -41,6 +44,11 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                              "not supported yet")
     elif s3_sweep_after is not None or s3_lifecycle_days is not None:
         raise UsageError("--s3-sweep-after and --s3-lifecycle-days need an S3 store (--store s3://BUCKET[/PREFIX])")
+    elif redirect_to_store:
+        raise UsageError("--redirect-to-store needs an S3 store (--store s3://BUCKET[/PREFIX]): a local store's "
+                         "files are streamed")
+    if store_public_url and not redirect_to_store:
+        raise UsageError("--store-public-url is only used with --redirect-to-store")
     shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
     return ServeConfig(host=host, port=port, upstream=upstreams[0].url, upstream_kind=upstreams[0].kind,
                        upstreams=upstreams, start_timeout=load(env).start_timeout,
@@ -53,7 +61,9 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                        scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate,
                        budget=budget,
                        evict_every=parse_interval(evict_every) if evict_every else ServeConfig.evict_every,
-                       s3_sweep_after=parse_sweep_after(s3_sweep_after), s3_lifecycle_days=s3_lifecycle_days)
+                       s3_sweep_after=parse_sweep_after(s3_sweep_after), s3_lifecycle_days=s3_lifecycle_days,
+                       redirect_to_store=redirect_to_store, redirect_ttl=redirect_ttl,
+                       store_public_url=parse_endpoint(store_public_url) if store_public_url else None)
 
 
 def parse_sweep_after(text: str | None) -> float | None:
@@ -106,13 +116,26 @@ def parse_sweep_after(text: str | None) -> float | None:
               "start and every quarter of it (at most hourly); 0 or off: never; default: 1d.")
 @click.option("--s3-lifecycle-days", type=click.IntRange(1, 36500), metavar="DAYS", help="With --store s3://…: at "
               "start, also set the bucket's lifecycle rule that aborts incomplete uploads DAYS days after they began.")
+@click.option("--redirect-to-store/--no-redirect-to-store", envvar="MREG_REDIRECT_TO_STORE", show_envvar=True,
+              default=configured("serve", "redirect_to_store", False), show_default="off",
+              help="With --store s3://…: answer a request for a stored LFS file with a 302 to a presigned URL of "
+              "its object, so clients read it from the store itself (they must reach it; files not stored yet are "
+              "streamed and stored as before).")
+@click.option("--redirect-ttl", type=click.IntRange(1, MAX_REDIRECT_TTL), envvar="MREG_REDIRECT_TTL", show_envvar=True,
+              default=configured("serve", "redirect_ttl", ServeConfig.redirect_ttl), show_default=str(ServeConfig.redirect_ttl),
+              metavar="SECONDS", help="How long the presigned URLs of --redirect-to-store are valid.")
+@click.option("--store-public-url", metavar="URL", envvar="MREG_STORE_PUBLIC_URL", show_envvar=True,
+              default=configured("serve", "store_public_url"),
+              help="The S3 endpoint as clients reach it (http[s]://HOST[:PORT]), named by the presigned URLs of "
+              "--redirect-to-store; default: the endpoint the daemon uses.")
 @_run
 async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline: bool, ref_ttl: float,
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None, job_lease: float,
                         database_url: str | None, store: str | None, admin_token: str | None, scrub_every: str | None,
                         scrub_rate: str | None, max_size: str | None, high: float, low: float, min_free: str | None,
                         order: str, evict_after: str, evict_every: str | None, s3_sweep_after: str | None,
-                        s3_lifecycle_days: int | None) -> None:
+                        s3_lifecycle_days: int | None, redirect_to_store: bool, redirect_ttl: int,
+                        store_public_url: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
@@ -123,5 +146,6 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
     setup_logging(sys.stderr)
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
                           min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,
-                          evict_after, evict_every, job_lease, s3_sweep_after, s3_lifecycle_days)
+                          evict_after, evict_every, job_lease, s3_sweep_after, s3_lifecycle_days, redirect_to_store,
+                          redirect_ttl, store_public_url)
     await serve(build_app(config, settings), config)

@@ -38,6 +38,7 @@ from mreg.daemon.mirror_jobs import Mirroring
 from mreg.daemon.replica import replica_id
 from mreg.daemon.modelscope.upstream import ModelScopeUpstream
 from mreg.daemon.serving.refs import Refs
+from mreg.daemon.serving.store_redirects import store_redirects
 from mreg.daemon.routes import add_routes
 from mreg.daemon.scrub import Scrubber
 from mreg.daemon.state import CONFIG, MIRROR, Mirror
@@ -62,7 +63,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
     config, settings = app[CONFIG], app[SETTINGS]
     catalog = await Catalog.open(settings.database_url)
     try:
-        async with opened_store(settings) as store, http_session(config.connections) as session:
+        async with (opened_store(settings) as store, store_redirects(store, config) as redirects,
+                    http_session(config.connections) as session):
             upstream = upstreams(session, config)
             metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)
@@ -74,7 +76,7 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
                                  access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,
-                                 mirroring=mirroring, budget=budget)
+                                 mirroring=mirroring, budget=budget, redirects=redirects)
             scrubber = None if config.scrub_every is None else Scrubber(store.blobs, config.scrub_every,
                                                                          config.scrub_rate, metrics)
             janitor = s3_janitor(store, config, metrics)

@@ -12,6 +12,9 @@ from mreg.registry.upstream.configured import DEFAULT_START_TIMEOUT, Upstream
 
 SCRUB_RATE = 50e6
 S3_SWEEP_AFTER = 86400.0
+REDIRECT_TTL = 300
+MAX_REDIRECT_TTL = 7 * 86400
+"""The longest lifetime a presigned URL can have (Signature Version 4)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,13 @@ class ServeConfig:
     removed (``daemon.janitor``); None: never."""
     s3_lifecycle_days: int | None = None
     """With an S3 store: set the bucket's rule aborting incomplete uploads after this many days at start."""
+    redirect_to_store: bool = False
+    """With an S3 store: answer a request for a stored LFS file with a 302 to a presigned URL of its object
+    (``daemon.serving.store_redirects``) instead of streaming it."""
+    redirect_ttl: int = REDIRECT_TTL
+    """Seconds a presigned URL of ``redirect_to_store`` is valid."""
+    store_public_url: str | None = None
+    """The S3 endpoint as clients reach it, named by presigned URLs (None: the endpoint the daemon uses)."""
     budget: Budget = field(default_factory=Budget)
     """The store's size budget (none by default: nothing is evicted)."""
     evict_every: float = 60.0

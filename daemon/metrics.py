@@ -16,6 +16,7 @@ class Metrics:
     cache_misses: int = 0
     active_transfers: int = 0
     restarted_ranges: int = 0
+    store_redirects: int = 0
     scrubbed_bytes: int = 0
     quarantined_blobs: int = 0
     scrub_passes: int = 0
@@ -51,6 +52,9 @@ class Metrics:
                      "and relayed ranges).", self.active_transfers),
             *_metric("mreg_restarted_ranges_total", "counter", "Range requests answered with the whole file: they "
                      "could have continued bytes of a transfer that failed.", self.restarted_ranges),
+            *_metric("mreg_store_redirects_total", "counter", "File GETs and HEADs answered with a 302 to the "
+                     "object store (--redirect-to-store): the client read the bytes from the store.",
+                     self.store_redirects),
             *_metric("mreg_scrub_bytes_total", "counter", "Stored bytes the scrub re-hashed.", self.scrubbed_bytes),
             *_metric("mreg_scrub_quarantined_blobs_total", "counter", "Damaged blobs the scrub found and "
                      "quarantined (fetched again from upstream when next asked for).", self.quarantined_blobs),

@@ -16,6 +16,7 @@ from mreg.daemon.config import ServeConfig
 from mreg.daemon.metrics import Metrics
 from mreg.daemon.mirror_jobs import Mirroring
 from mreg.daemon.serving.refs import Refs
+from mreg.daemon.serving.store_redirects import StoreRedirects
 from mreg.daemon.serving.transfers import Transfers
 from mreg.daemon.serving.upstreams import Upstreams
 
@@ -35,6 +36,8 @@ class Mirror:
     metrics: Metrics
     mirroring: Mirroring
     budget: StoreBudget
+    redirects: StoreRedirects | None = None
+    """With ``--redirect-to-store``: where stored LFS files are redirected to."""
 
 
 CONFIG = web.AppKey("config", ServeConfig)

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 
 class Relay:
-    """Listening on ``url``; ``target`` is the ``(host, port)`` new connections go to."""
+    """Listening on ``url``; ``target`` is the ``(host, port)`` new connections go to; ``returned`` counts the
+    bytes targets sent back to clients through it."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -19,6 +20,7 @@ class Relay:
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.returned = 0
         threading.Thread(target=self._accept, name="relay", daemon=True).start()
 
     def _accept(self) -> None:
@@ -34,14 +36,18 @@ class Relay:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, back in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(source, sink, back), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        """Copy until ``source`` ends, then end ``sink``'s sending side (a cut body stays cut)."""
+    def _pipe(self, source: socket.socket, sink: socket.socket, back: bool) -> None:
+        """Copy until ``source`` ends, then end ``sink``'s sending side (a cut body stays cut); ``back``: count it in
+        ``returned``."""
         try:
             while chunk := source.recv(1 << 16):
                 sink.sendall(chunk)
+                if back:
+                    with self._lock:
+                        self.returned += len(chunk)
             sink.shutdown(socket.SHUT_WR)
         except OSError:
             for end in (source, sink):

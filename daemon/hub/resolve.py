@@ -5,7 +5,8 @@ answer carries the Hub's headers (X-Repo-Commit; ETag = git sha1, or the sha256 
 X-Linked-Etag/X-Linked-Size for LFS files) and the bytes come from the store (a hit), from the
 shared transfer filling the store (a miss; a Range too, however many split the file between them),
 or, for a header read (a small bounded Range), relayed from upstream: it neither fetches the whole
-file nor waits for a transfer's verification. Never a redirect, never an xet header.
+file nor waits for a transfer's verification. Never an xet header. With ``--redirect-to-store`` a stored LFS
+file is instead a 302 to a presigned URL of its object (``store_redirect``), with the same Hub headers.
 ``serve_file`` and ``fetch`` are also how the ModelScope routes (``modelscope_api``) send and
 fetch files.
 """
@@ -40,6 +41,9 @@ HEADER_READ_MAX = 8 * 1024 * 1024
 about 6 MB; hf_transfer asks for 10 MiB pieces)."""
 HEADER_READ_SHARE = 16
 """A header read is shorter than this fraction of the file (a download split 16 ways is not)."""
+REDIRECT_HEADERS = ("X-Repo-Commit", "ETag", "X-Linked-Etag", "X-Linked-Size")
+"""The Hub headers of an LFS file a redirect to the store carries (the 302's own body is empty; ``Cache-Control:
+no-store`` keeps shared caches from handing its short-lived URL to others)."""
 
 
 def file_headers(spec: FileSpec, commit: str) -> dict[str, str]:
@@ -66,8 +70,12 @@ async def resolve(request: web.Request, hub: HubPath) -> web.StreamResponse:
     spec = meta.files.get(hub.path)
     if spec is None:
         return hub_error(404, "EntryNotFound", "Entry not found", commit)
+    headers = file_headers(spec, commit)
     try:
-        return await serve_file(request, mirror, meta, spec, token, file_headers(spec, commit))
+        redirect = await store_redirect(request, mirror, meta, spec, headers)
+        if redirect is not None:
+            return redirect
+        return await serve_file(request, mirror, meta, spec, token, headers)
     except RangeNotSatisfiableError as exc:
         refused = for_error(exc, commit=commit)
         refused.headers["Content-Range"] = f"bytes */{spec.size}"
@@ -88,8 +96,8 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
         await response.prepare(request)
         return response
     rng = parse_range(request.headers.get("Range"), spec.size)
-    if rng is not None and rng.start > 0 and await mirror.transfers.failed.recent(spec.key):
-        rng = None  # it may continue bytes of a transfer that failed: the whole file, from its first byte
+    if await continues_failed(mirror, spec, rng):
+        rng = None  # the whole file, from its first byte
         mirror.metrics.restarted_ranges += 1
     response = web.StreamResponse(status=200 if rng is None else 206, headers=headers)
     whole = rng or ByteRange(0, spec.size)
@@ -99,6 +107,36 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     with mirror.budget.using(meta.repo, meta.commit):
         await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
     return response
+
+
+async def store_redirect(request: web.Request, mirror: Mirror, meta: CommitMeta, spec: FileSpec,
+                         headers: dict[str, str]) -> web.Response | None:
+    """With ``--redirect-to-store``, the answer to a HEAD or GET of an LFS file already stored: a 302 to a presigned
+    URL of its object with the Hub's ``headers`` (``REDIRECT_HEADERS``; huggingface_hub reads them from this
+    answer). None when the file is streamed instead: no redirects, not LFS, not stored, or a Range that may
+    continue bytes of a transfer that failed (``serve_file`` sends the whole file). RangeNotSatisfiableError for
+    a range past the end, as ``serve_file``."""
+    if mirror.redirects is None or spec.sha256 is None:
+        return None
+    if request.method == "GET" and await continues_failed(mirror, spec, parse_range(request.headers.get("Range"),
+                                                                                    spec.size)):
+        return None
+    sha256 = await mirror.commits.stored_blob(meta, spec.path)
+    if sha256 is None:
+        return None
+    location = await mirror.redirects.location(sha256)
+    mirror.metrics.store_redirects += 1
+    if request.method == "GET":
+        mirror.metrics.cache_hits += 1
+        mirror.budget.uses.note(meta.repo, meta.commit)
+    return web.Response(status=302, headers={**{name: headers[name] for name in REDIRECT_HEADERS},
+                                             "Location": location, "Cache-Control": "no-store"})
+
+
+async def continues_failed(mirror: Mirror, spec: FileSpec, rng: ByteRange | None) -> bool:
+    """Whether ``rng`` may continue bytes of a transfer of ``spec`` that failed: the client may hold wrong bytes
+    before it, so it gets the whole file."""
+    return rng is not None and rng.start > 0 and await mirror.transfers.failed.recent(spec.key)
 
 
 def header_read(rng: ByteRange, size: int) -> bool:

@@ -18,7 +18,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ PART_SIZE = 16 * 1024 * 1024
 """Part size of multipart uploads, and the largest file ``publish`` sends in one PutObject."""
 CONFIG = Config(connect_timeout=10, read_timeout=60)
 """The client's timeouts; retries are botocore's (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``, the config file)."""
+SIGNING = Config(signature_version="s3v4")
+"""Presigned URLs are signed with Signature Version 4 (botocore's default for them may be version 2, which
+neither covers the host nor is accepted in newer AWS regions)."""
 LIFECYCLE_RULE = "mreg-abort-incomplete-uploads"
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 
@@ -117,6 +120,23 @@ class S3BlobStore:
     def where(self, sha256: str) -> str:
         """How messages name a blob."""
         return f"blob {sha256} in {self.location}"
+
+    # -- presigned URLs: clients reading a blob from the store itself ----------------------------------------
+
+    def signer(self, endpoint: str | None = None) -> AbstractAsyncContextManager[S3Client]:
+        """A client for ``presign`` (it never sends a request): this store's credentials and settings, signing
+        with Signature Version 4 (which covers the host) URLs that name ``endpoint``, the store as clients reach
+        it (None: the endpoint this store uses)."""
+        return get_session().create_client("s3", endpoint_url=endpoint, config=CONFIG.merge(SIGNING))
+
+    async def presign(self, sha256: str, expires: int, signer: S3Client) -> str:
+        """A URL that GETs blob ``sha256`` (a Range too) without credentials for ``expires`` seconds, signed here
+        by ``signer`` (``signer()``'s): no request to the store."""
+        key = self.blob_key(sha256)
+        with s3_errors(f"to sign a URL of {self.where(sha256)}"):
+            url: str = await signer.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires)
+        return url
 
     # -- the BlobStore interface ---------------------------------------------------------------------
 

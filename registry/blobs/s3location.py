@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from mreg.registry.errors import UsageError
 
@@ -44,3 +45,18 @@ def parse_s3_url(url: str) -> S3Location:
             raise UsageError(f"invalid S3 prefix {prefix!r} in {url!r}: use letters, digits and -_.!*'()=+,;:@ "
                              "between single slashes")
     return S3Location(bucket, prefix)
+
+
+def parse_endpoint(url: str) -> str:
+    """An S3 endpoint URL, ``http[s]://HOST[:PORT][/PATH]`` (no query, fragment or credentials), without its
+    trailing slash; a UsageError otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
+            or parts.username is not None or parts.query or parts.fragment):
+        raise UsageError("invalid S3 endpoint: expected http[s]://HOST[:PORT][/PATH], without credentials, "
+                         "query or fragment")  # not echoed: it may hold a secret
+    return url.strip().rstrip("/")
