@@ -12,6 +12,8 @@ from mreg.registry.upstream.configured import DEFAULT_START_TIMEOUT, Upstream
 
 SCRUB_RATE = 50e6
 S3_SWEEP_AFTER = 86400.0
+GRACE_ROUNDS = 4
+"""The shortest ``evict_grace``, in budget rounds (``registry.eviction.shared`` says why)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class ServeConfig:
     """The store's size budget (none by default: nothing is evicted)."""
     evict_every: float = 60.0
     """Seconds between two budget rounds (uses written to the catalog, then eviction if over budget)."""
+    evict_grace: float = 600.0
+    """With an S3 store: seconds a blob no revision holds stays in the bucket before a round deletes it."""
     use_flush_every: float = 300.0
     """Longest a noted use waits before it is written to the catalog (a budget round writes it sooner)."""
 
