@@ -15,14 +15,15 @@ from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 from huggingface_hub import hf_hub_download
 
+from mreg.cli.main import main
 from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.models import utcnow
-from tests.daemons import Daemon, connection, start_daemon, start_daemon_process, wait_for
+from tests.daemons import Daemon, sha256_of_download, start_daemon, start_daemon_process, wait_for
 from tests.seaweed import BUCKET, SeaweedServer
 from tests.test_mirror import call, wait_job
 from tests.testhub import HubRepo, TestHub
@@ -84,23 +85,6 @@ def assert_rounds_never_overlap(look: Look) -> list[tuple[str, int, datetime, da
 
 def repos(daemon: Daemon) -> dict[str, dict]:
     return {r["repo"]: r for r in json.loads(daemon.get("/v1/repos")[2])}
-
-
-def sha256_of_download(daemon: Daemon, path: str, after_first_chunk: Callable[[], None] | None = None) -> str:
-    """Stream ``path`` from the daemon and hash it; ``after_first_chunk()`` runs once the first MB arrived."""
-    conn = connection(daemon.url)
-    try:
-        conn.request("GET", urlsplit(daemon.url).path + path)
-        response = conn.getresponse()
-        assert response.status == 200, response.read()[:300]
-        digest = hashlib.sha256(response.read(MB))
-        if after_first_chunk is not None:
-            after_first_chunk()
-        while chunk := response.read(MB):
-            digest.update(chunk)
-        return digest.hexdigest()
-    finally:
-        conn.close()
 
 
 def add_repos(hub: TestHub, count: int, size: int, seed: int) -> dict[str, str]:
@@ -165,6 +149,11 @@ def test_a_stream_through_three_replicas_stays_within_budget_one_evictor_at_a_ti
         evictions = [json.loads(line) for line in a.log.read_text().splitlines() if '"evicted"' in line]
         assert [e["repo"] for e in evictions] == [f"org/r{i}" for i in range(2, count - 2)]
 
+        ls = CliRunner().invoke(main, ["ls", "--json"], env={"MREG_HOME": str(tmp_path / "cli"), "MREG_STORE": s3_url,
+                                                              "MREG_DATABASE_URL": pg_url})
+        assert ls.exit_code == 0, ls.output
+        assert {r["repo"]: r["size"] for r in json.loads(ls.output)} == {
+            name: size + len(json.dumps({"n": int(name.removeprefix("org/r"))})) for name in kept}
         page = a.get("/")[2].decode()  # the budget bar, with the S3 store
         assert "Size budget: 80.0 MB of 100.0 MB used, 40.0 MB of it" in page, page[:2000]
 
