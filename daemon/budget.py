@@ -21,6 +21,7 @@ from mreg.registry.catalog import Catalog
 from mreg.registry.eviction.evict import EvictionReport, evict, stored_bytes
 from mreg.registry.eviction.policy import Budget
 from mreg.registry.eviction.shared import SharedCollector
+from mreg.registry.errors import StoreError
 from mreg.registry.eviction.usage import UseRecorder
 from mreg.registry.removals import note_removal
 from mreg.registry.repo import RepoRef
@@ -108,13 +109,17 @@ class StoreBudget:
         try:
             report = await evict(self._store, self._catalog, self.budget, busy=frozenset(busy),
                                  collector=SharedCollector(self._store, self._catalog, fence, self._grace, lease),
-                                 removing=lambda n: self._catalog.evicting(round_id, n))
+                                 removing=lambda: self._renew(round_id, fence, lease))
         finally:
-            await self._catalog.end_eviction_round(round_id, fence, len(report.evicted) if report else 0,
-                                                   sum(e.bytes for e in report.evicted) if report else 0)
+            await self._catalog.end_eviction_round(round_id, fence, sum(e.bytes for e in report.evicted) if report else 0)
         self._seen_eviction = await self._catalog.last_eviction()
         self._metrics.doomed_bytes = await self._catalog.doomed_bytes()
         return self._count(report)
+
+    async def _renew(self, round_id: int, fence: int, lease: float) -> None:
+        """Before a revision goes: hold the lease on, or stop the round (another replica took over)."""
+        if not await self._catalog.evicting(round_id, fence, lease):
+            raise StoreError("eviction round stopped: its lease ran out and another replica may hold it")
 
     def _count(self, report: EvictionReport) -> EvictionReport:
         """Show a round's report in the metrics."""

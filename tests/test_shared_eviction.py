@@ -33,10 +33,13 @@ async def catalog(catalog_url: str) -> AsyncIterator[Catalog]:
 async def test_one_replica_holds_the_lease_until_it_ends_or_runs_out(catalog: Catalog) -> None:
     fence, round_id = await catalog.take_eviction_lease("a", 60) or (0, 0)
     assert fence == 1 and await catalog.take_eviction_lease("b", 60) is None
-    await catalog.end_eviction_round(round_id, fence, 2, 20)
+    assert await catalog.last_eviction() == 0 and await catalog.evicting(round_id, fence, 60)
+    assert await catalog.last_eviction() == round_id
+    await catalog.end_eviction_round(round_id, fence, 20)
     taken = await catalog.take_eviction_lease("b", 0.001)
     assert taken is not None and taken[0] == 2
     assert await catalog.claim_deletion(SHA, taken[0], 60) == "lost"  # its lease ran out
+    assert not await catalog.evicting(taken[1], taken[0], 60)
     again = await catalog.take_eviction_lease("a", 60)
     assert again is not None and again[0] == 3
     assert await catalog.claim_deletion(SHA, 2, 60) == "lost"  # a former holder's fence deletes nothing

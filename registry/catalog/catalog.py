@@ -263,13 +263,14 @@ class Catalog:
         _check_lease(seconds)
         return await self._write(lambda conn: shared_eviction.take_lease(conn, replica, seconds))
 
-    async def evicting(self, round_id: int, revisions: int) -> None:
-        """Note that the round is about to evict ``revisions`` revisions."""
-        await self._write(lambda conn: shared_eviction.evicting(conn, round_id, revisions))
+    async def evicting(self, round_id: int, fence: int, lease_seconds: float) -> bool:
+        """Before a revision goes: renew the lease and count it in the round; False if the lease was lost."""
+        _check_lease(lease_seconds)
+        return await self._write(lambda conn: shared_eviction.evicting(conn, round_id, fence, lease_seconds))
 
-    async def end_eviction_round(self, round_id: int, fence: int, evicted: int, freed: int) -> None:
-        """Close the round and give the lease back."""
-        await self._write(lambda conn: shared_eviction.end_round(conn, round_id, fence, evicted, freed))
+    async def end_eviction_round(self, round_id: int, fence: int, freed: int) -> None:
+        """Close the round (``freed`` bytes) and give the lease back."""
+        await self._write(lambda conn: shared_eviction.end_round(conn, round_id, fence, freed))
 
     async def last_eviction(self) -> int:
         """The id of the newest round that evicted something (0: none)."""

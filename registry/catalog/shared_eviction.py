@@ -57,16 +57,21 @@ async def renew(conn: AsyncConnection, fence: int, seconds: float) -> bool:
     return result.rowcount > 0
 
 
-async def evicting(conn: AsyncConnection, round_id: int, revisions: int) -> None:
-    """Note, before the first revision goes, that the round evicts (other replicas forget their caches)."""
-    await conn.execute(update(EvictionRound).where(EvictionRound.id == round_id).values(evicted=revisions))
+async def evicting(conn: AsyncConnection, round_id: int, fence: int, seconds: float) -> bool:
+    """Before a revision goes: renew the lease and count the revision in the round (other replicas then forget
+    their caches); False if the lease is no longer held with ``fence``."""
+    if not await renew(conn, fence, seconds):
+        return False
+    await conn.execute(update(EvictionRound).where(EvictionRound.id == round_id)
+                       .values(evicted=EvictionRound.evicted + 1))
+    return True
 
 
-async def end_round(conn: AsyncConnection, round_id: int, fence: int, evicted: int, freed: int) -> None:
-    """Close the round with what it did and give the lease back (if still held with ``fence``)."""
+async def end_round(conn: AsyncConnection, round_id: int, fence: int, freed: int) -> None:
+    """Close the round with the bytes it freed and give the lease back (if still held with ``fence``)."""
     now = utcnow()
     await conn.execute(update(EvictionRound).where(EvictionRound.id == round_id, EvictionRound.ended_at.is_(None))
-                       .values(ended_at=now, evicted=evicted, freed_bytes=freed))
+                       .values(ended_at=now, freed_bytes=freed))
     await conn.execute(update(EvictionLease).where(_held(fence, now)).values(holder=None, until=None))
 
 

@@ -98,10 +98,10 @@ def free_bytes(store: Store) -> int | None:
 
 async def evict(store: Store, catalog: Catalog, budget: Budget, busy: Busy = frozenset(),
                 now: datetime | None = None, dry_run: bool = False, collector: Collector | None = None,
-                removing: Callable[[int], Awaitable[None]] | None = None) -> EvictionReport:
+                removing: Callable[[], Awaitable[None]] | None = None) -> EvictionReport:
     """Run one round: free what the budget asks for (see ``policy``); with ``dry_run``, only say what would go.
-    ``collector`` measures and collects (default: the local store's); ``removing(n)`` runs before the first of
-    ``n`` revisions is removed."""
+    ``collector`` measures and collects (default: the local store's); ``removing()`` runs before each revision
+    is removed (and may stop the round by raising)."""
     collector = collector or LocalCollector(store, catalog)
     first = 0 if dry_run else await collector.collect()
     stored, free = await collector.stored(), collector.free()
@@ -110,12 +110,12 @@ async def evict(store: Store, catalog: Catalog, budget: Budget, busy: Busy = fro
     if budget.active:  # planned even when nothing must go: the bytes that must stay are reported
         chosen = plan(await catalog.revision_uses(), needed, budget, now or datetime.now(timezone.utc), busy)
     evicted = []
-    if chosen.evictions and removing is not None and not dry_run:
-        await removing(len(chosen.evictions))
     for eviction in chosen.evictions:
         revision = eviction.revision
         done = Evicted(revision.repo.repo_id, revision.repo.repo_type, revision.commit, eviction.freed, eviction.why)
         if not dry_run:
+            if removing is not None:
+                await removing()
             store.remove_revision(revision.repo, revision.commit)
             await catalog.remove_revision(revision.repo, revision.commit)
             log.info("evicted %s@%s (%d bytes, %s)", done.repo, done.revision[:12], done.bytes, done.why,
