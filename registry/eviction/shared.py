@@ -15,8 +15,8 @@ deferred and re-checked, for two reasons:
   its grace (``--evict-grace``, at least 4 rounds) has passed; a replica that cached the revision forgets it
   within a round (the newest evicting round is polled every round), so no read of it can start unmarked
   later than that.
-- A request can store the same content again (a re-request of an evicted repo: the publish finds the
-  object there and keeps it). Recording a file with a blob and claiming a blob for deletion both run
+- A request can store the same content again (a re-request of an evicted repo is fetched again, and its
+  publish finds the object there and keeps it). Recording a file with a blob and claiming a blob for deletion both run
   under the catalog's write lock: the claim deletes only a blob no file or derived artifact holds and no
   mark names; a file recorded first takes the blob out of its grace (``reclaim``). A file recorded after
   the claim is refused (BlobDeletedError, the file is fetched again), unless the object exists after the
