@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import click
 
 from mreg.daemon.app import build_app, serve
-from mreg.daemon.config import MAX_REDIRECT_TTL, ServeConfig
+from mreg.daemon.config import GRACE_ROUNDS, MAX_REDIRECT_TTL, ServeConfig
 from mreg.daemon.logs import setup_logging
 from mreg.registry.blobs.s3location import parse_endpoint, parse_s3_url
 from mreg.registry.config import STORE_VARIABLE, Settings
@@ -32,24 +32,25 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                  job_lease: float = ServeConfig.job_lease, s3_sweep_after: str | None = None,
                  s3_lifecycle_days: int | None = None, redirect_to_store: bool = False,
                  redirect_ttl: int = ServeConfig.redirect_ttl, store_public_url: str | None = None,
-                 env: Mapping[str, str] | None = None) -> ServeConfig:
+                 env: Mapping[str, str] | None = None, evict_grace: str | None = None) -> ServeConfig:
     """The daemon's settings from `mreg serve`'s options (``settings`` and ``env``, default the process's
     environment, give the defaults the environment sets)."""
     upstreams = serve_upstreams(upstream, env)
     budget = Budget.parse(max_size, high, low, min_free, order, evict_after)
     if settings.store is not None:
         parse_s3_url(settings.store)  # a malformed URL is a usage error before anything starts
-        if budget.active:
-            raise UsageError(f"a size budget (--max-size, --min-free, --evict age) with the store {settings.store}: "
-                             "not supported yet")
-    elif s3_sweep_after is not None or s3_lifecycle_days is not None:
-        raise UsageError("--s3-sweep-after and --s3-lifecycle-days need an S3 store (--store s3://BUCKET[/PREFIX])")
+        if budget.min_free is not None:
+            raise UsageError(f"--min-free has no meaning for the bucket of {settings.store} (use --max-size)")
+    elif s3_sweep_after is not None or s3_lifecycle_days is not None or evict_grace is not None:
+        raise UsageError("--s3-sweep-after, --s3-lifecycle-days and --evict-grace need an S3 store "
+                         "(--store s3://BUCKET[/PREFIX])")
     elif redirect_to_store:
         raise UsageError("--redirect-to-store needs an S3 store (--store s3://BUCKET[/PREFIX]): a local store's "
                          "files are streamed")
     if store_public_url and not redirect_to_store:
         raise UsageError("--store-public-url is only used with --redirect-to-store")
     shortest = parse_interval(min_every) if min_every else ServeConfig.min_every
+    every = parse_interval(evict_every) if evict_every else ServeConfig.evict_every
     return ServeConfig(host=host, port=port, upstream=upstreams[0].url, upstream_kind=upstreams[0].kind,
                        upstreams=upstreams, start_timeout=load(env).start_timeout,
                        offline=offline or settings.offline, ref_ttl=ref_ttl, mirror_workers=mirror_workers,
@@ -60,10 +61,21 @@ def serve_config(settings: Settings, host: str, port: int, upstream: Sequence[st
                        if scrub_every else None,
                        scrub_rate=parse_rate(scrub_rate) if scrub_rate else ServeConfig.scrub_rate,
                        budget=budget,
-                       evict_every=parse_interval(evict_every) if evict_every else ServeConfig.evict_every,
+                       evict_every=every, evict_grace=parse_grace(evict_grace, every),
                        s3_sweep_after=parse_sweep_after(s3_sweep_after), s3_lifecycle_days=s3_lifecycle_days,
                        redirect_to_store=redirect_to_store, redirect_ttl=redirect_ttl,
                        store_public_url=parse_endpoint(store_public_url) if store_public_url else None)
+
+
+def parse_grace(text: str | None, every: float) -> float:
+    """``--evict-grace``: seconds, at least ``GRACE_ROUNDS`` budget rounds (default: the larger of 10 minutes and that)."""
+    least = GRACE_ROUNDS * every
+    if text is None:
+        return max(ServeConfig.evict_grace, least)
+    grace = parse_interval(text)
+    if grace < least:
+        raise UsageError(f"--evict-grace must be at least {GRACE_ROUNDS} budget rounds (--evict-every): {least:g}s")
+    return grace
 
 
 def parse_sweep_after(text: str | None) -> float | None:
@@ -111,6 +123,9 @@ def parse_sweep_after(text: str | None) -> float | None:
 @budget_options
 @click.option("--evict-every", metavar="INTERVAL", help="How often the budget is checked (and last uses written to "
               "the catalog); default: 1m.")
+@click.option("--evict-grace", metavar="INTERVAL", help="With --store s3://… and a budget: how long a blob no "
+              "revision holds any more stays in the bucket before it is deleted (at least 4 budget rounds; "
+              "default: 10m).")
 @click.option("--s3-sweep-after", metavar="INTERVAL", help="With --store s3://…: abort incomplete uploads and delete "
               "fill chunks older than this (what a killed replica left; younger ones may be a live replica's), at "
               "start and every quarter of it (at most hourly); 0 or off: never; default: 1d.")
@@ -133,9 +148,9 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
                         mirror_workers: int, max_bandwidth: str | None, min_every: str | None, job_lease: float,
                         database_url: str | None, store: str | None, admin_token: str | None, scrub_every: str | None,
                         scrub_rate: str | None, max_size: str | None, high: float, low: float, min_free: str | None,
-                        order: str, evict_after: str, evict_every: str | None, s3_sweep_after: str | None,
-                        s3_lifecycle_days: int | None, redirect_to_store: bool, redirect_ttl: int,
-                        store_public_url: str | None) -> None:
+                        order: str, evict_after: str, evict_every: str | None, evict_grace: str | None,
+                        s3_sweep_after: str | None, s3_lifecycle_days: int | None, redirect_to_store: bool,
+                        redirect_ttl: int, store_public_url: str | None) -> None:
     """Serve the store as a Hugging Face Hub mirror that pulls missing files through (until SIGTERM),
     and run the mirror jobs (``mreg mirror``).
 
@@ -147,5 +162,5 @@ async def serve_command(host: str, port: int, upstream: tuple[str, ...], offline
     config = serve_config(settings, host, port, upstream, offline, ref_ttl, mirror_workers, max_bandwidth,
                           min_every, admin_token, scrub_every, scrub_rate, max_size, high, low, min_free, order,
                           evict_after, evict_every, job_lease, s3_sweep_after, s3_lifecycle_days, redirect_to_store,
-                          redirect_ttl, store_public_url)
+                          redirect_ttl, store_public_url, evict_grace=evict_grace)
     await serve(build_app(config, settings), config)

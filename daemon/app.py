@@ -72,7 +72,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                                   FailedContent(catalog, config.failed_transfer_memory),
                                   publish_wait=config.publish_wait)
             mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica)
-            budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics)
+            budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics,
+                                 config.evict_grace)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,
                                  refs=Refs(store, catalog, upstream, config.ref_ttl), commits=commits,
                                  access=Access(upstream, config.access_ttl), transfers=transfers, metrics=metrics,

@@ -15,6 +15,8 @@ S3_SWEEP_AFTER = 86400.0
 REDIRECT_TTL = 300
 MAX_REDIRECT_TTL = 7 * 86400
 """The longest lifetime a presigned URL can have (Signature Version 4)."""
+GRACE_ROUNDS = 4
+"""The shortest ``evict_grace``, in budget rounds (``registry.eviction.shared`` says why)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class ServeConfig:
     """The store's size budget (none by default: nothing is evicted)."""
     evict_every: float = 60.0
     """Seconds between two budget rounds (uses written to the catalog, then eviction if over budget)."""
+    evict_grace: float = 600.0
+    """With an S3 store: seconds a blob no revision holds stays in the bucket before a round deletes it."""
     use_flush_every: float = 300.0
     """Longest a noted use waits before it is written to the catalog (a budget round writes it sooner)."""
 

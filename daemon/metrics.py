@@ -27,6 +27,8 @@ class Metrics:
     evictions: int = 0
     evicted_bytes: int = 0
     eviction_rounds: int = 0
+    eviction_rounds_skipped: int = 0
+    doomed_bytes: int = 0
     s3_sweeps: int = 0
     s3_swept_uploads: int = 0
     s3_swept_chunks: int = 0
@@ -71,6 +73,10 @@ class Metrics:
                      self.evictions),
             *_metric("mreg_evicted_bytes_total", "counter", "Bytes freed by evictions.", self.evicted_bytes),
             *_metric("mreg_eviction_rounds_total", "counter", "Budget rounds run.", self.eviction_rounds),
+            *_metric("mreg_eviction_rounds_skipped_total", "counter", "Budget rounds not run here: another replica "
+                     "held the eviction lease (S3 store).", self.eviction_rounds_skipped),
+            *_metric("mreg_store_doomed_bytes", "gauge", "Bytes no revision holds any more, waiting out --evict-grace "
+                     "before they are deleted from the bucket (S3 store; as of the last round).", self.doomed_bytes),
             *_metric("mreg_s3_sweeps_total", "counter", "Sweeps of the S3 bucket for what dead replicas left.",
                      self.s3_sweeps),
             *_metric("mreg_s3_swept_uploads_total", "counter", "Incomplete multipart uploads older than "

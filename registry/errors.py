@@ -21,6 +21,7 @@
     ├── FormatError                   4  422   FormatError          a model file that mreg cannot read or write
     ├── StoreError                    5  500   StoreError           the blob store (disk full, permissions, S3 refusals…)
     │   ├── StoreUnavailableError     5  503   StoreUnavailable     an object store that cannot be reached or fails (5xx)
+    │   ├── BlobDeletedError          5  503   StoreUnavailable     a blob an eviction round is deleting: fetched again
     │   └── StoreUnsupportedError     5  501   NotSupported         what this kind of store cannot do (yet)
     └── CatalogError                  5  500   CatalogError         the catalog database
 
@@ -171,6 +172,18 @@ class StoreUnavailableError(StoreError):
 
     http_status = 503
     code = "StoreUnavailable"
+
+
+class BlobDeletedError(StoreError):
+    """A blob an eviction round on a shared store began deleting (or deleted) was about to be recorded for a file:
+    the file is fetched again, or the request is worth retrying."""
+
+    http_status = 503
+    code = "StoreUnavailable"
+
+    def __init__(self, message: str, deleted: bool = False) -> None:
+        super().__init__(message)
+        self.deleted = deleted
 
 
 class StoreUnsupportedError(StoreError):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.download.transfer import Locate
-from mreg.registry.errors import CatalogError, IntegrityError
+from mreg.registry.errors import BlobDeletedError, CatalogError, IntegrityError
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.upstream.client import FileLocation, RepoClient
@@ -43,14 +43,27 @@ async def link_blob(store: Store, catalog: Catalog, repo: RepoRef, commit: str, 
     async with store.linking():  # a gc running now finishes first, without blocking the event loop
         store.link_file(repo, commit, spec.path, sha256)
     try:
-        await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
+        await _mark_complete(store, catalog, repo, commit, spec, sha256)
         return False
     except CatalogError:
         if await catalog.revision_state(repo, commit) is not None:
             raise
     await catalog.record_revision(repo, commit, revision, upstream=upstream)
-    await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
+    await _mark_complete(store, catalog, repo, commit, spec, sha256)
     return True
+
+
+async def _mark_complete(store: Store, catalog: Catalog, repo: RepoRef, commit: str, spec: FileSpec,
+                         sha256: str) -> None:
+    """Record the file complete. A blob an eviction round deleted (on a shared store) is recorded only if it
+    exists now, after that deletion: stored again since (else BlobDeletedError: the file is fetched again)."""
+    try:
+        await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
+    except BlobDeletedError as exc:
+        info = await store.blobs.stat(sha256)
+        if not exc.deleted or info is None or info.size != spec.size or not await catalog.forget_deleted(sha256):
+            raise
+        await catalog.mark_file_complete(repo, commit, spec.path, sha256, spec.size)
 
 
 def checked_locator(client: RepoClient, repo: RepoRef, commit: str, spec: FileSpec) -> Locate:

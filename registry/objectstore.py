@@ -28,6 +28,8 @@ from mreg.registry.store import GcResult, Store
 class ObjectStore(Store):
     """Blobs in ``blobs`` (named ``where`` in messages); per-process files below ``home``."""
 
+    shared_blobs = True
+
     def __init__(self, home: Path, blobs: BlobStore, where: str) -> None:
         super().__init__(home)
         self.blobs = blobs  # type: ignore[assignment]  # the local one's dirs stay, for partial downloads

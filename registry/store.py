@@ -77,6 +77,9 @@ def _check_commit(commit: str) -> str:
 class Store:
     """One content-addressed blob store with snapshot views, rooted at ``home``."""
 
+    shared_blobs = False
+    """Whether other processes' stores hold the same blobs (replicas on one bucket: ``ObjectStore``)."""
+
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self.blobs = LocalBlobStore(self.home)

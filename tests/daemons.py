@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import hashlib
 import http.client
 import json
 import logging
@@ -63,6 +64,23 @@ def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def sha256_of_download(daemon: "Daemon", path: str, after_first_chunk: Callable[[], None] | None = None) -> str:
+    """Stream ``path`` from the daemon and hash it; ``after_first_chunk()`` runs once the first MB arrived."""
+    conn = connection(daemon.url)
+    try:
+        conn.request("GET", urlsplit(daemon.url).path + path)
+        response = conn.getresponse()
+        assert response.status == 200, response.read()[:300]
+        digest = hashlib.sha256(response.read(1_000_000))
+        if after_first_chunk is not None:
+            after_first_chunk()
+        while chunk := response.read(1_000_000):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        conn.close()
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from huggingface_hub import hf_hub_download
@@ -18,7 +17,7 @@ from mreg.daemon.state import Mirror
 from mreg.registry.removals import note_removal
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
-from tests.daemons import Daemon, DaemonThread, connection, start_daemon, wait_for
+from tests.daemons import Daemon, DaemonThread, connection, sha256_of_download, start_daemon, wait_for
 from tests.testhub import HubRepo, TestHub
 from tests.testhub.content import Blob
 
@@ -50,23 +49,6 @@ def daemon(hub: TestHub, tmp_path: Path) -> Iterator[Daemon]:
         yield running
     finally:
         assert running.stop() == 0, running.log.read_text()
-
-
-def _sha256_of_download(daemon: Daemon, path: str, after_first_chunk: object = None) -> str:
-    """Stream ``path`` from the daemon and hash it; ``after_first_chunk()`` runs once the first MB arrived."""
-    conn = connection(daemon.url)
-    try:
-        conn.request("GET", urlsplit(daemon.url).path + path)
-        response = conn.getresponse()
-        assert response.status == 200, response.read()[:300]
-        digest = hashlib.sha256(response.read(MB))
-        if callable(after_first_chunk):
-            after_first_chunk()
-        while chunk := response.read(MB):
-            digest.update(chunk)
-        return digest.hexdigest()
-    finally:
-        conn.close()
 
 
 def _post(daemon: Daemon, path: str, body: dict) -> int:
@@ -103,7 +85,7 @@ def test_a_stream_of_repos_stays_within_the_budget_keeping_pinned_and_mirrored_o
     assert _post(daemon, "/v1/jobs", {"repo": "org/r1"}) == 201  # mirrored: `mreg mirror add` means keep it
     wait_for(lambda: _repos(daemon).get("org/r1", {}).get("complete", False), 120, "the mirror job's sync")
     for i in (0, *range(2, REPOS)):
-        assert _sha256_of_download(daemon, f"/org/r{i}/resolve/main/model.bin") == expected[f"org/r{i}"]
+        assert sha256_of_download(daemon, f"/org/r{i}/resolve/main/model.bin") == expected[f"org/r{i}"]
         metrics = _after_a_round(daemon)
         assert metrics["mreg_store_bytes"] <= 0.95 * 300 * MB, metrics  # within budget after every round
     repos = _repos(daemon)
@@ -139,11 +121,11 @@ def test_a_client_reading_while_rounds_run_gets_every_byte_and_the_revision_goes
             assert metrics["mreg_store_kept_bytes"] == SIZE and metrics["mreg_evictions_total"] == 0
             assert metrics["mreg_store_over_budget_bytes"] == SIZE - int(0.85 * MB)
 
-        assert _sha256_of_download(daemon, "/org/big/resolve/main/model.bin",
+        assert sha256_of_download(daemon, "/org/big/resolve/main/model.bin",
                                    after_first_chunk=stored_and_kept_while_read) == expected
         wait_for(lambda: "org/big" not in _repos(daemon), 60, "the revision evicted once nobody reads it")
         assert daemon.metrics()["mreg_store_bytes"] == 0
-        assert _sha256_of_download(daemon, "/org/big/resolve/main/model.bin") == expected  # a miss again
+        assert sha256_of_download(daemon, "/org/big/resolve/main/model.bin") == expected  # a miss again
     finally:
         assert daemon.stop() == 0, daemon.log.read_text()
 
@@ -155,7 +137,7 @@ def test_a_listing_racing_an_eviction_brings_nothing_back(test_hub: TestHub, tmp
     daemon = start_daemon(tmp_path / "home", test_hub.endpoint)
     assert isinstance(daemon, DaemonThread)
     try:
-        assert _sha256_of_download(daemon, "/org/gone/resolve/main/model.bin")
+        assert sha256_of_download(daemon, "/org/gone/resolve/main/model.bin")
         repo, commit = RepoRef.parse("org/gone"), _repos(daemon)["org/gone"]["commit"]
 
         async def evict_then_check(mirror: Mirror) -> object:
@@ -175,7 +157,7 @@ def test_the_catalog_page_shows_the_budget_as_a_bar(test_hub: TestHub, tmp_path:
     test_hub.add_repo(HubRepo("org/small")).commit({"model.bin": Blob.from_file(weights)})
     daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--max-size", "20MB", "--evict-every", "0.1")
     try:
-        assert _sha256_of_download(daemon, "/org/small/resolve/main/model.bin")
+        assert sha256_of_download(daemon, "/org/small/resolve/main/model.bin")
         assert _post(daemon, "/v1/pins", {"repo": "org/small"}) == 201
         wait_for(lambda: daemon.metrics()["mreg_store_kept_bytes"] == 5 * MB, 60, "a round counting the pin")
         page = daemon.get("/")[2].decode()

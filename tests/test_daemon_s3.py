@@ -158,7 +158,8 @@ def test_a_bucket_that_cannot_be_opened_stops_serve_with_one_line(test_hub: Test
 
 def test_what_needs_a_local_store_is_refused_at_start(tmp_path: Path) -> None:
     env = {"MREG_HOME": str(tmp_path / "home"), "MREG_STORE": "s3://some-bucket/prefix"}
-    for args, says in {("--max-size", "10G"): "not supported yet", ("--min-free", "1G"): "not supported yet",
+    for args, says in {("--min-free", "1G"): "--min-free has no meaning for the bucket",
+                       ("--evict-every", "1m", "--evict-grace", "3m"): "--evict-grace must be at least 4 budget rounds",
                        ("--store", "s3://Bad_Bucket"): "invalid S3 bucket"}.items():
         result = CliRunner().invoke(main, ["serve", "--port", "0", *args], env=env)
         assert result.exit_code == 2, result.output

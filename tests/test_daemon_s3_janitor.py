@@ -119,7 +119,7 @@ def test_a_refused_lifecycle_rule_is_one_line_and_the_daemon_serves(
 
 def test_the_s3_options_need_an_s3_store(tmp_path: Path) -> None:
     env = {"MREG_HOME": str(tmp_path / "home")}
-    for args in (["--s3-sweep-after", "1h"], ["--s3-lifecycle-days", "2"]):
+    for args in (["--s3-sweep-after", "1h"], ["--s3-lifecycle-days", "2"], ["--evict-grace", "1h"]):
         result = CliRunner().invoke(main, ["serve", "--port", "0", *args], env=env)
         assert result.exit_code == 2 and "need an S3 store" in result.output, result.output
     for bad in ("-1s", "soon", ""):

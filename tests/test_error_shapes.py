@@ -69,6 +69,7 @@ ROWS: dict[str, tuple[int, int, str]] = {
     "FormatError": (4, 422, "FormatError"),
     "StoreError": (5, 500, "StoreError"),
     "StoreUnavailableError": (5, 503, "StoreUnavailable"),
+    "BlobDeletedError": (5, 503, "StoreUnavailable"),
     "StoreUnsupportedError": (5, 501, "NotSupported"),
     "CatalogError": (5, 500, "CatalogError"),
 }

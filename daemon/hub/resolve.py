@@ -104,7 +104,7 @@ async def serve_file(request: web.Request, mirror: Mirror, meta: CommitMeta, spe
     if rng is not None:
         response.headers["Content-Range"] = f"bytes {rng.start}-{rng.end - 1}/{spec.size}"
     response.content_length = whole.end - whole.start
-    with mirror.budget.using(meta.repo, meta.commit):
+    with mirror.budget.using(meta.repo, meta.commit, spec.sha256):
         await _send(request, response, mirror, meta, spec, whole, token, relay_bounded)
     return response
 

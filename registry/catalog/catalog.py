@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import convert_jobs, derived, failed_transfers, index, job_leases, jobs, listing, usage
+from mreg.registry.catalog import (convert_jobs, derived, failed_transfers, index, job_leases, jobs, listing,
+                                   shared_eviction, usage)
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
@@ -249,6 +250,69 @@ class Catalog:
             return await q.referenced_blobs(conn) | await derived.blobs(conn)
 
         return await self._read(run)
+
+    async def held_bytes(self) -> int:
+        """Bytes of the distinct blobs the catalog's complete files and derived artifacts hold."""
+        return await self._read(shared_eviction.held_bytes)
+
+    # -- eviction on a shared store (``shared_eviction``) ----------------------------------------------
+
+    async def take_eviction_lease(self, replica: str, seconds: float) -> tuple[int, int] | None:
+        """The eviction lease for ``seconds`` and a new round: (fence, round id); None if another replica holds it."""
+        _check_replica(replica)
+        _check_lease(seconds)
+        return await self._write(lambda conn: shared_eviction.take_lease(conn, replica, seconds))
+
+    async def evicting(self, round_id: int, fence: int, lease_seconds: float) -> bool:
+        """Before a revision goes: renew the lease and count it in the round; False if the lease was lost."""
+        _check_lease(lease_seconds)
+        return await self._write(lambda conn: shared_eviction.evicting(conn, round_id, fence, lease_seconds))
+
+    async def end_eviction_round(self, round_id: int, fence: int, freed: int) -> None:
+        """Close the round (``freed`` bytes) and give the lease back."""
+        await self._write(lambda conn: shared_eviction.end_round(conn, round_id, fence, freed))
+
+    async def last_eviction(self) -> int:
+        """The id of the newest round that evicted something (0: none)."""
+        return await self._read(shared_eviction.last_eviction)
+
+    async def eviction_rounds(self) -> list[tuple[str, int, datetime, datetime | None]]:
+        """Every recorded eviction round: (replica, fence, started, ended)."""
+        return await self._read(shared_eviction.rounds)
+
+    async def write_marks(self, replica: str, marks: Sequence[shared_eviction.Mark], seconds: float) -> None:
+        """Replace ``replica``'s in-use marks, valid ``seconds``."""
+        _check_replica(replica)
+        await self._write(lambda conn: shared_eviction.write_marks(conn, replica, marks, seconds))
+
+    async def live_marks(self) -> set[shared_eviction.Mark]:
+        """Every replica's unexpired in-use marks."""
+        return await self._read(shared_eviction.live_marks)
+
+    async def doom_blobs(self, unreferenced: Mapping[str, int], tombstones: timedelta) -> None:
+        """Start the grace of these unreferenced blobs (sha256 → size) not waiting yet."""
+        await self._write(lambda conn: shared_eviction.doom(conn, unreferenced, tombstones))
+
+    async def doomed_due(self, before: datetime) -> list[str]:
+        """Blobs whose grace began before ``before``, and unfinished deletions."""
+        return await self._read(lambda conn: shared_eviction.due(conn, before))
+
+    async def doomed_bytes(self) -> int:
+        """Bytes of the blobs waiting out their grace."""
+        return await self._read(shared_eviction.doomed_bytes)
+
+    async def claim_deletion(self, sha256: str, fence: int, lease_seconds: float) -> str:
+        """``claimed``, ``kept`` or ``lost`` (``shared_eviction.claim``)."""
+        return await self._write(lambda conn: shared_eviction.claim(conn, sha256, fence, lease_seconds))
+
+    async def blob_deleted(self, sha256: str) -> None:
+        """Record that the object of ``sha256`` is gone."""
+        await self._write(lambda conn: shared_eviction.deleted(conn, sha256))
+
+    async def forget_deleted(self, sha256: str) -> bool:
+        """Drop the tombstone of a deleted blob stored again since."""
+        _check_sha256(sha256)
+        return await self._write(lambda conn: shared_eviction.forget_deleted(conn, sha256))
 
     async def record_derived(self, artifact: DerivedRecord) -> None:
         """Record a local conversion (replacing an earlier one of the same repo, commit and quant)."""

@@ -294,3 +294,59 @@ class FailedTransfer(Base):
 
     key: Mapped[str] = mapped_column(text_column(80), primary_key=True)
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class EvictionLease(Base):
+    """Who may evict from a store replicas share, until when; ``fence`` (+1 at every lease) refuses a former
+    holder's deletions. One row, ``name`` ``"store"``."""
+
+    __tablename__ = "eviction_lease"
+
+    name: Mapped[str] = mapped_column(text_column(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(text_column(128))
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fence: Mapped[int] = mapped_column(Integer)
+
+
+class EvictionRound(Base):
+    """One eviction round a replica ran under the lease: when, and what it evicted (``ended_at`` None: it
+    was cut short, its replica killed)."""
+
+    __tablename__ = "eviction_rounds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replica: Mapped[str] = mapped_column(text_column(128))
+    fence: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    evicted: Mapped[int] = mapped_column(Integer)
+    freed_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class BlobInUse(Base):
+    """A replica's mark: it serves ``sha256`` (None: not known yet) of a revision, until ``until`` unless it
+    writes the mark again."""
+
+    __tablename__ = "blobs_in_use"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replica: Mapped[str] = mapped_column(text_column(128), index=True)
+    repo_type: Mapped[str] = mapped_column(text_column(16))
+    repo_id: Mapped[str] = mapped_column(text_column(255))
+    commit: Mapped[str] = mapped_column(text_column(40))
+    sha256: Mapped[str | None] = mapped_column(text_column(64))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DoomedBlob(Base):
+    """A blob in a shared store that no revision held when a round looked (``since``); deleted once that is a
+    grace period old, if still unreferenced and unused. ``deleting_at``: its deletion began; ``deleted_at``: the
+    object is gone (kept a while as a tombstone, see ``catalog.shared_eviction``)."""
+
+    __tablename__ = "doomed_blobs"
+
+    sha256: Mapped[str] = mapped_column(text_column(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleting_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

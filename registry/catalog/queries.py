@@ -17,6 +17,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.catalog.models import Blob, Download, File, Ref, Repo, Revision, utcnow
 from mreg.registry.catalog.portable import by_code_point
 from mreg.registry.catalog.records import FileRecord
+from mreg.registry.catalog import shared_eviction
 
 
 def _is(repo: RepoRef) -> ColumnElement[bool]:
@@ -93,7 +94,7 @@ async def set_ref(conn: AsyncConnection, repo_id: int, ref: str, commit: str) ->
 async def mark_file_complete(
     conn: AsyncConnection, repo: RepoRef, commit: str, path: str, sha256: str, size: int
 ) -> None:
-    """Record the stored content of one file, and its blob."""
+    """Record the stored content of one file, and its blob (taken out of an eviction's grace: ``shared_eviction``)."""
     rev_id = await revision_pk(conn, repo, commit)
     if rev_id is None:
         raise CatalogError(f"cannot mark {path} complete: {repo} at {commit} is not in the catalog")
@@ -104,6 +105,7 @@ async def mark_file_complete(
     )
     if updated.rowcount == 0:
         raise CatalogError(f"cannot mark {path} complete: no such file in {repo} at {commit}")
+    await shared_eviction.reclaim(conn, sha256)
     if await conn.scalar(select(Blob.sha256).where(Blob.sha256 == sha256)) is None:
         await conn.execute(insert(Blob).values(sha256=sha256, size=size, created_at=utcnow()))
 
