@@ -1,8 +1,8 @@
 """One upstream transfer per blob across replicas (#13): the leader's fill of the shared store, and followers
 streaming it.
 
-The leader downloads as a lone daemon does (many connections into its partial file, its own clients streaming
-it), and a ``Feeder`` appends the file's contiguous prefix to the blob's fill in the shared store
+The leader downloads as a lone daemon does (connections into its partial file, its own clients streaming it; but
+fewer and smaller parts, ``leader_tuning``), and a ``Feeder`` appends the file's contiguous prefix to the blob's fill in the shared store
 (``BlobStore.open_fill``: chunk objects in S3) as it grows, having the download fetch the next bytes first; the
 lease notes each commit. The verified file is published from the fill (a server-side copy of its chunks), so
 no blob is ever visible before its bytes are verified. A leader taking over a fill first ``seed``s its partial
@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from mreg.registry.blobs import BlobStore, PartialFill
 from mreg.registry.catalog.models import utcnow
-from mreg.registry.download import Downloaded, FileSpec, Readers
+from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning
 from mreg.registry.download.state import Part, TransferState
 from mreg.registry.download.transfer import locked
 from mreg.registry.errors import StoreError, TransferFailedError
@@ -32,7 +33,30 @@ from mreg.registry.errors import StoreError, TransferFailedError
 from mreg.daemon.serving.fill_lease import CatalogInFlight
 from mreg.daemon.serving.inflight import Lease
 
-READ = 1024 * 1024
+MiB = 1024 * 1024
+READ = MiB
+LEADER_CONNECTIONS, LEADER_PART = 8, MiB
+"""A leader fetches with at most 8 connections, 1 MiB parts taken in file order: it holds at most about 8 MiB
+beyond the contiguous prefix of its partial file."""
+BACKLOG = 16 * MiB
+"""How far that prefix may run ahead of what the fill has committed before the download waits for the store.
+What a killed leader fetched beyond its last commit (the next leader fetches it again) stays within about
+``BACKLOG`` plus the parts in flight."""
+
+
+def leader_tuning(tuning: Tuning, room: Callable[[int], Awaitable[None]] | None = None) -> Tuning:
+    """``tuning`` for a leader's download (see ``LEADER_CONNECTIONS``), its received bytes also held back by
+    ``room`` (``Feeder.room``)."""
+    throttle = tuning.throttle
+
+    async def held_back(n: int) -> None:
+        if throttle is not None:
+            await throttle(n)
+        if room is not None:
+            await room(n)
+
+    return replace(tuning, connections=min(tuning.connections, LEADER_CONNECTIONS), min_part=LEADER_PART,
+                   max_part=LEADER_PART, throttle=held_back if room is not None else throttle)
 
 
 def lost(spec: FileSpec) -> TransferFailedError:
@@ -50,6 +74,7 @@ class Feeder:
         self._appended = fill.committed
         self._prefix = 0
         self._grew = asyncio.Event()
+        self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._job: asyncio.Future[Downloaded] | None = None
         inflight.on_lost(lease, self._grew.set)
@@ -61,6 +86,13 @@ class Feeder:
         if self._task is None:
             self._task = asyncio.create_task(self._feed())
             self._task.add_done_callback(self._stop_download)
+
+    async def room(self, _: int) -> None:
+        """Wait while the partial file's prefix is more than ``BACKLOG`` ahead of the fill's commits (the
+        download's throttle: the store sets the pace)."""
+        while self._prefix - self._fill.committed > BACKLOG and self._task is not None and not self._task.done():
+            self._drained.clear()
+            await self._drained.wait()
 
     async def publish(self, sha256: str, path: Path) -> bool:
         """Append the rest, then publish the blob from the fill (it checks size and sha256 first); remove ``path``."""
@@ -116,8 +148,10 @@ class Feeder:
                 self._appended += len(data)
                 if self._fill.committed != committed:
                     self._inflight.note(self._lease, self._fill.committed)
+                    self._drained.set()
         finally:
             os.close(fd)
+            self._drained.set()
 
 
 def mark_written(state: TransferState, upto: int) -> None:

@@ -46,7 +46,7 @@ from mreg.registry.store import Store
 from mreg.daemon.serving.commits import CommitMeta, Commits
 from mreg.daemon.serving.fill_lease import CatalogInFlight
 from mreg.daemon.serving.inflight import InFlight, Lease, MemoryInFlight
-from mreg.daemon.serving.shared_fill import Feeder, follow, seed
+from mreg.daemon.serving.shared_fill import Feeder, follow, leader_tuning, seed
 from mreg.daemon.metrics import Metrics
 
 log = logging.getLogger("mreg.daemon")
@@ -272,7 +272,8 @@ class Transfers:
         return self.inflight
 
     def _part_size(self, spec: FileSpec) -> int:
-        return self._tuning.part_size(spec.size)
+        """The parts of a shared fill's partial file."""
+        return leader_tuning(self._tuning).part_size(spec.size)
 
     async def _lead(self, transfer: Transfer, lease: Lease, client: RepoClient, locate: Locate,
                     verified: Callable[[str], None]) -> Downloaded:
@@ -286,7 +287,8 @@ class Transfers:
             await seed(blobs, spec, self._store.partial_paths(spec.key), fill.committed, self._part_size(spec))
             feeder = Feeder(fill, transfer.data_path, self._shared, lease, spec, transfer.readers)
             return await feeder.around(download_file(
-                client, spec, locate, self._store, self._slots, self._tuning, discard=not_resumable,
+                client, spec, locate, self._store, self._slots, leader_tuning(self._tuning, feeder.room),
+                discard=not_resumable,
                 readers=transfer.readers, on_prefix=feeder.prefix, on_verified=verified, publish=feeder.publish))
         except Exception as exc:
             if not_resumable(exc) and self._shared.holds(lease):  # bytes that failed verification, or a refusal
