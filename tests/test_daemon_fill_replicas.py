@@ -3,11 +3,15 @@ catalog and one SeaweedFS bucket, cold `hf_hub_download` clients spread over the
 fill takes seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while
 upstream sends the file about once (the test hub counts every body byte per blob). The leader killed with -9
 part-way: the other replicas take its fill over at its committed offset, their clients finish, and the bucket
-never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow."""
+never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. And a
+leader whose lease another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later
+writes change nothing, and no blob appears until a leader finishes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import http.client
 import signal
 import threading
 import time
@@ -17,9 +21,14 @@ from typing import Any
 
 import pytest
 from huggingface_hub import hf_hub_download
+from sqlalchemy import update
 from tqdm.std import tqdm
 
-from tests.daemons import DaemonProcess, wait_for
+from mreg.registry.catalog import Catalog
+from mreg.registry.catalog.db import make_engine, writer
+from mreg.registry.catalog.models import FillLease, utcnow
+from mreg.registry.catalog.records import FillRecord
+from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
 from tests.postgres import rows_of
 from tests.seaweed import BUCKET, SeaweedServer
 from tests.test_daemon_s3 import blob_files, objects
@@ -38,7 +47,7 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def counter(daemon: DaemonProcess, name: str) -> float:
+def counter(daemon: Daemon, name: str) -> float:
     return next((v for k, v in daemon.metrics().items() if k.split("{")[0] == name), 0.0)
 
 
@@ -208,3 +217,80 @@ def test_the_leader_killed_mid_fill_is_taken_over_at_its_committed_offset(
 def test_the_leader_killed_mid_fill_of_240_mb_is_taken_over(
         test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str, seaweed: SeaweedServer) -> None:
     check_takeover(240_000_000, test_hub, tmp_path, s3_url, pg_url, seaweed, throttle=3_000_000)
+
+
+class Fetch(threading.Thread):
+    """One plain GET of the file through ``daemon``: the bytes it got, and whether the body came whole."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body, self.whole = daemon.url, b"", False
+
+    def run(self) -> None:
+        try:
+            self.body, self.whole = raw("GET", f"{self.url}/{REPO}/resolve/main/weights.bin")[2], True
+        except http.client.IncompleteRead as exc:
+            self.body = exc.partial
+        except OSError:
+            pass
+
+
+async def intrude(url: str, sha: str, size: int) -> FillRecord:
+    """Take the fill lease of ``sha`` as another replica would once its holder's lease had run out (made to end
+    now, again until the take-over wins: the holder renews it meanwhile)."""
+    engine, catalog = make_engine(url), await Catalog.open(url)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            async with writer(engine).begin() as conn:
+                await conn.execute(update(FillLease).values(lease_until=utcnow()))
+            if (lease := await catalog.claim_fill(sha, REPO, "intruder", size, 60)).leader:
+                return lease
+            assert time.monotonic() < end, "the take-over never won"
+    finally:
+        await catalog.close()
+        await engine.dispose()
+
+
+async def give_back(url: str, sha: str, fence: int) -> bool:
+    catalog = await Catalog.open(url)
+    try:
+        return await catalog.give_back_fill(sha, fence)
+    finally:
+        await catalog.close()
+
+
+def test_a_leader_whose_lease_was_taken_over_stops_and_writes_nothing_more(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, catalog_url: str, seaweed: SeaweedServer) -> None:
+    size = 24 * MiB
+    sha = shared_setup(test_hub, tmp_path, size)
+    data = (tmp_path / "data" / "weights.bin").read_bytes()
+    test_hub.faults.throttle = 500_000  # 4 MB/s over the leader's 8 connections: the fill takes ~6 s
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--store", s3_url, "--database-url", catalog_url)
+    prefix = s3_url.split("/", 3)[3]
+    try:
+        cut = Fetch(daemon)
+        cut.start()
+
+        def lease() -> tuple[Any, ...] | None:
+            rows = rows_of(catalog_url, f"SELECT holder, fence, committed, state FROM fill_leases WHERE key = '{sha}'")
+            return tuple(rows[0]) if rows else None
+
+        wait_for(lambda: (lease() or ("", 0, 0))[2] > 0, 60, "the daemon's first commit")
+        taken = asyncio.run(intrude(catalog_url, sha, size))
+        assert taken.fence == 2 and 0 < taken.committed < size
+        wait_for(lambda: counter(daemon, "mreg_fill_leases_lost_total") == 1, 30, "the daemon to notice")
+        cut.join(60)
+        assert not cut.whole and cut.body == data[:len(cut.body)] and len(cut.body) < size  # cut off, never whole
+        assert lease() == ("intruder", 2, taken.committed, "filling")  # its later heartbeats changed nothing
+        assert not any(key.startswith("blobs/") for key in objects(seaweed, prefix))
+
+        test_hub.faults.throttle = None
+        assert asyncio.run(give_back(catalog_url, sha, taken.fence))
+        assert raw("GET", f"{daemon.url}/{REPO}/resolve/main/weights.bin")[2] == data  # led again, fence 3
+        holder, fence, committed, state = lease() or ("", 0, 0, "")
+        assert (fence, committed, state) == (3, size, "done") and holder != "intruder"
+        assert objects(seaweed, prefix) == {f"blobs/{sha}": size}
+    finally:
+        test_hub.faults.throttle = None
+        assert daemon.stop() == 0, daemon.log.read_text()

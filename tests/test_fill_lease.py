@@ -68,10 +68,10 @@ async def test_a_lease_that_ran_out_is_taken_over_and_the_stale_holder_changes_n
 
 async def test_a_finished_fill_tells_followers_and_a_later_claim_starts_again(catalog: Catalog) -> None:
     await catalog.claim_fill(KEY, "org/a", "r1", SIZE, 5)
-    assert await catalog.advance_fill(KEY, 1, SIZE, 5)
+    assert await catalog.advance_fill(KEY, 1, 600, 5)
     assert await catalog.finish_fill(KEY, 1)
     done = await catalog.fill_lease(KEY)
-    assert done is not None and (done.state, done.error) == ("done", None)
+    assert done is not None and (done.state, done.error, done.committed) == ("done", None, SIZE)
     again = await catalog.claim_fill(KEY, "org/b", "r2", SIZE, 5)
     assert (again.leader, again.fence, again.committed, again.owner) == (True, 2, 0, "org/b")
     assert await catalog.finish_fill(KEY, 2, "sha256 mismatch\nand more")

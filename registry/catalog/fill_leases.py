@@ -77,8 +77,8 @@ async def advance(conn: AsyncConnection, key: str, fence: int, committed: int, s
 
 async def finish(conn: AsyncConnection, key: str, fence: int, error: str | None) -> bool:
     """End the fill: ``done`` (the blob is published), or ``failed`` with ``error``; False if the lease was lost."""
-    result = await conn.execute(update(Row).where(_held(key, fence)).values(
-        state="done" if error is None else "failed", error=error, lease_until=utcnow()))
+    done = {"state": "done", "committed": Row.size} if error is None else {"state": "failed"}
+    result = await conn.execute(update(Row).where(_held(key, fence)).values(error=error, lease_until=utcnow(), **done))
     return result.rowcount > 0
 
 
