@@ -294,3 +294,36 @@ def test_a_leader_whose_lease_was_taken_over_stops_and_writes_nothing_more(
     finally:
         test_hub.faults.throttle = None
         assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_a_fill_that_fails_verification_cuts_every_replicas_clients_off(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str, seaweed: SeaweedServer) -> None:
+    size = 24 * MiB
+    sha = shared_setup(test_hub, tmp_path, size)
+    data = (tmp_path / "data" / "weights.bin").read_bytes()
+    test_hub.faults.throttle = 500_000
+    test_hub.faults.corrupt(sha, count=1)  # one part of the leader's download comes back with flipped bytes
+    a, b = (start_daemon(tmp_path / name / "home", test_hub.endpoint, "--store", s3_url, "--database-url", pg_url)
+            for name in "ab")
+    prefix = s3_url.split("/", 3)[3]
+    try:
+        first = Fetch(a)
+        first.start()
+        wait_for(lambda: counter(a, "mreg_fills_led_total") == 1, 30, "A to lead the fill")
+        second = Fetch(b)
+        second.start()
+        for fetch in (first, second):
+            fetch.join(60)
+            assert not fetch.is_alive() and not fetch.whole and len(fetch.body) < size  # never a whole body
+        assert counter(b, "mreg_fills_followed_total") == 1
+        assert rows_of(pg_url, f"SELECT key FROM failed_transfers WHERE key = '{sha}'") == [(sha,)]
+        assert objects(seaweed, prefix) == {}  # no blob, and the bad bytes' chunks are gone
+
+        test_hub.faults.throttle = None
+        status, _, body = b.get(f"/{REPO}/resolve/main/weights.bin")  # B leads the next fill
+        assert (status, body == data) == (200, True)
+        assert counter(b, "mreg_fills_led_total") == 1
+    finally:
+        test_hub.faults.reset()
+        for daemon in (a, b):
+            assert daemon.stop() == 0, daemon.log.read_text()

@@ -8,9 +8,9 @@ marks the lease lost, and the holder stops. A lease runs out ``lease`` seconds a
 killed holder's fill is taken over that long after its death. Followers look at the row again every ``poll``
 seconds (a read; or sooner, once what they waited for is there).
 
-Content without a sha256 (``git-<oid>``: small files), and content a live lease fills for another repo (a repo
-gets content through its own upstream first, #14.4), is filled by the caller alone (``shared`` False), as a
-lone daemon does.
+Content without a sha256 (``git-<oid>``: small files), content a live lease fills for another repo (a repo
+gets content through its own upstream first, #14.4), and content whose lease the catalog cannot give (it is
+unreachable) is filled by the caller alone (``shared`` False), as a lone daemon does.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.records import FillRecord
-from mreg.registry.errors import MregError
+from mreg.registry.errors import CatalogError, MregError
 from mreg.registry.waiting import wait_until_set
 
 from mreg.daemon.metrics import Metrics
@@ -57,7 +57,11 @@ class CatalogInFlight:
     async def claim(self, key: str, owner: str = "", size: int = 0) -> Lease:
         if not _SHA256.match(key):
             return Lease(key, 0, leader=True)
-        found = await self._catalog.claim_fill(key, owner, self.replica, size, self._lease)
+        try:
+            found = await self._catalog.claim_fill(key, owner, self.replica, size, self._lease)
+        except CatalogError as exc:
+            log.warning("cannot claim the fill lease of %s (this replica fetches it alone): %s", key, exc)
+            return Lease(key, 0, leader=True)
         if found.leader:
             held = _Held(found.fence, found.committed)
             held.task = asyncio.create_task(self._heartbeat(key, held))
