@@ -70,6 +70,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             commits = Commits(store, catalog, upstream, config.commit_cache)
             inflight = (None if isinstance(store.blobs, LocalBlobPaths)  # a store of this machine: MemoryInFlight
                         else CatalogInFlight(catalog, metrics.replica, metrics, config.fill_lease))
+            if inflight is not None:
+                await inflight.open()
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
                                   FailedContent(catalog, config.failed_transfer_memory), inflight,
                                   publish_wait=config.publish_wait)

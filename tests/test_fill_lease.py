@@ -1,6 +1,7 @@
 """Fill leases in the catalog (#13), on SQLite and PostgreSQL: the first claim of a blob leads it, the next ones
 follow the live lease; a lease that ran out or ended is taken over with a new fence (a killed holder's committed
-bytes kept); a stale holder's writes change nothing; concurrent claims make one leader."""
+bytes kept); a stale holder's writes change nothing; concurrent claims make one leader; PostgreSQL notifies each
+change to listeners."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mreg.registry.catalog.db import make_engine, writer
 from mreg.registry.catalog.models import FillLease
 from mreg.registry.catalog.models import utcnow
 from mreg.registry.errors import UsageError
+from mreg.registry.waiting import within
 
 KEY = "ab" * 32
 SIZE = 1000
@@ -104,3 +106,23 @@ async def test_bad_claims_are_usage_errors(catalog: Catalog, key: str, owner: st
                                            lease: float) -> None:
     with pytest.raises(UsageError):
         await catalog.claim_fill(key, owner, replica, size, lease)
+
+
+async def test_postgresql_notifies_each_change_and_sqlite_has_followers_look(catalog: Catalog,
+                                                                              catalog_url: str) -> None:
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    async with catalog.fill_wakeups(heard.put_nowait) as notified:
+        assert notified == catalog_url.startswith("postgresql")
+        leader = await Catalog.open(catalog_url)  # another replica
+        try:
+            await leader.claim_fill(KEY, "org/a", "r1", SIZE, 5)
+            assert await leader.advance_fill(KEY, 1, 100, 5)
+            assert not await leader.advance_fill(KEY, 7, 200, 5)  # refused: nothing changed, nobody woken
+            assert await leader.finish_fill(KEY, 1)
+            assert await leader.claim_fill("cd" * 32, "org/a", "r1", SIZE, 5)
+            assert await leader.give_back_fill("cd" * 32, 1)
+        finally:
+            await leader.close()
+        if notified:
+            assert [await within(heard.get(), 10) for _ in range(3)] == [KEY, KEY, "cd" * 32]
+        assert heard.empty()

@@ -5,8 +5,9 @@ holds it and fills the shared store, the others follow (``Lease.shared``), strea
 The holder renews its lease with a heartbeat every ``beat`` seconds, sending the bytes it noted as committed (at
 once when they grow); a heartbeat refused (the fence moved on: another replica took the lease after it ran out)
 marks the lease lost, and the holder stops. A lease runs out ``lease`` seconds after its last heartbeat, so a
-killed holder's fill is taken over that long after its death. Followers look at the row again every ``poll``
-seconds (a read; or sooner, once what they waited for is there).
+killed holder's fill is taken over that long after its death. Followers look at the row again whenever the
+catalog notifies a change of it (PostgreSQL's ``LISTEN``/``NOTIFY``, on a connection of this replica's own), and
+every ``poll`` seconds anyway (the only wake-up on SQLite).
 
 Content without a sha256 (``git-<oid>``: small files), content a live lease fills for another repo (a repo
 gets content through its own upstream first, #14.4), and content whose lease the catalog cannot give (it is
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from mreg.registry.catalog import Catalog
@@ -30,6 +32,9 @@ from mreg.daemon.metrics import Metrics
 from mreg.daemon.serving.inflight import Lease
 
 log = logging.getLogger("mreg.daemon")
+POLL, NOTIFIED_POLL = 0.25, 1.0
+"""Seconds between a follower's looks at the lease it follows: without notifications, and with them (the
+looks then only notice a lease that ran out)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -49,10 +54,27 @@ class CatalogInFlight:
     """Fill leases in ``catalog``, held as ``replica``; see the module docstring."""
 
     def __init__(self, catalog: Catalog, replica: str, metrics: Metrics, lease: float = 5.0,
-                 beat: float | None = None, poll: float = 0.25) -> None:
+                 beat: float | None = None) -> None:
         self._catalog, self.replica, self._metrics = catalog, replica, metrics
-        self._lease, self._beat, self.poll = lease, beat if beat is not None else lease / 5, poll
+        self._lease, self._beat = lease, beat if beat is not None else lease / 5
         self._held: dict[str, _Held] = {}
+        self._waiting: dict[str, asyncio.Event] = {}
+        self._listening = AsyncExitStack()
+        self.poll = POLL
+        """Seconds between two looks at a followed lease (longer when notifications wake the followers)."""
+
+    async def open(self) -> None:
+        """Listen for the leases' changes where the catalog sends them (PostgreSQL); else followers look at them
+        every ``POLL`` seconds. A listener that cannot be set up is one warning: the followers look then too."""
+        try:
+            if await self._listening.enter_async_context(self._catalog.fill_wakeups(self._wake)):
+                self.poll = NOTIFIED_POLL
+        except MregError as exc:
+            log.warning("cannot listen for fill lease changes (followers look every %s s): %s", POLL, exc)
+
+    async def changed(self, key: str) -> None:
+        """Wait until the lease of ``key`` may have changed: its notification, or ``poll`` seconds."""
+        await wait_until_set(self._waiting.setdefault(key, asyncio.Event()), self.poll)
 
     async def claim(self, key: str, owner: str = "", size: int = 0) -> Lease:
         if not _SHA256.match(key):
@@ -110,14 +132,20 @@ class CatalogInFlight:
         return await self._catalog.fill_lease(key)
 
     async def close(self) -> None:
-        """Stop the heartbeats (the leases run out, for other replicas to take over)."""
+        """Stop the heartbeats (the leases run out, for other replicas to take over) and the listening."""
         tasks = [held.task for held in self._held.values() if held.task is not None]
         self._held.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._listening.aclose()
 
     # -- inside ------------------------------------------------------------------------------------------
+
+    def _wake(self, key: str) -> None:
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None:
+            waiting.set()
 
     def _holding(self, lease: Lease) -> _Held | None:
         held = self._held.get(lease.key)

@@ -236,4 +236,4 @@ async def follow(blobs: BlobStore, inflight: CatalogInFlight, spec: FileSpec, ow
                     state.save(state_path)
                     return lease
                 continue
-            await asyncio.sleep(inflight.poll)  # the leader's next commit, or its lease running out
+            await inflight.changed(spec.key)  # the leader's next commit, or its lease running out

@@ -8,8 +8,10 @@ several processes can share one catalog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -414,6 +416,31 @@ class Catalog:
         """End the fill, done (``error`` None) or failed; False if ``fence`` no longer holds it."""
         error = None if error is None else _first_line(error)
         return await self._write(lambda conn: fill_leases.finish(conn, key, fence, error))
+
+    @asynccontextmanager
+    async def fill_wakeups(self, wake: Callable[[str], None]) -> AsyncIterator[bool]:
+        """For the block, call ``wake(key)`` whenever a fill lease's bytes or outcome change (PostgreSQL's
+        ``LISTEN`` on a connection of its own; True). Other databases send nothing (False): followers look."""
+        if self._engine.dialect.name != "postgresql":
+            yield False
+            return
+
+        def heard(_conn: object, _pid: int, _channel: str, key: str) -> None:
+            wake(key)
+
+        with db_errors("listen", self._engine.url):
+            conn = await self._engine.connect()
+        try:
+            with db_errors("listen", self._engine.url):
+                driver = (await conn.get_raw_connection()).driver_connection
+                await driver.add_listener(fill_leases.CHANNEL, heard)
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(Exception):  # a connection lost meanwhile has no listener left
+                    await driver.remove_listener(fill_leases.CHANNEL, heard)
+        finally:
+            await conn.close()
 
     async def give_back_fill(self, key: str, fence: int) -> bool:
         """End the fill lease unfinished, for another replica to take over at once; False if already lost."""

@@ -5,6 +5,7 @@ A replica claims a blob's lease before it fetches the blob (``claim``): it becom
 lease that ran out (its holder died or stalled), or a finished one (``done``, ``failed``), is taken by the next
 claim. The holder renews its lease as it commits bytes (``advance``) and ends it (``finish``, ``give_back``);
 each of these names its fence and changes nothing once the fence moved on: False tells a stale holder to stop.
+On PostgreSQL each of them also sends the key on ``CHANNEL`` (``NOTIFY``), to wake the followers at once.
 
 The claim reads the row ``FOR UPDATE`` on PostgreSQL; SQLite's write transactions are exclusive anyway (``db``).
 """
@@ -16,7 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mreg.registry.catalog.models import FillLease as Row
@@ -25,6 +26,16 @@ from mreg.registry.catalog.records import FillRecord
 
 FINISHED_KEPT = timedelta(hours=1)
 """How long a finished lease's row stays (followers learn the outcome from it)."""
+CHANNEL = "mreg_fills"
+"""PostgreSQL's notification channel: each change of a lease's bytes or outcome sends its key, to wake followers."""
+
+
+async def _woken(conn: AsyncConnection, key: str, changed: bool) -> bool:
+    """If the lease ``changed``, notify its followers when the transaction commits (PostgreSQL; other databases
+    have them look); ``changed``."""
+    if changed and conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(CHANNEL, key)))
+    return changed
 
 
 _COLUMNS = (Row.key, Row.owner, Row.holder, Row.fence, Row.size, Row.committed, Row.lease_until, Row.state, Row.error)
@@ -72,17 +83,17 @@ async def advance(conn: AsyncConnection, key: str, fence: int, committed: int, s
     """Renew the lease for ``seconds`` from now and record ``committed`` bytes; False if ``fence`` lost it."""
     result = await conn.execute(update(Row).where(_held(key, fence)).values(
         committed=committed, lease_until=utcnow() + timedelta(seconds=seconds)))
-    return result.rowcount > 0
+    return await _woken(conn, key, result.rowcount > 0)
 
 
 async def finish(conn: AsyncConnection, key: str, fence: int, error: str | None) -> bool:
     """End the fill: ``done`` (the blob is published), or ``failed`` with ``error``; False if the lease was lost."""
     done = {"state": "done", "committed": Row.size} if error is None else {"state": "failed"}
     result = await conn.execute(update(Row).where(_held(key, fence)).values(error=error, lease_until=utcnow(), **done))
-    return result.rowcount > 0
+    return await _woken(conn, key, result.rowcount > 0)
 
 
 async def give_back(conn: AsyncConnection, key: str, fence: int) -> bool:
     """End the lease now, the fill unfinished (the holder stops): the next claim takes it over at once."""
     result = await conn.execute(update(Row).where(_held(key, fence)).values(lease_until=utcnow()))
-    return result.rowcount > 0
+    return await _woken(conn, key, result.rowcount > 0)
