@@ -10,6 +10,8 @@ for it while it ran. Readers finish once that is done, or ``publish_wait`` secon
 whichever comes first: publishing into an object store uploads the whole file, and a client waiting that
 long for its last byte would give up (huggingface_hub after 10 s). From the verification on, the transfer
 holds the verified file open, so every reader can finish from it whatever publishing does to its name.
+Replicas sharing a blob store share transfers too: one of them fetches the content, the others stream the
+bytes it commits to the store (``shared_fill``), and take over if it dies.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -177,8 +179,10 @@ class Transfers:
     """The running transfers, one per repo and content key (a repo gets content through its own upstream
     before it is shared); they outlive the requests that started them.
 
-    Who fills which content, and how far it got, is kept in ``inflight`` (shared between mirrors once
-    #13 backs it with a database); the tasks and their readers' handles are this process's own.
+    Who fills which content, and how far it got, is kept in ``inflight``: this process's memory, or, for
+    replicas sharing a blob store, the catalog (``fill_lease.CatalogInFlight``), whose shared leases make one
+    replica fetch the content and the others follow it (``shared_fill``); the tasks and their readers' handles
+    are this process's own.
     """
 
     def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
