@@ -60,6 +60,7 @@ def leader_tuning(tuning: Tuning, room: Callable[[int], Awaitable[None]] | None 
 
 
 def lost(spec: FileSpec) -> TransferFailedError:
+    """The error of a leader whose lease another replica took over."""
     return TransferFailedError(f"{spec.path}: another replica took over its fill (this one's lease ran out)")
 
 
