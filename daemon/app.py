@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from mreg.registry.blobs import LocalBlobPaths
 from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
 from mreg.registry.upstream.health import Health
@@ -30,6 +31,7 @@ from mreg.daemon.access import Access
 from mreg.daemon.admin import is_loopback
 from mreg.daemon.budget import StoreBudget
 from mreg.daemon.serving.commits import Commits
+from mreg.daemon.serving.fill_lease import CatalogInFlight
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.cross_site import refuse_cross_site
 from mreg.daemon.janitor import s3_janitor
@@ -68,8 +70,12 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             upstream = upstreams(session, config)
             metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)
+            inflight = (None if isinstance(store.blobs, LocalBlobPaths)  # a store of this machine: MemoryInFlight
+                        else CatalogInFlight(catalog, metrics.replica, metrics, config.fill_lease))
+            if inflight is not None:
+                await inflight.open()
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
-                                  FailedContent(catalog, config.failed_transfer_memory),
+                                  FailedContent(catalog, config.failed_transfer_memory), inflight,
                                   publish_wait=config.publish_wait)
             mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica)
             budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics,
@@ -96,6 +102,8 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
                     await scrubber.close()
                 await mirroring.close()
                 await transfers.close()
+                if inflight is not None:
+                    await inflight.close()
                 await budget.close()
                 await commits.close()
                 await upstream.close()

@@ -71,6 +71,9 @@ class ServeConfig:
     job_lease: float = 30.0
     """Seconds a replica holds a mirror job it runs without renewing it (renewed every third of it); a
     replica that dies loses its jobs to the others after at most this long."""
+    fill_lease: float = 5.0
+    """With a shared blob store: seconds a replica holds the fill lease of a blob it fetches without renewing it
+    (renewed every fifth of it, and as it commits bytes); a killed replica's fill is taken over after that long."""
     scrub_every: float | None = None
     """Seconds between two scrubs of the store (every blob re-hashed, damaged ones quarantined); None: no scrub."""
     scrub_rate: float = SCRUB_RATE

@@ -24,6 +24,10 @@ from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import GcResult, Store
 
+FILL_CHUNK = 8 * 1024 * 1024
+"""How many bytes a daemon's fill of the bucket commits at a time: another replica streaming the fill gets them
+a chunk at a time, and each is at least S3's smallest part, so the publish copies them server-side."""
+
 
 class ObjectStore(Store):
     """Blobs in ``blobs`` (named ``where`` in messages); per-process files below ``home``."""
@@ -95,5 +99,5 @@ async def opened_store(settings: Settings) -> AsyncIterator[Store]:
     location = parse_s3_url(settings.store)
     from mreg.registry.blobs.s3 import S3BlobStore  # aiobotocore is imported only by those who use S3
 
-    async with S3BlobStore(location) as blobs:
+    async with S3BlobStore(location, chunk_size=FILL_CHUNK) as blobs:
         yield ObjectStore(settings.home, blobs, str(location))

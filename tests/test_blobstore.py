@@ -252,6 +252,27 @@ async def test_a_fill_resumes_at_its_committed_offset_in_a_new_store_object(case
     assert await case.leftovers() == []
 
 
+async def test_another_replica_reads_a_fills_committed_bytes_as_they_grow(case: LocalCase | S3Case) -> None:
+    async def committed(start: int = 0) -> bytes:
+        return b"".join([chunk async for chunk in other.read_fill(SHA, len(DATA), start)])
+
+    other = await case.another()
+    assert await committed() == b""
+    fill = await case.store.open_fill(SHA, len(DATA))
+    await fill.append(DATA[:300_000])
+    await fill.commit()
+    await fill.append(DATA[300_000:700_000])
+    assert await committed() == DATA[:300_000]  # appended bytes are not committed yet
+    await fill.commit()
+    assert await committed() == DATA[:700_000]
+    assert await committed(300_000) == DATA[300_000:700_000]
+    assert await committed(123_456) == DATA[123_456:700_000]  # from within a chunk
+    assert await committed(700_000) == b""
+    await fill.append(DATA[700_000:])
+    assert await fill.publish() is True
+    assert await committed() == b""  # the fill is over: the blob holds the bytes
+
+
 async def test_a_fill_of_other_bytes_or_size_is_refused(case: LocalCase | S3Case) -> None:
     blobs = case.store
     fill = await blobs.open_fill(SHA, len(DATA))

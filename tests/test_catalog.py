@@ -34,7 +34,7 @@ C3 = "fedcba9" + "0" * 33
 SHA = "5" * 64
 TABLES = {"alembic_version", "repos", "revisions", "refs", "files", "blobs", "downloads", "file_headers", "tensors",
           "mirror_jobs", "mirror_job_runs", "derived_artifacts", "convert_jobs", "pins",
-          "failed_transfers", "eviction_lease", "eviction_rounds", "blobs_in_use", "doomed_blobs"}
+          "failed_transfers", "eviction_lease", "eviction_rounds", "blobs_in_use", "doomed_blobs", "fill_leases"}
 FILES = [FileRecord("config.json", 10, "c" * 40), FileRecord("model.safetensors", 1000, "d" * 40, lfs_sha256=SHA)]
 
 

@@ -1,10 +1,11 @@
 """In-flight transfers as every mirror may see them: who is filling content X, and how far it has got.
 
-``InFlight`` is the shared bookkeeping behind ``Transfers``; ``MemoryInFlight`` keeps it in this process.
-It is shaped for a lease in a shared database (#13): ``claim`` makes the caller the leader of a key (a
-fresh, larger fencing token each time) unless a live lease is held elsewhere; the leader notes the bytes
-it has written (a database lease would send them, with its heartbeat, on its own schedule) and releases
-the key when done. A lease whose holder died expires there; here the process is the holder.
+``InFlight`` is the shared bookkeeping behind ``Transfers``; ``MemoryInFlight`` keeps it in this process (one
+daemon, or a local store). ``claim`` makes the caller the leader of a key (a fresh, larger fencing token each
+time) unless a live lease is held elsewhere; the leader notes the bytes it has written and releases the key
+when done. ``fill_lease.CatalogInFlight`` keeps the leases in the catalog for replicas sharing a blob store
+(#13): its leases are ``shared`` (a follower streams what the leader has committed to the shared store), its
+leader sends the noted bytes with its heartbeat, and a lease whose holder died expires there.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ class Lease:
     key: str
     token: int
     leader: bool
+    shared: bool = False
+    """The leader fills the store every replica reads, so a follower streams the bytes it has committed there;
+    False: the caller fills the content itself, as a lone daemon does (a follower then fetches it too)."""
 
 
 class InFlight(Protocol):
     """Who fills which content, and how many of its leading bytes are written."""
 
-    async def claim(self, key: str) -> Lease:
-        """Lead ``key`` if no live lease holds it (a new token), else follow the current leader's."""
+    async def claim(self, key: str, owner: str = "", size: int = 0) -> Lease:
+        """Lead ``key`` (``size`` bytes, fetched for the repo ``owner``) if no live lease holds it (a new token),
+        else follow the current leader's."""
         ...
 
     def note(self, lease: Lease, written: int) -> None:
@@ -56,7 +61,7 @@ class MemoryInFlight:
         self._held: dict[str, _Held] = {}
         self._tokens = 0
 
-    async def claim(self, key: str) -> Lease:
+    async def claim(self, key: str, owner: str = "", size: int = 0) -> Lease:
         held = self._held.get(key)
         if held is not None:
             return Lease(key, held.token, leader=False)

@@ -10,6 +10,8 @@ for it while it ran. Readers finish once that is done, or ``publish_wait`` secon
 whichever comes first: publishing into an object store uploads the whole file, and a client waiting that
 long for its last byte would give up (huggingface_hub after 10 s). From the verification on, the transfer
 holds the verified file open, so every reader can finish from it whatever publishing does to its name.
+Replicas sharing a blob store share transfers too: one of them fetches the content, the others stream the
+bytes it commits to the store (``shared_fill``), and take over if it dies.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from mreg.registry.download import FileSpec, Readers, Tuning, download_file
+from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning, download_file
 from mreg.registry.download.transfer import Locate
 from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.models import utcnow
@@ -44,7 +46,9 @@ from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
 from mreg.daemon.serving.commits import CommitMeta, Commits
+from mreg.daemon.serving.fill_lease import CatalogInFlight
 from mreg.daemon.serving.inflight import InFlight, Lease, MemoryInFlight
+from mreg.daemon.serving.shared_fill import Feeder, follow, leader_tuning, seed
 from mreg.daemon.metrics import Metrics
 
 log = logging.getLogger("mreg.daemon")
@@ -175,8 +179,10 @@ class Transfers:
     """The running transfers, one per repo and content key (a repo gets content through its own upstream
     before it is shared); they outlive the requests that started them.
 
-    Who fills which content, and how far it got, is kept in ``inflight`` (shared between mirrors once
-    #13 backs it with a database); the tasks and their readers' handles are this process's own.
+    Who fills which content, and how far it got, is kept in ``inflight``: this process's memory, or, for
+    replicas sharing a blob store, the catalog (``fill_lease.CatalogInFlight``), whose shared leases make one
+    replica fetch the content and the others follow it (``shared_fill``); the tasks and their readers' handles
+    are this process's own.
     """
 
     def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
@@ -195,7 +201,7 @@ class Transfers:
         running = self._running.get(key)
         if running is None:
             transfer = Transfer(spec, self._store.partial_paths(spec.key)[0], key)
-            running = (transfer, asyncio.create_task(self._run(transfer, client, locate)))
+            running = (transfer, asyncio.create_task(self._run(transfer, client, locate, str(target.meta.repo))))
             self._running[key] = running
         running[0].targets.append(target)
         return running[0]
@@ -207,7 +213,7 @@ class Transfers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate) -> None:
+    async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate, owner: str) -> None:
         self._metrics.active_transfers += 1
         lease: Lease | None = None
         release: asyncio.TimerHandle | None = None
@@ -217,16 +223,29 @@ class Transfers:
             transfer.verify()
             release = asyncio.get_running_loop().call_later(self._publish_wait, transfer.release)
 
+        spec = transfer.spec
         try:
-            # A follower (another mirror leads the key) fills it too for now: publish-if-absent keeps one blob.
-            lease = held = await self.inflight.claim(transfer.spec.key)
+            lease = await self.inflight.claim(spec.key, owner, spec.size)
             async with self._store.pulling_async():
-                done = await download_file(client, transfer.spec, locate, self._store, self._slots, self._tuning,
-                                           discard=not_resumable, readers=transfer.readers,
-                                           on_prefix=lambda prefix: self.inflight.note(held, prefix),
-                                           on_verified=verified)
+                if lease.shared and not lease.leader:
+                    self._metrics.fills_followed += 1
+                    lease = await follow(self._store.blobs, self._shared, spec, owner,
+                                         self._store.partial_paths(spec.key), transfer.readers, self._part_size(spec))
+                    if lease is None:  # the whole file is here, verified: the leader published it
+                        await self._followed(transfer)
+                        return
+                    self._metrics.fills_taken_over += 1
+                if lease.shared:
+                    self._metrics.fills_led += 1
+                    done = await self._lead(transfer, lease, client, locate, verified)
+                else:  # a follower of a lone daemon's lease fills it too: publish-if-absent keeps one blob
+                    held = lease
+                    done = await download_file(client, spec, locate, self._store, self._slots, self._tuning,
+                                               discard=not_resumable, readers=transfer.readers,
+                                               on_prefix=lambda prefix: self.inflight.note(held, prefix),
+                                               on_verified=verified)
                 self._metrics.bytes_upstream += done.fetched
-                await self.inflight.release(lease)
+                await self._end(lease)
                 self._forget(transfer)  # from here on, a new request finds the blob in the store
                 for target in transfer.targets:
                     await self._link(target, done.sha256)
@@ -236,9 +255,11 @@ class Transfers:
             raise
         except Exception as exc:  # noqa: BLE001 (any failure must reach the readers, who cut their clients off)
             reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
-            log.warning("transfer of %s failed: %s", transfer.spec.path, reason)
+            log.warning("transfer of %s failed: %s", spec.path, reason)
             if transfer.handed_out:  # readers may hold bytes of it
-                await self.failed.remember(transfer.spec.key)  # before the readers cut their clients off
+                await self.failed.remember(spec.key)  # before the readers cut their clients off
+            if lease is not None:
+                await self._end(lease, reason)
             transfer.fail(reason)
         finally:
             if release is not None:
@@ -248,6 +269,56 @@ class Transfers:
                 await self.inflight.release(lease)
             self._forget(transfer)
             self._metrics.active_transfers -= 1
+
+    @property
+    def _shared(self) -> CatalogInFlight:
+        assert isinstance(self.inflight, CatalogInFlight)  # only its leases are shared
+        return self.inflight
+
+    def _part_size(self, spec: FileSpec) -> int:
+        """The parts of a shared fill's partial file."""
+        return leader_tuning(self._tuning).part_size(spec.size)
+
+    async def _lead(self, transfer: Transfer, lease: Lease, client: RepoClient, locate: Locate,
+                    verified: Callable[[str], None]) -> Downloaded:
+        """Fill the shared store as the lease's holder: the partial file seeded with what the fill has committed,
+        the download's prefix appended to the fill as it grows, the blob published from the fill."""
+        spec, blobs = transfer.spec, self._store.blobs
+        assert spec.sha256 is not None
+        fill = await blobs.open_fill(spec.sha256, spec.size)
+        try:
+            self.inflight.note(lease, fill.committed)
+            await seed(blobs, spec, self._store.partial_paths(spec.key), fill.committed, self._part_size(spec))
+            feeder = Feeder(fill, transfer.data_path, self._shared, lease, spec, transfer.readers)
+            return await feeder.around(download_file(
+                client, spec, locate, self._store, self._slots, leader_tuning(self._tuning, feeder.room),
+                discard=not_resumable,
+                readers=transfer.readers, on_prefix=feeder.prefix, on_verified=verified, publish=feeder.publish))
+        except Exception as exc:
+            if not_resumable(exc) and self._shared.holds(lease):  # bytes that failed verification, or a refusal
+                await asyncio.shield(fill.discard())
+            raise
+
+    async def _followed(self, transfer: Transfer) -> None:
+        """A followed fill ended with every byte here and verified: hold the file for the readers, drop its name,
+        record the content for the targets' commits, then let readers finish."""
+        sha256 = transfer.spec.sha256
+        assert sha256 is not None
+        transfer.verify()
+        for path in self._store.partial_paths(transfer.spec.key):
+            path.unlink(missing_ok=True)
+        self._forget(transfer)
+        for target in transfer.targets:
+            await self._link(target, sha256)
+        transfer.succeed(sha256)
+
+    async def _end(self, lease: Lease, error: str | None = None) -> None:
+        """Tell the followers of a shared fill how it ended (a lone daemon's lease has none)."""
+        if lease.shared and isinstance(self.inflight, CatalogInFlight):
+            try:
+                await self.inflight.finish(lease, error)
+            except MregError as exc:
+                log.error("cannot record the end of the fill of %s: %s", lease.key, exc)
 
     def _forget(self, transfer: Transfer) -> None:
         running = self._running.get(transfer.key)

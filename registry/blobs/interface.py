@@ -96,6 +96,11 @@ class BlobStore(Protocol):
         """The partial fill of this blob, resumed at its committed offset, or a new, empty one."""
         ...
 
+    def read_fill(self, sha256: str, size: int, start: int = 0) -> AsyncIterator[bytes]:
+        """The committed bytes of this blob's fill from ``start`` on, as far as they follow each other (none if
+        nothing is committed there): what another replica's fill has made durable so far."""
+        ...
+
 
 async def holds(blobs: BlobStore, sha256: str, size: int) -> bool:
     """Whether ``blobs`` stores blob ``sha256`` with ``size`` bytes."""

@@ -139,6 +139,21 @@ class LocalBlobStore:
 
     # -- synchronous local helpers (for code that works on local files) ------------------------
 
+    async def read_fill(self, sha256: str, size: int, start: int = 0) -> AsyncIterator[bytes]:
+        fill = LocalFill(self, check_sha256(sha256), size, 0)
+        try:
+            state = json.loads(fill.state_path.read_bytes())
+            committed = int(state["committed"]) if state.get("size") == size else 0
+            f = fill.data_path.open("rb")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return
+        with f:
+            f.seek(start)
+            pos = start
+            while pos < committed and (chunk := await asyncio.to_thread(f.read, min(READ_CHUNK, committed - pos))):
+                pos += len(chunk)
+                yield chunk
+
     def stat_now(self, sha256: str) -> BlobInfo | None:
         """``stat`` without awaiting."""
         try:

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from mreg.registry.blobs.interface import BlobInfo
 from mreg.registry.blobs.local import READ_CHUNK, check_sha256, os_errors
 from mreg.registry.blobs.s3errors import code_of, s3_errors, status_of
-from mreg.registry.blobs.s3fill import MIN_PART, S3Fill
+from mreg.registry.blobs.s3fill import MIN_PART, S3Fill, committed_bytes
 from mreg.registry.blobs.s3location import S3Location, parse_s3_url
 from mreg.registry.errors import StoreError
 
@@ -219,6 +219,9 @@ class S3BlobStore:
 
     async def open_fill(self, sha256: str, size: int) -> S3Fill:
         return await S3Fill.open(self, check_sha256(sha256), size)
+
+    def read_fill(self, sha256: str, size: int, start: int = 0) -> AsyncIterator[bytes]:
+        return committed_bytes(self, check_sha256(sha256), size, start)
 
     # -- orphans: a janitor, and a lifecycle rule ------------------------------------------------------
 

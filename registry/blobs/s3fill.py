@@ -45,6 +45,37 @@ class Chunk:
     key: str
 
 
+async def committed_bytes(store: S3BlobStore, sha256: str, size: int, start: int) -> AsyncIterator[bytes]:
+    """The bytes of blob ``sha256``'s fill from ``start``, chunk after chunk, as long as they follow each other
+    (``BlobStore.read_fill``): one listing, then each chunk read from where it is needed. A chunk gone meanwhile
+    (the fill was published, or discarded) ends them."""
+    prefix = store.location.key("fills", sha256, str(size), "")
+    what = f"to read the fill of {store.where(sha256)}"
+    found: dict[int, str] = {}
+    async for obj in store.objects(prefix, what):
+        name = obj["Key"][len(prefix):]
+        if _OFFSET.match(name) and obj["Size"]:
+            found[int(name, 16)] = obj["Key"]
+    pos = max((offset for offset in found if offset <= start), default=None)
+    while pos is not None and pos in found:
+        with s3_errors(what):
+            try:
+                answer = await store.client.get_object(Bucket=store.bucket, Key=found[pos],
+                                                       **({"Range": f"bytes={start - pos}-"} if start > pos else {}))
+            except ClientError as exc:
+                if status_of(exc) in (404, 416):
+                    return
+                raise
+            body = answer["Body"]
+            try:
+                while data := await body.read(READ_CHUNK):
+                    start += len(data)
+                    yield data
+            finally:
+                body.close()
+        pos = start  # the next chunk begins where this one ended
+
+
 class S3Fill:
     """The fill of blob ``sha256`` of ``size`` bytes in ``store``; see the module docstring."""
 

@@ -8,8 +8,10 @@ several processes can share one catalog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mreg.registry.errors import UsageError
 from mreg.registry.formats.events import TensorInfo
 from mreg.registry.repo import RepoRef
-from mreg.registry.catalog import (convert_jobs, derived, failed_transfers, index, job_leases, jobs, listing,
-                                   shared_eviction, usage)
+from mreg.registry.catalog import (convert_jobs, derived, failed_transfers, fill_leases, index, job_leases, jobs,
+                                   listing, shared_eviction, usage)
 from mreg.registry.catalog import queries as q
 from mreg.registry.catalog.db import db_errors, make_engine, upgrade_to_head, writer
 from mreg.registry.catalog.models import STATES
-from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, HeaderRecord, IndexedRevision, JobLease,
-                                           MirrorJob, PinRecord, RepoSummary, RevisionUse, TensorPage)
+from mreg.registry.catalog.records import (ConvertJob, DerivedRecord, FileRecord, FillRecord, HeaderRecord,
+                                           IndexedRevision, JobLease, MirrorJob, PinRecord, RepoSummary, RevisionUse, TensorPage)
 
 T = TypeVar("T")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -453,6 +455,60 @@ class Catalog:
     async def transfer_failed_since(self, key: str, since: datetime) -> bool:
         """Whether a transfer of content ``key`` failed at ``since`` or later (on any replica)."""
         return await self._read(lambda conn: failed_transfers.failed_since(conn, key, since))
+
+    async def claim_fill(self, key: str, owner: str, replica: str, size: int, lease_seconds: float) -> FillRecord:
+        """Hold the fill lease of content ``key`` (for repo ``owner``), or the live lease another holds
+        (``leader`` False); see ``fill_leases``."""
+        _check_content_key(key)
+        _check_replica(replica)
+        _check_lease(lease_seconds)
+        if not owner or len(owner) > 300 or not (isinstance(size, int) and size >= 0):
+            raise UsageError(f"invalid fill of {key}: owner {owner[:80]!r}, size {size!r}")
+        return await self._write(lambda conn: fill_leases.claim(conn, key, owner, replica, size, lease_seconds))
+
+    async def fill_lease(self, key: str) -> FillRecord | None:
+        """The fill lease of content ``key`` as it stands, or None."""
+        _check_content_key(key)
+        return await self._read(lambda conn: fill_leases.look(conn, key))
+
+    async def advance_fill(self, key: str, fence: int, committed: int, lease_seconds: float) -> bool:
+        """Renew the fill lease and record ``committed`` bytes; False if ``fence`` no longer holds it."""
+        _check_lease(lease_seconds)
+        return await self._write(lambda conn: fill_leases.advance(conn, key, fence, committed, lease_seconds))
+
+    async def finish_fill(self, key: str, fence: int, error: str | None = None) -> bool:
+        """End the fill, done (``error`` None) or failed; False if ``fence`` no longer holds it."""
+        error = None if error is None else _first_line(error)
+        return await self._write(lambda conn: fill_leases.finish(conn, key, fence, error))
+
+    @asynccontextmanager
+    async def fill_wakeups(self, wake: Callable[[str], None]) -> AsyncIterator[bool]:
+        """For the block, call ``wake(key)`` whenever a fill lease's bytes or outcome change (PostgreSQL's
+        ``LISTEN`` on a connection of its own; True). Other databases send nothing (False): followers look."""
+        if self._engine.dialect.name != "postgresql":
+            yield False
+            return
+
+        def heard(_conn: object, _pid: int, _channel: str, key: str) -> None:
+            wake(key)
+
+        with db_errors("listen", self._engine.url):
+            conn = await self._engine.connect()
+        try:
+            with db_errors("listen", self._engine.url):
+                driver = (await conn.get_raw_connection()).driver_connection
+                await driver.add_listener(fill_leases.CHANNEL, heard)
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(Exception):  # a connection lost meanwhile has no listener left
+                    await driver.remove_listener(fill_leases.CHANNEL, heard)
+        finally:
+            await conn.close()
+
+    async def give_back_fill(self, key: str, fence: int) -> bool:
+        """End the fill lease unfinished, for another replica to take over at once; False if already lost."""
+        return await self._write(lambda conn: fill_leases.give_back(conn, key, fence))
 
     async def start_convert_job(self, repo: RepoRef, commit: str, quant: str) -> tuple[ConvertJob, bool]:
         """The running or complete conversion of ``repo`` at ``commit`` to ``quant``, else a new running

@@ -350,3 +350,22 @@ class DoomedBlob(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime())
     deleting_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class FillLease(Base):
+    """Who fills blob ``key`` into the shared store (``holder``, a replica, until ``lease_until``), for which repo
+    (``owner``), under which ``fence``, and how many leading bytes the store holds (``committed``). ``state`` is
+    ``filling``, ``done`` (the blob is published) or ``failed`` (``error`` says why). Finished rows an hour old are
+    deleted as leases are claimed."""
+
+    __tablename__ = "fill_leases"
+
+    key: Mapped[str] = mapped_column(text_column(80), primary_key=True)
+    owner: Mapped[str] = mapped_column(text_column(300))
+    holder: Mapped[str] = mapped_column(text_column(128))
+    fence: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    committed: Mapped[int] = mapped_column(BigInteger)
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    state: Mapped[str] = mapped_column(text_column(16))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -173,3 +173,19 @@ class RevisionUse:
     pinned: bool
     mirrored: bool
     blobs: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    """A blob's fill lease as a replica found it: ``leader`` if the caller now holds it (with ``fence``)."""
+
+    key: str
+    owner: str
+    holder: str
+    fence: int
+    size: int
+    committed: int
+    until: datetime
+    state: str
+    error: str | None
+    leader: bool = False

@@ -15,7 +15,7 @@ import dataclasses
 import fcntl
 import functools
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,8 @@ Discard = Callable[[Exception], bool]
 """Whether a download that failed with this error removes its partial file (else it is kept to resume)."""
 Verified = Callable[[str], None]
 """Told the sha256 once the partial file's bytes are verified, before they are published (the file is still there)."""
+Publish = Callable[[str, Path], Awaitable[object]]
+"""Publishes the verified partial file (its sha256, its path) and removes it: ``BlobStore.publish`` unless told."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +56,17 @@ async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, sto
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         discard: Discard | None = None, readers: Readers | None = None,
-                        on_verified: Verified | None = None) -> Downloaded:
+                        on_verified: Verified | None = None, publish: Publish | None = None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               discard=discard, readers=readers, on_verified=on_verified)
+                               discard=discard, readers=readers, on_verified=on_verified, publish=publish)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         refetch_once: bool = False,
                         discard: Discard | None = None, readers: Readers | None = None,
-                        on_verified: Verified | None = None) -> Downloaded:
+                        on_verified: Verified | None = None, publish: Publish | None = None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -85,9 +87,10 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     says yes to (never a cancellation) removes the partial file instead of keeping it to resume: the
     daemon's next miss starts cleanly, and a full disk gets its space back. ``on_verified`` hears the sha256
     as soon as the bytes are verified, while the partial file still exists (publishing may take a while:
-    an object store uploads it).
+    an object store uploads it). ``publish`` replaces the store's publish of the verified file (a fill of the
+    shared store that has the bytes already publishes from there).
     """
-    fetch = functools.partial(_download, discard=discard, readers=readers, on_verified=on_verified)
+    fetch = functools.partial(_download, discard=discard, readers=readers, on_verified=on_verified, publish=publish)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -129,9 +132,9 @@ class _Mismatch(IntegrityError):
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
                     advance: Advance, on_prefix: Advance,
                     discard: Discard | None = None, readers: Readers | None = None,
-                    on_verified: Verified | None = None) -> Downloaded:
+                    on_verified: Verified | None = None, publish: Publish | None = None) -> Downloaded:
     data_path, state_path = store.partial_paths(spec.key)
-    async with _locked(data_path) as fd:
+    async with locked(data_path) as fd:
         try:
             state = TransferState.load(state_path, spec.size, spec.key)
             if state is None or os.fstat(fd).st_size != spec.size:
@@ -149,7 +152,7 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
             raise
         if on_verified is not None:
             on_verified(sha256)
-        await store.blobs.publish(sha256, data_path)
+        await (publish or store.blobs.publish)(sha256, data_path)
         state_path.unlink(missing_ok=True)
         return Downloaded(sha256, job.fetched, job.fetched_by_source(), job.dropped_sources())
 
@@ -172,7 +175,7 @@ def _verify(spec: FileSpec, job: FileJob, data_path: Path, state_path: Path) -> 
 
 
 @contextlib.asynccontextmanager
-async def _locked(path: Path) -> AsyncIterator[int]:
+async def locked(path: Path) -> AsyncIterator[int]:
     """Open ``path`` read-write under an exclusive flock, making sure the lock is on the live file."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -1,0 +1,240 @@
+"""One upstream transfer per blob across replicas (#13): the leader's fill of the shared store, and followers
+streaming it.
+
+The leader downloads as a lone daemon does (connections into its partial file, its own clients streaming it; but
+fewer and smaller parts, ``leader_tuning``), and a ``Feeder`` appends the file's contiguous prefix to the blob's fill in the shared store
+(``BlobStore.open_fill``: chunk objects in S3) as it grows, having the download fetch the next bytes first; the
+lease notes each commit. The verified file is published from the fill (a server-side copy of its chunks), so
+no blob is ever visible before its bytes are verified. A leader taking over a fill first ``seed``s its partial
+file with the committed bytes and has the download fetch only the rest.
+
+A follower (``follow``) copies the committed bytes into its own partial file as they grow, so its clients stream
+them as they stream a local transfer; the last bytes come from the blob once the leader has published it, and
+the copy is hashed as it goes: its clients get their last byte only once all of it matches the sha256. When
+the leader's lease runs out (it died, or stalled), the follower claims the lease and leads from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+from mreg.registry.blobs import BlobStore, PartialFill
+from mreg.registry.catalog.models import utcnow
+from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning
+from mreg.registry.download.state import Part, TransferState
+from mreg.registry.download.transfer import locked
+from mreg.registry.errors import StoreError, TransferFailedError
+
+from mreg.daemon.serving.fill_lease import CatalogInFlight
+from mreg.daemon.serving.inflight import Lease
+
+MiB = 1024 * 1024
+READ = MiB
+LEADER_CONNECTIONS, LEADER_PART = 8, MiB
+"""A leader fetches with at most 8 connections, 1 MiB parts taken in file order: it holds at most about 8 MiB
+beyond the contiguous prefix of its partial file."""
+BACKLOG = 16 * MiB
+"""How far that prefix may run ahead of what the fill has committed before the download waits for the store.
+What a killed leader fetched beyond its last commit (the next leader fetches it again) stays within about
+``BACKLOG`` plus the parts in flight."""
+
+
+def leader_tuning(tuning: Tuning, room: Callable[[int], Awaitable[None]] | None = None) -> Tuning:
+    """``tuning`` for a leader's download (see ``LEADER_CONNECTIONS``), its received bytes also held back by
+    ``room`` (``Feeder.room``)."""
+    throttle = tuning.throttle
+
+    async def held_back(n: int) -> None:
+        if throttle is not None:
+            await throttle(n)
+        if room is not None:
+            await room(n)
+
+    return replace(tuning, connections=min(tuning.connections, LEADER_CONNECTIONS), min_part=LEADER_PART,
+                   max_part=LEADER_PART, throttle=held_back if room is not None else throttle)
+
+
+def lost(spec: FileSpec) -> TransferFailedError:
+    """The error of a leader whose lease another replica took over."""
+    return TransferFailedError(f"{spec.path}: another replica took over its fill (this one's lease ran out)")
+
+
+class Feeder:
+    """Appends the leader's partial file ``path`` to ``fill`` as its contiguous prefix grows (``prefix``, the
+    download's ``on_prefix``), then publishes the blob from the fill (``publish``, the download's ``publish``)."""
+
+    def __init__(self, fill: PartialFill, path: Path, inflight: CatalogInFlight, lease: Lease, spec: FileSpec,
+                 readers: Readers) -> None:
+        self._fill, self._path, self._inflight, self._lease, self._spec = fill, path, inflight, lease, spec
+        self._readers = readers
+        self._appended = fill.committed
+        self._prefix = 0
+        self._grew = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._job: asyncio.Future[Downloaded] | None = None
+        inflight.on_lost(lease, self._grew.set)
+
+    def prefix(self, written: int) -> None:
+        """The partial file's first ``written`` bytes are written (the feeding starts with the first call)."""
+        self._prefix = max(self._prefix, written)
+        self._grew.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._feed())
+            self._task.add_done_callback(self._stop_download)
+
+    async def room(self, _: int) -> None:
+        """Wait while the partial file's prefix is more than ``BACKLOG`` ahead of the fill's commits (the
+        download's throttle: the store sets the pace)."""
+        while self._prefix - self._fill.committed > BACKLOG and self._task is not None and not self._task.done():
+            self._drained.clear()
+            await self._drained.wait()
+
+    async def publish(self, sha256: str, path: Path) -> bool:
+        """Append the rest, then publish the blob from the fill (it checks size and sha256 first); remove ``path``."""
+        self.prefix(self._fill.size)
+        assert self._task is not None
+        await self._task
+        if not self._inflight.holds(self._lease):
+            raise lost(self._spec)
+        created = await self._fill.publish()
+        path.unlink(missing_ok=True)
+        return created
+
+    async def around(self, download: Awaitable[Downloaded]) -> Downloaded:
+        """Run ``download`` (which calls ``prefix`` and ``publish``); a fill that fails first (the store refuses,
+        the lease is lost) stops it, with the fill's error."""
+        self._job = job = asyncio.ensure_future(download)
+        try:
+            return await job
+        except asyncio.CancelledError:
+            failed = self._task is not None and self._task.done() and not self._task.cancelled()
+            current = asyncio.current_task()
+            if failed and (current is None or not current.cancelling()) and self._task is not None:
+                error = self._task.exception()
+                if error is not None:
+                    raise error from None
+            raise
+        finally:
+            for task in (job, self._task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    def _stop_download(self, feeding: asyncio.Task[None]) -> None:
+        if not feeding.cancelled() and feeding.exception() is not None and self._job is not None:
+            self._job.cancel()
+
+    async def _feed(self) -> None:
+        fd = os.open(self._path, os.O_RDONLY)
+        try:
+            while self._appended < self._fill.size:
+                if not self._inflight.holds(self._lease):
+                    raise lost(self._spec)
+                if self._prefix <= self._appended:
+                    self._readers.want(self._appended)  # the download fetches the fill's next bytes first
+                    self._grew.clear()
+                    await self._grew.wait()
+                    continue
+                data = await asyncio.to_thread(os.pread, fd, min(self._prefix - self._appended, READ), self._appended)
+                if not data:
+                    raise StoreError(f"{self._spec.path}: the partial file ended at byte {self._appended}")
+                committed = self._fill.committed
+                await self._fill.append(data)
+                self._appended += len(data)
+                if self._fill.committed != committed:
+                    self._inflight.note(self._lease, self._fill.committed)
+                    self._drained.set()
+        finally:
+            os.close(fd)
+            self._drained.set()
+
+
+def mark_written(state: TransferState, upto: int) -> None:
+    """Mark the first ``upto`` bytes of the partial file written in ``state``."""
+    for part in state.parts:
+        if upto > part.offset:
+            part.done = max(part.done, min(part.size, upto - part.offset))
+
+
+async def seed(blobs: BlobStore, spec: FileSpec, paths: tuple[Path, Path], committed: int, part_size: int) -> None:
+    """Have the partial file hold the fill's ``committed`` leading bytes (copied from the shared store), and its
+    saved state say so: the download then fetches only the rest."""
+    data_path, state_path = paths
+    assert spec.sha256 is not None
+    if committed == 0:
+        return
+    async with locked(data_path) as fd:
+        state = TransferState.load(state_path, spec.size, spec.key) if os.fstat(fd).st_size == spec.size else None
+        if state is None:
+            state = TransferState.plan(spec.size, spec.key, part_size)
+            os.ftruncate(fd, spec.size)
+        pos = state.contiguous_prefix()
+        async for data in _bounded(blobs.read_fill(spec.sha256, spec.size, pos), committed - pos):
+            await asyncio.to_thread(os.pwrite, fd, data, pos)
+            pos += len(data)
+        if pos < committed:
+            raise StoreError(f"{spec.path}: the shared fill lost its committed bytes from {pos} (start it again)")
+        mark_written(state, pos)
+        state.save(state_path)
+
+
+async def _bounded(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """At most ``limit`` bytes of ``chunks``."""
+    async for data in chunks:
+        if limit <= 0:
+            return
+        yield data[:limit]
+        limit -= len(data)
+
+
+async def follow(blobs: BlobStore, inflight: CatalogInFlight, spec: FileSpec, owner: str,
+                 paths: tuple[Path, Path], readers: Readers, part_size: int) -> Lease | None:
+    """Copy the leader's committed bytes into the partial file ``paths`` as they grow, ``readers`` following
+    them; None once all of them are there and match the sha256 (the blob is published). If the leader's lease
+    runs out first, this replica's lease once it took the fill over (the partial file's state saved).
+
+    Raises TransferFailedError when the leader's fill failed, or the bytes do not verify."""
+    assert spec.sha256 is not None
+    data_path, state_path = paths
+    part, digest = Part(0, spec.size), hashlib.sha256()
+    readers.bind([part], lambda pos: None)
+    async with locked(data_path) as fd:
+        state_path.unlink(missing_ok=True)
+        os.ftruncate(fd, spec.size)
+
+        async def take(chunks: AsyncIterator[bytes]) -> None:
+            async for data in chunks:
+                await asyncio.to_thread(os.pwrite, fd, data, part.done)
+                digest.update(data)
+                part.done += len(data)
+                readers.changed()
+
+        while True:
+            found = await inflight.look(spec.key)
+            if found is None or found.state == "failed":
+                raise TransferFailedError(f"{spec.path}: the replica filling it failed"
+                                          + (f": {found.error}" if found is not None and found.error else ""))
+            if found.state == "done":
+                await take(blobs.read(spec.sha256, part.done))
+                if part.done != spec.size or digest.hexdigest() != spec.sha256:
+                    raise TransferFailedError(f"{spec.path}: the bytes streamed from the shared store did not "
+                                              f"verify ({part.done} of {spec.size})")
+                return None
+            if found.committed > part.done:
+                await take(_bounded(blobs.read_fill(spec.sha256, spec.size, part.done), found.committed - part.done))
+                continue
+            if found.until <= utcnow():
+                lease = await inflight.claim(spec.key, owner, spec.size)
+                if lease.leader:
+                    state = TransferState.plan(spec.size, spec.key, part_size)
+                    mark_written(state, part.done)
+                    state.save(state_path)
+                    return lease
+                continue
+            await inflight.changed(spec.key)  # the leader's next commit, or its lease running out
