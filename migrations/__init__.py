@@ -2,6 +2,8 @@
 
 mreg applies them itself (``registry/catalog/db.py``): the script location is this package's folder,
 found through ``migrations.__file__``, so they work from an installed wheel with no alembic.ini.
+A new SQLite catalog is made from ``sqlite_head.py``, the schema they build: after adding or changing a
+migration, regenerate it with ``python -m mreg.registry.catalog.head_schema`` (a test fails until then).
 """
 
 SCHEMA_HEAD = "0011"

@@ -8,7 +8,7 @@ from pathlib import Path
 from mreg.registry.config import Settings
 from mreg.registry.download import Tuning
 from mreg.registry.upstream.http import RetryPolicy
-from mreg.registry.pull import PullOptions, PullResult, pull
+from mreg.registry.pull import NullProgress, PullOptions, PullProgress, PullResult, pull
 from mreg.registry.repo import RepoRef
 from mreg.registry.workspace import open_workspace
 
@@ -22,7 +22,8 @@ def settings_for(endpoint: str, home: Path, offline: bool = False) -> Settings:
 
 
 async def pull_repo(endpoint: str, home: Path, repo_id: str, *, repo_type: str = "model", token: str | None = None,
-                    offline: bool = False, retry: RetryPolicy = FAST_RETRY, **options: object) -> PullResult:
+                    offline: bool = False, retry: RetryPolicy = FAST_RETRY, progress: PullProgress = NullProgress(),
+                    **options: object) -> PullResult:
     """Pull with mreg's real client, store and catalog under ``home``."""
     tuning = options.pop("tuning", FAST_TUNING)
     assert isinstance(tuning, Tuning)
@@ -30,7 +31,7 @@ async def pull_repo(endpoint: str, home: Path, repo_id: str, *, repo_type: str =
     settings = settings_for(endpoint, home, offline)
     async with open_workspace(settings, token, tuning.connections, retry) as ws:
         return await pull(RepoRef.parse(repo_id, repo_type), opts, client=ws.client, store=ws.store,
-                          catalog=ws.catalog)
+                          catalog=ws.catalog, progress=progress)
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

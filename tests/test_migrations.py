@@ -1,6 +1,7 @@
 """Every Alembic migration, one step at a time up and then down, on an empty SQLite file and an empty
 PostgreSQL database (the `empty_url` fixture): each step applies, the head schema matches the ORM
-models (autogenerate's diff is empty), and going all the way down leaves no catalog table."""
+models (autogenerate's diff is empty), and going all the way down leaves no catalog table. A fresh SQLite
+catalog is created from the snapshot of what they build (migrations/sqlite_head.py), which must be exactly that."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mreg.migrations import SCHEMA_HEAD, sqlite_head
+from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.db import alembic_config, make_engine, writer
+from mreg.registry.catalog.head_schema import migrated_statements, recorded_statements
 from mreg.registry.catalog.models import Base
 
 TABLES = set(Base.metadata.tables)
@@ -73,6 +77,25 @@ async def test_every_migration_up_and_down(empty_url: str) -> None:
             assert present == (set() if below == "base" else tables[revisions.index(below)])
         await _step(engine, "upgrade", "head")  # and up again, in one go
         assert await _state(engine) == (revisions[-1], TABLES)
+        assert await _diff(engine) == []
+    finally:
+        await engine.dispose()
+
+
+def test_the_sqlite_snapshot_is_what_the_migrations_build() -> None:
+    """Fails when a migration changed without `python -m mreg.registry.catalog.head_schema` being run again."""
+    assert sqlite_head.REVISION == SCHEMA_HEAD
+    assert list(sqlite_head.STATEMENTS) == migrated_statements()
+
+
+async def test_a_fresh_sqlite_catalog_is_the_migrated_schema_at_head(tmp_path) -> None:
+    catalog = await Catalog.open(f"sqlite+aiosqlite:///{tmp_path}/catalog.db")
+    await catalog.close()
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/catalog.db")
+    try:
+        assert await _state(engine) == (SCHEMA_HEAD, TABLES)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(recorded_statements) == list(sqlite_head.STATEMENTS)
         assert await _diff(engine) == []
     finally:
         await engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     UsageError,
 )
-from tests.pulling import pull_repo, tree_bytes
+from mreg.registry.download.job import READ_SIZE
+from mreg.registry.pull import NullProgress
+from tests.pulling import pull_repo, tree_bytes, with_connections
 from tests.testhub import TestHub, dataset_repo, minilm_repo, small_repo
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -270,3 +273,25 @@ async def test_huggingface_hub_reads_mreg_snapshots(test_hub: TestHub, tmp_path:
     found = snapshot_download(MINILM, cache_dir=tmp_path / "hub", local_files_only=True)
     assert Path(found) == result.path
     assert os.path.getsize(Path(found) / "model.safetensors") == 90868376
+
+
+class _Chunks(NullProgress):
+    """The sizes of the pieces a pull reported, one per body read."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.sizes.append(nbytes)
+
+
+async def test_a_body_is_read_in_pieces_larger_than_asyncios_default(test_hub: TestHub, tmp_path: Path) -> None:
+    """A loop turn per 256 KiB (asyncio's read size) was a third of a pull's Python CPU: reads take up to READ_SIZE."""
+    big = random.Random(1).randbytes(24 * 1024 * 1024)
+    test_hub.add_repo(small_repo("testorg/big-reads", {"big.bin": big}))
+    chunks = _Chunks()
+    result = await pull_repo(test_hub.endpoint, tmp_path, "testorg/big-reads", tuning=with_connections(1),
+                             progress=chunks)
+    assert (result.path / "big.bin").read_bytes() == big
+    assert sum(chunks.sizes) == len(big)
+    assert 256 * 1024 < max(chunks.sizes) <= READ_SIZE

@@ -21,7 +21,7 @@ from mreg.registry.store import Store
 
 from mreg.cli.main import COMMANDS, main
 
-HEAVY = ("aiohttp", "sqlalchemy", "numpy", "mreg.daemon", "asyncpg")
+HEAVY = ("aiohttp", "sqlalchemy", "alembic", "numpy", "mreg.daemon", "asyncpg")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PROBE = """
 import atexit, json, os, sys
@@ -92,7 +92,7 @@ async def test_ls_reads_the_embedded_catalog_without_sqlalchemy_and_says_what_th
 
 
 def test_ls_opens_the_catalog_when_it_is_not_at_the_schema_head(home: Path) -> None:
-    done, heavy = run_mreg(home, "ls")  # no catalog yet: the Catalog creates and migrates it
+    done, heavy = run_mreg(home, "ls")  # no catalog yet: the Catalog creates it at head (no Alembic)
     assert done.returncode == 0 and "no repos in the store" in done.stderr
     assert heavy == {"sqlalchemy"}
     assert read_sqlite(home / "catalog.db") == []

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from mreg.registry.config import Settings, resolve_token
+from mreg.registry.download import hasher as hasher_module
 from mreg.registry.download.hasher import PrefixHasher
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.state import Part, TransferState
@@ -115,7 +116,10 @@ def test_state_roundtrip_and_rejects_foreign(tmp_path) -> None:
     assert TransferState.load(path, 100, "k") is None
 
 
-def test_prefix_hasher_matches_hashlib(tmp_path) -> None:
+@pytest.mark.parametrize("step", [hasher_module.HASH_STEP, 64 * 1024])
+def test_prefix_hasher_matches_hashlib(tmp_path, monkeypatch, step) -> None:
+    """Hashed from the page cache in windows (here also many small ones, starting mid-page) as the prefix grows."""
+    monkeypatch.setattr(hasher_module, "HASH_STEP", step)
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = tmp_path / "f"
     path.write_bytes(data)
@@ -124,7 +128,7 @@ def test_prefix_hasher_matches_hashlib(tmp_path) -> None:
         hasher = PrefixHasher(fd, len(data), git_sha1=True)
 
         async def feed() -> None:
-            for upto in (0, 10, 1_000_000, 1_000_000, len(data)):
+            for upto in (0, 10, 1_000_000, 1_000_000, 1_065_537, len(data)):
                 await hasher.advance(upto)
 
         asyncio.run(feed())
@@ -132,3 +136,15 @@ def test_prefix_hasher_matches_hashlib(tmp_path) -> None:
         os.close(fd)
     assert hasher.sha256 == hashlib.sha256(data).hexdigest()
     assert hasher.git_sha1 == git_sha1_bytes(data)
+
+
+def test_prefix_hasher_past_the_files_end_is_an_os_error(tmp_path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 5000)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = PrefixHasher(fd, 10_000, git_sha1=False)
+        with pytest.raises(OSError, match="partial file ended"):
+            asyncio.run(hasher.advance(10_000))
+    finally:
+        os.close(fd)

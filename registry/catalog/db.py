@@ -24,6 +24,7 @@ from sqlalchemy import URL, Connection, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from mreg.registry.catalog import head_schema
 from mreg.registry.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -137,7 +138,8 @@ def _heads_differ(connection: Connection) -> bool:
     return set(current) != {SCHEMA_HEAD}
 
 
-def _upgrade(connection: Connection) -> None:
+def migrate(connection: Connection) -> None:
+    """Run the Alembic migrations up to head over ``connection`` (in its transaction)."""
     from alembic import command
     from alembic.util import CommandError
 
@@ -147,6 +149,12 @@ def _upgrade(connection: Connection) -> None:
         command.upgrade(config, "head")
     except CommandError as exc:
         raise CatalogError(f"catalog migration failed: {_one_line(exc)}") from exc
+
+
+def _upgrade(connection: Connection) -> None:
+    """An empty SQLite catalog gets the head schema at once (``head_schema``); any other is migrated."""
+    if not head_schema.created(connection):
+        migrate(connection)
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:

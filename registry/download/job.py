@@ -36,6 +36,9 @@ from mreg.registry.download.state import TransferState
 from mreg.registry.waiting import within
 
 MiB = 1024 * 1024
+READ_SIZE = MiB
+"""The most a body read takes from the socket at once (asyncio reads 256 KiB): a quarter of the receive
+loop's turns for the same bytes, each of them Python (aiohttp's parser, the loop, a ``pwrite``)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,14 @@ def file_op(spec: FileSpec, fn: Callable[..., object], *args: object) -> None:
         fn(*args)
     except OSError as exc:
         raise store_error(spec, exc) from exc
+
+
+def _read_large(resp: aiohttp.ClientResponse) -> None:
+    """Have the response's connection read up to ``READ_SIZE`` per call (asyncio's socket transports; others
+    are left as they are). The connection keeps it when it goes back to the pool: it serves ranged GETs."""
+    transport = resp.connection.transport if resp.connection is not None else None
+    if transport is not None and hasattr(transport, "max_size"):
+        transport.max_size = READ_SIZE
 
 
 class _Truncated(Exception):
@@ -309,6 +320,7 @@ class FileJob:
 
     async def _receive(self, resp: aiohttp.ClientResponse, run: _Run, fetch: Fetch, asked_end: int) -> None:
         """Write the body at the fetch's position; stop early when another source took the part's end."""
+        _read_large(resp)
         async for chunk in resp.content.iter_any():
             if len(chunk) > asked_end - fetch.start:
                 raise UpstreamError(f"{self.spec.path}: upstream sent more bytes than the range asked for")
