@@ -334,7 +334,7 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
         ("mreg / aria2c CPU s", mreg.cpu_seconds / aria2.cpu_seconds, "<= 1.5",
          mreg.cpu_seconds / aria2.cpu_seconds <= 1.5),
         ("resume: CDN bytes / size", resume.cdn_ratio, "<= 1.15", resume.cdn_ratio <= 1.15),
-        ("mreg peak RSS MB (every run)", mreg_rss, "< 300", mreg_rss < 300),
+        ("mreg peak RSS MB (every run)", mreg_rss, "< 150", mreg_rss < 150),
     ]
     if hf is not None:
         targets.insert(1, ("hf_hub_download / mreg time", hf.seconds / mreg.seconds, ">= 4",
