@@ -15,7 +15,6 @@ import http.client
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from mreg.registry.catalog.models import FillLease, utcnow
 from mreg.registry.catalog.records import FillRecord
 from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
 from tests.postgres import rows_of
-from tests.seaweed import BUCKET, SeaweedServer
+from tests.seaweed import SeaweedServer
 from tests.test_daemon_s3 import blob_files, objects
 from tests.test_mirror_replicas import start_all
 from tests.testhub import TestHub, generated_file, small_repo
