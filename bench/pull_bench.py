@@ -21,6 +21,7 @@ import os
 import random
 import resource
 import shutil
+import shlex
 import signal
 import statistics
 import subprocess
@@ -348,7 +349,7 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
         f"Fastest mreg setting: `{best.tool}` ({best.seconds:.2f} s).",
         "",
         f"Reproduce: `python bench/pull_bench.py --size {args.size} --throttle {args.throttle} --runs {args.runs} "
-        f"--connections {args.connections}"
+        f"--connections {shlex.quote(args.connections)}"
         + (f" --aria2c-connections {args.aria2c_connections}" if args.aria2c_connections else "")
         + (f" --baseline {args.baseline}" if args.baseline else "") + (" --no-hf`" if args.no_hf else "`"),
     ]
