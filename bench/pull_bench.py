@@ -20,8 +20,8 @@ import json
 import os
 import random
 import resource
-import shutil
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
