@@ -314,9 +314,9 @@ class Transfers:
 
     async def _end(self, lease: Lease, error: str | None = None) -> None:
         """Tell the followers of a shared fill how it ended (a lone daemon's lease has none)."""
-        if lease.shared and isinstance(self.inflight, CatalogInFlight):
+        if lease.shared:
             try:
-                await self.inflight.finish(lease, error)
+                await self._shared.finish(lease, error)
             except MregError as exc:
                 log.error("cannot record the end of the fill of %s: %s", lease.key, exc)
 
