@@ -94,13 +94,13 @@ class StoreBudget:
         if self._seen_eviction is not None and newest != self._seen_eviction:
             note_removal(self._store.home)
         self._seen_eviction = newest
-        if not self.budget.active:
-            self._metrics.store_bytes = await stored_bytes(self._store)
-            return None
         lease = max(MIN_LEASE, LEASE_ROUNDS * self._every)
-        taken = await self._catalog.take_eviction_lease(self._metrics.replica, lease)
-        if taken is None:
-            self._metrics.eviction_rounds_skipped += 1
+        taken = None
+        if self.budget.active:
+            taken = await self._catalog.take_eviction_lease(self._metrics.replica, lease)
+            if taken is None:
+                self._metrics.eviction_rounds_skipped += 1
+        if taken is None:  # the bytes the budget counts: the catalog's, not a listing of the whole bucket
             self._metrics.store_bytes = await self._catalog.held_bytes()
             return None
         fence, round_id = taken

@@ -109,6 +109,20 @@ def test_headers_are_indexed_from_the_bucket(s3_daemon: Daemon, tmp_path: Path) 
     assert blob_files(s3_daemon.home) == []
 
 
+def test_store_bytes_count_what_the_catalog_holds_not_every_object_in_the_bucket(
+        test_hub: TestHub, tmp_path: Path, seaweed: SeaweedServer, s3_url: str) -> None:
+    prefix = s3_url.split("/", 3)[3]
+    stray = bytes(1000)  # an object no revision holds (say, another tool's): not counted
+    seaweed.client().put_object(Bucket=BUCKET, Key=f"{prefix}/blobs/{sha256(stray)}", Body=stray)
+    daemon = start_daemon(tmp_path / "home", hub_with_repo(test_hub).endpoint, "--store", s3_url,
+                          "--evict-every", "1s")
+    try:
+        hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "hf", endpoint=daemon.url, token=False)
+        wait_for(lambda: daemon.metrics()["mreg_store_bytes"] == len(WEIGHTS), 30, "the stored file counted")
+    finally:
+        assert daemon.stop() == 0, daemon.log.read_text()
+
+
 def test_what_one_replica_filled_or_mirrored_another_serves_without_upstream_bytes(
         test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str) -> None:
     hub_with_repo(test_hub)
