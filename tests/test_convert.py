@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gguf import GGMLQuantizationType as T, GGUFReader
+from gguf import GGMLQuantizationType as T
 
 from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
@@ -25,6 +25,7 @@ from mreg.registry.errors import UsageError
 from mreg.registry.repo import RepoRef
 from tests import chat_templates
 from tests import convert_fixtures as fx
+from tests.gguf_file import GGUFFile
 from tests.modelfile_parser import load
 from tests.mreg_cli import mreg
 from tests.testhub import TestHub
@@ -54,7 +55,7 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _tensors(path: Path) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
     return {t.name: (t.tensor_type.name, tuple(int(n) for n in t.shape), t.data.tobytes())
-            for t in GGUFReader(path).tensors}
+            for t in GGUFFile(path).tensors}
 
 
 # -- per-tensor types --------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def test_convert_pulls_converts_records_and_reuses(test_hub: TestHub, mreg_env: 
     path = Path(out.strip().splitlines()[-1])
     assert path.name == "tiny-Q8_0.gguf" and path.is_file()
     assert "/derived/" in str(path)
-    reader = GGUFReader(path)
+    reader = GGUFFile(path)
     types = {t.name: t.tensor_type for t in reader.tensors}
     assert types["blk.0.attn_q.weight"] == T.Q8_0 and types["blk.1.ffn_norm.weight"] == T.F32
     fields = {key: reader.fields[key].contents() for key in ("general.file_type", "tokenizer.ggml.pre",
@@ -215,7 +216,7 @@ def test_mistral_converts_as_llama_and_runs(tmp_path: Path) -> None:
     out = {arch: convert_folder(folder, MIXES["Q8_0"], tmp_path / f"{arch}.gguf", name="tiny")
            for arch, folder in made.items()}
     assert _tensors(out["MistralForCausalLM"]) == _tensors(out["LlamaForCausalLM"])
-    assert GGUFReader(out["MistralForCausalLM"]).fields["general.architecture"].contents() == "llama"
+    assert GGUFFile(out["MistralForCausalLM"]).fields["general.architecture"].contents() == "llama"
     assert len(fx.greedy_tokens(out["MistralForCausalLM"], PROMPT, n=4)) == 4
 
 
@@ -227,7 +228,7 @@ def test_moe_experts_are_stacked_in_order_and_llama_cpp_runs_them(arch: str, tmp
 
     folder = fx.random_repo(tmp_path / "moe", arch, "spm", layers=2, dtype="F32")
     path = convert_folder(folder, MIXES["F32"], tmp_path / "moe.gguf", name="moe")
-    reader = GGUFReader(path)
+    reader = GGUFFile(path)
     name = reader.fields["general.architecture"].contents()
     assert name == {"MixtralForCausalLM": "llama", "Qwen3MoeForCausalLM": "qwen3moe"}[arch]
     keys = {key: field.contents() for key, field in reader.fields.items() if key.startswith(f"{name}.expert")}
@@ -257,7 +258,7 @@ def test_eight_experts_get_llama_cpps_attention_types(tmp_path: Path) -> None:
     f32 = convert_folder(folder, MIXES["F32"], tmp_path / "mx8-F32.gguf", name="mx8")
     types = {}
     for label in ("Q4_K_M", "Q5_K_M", "Q4_0"):
-        expected = {t.name: t.tensor_type for t in GGUFReader(_reference_quant(f32, label)).tensors}
+        expected = {t.name: t.tensor_type for t in GGUFFile(_reference_quant(f32, label)).tensors}
         planned = plan_conversion(folder, MIXES[label], "mx8")
         assert [t.name for t in planned.tensors] == list(expected), label
         types[label] = {t.name: t.qtype for t in planned.tensors}
@@ -375,7 +376,7 @@ def _reference_quant(f32: Path, label: str) -> Path:
 def test_tensor_types_equal_llama_quantize(model: str, reference) -> None:
     folder, f32 = reference(model)
     for label in ("F16", "Q8_0", "Q4_0", "Q5_1", *K_MIXES, *(LOW_BIT_MIXES if model in LOW_BIT_MODELS else ())):
-        expected = {t.name: t.tensor_type for t in GGUFReader(_reference_quant(f32, label)).tensors}
+        expected = {t.name: t.tensor_type for t in GGUFFile(_reference_quant(f32, label)).tensors}
         planned = plan_conversion(folder, MIXES[label], model)
         assert [t.name for t in planned.tensors] == list(expected), label
         assert {t.name: t.qtype for t in planned.tensors} == expected, label
@@ -426,7 +427,7 @@ def test_sentencepiece_tokenizer_converts_and_runs(tmp_path: Path) -> None:
 
     folder = fx.random_repo(tmp_path / "spm", "LlamaForCausalLM", "spm", layers=2)
     path = convert_folder(folder, MIXES["Q8_0"], tmp_path / "spm.gguf", name="spm")
-    fields = GGUFReader(path).fields
+    fields = GGUFFile(path).fields
     assert fields["tokenizer.ggml.model"].contents() == "llama" and fields["tokenizer.ggml.pre"].contents() == "default"
     assert len(fields["tokenizer.ggml.scores"].contents()) == 400
     assert fields["tokenizer.ggml.bos_token_id"].contents() == 1 and fields["tokenizer.ggml.add_bos_token"].contents()
@@ -451,7 +452,7 @@ def test_pull_and_modelfile_convert_when_no_gguf_exists(test_hub: TestHub, mreg_
     assert "converting its safetensors to Q8_0 locally" in err
     data = json.loads(out)
     assert data["quant"] == "Q8_0" and data["gguf"] == ["tiny-Q8_0.gguf"]
-    assert GGUFReader(Path(data["path"], "tiny-Q8_0.gguf")).fields["general.file_type"].contents() == 7
+    assert GGUFFile(Path(data["path"], "tiny-Q8_0.gguf")).fields["general.file_type"].contents() == 7
     code, out, err = mreg("modelfile", "org/tiny", "--quant", "q8_0", "--json")
     assert code == 0, err
     assert "converting its safetensors to Q8_0 locally" in err and json.loads(out)["quant"] == "Q8_0"

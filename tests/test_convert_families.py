@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gguf import GGUFReader
 
 from mreg.registry.convert.convert import convert_folder
 from mreg.registry.convert.metadata import parameter_counts
@@ -27,6 +26,7 @@ from tests import chat_templates
 from tests import convert_fixtures as fx
 from tests import family_fixtures as ff
 from tests.chat_templates import render_jinja
+from tests.gguf_file import GGUFFile
 from tests.gotemplate import ollama_messages, render_go
 
 PROMPT = "The capital of France is"
@@ -37,12 +37,12 @@ needs_torch = pytest.mark.slow
 
 
 def _fields(path: Path) -> dict:
-    return {key: field.contents() for key, field in GGUFReader(path).fields.items()}
+    return {key: field.contents() for key, field in GGUFFile(path).fields.items()}
 
 
 def _tensors(path: Path) -> list[tuple[str, str, tuple[int, ...], bytes]]:
     return [(t.name, t.tensor_type.name, tuple(int(n) for n in t.shape), t.data.tobytes())
-            for t in GGUFReader(path).tensors]
+            for t in GGUFFile(path).tensors]
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_size_label_counts_experts_once() -> None:
 def test_phi3_keeps_fused_weights_and_runs(tmp_path: Path) -> None:
     folder = ff.phi3_repo(tmp_path / "Phi-3-mini-4k-instruct", longrope=False, layers=2)
     out = convert_folder(folder, MIXES["Q8_0"], tmp_path / "phi3.gguf", name=folder.name)
-    shapes = {t.name: tuple(int(n) for n in t.shape) for t in GGUFReader(out).tensors}
+    shapes = {t.name: tuple(int(n) for n in t.shape) for t in GGUFFile(out).tensors}
     assert shapes["blk.0.attn_qkv.weight"] == (256, 512) and shapes["blk.0.ffn_up.weight"] == (256, 1536)
     assert "rope_factors_long.weight" not in shapes and "output.weight" in shapes
     fields = _fields(out)
@@ -125,7 +125,7 @@ def test_gemma_converts_runs_and_its_modelfile_renders_the_template(tmp_path: Pa
     assert fields[f"{arch}.attention.sliding_window"] == 64
     types = dict(zip(fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.token_type"]))
     assert [types[t] for t in ("<start_of_turn>", "<mask>", "<unused0>", "  ")] == [3, 3, 3, 4]
-    names = [t.name for t in GGUFReader(out).tensors]
+    names = [t.name for t in GGUFFile(out).tensors]
     assert "output.weight" not in names  # tied embeddings
     assert len(fx.greedy_tokens(out, PROMPT, n=3)) == 3
     modelfile, family, _ = build_modelfile(out, read_facts({"m.gguf": out}, ["m.gguf"]))

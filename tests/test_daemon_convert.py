@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gguf import GGUFReader
 
 from tests import convert_fixtures as fx
-from tests.test_convert import _hub_repo
 from tests.daemons import Daemon, running_daemon, start_daemon, wait_for
+from tests.gguf_file import GGUFFile
+from tests.test_convert import _hub_repo
 from tests.testhub import TestHub
 
 
@@ -51,7 +51,7 @@ def test_convert_job_runs_and_is_shared(daemon: Daemon, test_hub: TestHub, tmp_p
     wait_for(done, 120, "the conversion")
     final = json.loads(daemon.get(f"/v1/convert/{job['id']}")[2])
     assert final["status"] == "complete", final
-    assert GGUFReader(final["path"]).fields["general.file_type"].contents() == 7
+    assert GGUFFile(final["path"]).fields["general.file_type"].contents() == 7
     assert _post(daemon, b"not json")[0] == 400
     assert _post(daemon, json.dumps({"repo": "org/tiny", "quant": "iq1_s"}).encode())[0] == 400
     assert daemon.get("/v1/convert/nope")[0] == 404
