@@ -32,12 +32,16 @@ class LazyCommand:
 
         What a command's import builds (~120,000 objects for ``pull``: aiohttp, SQLAlchemy) lives until the
         process ends; collections while importing walk it again and again, and so would later ones and the
-        one at exit (together 0.25-0.45 s of ``mreg pull``'s CPU, issue #16).
+        one at exit (together 0.25-0.45 s of ``mreg pull``'s CPU, issue #16). TLS contexts made meanwhile
+        (aiohttp's two) load the CA certificates when first used (``deferred_cas``).
         """
+        from mreg.cli.deferred_cas import cas_on_first_use  # brings ssl, which --help and --version do without
+
         module, _, attribute = self.target.partition(":")
         gc.disable()
         try:
-            command = getattr(importlib.import_module(module), attribute)
+            with cas_on_first_use():
+                command = getattr(importlib.import_module(module), attribute)
         finally:
             gc.freeze()
             gc.enable()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from mreg.registry.config import Settings, resolve_token
 from mreg.registry.errors import MregError, StoreError, UsageError
@@ -20,7 +19,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.workspace import open_workspace
 
 from mreg.cli.common import _echo_json, _run, json_option, revision_option
-from mreg.cli.progress import PlainProgress, RichProgress
+from mreg.cli.progress import pull_progress
 
 quant_option = click.option("--quant", metavar="QUANT",
                             help="GGUF quant, any case (q4_k = Q4_K_M); default Q4_K_M, else another Q4.")
@@ -35,8 +34,7 @@ async def _prepare(repo: RepoRef, quant: str | None, revision: str, token: str |
     """Pull what the Modelfile needs (progress and the choice's reason on stderr) and build it."""
     settings = Settings.from_env()
     options = PullOptions(revision=revision, offline=settings.offline)
-    console = Console(stderr=True)
-    progress = RichProgress(console) if console.is_terminal else PlainProgress()
+    progress = pull_progress()
     async with open_workspace(settings, resolve_token(token)) as ws:
         with progress:
             prepared = await prepare_modelfile(repo, quant, options, client=ws.client, store=ws.store,

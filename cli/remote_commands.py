@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from mreg.registry.config import Settings
 from mreg.registry.download import Tuning
@@ -25,7 +24,7 @@ from mreg.registry.upstream.hub import HubClient
 from mreg.registry.workspace import open_workspace
 
 from mreg.cli.common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
-from mreg.cli.progress import PlainProgress, RichProgress
+from mreg.cli.progress import pull_progress
 from mreg.cli.views import inspection_json, inspection_text
 
 
@@ -85,8 +84,7 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
     options = PullOptions(revision=revision, include=include, exclude=exclude, local_dir=local_dir,
                           local_dir_copy=local_dir_copy,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
-    console = Console(stderr=True)
-    progress = RichProgress(console) if console.is_terminal and not as_json else PlainProgress()
+    progress = pull_progress(quiet=as_json)
     async with open_workspace(settings, None, connections * (len(chosen) + len(also_from))) as ws:
         options = dataclasses.replace(options, mirrors=tuple(HubClient(ws.session, url) for url in also_from))
         with progress:
