@@ -30,7 +30,7 @@ from mreg.registry.catalog.records import FillRecord
 from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
 from tests.postgres import rows_of
 from tests.seaweed import SeaweedServer
-from tests.test_daemon_s3 import blob_files, objects
+from tests.test_daemon_s3 import BlobWatch, blob_files, objects
 from tests.test_mirror_replicas import start_all
 from tests.testhub import TestHub, generated_file, small_repo
 
@@ -77,21 +77,6 @@ class Client(threading.Thread):
                                              token=False, tqdm_class=FirstByte))
         except BaseException as exc:  # noqa: BLE001 (handed to the test)
             self.error = exc
-
-
-class BlobWatch(threading.Thread):
-    """Lists the bucket's blobs until stopped, keeping every (key, size) it saw: none may be incomplete."""
-
-    def __init__(self, seaweed: SeaweedServer, prefix: str) -> None:
-        super().__init__(daemon=True)
-        self.seaweed, self.prefix = seaweed, prefix
-        self.seen: set[tuple[str, int]] = set()
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.seen |= {(k, v) for k, v in objects(self.seaweed, self.prefix).items() if k.startswith("blobs/")}
-            self.stop.wait(0.1)
 
 
 def shared_setup(test_hub: TestHub, tmp_path: Path, size: int) -> str:
