@@ -99,7 +99,8 @@ class Metrics:
                      "fill lease and fetched it from upstream), taken over ones included.", self.fills.led,
                      self._replica_label),
             *_metric("mreg_fills_followed_total", "counter", "Fills this replica followed: another replica held the "
-                     "lease, and this one streamed what it committed to the shared store.", self.fills.followed,
+                     "lease, and this one streamed what it committed to the shared store (a mirror job waits for "
+                     "it).", self.fills.followed,
                      self._replica_label),
             *_metric("mreg_fills_taken_over_total", "counter", "Followed fills whose leader's lease ran out, which "
                      "this replica took over and finished from upstream.", self.fills.taken_over, self._replica_label),

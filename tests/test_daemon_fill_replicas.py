@@ -3,7 +3,8 @@ catalog and one SeaweedFS bucket, cold `hf_hub_download` clients spread over the
 fill takes seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while
 upstream sends the file about once (the test hub counts every body byte per blob). The leader killed with -9
 part-way: the other replicas take its fill over at its committed offset, their clients finish, and the bucket
-never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. And a
+never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. A mirror job
+and a client missing the same blob meet at its lease, whichever comes first: upstream sends it once. And a
 leader whose lease another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later
 writes change nothing, and no blob appears until a leader finishes."""
 
@@ -31,6 +32,7 @@ from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
 from tests.postgres import rows_of
 from tests.seaweed import SeaweedServer
 from tests.test_daemon_s3 import BlobWatch, blob_files, objects
+from tests.test_mirror import call, jobs
 from tests.test_mirror_replicas import start_all
 from tests.testhub import TestHub, generated_file, small_repo
 
@@ -53,9 +55,9 @@ def counter(daemon: Daemon, name: str) -> float:
 class Client(threading.Thread):
     """One cold `hf_hub_download` of the file through ``replica``: when its first byte came, what it got."""
 
-    def __init__(self, replica: DaemonProcess, cache: Path) -> None:
+    def __init__(self, replica: DaemonProcess, cache: Path, repo: str = REPO) -> None:
         super().__init__(daemon=True)
-        self.replica, self.cache = replica, cache
+        self.replica, self.cache, self.repo = replica, cache, repo
         self.first_byte: float | None = None
         self.path: Path | None = None
         self.error: BaseException | None = None
@@ -73,7 +75,7 @@ class Client(threading.Thread):
                 return super().update(n)
 
         try:
-            self.path = Path(hf_hub_download(REPO, "weights.bin", cache_dir=self.cache, endpoint=self.replica.url,
+            self.path = Path(hf_hub_download(self.repo, "weights.bin", cache_dir=self.cache, endpoint=self.replica.url,
                                              token=False, tqdm_class=FirstByte))
         except BaseException as exc:  # noqa: BLE001 (handed to the test)
             self.error = exc
@@ -201,6 +203,48 @@ def test_the_leader_killed_mid_fill_is_taken_over_at_its_committed_offset(
 def test_the_leader_killed_mid_fill_of_240_mb_is_taken_over(
         test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str, seaweed: SeaweedServer) -> None:
     check_takeover(240_000_000, test_hub, tmp_path, s3_url, pg_url, seaweed, throttle=3_000_000)
+
+
+def test_a_mirror_job_and_a_client_missing_one_blob_meet_at_its_lease(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str) -> None:
+    size, shas = 24 * MiB, {}
+    job_first, client_first = "testorg/job-first", "testorg/client-first"
+    for i, name in enumerate((job_first, client_first)):
+        data = generated_file(tmp_path / "data" / f"{i}.bin", size, seed=20 + i)
+        repo = test_hub.add_repo(small_repo(name, {"weights.bin": data, "config.json": '{"model_type": "x"}'}))
+        shas[name] = repo.head.files["weights.bin"].blob.sha256
+    test_hub.faults.throttle = 500_000  # 4 MB/s over a leader's 8 connections: a fill takes ~6 s
+    daemons = start_all([tmp_path / name / "home" for name in "ab"], test_hub.endpoint, "--store", s3_url,
+                        "--database-url", pg_url)
+
+    def leader(fills: int) -> DaemonProcess:
+        """The replica leading the ``fills``-th fill (they start one after the other here)."""
+        wait_for(lambda: sum(counter(d, "mreg_fills_led_total") for d in daemons) == fills, 30, f"fill {fills} led")
+        return max(daemons, key=lambda d: counter(d, "mreg_fills_led_total"))
+
+    try:
+        test_hub.stats.reset()
+        assert call(daemons[0], "POST", "/v1/jobs", {"repo": job_first})[0] == 201
+        by_job = leader(1)  # the job's replica (any may take it) leads; a client of the other follows
+        clients = [Client(next(d for d in daemons if d is not by_job), tmp_path / "hf-0", job_first),
+                   Client(daemons[0], tmp_path / "hf-1", client_first)]
+        clients[0].start()
+        clients[1].start()
+        leader(2)  # the second client leads; the job of its repo follows
+        assert call(daemons[1], "POST", "/v1/jobs", {"repo": client_first})[0] == 201
+        finished(clients, 120)
+        for client, name in zip(clients, (job_first, client_first)):
+            assert client.error is None, client.error
+            assert client.path is not None and sha256_of(client.path) == shas[name]
+        wait_for(lambda: {j["status"] for j in jobs(daemons[1]).values()} == {"done"}, 60, "both jobs done")
+        for name, sha in shas.items():
+            assert test_hub.stats.bytes_by_sha256[sha] <= 1.05 * size, (name, test_hub.stats.bytes_by_sha256[sha])
+        counts = {name: sum(counter(d, f"mreg_fills_{name}_total") for d in daemons)
+                  for name in ("led", "followed", "taken_over")}
+        assert counts == {"led": 2, "followed": 2, "taken_over": 0}, counts
+    finally:
+        test_hub.faults.throttle = None
+        stop_all(daemons)
 
 
 class Fetch(threading.Thread):
