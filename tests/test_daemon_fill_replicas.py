@@ -6,7 +6,8 @@ part-way: the other replicas take its fill over at its committed offset, their c
 never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. A mirror job
 and a client missing the same blob meet at its lease, whichever comes first: upstream sends it once. And a
 leader whose lease another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later
-writes change nothing, and no blob appears until a leader finishes."""
+writes change nothing, and no blob appears until a leader finishes; a mirror job's pull follows the new leader
+instead, and takes the fill over when that one gives it up."""
 
 from __future__ import annotations
 
@@ -319,6 +320,35 @@ def test_a_leader_whose_lease_was_taken_over_stops_and_writes_nothing_more(
         holder, fence, committed, state = lease() or ("", 0, 0, "")
         assert (fence, committed, state) == (3, size, "done") and holder != "intruder"
         assert objects(seaweed, prefix) == {f"blobs/{sha}": size}
+    finally:
+        test_hub.faults.throttle = None
+        assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_a_mirror_job_whose_fill_lease_was_taken_over_follows_the_new_leader(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str, seaweed: SeaweedServer) -> None:
+    size = 24 * MiB
+    sha = shared_setup(test_hub, tmp_path, size)
+    test_hub.faults.throttle = 500_000  # 4 MB/s over the leader's 8 connections: the fill takes ~6 s
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--store", s3_url, "--database-url", pg_url)
+    prefix = s3_url.split("/", 3)[3]
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": REPO})[0] == 201
+        wait_for(lambda: int((rows_of(pg_url, f"SELECT committed FROM fill_leases WHERE key = '{sha}'")
+                              or [(0,)])[0][0]) > 0, 60, "the job's first commit")
+        taken = asyncio.run(intrude(pg_url, sha, size))
+        wait_for(lambda: counter(daemon, "mreg_fill_leases_lost_total") == 1, 30, "the daemon to notice")
+        assert f"blobs/{sha}" not in objects(seaweed, prefix)
+        assert jobs(daemon)[REPO]["status"] == "running"  # its pull follows the intruder's fill
+
+        test_hub.faults.throttle = None
+        assert asyncio.run(give_back(pg_url, sha, taken.fence))  # the job takes the fill over and finishes it
+        wait_for(lambda: jobs(daemon)[REPO]["status"] in ("done", "failed"), 60, "the job to end")
+        assert jobs(daemon)[REPO]["status"] == "done", jobs(daemon)[REPO]
+        assert rows_of(pg_url, f"SELECT fence, committed, state FROM fill_leases WHERE key = '{sha}'") == [
+            (3, size, "done")]
+        assert objects(seaweed, prefix)[f"blobs/{sha}"] == size
+        assert (counter(daemon, "mreg_fills_led_total"), counter(daemon, "mreg_fills_taken_over_total")) == (2, 1)
     finally:
         test_hub.faults.throttle = None
         assert daemon.stop() == 0, daemon.log.read_text()

@@ -67,6 +67,11 @@ class SharedFill:
         counts.led += 1
         return await self._lead(readers or Readers(), fetch)
 
+    @property
+    def lost(self) -> bool:
+        """Whether this replica led the fill until another replica took its lease over (its fill stopped)."""
+        return self.lease.leader and not self._inflight.holds(self.lease)
+
     async def end(self, error: str | None = None) -> None:
         """Tell the followers how the fill ended: done (the blob is published) or failed with ``error`` (a
         failure to record it is logged; a follower's or a lost lease records nothing)."""
@@ -109,17 +114,22 @@ async def filled(inflight: CatalogInFlight, store: Store, spec: FileSpec, owner:
                  fetch: Fetch, alone: Callable[[], Awaitable[Downloaded]]) -> Downloaded | None:
     """``spec``'s content in the shared store, as the content of the repo ``owner``: led (``fetch``), or followed
     until another replica published it (None), or fetched ``alone`` when its lease is not shared (no sha256,
-    another repo's live fill, the catalog unreachable)."""
-    lease = await inflight.claim(spec.key, owner, spec.size)
-    if not lease.shared:
-        return await alone()
-    fill = SharedFill(inflight, lease, store, spec, owner, tuning)
-    try:
-        done = await fill.run(None, fetch)
-        await fill.end()
-        return done
-    except Exception as exc:
-        await fill.end(str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        await fill.release()
+    another repo's live fill, the catalog unreachable). A fill whose lease another replica took over is followed
+    from then on."""
+    while True:
+        lease = await inflight.claim(spec.key, owner, spec.size)
+        if not lease.shared:
+            return await alone()
+        fill = SharedFill(inflight, lease, store, spec, owner, tuning)
+        try:
+            done = await fill.run(None, fetch)
+            await fill.end()
+            return done
+        except Exception as exc:
+            if fill.lost:
+                log.warning("the fill of %s was taken over by another replica: following it", spec.path)
+                continue
+            await fill.end(str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            await fill.release()
