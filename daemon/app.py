@@ -23,6 +23,7 @@ from aiohttp import web
 from mreg.registry.blobs import LocalBlobPaths
 from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
+from mreg.registry.fills.leases import CatalogInFlight
 from mreg.registry.upstream.health import Health
 from mreg.registry.objectstore import opened_store
 from mreg.registry.workspace import http_session
@@ -31,7 +32,6 @@ from mreg.daemon.access import Access
 from mreg.daemon.admin import is_loopback
 from mreg.daemon.budget import StoreBudget
 from mreg.daemon.serving.commits import Commits
-from mreg.daemon.serving.fill_lease import CatalogInFlight
 from mreg.daemon.config import ServeConfig
 from mreg.daemon.cross_site import refuse_cross_site
 from mreg.daemon.janitor import s3_janitor
@@ -71,13 +71,13 @@ async def mirror_context(app: web.Application) -> AsyncIterator[None]:
             metrics = Metrics(replica=replica_id())
             commits = Commits(store, catalog, upstream, config.commit_cache)
             inflight = (None if isinstance(store.blobs, LocalBlobPaths)  # a store of this machine: MemoryInFlight
-                        else CatalogInFlight(catalog, metrics.replica, metrics, config.fill_lease))
+                        else CatalogInFlight(catalog, metrics.replica, metrics.fills, config.fill_lease))
             if inflight is not None:
                 await inflight.open()
             transfers = Transfers(store, commits, config.tuning, config.connections, metrics,
                                   FailedContent(catalog, config.failed_transfer_memory), inflight,
                                   publish_wait=config.publish_wait)
-            mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica)
+            mirroring = Mirroring(config, store, catalog, upstream, commits, metrics, metrics.replica, inflight)
             budget = StoreBudget(store, catalog, config.budget, config.evict_every, config.use_flush_every, metrics,
                                  config.evict_grace)
             app[MIRROR] = Mirror(config=config, store=store, catalog=catalog, upstream=upstream,

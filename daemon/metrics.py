@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from mreg.registry.fills.leases import FillCounts
+
 
 @dataclass
 class Metrics:
@@ -38,10 +40,8 @@ class Metrics:
     job_leases_lost: int = 0
     jobs_finished: int = 0
     jobs_failed: int = 0
-    fills_led: int = 0
-    fills_followed: int = 0
-    fills_taken_over: int = 0
-    fill_leases_lost: int = 0
+    fills: FillCounts = field(default_factory=FillCounts)
+    """Fills of a shared store (transfers' and mirror jobs')."""
     requests: Counter[str] = field(default_factory=Counter)
 
     def render(self) -> str:
@@ -96,15 +96,16 @@ class Metrics:
             *_metric("mreg_jobs_failed_total", "counter", "Mirror job runs this replica recorded as failed.",
                      self.jobs_failed, self._replica_label),
             *_metric("mreg_fills_led_total", "counter", "Fills of the shared store this replica led (held the blob's "
-                     "fill lease and fetched it from upstream), taken over ones included.", self.fills_led,
+                     "fill lease and fetched it from upstream), taken over ones included.", self.fills.led,
                      self._replica_label),
             *_metric("mreg_fills_followed_total", "counter", "Fills this replica followed: another replica held the "
-                     "lease, and this one streamed what it committed to the shared store.", self.fills_followed,
+                     "lease, and this one streamed what it committed to the shared store (a mirror job waits for "
+                     "it).", self.fills.followed,
                      self._replica_label),
             *_metric("mreg_fills_taken_over_total", "counter", "Followed fills whose leader's lease ran out, which "
-                     "this replica took over and finished from upstream.", self.fills_taken_over, self._replica_label),
+                     "this replica took over and finished from upstream.", self.fills.taken_over, self._replica_label),
             *_metric("mreg_fill_leases_lost_total", "counter", "Fills this replica stopped because another replica "
-                     "took its lease over.", self.fill_leases_lost, self._replica_label),
+                     "took its lease over.", self.fills.leases_lost, self._replica_label),
             "# HELP mreg_requests_total Requests by route.",
             "# TYPE mreg_requests_total counter",
             *(f'mreg_requests_total{{route="{route}"}} {n}' for route, n in sorted(self.requests.items())),

@@ -6,7 +6,9 @@ worker renews every third of it; a replica killed mid-job stops renewing, and on
 out any replica (itself after a restart) takes the job again, its download resuming from the partial
 files' saved state where they are at hand. Every write of a job's state carries the lease's fence: a
 worker whose write is refused lost the job and stops quietly. A clean shutdown gives its leases back.
-A worker runs ``registry.jobs.mirror.sync_job`` (``mreg pull``'s code) under the shared bandwidth cap,
+A worker runs ``registry.jobs.mirror.sync_job`` (``mreg pull``'s code) under the shared bandwidth cap (with a
+shared blob store, each LFS file through its fill lease, ``registry.fills``: a job taken over resumes each file
+from what the last replica committed to the store, and meets clients missing the same file at the same lease),
 writes the job's progress to the catalog every ``job_progress_interval`` seconds, has each
 weights file indexed as soon as it lands, and keeps the commit's repo info and listing (``kept``) so
 the mirrored repo is answered while upstream is away.
@@ -24,6 +26,7 @@ from datetime import datetime, timedelta
 from mreg.registry.catalog import Catalog, JobLease, MirrorJob
 from mreg.registry.catalog.models import utcnow
 from mreg.registry.errors import MregError, RepoNotFoundError, UpstreamRefusedError, UpstreamUnavailableError
+from mreg.registry.fills.leases import CatalogInFlight
 from mreg.registry.inspect.reading import is_model_file
 from mreg.registry.inspect.repo import CONFIG
 from mreg.registry.jobs.mirror import JobProgress, Synced, sync_job
@@ -45,9 +48,9 @@ class Mirroring:
     """The scheduler task and the running jobs' tasks; ``wake`` makes it look at the jobs now."""
 
     def __init__(self, config: ServeConfig, store: Store, catalog: Catalog, upstream: Upstreams,
-                 commits: Commits, metrics: Metrics, replica: str) -> None:
+                 commits: Commits, metrics: Metrics, replica: str, fills: CatalogInFlight | None = None) -> None:
         self._config, self._store, self._catalog, self._upstream = config, store, catalog, upstream
-        self._commits, self._metrics, self._replica = commits, metrics, replica
+        self._commits, self._metrics, self._replica, self._fills = commits, metrics, replica, fills
         bucket = TokenBucket(config.max_bandwidth) if config.max_bandwidth else None
         self._tuning = dataclasses.replace(config.tuning, throttle=bucket.take if bucket else None)
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -179,7 +182,8 @@ class Mirroring:
                 if member is not self._upstream.members[-1]:
                     await within(client.repo_info(job.repo, job.revision), self._config.start_timeout)
                 synced = await sync_job(job, client=client, store=self._store, catalog=self._catalog,
-                                        tuning=self._tuning, progress=progress, upstream=member.name)
+                                        tuning=self._tuning, progress=progress, upstream=member.name,
+                                        fills=self._fills)
             except (TimeoutError, UpstreamUnavailableError) as exc:
                 await member.outages.request_failed()
                 unreachable.append(str(exc) or f"{member.endpoint} did not answer in time")

@@ -1,6 +1,8 @@
 """Pulling a repo at a revision into the store: pin the commit, list, download, verify, link.
 
-The CLI's ``mreg pull`` and (later) the daemon's mirror jobs both call ``pull``.
+The CLI's ``mreg pull`` and the daemon's mirror jobs both call ``pull``. On a store replicas share, a job's LFS
+files go through their fill leases (``registry.fills``): each is fetched once for all replicas, fed to the store
+as it arrives, and resumed from what a dead replica committed there.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import asyncio
 import dataclasses
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,9 +20,11 @@ from typing import Protocol
 from mreg.registry.blobs import holds
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download.state import TransferState
-from mreg.registry.download import FileSpec, Source, Tuning, download_from
+from mreg.registry.download import Downloaded, FileSpec, Source, Tuning, download_from
 from mreg.registry.errors import CatalogError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
 from mreg.registry.files import checked_locator, link_blob, present_blobs
+from mreg.registry.fills.fill import Lead, filled
+from mreg.registry.fills.leases import CatalogInFlight
 from mreg.registry.upstream.client import RemoteFile, RepoClient
 from mreg.registry.inspect.repo import index_snapshot
 from mreg.registry.upstream.extra_sources import MirrorListing, list_mirrors
@@ -101,11 +105,12 @@ class PullResult:
 
 async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store: Store, catalog: Catalog,
                progress: PullProgress = NullProgress(),
-               listed: tuple[str, Sequence[RemoteFile]] | None = None) -> PullResult:
+               listed: tuple[str, Sequence[RemoteFile]] | None = None,
+               fills: CatalogInFlight | None = None) -> PullResult:
     """Bring ``repo`` at ``options.revision`` into the store and return its snapshot (or local dir).
 
     ``listed`` is the commit ``options.revision`` pins and its files, when the caller has just
-    listed them (so they are not asked for twice).
+    listed them (so they are not asked for twice). ``fills``: the fill leases of a store replicas share.
     """
     if options.offline:
         return await _local(repo, options, store, catalog)
@@ -130,7 +135,8 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
         download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
         tally = _Tally()
         try:
-            await _download_all(repo, commit, todo, records, options, client, store, catalog, progress, tally)
+            await _download_all(repo, commit, todo, records, options, client, store, catalog, progress, tally,
+                                fills)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
             try:
@@ -220,9 +226,9 @@ class _Tally:
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], records: list[FileRecord],
                         options: PullOptions, client: RepoClient, store: Store, catalog: Catalog,
-                        progress: PullProgress, tally: _Tally) -> None:
+                        progress: PullProgress, tally: _Tally, fills: CatalogInFlight | None) -> None:
     """Download, publish, link and record ``files``, several at once over shared connections (``records``:
-    every file of the revision, see ``link_blob``)."""
+    every file of the revision, see ``link_blob``; ``fills``: see ``pull``)."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
     mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
@@ -236,8 +242,8 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
             spec = _spec(f)
             sources = [Source(client.endpoint, client, checked_locator(client, repo, commit, spec), slots)]
             sources += [s for s in (m.source_for(repo, f) for m in listings) if s is not None]
-            done = await download_from(sources, spec, store, options.tuning, lambda n: progress.advance(f.path, n),
-                                       refetch_once=True)
+            done = await _fetch(repo, spec, sources, store, options.tuning, lambda n: progress.advance(f.path, n),
+                                fills)
             tally.fetched += done.fetched
             if done.refetched:
                 tally.refetched.append(f.path)
@@ -253,6 +259,28 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
     except BaseExceptionGroup as group_error:
         raise first_error(group_error) from None
 
+
+
+async def _fetch(repo: RepoRef, spec: FileSpec, sources: list[Source], store: Store, tuning: Tuning,
+                 advance: Callable[[int], None], fills: CatalogInFlight | None) -> Downloaded:
+    """One file into the store: downloaded from ``sources`` (once more if the bytes fail verification), or, on a
+    store replicas share (``fills``), through its fill lease: led, resumed from what the fill has committed, or
+    left to the replica that fills it (then nothing is fetched here)."""
+    def alone() -> Awaitable[Downloaded]:
+        return download_from(sources, spec, store, tuning, advance, refetch_once=True)
+
+    def lead(lead: Lead) -> Awaitable[Downloaded]:
+        return download_from(sources, spec, store, lead.tuning, advance, lead.on_prefix, readers=lead.readers,
+                             publish=lead.publish)
+
+    if fills is None:
+        return await alone()
+    done = await filled(fills, store, spec, str(repo), tuning, lead, alone)
+    if done is None:  # another replica published it
+        assert spec.sha256 is not None
+        advance(spec.size)
+        return Downloaded(spec.sha256, 0)
+    return done
 
 
 async def _pulled(repo: RepoRef, commit: str, catalog: Catalog, options: PullOptions) -> list[PulledFile]:

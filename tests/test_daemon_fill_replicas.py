@@ -3,9 +3,11 @@ catalog and one SeaweedFS bucket, cold `hf_hub_download` clients spread over the
 fill takes seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while
 upstream sends the file about once (the test hub counts every body byte per blob). The leader killed with -9
 part-way: the other replicas take its fill over at its committed offset, their clients finish, and the bucket
-never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. And a
+never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. A mirror job
+and a client missing the same blob meet at its lease, whichever comes first: upstream sends it once. And a
 leader whose lease another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later
-writes change nothing, and no blob appears until a leader finishes."""
+writes change nothing, and no blob appears until a leader finishes; a mirror job's pull follows the new leader
+instead, and takes the fill over when that one gives it up."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from mreg.registry.catalog.records import FillRecord
 from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
 from tests.postgres import rows_of
 from tests.seaweed import SeaweedServer
-from tests.test_daemon_s3 import blob_files, objects
+from tests.test_daemon_s3 import BlobWatch, blob_files, objects
+from tests.test_mirror import call, jobs
 from tests.test_mirror_replicas import start_all
 from tests.testhub import TestHub, generated_file, small_repo
 
@@ -53,9 +56,9 @@ def counter(daemon: Daemon, name: str) -> float:
 class Client(threading.Thread):
     """One cold `hf_hub_download` of the file through ``replica``: when its first byte came, what it got."""
 
-    def __init__(self, replica: DaemonProcess, cache: Path) -> None:
+    def __init__(self, replica: DaemonProcess, cache: Path, repo: str = REPO) -> None:
         super().__init__(daemon=True)
-        self.replica, self.cache = replica, cache
+        self.replica, self.cache, self.repo = replica, cache, repo
         self.first_byte: float | None = None
         self.path: Path | None = None
         self.error: BaseException | None = None
@@ -73,25 +76,10 @@ class Client(threading.Thread):
                 return super().update(n)
 
         try:
-            self.path = Path(hf_hub_download(REPO, "weights.bin", cache_dir=self.cache, endpoint=self.replica.url,
+            self.path = Path(hf_hub_download(self.repo, "weights.bin", cache_dir=self.cache, endpoint=self.replica.url,
                                              token=False, tqdm_class=FirstByte))
         except BaseException as exc:  # noqa: BLE001 (handed to the test)
             self.error = exc
-
-
-class BlobWatch(threading.Thread):
-    """Lists the bucket's blobs until stopped, keeping every (key, size) it saw: none may be incomplete."""
-
-    def __init__(self, seaweed: SeaweedServer, prefix: str) -> None:
-        super().__init__(daemon=True)
-        self.seaweed, self.prefix = seaweed, prefix
-        self.seen: set[tuple[str, int]] = set()
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.seen |= {(k, v) for k, v in objects(self.seaweed, self.prefix).items() if k.startswith("blobs/")}
-            self.stop.wait(0.1)
 
 
 def shared_setup(test_hub: TestHub, tmp_path: Path, size: int) -> str:
@@ -218,6 +206,48 @@ def test_the_leader_killed_mid_fill_of_240_mb_is_taken_over(
     check_takeover(240_000_000, test_hub, tmp_path, s3_url, pg_url, seaweed, throttle=3_000_000)
 
 
+def test_a_mirror_job_and_a_client_missing_one_blob_meet_at_its_lease(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str) -> None:
+    size, shas = 24 * MiB, {}
+    job_first, client_first = "testorg/job-first", "testorg/client-first"
+    for i, name in enumerate((job_first, client_first)):
+        data = generated_file(tmp_path / "data" / f"{i}.bin", size, seed=20 + i)
+        repo = test_hub.add_repo(small_repo(name, {"weights.bin": data, "config.json": '{"model_type": "x"}'}))
+        shas[name] = repo.head.files["weights.bin"].blob.sha256
+    test_hub.faults.throttle = 500_000  # 4 MB/s over a leader's 8 connections: a fill takes ~6 s
+    daemons = start_all([tmp_path / name / "home" for name in "ab"], test_hub.endpoint, "--store", s3_url,
+                        "--database-url", pg_url)
+
+    def leader(fills: int) -> DaemonProcess:
+        """The replica leading the ``fills``-th fill (they start one after the other here)."""
+        wait_for(lambda: sum(counter(d, "mreg_fills_led_total") for d in daemons) == fills, 30, f"fill {fills} led")
+        return max(daemons, key=lambda d: counter(d, "mreg_fills_led_total"))
+
+    try:
+        test_hub.stats.reset()
+        assert call(daemons[0], "POST", "/v1/jobs", {"repo": job_first})[0] == 201
+        by_job = leader(1)  # the job's replica (any may take it) leads; a client of the other follows
+        clients = [Client(next(d for d in daemons if d is not by_job), tmp_path / "hf-0", job_first),
+                   Client(daemons[0], tmp_path / "hf-1", client_first)]
+        clients[0].start()
+        clients[1].start()
+        leader(2)  # the second client leads; the job of its repo follows
+        assert call(daemons[1], "POST", "/v1/jobs", {"repo": client_first})[0] == 201
+        finished(clients, 120)
+        for client, name in zip(clients, (job_first, client_first)):
+            assert client.error is None, client.error
+            assert client.path is not None and sha256_of(client.path) == shas[name]
+        wait_for(lambda: {j["status"] for j in jobs(daemons[1]).values()} == {"done"}, 60, "both jobs done")
+        for name, sha in shas.items():
+            assert test_hub.stats.bytes_by_sha256[sha] <= 1.05 * size, (name, test_hub.stats.bytes_by_sha256[sha])
+        counts = {name: sum(counter(d, f"mreg_fills_{name}_total") for d in daemons)
+                  for name in ("led", "followed", "taken_over")}
+        assert counts == {"led": 2, "followed": 2, "taken_over": 0}, counts
+    finally:
+        test_hub.faults.throttle = None
+        stop_all(daemons)
+
+
 class Fetch(threading.Thread):
     """One plain GET of the file through ``daemon``: the bytes it got, and whether the body came whole."""
 
@@ -290,6 +320,35 @@ def test_a_leader_whose_lease_was_taken_over_stops_and_writes_nothing_more(
         holder, fence, committed, state = lease() or ("", 0, 0, "")
         assert (fence, committed, state) == (3, size, "done") and holder != "intruder"
         assert objects(seaweed, prefix) == {f"blobs/{sha}": size}
+    finally:
+        test_hub.faults.throttle = None
+        assert daemon.stop() == 0, daemon.log.read_text()
+
+
+def test_a_mirror_job_whose_fill_lease_was_taken_over_follows_the_new_leader(
+        test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str, seaweed: SeaweedServer) -> None:
+    size = 24 * MiB
+    sha = shared_setup(test_hub, tmp_path, size)
+    test_hub.faults.throttle = 500_000  # 4 MB/s over the leader's 8 connections: the fill takes ~6 s
+    daemon = start_daemon(tmp_path / "home", test_hub.endpoint, "--store", s3_url, "--database-url", pg_url)
+    prefix = s3_url.split("/", 3)[3]
+    try:
+        assert call(daemon, "POST", "/v1/jobs", {"repo": REPO})[0] == 201
+        wait_for(lambda: int((rows_of(pg_url, f"SELECT committed FROM fill_leases WHERE key = '{sha}'")
+                              or [(0,)])[0][0]) > 0, 60, "the job's first commit")
+        taken = asyncio.run(intrude(pg_url, sha, size))
+        wait_for(lambda: counter(daemon, "mreg_fill_leases_lost_total") == 1, 30, "the daemon to notice")
+        assert f"blobs/{sha}" not in objects(seaweed, prefix)
+        assert jobs(daemon)[REPO]["status"] == "running"  # its pull follows the intruder's fill
+
+        test_hub.faults.throttle = None
+        assert asyncio.run(give_back(pg_url, sha, taken.fence))  # the job takes the fill over and finishes it
+        wait_for(lambda: jobs(daemon)[REPO]["status"] in ("done", "failed"), 60, "the job to end")
+        assert jobs(daemon)[REPO]["status"] == "done", jobs(daemon)[REPO]
+        assert rows_of(pg_url, f"SELECT fence, committed, state FROM fill_leases WHERE key = '{sha}'") == [
+            (3, size, "done")]
+        assert objects(seaweed, prefix)[f"blobs/{sha}"] == size
+        assert (counter(daemon, "mreg_fills_led_total"), counter(daemon, "mreg_fills_taken_over_total")) == (2, 1)
     finally:
         test_hub.faults.throttle = None
         assert daemon.stop() == 0, daemon.log.read_text()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
-from mreg.daemon.serving.transfers import not_resumable
+from mreg.registry.fills.shared import not_resumable
 from mreg.registry.download import FileSpec, download_file
 from mreg.registry.errors import MregError, UpstreamUnavailableError
 from mreg.registry.repo import RepoRef

@@ -57,6 +57,21 @@ def objects(seaweed: SeaweedServer, prefix: str) -> dict[str, int]:
     return {o["Key"][len(prefix) + 1:]: o["Size"] for o in answer.get("Contents", [])}
 
 
+class BlobWatch(threading.Thread):
+    """Lists the bucket's blobs until stopped, keeping every (key, size) it saw: none may be incomplete."""
+
+    def __init__(self, seaweed: SeaweedServer, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.seaweed, self.prefix = seaweed, prefix
+        self.seen: set[tuple[str, int]] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.seen |= {(k, v) for k, v in objects(self.seaweed, self.prefix).items() if k.startswith("blobs/")}
+            self.stop.wait(0.1)
+
+
 def hub_with_repo(test_hub: TestHub) -> TestHub:
     test_hub.add_repo(small_repo(REPO, FILES))
     return test_hub

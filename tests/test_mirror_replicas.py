@@ -1,8 +1,10 @@
-"""Mirror jobs across replicas: three real `mreg serve` processes sharing one PostgreSQL catalog (each with
-its own MREG_HOME: a shared blob store is another part of #13), two jobs added through replica A, A
-killed with SIGKILL mid-job; B and C take the jobs over once A's leases run out and finish them, and
-``mirror_job_runs`` shows that no two runs of one job overlapped. And a daemon whose lease another replica
-took over stops its sync and writes nothing more."""
+"""Mirror jobs across replicas: three real `mreg serve` processes sharing one PostgreSQL catalog, two jobs added
+through replica A, A killed with SIGKILL mid-job; B and C take the jobs over once A's leases run out and finish
+them, and ``mirror_job_runs`` shows that no two runs of one job overlapped. With one S3 bucket for all (``s3``),
+the jobs' files go through the blobs' fill leases: B and C resume each file from what A committed to the bucket,
+so upstream sends at most 1.2x the files. With a home each (``local``), nothing of A's partial files can reach B
+or C: they fetch the files again from the start, and the ratio is only printed. And a daemon whose lease another
+replica took over stops its sync and writes nothing more."""
 
 from __future__ import annotations
 
@@ -28,12 +30,16 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from tests.daemons import Daemon, DaemonProcess, start_daemon, start_daemon_process, wait_for
 from tests.postgres import rows_of
+from tests.test_daemon_s3 import BlobWatch, objects
 from tests.test_mirror import call, jobs, stop
 from tests.testhub import TestHub, generated_file, small_repo
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 2**20
-SIZE = 32 * MiB
+SIZES = {"local": 32 * MiB, "s3": 128 * MiB}
+"""Each weights file. On S3 what A fetched beyond its last commit is lost (at most about BACKLOG + the parts in
+flight: 24 MiB), so the file is large enough for that to stay within 0.2x of it."""
+KILL_AT = 0.3
 LEASE = 3.0
 REPOS = ("testorg/left", "testorg/right")
 
@@ -78,9 +84,10 @@ def start_all(homes: list[Path], upstream: str, *args: str) -> list[DaemonProces
 def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub, tmp_path: Path, pg_url: str,
                                                                store: str, request: pytest.FixtureRequest) -> None:
     stores = ("--store", request.getfixturevalue("s3_url")) if store == "s3" else ()
-    shas = {}
+    watch = BlobWatch(request.getfixturevalue("seaweed"), stores[1].split("/", 3)[3]) if stores else None
+    size, shas = SIZES[store], {}
     for i, name in enumerate(REPOS):
-        data = generated_file(tmp_path / "data" / f"{i}.bin", SIZE, seed=40 + i)
+        data = generated_file(tmp_path / "data" / f"{i}.bin", size, seed=40 + i)
         repo = test_hub.add_repo(small_repo(name, {"weights.bin": data, "config.json": '{"model_type": "x"}'}))
         shas[name] = (repo.head.sha, repo.head.files["weights.bin"].blob.sha256)
     test_hub.faults.throttle = 1_000_000  # per connection: A is mid-job for several seconds
@@ -88,17 +95,22 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
                         "--job-lease", str(LEASE), *stores)
     try:
         killed = replica_of(a)
+        if watch is not None:
+            watch.start()
+        started = time.monotonic()
         for name in REPOS:
             assert call(a, "POST", "/v1/jobs", {"repo": name})[0] == 201
-        wait_for(lambda: len(jobs(a)) == 2 and all(j["status"] == "running" and SIZE // 4 < j["bytes_done"] < SIZE
-                                                   for j in jobs(a).values()), 60, "both jobs a quarter through")
+        wait_for(lambda: len(jobs(a)) == 2 and all(j["status"] == "running" and KILL_AT * size < j["bytes_done"] < size
+                                                   for j in jobs(a).values()), 60, "both jobs 30 % through")
         holders = {who for (who,) in rows_of(pg_url, "SELECT leased_by FROM mirror_jobs")}
         assert killed in holders
         a.process.send_signal(signal.SIGKILL)
         a.process.wait(timeout=10)
-        killed_at = datetime.now(timezone.utc)
+        killed_at, kill_time = datetime.now(timezone.utc), time.monotonic() - started
+        committed = sum(int(n) for (n,) in rows_of(pg_url, "SELECT committed FROM fill_leases"))
         test_hub.faults.throttle = None
         wait_for(lambda: {j["status"] for j in jobs(c).values()} == {"done"}, 60, "the others to finish both jobs")
+        finish_time = time.monotonic() - started
         runner = CliRunner()
         for daemon in (b, c):  # through any replica
             listed = runner.invoke(main, ["mirror", "ls", "--json"], env={"MREG_SERVER": daemon.url})
@@ -108,7 +120,19 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
         finished = {replica_of(d): d for d in (b, c)}
         assert sum(counter(d, "mreg_jobs_finished_total") for d in (b, c)) == 2
         assert sum(counter(d, "mreg_job_leases_lost_total") for d in (b, c)) == 0
+        if watch is not None:  # each weights file led by B or C, taken over if A's fill lease was still live
+            fills = {name: sum(counter(d, f"mreg_fills_{name}_total") for d in (b, c))
+                     for name in ("led", "followed", "taken_over")}
+            assert fills["led"] == 2 and fills["followed"] == fills["taken_over"], fills
+            watch.stop.set()
+            watch.join(10)
+            stored = objects(watch.seaweed, watch.prefix)
+            assert not any(key.startswith("fills/") for key in stored), stored  # the fills' chunks are gone
+            assert {f"blobs/{sha}" for _, sha in shas.values()} <= set(stored)
+            assert all(stored.get(key) == n for key, n in watch.seen), watch.seen  # never an incomplete blob
     finally:
+        if watch is not None:
+            watch.stop.set()
         for daemon in (a, b, c):
             stop(daemon)
 
@@ -135,8 +159,12 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
     assert any(history[0][0] == killed for history in by_repo.values())
     sent = sum(test_hub.stats.bytes_by_sha256[sha] for _, sha in shas.values())
     taken_over = min(history[-1][2] for history in by_repo.values()) - killed_at
-    print(f"\nupstream bytes for the two weights files: {sent / (len(REPOS) * SIZE):.2f}x their size; "
-          f"first take-over {taken_over.total_seconds():.1f}s after the kill")
+    print(f"\n{store}: killed at {kill_time:.1f}s ({committed / (len(REPOS) * size):.0%} committed to the store), "
+          f"both done at {finish_time:.1f}s; upstream bytes for the two weights files: "
+          f"{sent / (len(REPOS) * size):.3f}x their size; first take-over {taken_over.total_seconds():.1f}s after "
+          "the kill")
+    if stores:
+        assert sent <= 1.2 * len(REPOS) * size, sent / (len(REPOS) * size)
 
 
 async def _take_over(url: str) -> JobLease:

@@ -3,7 +3,7 @@
 ``InFlight`` is the shared bookkeeping behind ``Transfers``; ``MemoryInFlight`` keeps it in this process (one
 daemon, or a local store). ``claim`` makes the caller the leader of a key (a fresh, larger fencing token each
 time) unless a live lease is held elsewhere; the leader notes the bytes it has written and releases the key
-when done. ``fill_lease.CatalogInFlight`` keeps the leases in the catalog for replicas sharing a blob store
+when done. ``registry.fills.leases.CatalogInFlight`` keeps the leases in the catalog for replicas sharing a blob store
 (#13): its leases are ``shared`` (a follower streams what the leader has committed to the shared store), its
 leader sends the noted bytes with its heartbeat, and a lease whose holder died expires there.
 """
@@ -13,17 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class Lease:
-    """A claim on a content key: ``leader`` if this caller fills it; ``token`` fences older leaders."""
-
-    key: str
-    token: int
-    leader: bool
-    shared: bool = False
-    """The leader fills the store every replica reads, so a follower streams the bytes it has committed there;
-    False: the caller fills the content itself, as a lone daemon does (a follower then fetches it too)."""
+from mreg.registry.fills.leases import Lease
 
 
 class InFlight(Protocol):

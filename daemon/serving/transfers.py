@@ -11,7 +11,8 @@ whichever comes first: publishing into an object store uploads the whole file, a
 long for its last byte would give up (huggingface_hub after 10 s). From the verification on, the transfer
 holds the verified file open, so every reader can finish from it whatever publishing does to its name.
 Replicas sharing a blob store share transfers too: one of them fetches the content, the others stream the
-bytes it commits to the store (``shared_fill``), and take over if it dies.
+bytes it commits to the store (``registry.fills``, which mirror jobs' pulls go through as well), and take over
+if it dies.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,14 +42,15 @@ from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning, downlo
 from mreg.registry.download.transfer import Locate
 from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.models import utcnow
-from mreg.registry.errors import MregError, TransferFailedError, UpstreamUnavailableError
+from mreg.registry.errors import MregError, TransferFailedError
+from mreg.registry.fills.fill import Lead, SharedFill
+from mreg.registry.fills.leases import CatalogInFlight, Lease
+from mreg.registry.fills.shared import not_resumable
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
 from mreg.daemon.serving.commits import CommitMeta, Commits
-from mreg.daemon.serving.fill_lease import CatalogInFlight
-from mreg.daemon.serving.inflight import InFlight, Lease, MemoryInFlight
-from mreg.daemon.serving.shared_fill import Feeder, follow, leader_tuning, seed
+from mreg.daemon.serving.inflight import InFlight, MemoryInFlight
 from mreg.daemon.metrics import Metrics
 
 log = logging.getLogger("mreg.daemon")
@@ -169,12 +171,6 @@ class FailedContent:
         return await self._catalog.transfer_failed_since(key, self._clock() - self._memory)
 
 
-def not_resumable(error: Exception) -> bool:
-    """Whether a failed transfer's partial is removed: yes, unless upstream was only unreachable (the next
-    miss resumes it then; a gc frees it if none comes)."""
-    return not isinstance(error, UpstreamUnavailableError)
-
-
 class Transfers:
     """The running transfers, one per repo and content key (a repo gets content through its own upstream
     before it is shared); they outlive the requests that started them.
@@ -216,6 +212,7 @@ class Transfers:
     async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate, owner: str) -> None:
         self._metrics.active_transfers += 1
         lease: Lease | None = None
+        shared: SharedFill | None = None
         release: asyncio.TimerHandle | None = None
 
         def verified(_: str) -> None:
@@ -227,17 +224,13 @@ class Transfers:
         try:
             lease = await self.inflight.claim(spec.key, owner, spec.size)
             async with self._store.pulling_async():
-                if lease.shared and not lease.leader:
-                    self._metrics.fills_followed += 1
-                    lease = await follow(self._store.blobs, self._shared, spec, owner,
-                                         self._store.partial_paths(spec.key), transfer.readers, self._part_size(spec))
-                    if lease is None:  # the whole file is here, verified: the leader published it
+                if lease.shared:
+                    shared = SharedFill(self._shared, lease, self._store, spec, owner, self._tuning)
+                    done = await shared.run(transfer.readers, lambda lead: self._lead(transfer, client, locate, lead,
+                                                                                    verified))
+                    if done is None:  # the whole file is here, verified: the leader published it
                         await self._followed(transfer)
                         return
-                    self._metrics.fills_taken_over += 1
-                if lease.shared:
-                    self._metrics.fills_led += 1
-                    done = await self._lead(transfer, lease, client, locate, verified)
                 else:  # a follower of a lone daemon's lease fills it too: publish-if-absent keeps one blob
                     held = lease
                     done = await download_file(client, spec, locate, self._store, self._slots, self._tuning,
@@ -245,7 +238,8 @@ class Transfers:
                                                on_prefix=lambda prefix: self.inflight.note(held, prefix),
                                                on_verified=verified)
                 self._metrics.bytes_upstream += done.fetched
-                await self._end(lease)
+                if shared is not None:
+                    await shared.end()
                 self._forget(transfer)  # from here on, a new request finds the blob in the store
                 for target in transfer.targets:
                     await self._link(target, done.sha256)
@@ -258,14 +252,16 @@ class Transfers:
             log.warning("transfer of %s failed: %s", spec.path, reason)
             if transfer.handed_out:  # readers may hold bytes of it
                 await self.failed.remember(spec.key)  # before the readers cut their clients off
-            if lease is not None:
-                await self._end(lease, reason)
+            if shared is not None:
+                await shared.end(reason)
             transfer.fail(reason)
         finally:
             if release is not None:
                 release.cancel()
             transfer.close()
-            if lease is not None:
+            if shared is not None:
+                await shared.release()
+            elif lease is not None:
                 await self.inflight.release(lease)
             self._forget(transfer)
             self._metrics.active_transfers -= 1
@@ -275,29 +271,12 @@ class Transfers:
         assert isinstance(self.inflight, CatalogInFlight)  # only its leases are shared
         return self.inflight
 
-    def _part_size(self, spec: FileSpec) -> int:
-        """The parts of a shared fill's partial file."""
-        return leader_tuning(self._tuning).part_size(spec.size)
-
-    async def _lead(self, transfer: Transfer, lease: Lease, client: RepoClient, locate: Locate,
-                    verified: Callable[[str], None]) -> Downloaded:
-        """Fill the shared store as the lease's holder: the partial file seeded with what the fill has committed,
-        the download's prefix appended to the fill as it grows, the blob published from the fill."""
-        spec, blobs = transfer.spec, self._store.blobs
-        assert spec.sha256 is not None
-        fill = await blobs.open_fill(spec.sha256, spec.size)
-        try:
-            self.inflight.note(lease, fill.committed)
-            await seed(blobs, spec, self._store.partial_paths(spec.key), fill.committed, self._part_size(spec))
-            feeder = Feeder(fill, transfer.data_path, self._shared, lease, spec, transfer.readers)
-            return await feeder.around(download_file(
-                client, spec, locate, self._store, self._slots, leader_tuning(self._tuning, feeder.room),
-                discard=not_resumable,
-                readers=transfer.readers, on_prefix=feeder.prefix, on_verified=verified, publish=feeder.publish))
-        except Exception as exc:
-            if not_resumable(exc) and self._shared.holds(lease):  # bytes that failed verification, or a refusal
-                await asyncio.shield(fill.discard())
-            raise
+    def _lead(self, transfer: Transfer, client: RepoClient, locate: Locate, lead: Lead,
+              verified: Callable[[str], None]) -> Awaitable[Downloaded]:
+        """The download of a shared fill's leader: its clients stream the partial file the fill is fed from."""
+        return download_file(client, transfer.spec, locate, self._store, self._slots, lead.tuning,
+                             discard=not_resumable, readers=lead.readers, on_prefix=lead.on_prefix,
+                             on_verified=verified, publish=lead.publish)
 
     async def _followed(self, transfer: Transfer) -> None:
         """A followed fill ended with every byte here and verified: hold the file for the readers, drop its name,
@@ -311,14 +290,6 @@ class Transfers:
         for target in transfer.targets:
             await self._link(target, sha256)
         transfer.succeed(sha256)
-
-    async def _end(self, lease: Lease, error: str | None = None) -> None:
-        """Tell the followers of a shared fill how it ended (a lone daemon's lease has none)."""
-        if lease.shared:
-            try:
-                await self._shared.finish(lease, error)
-            except MregError as exc:
-                log.error("cannot record the end of the fill of %s: %s", lease.key, exc)
 
     def _forget(self, transfer: Transfer) -> None:
         running = self._running.get(transfer.key)

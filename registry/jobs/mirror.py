@@ -11,6 +11,7 @@ from mreg.registry.catalog import Catalog, MirrorJob
 from mreg.registry.download import Tuning
 from mreg.registry.blobs import holds
 from mreg.registry.errors import UsageError
+from mreg.registry.fills.leases import CatalogInFlight
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.pull import PullOptions, pull
 from mreg.registry.repo import RepoRef
@@ -66,9 +67,9 @@ class Synced:
 
 
 async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog: Catalog, tuning: Tuning,
-                   progress: JobProgress, upstream: str | None = None) -> Synced:
+                   progress: JobProgress, upstream: str | None = None, fills: CatalogInFlight | None = None) -> Synced:
     """Bring ``job.repo`` to the commit ``job.revision`` names upstream (``upstream``: its name, recorded in
-    the catalog), with ``pull``.
+    the catalog), with ``pull`` (``fills``: the fill leases of a store replicas share).
 
     Only new and changed files move (the store is content-addressed); the ref flips to the new
     commit once all of them are stored, so the previous snapshot is what readers see until then.
@@ -81,7 +82,7 @@ async def sync_job(job: MirrorJob, *, client: RepoClient, store: Store, catalog:
         progress.bytes_total = progress.bytes_done = job.bytes_total
         return Synced(commit, 0)
     result = await pull(job.repo, options, client=client, store=store, catalog=catalog, progress=progress,
-                        listed=(commit, await client.list_files(job.repo, commit)))
+                        listed=(commit, await client.list_files(job.repo, commit)), fills=fills)
     return Synced(result.commit, result.fetched, result.refetched)
 
 

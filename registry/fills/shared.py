@@ -1,5 +1,5 @@
 """One upstream transfer per blob across replicas (#13): the leader's fill of the shared store, and followers
-streaming it.
+streaming it (or only waiting for it: a mirror job's pull has no reader).
 
 The leader downloads as a lone daemon does (connections into its partial file, its own clients streaming it; but
 fewer and smaller parts, ``leader_tuning``), and a ``Feeder`` appends the file's contiguous prefix to the blob's fill in the shared store
@@ -11,7 +11,9 @@ file with the committed bytes and has the download fetch only the rest.
 A follower (``follow``) copies the committed bytes into its own partial file as they grow, so its clients stream
 them as they stream a local transfer; the last bytes come from the blob once the leader has published it, and
 the copy is hashed as it goes: its clients get their last byte only once all of it matches the sha256. When
-the leader's lease runs out (it died, or stalled), the follower claims the lease and leads from there.
+the leader's lease runs out (it died, or stalled), the follower claims the lease and leads from there. A
+follower without readers copies nothing: it waits for the blob, or takes the lease over and leads from the
+committed bytes like any other taker (``seed``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,8 @@ from mreg.registry.catalog.models import utcnow
 from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning
 from mreg.registry.download.state import Part, TransferState
 from mreg.registry.download.transfer import locked
-from mreg.registry.errors import StoreError, TransferFailedError
-
-from mreg.daemon.serving.fill_lease import CatalogInFlight
-from mreg.daemon.serving.inflight import Lease
+from mreg.registry.errors import StoreError, TransferFailedError, UpstreamUnavailableError
+from mreg.registry.fills.leases import CatalogInFlight, Lease
 
 MiB = 1024 * 1024
 READ = MiB
@@ -57,6 +57,12 @@ def leader_tuning(tuning: Tuning, room: Callable[[int], Awaitable[None]] | None 
 
     return replace(tuning, connections=min(tuning.connections, LEADER_CONNECTIONS), min_part=LEADER_PART,
                    max_part=LEADER_PART, throttle=held_back if room is not None else throttle)
+
+
+def not_resumable(error: Exception) -> bool:
+    """Whether a failed download's partial file (and a shared fill's chunks) are dropped: yes, unless upstream was
+    only unreachable (the next try resumes them then)."""
+    return not isinstance(error, UpstreamUnavailableError)
 
 
 def lost(spec: FileSpec) -> TransferFailedError:
@@ -193,48 +199,70 @@ async def _bounded(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
         limit -= len(data)
 
 
+class _Copy:
+    """A follower's copy of the committed bytes in its partial file (descriptor ``fd``), hashed as it grows."""
+
+    def __init__(self, fd: int, part: Part, readers: Readers) -> None:
+        self.fd, self.part, self.readers = fd, part, readers
+        self.digest = hashlib.sha256()
+
+    async def take(self, chunks: AsyncIterator[bytes]) -> None:
+        async for data in chunks:
+            await asyncio.to_thread(os.pwrite, self.fd, data, self.part.done)
+            self.digest.update(data)
+            self.part.done += len(data)
+            self.readers.changed()
+
+
 async def follow(blobs: BlobStore, inflight: CatalogInFlight, spec: FileSpec, owner: str,
-                 paths: tuple[Path, Path], readers: Readers, part_size: int) -> Lease | None:
+                 paths: tuple[Path, Path], readers: Readers | None, part_size: int) -> Lease | None:
     """Copy the leader's committed bytes into the partial file ``paths`` as they grow, ``readers`` following
     them; None once all of them are there and match the sha256 (the blob is published). If the leader's lease
-    runs out first, this replica's lease once it took the fill over (the partial file's state saved).
+    runs out first, this replica's lease once it took the fill over (the partial file's state saved). Without
+    ``readers`` nothing is copied: None once the blob is published, or the lease taken over.
 
     Raises TransferFailedError when the leader's fill failed, or the bytes do not verify."""
     assert spec.sha256 is not None
+    if readers is None:
+        return await _until_published(blobs, inflight, spec, owner, None)
     data_path, state_path = paths
-    part, digest = Part(0, spec.size), hashlib.sha256()
+    part = Part(0, spec.size)
     readers.bind([part], lambda pos: None)
     async with locked(data_path) as fd:
         state_path.unlink(missing_ok=True)
         os.ftruncate(fd, spec.size)
+        lease = await _until_published(blobs, inflight, spec, owner, _Copy(fd, part, readers))
+        if lease is not None:
+            state = TransferState.plan(spec.size, spec.key, part_size)
+            mark_written(state, part.done)
+            state.save(state_path)
+        return lease
 
-        async def take(chunks: AsyncIterator[bytes]) -> None:
-            async for data in chunks:
-                await asyncio.to_thread(os.pwrite, fd, data, part.done)
-                digest.update(data)
-                part.done += len(data)
-                readers.changed()
 
-        while True:
-            found = await inflight.look(spec.key)
-            if found is None or found.state == "failed":
-                raise TransferFailedError(f"{spec.path}: the replica filling it failed"
-                                          + (f": {found.error}" if found is not None and found.error else ""))
-            if found.state == "done":
-                await take(blobs.read(spec.sha256, part.done))
-                if part.done != spec.size or digest.hexdigest() != spec.sha256:
+async def _until_published(blobs: BlobStore, inflight: CatalogInFlight, spec: FileSpec, owner: str,
+                           copy: _Copy | None) -> Lease | None:
+    """Follow the lease of ``spec``'s content (``copy``: copying what its leader commits) until the blob is
+    published (None) or this replica took the lease over (its lease)."""
+    assert spec.sha256 is not None
+    while True:
+        found = await inflight.look(spec.key)
+        if found is None or found.state == "failed":
+            raise TransferFailedError(f"{spec.path}: the replica filling it failed"
+                                      + (f": {found.error}" if found is not None and found.error else ""))
+        if found.state == "done":
+            if copy is not None:
+                await copy.take(blobs.read(spec.sha256, copy.part.done))
+                if copy.part.done != spec.size or copy.digest.hexdigest() != spec.sha256:
                     raise TransferFailedError(f"{spec.path}: the bytes streamed from the shared store did not "
-                                              f"verify ({part.done} of {spec.size})")
-                return None
-            if found.committed > part.done:
-                await take(_bounded(blobs.read_fill(spec.sha256, spec.size, part.done), found.committed - part.done))
-                continue
-            if found.until <= utcnow():
-                lease = await inflight.claim(spec.key, owner, spec.size)
-                if lease.leader:
-                    state = TransferState.plan(spec.size, spec.key, part_size)
-                    mark_written(state, part.done)
-                    state.save(state_path)
-                    return lease
-                continue
-            await inflight.changed(spec.key)  # the leader's next commit, or its lease running out
+                                              f"verify ({copy.part.done} of {spec.size})")
+            return None
+        if copy is not None and found.committed > copy.part.done:
+            await copy.take(_bounded(blobs.read_fill(spec.sha256, spec.size, copy.part.done),
+                                     found.committed - copy.part.done))
+            continue
+        if found.until <= utcnow():
+            lease = await inflight.claim(spec.key, owner, spec.size)
+            if lease.leader:
+                return lease
+            continue
+        await inflight.changed(spec.key)  # the leader's next commit, or its lease running out

@@ -1,4 +1,5 @@
-"""``CatalogInFlight``: the ``InFlight`` of replicas sharing one catalog and one blob store (#13).
+"""``CatalogInFlight``: blob fill leases of replicas sharing one catalog and one blob store (#13), for the daemon's
+transfers (its ``InFlight``) and mirror jobs' pulls alike.
 
 A blob's lease is a row of the catalog (``registry.catalog.fill_leases``): the first replica to miss the blob
 holds it and fills the shared store, the others follow (``Lease.shared``), streaming what it has committed there.
@@ -28,14 +29,37 @@ from mreg.registry.catalog.records import FillRecord
 from mreg.registry.errors import CatalogError, MregError
 from mreg.registry.waiting import wait_until_set
 
-from mreg.daemon.metrics import Metrics
-from mreg.daemon.serving.inflight import Lease
-
-log = logging.getLogger("mreg.daemon")
+log = logging.getLogger("mreg.fills")
 POLL, NOTIFIED_POLL = 0.25, 1.0
 """Seconds between a follower's looks at the lease it follows: without notifications, and with them (the
 looks then only notice a lease that ran out)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claim on a content key: ``leader`` if this caller fills it; ``token`` fences older leaders."""
+
+    key: str
+    token: int
+    leader: bool
+    shared: bool = False
+    """The leader fills the store every replica reads, so a follower streams the bytes it has committed there;
+    False: the caller fills the content itself, as a lone daemon does (a follower then fetches it too)."""
+
+
+@dataclass
+class FillCounts:
+    """A replica's fills of the shared store since it started (the daemon's ``mreg_fill*`` counters)."""
+
+    led: int = 0
+    """Fills it fetched from upstream as the lease's holder, taken over ones included."""
+    followed: int = 0
+    """Fills another replica held the lease of when this one asked."""
+    taken_over: int = 0
+    """Followed fills whose leader's lease ran out, which this replica then led."""
+    leases_lost: int = 0
+    """Fills it stopped because another replica took its lease over."""
 
 
 @dataclass
@@ -53,9 +77,9 @@ class _Held:
 class CatalogInFlight:
     """Fill leases in ``catalog``, held as ``replica``; see the module docstring."""
 
-    def __init__(self, catalog: Catalog, replica: str, metrics: Metrics, lease: float = 5.0,
+    def __init__(self, catalog: Catalog, replica: str, counts: FillCounts, lease: float = 5.0,
                  beat: float | None = None) -> None:
-        self._catalog, self.replica, self._metrics = catalog, replica, metrics
+        self._catalog, self.replica, self.counts = catalog, replica, counts
         self._lease, self._beat = lease, beat if beat is not None else lease / 5
         self._held: dict[str, _Held] = {}
         self._waiting: dict[str, asyncio.Event] = {}
@@ -170,7 +194,7 @@ class CatalogInFlight:
                 continue
             if not kept:
                 held.lost = True
-                self._metrics.fill_leases_lost += 1
+                self.counts.leases_lost += 1
                 log.warning("the fill lease of %s was taken over by another replica: this one stops its fill", key)
                 for callback in held.on_lost:
                     callback()
