@@ -198,6 +198,12 @@ class CatalogError(MregError):
     code = "CatalogError"
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a failure is recorded and reported as: an MregError's own one-line message, else the exception's
+    type and message."""
+    return str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
+
+
 def first_error(group: BaseExceptionGroup) -> BaseException:
     """The most telling error inside a failed task group: an MregError if there is one."""
     leaves: list[BaseException] = []

@@ -57,10 +57,9 @@ class GGUFFile:
     def __init__(self, path: Path | str) -> None:
         with open(path, "rb") as file:
             self._buf = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        self._pos = 0
-        magic, self.version = self._buf[:4], self._unpack("<4xI")
-        if magic != b"GGUF":
+        if self._buf[:4] != b"GGUF":
             raise ValueError(f"{path} is not a GGUF file")
+        self._pos = 8  # past the magic and the version
         n_tensors, n_keys = self._unpack("<Q"), self._unpack("<Q")
         self.fields: dict[str, Field] = {}
         for _ in range(n_keys):

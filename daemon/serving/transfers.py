@@ -42,7 +42,7 @@ from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning, downlo
 from mreg.registry.download.transfer import Locate
 from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.models import utcnow
-from mreg.registry.errors import MregError, TransferFailedError
+from mreg.registry.errors import MregError, TransferFailedError, failure_reason
 from mreg.registry.fills.fill import Lead, SharedFill
 from mreg.registry.fills.leases import CatalogInFlight, Lease
 from mreg.registry.fills.shared import not_resumable
@@ -248,7 +248,7 @@ class Transfers:
             transfer.fail("the mirror is shutting down")
             raise
         except Exception as exc:  # noqa: BLE001 (any failure must reach the readers, who cut their clients off)
-            reason = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
+            reason = failure_reason(exc)
             log.warning("transfer of %s failed: %s", spec.path, reason)
             if transfer.handed_out:  # readers may hold bytes of it
                 await self.failed.remember(spec.key)  # before the readers cut their clients off

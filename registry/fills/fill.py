@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning
 from mreg.registry.download.transfer import Advance, Publish
-from mreg.registry.errors import MregError
+from mreg.registry.errors import MregError, failure_reason
 from mreg.registry.fills.leases import CatalogInFlight, Lease
 from mreg.registry.fills.shared import Feeder, follow, leader_tuning, not_resumable, seed
 from mreg.registry.store import Store
@@ -129,7 +129,7 @@ async def filled(inflight: CatalogInFlight, store: Store, spec: FileSpec, owner:
             if fill.lost:
                 log.warning("the fill of %s was taken over by another replica: following it", spec.path)
                 continue
-            await fill.end(str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}")
+            await fill.end(failure_reason(exc))
             raise
         finally:
             await fill.release()
