@@ -2,6 +2,7 @@
 
     python bench/pull_bench.py [--size 1500000000] [--throttle 25000000] [--runs 1] [--json out.json]
                                [--connections 8,16,32] [--aria2c-connections 1,2,4,8] [--baseline DIR] [--no-hf]
+                               [--gated]
 
 The test hub runs in this process (a background thread), each CDN connection capped at `--throttle`
 bytes/s. Every tool runs as a child process with a fresh home after an unmeasured warm-up (`mreg pull` also with
@@ -9,7 +10,8 @@ bytes/s. Every tool runs as a child process with a fresh home after an unmeasure
 covers the whole child (start-up included); peak RSS and CPU time are the tool process's own, as GNU
 time reports them; hub CPU is this process's CPU time during the run. Each output is checked against
 the file's sha256. A resume scenario SIGKILLs `mreg pull` once its saved state shows `--kill-at`
-done, pulls again, and counts the CDN bytes served in total. See bench/README.md.
+done, pulls again, and counts the CDN bytes served in total. `--gated` makes the repo gated, every tool sending
+a token that passes its gate. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,6 +52,8 @@ TIME = "/usr/bin/time"
 """GNU time (Debian package `time`): forks the tool from a ~1 MB process, so its peak RSS is the tool's own."""
 HF_SCRIPT = "import sys; from huggingface_hub import hf_hub_download; print(hf_hub_download(sys.argv[1], sys.argv[2]))"
 ARIA2C_HFD = 16
+TOKEN, USER = "hf_bench_reader", "bench-reader"
+"""With ``--gated``: the token every tool sends, and the user the hub lets through the repo's gate."""
 """aria2c's connections per file as hfd.sh runs it (with a 1 MiB minimum split)."""
 
 
@@ -119,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-at", type=float, default=0.4, help="resume scenario: kill at this fraction done")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/mreg-bench"), help="big file and work dirs")
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
+    parser.add_argument("--gated", action="store_true", help="the repo is gated: every tool sends a token that "
+                        "passes its gate (HF_TOKEN; aria2c an Authorization header, as hfd.sh does with --hf_token)")
     return parser.parse_args(argv)
 
 
@@ -201,6 +208,8 @@ class Bench:
                     and not k.startswith(("HF_", "HUGGING_FACE_", "MREG_")) and "proxy" not in k.lower()}
         self.env.update(HF_ENDPOINT=hub.endpoint, NO_PROXY="127.0.0.1,127.0.0.2,localhost",
                         PYTHONPYCACHEPREFIX=str(args.cache_dir / "pycache"))
+        if args.gated:
+            self.env["HF_TOKEN"] = TOKEN
 
     def _fresh(self, name: str) -> Path:
         """An empty work dir; the previous one is removed and its writes flushed first."""
@@ -237,7 +246,8 @@ class Bench:
 
     def _aria2c_cmd(self, repo_id: str, out_dir: Path, connections: int = ARIA2C_HFD) -> list[str]:
         url = f"{self.hub.endpoint}/{repo_id}/resolve/main/{FILENAME}"
-        return ["aria2c", *aria2c_args(connections), "-d", str(out_dir), "-o", FILENAME, url]
+        auth = [f"--header=Authorization: Bearer {TOKEN}"] if self.args.gated else []
+        return ["aria2c", *aria2c_args(connections), *auth, "-d", str(out_dir), "-o", FILENAME, url]
 
     @staticmethod
     def _hf_cmd(repo_id: str) -> list[str]:
@@ -318,7 +328,7 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
     best = min(mregs, key=lambda r: r.seconds)
     mreg_rss = max([r.peak_rss_mb for r in mregs] + [resume.peak_rss_mb])
     lines = [
-        f"{args.size / MB:.0f} MB LFS file, {args.throttle / MB:g} MB/s per connection, median of {args.runs} "
+        f"{args.size / MB:.0f} MB LFS file{' of a gated repo' if args.gated else ''}, {args.throttle / MB:g} MB/s per connection, median of {args.runs} "
         f"run(s); {info['date']}, {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM, kernel {info['kernel']}, "
         f"Python {info['python']}, aria2c {info['aria2c']}, huggingface_hub {info['huggingface_hub']}",
         "",
@@ -349,7 +359,7 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
         f"Fastest mreg setting: `{best.tool}` ({best.seconds:.2f} s).",
         "",
         f"Reproduce: `python bench/pull_bench.py --size {args.size} --throttle {args.throttle} --runs {args.runs} "
-        f"--connections {shlex.quote(args.connections)}"
+        f"--connections {shlex.quote(args.connections)}" + (" --gated" if args.gated else "")
         + (f" --aria2c-connections {args.aria2c_connections}" if args.aria2c_connections else "")
         + (f" --baseline {args.baseline}" if args.baseline else "") + (" --no-hf`" if args.no_hf else "`"),
     ]
@@ -377,9 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
     sweep = [int(n) for n in args.connections.split(",") if n]
     aria2c_sweep = [int(n) for n in args.aria2c_connections.split(",") if n]
-    with TestHub() as hub:
+    with TestHub(tokens={TOKEN: USER}) as hub:
         hub.faults.throttle = args.throttle
-        hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob})
+        gate: dict[str, Any] = {"gated": "manual", "allowed_users": {USER}} if args.gated else {}
+        hub.add_repo(HubRepo(REPO_ID, **gate)).commit({FILENAME: blob})
         hub.add_repo(HubRepo(WARM_UP_REPO)).commit({FILENAME: random.Random(SEED).randbytes(WARM_UP_SIZE)})
         bench = Bench(args, hub, blob)
         bench.warm_up()
