@@ -21,7 +21,7 @@ from mreg.registry.blobs import holds
 from mreg.registry.catalog import Catalog, FileRecord
 from mreg.registry.download.state import TransferState
 from mreg.registry.download import Downloaded, FileSpec, Source, Tuning, download_from
-from mreg.registry.errors import CatalogError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
+from mreg.registry.errors import CatalogError, IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
 from mreg.registry.files import checked_locator, link_blob, present_blobs
 from mreg.registry.fills.fill import Lead, filled
 from mreg.registry.fills.leases import CatalogInFlight
@@ -263,19 +263,31 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
 
 async def _fetch(repo: RepoRef, spec: FileSpec, sources: list[Source], store: Store, tuning: Tuning,
                  advance: Callable[[int], None], fills: CatalogInFlight | None) -> Downloaded:
-    """One file into the store: downloaded from ``sources`` (once more if the bytes fail verification), or, on a
-    store replicas share (``fills``), through its fill lease: led, resumed from what the fill has committed, or
-    left to the replica that fills it (then nothing is fetched here)."""
-    def alone() -> Awaitable[Downloaded]:
-        return download_from(sources, spec, store, tuning, advance, refetch_once=True)
+    """One file into the store: downloaded from ``sources``, or, on a store replicas share (``fills``), through its
+    fill lease: led, resumed from what the fill has committed, or left to the replica that fills it (then nothing
+    is fetched here). Bytes that fail verification are dropped and the file is fetched once more before it fails
+    (a transfer corrupted on the way rarely is twice)."""
+    def alone(refetch_once: bool = True) -> Awaitable[Downloaded]:
+        return download_from(sources, spec, store, tuning, advance, refetch_once=refetch_once)
 
     def lead(lead: Lead) -> Awaitable[Downloaded]:
         return download_from(sources, spec, store, lead.tuning, advance, lead.on_prefix, readers=lead.readers,
                              publish=lead.publish)
 
+    def through_lease() -> Awaitable[Downloaded | None]:
+        assert fills is not None
+        return filled(fills, store, spec, str(repo), tuning, lead, lambda: alone(refetch_once=False))
+
     if fills is None:
         return await alone()
-    done = await filled(fills, store, spec, str(repo), tuning, lead, alone)
+    try:
+        done = await through_lease()
+    except IntegrityError as first:  # the fill's bytes were dropped (its lease ended failed): a new fill
+        try:
+            done = await through_lease()
+        except IntegrityError as twice:
+            raise IntegrityError(f"{twice} (fetched twice)") from first
+        done = done and dataclasses.replace(done, refetched=True)
     if done is None:  # another replica published it
         assert spec.sha256 is not None
         advance(spec.size)

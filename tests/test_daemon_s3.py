@@ -289,3 +289,20 @@ def test_a_client_gets_its_last_byte_while_the_bucket_is_slow_to_take_the_file(
     assert objects(seaweed, s3_url.split("/", 3)[3])[f"blobs/{sha256(data)}"] == len(data)
     status, _, body = s3_daemon.get("/testorg/s3-slow/resolve/main/big.bin", {"Range": "bytes=-5"})
     assert (status, body) == (206, data[-5:])
+
+
+def test_a_mirror_job_whose_file_arrives_corrupted_once_fetches_it_again(s3_daemon: Daemon,
+                                                                          test_hub: TestHub) -> None:
+    """As a lone pull does (#14.9): the fill's bad bytes are dropped and the file is fetched once more at once, so the
+    job ends done, not failed until its next sync."""
+    data = random.Random(9).randbytes(2 * 2**20)
+    repo = test_hub.add_repo(small_repo("testorg/s3-corrupt-once", {"data.bin": data, "README.md": "# c\n"}))
+    sha = repo.head.files["data.bin"].blob.sha256
+    assert sha is not None
+    test_hub.faults.corrupt("data.bin", count=1)
+    assert call(s3_daemon, "POST", "/v1/jobs", {"repo": "testorg/s3-corrupt-once"})[0] in (200, 201, 202)
+    job = wait_job(s3_daemon, "testorg/s3-corrupt-once", 60, status="done")
+    assert job["error"] is None
+    assert test_hub.stats.bytes_by_sha256[sha] == 2 * len(data)  # the file twice, nothing more
+    status, _, body = s3_daemon.get("/testorg/s3-corrupt-once/resolve/main/data.bin")
+    assert status == 200 and sha256(body) == sha
