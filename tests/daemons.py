@@ -57,12 +57,13 @@ def raw(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[i
         conn.close()
 
 
-def wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail after ``deadline`` seconds."""
+def wait_for(condition: Callable[[], bool], deadline: float, what: str | Callable[[], str]) -> None:
+    """Poll ``condition`` until it holds; fail after ``deadline`` seconds, saying ``what`` (called then, if a
+    function: it may tell what was last seen)."""
     end = time.monotonic() + deadline
     while not condition():
         if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.02)
 
 

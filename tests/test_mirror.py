@@ -62,7 +62,7 @@ def wait_job(daemon: Daemon, repo: str, deadline: float, token: str | None = Non
         found.update(jobs(daemon, token).get(repo, {}))
         return all(found.get(k) == v for k, v in expected.items())
 
-    wait_for(matches, deadline, f"{repo}'s job to reach {expected} (last seen: {found})")
+    wait_for(matches, deadline, lambda: f"{repo}'s job to reach {expected} (last seen: {found})")
     return found
 
 
