@@ -8,7 +8,8 @@ at `--throttle` bytes/s as in bench/pull_bench.py. Every client is `hf_hub_downl
 child process with a fresh HF_HOME: straight from the hub with HF_HUB_DISABLE_XET=1, through a
 mirror with the client's defaults (xet enabled; mirrors answer without xet headers). Per mirror:
 one cold client on an empty mirror, then one warm client, then `--clients` cold clients at once on
-a fresh, empty mirror; upstream bytes are the hub's CDN body bytes over the file size. Every
+a fresh, empty mirror; and `mreg pull` of the file straight from the hub, the speed a cold client of
+the mirror should get. Upstream bytes are the hub's CDN body bytes over the file size. Every
 client's output is checked against the file's sha256. `--olah` is olah's `olah-cli` (install it in
 its own venv: `python -m venv /tmp/olah-venv && /tmp/olah-venv/bin/pip install olah`); without it
 olah is skipped. See bench/README.md.
@@ -58,7 +59,7 @@ class Row:
     setup: str
     cold: Scenario
     warm: Scenario | None
-    crowd: Scenario
+    crowd: Scenario | None
     crowd_peak_rss_mib: float | None = None
     """The mirror process's peak RSS (VmHWM) once the crowd was served (None: no mirror)."""
 
@@ -214,6 +215,22 @@ class Bench:
         return Row("hf_hub_download, straight from the hub", cold, None,
                    self.clients(self.hub.endpoint, self.args.clients, direct=True))
 
+    def pulled(self) -> Row:
+        """`mreg pull` of the file straight from the hub, as the cold client's yardstick (no mirror, no crowd)."""
+        self.fresh()
+        home = self.work / "pull-home"
+        env = {**self.env, "HF_ENDPOINT": self.hub.endpoint, "MREG_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        self.hub.stats.reset()
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "mreg.cli.main", "pull", REPO_ID], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        cold = Scenario(time.perf_counter() - start, self.hub.stats.cdn_bytes)
+        if done.returncode != 0:
+            raise SystemExit(f"mreg pull exited {done.returncode}:\n{done.stderr[-3000:]}")
+        if sha256_of(Path(done.stdout.strip().splitlines()[-1]) / FILENAME) != self.blob.sha256:
+            raise SystemExit("mreg pull did not store the served bytes")
+        return Row("mreg pull, straight from the hub", cold, None, None)
+
     def mirrored(self, kind: type[Mirror]) -> Row:
         """Cold then warm client on one empty mirror; then the crowd on another empty mirror."""
         scenarios = []
@@ -246,8 +263,9 @@ def report(rows: list[Row], args: argparse.Namespace, olah_version: str | None) 
     ]
     for r in rows:
         warm = rate(r.warm) if r.warm else "– | –"
-        lines.append(f"| {r.setup} | {rate(r.cold)} | {warm} | {rate(r.crowd, n)} "
-                     f"| {r.cold.cdn_bytes / args.size:.2f} | {r.crowd.cdn_bytes / args.size:.2f} "
+        crowd = rate(r.crowd, n) if r.crowd else "– | –"
+        lines.append(f"| {r.setup} | {rate(r.cold)} | {warm} | {crowd} "
+                     f"| {r.cold.cdn_bytes / args.size:.2f} | {f'{r.crowd.cdn_bytes / args.size:.2f}' if r.crowd else '–'} "
                      f"| {'–' if r.crowd_peak_rss_mib is None else f'{r.crowd_peak_rss_mib:.0f}'} |")
     command = f"python bench/daemon_bench.py --size {args.size} --throttle {args.throttle} --clients {n}"
     lines += ["", f"Reproduce: `{command}{f' --olah {args.olah}' if args.olah else ''}`"]
@@ -274,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         hub.faults.throttle = args.throttle
         hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob})
         bench = Bench(args, hub, blob)
-        setups: list[Callable[[], Row]] = [bench.direct, lambda: bench.mirrored(Mreg)]
+        setups: list[Callable[[], Row]] = [bench.direct, bench.pulled, lambda: bench.mirrored(Mreg)]
         if args.olah is not None:
             setups.append(lambda: bench.mirrored(Olah))
         rows = []
