@@ -147,6 +147,8 @@ def test_what_one_replica_filled_or_mirrored_another_serves_without_upstream_byt
         a, b = replicas
         got = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "hf-a", endpoint=a.url, token=False)
         assert sha256(Path(got).read_bytes()) == sha256(WEIGHTS)
+        for name in ("config.json", "model.safetensors"):  # A indexes the header
+            hf_hub_download(REPO, name, cache_dir=tmp_path / "hf-a", endpoint=a.url, token=False)
         test_hub.stats.reset()
         got = hf_hub_download(REPO, "weights.bin", cache_dir=tmp_path / "hf-b", endpoint=b.url, token=False)
         assert sha256(Path(got).read_bytes()) == sha256(WEIGHTS)
@@ -154,6 +156,9 @@ def test_what_one_replica_filled_or_mirrored_another_serves_without_upstream_byt
         assert b.metrics()["mreg_upstream_bytes_total"] == 0
         listed = json.loads(b.get("/v1/repos")[2])
         assert [item["repo"] for item in listed] == [REPO]
+        for replica in replicas:  # A indexed the header it filled: every replica's search finds it
+            wait_for(lambda: [item["repo"] for item in json.loads(replica.get("/v1/search?format=safetensors")[2])]
+                     == [REPO], INDEX_DEADLINE, f"{REPO} in {replica.url}'s /v1/search")
 
         mirrored = random.Random(7).randbytes(2 * 2**20)  # a mirror job through B, served by A from the bucket
         test_hub.add_repo(small_repo("testorg/s3-mirrored", {"data.bin": mirrored, "README.md": "# m\n"}))
