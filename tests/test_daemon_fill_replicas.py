@@ -32,7 +32,7 @@ from mreg.registry.catalog.records import FillRecord
 from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
 from tests.postgres import rows_of
 from tests.seaweed import SeaweedServer
-from tests.test_daemon_s3 import BlobWatch, blob_files, objects
+from tests.test_daemon_s3 import BlobWatch, DiskWatch, blob_files, objects
 from tests.test_mirror import call, jobs
 from tests.test_mirror_replicas import start_all
 from tests.testhub import TestHub, generated_file, small_repo
@@ -42,6 +42,16 @@ MiB = 2**20
 REPO = "testorg/shared-fill"
 FIRST_BYTE = 10.0
 """Seconds huggingface_hub waits for bytes before it gives up."""
+LOCAL_BOUND = 48 * MiB
+"""The most disk a replica's home may take during a fill (#13): a window of the partial file, whatever its size
+(the leader's: about 8 MiB kept behind its commits, 16 MiB of backlog, 8 MiB of parts in flight)."""
+
+
+def bounded(watch: DiskWatch) -> None:
+    """Every home's disk use stayed within ``LOCAL_BOUND``."""
+    peaks = {home.parent.name: round(peak / MiB, 1) for home, peak in watch.peaks.items()}
+    print(f"peak MiB on disk per replica: {peaks}")
+    assert all(peak <= LOCAL_BOUND for peak in watch.peaks.values()), peaks
 
 
 def sha256_of(path: Path) -> str:
@@ -118,9 +128,11 @@ def check_fill(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url
     try:
         test_hub.stats.reset()
         clients = [Client(daemons[i % 3], tmp_path / f"hf-{i}") for i in range(6)]
-        for client in clients:
-            client.start()
-        finished(clients, 240)
+        with DiskWatch([d.home for d in daemons]) as disk:
+            for client in clients:
+                client.start()
+            finished(clients, 240)
+        bounded(disk)
         for client in clients:
             assert client.error is None, client.error
             assert client.path is not None and sha256_of(client.path) == sha
@@ -158,6 +170,8 @@ def check_takeover(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg
     a, b, c = daemons = replicas(test_hub, tmp_path, s3_url, pg_url)
     watch = BlobWatch(seaweed, s3_url.split("/", 3)[3])
     watch.start()
+    disk = DiskWatch([b.home, c.home])  # the survivors
+    disk.start()
     try:
         test_hub.stats.reset()
         first = Client(a, tmp_path / "hf-a")  # A leads: its client misses first
@@ -176,6 +190,8 @@ def check_takeover(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg
         a.process.wait(timeout=10)
         at_kill = committed()
         finished(clients, 240)
+        disk.__exit__()
+        bounded(disk)
         for client in clients:
             assert client.error is None, client.error
             assert client.path is not None and sha256_of(client.path) == sha
@@ -191,6 +207,7 @@ def check_takeover(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg
         print(f"size {size}: killed at {at_kill / size:.0%} committed, upstream {sent / size:.3f}x")
     finally:
         watch.stop.set()
+        disk.stop.set()
         test_hub.faults.throttle = None
         stop_all(daemons)
 

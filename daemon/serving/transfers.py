@@ -276,7 +276,7 @@ class Transfers:
         """The download of a shared fill's leader: its clients stream the partial file the fill is fed from."""
         return download_file(client, transfer.spec, locate, self._store, self._slots, lead.tuning,
                              discard=not_resumable, readers=lead.readers, on_prefix=lead.on_prefix,
-                             on_verified=verified, publish=lead.publish)
+                             on_verified=verified, publish=lead.publish, hashed=lead.hashed)
 
     async def _followed(self, transfer: Transfer) -> None:
         """A followed fill ended with every byte here and verified: hold the file for the readers, drop its name,
