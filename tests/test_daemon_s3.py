@@ -72,6 +72,18 @@ class BlobWatch(threading.Thread):
             self.stop.wait(0.1)
 
 
+LOCAL_BOUND = 48 * 2**20
+"""The most disk a replica's home may take per file it fills from the shared store (#13): a window of the partial
+file, whatever its size (a leader's: 8 MiB kept behind its commits, 16 MiB of backlog, 8 MiB of parts in flight)."""
+
+
+def bounded(watch: DiskWatch, files: int) -> None:
+    """Every home's disk use stayed within ``LOCAL_BOUND`` for each of the ``files`` it may fill at once."""
+    peaks = {home.parent.name: round(peak / 2**20, 1) for home, peak in watch.peaks.items()}
+    print(f"peak MiB on disk per replica: {peaks}")
+    assert all(peak <= files * LOCAL_BOUND for peak in watch.peaks.values()), peaks
+
+
 class DiskWatch(threading.Thread):
     """Samples the disk space every file below each of ``homes`` takes (``st_blocks``: a punched range takes none)
     every 50 ms until stopped, keeping each home's peak."""

@@ -65,12 +65,13 @@ def test_local_bytes_punch_the_freed_ranges_out_of_the_file(tmp_path: Path) -> N
     data = os.urandom(4 * MiB)
     path.write_bytes(data)
     os.sync()
-    local = LocalBytes(path, keep=MiB)
-    local.enter(0)
-    local.safe(4 * MiB)  # the reader at 0 is too far behind: all but the last MiB (``keep``) go
-    assert os.stat(path).st_size == 4 * MiB and os.stat(path).st_blocks * 512 <= MiB + 64 * 1024
-    assert path.read_bytes()[:3 * MiB] == bytes(3 * MiB) and path.read_bytes()[3 * MiB:] == data[3 * MiB:]
-    assert not local.on_disk(2 * MiB)
+    local = LocalBytes(keep=MiB)
+    local.attach(path)
+    with local.reader(0):
+        local.safe(4 * MiB)  # the reader at 0 is too far behind: all but the last MiB (``keep``) go
+        assert os.stat(path).st_size == 4 * MiB and os.stat(path).st_blocks * 512 <= MiB + 64 * 1024
+        assert path.read_bytes()[:3 * MiB] == bytes(3 * MiB) and path.read_bytes()[3 * MiB:] == data[3 * MiB:]
+        assert not local.on_disk(2 * MiB)
     local.close()
 
 
@@ -78,19 +79,20 @@ def test_a_reader_reads_the_bytes_it_pinned(tmp_path: Path) -> None:
     path = tmp_path / "partial"
     data = os.urandom(4 * MiB)
     path.write_bytes(data)
-    local = LocalBytes(path, keep=0)
+    local = LocalBytes(keep=0)
+    local.attach(path)
 
     async def read() -> bytes:
-        reader = local.enter(MiB)
         fd = os.open(path, os.O_RDONLY)
         try:
-            pending = asyncio.ensure_future(local.read(reader, fd, MiB, 2 * MiB))
-            await asyncio.sleep(0)  # the read is in flight while the fill frees everything
-            local.safe(4 * MiB)
-            return await pending
+            with local.reader(MiB) as reader:
+                pending = asyncio.ensure_future(local.read(reader, fd, MiB, 2 * MiB))
+                await asyncio.sleep(0)  # the read is in flight while the fill frees everything
+                local.safe(4 * MiB)
+                return await pending
         finally:
             os.close(fd)
-            local.leave(reader)
 
     assert asyncio.run(read()) == data[MiB:2 * MiB]
     assert path.read_bytes() == bytes(4 * MiB)  # punched once the read was over
+    local.close()

@@ -123,7 +123,7 @@ async def _send_file(request: web.Request, path: Path, rng: ByteRange, metrics: 
 
 
 async def send_growing(request: web.Request, response: web.StreamResponse, transfer: Transfer,
-                       blobs: BlobStore, rng: ByteRange, metrics: Metrics) -> None:
+                       blobs: BlobStore, rng: ByteRange, metrics: Metrics, reader: int) -> None:
     """Send ``rng`` of a file while its transfer writes it, never the range's last byte before the file is
     verified.
 
@@ -131,11 +131,11 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
     published into a local store. A transfer already verified before any byte was sent is a stored blob. A fill
     of the shared store frees the bytes it has in the bucket from the partial file (``Readers.local``): those
     are streamed from the bucket, the others copied from the file ``holes.READ`` at a time (never sendfile'd: see
-    there), so a slow client keeps nothing on disk.
+    there), so a slow client keeps nothing on disk; ``reader`` is the reader's id there (``LocalBytes.reader``).
     """
     fd: int | None = None
     pos = rng.start
-    local, reader = None, 0
+    local = transfer.readers.local
     try:
         while True:
             limit = await transfer.wait_past(pos, rng.end)
@@ -145,9 +145,7 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
                     return
                 fd = transfer.open_data()
             upto = min(limit, rng.end)
-            if local is None and (local := transfer.readers.local) is not None:
-                reader = local.enter(pos)
-            if local is None:
+            if not local.attached:
                 await _pump(request, fd, pos, upto, metrics)
             elif not local.on_disk(pos):
                 upto = min(upto, local.freed)
@@ -170,8 +168,6 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
     finally:
         if fd is not None:
             os.close(fd)
-        if local is not None:
-            local.leave(reader)
 
 
 async def _send_shared(response: web.StreamResponse, blobs: BlobStore, transfer: Transfer, rng: ByteRange,

@@ -11,11 +11,13 @@ ever reads a punched range.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from mreg.registry.download.freeable import Freeable, Range
@@ -43,12 +45,24 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
 
 
 class LocalBytes:
-    """The local bytes of the partial file ``path`` of a fill of the shared store; see the module docstring."""
+    """The local bytes of a partial file, with its readers' positions; it frees bytes once a fill of the shared
+    store ``attach``es it to the file (until then, and for a lone download, all stay: ``freed`` is 0). See the
+    module docstring."""
 
-    def __init__(self, path: Path, keep: int = KEEP) -> None:
-        self.path = path
+    def __init__(self, keep: int = KEEP) -> None:
         self.freeable = Freeable(keep)
-        self._punching = True
+        self.path: Path | None = None
+        self._punching = False
+        self._fd: int | None = None
+
+    def attach(self, path: Path) -> None:
+        """A fill of the shared store writes the partial file ``path``: free its bytes as they are safe."""
+        self.path, self._punching = path, True
+
+    @property
+    def attached(self) -> bool:
+        """Whether it frees bytes of its file (readers then copy them, never ``sendfile`` them)."""
+        return self.path is not None
 
     def on_disk(self, pos: int) -> bool:
         """Whether a reader may read byte ``pos`` from the partial file (else from the bucket, below ``freed``)."""
@@ -66,12 +80,14 @@ class LocalBytes:
         """The bytes below ``upto`` are committed to the bucket, and not (all) in the partial file."""
         self._free(self.freeable.gone(upto))
 
-    def enter(self, pos: int) -> int:
-        """A reader starts at ``pos``; its id (``leave`` it when done)."""
-        return self.freeable.enter(pos)
-
-    def leave(self, reader: int) -> None:
-        self._free(self.freeable.leave(reader))
+    @contextlib.contextmanager
+    def reader(self, pos: int) -> Iterator[int]:
+        """A reader from ``pos`` on, while the context lasts; its id."""
+        reader = self.freeable.enter(pos)
+        try:
+            yield reader
+        finally:
+            self._free(self.freeable.leave(reader))
 
     def move(self, reader: int, pos: int) -> None:
         """``reader`` goes on from ``pos`` (it read the bytes before from the bucket)."""
@@ -89,21 +105,23 @@ class LocalBytes:
     def close(self) -> None:
         """Free nothing more (the fill ended: the partial file goes, or is another's from now on)."""
         self._punching = False
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _free(self, ranges: list[Range]) -> None:
         if not ranges or not self._punching:
             return
+        assert self.path is not None
         try:
-            fd = os.open(self.path, os.O_WRONLY)
+            if self._fd is None:  # opened once, while the fill holds the file's lock: this fill's file, whatever
+                self._fd = os.open(self.path, os.O_WRONLY)  # becomes of its name later
+            for start, end in ranges:
+                punch_hole(self._fd, start, end - start)
         except FileNotFoundError:
             return
-        try:
-            for start, end in ranges:
-                punch_hole(fd, start, end - start)
         except OSError as exc:
             self._punching = False
             how = "not supported by its filesystem" if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS) else exc.strerror
             log.warning("cannot free the bytes of %s already in the shared store (%s): it keeps them on disk",
                         self.path, how)
-        finally:
-            os.close(fd)

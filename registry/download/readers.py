@@ -25,8 +25,8 @@ class Readers:
         self._want: Callable[[int], None] | None = None
         self._early: list[int] = []
         """Where readers waited before the download bound them (it fetches those first)."""
-        self.local: LocalBytes | None = None
-        """The partial file's bytes on disk, where a fill of the shared store frees them (None: all stay)."""
+        self.local = LocalBytes()
+        """The partial file's bytes on disk and where readers read them (a fill of the shared store frees them)."""
 
     def bind(self, parts: list[Part], want: Callable[[int], None]) -> None:
         """Follow ``parts`` (the download's own list, kept in file order); ``want`` fetches from a position first."""

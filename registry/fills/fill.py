@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mreg.registry.download import Downloaded, FileSpec, Hashed, Readers, Tuning
-from mreg.registry.download.holes import LocalBytes
 from mreg.registry.download.transfer import Advance, Publish
 from mreg.registry.errors import MregError, failure_reason
 from mreg.registry.fills.leases import CatalogInFlight, Lease
@@ -62,24 +61,27 @@ class SharedFill:
         it at once; None when another replica published the blob (with ``readers``, every byte of it is in the
         partial file, verified). Raises TransferFailedError when the leader's fill failed."""
         counts = self._inflight.counts
-        local = LocalBytes(self._paths[0])
+        if readers is None and self.lease.leader:  # a pull's
+            readers = Readers()
+        if readers is not None:
+            readers.local.attach(self._paths[0])
         try:
             if not self.lease.leader:
                 counts.followed += 1
-                if readers is not None:
-                    readers.local = local
                 taken = await follow(self._store.blobs, self._inflight, self._spec, self._owner, self._paths,
                                      readers, self._part_size)
                 if taken is None:
                     return None
                 self.lease = taken
                 counts.taken_over += 1
+                if readers is None:  # a pull's: it copied nothing
+                    readers = Readers()
+                    readers.local.attach(self._paths[0])
             counts.led += 1
-            readers = readers or Readers()
-            readers.local = local
             return await self._lead(readers, fetch)
         finally:
-            local.close()  # the fill is over: its readers read the bucket below ``freed``, the disk from there
+            if readers is not None:  # the fill is over: its readers read the bucket below ``freed``, the disk above
+                readers.local.close()
 
     @property
     def lost(self) -> bool:
@@ -115,8 +117,7 @@ class SharedFill:
         try:
             self._inflight.note(self.lease, fill.committed)
             hashed = await seed(blobs, spec, self._paths, fill.committed, self._part_size)
-            if readers.local is not None:
-                readers.local.gone(fill.committed)
+            readers.local.gone(fill.committed)
             feeder = Feeder(fill, self._paths[0], self._inflight, self.lease, spec, readers)
             return await feeder.around(fetch(Lead(leader_tuning(self._tuning, feeder.room), readers, feeder.prefix,
                                                   feeder.publish, hashed)))

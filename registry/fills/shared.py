@@ -6,7 +6,8 @@ fewer and smaller parts, ``leader_tuning``), and a ``Feeder`` appends the file's
 (``BlobStore.open_fill``: chunk objects in S3) as it grows, having the download fetch the next bytes first; the
 lease notes each commit. The verified file is published from the fill (a server-side copy of its chunks), so
 no blob is ever visible before its bytes are verified. A leader taking over a fill first ``seed``s its partial
-file with the committed bytes and has the download fetch only the rest.
+file: its state says the committed bytes are written (they stay in the store, hashed from there) and the download
+fetches only the rest.
 
 A follower (``follow``) copies the committed bytes into its own partial file as they grow, so its clients stream
 them as they stream a local transfer; the last bytes come from the blob once the leader has published it, and
@@ -14,6 +15,9 @@ the copy is hashed as it goes: its clients get their last byte only once all of 
 the leader's lease runs out (it died, or stalled), the follower claims the lease and leads from there. A
 follower without readers copies nothing: it waits for the blob, or takes the lease over and leads from the
 committed bytes like any other taker (``seed``).
+
+Leaders and followers alike free from their partial file the bytes the store holds (``holes.LocalBytes``, told
+by the ``Feeder``'s commits and the follower's copy); their readers read those from the store (``shared_bytes``).
 """
 
 from __future__ import annotations
@@ -156,8 +160,7 @@ class Feeder:
                 if self._fill.committed != committed:
                     self._inflight.note(self._lease, self._fill.committed)
                     self._drained.set()
-                    if self._readers.local is not None:  # hashed (the download's prefix) and in the bucket now
-                        self._readers.local.safe(self._fill.committed)
+                    self._readers.local.safe(self._fill.committed)  # hashed (the download's prefix), in the bucket
         finally:
             os.close(fd)
             self._drained.set()
@@ -229,8 +232,7 @@ class _Copy:
             await asyncio.to_thread(os.pwrite, self.fd, data, self.part.done)
             self.digest.update(data)
             self.part.done += len(data)
-            if self.readers.local is not None:  # hashed, and committed to the bucket
-                self.readers.local.safe(self.part.done)
+            self.readers.local.safe(self.part.done)  # hashed, and committed to the bucket
             self.readers.changed()
 
 
