@@ -1,10 +1,10 @@
 """Mirror jobs across replicas: three real `mreg serve` processes sharing one PostgreSQL catalog, two jobs added
 through replica A, A killed with SIGKILL mid-job; B and C take the jobs over once A's leases run out and finish
-them, and ``mirror_job_runs`` shows that no two runs of one job overlapped. With one S3 bucket for all (``s3``),
-the jobs' files go through the blobs' fill leases: B and C resume each file from what A committed to the bucket,
-so upstream sends at most 1.2x the files, and no replica's home takes more disk than a window of each file. With a home each (``local``), nothing of A's partial files can reach B
-or C: they fetch the files again from the start, and the ratio is only printed. And a daemon whose lease another
-replica took over stops its sync and writes nothing more."""
+them, and ``mirror_job_runs`` shows that no two runs of one job overlapped. With one S3 bucket for all (``s3``), the
+jobs' files go through the blobs' fill leases: B and C resume each file from what A committed to the bucket, so
+upstream sends at most 1.2x the files, and no replica's home takes more disk than a window of each file. With a home
+each (``local``), nothing of A's partial files can reach B or C: they fetch the files again from the start, and the
+ratio is only printed. And a daemon whose lease another replica took over stops its sync and writes nothing more."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class Freeable:
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.freed = 0
-        """Bytes below it are not read from disk any more (they are freed, or will be once no send pins them)."""
+        """Bytes below it are not read from disk any more (they are freed, or will be once no read pins them)."""
         self._safe = 0
         self._readers: dict[int, int] = {}
         """Each reader's next position."""

@@ -3,9 +3,9 @@
 ``punch_hole`` punches a range out of a file (``fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)``: the
 file keeps its size, the range reads as zeros and takes no disk space). ``LocalBytes`` holds one partial file's
 ``Freeable``; the fill tells it how far the bytes are safe in the bucket, the readers tell it where they read (and
-``read`` copies of the bytes through it), and it punches what may go. Where the filesystem cannot punch holes, it logs that once and frees nothing more
-(the bytes stay on disk, as they did before); readers still read below ``freed`` from the bucket, so no reader
-ever reads a punched range.
+``read`` copies of the bytes through it), and it punches what may go. Where the filesystem cannot punch holes, it
+logs that once and frees nothing more (the bytes stay on disk, as they did before); readers still read below
+``freed`` from the bucket, so no reader ever reads a punched range.
 """
 
 from __future__ import annotations
