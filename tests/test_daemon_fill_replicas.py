@@ -1,15 +1,15 @@
-"""One upstream transfer per blob across replicas (#13): three `mreg serve` processes sharing one PostgreSQL
-catalog and one SeaweedFS bucket, cold `hf_hub_download` clients spread over them, the test hub throttled so a
-fill takes seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while
-upstream sends the file about once (the test hub counts every body byte per blob), a slow client on a follower and a
-range started late get the right bytes too, and no replica's home ever takes more than
-``test_daemon_s3.LOCAL_BOUND`` of disk (the bytes in the bucket are freed from the partial files). The leader killed
-with -9 part-way: the other replicas take its fill over at its committed offset, their clients finish within the
-same bound, and the bucket never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is
-marked slow. A mirror job and a client missing the same blob meet at its lease, whichever comes first: upstream
-sends it once. And a leader whose lease another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later
-writes change nothing, and no blob appears until a leader finishes; a mirror job's pull follows the new leader
-instead, and takes the fill over when that one gives it up."""
+"""One upstream transfer per blob across replicas (#13): three `mreg serve` processes sharing one PostgreSQL catalog
+and one SeaweedFS bucket, cold `hf_hub_download` clients spread over them, the test hub throttled so a fill takes
+seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while upstream sends
+the file about once (the test hub counts every body byte per blob), a slow client on a follower and a range started
+late get the right bytes too, and no replica's home ever takes more than ``test_daemon_s3.LOCAL_BOUND`` of disk (the
+bytes in the bucket are freed from the partial files). The leader killed with -9 part-way: the other replicas take
+its fill over at its committed offset, their clients finish within the same bound, and the bucket never shows an
+incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. A mirror job and a client
+missing the same blob meet at its lease, whichever comes first: upstream sends it once. And a leader whose lease
+another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later writes change nothing,
+and no blob appears until a leader finishes; a mirror job's pull follows the new leader instead, and takes the fill
+over when that one gives it up."""
 
 from __future__ import annotations
 
