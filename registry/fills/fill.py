@@ -82,6 +82,8 @@ class SharedFill:
         finally:
             if readers is not None:  # the fill is over: its readers read the bucket below ``freed``, the disk above
                 readers.local.close()
+                if readers.local.freed:  # a partial file kept to resume holds only a window: its saved state would
+                    self._paths[1].unlink(missing_ok=True)  # say more (a next lead seeds it from the bucket again)
 
     @property
     def lost(self) -> bool:
