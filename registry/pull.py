@@ -272,7 +272,7 @@ async def _fetch(repo: RepoRef, spec: FileSpec, sources: list[Source], store: St
 
     def lead(lead: Lead) -> Awaitable[Downloaded]:
         return download_from(sources, spec, store, lead.tuning, advance, lead.on_prefix, readers=lead.readers,
-                             publish=lead.publish)
+                             publish=lead.publish, hashed=lead.hashed)
 
     def through_lease() -> Awaitable[Downloaded | None]:
         assert fills is not None

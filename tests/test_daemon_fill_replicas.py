@@ -1,13 +1,15 @@
-"""One upstream transfer per blob across replicas (#13): three `mreg serve` processes sharing one PostgreSQL
-catalog and one SeaweedFS bucket, cold `hf_hub_download` clients spread over them, the test hub throttled so a
-fill takes seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while
-upstream sends the file about once (the test hub counts every body byte per blob). The leader killed with -9
-part-way: the other replicas take its fill over at its committed offset, their clients finish, and the bucket
-never shows an incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. A mirror job
-and a client missing the same blob meet at its lease, whichever comes first: upstream sends it once. And a
-leader whose lease another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later
-writes change nothing, and no blob appears until a leader finishes; a mirror job's pull follows the new leader
-instead, and takes the fill over when that one gives it up."""
+"""One upstream transfer per blob across replicas (#13): three `mreg serve` processes sharing one PostgreSQL catalog
+and one SeaweedFS bucket, cold `hf_hub_download` clients spread over them, the test hub throttled so a fill takes
+seconds. Every client gets its first byte within huggingface_hub's 10 s and the right bytes, while upstream sends
+the file about once (the test hub counts every body byte per blob), a slow client on a follower and a range started
+late get the right bytes too, and no replica's home ever takes more than ``test_daemon_s3.LOCAL_BOUND`` of disk (the
+bytes in the bucket are freed from the partial files). The leader killed with -9 part-way: the other replicas take
+its fill over at its committed offset, their clients finish within the same bound, and the bucket never shows an
+incomplete blob. The default suite uses a 96 MiB file; the 240 MB one is marked slow. A mirror job and a client
+missing the same blob meet at its lease, whichever comes first: upstream sends it once. And a leader whose lease
+another replica took over (on SQLite and PostgreSQL) stops: its client is cut off, its later writes change nothing,
+and no blob appears until a leader finishes; a mirror job's pull follows the new leader instead, and takes the fill
+over when that one gives it up."""
 
 from __future__ import annotations
 
@@ -29,10 +31,10 @@ from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.db import make_engine, writer
 from mreg.registry.catalog.models import FillLease, utcnow
 from mreg.registry.catalog.records import FillRecord
-from tests.daemons import Daemon, DaemonProcess, raw, start_daemon, wait_for
+from tests.daemons import Daemon, DaemonProcess, connection, raw, start_daemon, wait_for
 from tests.postgres import rows_of
 from tests.seaweed import SeaweedServer
-from tests.test_daemon_s3 import BlobWatch, blob_files, objects
+from tests.test_daemon_s3 import BlobWatch, DiskWatch, blob_files, bounded, objects
 from tests.test_mirror import call, jobs
 from tests.test_mirror_replicas import start_all
 from tests.testhub import TestHub, generated_file, small_repo
@@ -42,6 +44,7 @@ MiB = 2**20
 REPO = "testorg/shared-fill"
 FIRST_BYTE = 10.0
 """Seconds huggingface_hub waits for bytes before it gives up."""
+
 
 
 def sha256_of(path: Path) -> str:
@@ -82,6 +85,31 @@ class Client(threading.Thread):
             self.error = exc
 
 
+class SlowFetch(threading.Thread):
+    """A plain GET of the file (from byte ``start``) through ``daemon`` that reads its body at most ``rate`` bytes a
+    second, as a slow client does: the bytes it got, and its status."""
+
+    def __init__(self, daemon: Daemon, rate: float, start: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.daemon_url, self.rate, self.start_at = daemon.url, rate, start
+        self.status, self.body, self.error = 0, bytearray(), None
+
+    def run(self) -> None:
+        conn = connection(self.daemon_url)
+        try:
+            headers = {"Range": f"bytes={self.start_at}-"} if self.start_at else {}
+            conn.request("GET", f"/{REPO}/resolve/main/weights.bin", headers=headers)
+            response = conn.getresponse()
+            self.status, began = response.status, time.monotonic()
+            while data := response.read(256 * 1024):
+                self.body += data
+                time.sleep(max(0.0, began + len(self.body) / self.rate - time.monotonic()))  # the client's pace
+        except (OSError, http.client.HTTPException) as exc:
+            self.error = exc
+        finally:
+            conn.close()
+
+
 def shared_setup(test_hub: TestHub, tmp_path: Path, size: int) -> str:
     data = generated_file(tmp_path / "data" / "weights.bin", size, seed=13)
     repo = test_hub.add_repo(small_repo(REPO, {"weights.bin": data, "config.json": '{"model_type": "x"}'}))
@@ -109,18 +137,38 @@ def finished(clients: list[Client], deadline: float) -> None:
         assert not client.is_alive(), "a client never finished"
 
 
+def committed_of(pg_url: str, sha: str) -> int:
+    rows = rows_of(pg_url, f"SELECT committed FROM fill_leases WHERE key = '{sha}'")
+    return int(rows[0][0]) if rows else 0
+
+
 def check_fill(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg_url: str, seaweed: SeaweedServer,
                throttle: int) -> None:
     sha = shared_setup(test_hub, tmp_path, size)
+    data = (tmp_path / "data" / "weights.bin").read_bytes()
     test_hub.faults.throttle = throttle  # per connection: the fill takes seconds
     daemons = replicas(test_hub, tmp_path, s3_url, pg_url)
     prefix = s3_url.split("/", 3)[3]
     try:
         test_hub.stats.reset()
         clients = [Client(daemons[i % 3], tmp_path / f"hf-{i}") for i in range(6)]
-        for client in clients:
-            client.start()
-        finished(clients, 240)
+        with DiskWatch([d.home for d in daemons]) as disk:
+            for client in clients:
+                client.start()
+            wait_for(lambda: sum(counter(d, "mreg_fills_led_total") for d in daemons) == 1, 30, "a leader")
+            slow_at, late_at = [d for d in daemons if counter(d, "mreg_fills_led_total") == 0]
+            slow = SlowFetch(slow_at, rate=size / 12)  # it ends seconds after the fill, far behind it
+            slow.start()
+            wait_for(lambda: committed_of(pg_url, sha) >= size // 2, 60, "half the fill committed")
+            late = SlowFetch(late_at, rate=size, start=1000)  # a range far behind what the follower copied
+            late.start()
+            finished(clients, 240)
+            for fetch in (slow, late):
+                fetch.join(120)
+                assert not fetch.is_alive(), "a plain client never finished"
+        bounded(disk, files=1)
+        assert (slow.error, slow.status, bytes(slow.body) == data) == (None, 200, True), (slow.error, len(slow.body))
+        assert (late.error, late.status, bytes(late.body) == data[1000:]) == (None, 206, True), late.error
         for client in clients:
             assert client.error is None, client.error
             assert client.path is not None and sha256_of(client.path) == sha
@@ -158,6 +206,8 @@ def check_takeover(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg
     a, b, c = daemons = replicas(test_hub, tmp_path, s3_url, pg_url)
     watch = BlobWatch(seaweed, s3_url.split("/", 3)[3])
     watch.start()
+    disk = DiskWatch([b.home, c.home])  # the survivors
+    disk.start()
     try:
         test_hub.stats.reset()
         first = Client(a, tmp_path / "hf-a")  # A leads: its client misses first
@@ -167,15 +217,13 @@ def check_takeover(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg
         for client in clients:
             client.start()
 
-        def committed() -> int:
-            rows = rows_of(pg_url, f"SELECT committed FROM fill_leases WHERE key = '{sha}'")
-            return int(rows[0][0]) if rows else 0
-
-        wait_for(lambda: committed() >= 0.3 * size, 60, "30 % of the fill committed")
+        wait_for(lambda: committed_of(pg_url, sha) >= 0.3 * size, 60, "30 % of the fill committed")
         a.process.send_signal(signal.SIGKILL)
         a.process.wait(timeout=10)
-        at_kill = committed()
+        at_kill = committed_of(pg_url, sha)
         finished(clients, 240)
+        disk.__exit__()
+        bounded(disk, files=1)
         for client in clients:
             assert client.error is None, client.error
             assert client.path is not None and sha256_of(client.path) == sha
@@ -191,6 +239,7 @@ def check_takeover(size: int, test_hub: TestHub, tmp_path: Path, s3_url: str, pg
         print(f"size {size}: killed at {at_kill / size:.0%} committed, upstream {sent / size:.3f}x")
     finally:
         watch.stop.set()
+        disk.stop.set()
         test_hub.faults.throttle = None
         stop_all(daemons)
 

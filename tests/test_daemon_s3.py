@@ -72,6 +72,52 @@ class BlobWatch(threading.Thread):
             self.stop.wait(0.1)
 
 
+LOCAL_BOUND = 48 * 2**20
+"""The most disk a replica's home may take per file it fills from the shared store (#13): a window of the partial
+file, whatever its size (a leader's: 8 MiB kept behind its commits, 16 MiB of backlog, 8 MiB of parts in flight)."""
+
+
+def bounded(watch: DiskWatch, files: int) -> None:
+    """Every home's disk use stayed within ``LOCAL_BOUND`` for each of the ``files`` it may fill at once."""
+    peaks = {home.parent.name: round(peak / 2**20, 1) for home, peak in watch.peaks.items()}
+    print(f"peak MiB on disk per replica: {peaks}")
+    assert all(peak <= files * LOCAL_BOUND for peak in watch.peaks.values()), peaks
+
+
+class DiskWatch(threading.Thread):
+    """Samples the disk space every file below each of ``homes`` takes (``st_blocks``: a punched range takes none)
+    every 50 ms until stopped, keeping each home's peak."""
+
+    def __init__(self, homes: list[Path]) -> None:
+        super().__init__(daemon=True)
+        self.peaks = dict.fromkeys(homes, 0)
+        self.stop = threading.Event()
+
+    @staticmethod
+    def allocated(home: Path) -> int:
+        total = 0
+        for path in home.rglob("*"):
+            try:
+                total += path.lstat().st_blocks * 512
+            except FileNotFoundError:  # removed meanwhile
+                pass
+        return total
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for home in self.peaks:
+                self.peaks[home] = max(self.peaks[home], self.allocated(home))
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> DiskWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join(10)
+
+
 def hub_with_repo(test_hub: TestHub) -> TestHub:
     test_hub.add_repo(small_repo(REPO, FILES))
     return test_hub

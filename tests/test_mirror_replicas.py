@@ -1,10 +1,10 @@
 """Mirror jobs across replicas: three real `mreg serve` processes sharing one PostgreSQL catalog, two jobs added
 through replica A, A killed with SIGKILL mid-job; B and C take the jobs over once A's leases run out and finish
-them, and ``mirror_job_runs`` shows that no two runs of one job overlapped. With one S3 bucket for all (``s3``),
-the jobs' files go through the blobs' fill leases: B and C resume each file from what A committed to the bucket,
-so upstream sends at most 1.2x the files. With a home each (``local``), nothing of A's partial files can reach B
-or C: they fetch the files again from the start, and the ratio is only printed. And a daemon whose lease another
-replica took over stops its sync and writes nothing more."""
+them, and ``mirror_job_runs`` shows that no two runs of one job overlapped. With one S3 bucket for all (``s3``), the
+jobs' files go through the blobs' fill leases: B and C resume each file from what A committed to the bucket, so
+upstream sends at most 1.2x the files, and no replica's home takes more disk than a window of each file. With a home
+each (``local``), nothing of A's partial files can reach B or C: they fetch the files again from the start, and the
+ratio is only printed. And a daemon whose lease another replica took over stops its sync and writes nothing more."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from tests.daemons import Daemon, DaemonProcess, start_daemon, start_daemon_process, wait_for
 from tests.postgres import rows_of
-from tests.test_daemon_s3 import BlobWatch, objects
+from tests.test_daemon_s3 import BlobWatch, DiskWatch, bounded, objects
 from tests.test_mirror import call, jobs, stop
 from tests.testhub import TestHub, generated_file, small_repo
 
@@ -93,10 +93,12 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
     test_hub.faults.throttle = 1_000_000  # per connection: A is mid-job for several seconds
     a, b, c = start_all([tmp_path / name / "home" for name in "abc"], test_hub.endpoint, "--database-url", pg_url,
                         "--job-lease", str(LEASE), *stores)
+    disk = DiskWatch([d.home for d in (a, b, c)]) if stores else None
     try:
         killed = replica_of(a)
-        if watch is not None:
+        if watch is not None and disk is not None:
             watch.start()
+            disk.start()
         started = time.monotonic()
         for name in REPOS:
             assert call(a, "POST", "/v1/jobs", {"repo": name})[0] == 201
@@ -120,7 +122,9 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
         finished = {replica_of(d): d for d in (b, c)}
         assert sum(counter(d, "mreg_jobs_finished_total") for d in (b, c)) == 2
         assert sum(counter(d, "mreg_job_leases_lost_total") for d in (b, c)) == 0
-        if watch is not None:  # each weights file led by B or C, taken over if A's fill lease was still live
+        if watch is not None and disk is not None:  # each file led by B or C, taken over if A's lease was still live
+            disk.__exit__()
+            bounded(disk, files=len(REPOS))
             fills = {name: sum(counter(d, f"mreg_fills_{name}_total") for d in (b, c))
                      for name in ("led", "followed", "taken_over")}
             assert fills["led"] == 2 and fills["followed"] == fills["taken_over"], fills
@@ -131,8 +135,9 @@ def test_a_replica_killed_mid_job_loses_its_jobs_to_the_others(test_hub: TestHub
             assert {f"blobs/{sha}" for _, sha in shas.values()} <= set(stored)
             assert all(stored.get(key) == n for key, n in watch.seen), watch.seen  # never an incomplete blob
     finally:
-        if watch is not None:
+        if watch is not None and disk is not None:
             watch.stop.set()
+            disk.stop.set()
         for daemon in (a, b, c):
             stop(daemon)
 

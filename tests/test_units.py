@@ -11,7 +11,7 @@ import pytest
 
 from mreg.registry.config import Settings, resolve_token
 from mreg.registry.download import hasher as hasher_module
-from mreg.registry.download.hasher import PrefixHasher
+from mreg.registry.download.hasher import Hashed, PrefixHasher
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.state import Part, TransferState
 from mreg.registry.errors import UnsafePathError, UsageError
@@ -136,6 +136,20 @@ def test_prefix_hasher_matches_hashlib(tmp_path, monkeypatch, step) -> None:
         os.close(fd)
     assert hasher.sha256 == hashlib.sha256(data).hexdigest()
     assert hasher.git_sha1 == git_sha1_bytes(data)
+
+
+def test_prefix_hasher_from_a_prefix_hashed_elsewhere_reads_only_the_rest(tmp_path) -> None:
+    """A taken-over fill's first bytes stay in the shared store (#13): the file holds zeros there."""
+    data = os.urandom(1_000_003)
+    path = tmp_path / "f"
+    path.write_bytes(bytes(400_000) + data[400_000:])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = PrefixHasher(fd, len(data), git_sha1=False, from_=Hashed(400_000, hashlib.sha256(data[:400_000])))
+        asyncio.run(hasher.advance(len(data)))
+    finally:
+        os.close(fd)
+    assert hasher.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_prefix_hasher_past_the_files_end_is_an_os_error(tmp_path) -> None:

@@ -191,6 +191,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
             mirror.metrics.active_transfers -= 1
         return
     transfer = fetch(mirror, meta, spec, token)
-    await transfer.wait_past(rng.start, rng.end)  # the answer starts with the first byte (or says why there is none)
-    await response.prepare(request)
-    await send_growing(request, response, transfer, mirror.store.blobs, rng, mirror.metrics)
+    with transfer.readers.local.reader(rng.start) as reader:  # from now on: its next bytes stay on disk for it
+        await transfer.wait_past(rng.start, rng.end)  # the answer starts with the first byte (or says why not)
+        await response.prepare(request)
+        await send_growing(request, response, transfer, mirror.store.blobs, rng, mirror.metrics, reader)

@@ -17,7 +17,9 @@ import aiohttp
 from aiohttp import web
 
 from mreg.registry.blobs import BlobStore, LocalBlobPaths
+from mreg.registry.download.holes import READ
 from mreg.registry.errors import RangeNotSatisfiableError, StoreError, TransferFailedError
+from mreg.registry.fills.shared import shared_bytes
 
 from mreg.daemon.metrics import Metrics
 from mreg.daemon.serving.transfers import Transfer
@@ -121,15 +123,19 @@ async def _send_file(request: web.Request, path: Path, rng: ByteRange, metrics: 
 
 
 async def send_growing(request: web.Request, response: web.StreamResponse, transfer: Transfer,
-                       blobs: BlobStore, rng: ByteRange, metrics: Metrics) -> None:
+                       blobs: BlobStore, rng: ByteRange, metrics: Metrics, reader: int) -> None:
     """Send ``rng`` of a file while its transfer writes it, never the range's last byte before the file is
     verified.
 
     The transfer writes a partial file on this machine; once it is open, it stays the same inode when
-    published into a local store. A transfer already verified before any byte was sent is a stored blob.
+    published into a local store. A transfer already verified before any byte was sent is a stored blob. A fill
+    of the shared store frees the bytes it has in the bucket from the partial file (``Readers.local``): those
+    are streamed from the bucket, the others copied from the file ``holes.READ`` at a time (never sendfile'd: see
+    there), so a slow client keeps nothing on disk; ``reader`` is the reader's id there (``LocalBytes.reader``).
     """
     fd: int | None = None
     pos = rng.start
+    local = transfer.readers.local
     try:
         while True:
             limit = await transfer.wait_past(pos, rng.end)
@@ -139,7 +145,19 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
                     return
                 fd = transfer.open_data()
             upto = min(limit, rng.end)
-            await _pump(request, fd, pos, upto, metrics)
+            if not local.attached:
+                await _pump(request, fd, pos, upto, metrics)
+            elif not local.on_disk(pos):
+                upto = min(upto, local.freed)
+                await _send_shared(response, blobs, transfer, ByteRange(pos, upto), metrics)
+                local.move(reader, upto)
+            else:
+                upto = min(upto, pos + READ)
+                data = await local.read(reader, fd, pos, upto)
+                if len(data) != upto - pos:
+                    raise StoreError(f"a partial file ended at byte {pos + len(data)} of {upto}")
+                await response.write(data)
+                metrics.bytes_served += len(data)
             pos = upto
             if pos >= rng.end:
                 return
@@ -150,6 +168,18 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
     finally:
         if fd is not None:
             os.close(fd)
+
+
+async def _send_shared(response: web.StreamResponse, blobs: BlobStore, transfer: Transfer, rng: ByteRange,
+                       metrics: Metrics) -> None:
+    """Send ``rng`` of a shared fill's content from the shared store (its bytes there are freed from the disk)."""
+    pos = rng.start
+    async for chunk in shared_bytes(blobs, transfer.spec, rng.start, rng.end):
+        await response.write(chunk)
+        pos += len(chunk)
+        metrics.bytes_served += len(chunk)
+    if pos != rng.end:
+        raise StoreError(f"the shared store ended the bytes of {transfer.spec.path} at {pos} of {rng.end}")
 
 
 async def send_relayed(request: web.Request, response: web.StreamResponse, upstream: aiohttp.ClientResponse,

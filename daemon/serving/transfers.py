@@ -12,7 +12,8 @@ long for its last byte would give up (huggingface_hub after 10 s). From the veri
 holds the verified file open, so every reader can finish from it whatever publishing does to its name.
 Replicas sharing a blob store share transfers too: one of them fetches the content, the others stream the
 bytes it commits to the store (``registry.fills``, which mirror jobs' pulls go through as well), and take over
-if it dies.
+if it dies; each of them frees from its partial file what the bucket holds already (``Readers.local``), and its
+readers read those bytes from the bucket (``bodies.send_growing``).
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -276,7 +277,7 @@ class Transfers:
         """The download of a shared fill's leader: its clients stream the partial file the fill is fed from."""
         return download_file(client, transfer.spec, locate, self._store, self._slots, lead.tuning,
                              discard=not_resumable, readers=lead.readers, on_prefix=lead.on_prefix,
-                             on_verified=verified, publish=lead.publish)
+                             on_verified=verified, publish=lead.publish, hashed=lead.hashed)
 
     async def _followed(self, transfer: Transfer) -> None:
         """A followed fill ended with every byte here and verified: hold the file for the readers, drop its name,

@@ -6,10 +6,21 @@ import asyncio
 import hashlib
 import mmap
 import os
+from dataclasses import dataclass
+from typing import Any
 
 from mreg.registry.hashing import git_blob_header
 
 HASH_STEP = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """The sha256 of a file's first ``upto`` bytes, hashed elsewhere (``hashlib.sha256()`` state, copied on use):
+    a hasher starting from it need not read them (they may not be on disk)."""
+
+    upto: int
+    sha256: Any
 
 
 class PrefixHasher:
@@ -21,14 +32,16 @@ class PrefixHasher:
     mapping of at most ``HASH_STEP`` at a time, populated in one call), not copied into a buffer first:
     the copy cost as much system time as the socket's. Hashed ranges are handed to the kernel for
     writeback right away (``POSIX_FADV_DONTNEED``), so the final fsync has little left to flush and the
-    page cache is not filled with a multi-GB file.
+    page cache is not filled with a multi-GB file. Started ``from_`` a ``Hashed`` prefix (sha256 only), it reads
+    the file from there.
     """
 
-    def __init__(self, fd: int, size: int, git_sha1: bool) -> None:
+    def __init__(self, fd: int, size: int, git_sha1: bool, from_: Hashed | None = None) -> None:
+        assert from_ is None or not git_sha1, "a hashed prefix holds no git sha1"
         self._fd = fd
         self.size = size
-        self.hashed = 0
-        self._sha256 = hashlib.sha256()
+        self.hashed = from_.upto if from_ is not None else 0
+        self._sha256 = from_.sha256.copy() if from_ is not None else hashlib.sha256()
         self._sha1 = hashlib.sha1(git_blob_header(size)) if git_sha1 else None
 
     def _hash_range(self, upto: int) -> None:

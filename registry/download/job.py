@@ -29,7 +29,7 @@ from mreg.registry.errors import (
     first_error,
 )
 from mreg.registry.upstream.client import FileLocation
-from mreg.registry.download.hasher import PrefixHasher
+from mreg.registry.download.hasher import Hashed, PrefixHasher
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.scheduler import RECHECK, Fetch, Next, Scheduler
 from mreg.registry.download.state import TransferState
@@ -142,16 +142,15 @@ class FileJob:
 
     def __init__(self, sources: Sequence[Source], spec: FileSpec, fd: int, state: TransferState,
                  state_path: Path, tuning: Tuning, advance: Advance, on_prefix: Advance,
-                 readers: Readers | None = None) -> None:
+                 readers: Readers | None = None, hashed: Hashed | None = None) -> None:
         self.spec, self.fd, self.state, self.state_path = spec, fd, state, state_path
         self.tuning, self.advance, self._on_prefix = tuning, advance, on_prefix
         self.runs = [_Run(source) for source in sources]
-        self.hasher = PrefixHasher(fd, spec.size, git_sha1=spec.sha256 is None)
+        self.hasher = PrefixHasher(fd, spec.size, git_sha1=spec.sha256 is None, from_=hashed)
         self.scheduler = Scheduler(state.parts, (source.name for source in sources), tuning.min_split)
         self._fetching: dict[Fetch, asyncio.Task[object]] = {}
         """The worker task fetching each fetch (to stop it when another source took all it had left)."""
         self._changed = asyncio.Condition()
-        self._reported_prefix = 0
         self._progress = asyncio.Event()
         self._workers_done = False
         self._last_save = time.monotonic()
@@ -206,11 +205,9 @@ class FileJob:
         while self.hasher.hashed < self.spec.size:
             self._progress.clear()
             prefix = self.state.contiguous_prefix()
-            if prefix > self._reported_prefix:
-                self._reported_prefix = prefix
-                self._on_prefix(prefix)
             if prefix > self.hasher.hashed:
                 await self.hasher.advance(prefix)
+                self._on_prefix(prefix)  # hashed: nothing of the download reads those bytes any more
             elif self._workers_done:
                 return
             else:

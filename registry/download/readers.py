@@ -3,7 +3,8 @@
 A download given ``Readers`` binds them to its parts (``TransferState.parts``, in file order) and calls
 ``changed`` whenever bytes land. A reader asks ``written_from(pos)`` how far the bytes from ``pos`` are
 written without a gap, and says ``want(pos)`` when it waits there: the download fetches those bytes next.
-No byte is verified before the download returns.
+No byte is verified before the download returns. On a store replicas share, ``local`` frees the bytes already in
+the bucket from the partial file (``holes.LocalBytes``): a reader reads below its ``freed`` from the bucket.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 
+from mreg.registry.download.holes import LocalBytes
 from mreg.registry.download.state import Part
 
 
@@ -23,6 +25,8 @@ class Readers:
         self._want: Callable[[int], None] | None = None
         self._early: list[int] = []
         """Where readers waited before the download bound them (it fetches those first)."""
+        self.local = LocalBytes()
+        """The partial file's bytes on disk and where readers read them (a fill of the shared store frees them)."""
 
     def bind(self, parts: list[Part], want: Callable[[int], None]) -> None:
         """Follow ``parts`` (the download's own list, kept in file order); ``want`` fetches from a position first."""

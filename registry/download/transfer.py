@@ -22,11 +22,12 @@ from pathlib import Path
 from mreg.registry.errors import IntegrityError, UsageError
 from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
+from mreg.registry.download.hasher import Hashed
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.state import TransferState
 
-__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Locate", "Readers", "Source", "Tuning", "download_file",
-           "download_from"]
+__all__ = ["Advance", "Discard", "Downloaded", "FileSpec", "Hashed", "Locate", "Readers", "Source", "Tuning",
+           "download_file", "download_from"]
 
 LOCK_POLL = 0.2
 UPSTREAM = "upstream"
@@ -56,17 +57,20 @@ async def download_file(client: RangeClient, spec: FileSpec, locate: Locate, sto
                         slots: asyncio.Semaphore, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         discard: Discard | None = None, readers: Readers | None = None,
-                        on_verified: Verified | None = None, publish: Publish | None = None) -> Downloaded:
+                        on_verified: Verified | None = None, publish: Publish | None = None,
+                        hashed: Hashed | None = None) -> Downloaded:
     """Fetch, verify and publish one file from one source; see ``download_from``."""
     return await download_from([Source(UPSTREAM, client, locate, slots)], spec, store, tuning, advance, on_prefix,
-                               discard=discard, readers=readers, on_verified=on_verified, publish=publish)
+                               discard=discard, readers=readers, on_verified=on_verified, publish=publish,
+                               hashed=hashed)
 
 
 async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning = Tuning(),
                         advance: Advance = lambda n: None, on_prefix: Advance = lambda n: None,
                         refetch_once: bool = False,
                         discard: Discard | None = None, readers: Readers | None = None,
-                        on_verified: Verified | None = None, publish: Publish | None = None) -> Downloaded:
+                        on_verified: Verified | None = None, publish: Publish | None = None,
+                        hashed: Hashed | None = None) -> Downloaded:
     """Fetch, verify and publish one file into the store; return its sha256 and the bytes fetched.
 
     Every source must hold the same bytes (the same sha256); their connections fetch parts at once,
@@ -75,7 +79,8 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     others are reported as dropped. Each source's ``slots`` bounds its connections across every file
     of a pull; ``advance`` is told about every byte that lands (including bytes a resumed download
     already had). ``on_prefix`` is told the length of the partial file's contiguous written prefix
-    whenever it grows: a reader may stream those bytes from the partial file
+    whenever it grows, once it is hashed (nothing of the download reads those bytes again): a reader may
+    stream those bytes from the partial file
     (``Store.partial_paths(spec.key)[0]``, the same inode as the published blob), but they are
     verified only once this function returns; ``readers`` (``readers.Readers``) see every written byte, not
     only the prefix, and may have bytes further on fetched first. With ``refetch_once``, bytes from one source that fail
@@ -88,9 +93,12 @@ async def download_from(sources: Sequence[Source], spec: FileSpec, store: Store,
     daemon's next miss starts cleanly, and a full disk gets its space back. ``on_verified`` hears the sha256
     as soon as the bytes are verified, while the partial file still exists (publishing may take a while:
     an object store uploads it). ``publish`` replaces the store's publish of the verified file (a fill of the
-    shared store that has the bytes already publishes from there).
+    shared store that has the bytes already publishes from there). ``hashed``: the sha256 of the resumed partial
+    file's first bytes, hashed elsewhere (they need not be on disk); ignored unless the partial file's saved state
+    has them all written.
     """
-    fetch = functools.partial(_download, discard=discard, readers=readers, on_verified=on_verified, publish=publish)
+    fetch = functools.partial(_download, discard=discard, readers=readers, on_verified=on_verified, publish=publish,
+                              hashed=hashed)
     if not sources or len({s.name for s in sources}) != len(sources):
         raise UsageError(f"{spec.path}: a download needs sources with distinct names")
     try:
@@ -132,7 +140,8 @@ class _Mismatch(IntegrityError):
 async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tuning: Tuning,
                     advance: Advance, on_prefix: Advance,
                     discard: Discard | None = None, readers: Readers | None = None,
-                    on_verified: Verified | None = None, publish: Publish | None = None) -> Downloaded:
+                    on_verified: Verified | None = None, publish: Publish | None = None,
+                    hashed: Hashed | None = None) -> Downloaded:
     data_path, state_path = store.partial_paths(spec.key)
     async with locked(data_path) as fd:
         try:
@@ -141,8 +150,11 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
                 state = TransferState.plan(spec.size, spec.key, tuning.part_size(spec.size, len(sources)))
                 file_op(spec, os.ftruncate, fd, 0)
                 file_op(spec, os.ftruncate, fd, spec.size)
+                hashed = None  # started over: every byte is fetched, and hashed, here
+            elif hashed is not None and state.contiguous_prefix() < hashed.upto:
+                hashed = None
             advance(state.completed)
-            job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix, readers)
+            job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix, readers, hashed)
             await job.run()
             sha256 = _verify(spec, job, data_path, state_path)
         except Exception as exc:

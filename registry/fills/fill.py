@@ -6,6 +6,9 @@ follows the leader (``shared.follow``) until it publishes the blob, or until its
 takes it over, and leads (``lead``): the partial file seeded with what the fill has committed, the download's
 prefix fed to the fill as it grows, the blob published from the fill. ``end`` tells the followers how it ended,
 ``release`` gives the lease back. ``filled`` is the whole of it for a caller without readers (a pull).
+
+The partial file keeps only a window of the blob's bytes on disk (``holes.LocalBytes``): what the fill has in the
+bucket is freed from it, and readers read those bytes from the bucket (``shared.shared_bytes``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning
+from mreg.registry.download import Downloaded, FileSpec, Hashed, Readers, Tuning
 from mreg.registry.download.transfer import Advance, Publish
 from mreg.registry.errors import MregError, failure_reason
 from mreg.registry.fills.leases import CatalogInFlight, Lease
@@ -29,12 +32,14 @@ log = logging.getLogger("mreg.fills")
 @dataclass(frozen=True)
 class Lead:
     """What the leader's download is run with: its ``tuning`` (held back by the fill), the ``readers`` the fill
-    follows, the ``on_prefix`` that feeds it and the ``publish`` that publishes the blob from it."""
+    follows, the ``on_prefix`` that feeds it, the ``publish`` that publishes the blob from it, and the sha256 of
+    the bytes the fill had committed (``hashed``: they are not in the partial file)."""
 
     tuning: Tuning
     readers: Readers
     on_prefix: Advance
     publish: Publish
+    hashed: Hashed | None
 
 
 Fetch = Callable[[Lead], Awaitable[Downloaded]]
@@ -56,16 +61,29 @@ class SharedFill:
         it at once; None when another replica published the blob (with ``readers``, every byte of it is in the
         partial file, verified). Raises TransferFailedError when the leader's fill failed."""
         counts = self._inflight.counts
-        if not self.lease.leader:
-            counts.followed += 1
-            taken = await follow(self._store.blobs, self._inflight, self._spec, self._owner, self._paths, readers,
-                                 self._part_size)
-            if taken is None:
-                return None
-            self.lease = taken
-            counts.taken_over += 1
-        counts.led += 1
-        return await self._lead(readers or Readers(), fetch)
+        if readers is None and self.lease.leader:  # a pull's
+            readers = Readers()
+        if readers is not None:
+            readers.local.attach(self._paths[0])
+        try:
+            if not self.lease.leader:
+                counts.followed += 1
+                taken = await follow(self._store.blobs, self._inflight, self._spec, self._owner, self._paths,
+                                     readers, self._part_size)
+                if taken is None:
+                    return None
+                self.lease = taken
+                counts.taken_over += 1
+                if readers is None:  # a pull's: it copied nothing
+                    readers = Readers()
+                    readers.local.attach(self._paths[0])
+            counts.led += 1
+            return await self._lead(readers, fetch)
+        finally:
+            if readers is not None:  # the fill is over: its readers read the bucket below ``freed``, the disk above
+                readers.local.close()
+                if readers.local.freed:  # a partial file kept to resume holds only a window: its saved state would
+                    self._paths[1].unlink(missing_ok=True)  # say more (a next lead seeds it from the bucket again)
 
     @property
     def lost(self) -> bool:
@@ -100,10 +118,11 @@ class SharedFill:
         fill = await blobs.open_fill(spec.sha256, spec.size)
         try:
             self._inflight.note(self.lease, fill.committed)
-            await seed(blobs, spec, self._paths, fill.committed, self._part_size)
+            hashed = await seed(blobs, spec, self._paths, fill.committed, self._part_size)
+            readers.local.gone(fill.committed)
             feeder = Feeder(fill, self._paths[0], self._inflight, self.lease, spec, readers)
             return await feeder.around(fetch(Lead(leader_tuning(self._tuning, feeder.room), readers, feeder.prefix,
-                                                  feeder.publish)))
+                                                  feeder.publish, hashed)))
         except Exception as exc:
             if not_resumable(exc) and self._inflight.holds(self.lease):  # bytes that failed verification, a refusal
                 await asyncio.shield(fill.discard())

@@ -6,7 +6,8 @@ fewer and smaller parts, ``leader_tuning``), and a ``Feeder`` appends the file's
 (``BlobStore.open_fill``: chunk objects in S3) as it grows, having the download fetch the next bytes first; the
 lease notes each commit. The verified file is published from the fill (a server-side copy of its chunks), so
 no blob is ever visible before its bytes are verified. A leader taking over a fill first ``seed``s its partial
-file with the committed bytes and has the download fetch only the rest.
+file: its state says the committed bytes are written (they stay in the store, hashed from there) and the download
+fetches only the rest.
 
 A follower (``follow``) copies the committed bytes into its own partial file as they grow, so its clients stream
 them as they stream a local transfer; the last bytes come from the blob once the leader has published it, and
@@ -14,6 +15,9 @@ the copy is hashed as it goes: its clients get their last byte only once all of 
 the leader's lease runs out (it died, or stalled), the follower claims the lease and leads from there. A
 follower without readers copies nothing: it waits for the blob, or takes the lease over and leads from the
 committed bytes like any other taker (``seed``).
+
+Leaders and followers alike free from their partial file the bytes the store holds (``holes.LocalBytes``, told
+by the ``Feeder``'s commits and the follower's copy); their readers read those from the store (``shared_bytes``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from mreg.registry.blobs import BlobStore, PartialFill
 from mreg.registry.catalog.models import utcnow
-from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning
+from mreg.registry.download import Downloaded, FileSpec, Hashed, Readers, Tuning
 from mreg.registry.download.state import Part, TransferState
 from mreg.registry.download.transfer import locked
 from mreg.registry.errors import StoreError, TransferFailedError, UpstreamUnavailableError
@@ -156,6 +160,7 @@ class Feeder:
                 if self._fill.committed != committed:
                     self._inflight.note(self._lease, self._fill.committed)
                     self._drained.set()
+                    self._readers.local.safe(self._fill.committed)  # hashed (the download's prefix), in the bucket
         finally:
             os.close(fd)
             self._drained.set()
@@ -168,26 +173,42 @@ def mark_written(state: TransferState, upto: int) -> None:
             part.done = max(part.done, min(part.size, upto - part.offset))
 
 
-async def seed(blobs: BlobStore, spec: FileSpec, paths: tuple[Path, Path], committed: int, part_size: int) -> None:
-    """Have the partial file hold the fill's ``committed`` leading bytes (copied from the shared store), and its
-    saved state say so: the download then fetches only the rest."""
+async def seed(blobs: BlobStore, spec: FileSpec, paths: tuple[Path, Path], committed: int,
+               part_size: int) -> Hashed | None:
+    """Have the partial file's saved state say its fill's ``committed`` leading bytes are written, without writing
+    them (they stay in the shared store; the file is sparse there): the download then fetches only the rest,
+    hashing on from the sha256 of those bytes, which this returns (read from the shared store). None when
+    nothing is committed."""
     data_path, state_path = paths
     assert spec.sha256 is not None
     if committed == 0:
-        return
+        return None
+    digest, pos = hashlib.sha256(), 0
+    async for data in _bounded(blobs.read_fill(spec.sha256, spec.size), committed):
+        await asyncio.to_thread(digest.update, data)
+        pos += len(data)
+    if pos < committed:
+        raise StoreError(f"{spec.path}: the shared fill lost its committed bytes from {pos} (start it again)")
     async with locked(data_path) as fd:
         state = TransferState.load(state_path, spec.size, spec.key) if os.fstat(fd).st_size == spec.size else None
         if state is None:
             state = TransferState.plan(spec.size, spec.key, part_size)
             os.ftruncate(fd, spec.size)
-        pos = state.contiguous_prefix()
-        async for data in _bounded(blobs.read_fill(spec.sha256, spec.size, pos), committed - pos):
-            await asyncio.to_thread(os.pwrite, fd, data, pos)
-            pos += len(data)
-        if pos < committed:
-            raise StoreError(f"{spec.path}: the shared fill lost its committed bytes from {pos} (start it again)")
-        mark_written(state, pos)
+        mark_written(state, committed)
         state.save(state_path)
+    return Hashed(committed, digest)
+
+
+async def shared_bytes(blobs: BlobStore, spec: FileSpec, start: int, end: int) -> AsyncIterator[bytes]:
+    """Bytes [start, end) of ``spec``'s content, committed to its fill in the shared store: from the fill's chunks
+    while they are there, then from the blob once it is published (StoreError if it is not)."""
+    assert spec.sha256 is not None
+    async for data in _bounded(blobs.read_fill(spec.sha256, spec.size, start), end - start):
+        start += len(data)
+        yield data
+    if start < end:
+        async for data in blobs.read(spec.sha256, start, end):
+            yield data
 
 
 async def _bounded(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
@@ -211,6 +232,7 @@ class _Copy:
             await asyncio.to_thread(os.pwrite, self.fd, data, self.part.done)
             self.digest.update(data)
             self.part.done += len(data)
+            self.readers.local.safe(self.part.done)  # hashed, and committed to the bucket
             self.readers.changed()
 
 
