@@ -92,8 +92,8 @@ class _RawBody:
         self._remaining -= len(data)
         self._chunks.append(data)
         self._queued += len(data)
-        if self._queued >= MAX_QUEUED and not self._paused:
-            self._paused = True
+        if not self._paused and (self._queued >= MAX_QUEUED or not self._remaining):
+            self._paused = True  # at the end too: aiohttp's read timeout must not fire while the rest is read
             self._protocol.pause_reading()  # stops aiohttp's read timeout too: the wait is ours
         self._wake()
         return False, b""
@@ -128,7 +128,7 @@ class _RawBody:
                 self._waiter = None
         chunk = self._chunks.popleft()
         self._queued -= len(chunk)
-        if self._paused and self._queued < MAX_QUEUED:
+        if self._paused and self._remaining and self._queued < MAX_QUEUED:
             self._paused = False
             self._protocol.resume_reading()
         return chunk
@@ -147,6 +147,8 @@ class _RawBody:
         if not self.complete or self._error is not None:
             self._protocol.force_close()
             return
+        if self._paused:
+            self._protocol.resume_reading()  # a pooled connection must notice its server hanging up
         # ResponseHandler has no public way back from set_parser; these are what set_parser set.
         self._protocol._payload_parser = None
         self._protocol._payload = None
