@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mreg.registry.download.body import MAX_QUEUED, body_chunks
+from tests.relay import relay
 
 SIZE = 3 * MAX_QUEUED + 12345
 BODY = bytes(range(256)) * (SIZE // 256) + bytes(SIZE % 256)
@@ -36,7 +39,7 @@ class Server:
         self.connections += 1
         try:
             while request := await reader.readuntil(b"\r\n\r\n"):
-                path = request.split(b" ")[1].decode()
+                path = urlsplit(request.split(b" ")[1].decode()).path  # a proxy sends the absolute URL
                 await self.answer(path, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -130,6 +133,21 @@ async def test_a_chunked_body_is_read_through_aiohttp(server: Server) -> None:
     assert server.connections == 1
 
 
+async def test_through_an_http_proxy(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As mreg's session finds a proxy (``trust_env``): the relay gets the absolute URL and passes it on."""
+    port = int(server.url.rsplit(":", 1)[1])
+    with relay(("127.0.0.1", port)) as proxy:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with aiohttp.ClientSession(trust_env=True) as session:
+            server.url = "http://mreg-origin.invalid:80"  # only the proxy can reach it
+            assert await fetch(session, server, "/plain") == BODY
+            assert await fetch(session, server, "/plain") == BODY
+        assert proxy.returned > 2 * SIZE
+    assert server.connections == 1
+
+
 def _certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -138,7 +156,7 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False)
             .sign(key, hashes.SHA256()))
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
