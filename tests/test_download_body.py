@@ -126,6 +126,15 @@ async def test_a_slow_reader_is_not_timed_out(server: Server) -> None:
     assert server.connections == 1
 
 
+async def test_a_pooled_connection_outlives_the_read_timeout(server: Server) -> None:
+    """A body read to its end leaves no read timeout running on the connection it gives back."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2)) as session:
+        assert await fetch(session, server, "/plain") == BODY
+        await asyncio.sleep(0.4)  # idle in the pool for longer than the read timeout
+        assert await fetch(session, server, "/plain") == BODY
+    assert server.connections == 1
+
+
 async def test_a_chunked_body_is_read_through_aiohttp(server: Server) -> None:
     async with aiohttp.ClientSession() as session:
         assert await fetch(session, server, "/chunked") == BODY

@@ -53,7 +53,7 @@ async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             chunk = await body.next()
             if body.complete:  # before the last piece is yielded: its reader may stop there
                 body.close()
-                resp.content.feed_eof()  # releases the connection to the pool
+                resp.content.feed_eof()  # resumes reading and releases the connection to the pool
                 yield chunk
                 return
             yield chunk
@@ -89,12 +89,14 @@ class _RawBody:
         if len(data) > self._remaining:  # more than it announced: keep what it announced, then hang up
             self._protocol.force_close()
             data = data[: self._remaining]
+            if not data:
+                return False, b""
         self._remaining -= len(data)
         self._chunks.append(data)
         self._queued += len(data)
         if not self._paused and (self._queued >= MAX_QUEUED or not self._remaining):
-            self._paused = True  # at the end too: aiohttp's read timeout must not fire while the rest is read
-            self._protocol.pause_reading()  # stops aiohttp's read timeout too: the wait is ours
+            self._paused = True  # at the end too: nothing more is due, and the reader may be slow to take the rest
+            self._protocol.pause_reading()  # which stops aiohttp's read timeout: the wait is the reader's
         self._wake()
         return False, b""
 
@@ -147,8 +149,6 @@ class _RawBody:
         if not self.complete or self._error is not None:
             self._protocol.force_close()
             return
-        if self._paused:
-            self._protocol.resume_reading()  # a pooled connection must notice its server hanging up
         # ResponseHandler has no public way back from set_parser; these are what set_parser set.
         self._protocol._payload_parser = None
         self._protocol._payload = None
