@@ -120,17 +120,17 @@ async def test_a_stalled_body_times_out(server: Server) -> None:
 
 async def test_a_slow_reader_is_not_timed_out(server: Server) -> None:
     """The socket is not read while the reader holds MAX_QUEUED bytes: that wait is not the server's."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2)) as session:
-        assert await fetch(session, server, "/plain", pause=0.5) == BODY
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.5)) as session:
+        assert await fetch(session, server, "/plain", pause=1.0) == BODY
         assert await fetch(session, server, "/plain") == BODY
     assert server.connections == 1
 
 
 async def test_a_pooled_connection_outlives_the_read_timeout(server: Server) -> None:
     """A body read to its end leaves no read timeout running on the connection it gives back."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.5)) as session:
         assert await fetch(session, server, "/plain") == BODY
-        await asyncio.sleep(0.4)  # idle in the pool for longer than the read timeout
+        await asyncio.sleep(1.0)  # idle in the pool for longer than the read timeout
         assert await fetch(session, server, "/plain") == BODY
     assert server.connections == 1
 
