@@ -40,7 +40,7 @@ from mreg.registry.waiting import within
 MiB = 1024 * 1024
 READ_SIZE = MiB // 2
 """The most a body read takes from the socket at once (asyncio reads 256 KiB): half the receive loop's turns
-for the same bytes, each of them Python (aiohttp's parser, the loop, a ``pwrite``). 1 MiB cost no less CPU
+for the same bytes, each of them Python (aiohttp's protocol, the loop, a ``pwrite``). 1 MiB cost no less CPU
 and took peak RSS of a 16-connection pull from ~118 MB to ~152 MB (bench/pull_bench.py, 1.5 GB)."""
 
 
