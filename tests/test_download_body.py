@@ -143,7 +143,8 @@ async def test_a_chunked_body_is_read_through_aiohttp(server: Server) -> None:
 
 
 async def test_through_an_http_proxy(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As mreg's session finds a proxy (``trust_env``): the relay gets the absolute URL and passes it on."""
+    """As mreg's session finds a proxy (``trust_env``): the relay gets the absolute URL and passes it on (the
+    origin's name resolves nowhere, so only the proxy can have answered)."""
     port = int(server.url.rsplit(":", 1)[1])
     with relay(("127.0.0.1", port)) as proxy:
         for name in ("NO_PROXY", "no_proxy"):
@@ -153,7 +154,6 @@ async def test_through_an_http_proxy(server: Server, monkeypatch: pytest.MonkeyP
             server.url = "http://mreg-origin.invalid:80"  # only the proxy can reach it
             assert await fetch(session, server, "/plain") == BODY
             assert await fetch(session, server, "/plain") == BODY
-        assert proxy.returned > 2 * SIZE
     assert server.connections == 1
 
 
