@@ -9,6 +9,7 @@ only when every source has failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import time
@@ -29,6 +30,7 @@ from mreg.registry.errors import (
     first_error,
 )
 from mreg.registry.upstream.client import FileLocation
+from mreg.registry.download.body import body_chunks
 from mreg.registry.download.hasher import Hashed, PrefixHasher
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.scheduler import RECHECK, Fetch, Next, Scheduler
@@ -38,7 +40,7 @@ from mreg.registry.waiting import within
 MiB = 1024 * 1024
 READ_SIZE = MiB // 2
 """The most a body read takes from the socket at once (asyncio reads 256 KiB): half the receive loop's turns
-for the same bytes, each of them Python (aiohttp's parser, the loop, a ``pwrite``). 1 MiB cost no less CPU
+for the same bytes, each of them Python (aiohttp's protocol, the loop, a ``pwrite``). 1 MiB cost no less CPU
 and took peak RSS of a 16-connection pull from ~118 MB to ~152 MB (bench/pull_bench.py, 1.5 GB)."""
 
 
@@ -319,28 +321,29 @@ class FileJob:
     async def _receive(self, resp: aiohttp.ClientResponse, run: _Run, fetch: Fetch, asked_end: int) -> None:
         """Write the body at the fetch's position; stop early when another source took the part's end."""
         _read_large(resp)
-        async for chunk in resp.content.iter_any():
-            if len(chunk) > asked_end - fetch.start:
-                raise UpstreamError(f"{self.spec.path}: upstream sent more bytes than the range asked for")
-            view = memoryview(chunk)[: fetch.remaining]
-            wanted = len(view)
-            while view:
-                try:
-                    written = os.pwrite(self.fd, view, fetch.start)
-                except OSError as exc:
-                    raise store_error(self.spec, exc) from exc
-                self.scheduler.wrote(fetch, written)
-                view = view[written:]
-            run.fetched += len(chunk)
-            self.advance(wanted)
-            if self.tuning.throttle is not None:
-                await self.tuning.throttle(len(chunk))
-            self._progress.set()
-            self.readers.changed()
-            if time.monotonic() - self._last_save >= self.tuning.state_interval:
-                self._save()
-            if not fetch.remaining:
-                return
+        async with contextlib.aclosing(body_chunks(resp)) as chunks:
+            async for chunk in chunks:
+                if len(chunk) > asked_end - fetch.start:
+                    raise UpstreamError(f"{self.spec.path}: upstream sent more bytes than the range asked for")
+                view = memoryview(chunk)[: fetch.remaining]
+                wanted = len(view)
+                while view:
+                    try:
+                        written = os.pwrite(self.fd, view, fetch.start)
+                    except OSError as exc:
+                        raise store_error(self.spec, exc) from exc
+                    self.scheduler.wrote(fetch, written)
+                    view = view[written:]
+                run.fetched += len(chunk)
+                self.advance(wanted)
+                if self.tuning.throttle is not None:
+                    await self.tuning.throttle(len(chunk))
+                self._progress.set()
+                self.readers.changed()
+                if time.monotonic() - self._last_save >= self.tuning.state_interval:
+                    self._save()
+                if not fetch.remaining:
+                    return
 
     def _save(self) -> None:
         if self.state.completed < self.state.size:
