@@ -32,7 +32,7 @@ async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """
     length = _plain_length(resp)
     protocol = resp.connection.protocol if resp.connection is not None else None
-    if length is None or not isinstance(protocol, ResponseHandler):
+    if length is None or not isinstance(protocol, ResponseHandler) or not _detachable(protocol):
         async for chunk in resp.content.iter_any():
             yield chunk
         return
@@ -59,6 +59,16 @@ async def body_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         body.close()
+
+
+_SET_BY_SET_PARSER = ("_payload_parser", "_payload", "_data_received_cb")
+"""What ``ResponseHandler.set_parser`` sets and ``_RawBody.close`` clears (aiohttp has no public way back)."""
+
+
+def _detachable(protocol: ResponseHandler) -> bool:
+    """Whether this aiohttp's connection handler has what ``_RawBody.close`` clears to hand the connection back
+    (an aiohttp whose internals moved is read through its own parser instead)."""
+    return all(hasattr(protocol, name) for name in _SET_BY_SET_PARSER) and hasattr(protocol, "set_parser")
 
 
 def _plain_length(resp: aiohttp.ClientResponse) -> int | None:
@@ -149,7 +159,5 @@ class _RawBody:
         if not self.complete or self._error is not None:
             self._protocol.force_close()
             return
-        # ResponseHandler has no public way back from set_parser; these are what set_parser set.
-        self._protocol._payload_parser = None
-        self._protocol._payload = None
-        self._protocol._data_received_cb = None
+        for name in _SET_BY_SET_PARSER:
+            setattr(self._protocol, name, None)
