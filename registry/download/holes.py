@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import errno
+import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mreg.registry.download.freeable import Freeable, Range
@@ -33,13 +33,20 @@ READ = MiB
 a punched range zeroes them in place."""
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+@functools.cache
+def _fallocate() -> Callable[[int, int, int, int], int]:
+    """libc's ``fallocate``, found at the first punch: only fills of the shared store punch, and every download
+    imports this module (the process's own symbols hold libc: no ``find_library``, which runs ``ldconfig``)."""
+    fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fallocate
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
     """Free bytes [offset, offset + length) of the file open (for writing) as ``fd``; OSError if it cannot."""
-    if _libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+    if _fallocate()(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
