@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -100,13 +101,7 @@ async def send_stored(request: web.Request, response: web.StreamResponse, blobs:
         if isinstance(blobs, LocalBlobPaths):
             await _send_file(request, blobs.path(sha256), rng, metrics)
             return
-        pos = rng.start
-        async for chunk in blobs.read(sha256, rng.start, rng.end):
-            await response.write(chunk)
-            pos += len(chunk)
-            metrics.bytes_served += len(chunk)
-        if pos != rng.end:
-            raise StoreError(f"blob {sha256} ended at byte {pos} of {rng.end}")
+        await _send_chunks(response, blobs.read(sha256, rng.start, rng.end), rng, metrics, f"blob {sha256}")
     except ConnectionError:  # reset, broken pipe
         return  # the client hung up
     except (StoreError, FileNotFoundError):
@@ -149,7 +144,8 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
                 await _pump(request, fd, pos, upto, metrics)
             elif not local.on_disk(pos):
                 upto = min(upto, local.freed)
-                await _send_shared(response, blobs, transfer, ByteRange(pos, upto), metrics)
+                await _send_chunks(response, shared_bytes(blobs, transfer.spec, pos, upto), ByteRange(pos, upto),
+                                   metrics, f"the shared store's bytes of {transfer.spec.path}")
                 local.move(reader, upto)
             else:
                 upto = min(upto, pos + READ)
@@ -170,16 +166,16 @@ async def send_growing(request: web.Request, response: web.StreamResponse, trans
             os.close(fd)
 
 
-async def _send_shared(response: web.StreamResponse, blobs: BlobStore, transfer: Transfer, rng: ByteRange,
-                       metrics: Metrics) -> None:
-    """Send ``rng`` of a shared fill's content from the shared store (its bytes there are freed from the disk)."""
+async def _send_chunks(response: web.StreamResponse, chunks: AsyncIterator[bytes], rng: ByteRange, metrics: Metrics,
+                       what: str) -> None:
+    """Send ``chunks``, the bytes ``rng`` of ``what`` read from the store (StoreError if they end short)."""
     pos = rng.start
-    async for chunk in shared_bytes(blobs, transfer.spec, rng.start, rng.end):
+    async for chunk in chunks:
         await response.write(chunk)
         pos += len(chunk)
         metrics.bytes_served += len(chunk)
     if pos != rng.end:
-        raise StoreError(f"the shared store ended the bytes of {transfer.spec.path} at {pos} of {rng.end}")
+        raise StoreError(f"{what} ended at byte {pos} of {rng.end}")
 
 
 async def send_relayed(request: web.Request, response: web.StreamResponse, upstream: aiohttp.ClientResponse,

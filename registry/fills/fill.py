@@ -61,8 +61,6 @@ class SharedFill:
         it at once; None when another replica published the blob (with ``readers``, every byte of it is in the
         partial file, verified). Raises TransferFailedError when the leader's fill failed."""
         counts = self._inflight.counts
-        if readers is None and self.lease.leader:  # a pull's
-            readers = Readers()
         if readers is not None:
             readers.local.attach(self._paths[0])
         try:
@@ -74,9 +72,9 @@ class SharedFill:
                     return None
                 self.lease = taken
                 counts.taken_over += 1
-                if readers is None:  # a pull's: it copied nothing
-                    readers = Readers()
-                    readers.local.attach(self._paths[0])
+            if readers is None:  # a pull's (a follower without readers copied nothing)
+                readers = Readers()
+                readers.local.attach(self._paths[0])
             counts.led += 1
             return await self._lead(readers, fetch)
         finally:
