@@ -11,7 +11,8 @@ covers the whole child (start-up included); peak RSS and CPU time are the tool p
 time reports them; hub CPU is this process's CPU time during the run. Each output is checked against
 the file's sha256. A resume scenario SIGKILLs `mreg pull` once its saved state shows `--kill-at`
 done, pulls again, and counts the CDN bytes served in total. `--gated` makes the repo gated, every tool sending
-a token that passes its gate. See bench/README.md.
+a token that passes its gate. aria2c and `mreg pull` also pull a 2 MB file each round: its CPU splits theirs into a
+fixed cost and a cost per GB. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
 REPO_ID = "bench/big-model"
 WARM_UP_REPO = "bench/warm-up"
 WARM_UP_SIZE = 2_000_000
+SMALL_REPO = "bench/small-model"
+"""A WARM_UP_SIZE file (gated like the big one): the CPU a tool spends on it is its fixed cost, start-up and
+set-up, which the big file's CPU less it leaves as the cost per GB of moving bytes."""
 FILENAME = "weights.bin"
 SEED = 20240601
 MB = 1_000_000
@@ -96,6 +100,10 @@ class Row:
     cdn_ratio: float
     cpu_per_gb: float
     """Client CPU seconds (user + sys, start-up included) per GB of the file."""
+    small_cpu_seconds: float | None = None
+    """Client CPU seconds on the SMALL_REPO file (its start-up and set-up), for aria2c and `mreg pull`."""
+    marginal_cpu_per_gb: float | None = None
+    """(CPU on the big file - CPU on the small one) per GB between them: the cost of moving bytes."""
 
 
 @dataclass
@@ -201,8 +209,8 @@ def last_line(path: Path) -> str:
 class Bench:
     """The hub, the file, and one fresh work dir per child process."""
 
-    def __init__(self, args: argparse.Namespace, hub: TestHub, blob: Blob) -> None:
-        self.args, self.hub, self.blob = args, hub, blob
+    def __init__(self, args: argparse.Namespace, hub: TestHub, blob: Blob, small: Blob) -> None:
+        self.args, self.hub, self.blob, self.small = args, hub, blob, small
         self.work = args.cache_dir / "work"
         self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
                     and not k.startswith(("HF_", "HUGGING_FACE_", "MREG_")) and "proxy" not in k.lower()}
@@ -219,11 +227,11 @@ class Bench:
         path.mkdir(parents=True)
         return path
 
-    def _check(self, run: Run, output: Path, logs: Path) -> Run:
+    def _check(self, run: Run, output: Path, logs: Path, repo_id: str = REPO_ID) -> Run:
         """Fail loudly unless the child succeeded and wrote exactly the served bytes."""
         if run.exit_code != 0:
             raise SystemExit(f"{run.tool} exited {run.exit_code}; see {logs}.err")
-        if sha256_of(output) != self.blob.sha256:
+        if sha256_of(output) != (self.small.sha256 if repo_id == SMALL_REPO else self.blob.sha256):
             raise SystemExit(f"{run.tool} wrote wrong bytes to {output}")
         return run
 
@@ -268,21 +276,22 @@ class Bench:
             subprocess.run(self._mreg_cmd(WARM_UP_REPO), env={**self._baseline_env(), "MREG_HOME": str(work / "base")},
                            cwd=ROOT, check=True, capture_output=True)
 
-    def mreg(self, connections: int | None, local_dir: bool = False, baseline: bool = False) -> Run:
+    def mreg(self, connections: int | None, local_dir: bool = False, baseline: bool = False,
+             repo_id: str = REPO_ID) -> Run:
         tool = "mreg pull" + ("" if connections is None else f" --connections {connections}")
         tool += " --local-dir" if local_dir else ""
         tool += " (baseline)" if baseline else ""
         work = self._fresh("mreg")
         env = self._baseline_env() if baseline else self.env
-        cmd = self._mreg_cmd(REPO_ID, connections, work / "local" if local_dir else None)
+        cmd = self._mreg_cmd(repo_id, connections, work / "local" if local_dir else None)
         run = spawn(tool, cmd, {**env, "MREG_HOME": str(work / "home")}, work / "log", self.hub)
-        return self._check(run, Path(last_line(work / "log.out")) / FILENAME, work / "log")
+        return self._check(run, Path(last_line(work / "log.out")) / FILENAME, work / "log", repo_id)
 
-    def aria2c(self, connections: int = ARIA2C_HFD) -> Run:
+    def aria2c(self, connections: int = ARIA2C_HFD, repo_id: str = REPO_ID) -> Run:
         work = self._fresh("aria2c")
-        run = spawn(f"aria2c -x{connections} -s{connections} -k1M", self._aria2c_cmd(REPO_ID, work / "out", connections),
+        run = spawn(f"aria2c -x{connections} -s{connections} -k1M", self._aria2c_cmd(repo_id, work / "out", connections),
                     self.env, work / "log", self.hub)
-        return self._check(run, work / "out" / FILENAME, work / "log")
+        return self._check(run, work / "out" / FILENAME, work / "log", repo_id)
 
     def hf(self) -> Run:
         work = self._fresh("hf")
@@ -340,10 +349,18 @@ def report(rows: list[Row], resume: Resume, args: argparse.Namespace, info: dict
               f"| {r.seconds / aria2.seconds:.2f} | {r.to_first_byte:.2f} | {r.transfer:.2f} | {r.after_last_byte:.2f} "
               f"| {r.cpu_seconds:.1f} | {r.cpu_per_gb:.2f} | {r.cpu_seconds / aria2.cpu_seconds:.2f} "
               f"| {r.hub_cpu_seconds:.1f} | {r.cdn_ratio:.3f} |" for r in rows]
+    assert aria2.marginal_cpu_per_gb is not None and mreg.marginal_cpu_per_gb is not None
+    lines += ["", "Fixed and per-GB CPU (client CPU on a "
+              f"{WARM_UP_SIZE / MB:.0f} MB file of the same repo kind, and the big file's CPU beyond it per GB):", "",
+              "| tool | CPU s on the small file | CPU s/GB beyond it | vs aria2c |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.tool} | {r.small_cpu_seconds:.2f} | {r.marginal_cpu_per_gb:.2f} "
+              f"| {r.marginal_cpu_per_gb / aria2.marginal_cpu_per_gb:.2f} |" for r in (aria2, mreg)]
+    marginal = mreg.marginal_cpu_per_gb / aria2.marginal_cpu_per_gb
     targets = [
         ("mreg / aria2c time", mreg.seconds / aria2.seconds, "<= 1.1", mreg.seconds / aria2.seconds <= 1.1),
         ("mreg / aria2c CPU s", mreg.cpu_seconds / aria2.cpu_seconds, "<= 1.5",
          mreg.cpu_seconds / aria2.cpu_seconds <= 1.5),
+        ("mreg / aria2c CPU s/GB beyond the small file", marginal, "(<= 1.5)", marginal <= 1.5),
         ("resume: CDN bytes / size", resume.cdn_ratio, "<= 1.15", resume.cdn_ratio <= 1.15),
         ("mreg peak RSS MB (every run)", mreg_rss, "< 150", mreg_rss < 150),
     ]
@@ -392,7 +409,9 @@ def main(argv: list[str] | None = None) -> None:
         gate: dict[str, Any] = {"gated": "manual", "allowed_users": {USER}} if args.gated else {}
         hub.add_repo(HubRepo(REPO_ID, **gate)).commit({FILENAME: blob})
         hub.add_repo(HubRepo(WARM_UP_REPO)).commit({FILENAME: random.Random(SEED).randbytes(WARM_UP_SIZE)})
-        bench = Bench(args, hub, blob)
+        small = Blob.from_bytes(random.Random(SEED + 1).randbytes(WARM_UP_SIZE))
+        hub.add_repo(HubRepo(SMALL_REPO, **gate)).commit({FILENAME: small})
+        bench = Bench(args, hub, blob, small)
         bench.warm_up()
         tools: list[Callable[[], Run]] = [bench.aria2c, lambda: bench.mreg(None), lambda: bench.mreg(None, True)]
         if args.baseline is not None:
@@ -400,16 +419,24 @@ def main(argv: list[str] | None = None) -> None:
         tools += [lambda n=n: bench.mreg(n) for n in sweep]
         tools += [lambda n=n: bench.aria2c(n) for n in aria2c_sweep if n != ARIA2C_HFD]
         tools += [] if args.no_hf else [bench.hf]
+        smalls: list[Callable[[], Run]] = [lambda: bench.aria2c(repo_id=SMALL_REPO),
+                                           lambda: bench.mreg(None, repo_id=SMALL_REPO)]
         runs: list[list[Run]] = [[] for _ in tools]
+        small_runs: list[list[Run]] = [[] for _ in smalls]
         for i in range(args.runs):
-            for measure, done in zip(tools, runs):
+            for measure, done in zip(tools + smalls, runs + small_runs):
                 run = measure()
-                print(f"[{i + 1}/{args.runs}] {run.tool}: {run.seconds:.2f} s, {run.peak_rss_mb:.0f} MB RSS, "
-                      f"{run.cpu_seconds:.1f} s CPU, hub {run.hub_cpu_seconds:.1f} s CPU", file=sys.stderr)
+                print(f"[{i + 1}/{args.runs}] {run.tool}{' (small file)' if done in small_runs else ''}: "
+                      f"{run.seconds:.2f} s, {run.peak_rss_mb:.0f} MB RSS, {run.cpu_seconds:.2f} s CPU, "
+                      f"hub {run.hub_cpu_seconds:.1f} s CPU", file=sys.stderr)
                 done.append(run)
         resume = bench.resume()
         shutil.rmtree(bench.work, ignore_errors=True)
     rows = [summarize(r, args.size) for r in runs]
+    for row, small_run in zip(rows[:2], small_runs):  # aria2c's and `mreg pull`'s
+        small_cpu = statistics.median(r.cpu_seconds for r in small_run)
+        row.small_cpu_seconds = small_cpu
+        row.marginal_cpu_per_gb = (row.cpu_seconds - small_cpu) / ((args.size - WARM_UP_SIZE) / 1e9)
     aria2 = subprocess.run(["aria2c", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     info = machine_info(aria2c=aria2.removeprefix("aria2 version "))
     print(report(rows, resume, args, info))
