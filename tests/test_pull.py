@@ -19,11 +19,15 @@ from mreg.registry.errors import (
     UpstreamUnavailableError,
     UsageError,
 )
+from mreg.registry.download.holes import punch_hole
 from mreg.registry.download.job import READ_SIZE
+from mreg.registry.download.state import TransferState
 from mreg.registry.pull import NullProgress
+from mreg.registry.store import Store
 from tests.pulling import pull_repo, tree_bytes, with_connections
 from tests.testhub import TestHub, dataset_repo, minilm_repo, small_repo
 
+MiB = 1024 * 1024
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
 
@@ -295,3 +299,29 @@ async def test_a_body_is_read_in_pieces_larger_than_asyncios_default(test_hub: T
     assert (result.path / "big.bin").read_bytes() == big
     assert sum(chunks.sizes) == len(big)
     assert 256 * 1024 < max(chunks.sizes) <= READ_SIZE
+
+
+async def test_a_partial_file_whose_bytes_were_freed_is_resumed_by_fetching_them(test_hub: TestHub,
+                                                                                  tmp_path: Path) -> None:
+    """A shared fill frees the bytes the bucket holds from its partial file (#13) after saving its state; a kill -9
+    leaves both behind. A lone download resuming that file fetches the freed range again, not the whole file
+    after hashing the zeros."""
+    data = random.Random(13).randbytes(24 * MiB)
+    sha = hashlib.sha256(data).hexdigest()
+    test_hub.add_repo(small_repo("testorg/freed", {"big.bin": data}))
+    data_path, state_path = Store(tmp_path).partial_paths(sha)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    data_path.write_bytes(data)
+    state = TransferState.plan(len(data), sha, 4 * MiB)
+    for part in state.parts:
+        part.done = part.size  # every byte written, as the fill saved it
+    state.save(state_path)
+    fd = os.open(data_path, os.O_RDWR)
+    try:
+        punch_hole(fd, 4 * MiB, 8 * MiB)  # then freed [4, 12) MiB
+    finally:
+        os.close(fd)
+    result = await pull_repo(test_hub.endpoint, tmp_path, "testorg/freed")
+    assert (result.path / "big.bin").read_bytes() == data
+    assert result.refetched == ()
+    assert test_hub.stats.bytes_by_sha256[sha] == 8 * MiB  # the freed bytes, nothing else

@@ -89,6 +89,24 @@ def test_state_plan_and_prefix() -> None:
     assert TransferState.plan(0, "k", 30).parts == [Part(0, 0)]
 
 
+def test_state_forgets_written_bytes_the_file_no_longer_holds() -> None:
+    """A hole at [40, 70) (freed bytes) takes back what the parts over it claimed; below ``checked_from`` nothing."""
+    def data_end(pos: int) -> int:
+        return pos if 40 <= pos < 70 else (40 if pos < 40 else 100)
+
+    state = TransferState.plan(100, "k", 30)
+    for part in state.parts:
+        part.done = part.size
+    state.parts[3].done = 4
+    state.trim_to_data(data_end)
+    assert [p.done for p in state.parts] == [30, 10, 0, 4]
+    state = TransferState.plan(100, "k", 30)
+    for part in state.parts:
+        part.done = part.size
+    state.trim_to_data(data_end, checked_from=65)  # [0, 65) was hashed from elsewhere: its holes are expected
+    assert [p.done for p in state.parts] == [30, 30, 5, 10]
+
+
 def test_readers_see_every_written_run_and_ask_for_bytes_once_bound() -> None:
     changes, wanted = [], []
     readers = Readers(lambda: changes.append(1))

@@ -51,6 +51,16 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+def data_end(fd: int, pos: int) -> int:
+    """Where the data of the file open as ``fd`` that starts at ``pos`` ends: its next hole (a punched or never
+    written range; ``pos`` itself when it lies in one), else the file's end. A filesystem that cannot tell
+    (no ``SEEK_HOLE``) has no holes."""
+    try:
+        return os.lseek(fd, pos, os.SEEK_HOLE)
+    except OSError:
+        return os.fstat(fd).st_size
+
+
 class LocalBytes:
     """The local bytes of a partial file, with its readers' positions; it frees bytes once a fill of the shared
     store ``attach``es it to the file (until then, and for a lone download, all stay: ``freed`` is 0). See the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,16 @@ class TransferState:
             if not part.complete:
                 return part.offset + part.done
         return self.size
+
+    def trim_to_data(self, data_end: Callable[[int], int], checked_from: int = 0) -> None:
+        """Forget written bytes the file no longer holds: ``data_end(pos)`` says where the file's data from ``pos``
+        ends (its next hole, or its end). A shared fill frees the bytes the bucket holds from its partial file
+        (``holes.punch_hole``) after its state was saved; a download resuming that file alone must fetch them
+        again rather than hash the zeros. Bytes below ``checked_from`` (hashed elsewhere) are not asked about."""
+        for part in self.parts:
+            start = max(part.offset, checked_from)
+            if start < part.offset + part.done:
+                part.done = min(part.done, data_end(start) - part.offset)
 
     def save(self, path: Path) -> None:
         """Write atomically (temp name, then rename)."""

@@ -23,6 +23,7 @@ from mreg.registry.errors import IntegrityError, UsageError
 from mreg.registry.store import Store
 from mreg.registry.download.job import Advance, FileJob, FileSpec, Locate, RangeClient, Source, Tuning, file_op
 from mreg.registry.download.hasher import Hashed
+from mreg.registry.download.holes import data_end
 from mreg.registry.download.readers import Readers
 from mreg.registry.download.state import TransferState
 
@@ -151,8 +152,10 @@ async def _download(sources: Sequence[Source], spec: FileSpec, store: Store, tun
                 file_op(spec, os.ftruncate, fd, 0)
                 file_op(spec, os.ftruncate, fd, spec.size)
                 hashed = None  # started over: every byte is fetched, and hashed, here
-            elif hashed is not None and state.contiguous_prefix() < hashed.upto:
-                hashed = None
+            else:
+                if hashed is not None and state.contiguous_prefix() < hashed.upto:
+                    hashed = None
+                state.trim_to_data(functools.partial(data_end, fd), hashed.upto if hashed is not None else 0)
             advance(state.completed)
             job = FileJob(sources, spec, fd, state, state_path, tuning, advance, on_prefix, readers, hashed)
             await job.run()
