@@ -149,20 +149,23 @@ def header_read(rng: ByteRange, size: int) -> bool:
     return rng.end < size and rng.end <= HEADER_READ_MAX and (rng.end - rng.start) * HEADER_READ_SHARE < size
 
 
-def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None) -> Transfer:
-    """The shared transfer bringing ``spec`` of ``meta`` into the store (started with the caller's token)."""
+def fetch(mirror: Mirror, meta: CommitMeta, spec: FileSpec, token: str | None, looked: int) -> Transfer:
+    """The shared transfer bringing ``spec`` of ``meta`` into the store (started with the caller's token), for a
+    caller that did not find it there, having noted ``mirror.transfers.records`` before it looked."""
     client = mirror.upstream.client(token, meta.upstream)
-    return mirror.transfers.join(spec, Target(meta, spec.path), client, checked_locator(client, meta.repo, meta.commit, spec))
+    return mirror.transfers.join(spec, Target(meta, spec.path), client,
+                                 checked_locator(client, meta.repo, meta.commit, spec), looked)
 
 
 async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirror, meta: CommitMeta,
                 spec: FileSpec, rng: ByteRange, token: str | None, relay_bounded: bool) -> None:
+    looked = mirror.transfers.records
     sha256 = await mirror.commits.stored_blob(meta, spec.path)
     if sha256 is not None:
         try:
             fd = open_stored(mirror.store.blobs, sha256)
         except FileNotFoundError:  # removed by a gc since it was found: fetched again
-            sha256 = None
+            sha256, looked = None, mirror.transfers.records
     if sha256 is not None:
         mirror.metrics.cache_hits += 1
         try:
@@ -190,7 +193,7 @@ async def _send(request: web.Request, response: web.StreamResponse, mirror: Mirr
         finally:
             mirror.metrics.active_transfers -= 1
         return
-    transfer = fetch(mirror, meta, spec, token)
+    transfer = fetch(mirror, meta, spec, token, looked)
     with transfer.readers.local.reader(rng.start) as reader:  # from now on: its next bytes stay on disk for it
         await transfer.wait_past(rng.start, rng.end)  # the answer starts with the first byte (or says why not)
         await response.prepare(request)

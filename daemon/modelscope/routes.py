@@ -148,6 +148,7 @@ async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: st
     """The content sha256 of the non-LFS files among ``paths``: the stored ones, then the smallest others
     fetched into the store within this listing's budget; "" for the rest."""
     plain = [p for p in paths if p in meta.files and meta.files[p].sha256 is None]
+    looked = mirror.transfers.records
     stored = dict(zip(plain, await asyncio.gather(*(mirror.commits.stored_blob(meta, p) for p in plain))))
     missing = sorted((p for p in plain if stored[p] is None), key=lambda p: meta.files[p].size)
     chosen, budget = [], SHA256_BYTES_PER_LISTING
@@ -161,7 +162,7 @@ async def _sha256s(mirror: Mirror, meta: CommitMeta, paths: list[str], token: st
     async def fetched(path: str) -> tuple[str, str]:
         async with slots:
             try:
-                return path, await fetch(mirror, meta, meta.files[path], token).verified()
+                return path, await fetch(mirror, meta, meta.files[path], token, looked).verified()
             except TransferFailedError as exc:
                 raise TransferFailedError(f"{path}: {exc}") from None
 

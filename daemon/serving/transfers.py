@@ -6,14 +6,22 @@ transfer tells its readers which bytes are written (``Readers``), and fetches fi
 waits for; readers stream them from the partial file as it grows, a whole file or any range of it, but
 the last byte of what they send only once the content is verified, so no body is complete before its
 content is verified. A verified blob is linked into the snapshot of every commit whose clients asked
-for it while it ran. Readers finish once that is done, or ``publish_wait`` seconds after the verification,
-whichever comes first: publishing into an object store uploads the whole file, and a client waiting that
-long for its last byte would give up (huggingface_hub after 10 s). From the verification on, the transfer
-holds the verified file open, so every reader can finish from it whatever publishing does to its name.
+for it while it ran, those asking while it is being linked too. Readers finish once that is done, or
+``publish_wait`` seconds after the verification, whichever comes first: publishing into an object store
+uploads the whole file, and a client waiting that long for its last byte would give up (huggingface_hub
+after 10 s). From the verification on, the transfer holds the verified file open, so every reader can
+finish from it whatever publishing does to its name.
 Replicas sharing a blob store share transfers too: one of them fetches the content, the others stream the
 bytes it commits to the store (``registry.fills``, which mirror jobs' pulls go through as well), and take over
 if it dies; each of them frees from its partial file what the bucket holds already (``Readers.local``), and its
 readers read those bytes from the bucket (``bodies.send_growing``).
+
+A transfer that succeeded is kept ``linger`` seconds after its content is recorded: a request that began
+looking for the file in the store before the record, found nothing, and joins only now, gets the stored
+blob from it (and its commit linked) instead of starting a second download of the same content (clients
+of one file arrive over seconds). A request that began looking after the record and found nothing starts
+a new transfer: the blob is gone since (``mreg rm``, a quarantine). So does any request once a transfer
+failed or was stopped.
 
 Sharing the store with ``mreg rm``/``gc`` and other daemons: while a transfer runs it holds the store's
 shared pull lock (``Store.pulling_async``), so a gc spares blobs published or linked in the last hour
@@ -34,10 +42,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from mreg.registry.download import Downloaded, FileSpec, Readers, Tuning, download_file
 from mreg.registry.download.transfer import Locate
@@ -47,6 +56,7 @@ from mreg.registry.errors import MregError, TransferFailedError, failure_reason
 from mreg.registry.fills.fill import Lead, SharedFill
 from mreg.registry.fills.leases import CatalogInFlight, Lease
 from mreg.registry.fills.shared import not_resumable
+from mreg.registry.repo import RepoRef
 from mreg.registry.upstream.client import RepoClient
 from mreg.registry.store import Store
 
@@ -63,6 +73,11 @@ class Target:
 
     meta: CommitMeta
     path: str
+
+    @property
+    def key(self) -> tuple[RepoRef, str, str]:
+        """Which file of which commit it is (many requests may ask for the same)."""
+        return self.meta.repo, self.meta.commit, self.path
 
 
 class Transfer:
@@ -84,6 +99,10 @@ class Transfer:
         self.error: str | None = None
         self._verified_fd: int | None = None
         self.targets: list[Target] = []
+        self.record: int | None = None
+        """Its number among the records of the transfers' content (``Transfers.records``), once recorded."""
+        self.linked: set[tuple[RepoRef, str, str]] = set()
+        """The ``Target.key`` of the targets the content is linked into (or being linked)."""
         self._changed = asyncio.Event()
 
     def sendable(self, pos: int, end: int) -> int:
@@ -183,34 +202,60 @@ class Transfers:
     """
 
     def __init__(self, store: Store, commits: Commits, tuning: Tuning, connections: int, metrics: Metrics,
-                 failed: FailedContent, inflight: InFlight | None = None, publish_wait: float = 5.0) -> None:
+                 failed: FailedContent, inflight: InFlight | None = None, publish_wait: float = 5.0,
+                 linger: float = 30.0) -> None:
         self._store, self._commits, self._tuning, self._metrics = store, commits, tuning, metrics
-        self._publish_wait = publish_wait
+        self._publish_wait, self._linger = publish_wait, linger
         self._slots = asyncio.Semaphore(connections)
-        self._running: dict[str, tuple[Transfer, asyncio.Task[None]]] = {}
+        self._running: dict[str, Transfer] = {}
+        """The transfers by key, running or lingering (see the module docstring)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        """The transfers' tasks, and those linking content into the commits of requests that joined a transfer
+        once it had succeeded."""
+        self.records = 0
+        """How many transfers have recorded their content so far (see ``join``)."""
         self.inflight: InFlight = inflight or MemoryInFlight()
         self.failed = failed
         """Contents a range request must not continue (see the module's docstring)."""
 
-    def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate) -> Transfer:
-        """The running transfer of ``spec``'s content, started (with ``client``) if there is none."""
+    def join(self, spec: FileSpec, target: Target, client: RepoClient, locate: Locate, looked: int) -> Transfer:
+        """The transfer of ``spec``'s content, started (with ``client``) if there is none, for a caller that did
+        not find the file in the store when it looked, and had noted ``records`` before: a transfer that
+        recorded the content since is joined (the look may have missed the record), one recorded before is
+        not (the blob is gone since it was recorded)."""
         key = f"{target.meta.repo}:{spec.key}"  # per repo: content is shared only after each repo's own fetch
-        running = self._running.get(key)
-        if running is None:
-            transfer = Transfer(spec, self._store.partial_paths(spec.key)[0], key)
-            running = (transfer, asyncio.create_task(self._run(transfer, client, locate, str(target.meta.repo))))
-            self._running[key] = running
-        running[0].targets.append(target)
-        return running[0]
+        transfer = self._running.get(key)
+        if transfer is None or (transfer.record is not None and transfer.record <= looked):  # none, or its blob gone
+            transfer = self._running[key] = Transfer(spec, self._store.partial_paths(spec.key)[0], key)
+            self._start(self._run(transfer, client, locate, str(target.meta.repo)))
+        transfer.targets.append(target)
+        if transfer.sha256 is not None and target.key not in transfer.linked:  # lingering: linked for the others
+            self._start(self._link_targets(transfer, transfer.sha256))
+        return transfer
 
     async def close(self) -> None:
-        """Stop every transfer (their partial files stay, to be resumed)."""
-        tasks = [task for _, task in self._running.values()]
+        """Stop every transfer (their partial files stay, to be resumed) and every link still being made."""
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _run(self, transfer: Transfer, client: RepoClient, locate: Locate, owner: str) -> None:
+        """Fetch and record the content; keep the transfer joinable ``linger`` seconds more if that succeeded."""
+        try:
+            if await self._fetch(transfer, client, locate, owner):
+                await asyncio.sleep(self._linger)
+        finally:
+            self._forget(transfer)
+
+    async def _fetch(self, transfer: Transfer, client: RepoClient, locate: Locate, owner: str) -> bool:
+        """Download the content (or follow the replica fetching it), record it for every target; whether it
+        succeeded (its readers are told either way)."""
         self._metrics.active_transfers += 1
         lease: Lease | None = None
         shared: SharedFill | None = None
@@ -231,7 +276,7 @@ class Transfers:
                                                                                     verified))
                     if done is None:  # the whole file is here, verified: the leader published it
                         await self._followed(transfer)
-                        return
+                        return True
                 else:  # a follower of a lone daemon's lease fills it too: publish-if-absent keeps one blob
                     held = lease
                     done = await download_file(client, spec, locate, self._store, self._slots, self._tuning,
@@ -241,10 +286,8 @@ class Transfers:
                 self._metrics.bytes_upstream += done.fetched
                 if shared is not None:
                     await shared.end()
-                self._forget(transfer)  # from here on, a new request finds the blob in the store
-                for target in transfer.targets:
-                    await self._link(target, done.sha256)
-                transfer.succeed(done.sha256)  # readers finish once the mirror has recorded the file
+                await self._record(transfer, done.sha256)
+                return True
         except asyncio.CancelledError:
             transfer.fail("the mirror is shutting down")
             raise
@@ -256,6 +299,7 @@ class Transfers:
             if shared is not None:
                 await shared.end(reason)
             transfer.fail(reason)
+            return False
         finally:
             if release is not None:
                 release.cancel()
@@ -264,7 +308,6 @@ class Transfers:
                 await shared.release()
             elif lease is not None:
                 await self.inflight.release(lease)
-            self._forget(transfer)
             self._metrics.active_transfers -= 1
 
     @property
@@ -281,21 +324,32 @@ class Transfers:
 
     async def _followed(self, transfer: Transfer) -> None:
         """A followed fill ended with every byte here and verified: hold the file for the readers, drop its name,
-        record the content for the targets' commits, then let readers finish."""
+        record the content for the targets' commits (``_record``)."""
         sha256 = transfer.spec.sha256
         assert sha256 is not None
         transfer.verify()
         for path in self._store.partial_paths(transfer.spec.key):
             path.unlink(missing_ok=True)
-        self._forget(transfer)
-        for target in transfer.targets:
-            await self._link(target, sha256)
-        transfer.succeed(sha256)
+        await self._record(transfer, sha256)
 
     def _forget(self, transfer: Transfer) -> None:
-        running = self._running.get(transfer.key)
-        if running is not None and running[0] is transfer:
+        if self._running.get(transfer.key) is transfer:
             del self._running[transfer.key]
+
+    async def _record(self, transfer: Transfer, sha256: str) -> None:
+        """Record the verified content for every target's commit, then let the readers finish."""
+        await self._link_targets(transfer, sha256)
+        self.records += 1
+        transfer.record = self.records
+        transfer.succeed(sha256)
+
+    async def _link_targets(self, transfer: Transfer, sha256: str) -> None:
+        """Link the verified content into the commit of each of the transfer's targets not linked yet, those
+        joining meanwhile too (a request finds the file in the store once its commit records it)."""
+        for target in transfer.targets:  # a list that may grow while it is walked
+            if target.key not in transfer.linked:
+                transfer.linked.add(target.key)
+                await self._link(target, sha256)
 
     async def _link(self, target: Target, sha256: str) -> None:
         try:
