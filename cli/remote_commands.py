@@ -21,7 +21,9 @@ from mreg.registry.upstream.configured import SOURCES, split_source
 from mreg.registry.upstream.fallback import client_for, pull_from
 from mreg.registry.upstream.health import HEALTH_FILE, Health
 from mreg.registry.upstream.hub import HubClient
-from mreg.registry.workspace import open_workspace
+from mreg.registry.local import catalog_on_demand
+from mreg.registry.store import Store
+from mreg.registry.workspace import http_session, open_workspace
 
 from mreg.cli.common import _echo_json, _run, exclude_option, include_option, json_option, repo_type_option, revision_option
 from mreg.cli.progress import pull_progress
@@ -85,11 +87,12 @@ async def pull_command(repo_id: str, revision: str, repo_type: str, include: tup
                           local_dir_copy=local_dir_copy,
                           tuning=dataclasses.replace(Tuning(), connections=connections), offline=settings.offline)
     progress = pull_progress(quiet=as_json)
-    async with open_workspace(settings, None, connections * (len(chosen) + len(also_from))) as ws:
-        options = dataclasses.replace(options, mirrors=tuple(HubClient(ws.session, url) for url in also_from))
+    async with (catalog_on_demand(settings) as catalog,
+                http_session(connections * (len(chosen) + len(also_from))) as session):
+        options = dataclasses.replace(options, mirrors=tuple(HubClient(session, url) for url in also_from))
         with progress:
             result, choice, upstream = await pull_from(
-                chosen, repo, quant, options, session=ws.session, store=ws.store, catalog=ws.catalog,
+                chosen, repo, quant, options, session=session, store=Store(settings.home), catalog=catalog,
                 health=Health(settings.home / HEALTH_FILE), start_timeout=config.start_timeout, progress=progress,
                 announce=lambda text: click.echo(f"mreg: {text}", err=True))
     for name, reason in result.dropped.items():

@@ -5,14 +5,18 @@ size its file listing announced."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.catalog import FileRecord
 from mreg.registry.download import FileSpec
 from mreg.registry.download.transfer import Locate
 from mreg.registry.errors import BlobDeletedError, CatalogError, IntegrityError
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
 from mreg.registry.upstream.client import FileLocation, RepoClient
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
 
 
 async def present_blobs(store: Store, catalog: Catalog, files: Sequence[FileSpec], only_of: RepoRef) -> dict[str, str]:

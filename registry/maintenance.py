@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Collection
+from typing import TYPE_CHECKING
 
-from mreg.registry.catalog import Catalog
 from mreg.registry.errors import MregError, UsageError
 from mreg.registry.hashing import stream_digests
 from mreg.registry.integrity import set_aside_if_damaged
 from mreg.registry.removals import note_removal
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import GcResult, Store
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
 
 STALE_PARTIAL_SECONDS = 7 * 24 * 3600
 BUSY_BLOB_GRACE_SECONDS = 3600

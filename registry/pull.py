@@ -8,6 +8,7 @@ as it arrives, and resumed from what a dead replica committed there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 from collections import Counter
@@ -15,10 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mreg.registry.blobs import holds
-from mreg.registry.catalog import Catalog, FileRecord
+from mreg.registry.catalog import FileRecord
 from mreg.registry.download.state import TransferState
 from mreg.registry.download import Downloaded, FileSpec, Source, Tuning, download_from
 from mreg.registry.errors import CatalogError, IntegrityError, MregError, StoreError, UpstreamUnavailableError, UsageError, first_error
@@ -27,11 +28,15 @@ from mreg.registry.fills.fill import Lead, filled
 from mreg.registry.fills.leases import CatalogInFlight
 from mreg.registry.upstream.client import RemoteFile, RepoClient
 from mreg.registry.inspect.repo import index_snapshot
+from mreg.registry.local import CatalogOnDemand, opened
 from mreg.registry.upstream.extra_sources import MirrorListing, list_mirrors
 from mreg.registry.paths import safe_relpath
 from mreg.registry.repo import RepoRef
 from mreg.registry.selection import selected
 from mreg.registry.store import Store
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
 
 PARALLEL_FILES = 8
 
@@ -103,21 +108,24 @@ class PullResult:
     """Files whose first fetch failed verification and that were fetched again, whole."""
 
 
-async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store: Store, catalog: Catalog,
-               progress: PullProgress = NullProgress(),
+async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store: Store,
+               catalog: Catalog | CatalogOnDemand, progress: PullProgress = NullProgress(),
                listed: tuple[str, Sequence[RemoteFile]] | None = None,
                fills: CatalogInFlight | None = None) -> PullResult:
     """Bring ``repo`` at ``options.revision`` into the store and return its snapshot (or local dir).
 
     ``listed`` is the commit ``options.revision`` pins and its files, when the caller has just
     listed them (so they are not asked for twice). ``fills``: the fill leases of a store replicas share.
+    Given a ``CatalogOnDemand``, the large files the store lacks are fetched before the catalog is opened
+    (see ``_fetch_early``).
     """
     if options.offline:
-        return await _local(repo, options, store, catalog)
+        return await _local(repo, options, store, await opened(catalog))
     if listed is None:
         try:
             commit = (await client.repo_info(repo, options.revision)).commit
         except UpstreamUnavailableError:
+            catalog = await opened(catalog)
             if await catalog.resolve_revision(repo, options.revision) is None:
                 raise
             return await _local(repo, options, store, catalog)
@@ -126,23 +134,31 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
         commit, files = listed
     remote = _unique(list(files))
     records = [_record(f) for f in remote]
-    await catalog.record_revision(repo, commit, records, upstream=options.upstream)
     wanted = [f for f in remote if options.wants(f.path)]
     progress.start(repo, commit, [(f.path, f.size) for f in wanted])
+    tally = _Tally()
+    if not isinstance(catalog, CatalogOnDemand):
+        await catalog.record_revision(repo, commit, records, upstream=options.upstream)
     async with store.pulling_async():  # on an event loop: a blocking wait could deadlock a daemon's gc
-        todo = await _link_present(repo, commit, wanted, records, options, store, catalog, progress)
+        early: dict[str, str] = {}
+        if isinstance(catalog, CatalogOnDemand):
+            early = await _fetch_early(repo, commit, wanted, records, options, client, store, catalog, progress,
+                                       tally)
+            catalog = await catalog.get()
+            await catalog.record_revision(repo, commit, records, upstream=options.upstream)
+        todo = await _link_present(repo, commit, [f for f in wanted if f.path not in early], records, options,
+                                   store, catalog, progress)
+        for f in wanted:
+            if f.path in early:
+                await link_blob(store, catalog, repo, commit, _spec(f), early[f.path], records, options.upstream)
         _check_space(store, todo)
-        download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo))
-        tally = _Tally()
+        download_id = await catalog.start_download(repo, commit, sum(f.size for f in todo)
+                                                   + sum(f.size for f in wanted if f.path in early))
         try:
             await _download_all(repo, commit, todo, records, options, client, store, catalog, progress, tally,
                                 fills)
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
-            try:
-                await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
-            except CatalogError:  # e.g. the disk that failed the download holds the catalog too: say what failed
-                pass
+            await _record_failure(catalog, download_id, tally, exc)
             raise
     fetched = tally.fetched
     await catalog.finish_download(download_id, "complete", fetched)
@@ -216,6 +232,27 @@ def _record(f: RemoteFile) -> FileRecord:
     return FileRecord(path=f.path, size=f.size, git_oid=f.git_oid, lfs_sha256=f.lfs_sha256)
 
 
+class _Countdown:
+    """Passes a pull's progress on, and calls ``then`` once ``left`` bytes have been reported."""
+
+    def __init__(self, progress: PullProgress, left: int, then: Callable[[], None]) -> None:
+        self.progress, self.left, self.then = progress, left, then
+        if left <= 0:
+            then()
+
+    def start(self, repo: RepoRef, commit: str, files: Sequence[tuple[str, int]]) -> None:
+        self.progress.start(repo, commit, files)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.progress.advance(path, nbytes)
+        self.left -= nbytes
+        if self.left <= 0:
+            self.then()
+
+    def file_done(self, path: str, fetched: int) -> None:
+        self.progress.file_done(path, fetched)
+
+
 @dataclass
 class _Tally:
     fetched: int = 0
@@ -224,11 +261,45 @@ class _Tally:
     refetched: list[str] = field(default_factory=list)
 
 
+async def _record_failure(catalog: Catalog, download_id: int, tally: _Tally, exc: BaseException) -> None:
+    """Record the download ``download_id`` as failed with ``exc`` (unless the catalog cannot be written)."""
+    message = str(exc) if isinstance(exc, MregError) else f"interrupted ({type(exc).__name__})"
+    try:
+        await asyncio.shield(catalog.finish_download(download_id, "failed", tally.fetched, message))
+    except CatalogError:  # e.g. the disk that failed the download holds the catalog too: say what failed
+        pass
+
+
+async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], records: list[FileRecord],
+                       options: PullOptions, client: RepoClient, store: Store, catalog: CatalogOnDemand,
+                       progress: PullProgress, tally: _Tally) -> dict[str, str]:
+    """Fetch the LFS files of ``wanted`` whose content the store lacks before the catalog is opened (nothing
+    the catalog knows could spare them a download), and have it opened once all their bytes are in: return
+    path → sha256 of what was fetched. A failure is recorded as a failed download once the catalog is open."""
+    files = [f for f in wanted if f.lfs_sha256 is not None and not await holds(store.blobs, f.lfs_sha256, f.size)]
+    _check_space(store, files)
+    counting = _Countdown(progress, sum(f.size for f in files), catalog.start)
+    fetched: dict[str, str] = {}
+    try:
+        await _download_all(repo, commit, files, records, options, client, store, None, counting, tally, None,
+                            fetched)
+    except BaseException as exc:
+        with contextlib.suppress(CatalogError):  # the failure to report is the download's
+            opened_catalog = await catalog.get()
+            await opened_catalog.record_revision(repo, commit, records, upstream=options.upstream)
+            download_id = await opened_catalog.start_download(repo, commit, sum(f.size for f in files))
+            await _record_failure(opened_catalog, download_id, tally, exc)
+        raise
+    return fetched
+
+
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], records: list[FileRecord],
-                        options: PullOptions, client: RepoClient, store: Store, catalog: Catalog,
-                        progress: PullProgress, tally: _Tally, fills: CatalogInFlight | None) -> None:
+                        options: PullOptions, client: RepoClient, store: Store, catalog: Catalog | None,
+                        progress: PullProgress, tally: _Tally, fills: CatalogInFlight | None,
+                        fetched: dict[str, str] | None = None) -> None:
     """Download, publish, link and record ``files``, several at once over shared connections (``records``:
-    every file of the revision, see ``link_blob``; ``fills``: see ``pull``)."""
+    every file of the revision, see ``link_blob``; ``fills``: see ``pull``). Without a ``catalog`` the files
+    are not linked: path → sha256 of each goes to ``fetched``."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
     mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
@@ -249,7 +320,11 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
                 tally.refetched.append(f.path)
             tally.by_source.update(done.by_source)
             tally.dropped.update(done.dropped)
-            await link_blob(store, catalog, repo, commit, spec, done.sha256, records, options.upstream)
+            if catalog is None:
+                assert fetched is not None
+                fetched[f.path] = done.sha256
+            else:
+                await link_blob(store, catalog, repo, commit, spec, done.sha256, records, options.upstream)
             progress.file_done(f.path, done.fetched)
 
     try:

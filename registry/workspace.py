@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from mreg.registry.catalog import Catalog
 from mreg.registry.config import Settings
 from mreg.registry.local import open_local
 from mreg.registry.upstream.http import RetryPolicy
 from mreg.registry.upstream.hub import HubClient
 from mreg.registry.store import Store
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
 
 READ_BUFFER = 512 * 1024
 

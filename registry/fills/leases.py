@@ -23,11 +23,14 @@ import re
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mreg.registry.catalog import Catalog
 from mreg.registry.catalog.records import FillRecord
 from mreg.registry.errors import CatalogError, MregError
 from mreg.registry.waiting import wait_until_set
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
 
 log = logging.getLogger("mreg.fills")
 POLL, NOTIFIED_POLL = 0.25, 1.0

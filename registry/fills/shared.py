@@ -27,10 +27,10 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mreg.registry.blobs import BlobStore, PartialFill
-from mreg.registry.catalog.models import utcnow
 from mreg.registry.download import Downloaded, FileSpec, Hashed, Readers, Tuning
 from mreg.registry.download.state import Part, TransferState
 from mreg.registry.download.transfer import locked
@@ -282,7 +282,7 @@ async def _until_published(blobs: BlobStore, inflight: CatalogInFlight, spec: Fi
             await copy.take(_bounded(blobs.read_fill(spec.sha256, spec.size, copy.part.done),
                                      found.committed - copy.part.done))
             continue
-        if found.until <= utcnow():
+        if found.until <= datetime.now(timezone.utc):
             lease = await inflight.claim(spec.key, owner, spec.size)
             if lease.leader:
                 return lease

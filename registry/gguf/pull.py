@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mreg.registry.catalog import Catalog
 from mreg.registry.gguf.discovery import discover
 from mreg.registry.blobs import holds
 from mreg.registry.errors import (
@@ -41,8 +41,13 @@ from mreg.registry.gguf.quants import (
     pick,
     remote_reader,
 )
+from mreg.registry.local import opened
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
+    from mreg.registry.local import CatalogOnDemand
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,8 @@ def _stored_reader(store: Store, blobs: Mapping[str, str], otherwise: FileTypeRe
     return read
 
 
-async def _listing(repo: RepoRef, revision: str, client: RepoClient, store: Store, catalog: Catalog,
-                   offline: bool) -> _Listing:
+async def _listing(repo: RepoRef, revision: str, client: RepoClient, store: Store,
+                   catalog: Catalog | CatalogOnDemand, offline: bool) -> _Listing:
     """The repo's files at ``revision``: from upstream, or from the catalog when offline or unreachable.
     Headers are read from the store for the files it holds, over HTTP ranges for the others."""
     if not offline:
@@ -109,8 +114,10 @@ async def _listing(repo: RepoRef, revision: str, client: RepoClient, store: Stor
             return _Listing(repo, revision, commit, tuple((f.path, f.size) for f in remote), False,
                             _stored_reader(store, stored, remote_reader(client, repo, commit)), tuple(remote))
         except UpstreamUnavailableError:
+            catalog = await opened(catalog)
             if await catalog.resolve_revision(repo, revision) is None:
                 raise
+    catalog = await opened(catalog)
     local = await catalog.resolve_revision(repo, revision)
     if local is None:
         raise UsageError(f"offline, and {repo}@{revision} is not in the local store")
@@ -144,7 +151,7 @@ async def _choose_in(listing: _Listing, sets: list[QuantSet], requested: str | N
 
 
 async def choose_gguf(repo: RepoRef, quant: str | None, revision: str = "main", *, client: RepoClient,
-                      store: Store, catalog: Catalog, offline: bool = False) -> GGUFChoice:
+                      store: Store, catalog: Catalog | CatalogOnDemand, offline: bool = False) -> GGUFChoice:
     """The GGUF to pull for ``repo``: the quant asked for (any spelling), or the default.
 
     Where it comes from, in order:
@@ -195,7 +202,7 @@ def _conversion(listing: _Listing, requested: str | None, missing: NoGGUFError) 
 
 
 async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: RepoClient, store: Store,
-                      catalog: Catalog, progress: PullProgress = NullProgress()) -> PullResult:
+                      catalog: Catalog | CatalogOnDemand, progress: PullProgress = NullProgress()) -> PullResult:
     """Pull exactly ``choice.paths`` (the globs of ``options`` do not apply) at ``choice.revision``;
     for a conversion, pull the safetensors and convert them (the result's folder is the converted file's)."""
     if choice.convert:
@@ -210,14 +217,14 @@ async def pull_choice(choice: GGUFChoice, options: PullOptions, *, client: RepoC
 
 
 async def _convert_choice(choice: GGUFChoice, options: PullOptions, client: RepoClient, store: Store,
-                          catalog: Catalog, progress: PullProgress) -> PullResult:
+                          catalog: Catalog | CatalogOnDemand, progress: PullProgress) -> PullResult:
     from mreg.registry.convert.derive import convert_repo
     from mreg.registry.convert.mixes import parse_mix
 
     assert choice.quant.label is not None
     out = options.local_dir / choice.quant.files[0] if options.local_dir is not None else None
     done = await convert_repo(choice.repo, parse_mix(choice.quant.label), revision=choice.revision, client=client,
-                              store=store, catalog=catalog, offline=options.offline, out=out,
+                              store=store, catalog=await opened(catalog), offline=options.offline, out=out,
                               out_copy=options.local_dir_copy,
                               pull_progress=progress)
     return PullResult(repo=choice.repo, commit=done.commit, path=done.path.parent,
@@ -226,7 +233,7 @@ async def _convert_choice(choice: GGUFChoice, options: PullOptions, client: Repo
 
 
 async def _default_choice(repo: RepoRef, options: PullOptions, client: RepoClient, store: Store,
-                          catalog: Catalog) -> tuple[GGUFChoice | None, _Listing | None]:
+                          catalog: Catalog | CatalogOnDemand) -> tuple[GGUFChoice | None, _Listing | None]:
     """The default quant of a repo holding several (None for any other repo, pulled whole), and the
     listing it was chosen from."""
     try:
@@ -240,7 +247,7 @@ async def _default_choice(repo: RepoRef, options: PullOptions, client: RepoClien
 
 
 async def pull_model(repo: RepoRef, quant: str | None, options: PullOptions, *, client: RepoClient, store: Store,
-                     catalog: Catalog, progress: PullProgress = NullProgress(),
+                     catalog: Catalog | CatalogOnDemand, progress: PullProgress = NullProgress(),
                      announce: Callable[[str], None] = lambda _: None) -> tuple[PullResult, GGUFChoice | None]:
     """`mreg pull`: with ``quant``, that quant's GGUF (from a discovered repo if the repo has none);
     without, and without globs, only the default quant of a repo holding several GGUF quants; else

@@ -9,8 +9,9 @@ import dataclasses
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mreg.registry.catalog import Catalog, FileRecord, HeaderRecord
+from mreg.registry.catalog import FileRecord, HeaderRecord
 from mreg.registry.errors import FormatError, MregError
 from mreg.registry.formats.events import HeaderParsed, TensorInfo
 from mreg.registry.formats.safetensors import ShardIndex, parse_index
@@ -28,6 +29,9 @@ from mreg.registry.inspect.sizing import indexed_first_reads
 from mreg.registry.inspect.modelinfo import ModelShape, architecture_from_config, memory_estimates, parse_config, repo_parameters
 from mreg.registry.repo import RepoRef
 from mreg.registry.store import Store
+
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
 
 CONFIG = "config.json"
 SHARD_INDEX_SUFFIX = ".safetensors.index.json"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from mreg.registry.catalog import Catalog
 from mreg.registry.errors import UpstreamUnavailableError, UsageError
 from mreg.registry.gguf.pull import GGUFChoice, pull_model
 from mreg.registry.upstream.http import RetryPolicy
@@ -30,6 +30,10 @@ from mreg.registry.upstream.configured import Upstream
 from mreg.registry.upstream.health import Health
 from mreg.registry.waiting import within
 
+if TYPE_CHECKING:
+    from mreg.registry.catalog import Catalog
+    from mreg.registry.local import CatalogOnDemand
+
 
 def client_for(session: aiohttp.ClientSession, upstream: Upstream, retry: RetryPolicy = RetryPolicy()) -> RepoClient:
     """The client speaking ``upstream``'s protocol with its token."""
@@ -42,8 +46,8 @@ def _reason(exc: BaseException) -> str:
 
 
 async def pull_from(upstreams: Sequence[Upstream], repo: RepoRef, quant: str | None, options: PullOptions, *,
-                    session: aiohttp.ClientSession, store: Store, catalog: Catalog, health: Health,
-                    start_timeout: float, retry: RetryPolicy = RetryPolicy(),
+                    session: aiohttp.ClientSession, store: Store, catalog: Catalog | CatalogOnDemand,
+                    health: Health, start_timeout: float, retry: RetryPolicy = RetryPolicy(),
                     progress: PullProgress = NullProgress(),
                     announce: Callable[[str], None] = lambda _: None,
                     ) -> tuple[PullResult, GGUFChoice | None, Upstream]:
