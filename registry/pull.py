@@ -142,10 +142,8 @@ async def pull(repo: RepoRef, options: PullOptions, *, client: RepoClient, store
     async with store.pulling_async():  # on an event loop: a blocking wait could deadlock a daemon's gc
         early: dict[str, str] = {}
         if isinstance(catalog, CatalogOnDemand):
-            early = await _fetch_early(repo, commit, wanted, records, options, client, store, catalog, progress,
-                                       tally)
-            catalog = await catalog.get()
-            await catalog.record_revision(repo, commit, records, upstream=options.upstream)
+            catalog, early = await _fetch_early(repo, commit, wanted, records, options, client, store, catalog,
+                                                progress, tally)
         todo = await _link_present(repo, commit, [f for f in wanted if f.path not in early], records, options,
                                    store, catalog, progress)
         for f in wanted:
@@ -271,26 +269,41 @@ async def _record_failure(catalog: Catalog, download_id: int, tally: _Tally, exc
 
 
 async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], records: list[FileRecord],
-                       options: PullOptions, client: RepoClient, store: Store, catalog: CatalogOnDemand,
-                       progress: PullProgress, tally: _Tally) -> dict[str, str]:
+                       options: PullOptions, client: RepoClient, store: Store, on_demand: CatalogOnDemand,
+                       progress: PullProgress, tally: _Tally) -> tuple[Catalog, dict[str, str]]:
     """Fetch the LFS files of ``wanted`` whose content the store lacks before the catalog is opened (nothing
-    the catalog knows could spare them a download), and have it opened once all their bytes are in: return
-    path → sha256 of what was fetched. A failure is recorded as a failed download once the catalog is open."""
+    the catalog knows could spare them a download). Once all their bytes are in, while they are hashed and
+    synced, the catalog is imported and opened and the revision recorded. Return the catalog and path → sha256
+    of each file fetched; a failure is recorded in the catalog as a failed download."""
     files = [f for f in wanted if f.lfs_sha256 is not None and not await holds(store.blobs, f.lfs_sha256, f.size)]
     _check_space(store, files)
-    counting = _Countdown(progress, sum(f.size for f in files), catalog.start)
+    bytes_in = asyncio.Event()
+    counting = _Countdown(progress, sum(f.size for f in files), bytes_in.set)
     fetched: dict[str, str] = {}
+    fetching = asyncio.ensure_future(_download_all(repo, commit, files, records, options, client, store, None,
+                                                   counting, tally, None, fetched))
+    recorded = False
     try:
-        await _download_all(repo, commit, files, records, options, client, store, None, counting, tally, None,
-                            fetched)
+        waiting = asyncio.ensure_future(bytes_in.wait())
+        try:
+            await asyncio.wait([fetching, waiting], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        catalog = await on_demand.get()
+        await catalog.record_revision(repo, commit, records, upstream=options.upstream)
+        recorded = True
+        await fetching
     except BaseException as exc:
+        fetching.cancel()
+        await asyncio.wait([fetching])
         with contextlib.suppress(CatalogError):  # the failure to report is the download's
-            opened_catalog = await catalog.get()
-            await opened_catalog.record_revision(repo, commit, records, upstream=options.upstream)
-            download_id = await opened_catalog.start_download(repo, commit, sum(f.size for f in files))
-            await _record_failure(opened_catalog, download_id, tally, exc)
+            catalog = await on_demand.get()
+            if not recorded:
+                await catalog.record_revision(repo, commit, records, upstream=options.upstream)
+            download_id = await catalog.start_download(repo, commit, sum(f.size for f in files))
+            await _record_failure(catalog, download_id, tally, exc)
         raise
-    return fetched
+    return catalog, fetched
 
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], records: list[FileRecord],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mreg.registry.catalog import Catalog
-from mreg.registry.errors import IntegrityError
+from mreg.registry.errors import IntegrityError, UpstreamUnavailableError
 from mreg.registry.local import CatalogOnDemand, catalog_on_demand
 from mreg.registry.pull import PullOptions, PullResult, pull
 from mreg.registry.repo import RepoRef
@@ -81,12 +81,20 @@ async def test_the_weights_the_store_lacks_are_fetched_before_the_catalog_is_ope
     assert again.fetched == 0 and test_hub.stats.cdn_bytes == cdn_before
 
 
-async def test_a_failure_before_the_catalog_was_opened_is_recorded_in_it(test_hub: TestHub, tmp_path: Path) -> None:
-    test_hub.faults.corrupt("model.safetensors")
-    with pytest.raises(IntegrityError, match="model.safetensors: sha256 mismatch"):
+@pytest.mark.parametrize("fault", ["corrupt", "outage"])
+async def test_a_failure_of_the_files_fetched_first_is_recorded_in_the_catalog(test_hub: TestHub, tmp_path: Path,
+                                                                            fault: str) -> None:
+    """Corrupt bytes fail once they are all in (the catalog is being opened); a CDN outage before."""
+    if fault == "corrupt":
+        test_hub.faults.corrupt("model.safetensors")
+        expected: tuple[type[Exception], str] = (IntegrityError, "model.safetensors: sha256 mismatch")
+    else:
+        test_hub.faults.fail(503, count=None, route="cdn")
+        expected = (UpstreamUnavailableError, "HTTP 503")
+    with pytest.raises(expected[0], match=expected[1]):
         await _pull_on_demand(test_hub, tmp_path)
     [(status, error)] = _rows(tmp_path, "SELECT status, error FROM downloads")
-    assert status == "failed" and "model.safetensors: sha256 mismatch" in error
+    assert status == "failed" and expected[1] in error
     assert _rows(tmp_path, "SELECT state FROM revisions") == [("pending",)]
     assert not list((tmp_path / "hub").rglob("model.safetensors"))
 
