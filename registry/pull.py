@@ -289,6 +289,8 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
             await asyncio.wait([fetching, waiting], return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiting.cancel()
+        if fetching.done():
+            fetching.result()  # it failed before all its bytes were in
         catalog = await on_demand.get()
         await catalog.record_revision(repo, commit, records, upstream=options.upstream)
         recorded = True
@@ -296,13 +298,16 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
     except BaseException as exc:
         fetching.cancel()
         await asyncio.wait([fetching])
+        failure = exc
+        if not fetching.cancelled() and fetching.exception() is not None:
+            failure = fetching.exception()  # the download's, also when the catalog failed meanwhile (a full disk)
         with contextlib.suppress(CatalogError):  # the failure to report is the download's
             catalog = await on_demand.get()
             if not recorded:
                 await catalog.record_revision(repo, commit, records, upstream=options.upstream)
             download_id = await catalog.start_download(repo, commit, sum(f.size for f in files))
-            await _record_failure(catalog, download_id, tally, exc)
-        raise
+            await _record_failure(catalog, download_id, tally, failure)
+        raise failure
     return catalog, fetched
 
 
