@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mreg.registry.config import Settings
+from mreg.registry.imports import import_for_good
 from mreg.registry.store import Store
 
 if TYPE_CHECKING:
@@ -42,23 +41,18 @@ class CatalogOnDemand:
     """The catalog of ``url``, imported and opened when first needed instead of up front.
 
     Importing the catalog (SQLAlchemy) is most of ``mreg pull``'s start-up. A pull given one fetches the large
-    files the store lacks first, and has it opened (``start``) once their bytes are in, while they are hashed
-    and synced (work that does not hold the GIL), then records them (``get``). Close it with ``close``.
+    files the store lacks first, and asks for the catalog (``get``) once their bytes are in, while they are
+    hashed and synced (work that does not hold the GIL). Close it with ``close``.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._opening: asyncio.Task[Catalog] | None = None
 
-    def start(self) -> None:
-        """Begin importing and opening the catalog, if not begun yet."""
+    async def get(self) -> Catalog:
+        """The catalog, imported and opened by the first call (the import in a worker thread)."""
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._open())
-
-    async def get(self) -> Catalog:
-        """The opened catalog (opening it now if ``start`` was not called)."""
-        self.start()
-        assert self._opening is not None
         return await asyncio.shield(self._opening)
 
     async def close(self) -> None:
@@ -70,21 +64,9 @@ class CatalogOnDemand:
             await catalog.close()
 
     async def _open(self) -> Catalog:
-        module = await asyncio.to_thread(_import_quietly, "mreg.registry.catalog.catalog")
+        module = await asyncio.to_thread(import_for_good, "mreg.registry.catalog.catalog")
         catalog: Catalog = await module.Catalog.open(self.url)
         return catalog
-
-
-def _import_quietly(name: str) -> object:
-    """Import module ``name`` with the cyclic garbage collector paused, then frozen out of what it built (as
-    ``cli.lazy`` does for a command's import: collections during an import walk its objects again and again).
-    What lives when it freezes is never collected: this suits a command's process, not a long-lived one."""
-    gc.disable()
-    try:
-        return importlib.import_module(name)
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 async def opened(catalog: Catalog | CatalogOnDemand) -> Catalog:

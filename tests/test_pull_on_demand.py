@@ -4,6 +4,7 @@ records it; a failure before the catalog was opened is recorded once it is."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,8 +106,6 @@ async def test_a_catalog_on_demand_is_opened_once_and_closed_only_if_it_was(tmp_
         pass
     assert not (tmp_path / "catalog.db").exists()
     on_demand = CatalogOnDemand(settings.database_url)
-    on_demand.start()
-    on_demand.start()
-    first, second = await on_demand.get(), await on_demand.get()
-    assert first is second
+    first, second = await asyncio.gather(on_demand.get(), on_demand.get())
+    assert first is second and await on_demand.get() is first
     await on_demand.close()
