@@ -279,9 +279,8 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
     _check_space(store, files)
     bytes_in = asyncio.Event()
     counting = _Countdown(progress, sum(f.size for f in files), bytes_in.set)
-    fetched: dict[str, str] = {}
     fetching = asyncio.ensure_future(_download_all(repo, commit, files, records, options, client, store, None,
-                                                   counting, tally, None, fetched))
+                                                   counting, tally, None))
     recorded = False
     try:
         waiting = asyncio.ensure_future(bytes_in.wait())
@@ -294,7 +293,7 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
         catalog = await on_demand.get()
         await catalog.record_revision(repo, commit, records, upstream=options.upstream)
         recorded = True
-        await fetching
+        fetched = await fetching
     except BaseException as exc:
         fetching.cancel()
         await asyncio.wait([fetching])
@@ -313,11 +312,10 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
 
 async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], records: list[FileRecord],
                         options: PullOptions, client: RepoClient, store: Store, catalog: Catalog | None,
-                        progress: PullProgress, tally: _Tally, fills: CatalogInFlight | None,
-                        fetched: dict[str, str] | None = None) -> None:
+                        progress: PullProgress, tally: _Tally, fills: CatalogInFlight | None) -> dict[str, str]:
     """Download, publish, link and record ``files``, several at once over shared connections (``records``:
-    every file of the revision, see ``link_blob``; ``fills``: see ``pull``). Without a ``catalog`` the files
-    are not linked: path → sha256 of each goes to ``fetched``."""
+    every file of the revision, see ``link_blob``; ``fills``: see ``pull``); return path → sha256 of each.
+    Without a ``catalog`` the files are not linked."""
     slots = asyncio.Semaphore(options.tuning.connections)
     file_slots = asyncio.Semaphore(options.parallel_files)
     mirrors = [m for m in options.mirrors if m.endpoint != client.endpoint]
@@ -325,6 +323,8 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
     if mirrors and any(f.is_lfs for f in files):
         listings, failed = await list_mirrors(mirrors, repo, options.revision, options.tuning.connections)
         tally.dropped.update(failed)
+
+    fetched: dict[str, str] = {}
 
     async def one(f: RemoteFile) -> None:
         async with file_slots:
@@ -338,10 +338,8 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
                 tally.refetched.append(f.path)
             tally.by_source.update(done.by_source)
             tally.dropped.update(done.dropped)
-            if catalog is None:
-                assert fetched is not None
-                fetched[f.path] = done.sha256
-            else:
+            fetched[f.path] = done.sha256
+            if catalog is not None:
                 await link_blob(store, catalog, repo, commit, spec, done.sha256, records, options.upstream)
             progress.file_done(f.path, done.fetched)
 
@@ -351,7 +349,7 @@ async def _download_all(repo: RepoRef, commit: str, files: list[RemoteFile], rec
                 group.create_task(one(f))
     except BaseExceptionGroup as group_error:
         raise first_error(group_error) from None
-
+    return fetched
 
 
 async def _fetch(repo: RepoRef, spec: FileSpec, sources: list[Source], store: Store, tuning: Tuning,
