@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mreg.registry.errors import UsageError
+from mreg.registry.errors import CatalogError, UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DATABASE_URL_VARIABLE = "MREG_DATABASE_URL"
+CATALOG_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+"""The database drivers the catalog runs on, as a database URL names them (before ``://``)."""
+DRIVERS_HINT = f"mreg's drivers: {' or '.join(f'{driver}://' for driver in CATALOG_DRIVERS)}"
 STORE_VARIABLE = "MREG_STORE"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -67,6 +70,16 @@ def resolve_token(explicit: str | None, env: os._Environ[str] | dict[str, str] |
     except OSError:
         return None
     return saved or None
+
+
+def check_catalog_driver(url: str) -> None:
+    """Raise CatalogError unless ``url`` names one of ``CATALOG_DRIVERS``, without the database layer: a command
+    that opens the catalog only after downloading (``mreg pull``) says so before it starts. Only the driver is
+    shown (the rest of a URL may hold a password)."""
+    driver = url.partition("://")[0] if "://" in url else ""
+    if driver not in CATALOG_DRIVERS:
+        named = f"names the driver {driver!r}" if driver else "names no driver (DRIVER://...)"
+        raise CatalogError(f"the catalog's database URL {named}: {DRIVERS_HINT}")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mreg.registry.config import Settings
+from mreg.registry.config import Settings, check_catalog_driver
 from mreg.registry.imports import import_for_good
 from mreg.registry.store import Store
 
@@ -42,10 +42,12 @@ class CatalogOnDemand:
 
     Importing the catalog (SQLAlchemy) is most of ``mreg pull``'s start-up. A pull given one fetches the large
     files the store lacks first, and asks for the catalog (``get``) once their bytes are in, while they are
-    hashed and synced (work that does not hold the GIL). Close it with ``close``.
+    hashed and synced (work that does not hold the GIL). Close it with ``close``. A URL naming a driver the
+    catalog does not run on fails here, before any download (``config.check_catalog_driver``).
     """
 
     def __init__(self, url: str) -> None:
+        check_catalog_driver(url)
         self.url = url
         self._opening: asyncio.Task[Catalog] | None = None
 

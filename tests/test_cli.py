@@ -77,6 +77,21 @@ def test_ls_reads_the_catalog_at_database_url(test_hub: TestHub, mreg_env: dict[
     assert code != 0 and err.startswith("mreg: error: catalog open failed") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("url", ["sqlite:///{home}/catalog.db", "postgresql://reader:s3cret@127.0.0.1/mreg", "{home}/x.db"])
+def test_pull_with_a_database_url_no_catalog_runs_on_fails_before_downloading(
+        test_hub: TestHub, mreg_env: dict[str, str], url: str) -> None:
+    """`mreg pull` opens its catalog after the weights' bytes are in (#16); a URL with a driver the catalog cannot
+    use (a common slip: sqlite:// for sqlite+aiosqlite://) is still refused before anything is asked upstream,
+    in one line that shows no password."""
+    test_hub.stats.reset()
+    code, out, err = mreg("--database-url", url.format(home=mreg_env["MREG_HOME"]), "pull", MINILM)
+    assert code == 5 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("mreg: error: the catalog's database URL names ") and "sqlite+aiosqlite://" in err
+    assert "s3cret" not in err
+    assert sum(test_hub.stats.requests.values()) == 0 and test_hub.stats.cdn_bytes == 0
+    assert not Path(mreg_env["MREG_HOME"]).exists()
+
+
 def test_pull_fetches_again_a_blob_of_the_wrong_size(test_hub: TestHub, mreg_env: dict[str, str]) -> None:
     """#14.7: a stored blob that fails the cheap check (its size) is fetched again and replaced."""
     code, out, err = mreg("pull", MINILM, "--include", "config.json", "--include", "tokenizer.json")

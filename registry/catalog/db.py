@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mreg.registry.catalog import head_schema
+from mreg.registry.config import DRIVERS_HINT
 from mreg.registry.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -76,8 +77,8 @@ def make_engine(url: str) -> AsyncEngine:
     try:
         engine = create_async_engine(parsed)
     except (SQLAlchemyError, ImportError) as exc:
-        hint = " (mreg's drivers: sqlite+aiosqlite:// or postgresql+asyncpg://)"
-        raise CatalogError(f"cannot use database URL {parsed.render_as_string()}: {_one_line(exc)}{hint}") from exc
+        raise CatalogError(f"cannot use database URL {parsed.render_as_string()}: {_one_line(exc)} ({DRIVERS_HINT})") \
+            from exc
     if sqlite:
         _tune_sqlite(engine)
     elif engine.dialect.name == "postgresql":
