@@ -28,6 +28,7 @@ def runs(out: Path, olah: Path | None) -> dict[str, list[str]]:
                  "--json", str(out / "pull.json")],
         "pull-gated": ["pull_bench.py", "--size", "242000000", "--runs", "3", "--connections", "", "--no-hf",
                        "--gated", "--json", str(out / "pull-gated.json")],
+        "cpu-floor": ["cpu_floor.py", "--size", "1500000000", "--runs", "3", "--json", str(out / "cpu-floor.json")],
         "pull-connections": ["pull_bench.py", "--size", "1000000000", "--connections", "1,2,4,8,16,32",
                              "--aria2c-connections", "1,2,4,8,16", "--json", str(out / "pull-connections.json")],
         "inspect": ["inspect_bench.py", "--latency", "0.05", "--concurrency", "8,32,64", "--runs", "3",
