@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from bench.pull_bench import FILENAME, REPO_ID, SEED, Bench, Run, spawn  # noqa: E402
-from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
+from bench.pull_bench import Bench, Run, spawn  # noqa: E402
+from bench.weights import FILENAME, REPO_ID, weights  # noqa: E402
+from tests.testhub import HubRepo, TestHub  # noqa: E402
 
 IMPORTS = ("import gc, ssl; gc.disable(); ssl.SSLContext.set_default_verify_paths = lambda self: None; "
            "import aiohttp, sqlalchemy.ext.asyncio, sqlalchemy.dialects.sqlite.aiosqlite")
@@ -130,9 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     args.gated, args.baseline = False, None  # what Bench reads of pull_bench's options
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    source = args.cache_dir / f"weights-{args.size}.bin"
-    print(f"generating/reusing {source} ...", file=sys.stderr)
-    blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
+    source, blob = weights(args.cache_dir, args.size)
     with TestHub() as hub:
         hub.faults.throttle = args.throttle
         hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob})

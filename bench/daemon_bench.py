@@ -34,11 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe, machine_info  # noqa: E402
-from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
+from bench.weights import FILENAME, REPO_ID, weights  # noqa: E402
+from tests.testhub import Blob, HubRepo, TestHub  # noqa: E402
 
-REPO_ID = "bench/big-model"
-FILENAME = "weights.bin"
-SEED = 20240601
 MB = 1_000_000
 START_DEADLINE = 60.0
 HF_SCRIPT = "import sys; from huggingface_hub import hf_hub_download; print(hf_hub_download(sys.argv[1], sys.argv[2]))"
@@ -285,9 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         python = args.olah.parent / "python"
         olah_version = subprocess.run([str(python), "-c", "from importlib.metadata import version; print(version('olah'))"],
                                       capture_output=True, text=True, check=True).stdout.strip()
-    source = args.cache_dir / f"weights-{args.size}.bin"
-    print(f"generating/reusing {source} ...", file=sys.stderr)
-    blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
+    _, blob = weights(args.cache_dir, args.size)
     with TestHub() as hub:
         hub.faults.throttle = args.throttle
         hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob})

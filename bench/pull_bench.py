@@ -39,16 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
+from bench.weights import FILENAME, REPO_ID, SEED, weights  # noqa: E402
+from tests.testhub import Blob, HubRepo, TestHub  # noqa: E402
 
-REPO_ID = "bench/big-model"
 WARM_UP_REPO = "bench/warm-up"
 WARM_UP_SIZE = 2_000_000
 SMALL_REPO = "bench/small-model"
 """A WARM_UP_SIZE file (gated like the big one): the CPU a tool spends on it is its fixed cost, start-up and
 set-up, which the big file's CPU less it leaves as the cost per GB of moving bytes."""
-FILENAME = "weights.bin"
-SEED = 20240601
 MB = 1_000_000
 POLL = 0.02
 """Seconds between looks at the child and the hub's byte counter."""
@@ -398,10 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.cache_dir / "work", ignore_errors=True)
-    source = args.cache_dir / f"weights-{args.size}.bin"
-    preflight(args, source)
-    print(f"generating/reusing {source} ...", file=sys.stderr)
-    blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
+    preflight(args, args.cache_dir / f"weights-{args.size}.bin")
+    _, blob = weights(args.cache_dir, args.size)
     sweep = [int(n) for n in args.connections.split(",") if n]
     aria2c_sweep = [int(n) for n in args.aria2c_connections.split(",") if n]
     with TestHub(tokens={TOKEN: USER}) as hub:

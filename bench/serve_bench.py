@@ -28,10 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.daemon_bench import FILENAME, MB, REPO_ID, SEED, Mreg, free_port, sha256_of, wait_listening  # noqa: E402
+from bench.daemon_bench import MB, Mreg, free_port, sha256_of, wait_listening  # noqa: E402
 from bench.machine import describe, machine_info  # noqa: E402
 from mreg.registry.blobs import LocalBlobStore  # noqa: E402
-from tests.testhub import Blob, HubRepo, TestHub, generated_file  # noqa: E402
+from bench.weights import FILENAME, REPO_ID, weights  # noqa: E402
+from tests.testhub import HubRepo, TestHub  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 NGINX_CONF = """daemon off;
@@ -153,9 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     work = args.cache_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    source = args.cache_dir / f"weights-{args.size}.bin"
-    print(f"generating/reusing {source} ...", file=sys.stderr)
-    blob = Blob.from_file(generated_file(source, args.size, seed=SEED))
+    _, blob = weights(args.cache_dir, args.size)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MREG_")) and "proxy" not in k.lower()}
     with TestHub() as hub:
         hub.add_repo(HubRepo(REPO_ID)).commit({FILENAME: blob})
