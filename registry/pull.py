@@ -277,8 +277,9 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
     of each file fetched; a failure is recorded in the catalog as a failed download."""
     files = [f for f in wanted if f.lfs_sha256 is not None and not await holds(store.blobs, f.lfs_sha256, f.size)]
     _check_space(store, files)
+    size = sum(f.size for f in files)
     bytes_in = asyncio.Event()
-    counting = _Countdown(progress, sum(f.size for f in files), bytes_in.set)
+    counting = _Countdown(progress, size, bytes_in.set)
     fetching = asyncio.ensure_future(_download_all(repo, commit, files, records, options, client, store, None,
                                                    counting, tally, None))
     recorded = False
@@ -304,7 +305,7 @@ async def _fetch_early(repo: RepoRef, commit: str, wanted: list[RemoteFile], rec
             catalog = await on_demand.get()
             if not recorded:
                 await catalog.record_revision(repo, commit, records, upstream=options.upstream)
-            download_id = await catalog.start_download(repo, commit, sum(f.size for f in files))
+            download_id = await catalog.start_download(repo, commit, size)
             await _record_failure(catalog, download_id, tally, failure)
         raise failure
     return catalog, fetched
